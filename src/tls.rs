@@ -1,0 +1,108 @@
+//! Building rustls configurations from PEM files, for the server and for clients.
+//!
+//! Errors are one line that names the file, because they end up in front of a person who
+//! passed a wrong path on the command line.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// The development CA bundled in `certs/`, relative to the repository root.
+pub const DEV_CA: &str = "certs/ca.pem";
+/// The development server chain bundled in `certs/`.
+pub const DEV_CERT: &str = "certs/server.pem";
+/// The development server key bundled in `certs/`.
+pub const DEV_KEY: &str = "certs/server.key";
+
+/// A certificate or key that could not be used.
+#[derive(Debug)]
+pub struct TlsSetupError(String);
+
+impl fmt::Display for TlsSetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TlsSetupError {}
+
+fn fail(path: &Path, what: impl fmt::Display) -> TlsSetupError {
+    TlsSetupError(format!("{}: {what}", path.display()))
+}
+
+/// Reads every certificate of a PEM file; an empty file is an error.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| fail(path, format!("cannot read certificates: {e}")))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| fail(path, format!("not a PEM certificate file: {e}")))?;
+    if certs.is_empty() {
+        return Err(fail(path, "no certificate in file"));
+    }
+    Ok(certs)
+}
+
+/// Reads the first private key (PKCS#8, PKCS#1 or SEC1) of a PEM file.
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
+    PrivateKeyDer::from_pem_file(path)
+        .map_err(|e| fail(path, format!("cannot read private key: {e}")))
+}
+
+/// The server configuration: TLS 1.3 and 1.2 with the default provider, stateless session
+/// tickets for resumption, no client authentication.
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsSetupError> {
+    let chain = load_certs(cert)?;
+    let key = load_key(key)?;
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| {
+            fail(
+                cert,
+                format!("certificate and key do not match or are unusable: {e}"),
+            )
+        })?;
+    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
+        .map_err(|e| TlsSetupError(format!("cannot create a session ticketer: {e}")))?;
+    Ok(Arc::new(config))
+}
+
+/// Where a client's trust comes from.
+#[derive(Clone, Debug, Default)]
+pub struct Trust {
+    /// A CA file to trust (for example the bundled development CA).
+    pub ca: Option<PathBuf>,
+    /// Also trust the operating system's roots.
+    pub system_roots: bool,
+}
+
+/// A client configuration trusting `trust`. Fails when no root at all could be loaded.
+pub fn client_config(trust: &Trust) -> Result<Arc<rustls::ClientConfig>, TlsSetupError> {
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(ca) = &trust.ca {
+        for cert in load_certs(ca)? {
+            roots
+                .add(cert)
+                .map_err(|e| fail(ca, format!("not a usable CA certificate: {e}")))?;
+        }
+    }
+    if trust.system_roots {
+        // Unreadable system certificates are skipped: a missing system store must not stop
+        // a client that was given its CA explicitly.
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(cert);
+        }
+    }
+    if roots.is_empty() {
+        return Err(TlsSetupError(
+            "no trusted certificate authority: pass --ca PEM".to_string(),
+        ));
+    }
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
