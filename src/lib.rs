@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod hub;
+pub mod names;
 pub mod pdu;
 pub mod server;
 pub mod session;
