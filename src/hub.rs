@@ -1,1 +1,401 @@
-//! hub
+//! The shared chat state (contract section 5): who is connected under which name, which
+//! channels exist, and each channel's bounded history ring.
+//!
+//! A message is stored once, in its channel's ring; clients only hold a read position (a
+//! sequence number) into it. A QUERY answer is read from the ring entry by entry as the
+//! client's socket drains ([`Hub::next_entry`]), so a large backlog costs no memory per
+//! client. The hub never sees a socket, a PDU or a clock.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use slab::Slab;
+
+use crate::names::Username;
+
+/// A channel's handle, valid while it has members.
+pub type ChannelId = usize;
+
+/// A history entry: a chat message, or a channel notice from the server (`sender` None).
+pub struct Entry {
+    pub sender: Option<Username>,
+    pub text: Box<[u8]>,
+}
+
+/// A channel's bounded history. Entry `seq` numbers grow forever; the ring holds
+/// `first_seq .. first_seq + entries.len()`.
+struct History {
+    entries: VecDeque<Entry>,
+    first_seq: u64,
+    limit: usize,
+}
+
+impl History {
+    fn end_seq(&self) -> u64 {
+        self.first_seq + self.entries.len() as u64
+    }
+
+    fn push(&mut self, entry: Entry) {
+        if self.entries.len() == self.limit {
+            self.entries.pop_front();
+            self.first_seq += 1;
+        }
+        self.entries.push_back(entry);
+    }
+}
+
+struct Channel {
+    name: Box<[u8]>,
+    members: u32,
+    history: History,
+}
+
+/// The next thing a QUERY answer carries (see [`Hub::next_entry`]).
+pub enum Next<'a> {
+    /// Entries past the reader's position were evicted before it read them.
+    Skipped(u64),
+    /// The next entry to send.
+    Entry(&'a Entry),
+    /// Everything up to the answer's end has been read.
+    Done,
+}
+
+/// Usernames that are connected, and the open channels.
+pub struct Hub {
+    users: HashSet<Username>,
+    channels: Slab<Channel>,
+    by_name: HashMap<Box<[u8]>, ChannelId>,
+    history_limit: usize,
+    replay: u64,
+    messages: u64,
+}
+
+impl Hub {
+    /// A hub whose channels retain `history_limit` entries (at least 1) and show a joiner
+    /// the last `replay` of them.
+    pub fn new(history_limit: usize, replay: usize) -> Hub {
+        Hub {
+            users: HashSet::new(),
+            channels: Slab::new(),
+            by_name: HashMap::new(),
+            history_limit: history_limit.max(1),
+            replay: replay as u64,
+            messages: 0,
+        }
+    }
+
+    /// Takes `name` for a connection; false when a connected client has it (ignoring case).
+    pub fn claim_name(&mut self, name: Username) -> bool {
+        self.users.insert(name)
+    }
+
+    /// Frees a name taken with [`Hub::claim_name`].
+    pub fn release_name(&mut self, name: &Username) {
+        self.users.remove(name);
+    }
+
+    /// Adds `user` to the channel `name`, creating it if needed, and appends the
+    /// `<user> joined` notice. Returns the channel and the joiner's read position: the last
+    /// `replay` retained entries, so the joiner also sees its own `joined` notice.
+    pub fn join(&mut self, name: &[u8], user: &Username) -> (ChannelId, u64) {
+        let id = match self.by_name.get(name) {
+            Some(&id) => id,
+            None => {
+                let id = self.channels.insert(Channel {
+                    name: name.into(),
+                    members: 0,
+                    history: History {
+                        entries: VecDeque::new(),
+                        first_seq: 0,
+                        limit: self.history_limit,
+                    },
+                });
+                self.by_name.insert(name.into(), id);
+                id
+            }
+        };
+        let channel = &mut self.channels[id];
+        channel.members += 1;
+        let history = &channel.history;
+        let cursor = history
+            .end_seq()
+            .saturating_sub(self.replay)
+            .max(history.first_seq);
+        self.notice(id, user, b" joined");
+        (id, cursor)
+    }
+
+    /// Removes `user` from channel `id`: appends `<user> left`, or closes the channel and
+    /// frees its history when `user` was its last member.
+    pub fn leave(&mut self, id: ChannelId, user: &Username) {
+        let Some(channel) = self.channels.get_mut(id) else {
+            return;
+        };
+        channel.members -= 1;
+        if channel.members == 0 {
+            let channel = self.channels.remove(id);
+            self.by_name.remove(&channel.name);
+        } else {
+            self.notice(id, user, b" left");
+        }
+    }
+
+    fn notice(&mut self, id: ChannelId, user: &Username, what: &[u8]) {
+        let text = [user.as_bytes(), what].concat().into_boxed_slice();
+        self.channels[id].history.push(Entry { sender: None, text });
+    }
+
+    /// Appends a chat message from `sender` to channel `id`.
+    pub fn post(&mut self, id: ChannelId, sender: Username, text: &[u8]) {
+        if let Some(channel) = self.channels.get_mut(id) {
+            channel.history.push(Entry {
+                sender: Some(sender),
+                text: text.into(),
+            });
+            self.messages += 1;
+        }
+    }
+
+    /// The name of channel `id` (empty when it does not exist).
+    pub fn channel_name(&self, id: ChannelId) -> &[u8] {
+        self.channels.get(id).map_or(&[], |c| &c.name)
+    }
+
+    /// The sequence number the next entry of channel `id` will get: where a QUERY answer
+    /// made now ends.
+    pub fn end_seq(&self, id: ChannelId) -> u64 {
+        self.channels.get(id).map_or(0, |c| c.history.end_seq())
+    }
+
+    /// The next item of a QUERY answer for `reader`, whose read position `cursor` moves
+    /// past what is returned. Entries up to (not including) `end` are considered; the
+    /// reader's own messages are passed over.
+    pub fn next_entry(
+        &self,
+        id: ChannelId,
+        cursor: &mut u64,
+        end: u64,
+        reader: &Username,
+    ) -> Next<'_> {
+        let Some(channel) = self.channels.get(id) else {
+            return Next::Done;
+        };
+        let history = &channel.history;
+        if *cursor < history.first_seq {
+            let skipped = history.first_seq.min(end) - *cursor;
+            *cursor += skipped;
+            return Next::Skipped(skipped);
+        }
+        while *cursor < end {
+            let index = (*cursor - history.first_seq) as usize;
+            *cursor += 1;
+            match history.entries.get(index) {
+                Some(entry) if entry.sender.is_some_and(|s| s == *reader) => continue,
+                Some(entry) => return Next::Entry(entry),
+                None => break,
+            }
+        }
+        Next::Done
+    }
+
+    /// Number of connected (named) clients.
+    pub fn users(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Number of open channels.
+    pub fn channels(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// Chat messages posted since start.
+    pub fn messages(&self) -> u64 {
+        self.messages
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(name: &str) -> Username {
+        Username::new(name.as_bytes()).unwrap()
+    }
+
+    /// Everything a QUERY made now would return to `reader`, as text lines.
+    fn read_all(hub: &Hub, id: ChannelId, cursor: &mut u64, reader: &Username) -> Vec<String> {
+        let end = hub.end_seq(id);
+        let mut out = Vec::new();
+        loop {
+            match hub.next_entry(id, cursor, end, reader) {
+                Next::Skipped(n) => out.push(format!("skipped {n}")),
+                Next::Entry(e) => out.push(format!(
+                    "{}: {}",
+                    e.sender.map_or("SERVER".to_string(), |s| s.to_string()),
+                    String::from_utf8_lossy(&e.text)
+                )),
+                Next::Done => return out,
+            }
+        }
+    }
+
+    #[test]
+    fn names_are_unique_ignoring_case_and_freed() {
+        let mut hub = Hub::new(10, 5);
+        assert!(hub.claim_name(user("Amy")));
+        assert!(!hub.claim_name(user("aMY")));
+        assert_eq!(hub.users(), 1);
+        hub.release_name(&user("AMY"));
+        assert!(hub.claim_name(user("amy")));
+    }
+
+    #[test]
+    fn joiner_sees_own_joined_notice_and_others_messages() {
+        let mut hub = Hub::new(10, 5);
+        let (amy, bob) = (user("amy"), user("bob"));
+        let (id, mut amy_cursor) = hub.join(b"@c", &amy);
+        hub.post(id, amy, b"hello");
+        let (id2, mut bob_cursor) = hub.join(b"@c", &bob);
+        assert_eq!(id, id2);
+        assert_eq!(
+            read_all(&hub, id, &mut bob_cursor, &bob),
+            ["SERVER: amy joined", "amy: hello", "SERVER: bob joined"]
+        );
+        // Own messages are left out; the read position moves past them.
+        assert_eq!(
+            read_all(&hub, id, &mut amy_cursor, &amy),
+            ["SERVER: amy joined", "SERVER: bob joined"]
+        );
+        assert!(read_all(&hub, id, &mut amy_cursor, &amy).is_empty());
+    }
+
+    #[test]
+    fn own_messages_compared_ignoring_case() {
+        let mut hub = Hub::new(10, 5);
+        let (id, _) = hub.join(b"@c", &user("Amy"));
+        hub.post(id, user("Amy"), b"old");
+        let (_, mut cursor) = hub.join(b"@c", &user("amy"));
+        assert_eq!(
+            read_all(&hub, id, &mut cursor, &user("AMY")),
+            ["SERVER: Amy joined", "SERVER: amy joined"]
+        );
+    }
+
+    #[test]
+    fn replay_shows_only_the_last_r_entries() {
+        let mut hub = Hub::new(100, 2);
+        let (id, _) = hub.join(b"@c", &user("amy"));
+        for i in 0..5 {
+            hub.post(id, user("amy"), format!("m{i}").as_bytes());
+        }
+        let (_, mut cursor) = hub.join(b"@c", &user("bob"));
+        assert_eq!(
+            read_all(&hub, id, &mut cursor, &user("bob")),
+            ["amy: m3", "amy: m4", "SERVER: bob joined"]
+        );
+        let mut none = Hub::new(100, 0);
+        let (id, mut cursor) = none.join(b"@c", &user("amy"));
+        assert_eq!(
+            read_all(&none, id, &mut cursor, &user("amy")),
+            ["SERVER: amy joined"]
+        );
+    }
+
+    #[test]
+    fn history_is_bounded_and_evictions_are_reported() {
+        let mut hub = Hub::new(3, 0);
+        let (id, mut amy_cursor) = hub.join(b"@c", &user("amy"));
+        let (_, _) = hub.join(b"@c", &user("bob"));
+        for i in 0..6 {
+            hub.post(id, user("bob"), format!("m{i}").as_bytes());
+        }
+        // amy had read nothing: joined, joined, m0, m1, m2 were evicted (5 entries).
+        assert_eq!(
+            read_all(&hub, id, &mut amy_cursor, &user("amy")),
+            ["skipped 5", "bob: m3", "bob: m4", "bob: m5"]
+        );
+    }
+
+    #[test]
+    fn answer_ends_where_the_query_was_made() {
+        let mut hub = Hub::new(10, 0);
+        let (id, _) = hub.join(b"@c", &user("amy"));
+        let (_, mut cursor) = hub.join(b"@c", &user("bob"));
+        let end = hub.end_seq(id);
+        hub.post(id, user("amy"), b"later");
+        assert!(matches!(
+            hub.next_entry(id, &mut cursor, end, &user("bob")),
+            Next::Entry(_)
+        ));
+        assert!(matches!(
+            hub.next_entry(id, &mut cursor, end, &user("bob")),
+            Next::Done
+        ));
+        assert_eq!(
+            read_all(&hub, id, &mut cursor, &user("bob")),
+            ["amy: later"]
+        );
+    }
+
+    #[test]
+    fn eviction_in_the_middle_of_an_answer_is_reported_there() {
+        let mut hub = Hub::new(2, 0);
+        let (id, _) = hub.join(b"@c", &user("amy"));
+        let (_, mut cursor) = hub.join(b"@c", &user("bob")); // bob joined
+        hub.post(id, user("amy"), b"a");
+        let end = hub.end_seq(id);
+        assert!(matches!(
+            hub.next_entry(id, &mut cursor, end, &user("bob")),
+            Next::Entry(_)
+        ));
+        // While bob's answer is in flight, two more messages evict "a".
+        hub.post(id, user("amy"), b"b");
+        hub.post(id, user("amy"), b"c");
+        assert!(matches!(
+            hub.next_entry(id, &mut cursor, end, &user("bob")),
+            Next::Skipped(1)
+        ));
+        assert!(matches!(
+            hub.next_entry(id, &mut cursor, end, &user("bob")),
+            Next::Done
+        ));
+        assert_eq!(
+            read_all(&hub, id, &mut cursor, &user("bob")),
+            ["amy: b", "amy: c"]
+        );
+    }
+
+    #[test]
+    fn channel_closes_with_its_last_member() {
+        let mut hub = Hub::new(10, 10);
+        let (amy, bob) = (user("amy"), user("bob"));
+        let (id, _) = hub.join(b"@c", &amy);
+        hub.join(b"@c", &bob);
+        hub.post(id, amy, b"secret");
+        hub.leave(id, &amy);
+        assert_eq!(hub.channels(), 1);
+        let mut cursor = 0;
+        assert_eq!(
+            read_all(&hub, id, &mut cursor, &bob)
+                .last()
+                .map(String::as_str),
+            Some("SERVER: amy left")
+        );
+        hub.leave(id, &bob);
+        assert_eq!(hub.channels(), 0);
+        // Created again, it starts empty.
+        let (id, mut cursor) = hub.join(b"@c", &amy);
+        assert_eq!(
+            read_all(&hub, id, &mut cursor, &amy),
+            ["SERVER: amy joined"]
+        );
+    }
+
+    #[test]
+    fn channel_names_are_case_sensitive() {
+        let mut hub = Hub::new(10, 10);
+        let (a, _) = hub.join(b"@Rust", &user("amy"));
+        let (b, _) = hub.join(b"@rust", &user("bob"));
+        assert_ne!(a, b);
+        assert_eq!(hub.channel_name(a), b"@Rust");
+    }
+}
