@@ -1,1 +1,783 @@
-//! client
+//! The client side of the KaiChat v1 contract (sections 4, 5, 6 and 8), sans-IO.
+//!
+//! A [`Client`] is one connection's state machine: decoded server PDUs and the current time
+//! go in, [`Event`]s come out, and the PDUs to send are pushed into an [`Outbox`] the caller
+//! provides. It owns set-up (PING, version, CLIENT_INFO with retries on a rejected name),
+//! the client-side deadlines, the current channel, the bookkeeping of answers still owed
+//! (QUERY, PING, JOIN, LEAVE) and the optional automatic QUERY / PING keep-alive schedule.
+//!
+//! It never touches a socket, never reads a clock and never allocates per PDU: events
+//! borrow their text from the PDU they were decoded from. The same machine drives the
+//! `kaichat` terminal client (one person) and `loadgen` (thousands of simulated clients in
+//! one reactor), so its state is a couple of hundred bytes.
+//!
+//! A typical life:
+//! ```
+//! use std::time::{Duration, Instant};
+//! use kaichat::client::{Client, Event, Phase, Settings};
+//! use kaichat::names::Username;
+//! use kaichat::pdu::{ByteOrder, Command, Pdu};
+//!
+//! let now = Instant::now();
+//! let mut client = Client::new(Settings::default());
+//! let mut out: Vec<Pdu> = Vec::new();
+//! client.offer_name(Username::new(b"amy").unwrap(), now, &mut out).unwrap();
+//! client.start(now, &mut out); // PING
+//! let order = ByteOrder::Little;
+//! client.handle(&Pdu::ping(order), now, &mut out).unwrap(); // PONG
+//! client.handle(&Pdu::server_version(order, 1), now, &mut out).unwrap(); // -> VERSION, CLIENT_INFO
+//! let ack = Pdu::client_info_ack(order, b"amy");
+//! assert!(matches!(client.handle(&ack, now, &mut out), Ok(Some(Event::Established { .. }))));
+//! client.join(b"@rust", now, &mut out).unwrap();
+//! assert_eq!(client.phase(), Phase::Established);
+//! assert_eq!(out.len(), 4); // PING, VERSION, CLIENT_INFO, JOIN
+//! ```
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::names::{check_channel, NameError, Username};
+use crate::pdu::{
+    ByteOrder, Command, Decoded, Pdu, MAX_CHANNEL, MAX_MESSAGE, PROTOCOL_VERSION, SERVER_NAME,
+};
+
+/// The prefix of an error notice's text (contract section 6).
+pub const ERROR_PREFIX: &[u8] = b"error: ";
+
+/// Where a [`Client`] puts the PDUs it wants sent, in order. The caller writes them to the
+/// connection (TLS or plaintext) as they come.
+pub trait Outbox {
+    /// Queues one PDU for sending.
+    fn send(&mut self, pdu: &Pdu);
+}
+
+/// Wire bytes, back to back.
+impl Outbox for Vec<u8> {
+    fn send(&mut self, pdu: &Pdu) {
+        self.extend_from_slice(pdu.as_bytes());
+    }
+}
+
+/// Whole PDUs, for tests and callers that inspect what goes out.
+impl Outbox for Vec<Pdu> {
+    fn send(&mut self, pdu: &Pdu) {
+        self.push(pdu.clone());
+    }
+}
+
+/// How a [`Client`] behaves. A zero timeout turns that deadline off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Byte order of the command field, for every PDU sent and received.
+    pub order: ByteOrder,
+    /// Client-side set-up deadlines (section 8): PING → PONG, PONG → server version, our
+    /// VERSION_NEGOTIATION → accepted CLIENT_INFO (not restarted by a rejected name, as
+    /// the server's own deadline is not).
+    pub setup_timeout: Duration,
+    /// Once established: how long the server may go without answering anything it owes
+    /// (QUERY, PING, JOIN, LEAVE). Restarted by every answer.
+    pub reply_timeout: Duration,
+    /// Send QUERY this often while in a channel ([`Client::poll`]); `None` leaves querying
+    /// to the caller.
+    pub query_interval: Option<Duration>,
+    /// Send PING when nothing was sent for this long and no automatic QUERY runs, so the
+    /// server's idle deadline (120 s) never ends the connection; `None` turns it off.
+    pub keepalive_interval: Option<Duration>,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            order: ByteOrder::Little,
+            setup_timeout: Duration::from_secs(30),
+            reply_timeout: Duration::from_secs(30),
+            query_interval: Some(Duration::from_secs(3)),
+            keepalive_interval: Some(Duration::from_secs(30)),
+        }
+    }
+}
+
+/// Where a connection is in its life (contract section 4, seen from the client).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// [`Client::start`] not called yet.
+    Idle,
+    /// PING sent, waiting for PONG.
+    AwaitPong,
+    /// PONG received, waiting for the server's VERSION_NEGOTIATION.
+    AwaitServerVersion,
+    /// Version agreed; waiting for the caller to [`Client::offer_name`].
+    AwaitName,
+    /// CLIENT_INFO sent, waiting for its acknowledgement or an error notice.
+    AwaitNameAck,
+    /// Accepted: join, leave, send, query.
+    Established,
+    /// QUIT sent, or a fatal error or deadline: nothing more is sent or accepted.
+    Closed,
+}
+
+/// What a [`Client`] was waiting for when a deadline passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Waiting {
+    Pong,
+    ServerVersion,
+    NameAccepted,
+    Reply,
+}
+
+impl fmt::Display for Waiting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Waiting::Pong => "the server's PONG",
+            Waiting::ServerVersion => "the server's protocol version",
+            Waiting::NameAccepted => "a username to be accepted",
+            Waiting::Reply => "an answer from the server",
+        })
+    }
+}
+
+/// Why a request was refused or the connection is over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientError {
+    /// A deadline passed; the connection should be closed.
+    Timeout(Waiting),
+    /// The server offered no version we speak (its highest was 0).
+    NoCommonVersion { server_highest: u16 },
+    /// The request does not fit the current phase (e.g. JOIN before the name is accepted).
+    WrongPhase(Phase),
+    /// A channel or user name that the contract does not allow.
+    BadName(NameError),
+    /// SEND_MESSAGE or LEAVE_CHANNEL outside a channel.
+    NotInChannel,
+    /// A message must have 1 to 2000 bytes.
+    EmptyMessage,
+    /// Longer than 2000 bytes: cut it with [`cut_message`] first.
+    MessageTooLong,
+    /// A NUL byte would end the message early on the wire.
+    MessageHasNul,
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Timeout(waiting) => write!(f, "timed out waiting for {waiting}"),
+            ClientError::NoCommonVersion { server_highest } => write!(
+                f,
+                "no common protocol version (server speaks up to {server_highest}, we speak 1)"
+            ),
+            ClientError::WrongPhase(phase) => write!(f, "not possible now ({phase:?})"),
+            ClientError::BadName(e) => write!(f, "{e}"),
+            ClientError::NotInChannel => f.write_str("not in a channel"),
+            ClientError::EmptyMessage => f.write_str("empty message"),
+            ClientError::MessageTooLong => write!(f, "message longer than {MAX_MESSAGE} bytes"),
+            ClientError::MessageHasNul => f.write_str("message contains a NUL byte"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// A server PDU that made no sense where it arrived. It is ignored (the connection goes
+/// on); it is reported so that tools can count protocol violations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unexpected {
+    /// A command field that is none of the nine codes in our byte order.
+    UnknownCommand([u8; 4]),
+    /// A command only clients send (QUIT, SEND_MESSAGE, QUERY).
+    ClientCommand(Command),
+    /// An acknowledgement or version whose username field is not `SERVER`.
+    NotFromServer(Command),
+    /// A known command that answers nothing we asked for, or arrives in the wrong phase.
+    Unsolicited(Command),
+}
+
+/// What a server PDU meant. Text borrows from the PDU: copy it if you keep it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event<'p> {
+    /// PONG: during set-up, or the answer to a keep-alive PING.
+    Pong,
+    /// The server's VERSION_NEGOTIATION arrived and we answered with `version`.
+    VersionAgreed { version: u16 },
+    /// CLIENT_INFO was acknowledged: the connection is established.
+    Established { username: &'p [u8] },
+    /// CLIENT_INFO was refused; `reason` is the text after `error: `. Offer another name.
+    NameRejected { reason: &'p [u8] },
+    /// JOIN_CHANNEL acknowledged: `channel` is now the current channel.
+    Joined { channel: &'p [u8] },
+    /// LEAVE_CHANNEL acknowledged: no current channel now.
+    Left { channel: &'p [u8] },
+    /// Chat from another user (part of a QUERY answer).
+    Message {
+        sender: &'p [u8],
+        channel: &'p [u8],
+        text: &'p [u8],
+    },
+    /// A notice from `SERVER`: a channel notice (`joined`, `left`, `skipped`) or, when
+    /// `is_error`, the answer to a request of ours that failed. `text` is the whole text.
+    Notice {
+        channel: &'p [u8],
+        text: &'p [u8],
+        is_error: bool,
+    },
+    /// The end of one QUERY answer.
+    UpToDate { channel: &'p [u8] },
+    /// A PDU that was ignored; see [`Unexpected`].
+    Unexpected(Unexpected),
+}
+
+/// The current channel, inline (no allocation).
+#[derive(Clone, Copy)]
+struct ChannelName {
+    len: u8,
+    bytes: [u8; MAX_CHANNEL],
+}
+
+impl ChannelName {
+    fn new(name: &[u8]) -> ChannelName {
+        let len = name.len().min(MAX_CHANNEL);
+        let mut bytes = [0u8; MAX_CHANNEL];
+        bytes[..len].copy_from_slice(&name[..len]);
+        ChannelName {
+            len: len as u8,
+            bytes,
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+/// Answers the server still owes us. The server answers in order, but each kind has its
+/// own answer PDU, so a count per kind is all the bookkeeping needed.
+#[derive(Clone, Copy, Debug, Default)]
+struct Owed {
+    queries: u16,
+    pings: u16,
+    joins: u16,
+    leaves: u16,
+}
+
+impl Owed {
+    fn any(&self) -> bool {
+        self.queries != 0 || self.pings != 0 || self.joins != 0 || self.leaves != 0
+    }
+}
+
+/// One connection's client-side state machine. See the module documentation.
+#[derive(Clone)]
+pub struct Client {
+    settings: Settings,
+    phase: Phase,
+    /// The name offered (before acceptance) or accepted.
+    name: Option<Username>,
+    channel: Option<ChannelName>,
+    version: u16,
+    owed: Owed,
+    /// The set-up deadline, or once established the reply deadline (set while `owed.any()`).
+    deadline: Option<Instant>,
+    /// When the name deadline started (our VERSION_NEGOTIATION); not restarted on retries.
+    name_deadline: Option<Instant>,
+    last_sent: Option<Instant>,
+    /// When the next automatic QUERY is due (in a channel with `query_interval` set).
+    query_due: Option<Instant>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("phase", &self.phase)
+            .field("name", &self.name)
+            .field(
+                "channel",
+                &self
+                    .channel
+                    .as_ref()
+                    .map(|c| String::from_utf8_lossy(c.as_bytes()).into_owned()),
+            )
+            .field("owed", &self.owed)
+            .field("deadline", &self.deadline)
+            .finish()
+    }
+}
+
+/// Cuts `text` to at most 2000 bytes on a UTF-8 character boundary (bytes that are not
+/// UTF-8 are cut at 2000). Returns the part that fits and whether anything was cut.
+pub fn cut_message(text: &[u8]) -> (&[u8], bool) {
+    if text.len() <= MAX_MESSAGE {
+        return (text, false);
+    }
+    let mut end = MAX_MESSAGE;
+    // Step back over continuation bytes (10xxxxxx) to the start of the character that
+    // straddles the limit; at most 3 steps in valid UTF-8.
+    while MAX_MESSAGE - end < 3 && (text[end] & 0xC0) == 0x80 {
+        end -= 1;
+    }
+    if (text[end] & 0xC0) == 0x80 {
+        end = MAX_MESSAGE; // not UTF-8 around the limit: cut at the byte limit
+    }
+    (&text[..end], true)
+}
+
+fn later(deadline: Option<Instant>, now: Instant) -> bool {
+    deadline.is_some_and(|d| now >= d)
+}
+
+impl Client {
+    /// A client that has not connected yet.
+    pub fn new(settings: Settings) -> Client {
+        Client {
+            settings,
+            phase: Phase::Idle,
+            name: None,
+            channel: None,
+            version: 0,
+            owed: Owed::default(),
+            deadline: None,
+            name_deadline: None,
+            last_sent: None,
+            query_due: None,
+        }
+    }
+
+    // --- What the caller can read. ---
+
+    /// The settings this client was made with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The byte order of every PDU this client sends and accepts.
+    pub fn order(&self) -> ByteOrder {
+        self.settings.order
+    }
+
+    /// Where the connection is.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Whether the connection is established (and not closed).
+    pub fn is_established(&self) -> bool {
+        self.phase == Phase::Established
+    }
+
+    /// The name offered or accepted (accepted once [`Phase::Established`]).
+    pub fn username(&self) -> Option<&Username> {
+        self.name.as_ref()
+    }
+
+    /// The current channel, as the server acknowledged it.
+    pub fn channel(&self) -> Option<&[u8]> {
+        self.channel.as_ref().map(ChannelName::as_bytes)
+    }
+
+    /// The version agreed on, 0 before.
+    pub fn version(&self) -> u16 {
+        self.version
+    }
+
+    /// QUERY answers not yet complete (each ends with [`Event::UpToDate`]).
+    pub fn queries_in_flight(&self) -> u16 {
+        self.owed.queries
+    }
+
+    /// JOIN_CHANNEL acknowledgements not yet received.
+    pub fn joins_in_flight(&self) -> u16 {
+        self.owed.joins
+    }
+
+    /// LEAVE_CHANNEL acknowledgements not yet received.
+    pub fn leaves_in_flight(&self) -> u16 {
+        self.owed.leaves
+    }
+
+    /// Whether the server owes us nothing (no QUERY, PING, JOIN or LEAVE answer pending).
+    pub fn is_settled(&self) -> bool {
+        !self.owed.any()
+    }
+
+    /// The next instant at which [`Client::poll`] has something to do: a deadline, or an
+    /// automatic QUERY or PING. `None` when nothing is scheduled.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        match (self.deadline, self.next_auto()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    // --- What the caller asks for. ---
+
+    /// Starts set-up: sends PING. Does nothing unless [`Phase::Idle`].
+    pub fn start(&mut self, now: Instant, out: &mut impl Outbox) {
+        if self.phase != Phase::Idle {
+            return;
+        }
+        self.emit(&Pdu::ping(self.order()), now, out);
+        self.phase = Phase::AwaitPong;
+        self.deadline = self.after(self.settings.setup_timeout, now);
+    }
+
+    /// Offers a username. Before the version is agreed it is kept and sent right after our
+    /// VERSION_NEGOTIATION; after a rejection (or in [`Phase::AwaitName`]) CLIENT_INFO is
+    /// sent at once. Refused while an earlier CLIENT_INFO awaits its answer, or once
+    /// established.
+    pub fn offer_name(
+        &mut self,
+        name: Username,
+        now: Instant,
+        out: &mut impl Outbox,
+    ) -> Result<(), ClientError> {
+        match self.phase {
+            Phase::Idle | Phase::AwaitPong | Phase::AwaitServerVersion => {
+                self.name = Some(name);
+                Ok(())
+            }
+            Phase::AwaitName => {
+                self.name = Some(name);
+                self.send_client_info(now, out);
+                Ok(())
+            }
+            phase => Err(ClientError::WrongPhase(phase)),
+        }
+    }
+
+    /// Sends JOIN_CHANNEL. The channel changes when the server acknowledges it
+    /// ([`Event::Joined`]).
+    pub fn join(
+        &mut self,
+        channel: &[u8],
+        now: Instant,
+        out: &mut impl Outbox,
+    ) -> Result<(), ClientError> {
+        let name = self.established_name()?;
+        check_channel(channel).map_err(ClientError::BadName)?;
+        let pdu = Pdu::join(self.order(), name.as_bytes(), channel);
+        self.emit(&pdu, now, out);
+        self.owe(now, |owed| owed.joins = owed.joins.saturating_add(1));
+        Ok(())
+    }
+
+    /// Sends LEAVE_CHANNEL. Refused when not in a channel and no JOIN is pending.
+    pub fn leave(&mut self, now: Instant, out: &mut impl Outbox) -> Result<(), ClientError> {
+        self.established_name()?;
+        if !self.heading_for_channel() {
+            return Err(ClientError::NotInChannel);
+        }
+        self.emit(&Pdu::leave(self.order()), now, out);
+        self.owe(now, |owed| owed.leaves = owed.leaves.saturating_add(1));
+        Ok(())
+    }
+
+    /// Sends a message to the current channel (or the one being joined). `text` must be
+    /// 1–2000 bytes without NUL; use [`cut_message`] for longer text.
+    pub fn send_message(
+        &mut self,
+        text: &[u8],
+        now: Instant,
+        out: &mut impl Outbox,
+    ) -> Result<(), ClientError> {
+        self.established_name()?;
+        if text.is_empty() {
+            return Err(ClientError::EmptyMessage);
+        }
+        if text.len() > MAX_MESSAGE {
+            return Err(ClientError::MessageTooLong);
+        }
+        if text.contains(&0) {
+            return Err(ClientError::MessageHasNul);
+        }
+        if !self.heading_for_channel() {
+            return Err(ClientError::NotInChannel);
+        }
+        self.emit(&Pdu::send_message(self.order(), text), now, out);
+        Ok(())
+    }
+
+    /// Sends QUERY. Its answer is any number of [`Event::Message`] / [`Event::Notice`],
+    /// then one [`Event::UpToDate`].
+    pub fn query(&mut self, now: Instant, out: &mut impl Outbox) -> Result<(), ClientError> {
+        self.established_name()?;
+        self.emit(&Pdu::query(self.order()), now, out);
+        self.owe(now, |owed| owed.queries = owed.queries.saturating_add(1));
+        if let Some(interval) = self.settings.query_interval {
+            self.query_due = Some(now + interval);
+        }
+        Ok(())
+    }
+
+    /// Sends PING; the answer is [`Event::Pong`].
+    pub fn ping(&mut self, now: Instant, out: &mut impl Outbox) -> Result<(), ClientError> {
+        self.established_name()?;
+        self.emit(&Pdu::ping(self.order()), now, out);
+        self.owe(now, |owed| owed.pings = owed.pings.saturating_add(1));
+        Ok(())
+    }
+
+    /// Sends QUIT (in any phase but [`Phase::Closed`]) and closes. The caller then
+    /// flushes and closes the connection.
+    pub fn quit(&mut self, now: Instant, out: &mut impl Outbox) {
+        if self.phase != Phase::Closed {
+            self.emit(&Pdu::quit(self.order()), now, out);
+        }
+        self.close();
+    }
+
+    /// Marks the connection closed without sending anything (the peer closed it, or the
+    /// transport failed).
+    pub fn close(&mut self) {
+        self.phase = Phase::Closed;
+        self.deadline = None;
+        self.query_due = None;
+    }
+
+    /// Runs the clock: reports a passed deadline (the client is then closed and the caller
+    /// should drop the connection) and sends an automatic QUERY or PING when one is due.
+    pub fn poll(&mut self, now: Instant, out: &mut impl Outbox) -> Result<(), ClientError> {
+        if later(self.deadline, now) {
+            let waiting = match self.phase {
+                Phase::AwaitPong => Waiting::Pong,
+                Phase::AwaitServerVersion => Waiting::ServerVersion,
+                Phase::AwaitName | Phase::AwaitNameAck => Waiting::NameAccepted,
+                _ => Waiting::Reply,
+            };
+            self.close();
+            return Err(ClientError::Timeout(waiting));
+        }
+        if self.next_auto().is_some_and(|at| now >= at) {
+            if self.auto_queries() {
+                self.query(now, out)?;
+            } else {
+                self.ping(now, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes one PDU from the server. Never panics: what does not fit is reported as
+    /// [`Event::Unexpected`] and otherwise ignored. An error means the connection is over.
+    pub fn handle<'p>(
+        &mut self,
+        pdu: &'p Pdu,
+        now: Instant,
+        out: &mut impl Outbox,
+    ) -> Result<Option<Event<'p>>, ClientError> {
+        if matches!(self.phase, Phase::Idle | Phase::Closed) {
+            return Ok(None);
+        }
+        // The server writes in our order from its first PDU on (it follows our PING).
+        let command = match pdu.decode_command(Some(self.order())) {
+            Decoded::Known { command, .. } => command,
+            Decoded::Unknown(raw) => {
+                return Ok(Some(Event::Unexpected(Unexpected::UnknownCommand(raw))))
+            }
+        };
+        let unsolicited = Ok(Some(Event::Unexpected(Unexpected::Unsolicited(command))));
+        let from_server = pdu.username() == SERVER_NAME;
+        match command {
+            Command::Quit | Command::SendMessage | Command::Query => {
+                Ok(Some(Event::Unexpected(Unexpected::ClientCommand(command))))
+            }
+            Command::PingPong => match self.phase {
+                Phase::AwaitPong => {
+                    self.phase = Phase::AwaitServerVersion;
+                    self.deadline = self.after(self.settings.setup_timeout, now);
+                    Ok(Some(Event::Pong))
+                }
+                Phase::Established if self.owed.pings > 0 => {
+                    self.answered(now, |owed| owed.pings -= 1);
+                    Ok(Some(Event::Pong))
+                }
+                _ => unsolicited,
+            },
+            Command::VersionNegotiation => {
+                if self.phase != Phase::AwaitServerVersion {
+                    return unsolicited;
+                }
+                if !from_server {
+                    return Ok(Some(Event::Unexpected(Unexpected::NotFromServer(command))));
+                }
+                let server_highest = pdu.version();
+                if server_highest == 0 {
+                    self.quit(now, out);
+                    return Err(ClientError::NoCommonVersion { server_highest });
+                }
+                let version = server_highest.min(PROTOCOL_VERSION);
+                self.version = version;
+                self.emit(&Pdu::client_version(self.order(), version), now, out);
+                self.name_deadline = Some(now);
+                self.deadline = self.after(self.settings.setup_timeout, now);
+                self.phase = Phase::AwaitName;
+                if self.name.is_some() {
+                    self.send_client_info(now, out);
+                }
+                Ok(Some(Event::VersionAgreed { version }))
+            }
+            Command::ClientInfo => {
+                if self.phase != Phase::AwaitNameAck {
+                    return unsolicited;
+                }
+                if !from_server {
+                    return Ok(Some(Event::Unexpected(Unexpected::NotFromServer(command))));
+                }
+                let (echo, _) = pdu.client_info_name();
+                match &self.name {
+                    Some(name) if name.matches(echo) => {
+                        self.phase = Phase::Established;
+                        self.deadline = None;
+                        self.name_deadline = None;
+                        Ok(Some(Event::Established { username: echo }))
+                    }
+                    _ => unsolicited,
+                }
+            }
+            Command::JoinChannel => {
+                if self.phase != Phase::Established || self.owed.joins == 0 {
+                    return unsolicited;
+                }
+                if !from_server {
+                    return Ok(Some(Event::Unexpected(Unexpected::NotFromServer(command))));
+                }
+                let channel = pdu.channel();
+                self.answered(now, |owed| owed.joins -= 1);
+                self.channel = Some(ChannelName::new(channel));
+                // Query at once: the joiner's first answer is the recent history.
+                self.query_due = self.settings.query_interval.map(|_| now);
+                Ok(Some(Event::Joined { channel }))
+            }
+            Command::LeaveChannel => {
+                if self.phase != Phase::Established || self.owed.leaves == 0 {
+                    return unsolicited;
+                }
+                if !from_server {
+                    return Ok(Some(Event::Unexpected(Unexpected::NotFromServer(command))));
+                }
+                self.answered(now, |owed| owed.leaves -= 1);
+                // The server answers in order, so the channel left is the current one.
+                self.channel = None;
+                self.query_due = None;
+                Ok(Some(Event::Left {
+                    channel: pdu.channel(),
+                }))
+            }
+            Command::ReceiveMessage => self.receive(pdu, now),
+        }
+    }
+
+    // --- Inside. ---
+
+    fn receive<'p>(
+        &mut self,
+        pdu: &'p Pdu,
+        now: Instant,
+    ) -> Result<Option<Event<'p>>, ClientError> {
+        let channel = pdu.channel();
+        let from_server = pdu.username() == SERVER_NAME;
+        if pdu.up_to_date() {
+            if self.phase != Phase::Established || self.owed.queries == 0 || !from_server {
+                return Ok(Some(Event::Unexpected(Unexpected::Unsolicited(
+                    Command::ReceiveMessage,
+                ))));
+            }
+            self.answered(now, |owed| owed.queries -= 1);
+            return Ok(Some(Event::UpToDate { channel }));
+        }
+        let text = pdu.params_text();
+        if !from_server {
+            return Ok(Some(Event::Message {
+                sender: pdu.username(),
+                channel,
+                text,
+            }));
+        }
+        let is_error = text.starts_with(ERROR_PREFIX);
+        if is_error && self.phase == Phase::AwaitNameAck {
+            // Contract 4.4: the only request pending is our CLIENT_INFO; offer another name
+            // within the same deadline.
+            self.phase = Phase::AwaitName;
+            return Ok(Some(Event::NameRejected {
+                reason: &text[ERROR_PREFIX.len()..],
+            }));
+        }
+        Ok(Some(Event::Notice {
+            channel,
+            text,
+            is_error,
+        }))
+    }
+
+    fn send_client_info(&mut self, now: Instant, out: &mut impl Outbox) {
+        if let Some(name) = self.name {
+            self.emit(&Pdu::client_info(self.order(), name.as_bytes()), now, out);
+            self.phase = Phase::AwaitNameAck;
+            // Not restarted by a retry: it runs from our VERSION_NEGOTIATION.
+            self.deadline = self
+                .name_deadline
+                .and_then(|start| self.after(self.settings.setup_timeout, start));
+        }
+    }
+
+    fn established_name(&self) -> Result<Username, ClientError> {
+        match (self.phase, self.name) {
+            (Phase::Established, Some(name)) => Ok(name),
+            (phase, _) => Err(ClientError::WrongPhase(phase)),
+        }
+    }
+
+    /// In a channel, or a JOIN is on its way (the server handles PDUs in order, so a
+    /// message sent after a JOIN goes to the joined channel).
+    fn heading_for_channel(&self) -> bool {
+        self.channel.is_some() || self.owed.joins > 0
+    }
+
+    fn auto_queries(&self) -> bool {
+        self.channel.is_some() && self.settings.query_interval.is_some()
+    }
+
+    fn next_auto(&self) -> Option<Instant> {
+        if self.phase != Phase::Established {
+            return None;
+        }
+        if self.auto_queries() {
+            // One automatic QUERY at a time: the next waits for the previous answer.
+            return if self.owed.queries == 0 {
+                self.query_due
+            } else {
+                None
+            };
+        }
+        match (self.settings.keepalive_interval, self.last_sent) {
+            (Some(every), Some(last)) if self.owed.pings == 0 => Some(last + every),
+            _ => None,
+        }
+    }
+
+    fn after(&self, timeout: Duration, from: Instant) -> Option<Instant> {
+        (!timeout.is_zero()).then(|| from + timeout)
+    }
+
+    fn emit(&mut self, pdu: &Pdu, now: Instant, out: &mut impl Outbox) {
+        out.send(pdu);
+        self.last_sent = Some(now);
+    }
+
+    fn owe(&mut self, now: Instant, add: impl FnOnce(&mut Owed)) {
+        if !self.owed.any() {
+            self.deadline = self.after(self.settings.reply_timeout, now);
+        }
+        add(&mut self.owed);
+    }
+
+    /// An answer arrived: the reply deadline restarts, or ends when nothing more is owed.
+    fn answered(&mut self, now: Instant, sub: impl FnOnce(&mut Owed)) {
+        sub(&mut self.owed);
+        self.deadline = if self.owed.any() {
+            self.after(self.settings.reply_timeout, now)
+        } else {
+            None
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests;

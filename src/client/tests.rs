@@ -1,0 +1,1035 @@
+//! Unit tests of the client state machine: every transition, every refusal, and what a
+//! misbehaving server can send.
+
+use super::*;
+use crate::pdu::PDU_LEN;
+
+const S: Duration = Duration::from_secs(1);
+
+fn name(n: &str) -> Username {
+    Username::new(n.as_bytes()).unwrap()
+}
+
+fn settings(order: ByteOrder) -> Settings {
+    Settings {
+        order,
+        ..Settings::default()
+    }
+}
+
+/// A client that sent PING, with the PDUs it sent.
+fn started(order: ByteOrder, t0: Instant) -> (Client, Vec<Pdu>) {
+    let mut client = Client::new(settings(order));
+    let mut out: Vec<Pdu> = Vec::new();
+    client.start(t0, &mut out);
+    (client, out)
+}
+
+fn command_of(pdu: &Pdu, order: ByteOrder) -> Command {
+    match pdu.decode_command(Some(order)) {
+        Decoded::Known { command, .. } => command,
+        Decoded::Unknown(raw) => panic!("client sent unknown command {raw:?}"),
+    }
+}
+
+fn commands(out: &[Pdu], order: ByteOrder) -> Vec<Command> {
+    out.iter().map(|p| command_of(p, order)).collect()
+}
+
+/// An established client named `amy`, with its outbox cleared.
+fn established(order: ByteOrder, t0: Instant) -> Client {
+    let (mut client, mut out) = started(order, t0);
+    client.offer_name(name("amy"), t0, &mut out).unwrap();
+    client.handle(&Pdu::ping(order), t0, &mut out).unwrap();
+    client
+        .handle(&Pdu::server_version(order, 1), t0, &mut out)
+        .unwrap();
+    let ack = Pdu::client_info_ack(order, b"amy");
+    let ev = client.handle(&ack, t0, &mut out).unwrap();
+    assert_eq!(ev, Some(Event::Established { username: b"amy" }));
+    client
+}
+
+/// An established client in `@c`, its first automatic QUERY not yet sent.
+fn in_channel(order: ByteOrder, t0: Instant) -> Client {
+    let mut client = established(order, t0);
+    let mut out: Vec<Pdu> = Vec::new();
+    client.join(b"@c", t0, &mut out).unwrap();
+    let ack = Pdu::channel_ack(Command::JoinChannel, order, b"@c");
+    assert_eq!(
+        client.handle(&ack, t0, &mut out).unwrap(),
+        Some(Event::Joined { channel: b"@c" })
+    );
+    client
+}
+
+fn unexpected(ev: Result<Option<Event<'_>>, ClientError>) -> Unexpected {
+    match ev {
+        Ok(Some(Event::Unexpected(u))) => u,
+        other => panic!("expected Unexpected, got {other:?}"),
+    }
+}
+
+// --- Set-up. ---
+
+#[test]
+fn setup_in_both_byte_orders() {
+    for order in [ByteOrder::Little, ByteOrder::Big] {
+        let t0 = Instant::now();
+        let (mut client, mut out) = started(order, t0);
+        assert_eq!(client.phase(), Phase::AwaitPong);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0], Pdu::ping(order), "PING is all zero but the command");
+        let code = match order {
+            ByteOrder::Little => [7, 0, 0, 0],
+            ByteOrder::Big => [0, 0, 0, 7],
+        };
+        assert_eq!(out[0].command_bytes(), code);
+
+        client.offer_name(name("amy"), t0, &mut out).unwrap();
+        assert_eq!(out.len(), 1, "the name waits for the version");
+        assert_eq!(
+            client.handle(&Pdu::ping(order), t0, &mut out),
+            Ok(Some(Event::Pong))
+        );
+        assert_eq!(client.phase(), Phase::AwaitServerVersion);
+        assert_eq!(
+            client.handle(&Pdu::server_version(order, 1), t0, &mut out),
+            Ok(Some(Event::VersionAgreed { version: 1 }))
+        );
+        assert_eq!(client.phase(), Phase::AwaitNameAck);
+        assert_eq!(client.version(), 1);
+        assert_eq!(
+            commands(&out, order),
+            [
+                Command::PingPong,
+                Command::VersionNegotiation,
+                Command::ClientInfo
+            ]
+        );
+        assert_eq!(out[1], Pdu::client_version(order, 1));
+        assert_eq!(&out[1].params()[..2], &[0, 1], "version is u16 big-endian");
+        assert_eq!(out[1].username(), b"", "our VERSION prefix is empty");
+        assert_eq!(out[2], Pdu::client_info(order, b"amy"));
+
+        let ack = Pdu::client_info_ack(order, b"amy");
+        assert_eq!(
+            client.handle(&ack, t0, &mut out),
+            Ok(Some(Event::Established { username: b"amy" }))
+        );
+        assert!(client.is_established());
+        assert_eq!(client.username().map(|n| n.as_bytes()), Some(&b"amy"[..]));
+        assert_eq!(client.next_wakeup(), Some(t0 + 30 * S), "keep-alive only");
+    }
+}
+
+#[test]
+fn start_twice_sends_one_ping() {
+    let t0 = Instant::now();
+    let (mut client, mut out) = started(ByteOrder::Little, t0);
+    client.start(t0, &mut out);
+    assert_eq!(out.len(), 1);
+}
+
+#[test]
+fn version_is_min_of_server_and_ours() {
+    let t0 = Instant::now();
+    let (mut client, mut out) = started(ByteOrder::Little, t0);
+    client
+        .handle(&Pdu::ping(ByteOrder::Little), t0, &mut out)
+        .unwrap();
+    let v = Pdu::server_version(ByteOrder::Little, 7);
+    let ev = client.handle(&v, t0, &mut out);
+    assert_eq!(ev, Ok(Some(Event::VersionAgreed { version: 1 })));
+    assert_eq!(out[1].version(), 1);
+}
+
+#[test]
+fn server_version_zero_is_fatal() {
+    let t0 = Instant::now();
+    let (mut client, mut out) = started(ByteOrder::Little, t0);
+    client
+        .handle(&Pdu::ping(ByteOrder::Little), t0, &mut out)
+        .unwrap();
+    let v = Pdu::server_version(ByteOrder::Little, 0);
+    let ev = client.handle(&v, t0, &mut out);
+    assert_eq!(ev, Err(ClientError::NoCommonVersion { server_highest: 0 }));
+    assert_eq!(client.phase(), Phase::Closed);
+    assert_eq!(
+        commands(&out, ByteOrder::Little).last(),
+        Some(&Command::Quit)
+    );
+    assert_eq!(client.next_wakeup(), None);
+}
+
+#[test]
+fn server_version_must_come_from_server() {
+    let t0 = Instant::now();
+    let (mut client, mut out) = started(ByteOrder::Little, t0);
+    client
+        .handle(&Pdu::ping(ByteOrder::Little), t0, &mut out)
+        .unwrap();
+    let forged = Pdu::client_version(ByteOrder::Little, 1);
+    assert_eq!(
+        unexpected(client.handle(&forged, t0, &mut out)),
+        Unexpected::NotFromServer(Command::VersionNegotiation)
+    );
+    assert_eq!(client.phase(), Phase::AwaitServerVersion);
+}
+
+#[test]
+fn version_before_pong_is_ignored() {
+    let t0 = Instant::now();
+    let (mut client, mut out) = started(ByteOrder::Little, t0);
+    let v = Pdu::server_version(ByteOrder::Little, 1);
+    assert_eq!(
+        unexpected(client.handle(&v, t0, &mut out)),
+        Unexpected::Unsolicited(Command::VersionNegotiation)
+    );
+    assert_eq!(client.phase(), Phase::AwaitPong);
+    assert_eq!(out.len(), 1);
+}
+
+#[test]
+fn name_offered_after_version() {
+    let t0 = Instant::now();
+    let (mut client, mut out) = started(ByteOrder::Little, t0);
+    client
+        .handle(&Pdu::ping(ByteOrder::Little), t0, &mut out)
+        .unwrap();
+    client
+        .handle(&Pdu::server_version(ByteOrder::Little, 1), t0, &mut out)
+        .unwrap();
+    assert_eq!(client.phase(), Phase::AwaitName);
+    assert_eq!(out.len(), 2);
+    client.offer_name(name("bob"), t0 + S, &mut out).unwrap();
+    assert_eq!(client.phase(), Phase::AwaitNameAck);
+    assert_eq!(out[2], Pdu::client_info(ByteOrder::Little, b"bob"));
+}
+
+#[test]
+fn rejected_name_then_another_on_the_same_connection() {
+    let t0 = Instant::now();
+    let (mut client, mut out) = started(ByteOrder::Big, t0);
+    client.offer_name(name("amy"), t0, &mut out).unwrap();
+    client
+        .handle(&Pdu::ping(ByteOrder::Big), t0, &mut out)
+        .unwrap();
+    client
+        .handle(&Pdu::server_version(ByteOrder::Big, 1), t0, &mut out)
+        .unwrap();
+    let refusal = Pdu::notice(ByteOrder::Big, b"", b"error: name amy is taken");
+    assert_eq!(
+        client.handle(&refusal, t0 + S, &mut out),
+        Ok(Some(Event::NameRejected {
+            reason: b"name amy is taken"
+        }))
+    );
+    assert_eq!(client.phase(), Phase::AwaitName);
+    // The deadline still runs from our VERSION_NEGOTIATION.
+    assert_eq!(client.next_wakeup(), Some(t0 + 30 * S));
+    client
+        .offer_name(name("amy2"), t0 + 2 * S, &mut out)
+        .unwrap();
+    assert_eq!(out.last(), Some(&Pdu::client_info(ByteOrder::Big, b"amy2")));
+    assert_eq!(client.next_wakeup(), Some(t0 + 30 * S), "not restarted");
+    // An ack for the old name is not ours.
+    let stale = Pdu::client_info_ack(ByteOrder::Big, b"amy");
+    assert_eq!(
+        unexpected(client.handle(&stale, t0, &mut out)),
+        Unexpected::Unsolicited(Command::ClientInfo)
+    );
+    // Names compare ignoring case.
+    let ack = Pdu::client_info_ack(ByteOrder::Big, b"AMY2");
+    assert_eq!(
+        client.handle(&ack, t0 + 3 * S, &mut out),
+        Ok(Some(Event::Established { username: b"AMY2" }))
+    );
+}
+
+#[test]
+fn non_error_notice_during_setup_is_a_notice() {
+    let t0 = Instant::now();
+    let (mut client, mut out) = started(ByteOrder::Little, t0);
+    let n = Pdu::notice(ByteOrder::Little, b"", b"welcome");
+    assert_eq!(
+        client.handle(&n, t0, &mut out),
+        Ok(Some(Event::Notice {
+            channel: b"",
+            text: b"welcome",
+            is_error: false
+        }))
+    );
+    assert_eq!(client.phase(), Phase::AwaitPong);
+}
+
+#[test]
+fn client_info_ack_must_come_from_server() {
+    let t0 = Instant::now();
+    let (mut client, mut out) = started(ByteOrder::Little, t0);
+    client.offer_name(name("amy"), t0, &mut out).unwrap();
+    client
+        .handle(&Pdu::ping(ByteOrder::Little), t0, &mut out)
+        .unwrap();
+    client
+        .handle(&Pdu::server_version(ByteOrder::Little, 1), t0, &mut out)
+        .unwrap();
+    let forged = Pdu::client_info(ByteOrder::Little, b"amy");
+    assert_eq!(
+        unexpected(client.handle(&forged, t0, &mut out)),
+        Unexpected::NotFromServer(Command::ClientInfo)
+    );
+    assert_eq!(client.phase(), Phase::AwaitNameAck);
+}
+
+#[test]
+fn offer_name_refused_while_waiting_or_established() {
+    let t0 = Instant::now();
+    let (mut client, mut out) = started(ByteOrder::Little, t0);
+    client.offer_name(name("amy"), t0, &mut out).unwrap();
+    client.offer_name(name("amy3"), t0, &mut out).unwrap(); // replaces, not sent yet
+    client
+        .handle(&Pdu::ping(ByteOrder::Little), t0, &mut out)
+        .unwrap();
+    client
+        .handle(&Pdu::server_version(ByteOrder::Little, 1), t0, &mut out)
+        .unwrap();
+    assert_eq!(out[2].client_info_name().0, b"amy3");
+    assert_eq!(
+        client.offer_name(name("x"), t0, &mut out),
+        Err(ClientError::WrongPhase(Phase::AwaitNameAck))
+    );
+    let est = established(ByteOrder::Little, t0);
+    let mut est = est;
+    assert_eq!(
+        est.offer_name(name("x"), t0, &mut out),
+        Err(ClientError::WrongPhase(Phase::Established))
+    );
+}
+
+#[test]
+fn requests_before_established_are_refused() {
+    let t0 = Instant::now();
+    let (mut client, mut out) = started(ByteOrder::Little, t0);
+    let wrong = Err(ClientError::WrongPhase(Phase::AwaitPong));
+    assert_eq!(client.join(b"@c", t0, &mut out), wrong);
+    assert_eq!(client.leave(t0, &mut out), wrong);
+    assert_eq!(client.send_message(b"hi", t0, &mut out), wrong);
+    assert_eq!(client.query(t0, &mut out), wrong);
+    assert_eq!(client.ping(t0, &mut out), wrong);
+    assert_eq!(out.len(), 1);
+}
+
+#[test]
+fn idle_client_ignores_everything() {
+    let t0 = Instant::now();
+    let mut client = Client::new(Settings::default());
+    let mut out: Vec<Pdu> = Vec::new();
+    assert_eq!(
+        client.handle(&Pdu::ping(ByteOrder::Little), t0, &mut out),
+        Ok(None)
+    );
+    assert_eq!(client.poll(t0 + 100 * S, &mut out), Ok(()));
+    assert_eq!(client.next_wakeup(), None);
+    assert!(out.is_empty());
+}
+
+// --- Set-up deadlines. ---
+
+#[test]
+fn pong_deadline() {
+    let t0 = Instant::now();
+    let (mut client, mut out) = started(ByteOrder::Little, t0);
+    assert_eq!(client.next_wakeup(), Some(t0 + 30 * S));
+    assert_eq!(client.poll(t0 + 29 * S, &mut out), Ok(()));
+    assert_eq!(
+        client.poll(t0 + 30 * S, &mut out),
+        Err(ClientError::Timeout(Waiting::Pong))
+    );
+    assert_eq!(client.phase(), Phase::Closed);
+    assert_eq!(out.len(), 1, "nothing sent on a deadline");
+}
+
+#[test]
+fn server_version_deadline_runs_from_pong() {
+    let t0 = Instant::now();
+    let (mut client, mut out) = started(ByteOrder::Little, t0);
+    client
+        .handle(&Pdu::ping(ByteOrder::Little), t0 + 10 * S, &mut out)
+        .unwrap();
+    assert_eq!(client.next_wakeup(), Some(t0 + 40 * S));
+    assert_eq!(client.poll(t0 + 39 * S, &mut out), Ok(()));
+    assert_eq!(
+        client.poll(t0 + 40 * S, &mut out),
+        Err(ClientError::Timeout(Waiting::ServerVersion))
+    );
+}
+
+#[test]
+fn name_deadline_runs_from_our_version() {
+    let t0 = Instant::now();
+    let (mut client, mut out) = started(ByteOrder::Little, t0);
+    client
+        .handle(&Pdu::ping(ByteOrder::Little), t0, &mut out)
+        .unwrap();
+    client
+        .handle(&Pdu::server_version(ByteOrder::Little, 1), t0 + S, &mut out)
+        .unwrap();
+    assert_eq!(client.next_wakeup(), Some(t0 + 31 * S));
+    client
+        .offer_name(name("amy"), t0 + 20 * S, &mut out)
+        .unwrap();
+    assert_eq!(client.next_wakeup(), Some(t0 + 31 * S));
+    assert_eq!(
+        client.poll(t0 + 31 * S, &mut out),
+        Err(ClientError::Timeout(Waiting::NameAccepted))
+    );
+}
+
+#[test]
+fn configurable_and_zero_setup_deadline() {
+    let t0 = Instant::now();
+    let mut client = Client::new(Settings {
+        setup_timeout: Duration::from_millis(500),
+        ..Settings::default()
+    });
+    let mut out: Vec<Pdu> = Vec::new();
+    client.start(t0, &mut out);
+    assert_eq!(client.next_wakeup(), Some(t0 + Duration::from_millis(500)));
+
+    let mut off = Client::new(Settings {
+        setup_timeout: Duration::ZERO,
+        ..Settings::default()
+    });
+    off.start(t0, &mut out);
+    assert_eq!(off.next_wakeup(), None);
+    assert_eq!(off.poll(t0 + 1000 * S, &mut out), Ok(()));
+    assert_eq!(off.phase(), Phase::AwaitPong);
+}
+
+// --- Channels. ---
+
+#[test]
+fn join_sends_username_and_channel() {
+    let t0 = Instant::now();
+    let mut client = established(ByteOrder::Big, t0);
+    let mut out: Vec<Pdu> = Vec::new();
+    client.join(b"@rust", t0, &mut out).unwrap();
+    assert_eq!(out, [Pdu::join(ByteOrder::Big, b"amy", b"@rust")]);
+    assert_eq!(client.joins_in_flight(), 1);
+    assert_eq!(client.channel(), None, "only the ack changes the channel");
+    let ack = Pdu::channel_ack(Command::JoinChannel, ByteOrder::Big, b"@rust");
+    assert_eq!(
+        client.handle(&ack, t0, &mut out),
+        Ok(Some(Event::Joined { channel: b"@rust" }))
+    );
+    assert_eq!(client.channel(), Some(&b"@rust"[..]));
+    assert!(client.is_settled());
+}
+
+#[test]
+fn join_refuses_bad_channel_names() {
+    let t0 = Instant::now();
+    let mut client = established(ByteOrder::Little, t0);
+    let mut out: Vec<Pdu> = Vec::new();
+    for (bad, why) in [
+        (&b"rust"[..], NameError::NoAt),
+        (b"@", NameError::Empty),
+        (b"@a b", NameError::NotPrintable),
+        (&[b'@'; 51], NameError::TooLong),
+    ] {
+        assert_eq!(
+            client.join(bad, t0, &mut out),
+            Err(ClientError::BadName(why))
+        );
+    }
+    assert!(out.is_empty());
+    assert!(client.join(&[b'@'; 50], t0, &mut out).is_ok());
+}
+
+#[test]
+fn join_another_channel_switches() {
+    let t0 = Instant::now();
+    let mut client = in_channel(ByteOrder::Little, t0);
+    let mut out: Vec<Pdu> = Vec::new();
+    client.join(b"@d", t0, &mut out).unwrap();
+    assert_eq!(client.channel(), Some(&b"@c"[..]));
+    let ack = Pdu::channel_ack(Command::JoinChannel, ByteOrder::Little, b"@d");
+    client.handle(&ack, t0, &mut out).unwrap();
+    assert_eq!(client.channel(), Some(&b"@d"[..]));
+}
+
+#[test]
+fn unsolicited_or_forged_channel_acks_are_ignored() {
+    let t0 = Instant::now();
+    let mut client = established(ByteOrder::Little, t0);
+    let mut out: Vec<Pdu> = Vec::new();
+    let join_ack = Pdu::channel_ack(Command::JoinChannel, ByteOrder::Little, b"@c");
+    let leave_ack = Pdu::channel_ack(Command::LeaveChannel, ByteOrder::Little, b"@c");
+    assert_eq!(
+        unexpected(client.handle(&join_ack, t0, &mut out)),
+        Unexpected::Unsolicited(Command::JoinChannel)
+    );
+    assert_eq!(
+        unexpected(client.handle(&leave_ack, t0, &mut out)),
+        Unexpected::Unsolicited(Command::LeaveChannel)
+    );
+    client.join(b"@c", t0, &mut out).unwrap();
+    let forged = Pdu::join(ByteOrder::Little, b"eve", b"@c");
+    assert_eq!(
+        unexpected(client.handle(&forged, t0, &mut out)),
+        Unexpected::NotFromServer(Command::JoinChannel)
+    );
+    assert_eq!(client.channel(), None);
+    client.handle(&join_ack, t0, &mut out).unwrap();
+    client.leave(t0, &mut out).unwrap();
+    let forged = Pdu::join(ByteOrder::Little, b"eve", b"@c");
+    let mut forged_leave = forged.clone();
+    forged_leave.bytes_mut()[256..260].copy_from_slice(&[6, 0, 0, 0]);
+    assert_eq!(
+        unexpected(client.handle(&forged_leave, t0, &mut out)),
+        Unexpected::NotFromServer(Command::LeaveChannel)
+    );
+    assert_eq!(client.channel(), Some(&b"@c"[..]));
+}
+
+#[test]
+fn leave() {
+    let t0 = Instant::now();
+    let mut client = established(ByteOrder::Little, t0);
+    let mut out: Vec<Pdu> = Vec::new();
+    assert_eq!(client.leave(t0, &mut out), Err(ClientError::NotInChannel));
+    let mut client = in_channel(ByteOrder::Little, t0);
+    client.leave(t0, &mut out).unwrap();
+    assert_eq!(out, [Pdu::leave(ByteOrder::Little)]);
+    assert_eq!(client.leaves_in_flight(), 1);
+    let ack = Pdu::channel_ack(Command::LeaveChannel, ByteOrder::Little, b"@c");
+    assert_eq!(
+        client.handle(&ack, t0, &mut out),
+        Ok(Some(Event::Left { channel: b"@c" }))
+    );
+    assert_eq!(client.channel(), None);
+    assert!(client.is_settled());
+}
+
+#[test]
+fn leave_allowed_while_join_pending() {
+    let t0 = Instant::now();
+    let mut client = established(ByteOrder::Little, t0);
+    let mut out: Vec<Pdu> = Vec::new();
+    client.join(b"@c", t0, &mut out).unwrap();
+    assert!(client.leave(t0, &mut out).is_ok());
+}
+
+// --- Messages and queries. ---
+
+#[test]
+fn send_message_checks() {
+    let t0 = Instant::now();
+    let mut client = established(ByteOrder::Little, t0);
+    let mut out: Vec<Pdu> = Vec::new();
+    assert_eq!(
+        client.send_message(b"hi", t0, &mut out),
+        Err(ClientError::NotInChannel)
+    );
+    client.join(b"@c", t0, &mut out).unwrap();
+    out.clear();
+    assert_eq!(
+        client.send_message(b"", t0, &mut out),
+        Err(ClientError::EmptyMessage)
+    );
+    assert_eq!(
+        client.send_message(b"a\0b", t0, &mut out),
+        Err(ClientError::MessageHasNul)
+    );
+    assert_eq!(
+        client.send_message(&[b'x'; 2001], t0, &mut out),
+        Err(ClientError::MessageTooLong)
+    );
+    assert!(out.is_empty());
+    // Allowed while the JOIN is on its way: the server handles PDUs in order.
+    client.send_message(b"hello", t0, &mut out).unwrap();
+    client.send_message(&[b'x'; 2000], t0, &mut out).unwrap();
+    assert_eq!(out[0], Pdu::send_message(ByteOrder::Little, b"hello"));
+    assert_eq!(out[1].params_text().len(), 2000);
+    assert!(out[0].prefix().iter().all(|&b| b == 0), "prefix is zero");
+    assert_eq!(client.joins_in_flight(), 1, "no ack owed for a message");
+}
+
+#[test]
+fn query_answer_is_messages_notices_then_up_to_date() {
+    for order in [ByteOrder::Little, ByteOrder::Big] {
+        let t0 = Instant::now();
+        let mut client = in_channel(order, t0);
+        let mut out: Vec<Pdu> = Vec::new();
+        client.query(t0, &mut out).unwrap();
+        assert_eq!(out, [Pdu::query(order)]);
+        assert_eq!(client.queries_in_flight(), 1);
+
+        let msg = Pdu::receive(order, b"bob", b"@c", b"hi amy");
+        assert_eq!(
+            client.handle(&msg, t0, &mut out),
+            Ok(Some(Event::Message {
+                sender: b"bob",
+                channel: b"@c",
+                text: b"hi amy"
+            }))
+        );
+        let joined = Pdu::notice(order, b"@c", b"bob joined");
+        assert_eq!(
+            client.handle(&joined, t0, &mut out),
+            Ok(Some(Event::Notice {
+                channel: b"@c",
+                text: b"bob joined",
+                is_error: false
+            }))
+        );
+        let long = Pdu::receive(order, b"bob", b"@c", &[b'z'; 2000]);
+        match client.handle(&long, t0, &mut out) {
+            Ok(Some(Event::Message { text, .. })) => assert_eq!(text.len(), 2000),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(client.queries_in_flight(), 1);
+        let done = Pdu::up_to_date_marker(order, b"@c");
+        assert_eq!(
+            client.handle(&done, t0, &mut out),
+            Ok(Some(Event::UpToDate { channel: b"@c" }))
+        );
+        assert_eq!(client.queries_in_flight(), 0);
+        assert!(client.is_settled());
+        assert_eq!(
+            unexpected(client.handle(&done, t0, &mut out)),
+            Unexpected::Unsolicited(Command::ReceiveMessage)
+        );
+    }
+}
+
+#[test]
+fn query_outside_a_channel_and_forged_up_to_date() {
+    let t0 = Instant::now();
+    let mut client = established(ByteOrder::Little, t0);
+    let mut out: Vec<Pdu> = Vec::new();
+    client.query(t0, &mut out).unwrap();
+    let mut forged = Pdu::up_to_date_marker(ByteOrder::Little, b"");
+    forged.set_username(b"eve");
+    assert_eq!(
+        unexpected(client.handle(&forged, t0, &mut out)),
+        Unexpected::Unsolicited(Command::ReceiveMessage)
+    );
+    assert_eq!(client.queries_in_flight(), 1);
+    let done = Pdu::up_to_date_marker(ByteOrder::Little, b"");
+    assert_eq!(
+        client.handle(&done, t0, &mut out),
+        Ok(Some(Event::UpToDate { channel: b"" }))
+    );
+}
+
+#[test]
+fn error_notice_once_established() {
+    let t0 = Instant::now();
+    let mut client = established(ByteOrder::Little, t0);
+    let mut out: Vec<Pdu> = Vec::new();
+    let err = Pdu::notice(ByteOrder::Little, b"", b"error: not in a channel");
+    assert_eq!(
+        client.handle(&err, t0, &mut out),
+        Ok(Some(Event::Notice {
+            channel: b"",
+            text: b"error: not in a channel",
+            is_error: true
+        }))
+    );
+    assert!(client.is_established());
+}
+
+#[test]
+fn several_queries_in_flight() {
+    let t0 = Instant::now();
+    let mut client = in_channel(ByteOrder::Little, t0);
+    let mut out: Vec<Pdu> = Vec::new();
+    client.query(t0, &mut out).unwrap();
+    client.query(t0, &mut out).unwrap();
+    assert_eq!(client.queries_in_flight(), 2);
+    let done = Pdu::up_to_date_marker(ByteOrder::Little, b"@c");
+    client.handle(&done, t0, &mut out).unwrap();
+    assert_eq!(client.queries_in_flight(), 1);
+    client.handle(&done, t0, &mut out).unwrap();
+    assert_eq!(client.queries_in_flight(), 0);
+}
+
+// --- Keep-alive, automatic queries, reply deadline. ---
+
+#[test]
+fn automatic_query_in_a_channel() {
+    let t0 = Instant::now();
+    let mut client = in_channel(ByteOrder::Little, t0);
+    let mut out: Vec<Pdu> = Vec::new();
+    // Right after the join ack: query at once for the history.
+    assert_eq!(client.next_wakeup(), Some(t0));
+    client.poll(t0, &mut out).unwrap();
+    assert_eq!(out, [Pdu::query(ByteOrder::Little)]);
+    // Answer outstanding: only the reply deadline is scheduled.
+    assert_eq!(client.next_wakeup(), Some(t0 + 30 * S));
+    client.poll(t0 + 5 * S, &mut out).unwrap();
+    assert_eq!(out.len(), 1, "one automatic QUERY at a time");
+    let done = Pdu::up_to_date_marker(ByteOrder::Little, b"@c");
+    client.handle(&done, t0 + 5 * S, &mut out).unwrap();
+    // Overdue (interval 3 s passed): due now.
+    assert_eq!(client.next_wakeup(), Some(t0 + 3 * S));
+    client.poll(t0 + 5 * S, &mut out).unwrap();
+    assert_eq!(out.len(), 2);
+    client.handle(&done, t0 + 5 * S, &mut out).unwrap();
+    assert_eq!(client.next_wakeup(), Some(t0 + 8 * S));
+    client.poll(t0 + 7 * S, &mut out).unwrap();
+    assert_eq!(out.len(), 2);
+    client.poll(t0 + 8 * S, &mut out).unwrap();
+    assert_eq!(out.len(), 3);
+}
+
+#[test]
+fn manual_query_reschedules_the_automatic_one() {
+    let t0 = Instant::now();
+    let mut client = in_channel(ByteOrder::Little, t0);
+    let mut out: Vec<Pdu> = Vec::new();
+    client.query(t0 + S, &mut out).unwrap();
+    let done = Pdu::up_to_date_marker(ByteOrder::Little, b"@c");
+    client.handle(&done, t0 + S, &mut out).unwrap();
+    assert_eq!(client.next_wakeup(), Some(t0 + 4 * S));
+}
+
+#[test]
+fn no_automatic_query_without_interval() {
+    let t0 = Instant::now();
+    let mut client = Client::new(Settings {
+        query_interval: None,
+        keepalive_interval: Some(10 * S),
+        ..Settings::default()
+    });
+    let mut out: Vec<Pdu> = Vec::new();
+    client.offer_name(name("amy"), t0, &mut out).unwrap();
+    client.start(t0, &mut out);
+    client
+        .handle(&Pdu::ping(ByteOrder::Little), t0, &mut out)
+        .unwrap();
+    client
+        .handle(&Pdu::server_version(ByteOrder::Little, 1), t0, &mut out)
+        .unwrap();
+    client
+        .handle(
+            &Pdu::client_info_ack(ByteOrder::Little, b"amy"),
+            t0,
+            &mut out,
+        )
+        .unwrap();
+    client.join(b"@c", t0, &mut out).unwrap();
+    let ack = Pdu::channel_ack(Command::JoinChannel, ByteOrder::Little, b"@c");
+    client.handle(&ack, t0, &mut out).unwrap();
+    out.clear();
+    // In a channel but querying is the caller's: keep-alive PING instead.
+    assert_eq!(client.next_wakeup(), Some(t0 + 10 * S));
+    client.poll(t0 + 10 * S, &mut out).unwrap();
+    assert_eq!(out, [Pdu::ping(ByteOrder::Little)]);
+}
+
+#[test]
+fn keepalive_ping_outside_a_channel() {
+    let t0 = Instant::now();
+    let mut client = established(ByteOrder::Big, t0);
+    let mut out: Vec<Pdu> = Vec::new();
+    assert_eq!(client.next_wakeup(), Some(t0 + 30 * S));
+    client.poll(t0 + 29 * S, &mut out).unwrap();
+    assert!(out.is_empty());
+    client.poll(t0 + 30 * S, &mut out).unwrap();
+    assert_eq!(out, [Pdu::ping(ByteOrder::Big)]);
+    // Waiting for the PONG: no second PING, only the reply deadline.
+    assert_eq!(client.next_wakeup(), Some(t0 + 60 * S));
+    assert_eq!(
+        client.handle(&Pdu::ping(ByteOrder::Big), t0 + 31 * S, &mut out),
+        Ok(Some(Event::Pong))
+    );
+    assert!(client.is_settled());
+    assert_eq!(client.next_wakeup(), Some(t0 + 60 * S));
+    // Anything sent counts as activity.
+    client.join(b"@c", t0 + 40 * S, &mut out).unwrap();
+    let ack = Pdu::channel_ack(Command::JoinChannel, ByteOrder::Big, b"@c");
+    client.handle(&ack, t0 + 40 * S, &mut out).unwrap();
+    client.leave(t0 + 41 * S, &mut out).unwrap();
+    let ack = Pdu::channel_ack(Command::LeaveChannel, ByteOrder::Big, b"@c");
+    client.handle(&ack, t0 + 41 * S, &mut out).unwrap();
+    assert_eq!(client.next_wakeup(), Some(t0 + 71 * S));
+}
+
+#[test]
+fn unsolicited_pong_is_ignored() {
+    let t0 = Instant::now();
+    let mut client = established(ByteOrder::Little, t0);
+    let mut out: Vec<Pdu> = Vec::new();
+    assert_eq!(
+        unexpected(client.handle(&Pdu::ping(ByteOrder::Little), t0, &mut out)),
+        Unexpected::Unsolicited(Command::PingPong)
+    );
+}
+
+#[test]
+fn reply_deadline() {
+    let t0 = Instant::now();
+    let mut client = established(ByteOrder::Little, t0);
+    let mut out: Vec<Pdu> = Vec::new();
+    client.query(t0, &mut out).unwrap();
+    client.ping(t0 + S, &mut out).unwrap();
+    assert_eq!(
+        client.next_wakeup(),
+        Some(t0 + 30 * S),
+        "runs from the oldest"
+    );
+    let done = Pdu::up_to_date_marker(ByteOrder::Little, b"");
+    client.handle(&done, t0 + 10 * S, &mut out).unwrap();
+    assert_eq!(
+        client.next_wakeup(),
+        Some(t0 + 40 * S),
+        "restarted by progress"
+    );
+    assert_eq!(
+        client.poll(t0 + 40 * S, &mut out),
+        Err(ClientError::Timeout(Waiting::Reply))
+    );
+    assert_eq!(client.phase(), Phase::Closed);
+}
+
+// --- Quit and close. ---
+
+#[test]
+fn quit_sends_quit_once_and_closes() {
+    for order in [ByteOrder::Little, ByteOrder::Big] {
+        let t0 = Instant::now();
+        let mut client = in_channel(order, t0);
+        let mut out: Vec<Pdu> = Vec::new();
+        client.quit(t0, &mut out);
+        client.quit(t0, &mut out);
+        assert_eq!(out, [Pdu::quit(order)]);
+        assert_eq!(client.phase(), Phase::Closed);
+        assert_eq!(client.next_wakeup(), None);
+        let msg = Pdu::receive(order, b"bob", b"@c", b"late");
+        assert_eq!(client.handle(&msg, t0, &mut out), Ok(None));
+        assert_eq!(client.poll(t0 + 1000 * S, &mut out), Ok(()));
+        assert_eq!(
+            client.query(t0, &mut out),
+            Err(ClientError::WrongPhase(Phase::Closed))
+        );
+        assert_eq!(out.len(), 1);
+    }
+}
+
+#[test]
+fn quit_during_setup() {
+    let t0 = Instant::now();
+    let (mut client, mut out) = started(ByteOrder::Big, t0);
+    client.quit(t0, &mut out);
+    assert_eq!(out.last(), Some(&Pdu::quit(ByteOrder::Big)));
+    assert_eq!(client.phase(), Phase::Closed);
+}
+
+// --- What a misbehaving server can send. ---
+
+#[test]
+fn wrong_byte_order_is_an_unknown_command() {
+    let t0 = Instant::now();
+    let (mut client, mut out) = started(ByteOrder::Big, t0);
+    let le_pong = Pdu::ping(ByteOrder::Little);
+    assert_eq!(
+        unexpected(client.handle(&le_pong, t0, &mut out)),
+        Unexpected::UnknownCommand([7, 0, 0, 0])
+    );
+    assert_eq!(client.phase(), Phase::AwaitPong);
+    let mut odd = Pdu::ping(ByteOrder::Big);
+    odd.bytes_mut()[256..260].copy_from_slice(&[0, 0, 0, 9]);
+    assert_eq!(
+        unexpected(client.handle(&odd, t0, &mut out)),
+        Unexpected::UnknownCommand([0, 0, 0, 9])
+    );
+}
+
+#[test]
+fn client_only_commands_from_the_server_are_ignored() {
+    let t0 = Instant::now();
+    let mut client = in_channel(ByteOrder::Little, t0);
+    let mut out: Vec<Pdu> = Vec::new();
+    for pdu in [
+        Pdu::quit(ByteOrder::Little),
+        Pdu::send_message(ByteOrder::Little, b"x"),
+        Pdu::query(ByteOrder::Little),
+    ] {
+        let cmd = command_of(&pdu, ByteOrder::Little);
+        assert_eq!(
+            unexpected(client.handle(&pdu, t0, &mut out)),
+            Unexpected::ClientCommand(cmd)
+        );
+    }
+    assert!(client.is_established());
+    assert!(out.is_empty());
+}
+
+#[test]
+fn setup_pdus_after_setup_are_ignored() {
+    let t0 = Instant::now();
+    let mut client = established(ByteOrder::Little, t0);
+    let mut out: Vec<Pdu> = Vec::new();
+    for pdu in [
+        Pdu::server_version(ByteOrder::Little, 1),
+        Pdu::client_info_ack(ByteOrder::Little, b"amy"),
+    ] {
+        assert!(matches!(
+            unexpected(client.handle(&pdu, t0, &mut out)),
+            Unexpected::Unsolicited(_)
+        ));
+    }
+    assert!(out.is_empty());
+    assert!(client.is_established());
+}
+
+#[test]
+fn garbage_after_nul_and_full_fields() {
+    let t0 = Instant::now();
+    let mut client = in_channel(ByteOrder::Little, t0);
+    let mut out: Vec<Pdu> = Vec::new();
+    client.query(t0, &mut out).unwrap();
+    let mut msg = Pdu::receive(ByteOrder::Little, b"bob", b"@c", b"hi");
+    msg.bytes_mut()[4..10].copy_from_slice(b"\0junk!");
+    msg.bytes_mut()[260 + 3..260 + 8].copy_from_slice(b"trash");
+    assert_eq!(
+        client.handle(&msg, t0, &mut out),
+        Ok(Some(Event::Message {
+            sender: b"bob",
+            channel: b"@c",
+            text: b"hi"
+        }))
+    );
+    // Every byte set: fields run to their ends, nothing panics.
+    let mut full = Pdu::receive(ByteOrder::Little, b"", b"", b"");
+    full.bytes_mut()[..256].fill(b'A');
+    full.bytes_mut()[61] = 0;
+    full.bytes_mut()[260..].fill(0xff);
+    match client.handle(&full, t0, &mut out) {
+        Ok(Some(Event::Message {
+            sender,
+            channel,
+            text,
+        })) => {
+            assert_eq!(sender.len(), 10);
+            assert_eq!(channel.len(), 50);
+            assert_eq!(text.len(), 2000);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A small deterministic generator, so that the no-panic sweep needs no crate.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn random_server_pdus_never_panic_in_any_phase() {
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let t0 = Instant::now();
+    for round in 0..2000u64 {
+        let order = if round % 2 == 0 {
+            ByteOrder::Little
+        } else {
+            ByteOrder::Big
+        };
+        let mut client = match round % 5 {
+            0 => Client::new(settings(order)),
+            1 => started(order, t0).0,
+            2 => {
+                let (mut c, mut out) = started(order, t0);
+                c.handle(&Pdu::ping(order), t0, &mut out).unwrap();
+                c
+            }
+            3 => established(order, t0),
+            _ => in_channel(order, t0),
+        };
+        let mut out: Vec<u8> = Vec::new();
+        for step in 0..20u64 {
+            let mut bytes = [0u8; PDU_LEN];
+            // Mostly plausible commands with random fields, sometimes pure noise.
+            let noise = rng.next() % 4 == 0;
+            for chunk in bytes.chunks_mut(8) {
+                let r = rng.next().to_le_bytes();
+                chunk.copy_from_slice(&r[..chunk.len()]);
+            }
+            if !noise {
+                let code = (rng.next() % 10) as u32;
+                let raw = match order {
+                    ByteOrder::Little => code.to_le_bytes(),
+                    ByteOrder::Big => code.to_be_bytes(),
+                };
+                bytes[256..260].copy_from_slice(&raw);
+                if rng.next() % 2 == 0 {
+                    bytes[..10].copy_from_slice(b"SERVER\0\0\0\0");
+                }
+                bytes[61] = (rng.next() % 3) as u8;
+            }
+            let pdu = Pdu::from_bytes(bytes);
+            let now = t0 + Duration::from_millis(step * 700);
+            let _ = client.handle(&pdu, now, &mut out);
+            let _ = client.poll(now, &mut out);
+            let _ = client.query(now, &mut out);
+            assert_eq!(out.len() % PDU_LEN, 0);
+        }
+    }
+}
+
+// --- Cutting long messages. ---
+
+#[test]
+fn cut_message_on_char_boundary() {
+    let short = "héllo".as_bytes();
+    assert_eq!(cut_message(short), (short, false));
+    let exact = vec![b'a'; 2000];
+    assert_eq!(cut_message(&exact), (&exact[..], false));
+    let long = vec![b'a'; 2500];
+    assert_eq!(cut_message(&long).0.len(), 2000);
+    assert!(cut_message(&long).1);
+    // A 2-, 3- and 4-byte character straddling byte 2000 is left out whole.
+    for ch in ["é", "€", "🦀"] {
+        for pad in 0..4 {
+            let mut text = "a".repeat(1997 + pad);
+            while text.len() <= 2000 {
+                text.push_str(ch);
+            }
+            text.push_str("tail");
+            let (cut, was_cut) = cut_message(text.as_bytes());
+            assert!(was_cut);
+            assert!(cut.len() <= 2000 && cut.len() > 2000 - ch.len());
+            assert!(std::str::from_utf8(cut).is_ok(), "{ch} pad {pad}");
+        }
+    }
+    // Not UTF-8: cut at the byte limit.
+    let bin = vec![0x80u8; 2100];
+    assert_eq!(cut_message(&bin).0.len(), 2000);
+}
+
+#[test]
+fn outbox_for_bytes() {
+    let mut bytes: Vec<u8> = Vec::new();
+    bytes.send(&Pdu::ping(ByteOrder::Big));
+    assert_eq!(bytes.len(), PDU_LEN);
+    assert_eq!(&bytes[256..260], &[0, 0, 0, 7]);
+}
+
+#[test]
+fn state_stays_small() {
+    // Thousands of these live in one loadgen process.
+    assert!(
+        std::mem::size_of::<Client>() <= 256,
+        "{}",
+        std::mem::size_of::<Client>()
+    );
+}
