@@ -1,1 +1,177 @@
-fn main() {}
+//! `kaichat-server`: argument parsing and wiring only; the reactor is `kaichat::server`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use kaichat::server::{raise_fd_limit, Config, Server, RESERVED_FDS};
+use kaichat::session::Deadlines;
+use kaichat::tls;
+
+const HELP: &str = "\
+kaichat-server: the KaiChat v1 chat server (TLS on TCP port 29200)
+
+USAGE:
+  kaichat-server [OPTIONS]
+
+OPTIONS:
+  --listen ADDR:PORT        address to listen on [default: all interfaces, port 29200]
+  --cert PEM                certificate chain, leaf first [default: certs/server.pem]
+  --key PEM                 private key of the certificate [default: certs/server.key]
+  --handshake-timeout SECS  deadline of each set-up phase: accept to PING, PONG to
+                            version, version to accepted name [default: 30; 0 = off]
+  --idle-timeout SECS       close established clients silent this long [default: 120; 0 = off]
+  --history N               entries retained per channel [default: 1000; at least 1]
+  --replay N                last entries shown to a client joining a channel [default: 20]
+  --max-clients N           connections served at once; more wait in the listen backlog
+                            [default: what the open-file limit allows]
+  --plaintext               no TLS, for debugging and benchmarks only
+  --stats-interval SECS     print a statistics line to stderr this often [default: 0 = off]
+  -h, --help                print this help
+
+The bundled certificate in certs/ is for development only. SIGINT or SIGTERM closes every
+client with a TLS close_notify, prints a final statistics line and exits 0.
+";
+
+struct Args {
+    listen: Option<SocketAddr>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    handshake_timeout: u64,
+    idle_timeout: u64,
+    history: usize,
+    replay: usize,
+    max_clients: Option<usize>,
+    plaintext: bool,
+    stats_interval: u64,
+}
+
+fn parse_args() -> Result<Option<Args>, String> {
+    let mut args = pico_args::Arguments::from_env();
+    if args.contains(["-h", "--help"]) {
+        return Ok(None);
+    }
+    let parsed = (|| -> Result<Args, pico_args::Error> {
+        Ok(Args {
+            listen: args.opt_value_from_str("--listen")?,
+            cert: args.opt_value_from_str("--cert")?,
+            key: args.opt_value_from_str("--key")?,
+            handshake_timeout: args
+                .opt_value_from_str("--handshake-timeout")?
+                .unwrap_or(30),
+            idle_timeout: args.opt_value_from_str("--idle-timeout")?.unwrap_or(120),
+            history: args.opt_value_from_str("--history")?.unwrap_or(1000),
+            replay: args.opt_value_from_str("--replay")?.unwrap_or(20),
+            max_clients: args.opt_value_from_str("--max-clients")?,
+            plaintext: args.contains("--plaintext"),
+            stats_interval: args.opt_value_from_str("--stats-interval")?.unwrap_or(0),
+        })
+    })()
+    .map_err(|e| e.to_string())?;
+    let rest = args.finish();
+    if let Some(extra) = rest.first() {
+        return Err(format!("unexpected argument '{}'", extra.to_string_lossy()));
+    }
+    if parsed.history == 0 {
+        return Err("--history must be at least 1".to_string());
+    }
+    if parsed.max_clients == Some(0) {
+        return Err("--max-clients must be at least 1".to_string());
+    }
+    Ok(Some(parsed))
+}
+
+/// Looks for the bundled development files relative to the working directory, then to
+/// the repository the binary was built from.
+fn dev_file(relative: &str) -> PathBuf {
+    let local = Path::new(relative);
+    if local.exists() {
+        return local.to_path_buf();
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("kaichat-server: {e} (see --help)");
+            return ExitCode::from(2);
+        }
+    };
+    let fd_limit = raise_fd_limit();
+    let fd_clients =
+        usize::try_from(fd_limit.saturating_sub(RESERVED_FDS).max(1)).unwrap_or(usize::MAX);
+    let max_clients = args.max_clients.unwrap_or(fd_clients);
+
+    let dev_pair = args.cert.is_none() && args.key.is_none();
+    let cert = args.cert.unwrap_or_else(|| dev_file(tls::DEV_CERT));
+    let key = args.key.unwrap_or_else(|| dev_file(tls::DEV_KEY));
+    let tls_config = if args.plaintext {
+        None
+    } else {
+        match tls::server_config(&cert, &key) {
+            Ok(config) => Some(config),
+            Err(e) => {
+                eprintln!("kaichat-server: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let listen = args
+        .listen
+        .unwrap_or_else(|| SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 29200)));
+    let config = Config {
+        listen,
+        tls: tls_config,
+        deadlines: Deadlines {
+            handshake: args.handshake_timeout,
+            idle: args.idle_timeout,
+        },
+        history: args.history,
+        replay: args.replay,
+        max_clients,
+        stats_interval: args.stats_interval,
+    };
+    let bound = match Server::bind(config.clone()) {
+        // A machine without IPv6 cannot bind the default [::]; fall back to IPv4.
+        Err(_) if args.listen.is_none() => Server::bind(Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 29200)),
+            ..config
+        }),
+        other => other,
+    };
+    let mut server = match bound {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("kaichat-server: cannot listen on {listen}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let addr = server.local_addr().map_or(listen, |a| a);
+    let security = if args.plaintext {
+        "PLAINTEXT, no TLS: for debugging and benchmarks only".to_string()
+    } else if dev_pair {
+        format!(
+            "TLS, certificate {}: WARNING: bundled development certificate, do not use in production",
+            cert.display()
+        )
+    } else {
+        format!("TLS, certificate {}", cert.display())
+    };
+    eprintln!("kaichat-server: listening on {addr} ({security}; max {max_clients} clients)");
+    match server.run() {
+        Ok(stats) => {
+            eprintln!("kaichat-server: shut down: {stats}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kaichat-server: event loop failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

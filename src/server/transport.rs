@@ -1,0 +1,260 @@
+//! Moving bytes between a socket and whole PDUs: through rustls, or in plaintext for
+//! debugging and benchmarks. Knows nothing of what a PDU means.
+//!
+//! With TLS, a partial PDU waits inside rustls's plaintext buffer until 2260 bytes are
+//! there, so an idle connection holds no buffer of ours. Output is counted so that the
+//! reactor can stop producing (and stop reading) above a small bound.
+
+use std::io::{self, Read, Write};
+
+use mio::net::TcpStream;
+use rustls::ServerConnection;
+
+use crate::pdu::{Pdu, PDU_LEN};
+use crate::session::Outbox;
+
+/// Plaintext input is read in chunks up to this much buffered, like rustls's own bound.
+const PLAIN_INPUT_LIMIT: usize = 16 * 1024;
+
+/// What one read from the socket did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Fill {
+    /// Bytes arrived (they may or may not complete a PDU).
+    Progress,
+    /// Nothing more to read now.
+    Blocked,
+    /// The peer closed its side (TCP FIN or TLS close_notify).
+    Closed,
+    /// Input is full until PDUs are taken out.
+    Full,
+}
+
+/// Why a connection's transport failed.
+#[derive(Debug)]
+pub enum TransportError {
+    /// The socket failed (reset, broken pipe...).
+    Io,
+    /// The peer broke the TLS protocol; rustls has queued an alert for it.
+    Tls,
+}
+
+pub enum Transport {
+    Tls(Box<TlsState>),
+    Plain(PlainState),
+}
+
+pub struct TlsState {
+    conn: ServerConnection,
+    /// Decrypted bytes waiting in rustls.
+    plaintext: usize,
+    /// Bytes handed to rustls since its output was last fully flushed.
+    queued: usize,
+    peer_closed: bool,
+    overflow: bool,
+}
+
+#[derive(Default)]
+pub struct PlainState {
+    input: Vec<u8>,
+    output: Vec<u8>,
+    /// Bytes of `output` already written to the socket.
+    written: usize,
+    peer_closed: bool,
+}
+
+impl Transport {
+    pub fn tls(conn: ServerConnection) -> Transport {
+        Transport::Tls(Box::new(TlsState {
+            conn,
+            plaintext: 0,
+            queued: 0,
+            peer_closed: false,
+            overflow: false,
+        }))
+    }
+
+    pub fn plain() -> Transport {
+        Transport::Plain(PlainState::default())
+    }
+
+    /// Reads once from the socket (one TLS read is at most about 4 KiB).
+    pub fn fill(&mut self, socket: &mut TcpStream) -> Result<Fill, TransportError> {
+        match self {
+            Transport::Tls(tls) => tls.fill(socket),
+            Transport::Plain(plain) => plain.fill(socket),
+        }
+    }
+
+    /// Takes the next whole PDU received, if there is one.
+    pub fn next_pdu(&mut self) -> Option<Pdu> {
+        let mut bytes = [0u8; PDU_LEN];
+        match self {
+            Transport::Tls(tls) => {
+                if tls.plaintext < PDU_LEN {
+                    return None;
+                }
+                tls.conn.reader().read_exact(&mut bytes).ok()?;
+                tls.plaintext -= PDU_LEN;
+            }
+            Transport::Plain(plain) => {
+                if plain.input.len() < PDU_LEN {
+                    return None;
+                }
+                bytes.copy_from_slice(&plain.input[..PDU_LEN]);
+                plain.input.drain(..PDU_LEN);
+            }
+        }
+        Some(Pdu::from_bytes(bytes))
+    }
+
+    /// Whether the peer has closed its side; what it sent before is still readable.
+    pub fn peer_closed(&self) -> bool {
+        match self {
+            Transport::Tls(tls) => tls.peer_closed,
+            Transport::Plain(plain) => plain.peer_closed,
+        }
+    }
+
+    /// Bytes produced and not yet known to be written.
+    pub fn queued(&self) -> usize {
+        match self {
+            Transport::Tls(tls) => tls.queued,
+            Transport::Plain(plain) => plain.output.len() - plain.written,
+        }
+    }
+
+    /// Whether there is output for the socket.
+    pub fn wants_write(&self) -> bool {
+        match self {
+            Transport::Tls(tls) => tls.conn.wants_write(),
+            Transport::Plain(plain) => plain.written < plain.output.len(),
+        }
+    }
+
+    /// Writes output until it is all written (true) or the socket is full (false).
+    pub fn flush(&mut self, socket: &mut TcpStream) -> Result<bool, TransportError> {
+        match self {
+            Transport::Tls(tls) => tls.flush(socket),
+            Transport::Plain(plain) => plain.flush(socket),
+        }
+    }
+
+    /// Queues a TLS close_notify (nothing in plaintext).
+    pub fn close_notify(&mut self) {
+        if let Transport::Tls(tls) = self {
+            tls.conn.send_close_notify();
+        }
+    }
+
+    /// Whether a PDU could not be handed to rustls.
+    pub fn overflowed(&self) -> bool {
+        matches!(self, Transport::Tls(tls) if tls.overflow)
+    }
+}
+
+impl Outbox for Transport {
+    fn send(&mut self, pdu: &Pdu) {
+        match self {
+            Transport::Tls(tls) => {
+                // The writer encrypts at once; a short count means rustls's own buffer
+                // limit (64 KiB) was hit, which the reactor's far smaller bound prevents.
+                match tls.conn.writer().write(pdu.as_bytes()) {
+                    Ok(n) if n == PDU_LEN => tls.queued += PDU_LEN,
+                    _ => tls.overflow = true,
+                }
+            }
+            Transport::Plain(plain) => plain.output.extend_from_slice(pdu.as_bytes()),
+        }
+    }
+}
+
+impl TlsState {
+    fn fill(&mut self, socket: &mut TcpStream) -> Result<Fill, TransportError> {
+        if self.peer_closed {
+            return Ok(Fill::Closed);
+        }
+        // rustls refuses to read past 16 KiB of undelivered plaintext; whole PDUs are
+        // taken out before reading more, so this only guards the contract of `fill`.
+        if self.plaintext >= PDU_LEN {
+            return Ok(Fill::Full);
+        }
+        match self.conn.read_tls(socket) {
+            Ok(0) => {
+                self.peer_closed = true;
+                Ok(Fill::Closed)
+            }
+            Ok(_) => {
+                let state = self
+                    .conn
+                    .process_new_packets()
+                    .map_err(|_| TransportError::Tls)?;
+                self.plaintext = state.plaintext_bytes_to_read();
+                if state.peer_has_closed() {
+                    self.peer_closed = true;
+                }
+                Ok(Fill::Progress)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Fill::Blocked),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Fill::Progress),
+            Err(_) => Err(TransportError::Io),
+        }
+    }
+
+    fn flush(&mut self, socket: &mut TcpStream) -> Result<bool, TransportError> {
+        while self.conn.wants_write() {
+            match self.conn.write_tls(socket) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Err(TransportError::Io),
+            }
+        }
+        self.queued = 0;
+        Ok(true)
+    }
+}
+
+impl PlainState {
+    fn fill(&mut self, socket: &mut TcpStream) -> Result<Fill, TransportError> {
+        if self.peer_closed {
+            return Ok(Fill::Closed);
+        }
+        let have = self.input.len();
+        if have >= PLAIN_INPUT_LIMIT {
+            return Ok(Fill::Full);
+        }
+        self.input.resize(PLAIN_INPUT_LIMIT, 0);
+        let result = socket.read(&mut self.input[have..]);
+        let got = *result.as_ref().unwrap_or(&0);
+        self.input.truncate(have + got);
+        if self.input.is_empty() {
+            // Idle plaintext connections keep no buffer.
+            self.input = Vec::new();
+        }
+        match result {
+            Ok(0) => {
+                self.peer_closed = true;
+                Ok(Fill::Closed)
+            }
+            Ok(_) => Ok(Fill::Progress),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Fill::Blocked),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Fill::Progress),
+            Err(_) => Err(TransportError::Io),
+        }
+    }
+
+    fn flush(&mut self, socket: &mut TcpStream) -> Result<bool, TransportError> {
+        while self.written < self.output.len() {
+            match socket.write(&self.output[self.written..]) {
+                Ok(0) => return Err(TransportError::Io),
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Err(TransportError::Io),
+            }
+        }
+        self.output = Vec::new();
+        self.written = 0;
+        Ok(true)
+    }
+}
