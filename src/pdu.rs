@@ -504,4 +504,118 @@ mod tests {
         let pdu = Pdu::send_message(ByteOrder::Little, &text);
         assert_eq!(pdu.params_text().len(), 2000);
     }
+
+    mod round_trip {
+        use super::*;
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+
+        fn any_command() -> impl Strategy<Value = Command> {
+            (0u32..9).prop_map(|code| Command::from_code(code).unwrap())
+        }
+
+        fn any_order() -> impl Strategy<Value = ByteOrder> {
+            prop_oneof![Just(ByteOrder::Little), Just(ByteOrder::Big)]
+        }
+
+        /// Text without NUL, `1..=max` bytes.
+        fn text(max: usize) -> impl Strategy<Value = Vec<u8>> {
+            vec(1u8..=255, 1..=max)
+        }
+
+        proptest! {
+            #[test]
+            fn bytes_survive_wrapping(bytes in vec(any::<u8>(), PDU_LEN)) {
+                let pdu = Pdu::from_slice(&bytes).unwrap();
+                prop_assert_eq!(&pdu.as_bytes()[..], &bytes[..]);
+                prop_assert_eq!(Pdu::from_bytes(*pdu.as_bytes()), pdu);
+            }
+
+            #[test]
+            fn commands_round_trip_in_both_orders(command in any_command(), order in any_order()) {
+                let pdu = Pdu::new(command, order);
+                prop_assert_eq!(
+                    pdu.decode_command(Some(order)),
+                    Decoded::Known { command, order }
+                );
+                // Before the order is fixed, the bytes reveal it (QUIT reads as little).
+                let revealed = if command == Command::Quit { ByteOrder::Little } else { order };
+                prop_assert_eq!(
+                    pdu.decode_command(None),
+                    Decoded::Known { command, order: revealed }
+                );
+            }
+
+            #[test]
+            fn any_command_field_decodes_without_panic(
+                raw in any::<[u8; 4]>(),
+                fixed in proptest::option::of(any_order()),
+            ) {
+                let mut pdu = Pdu::ping(ByteOrder::Little);
+                pdu.bytes_mut()[256..260].copy_from_slice(&raw);
+                match pdu.decode_command(fixed) {
+                    // A known command re-encodes to the same bytes in the order it was read.
+                    Decoded::Known { command, order } => {
+                        prop_assert_eq!(Pdu::new(command, order).command_bytes(), raw);
+                        if let Some(fixed) = fixed {
+                            prop_assert_eq!(order, fixed);
+                        }
+                    }
+                    Decoded::Unknown(bytes) => prop_assert_eq!(bytes, raw),
+                }
+            }
+
+            #[test]
+            fn text_fields_round_trip(
+                order in any_order(),
+                name in text(MAX_USERNAME),
+                channel in text(MAX_CHANNEL),
+                message in text(MAX_MESSAGE),
+                flag in any::<bool>(),
+            ) {
+                let mut pdu = Pdu::receive(order, &name, &channel, &message);
+                pdu.set_up_to_date(flag);
+                let back = Pdu::from_bytes(*pdu.as_bytes());
+                prop_assert_eq!(back.username(), &name[..]);
+                prop_assert_eq!(back.channel(), &channel[..]);
+                prop_assert_eq!(back.params_text(), &message[..]);
+                prop_assert_eq!(back.up_to_date(), flag);
+                prop_assert_eq!(back.as_bytes()[SEPARATOR], b' ');
+                prop_assert!(back.as_bytes()[UP_TO_DATE + 1..PREFIX_LEN].iter().all(|&b| b == 0));
+                prop_assert_eq!(
+                    back.decode_command(Some(order)),
+                    Decoded::Known { command: Command::ReceiveMessage, order }
+                );
+            }
+
+            #[test]
+            fn garbage_after_a_nul_is_ignored(
+                name in text(MAX_USERNAME - 1),
+                junk in vec(any::<u8>(), 1..MAX_USERNAME),
+            ) {
+                let mut pdu = Pdu::join(ByteOrder::Little, &name, b"@c");
+                let end = (name.len() + 1 + junk.len()).min(MAX_USERNAME);
+                let room = end - name.len() - 1;
+                pdu.bytes_mut()[name.len() + 1..end].copy_from_slice(&junk[..room]);
+                prop_assert_eq!(pdu.username(), &name[..]);
+            }
+
+            #[test]
+            fn client_pdus_round_trip(
+                order in any_order(),
+                name in text(MAX_USERNAME),
+                version in any::<u16>(),
+            ) {
+                let info = Pdu::from_bytes(*Pdu::client_info(order, &name).as_bytes());
+                prop_assert_eq!(info.client_info_name(), (&name[..], 0));
+                let ack = Pdu::client_info_ack(order, &name);
+                prop_assert_eq!(ack.username(), SERVER_NAME);
+                prop_assert_eq!(ack.client_info_name().0, &name[..]);
+                let v = Pdu::from_bytes(*Pdu::client_version(order, version).as_bytes());
+                prop_assert_eq!(v.version(), version);
+                prop_assert_eq!(&v.params()[..2], &version.to_be_bytes()[..]);
+                prop_assert!(v.prefix().iter().all(|&b| b == 0));
+            }
+        }
+    }
 }

@@ -510,3 +510,74 @@ fn only_the_clients_own_channel_is_returned() {
     );
     assert_eq!(b.query_entries(), entries(&[("SERVER", "x2 joined")]));
 }
+
+#[test]
+fn answers_follow_request_order_and_a_long_answer_is_never_interleaved() {
+    let server = Server::start(&["--replay", "500"]);
+    let mut talker = server.member("talker", "@long");
+    let mut batch = Vec::new();
+    for i in 0..500 {
+        batch.extend_from_slice(Pdu::send_message(LE, format!("long {i}").as_bytes()).as_bytes());
+    }
+    talker.write(&batch);
+    sync(&mut talker);
+
+    let mut reader = server.login("reader");
+    let mut requests = Vec::new();
+    for pdu in [
+        Pdu::join(LE, b"reader", b"@long"),
+        Pdu::query(LE),
+        Pdu::send_message(LE, b""), // error, answered at once but after the answer
+        Pdu::ping(LE),
+        Pdu::query(LE),
+        Pdu::leave(LE),
+        Pdu::leave(LE), // error: not in a channel
+    ] {
+        requests.extend_from_slice(pdu.as_bytes());
+    }
+    reader.write(&requests);
+    // Meanwhile the channel keeps moving.
+    let mut extra = Vec::new();
+    for i in 0..100 {
+        extra.extend_from_slice(Pdu::send_message(LE, format!("extra {i}").as_bytes()).as_bytes());
+    }
+    talker.write(&extra);
+
+    let ack = reader.expect(Command::JoinChannel);
+    assert_eq!(ack.channel(), b"@long");
+    reader.channel = b"@long".to_vec();
+    let first: Vec<_> = reader.read_answer().iter().map(entry).collect();
+    assert!(first.len() >= 501, "{} entries", first.len());
+    for (i, e) in first[..500].iter().enumerate() {
+        assert_eq!(e, &("talker".to_string(), format!("long {i}")));
+    }
+    assert_eq!(
+        first[500],
+        ("SERVER".to_string(), "reader joined".to_string())
+    );
+    reader.expect_error();
+    reader.expect_pong();
+    let second: Vec<_> = reader.read_answer().iter().map(entry).collect();
+    let ack = reader.expect(Command::LeaveChannel);
+    assert_eq!(ack.channel(), b"@long");
+    reader.channel.clear();
+    reader.expect_error();
+
+    // Every extra message arrived exactly once, in order, in one answer or the other.
+    let mut moving: Vec<_> = first[501..].to_vec();
+    moving.extend(second);
+    for (i, e) in moving.iter().enumerate() {
+        assert_eq!(e, &("talker".to_string(), format!("extra {i}")));
+    }
+}
+
+#[test]
+fn join_ignores_an_empty_or_foreign_username_field() {
+    let server = Server::start(&[]);
+    let mut c = server.login("blank");
+    c.send(&Pdu::join(LE, b"", b"@blank"));
+    let ack = c.expect(Command::JoinChannel);
+    assert_eq!(ack.channel(), b"@blank");
+    c.channel = b"@blank".to_vec();
+    assert_eq!(c.query_entries(), entries(&[("SERVER", "blank joined")]));
+}

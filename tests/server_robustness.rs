@@ -319,6 +319,9 @@ fn a_slow_reader_does_not_delay_others_and_is_cut_when_idle() {
     );
 
     let (queries, cut) = slow_thread.join().unwrap();
+    eprintln!(
+        "{rounds} rounds, worst round trip {worst:?}; slow reader wrote {queries} QUERYs, cut after {cut:?}"
+    );
     let cut = cut.unwrap_or_else(|| {
         panic!("the slow reader ({queries} QUERYs written) was never cut by the idle deadline")
     });
@@ -330,4 +333,57 @@ fn a_slow_reader_does_not_delay_others_and_is_cut_when_idle() {
     let mut again = server.login("slow");
     again.assert_alive();
     quick.assert_alive();
+}
+
+/// Waits until `watcher` reads `<name> left`; returns everything it read.
+fn wait_for_left(watcher: &mut TestClient, name: &str) -> Vec<(String, String)> {
+    let want = ("SERVER".to_string(), format!("{name} left"));
+    let deadline = Instant::now() + ANSWER;
+    let mut seen = Vec::new();
+    while !seen.contains(&want) {
+        assert!(Instant::now() < deadline, "no `{name} left` in {seen:?}");
+        seen.extend(watcher.query_entries());
+        thread::sleep(Duration::from_millis(50));
+    }
+    seen
+}
+
+#[test]
+fn a_peer_that_closes_mid_pdu_has_sent_nothing_for_that_pdu() {
+    let server = Server::start(&[]);
+    let mut watcher = server.member("watcher", "@half");
+    for (name, close_notify) in [("cut", false), ("polite", true)] {
+        let mut c = server.member(name, "@half");
+        let pdu = Pdu::send_message(LE, b"never stored");
+        c.write(&pdu.as_bytes()[..1500]);
+        thread::sleep(Duration::from_millis(100));
+        if close_notify {
+            if let Transport::Tls(s) = &mut c.transport {
+                s.conn.send_close_notify();
+                let _ = s.conn.complete_io(&mut s.sock);
+            }
+        }
+        drop(c);
+        let seen = wait_for_left(&mut watcher, name);
+        assert!(
+            !seen.iter().any(|(_, text)| text == "never stored"),
+            "a partial PDU was processed: {seen:?}"
+        );
+        // The name is free again.
+        server.login(name).assert_alive();
+    }
+}
+
+#[test]
+fn a_tls_error_frees_the_name_and_leaves_the_channel() {
+    let server = Server::start(&[]);
+    let mut watcher = server.member("watcher", "@tlserr");
+    let mut broken = server.member("broken", "@tlserr");
+    // An application-data record that cannot decrypt, straight onto the socket.
+    let mut record = vec![0x17, 0x03, 0x03, 0x00, 0x40];
+    record.extend(Rng::new(3).bytes(0x40));
+    broken.tcp().write_all(&record).unwrap();
+    broken.expect_closed();
+    wait_for_left(&mut watcher, "broken");
+    server.login("broken").assert_alive();
 }

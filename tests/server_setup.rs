@@ -411,3 +411,57 @@ fn plaintext_mode_serves_a_whole_session() {
     a.quit();
     a.expect_clean_close();
 }
+
+#[test]
+fn a_tls_1_2_only_client_is_accepted() {
+    let server = Server::start(&[]);
+    let config = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS12])
+        .with_root_certificates(dev_roots())
+        .with_no_client_auth();
+    let mut c = TestClient::connect_tls_with(server.addr, std::sync::Arc::new(config));
+    c.handshake("old-tls");
+    assert_eq!(
+        c.tls().protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    c.join("@tls12");
+    assert_eq!(c.query_entries(), entries(&[("SERVER", "old-tls joined")]));
+    c.quit();
+    c.expect_clean_close();
+}
+
+#[test]
+fn tls_1_3_is_preferred_and_sessions_resume() {
+    let server = Server::start(&[]);
+    // A configuration of our own, so its resumption cache holds only this server.
+    let config = std::sync::Arc::new(
+        rustls::ClientConfig::builder()
+            .with_root_certificates(dev_roots())
+            .with_no_client_auth(),
+    );
+    let mut first = TestClient::connect_tls_with(server.addr, config.clone());
+    first.handshake("resume1"); // reading answers also reads the session tickets
+    assert_eq!(
+        first.tls().protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
+    let mut second = TestClient::connect_tls_with(server.addr, config);
+    second.handshake("resume2");
+    assert_eq!(
+        second.tls().handshake_kind(),
+        Some(rustls::HandshakeKind::Resumed),
+        "the second connection resumes the first one's session"
+    );
+}
+
+#[test]
+fn an_ipv6_listener_serves() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback here: skipped");
+        return;
+    }
+    let server = Server::start(&["--listen", "[::1]:0"]);
+    assert!(server.addr.is_ipv6(), "{}", server.addr);
+    let mut c = server.member("six", "@v6");
+    assert_eq!(c.query_entries(), entries(&[("SERVER", "six joined")]));
+}

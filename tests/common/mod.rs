@@ -95,14 +95,16 @@ impl Server {
     }
 
     fn spawn(extra: &[&str], plaintext: bool) -> Server {
-        let mut args: Vec<String> = vec![
-            "--listen".into(),
-            "127.0.0.1:0".into(),
+        let mut args: Vec<String> = Vec::new();
+        if !extra.contains(&"--listen") {
+            args.extend(["--listen".into(), "127.0.0.1:0".into()]);
+        }
+        args.extend([
             "--cert".into(),
             path_arg("certs/server.pem"),
             "--key".into(),
             path_arg("certs/server.key"),
-        ];
+        ]);
         if plaintext {
             args.push("--plaintext".into());
         }
@@ -295,7 +297,17 @@ pub fn run_to_exit(args: &[&str], timeout: Duration) -> (Option<i32>, String, bo
 // The client
 // ---------------------------------------------------------------------------------------
 
-fn tls_config() -> Arc<rustls::ClientConfig> {
+/// The root store with the development CA.
+pub fn dev_roots() -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in kaichat::tls::load_certs(&manifest().join("certs/ca.pem")).unwrap() {
+        roots.add(cert).unwrap();
+    }
+    roots
+}
+
+/// The shared client configuration (trusting `certs/ca.pem`; one resumption cache).
+pub fn tls_config() -> Arc<rustls::ClientConfig> {
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
@@ -349,10 +361,28 @@ pub struct TestClient {
 impl TestClient {
     /// TCP + TLS (the handshake happens on the first read or write).
     pub fn connect_tls(addr: SocketAddr) -> TestClient {
+        TestClient::connect_tls_with(addr, tls_config())
+    }
+
+    /// TCP + TLS with a given client configuration.
+    pub fn connect_tls_with(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> TestClient {
         let tcp = connect_tcp(addr);
         let name = ServerName::try_from("localhost").unwrap();
-        let conn = ClientConnection::new(tls_config(), name).expect("client connection");
+        let conn = ClientConnection::new(config, name).expect("client connection");
         TestClient::with(Transport::Tls(Box::new(StreamOwned::new(conn, tcp))))
+    }
+
+    /// The TLS connection (panics in plaintext).
+    pub fn tls(&self) -> &ClientConnection {
+        match &self.transport {
+            Transport::Tls(s) => &s.conn,
+            Transport::Plain(_) => panic!("not a TLS client"),
+        }
+    }
+
+    /// The raw TCP socket under the client.
+    pub fn tcp(&self) -> &TcpStream {
+        self.transport.tcp()
     }
 
     /// Plain TCP, for `--plaintext`.
