@@ -74,8 +74,9 @@ pub struct Settings {
     /// VERSION_NEGOTIATION → accepted CLIENT_INFO (not restarted by a rejected name, as
     /// the server's own deadline is not).
     pub setup_timeout: Duration,
-    /// Once established: how long the server may go without answering anything it owes
-    /// (QUERY, PING, JOIN, LEAVE). Restarted by every answer.
+    /// Once established: how long the server may go without answering a QUERY or PING it
+    /// owes. Restarted by every such answer. (JOIN and LEAVE are not timed: a refusal
+    /// cannot always be told from a refused message, see [`Event::Refused`].)
     pub reply_timeout: Duration,
     /// Send QUERY this often while in a channel ([`Client::poll`]); `None` leaves querying
     /// to the caller.
@@ -153,6 +154,8 @@ pub enum ClientError {
     EmptyMessage,
     /// Longer than 2000 bytes: cut it with [`cut_message`] first.
     MessageTooLong,
+    /// [`MAX_PENDING_CHANNEL_REQUESTS`] JOIN/LEAVE requests already wait for an answer.
+    TooManyPending,
     /// A NUL byte would end the message early on the wire.
     MessageHasNul,
 }
@@ -171,6 +174,9 @@ impl fmt::Display for ClientError {
             ClientError::EmptyMessage => f.write_str("empty message"),
             ClientError::MessageTooLong => write!(f, "message longer than {MAX_MESSAGE} bytes"),
             ClientError::MessageHasNul => f.write_str("message contains a NUL byte"),
+            ClientError::TooManyPending => {
+                f.write_str("too many JOIN/LEAVE requests waiting for an answer")
+            }
         }
     }
 }
@@ -191,6 +197,13 @@ pub enum Unexpected {
     Unsolicited(Command),
 }
 
+/// A request that the server can refuse with an error notice, see [`Event::Refused`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    Join,
+    Leave,
+}
+
 /// What a server PDU meant. Text borrows from the PDU: copy it if you keep it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event<'p> {
@@ -206,6 +219,10 @@ pub enum Event<'p> {
     Joined { channel: &'p [u8] },
     /// LEAVE_CHANNEL acknowledged: no current channel now.
     Left { channel: &'p [u8] },
+    /// An error notice that answers our oldest pending JOIN or LEAVE: it was refused and
+    /// nothing changed. `reason` is the text after `error: `. (An error notice that may
+    /// answer a SEND_MESSAGE is reported as [`Event::Notice`] instead.)
+    Refused { request: Request, reason: &'p [u8] },
     /// Chat from another user (part of a QUERY answer).
     Message {
         sender: &'p [u8],
@@ -248,19 +265,75 @@ impl ChannelName {
     }
 }
 
-/// Answers the server still owes us. The server answers in order, but each kind has its
-/// own answer PDU, so a count per kind is all the bookkeeping needed.
+/// Most JOIN_CHANNEL / LEAVE_CHANNEL requests that can wait for their answer at once.
+pub const MAX_PENDING_CHANNEL_REQUESTS: u8 = 32;
+
+/// Answers the server still owes us. The server answers in order and each kind has its own
+/// answer PDU, so QUERY and PING need only a count. JOIN and LEAVE can also be refused by
+/// an error notice, which does not say what it refuses: their order is kept, one bit each,
+/// so that a refusal goes to the oldest.
 #[derive(Clone, Copy, Debug, Default)]
 struct Owed {
     queries: u16,
     pings: u16,
-    joins: u16,
-    leaves: u16,
+    /// Pending JOIN (1) and LEAVE (0) in the order sent, the oldest in bit 0.
+    channel_bits: u32,
+    channel_len: u8,
+    /// A SEND_MESSAGE went out while a JOIN or LEAVE was pending. Its refusal would be an
+    /// error notice too, so no error notice is taken as a refused JOIN/LEAVE until the
+    /// pending ones are all answered.
+    mixed: bool,
 }
 
 impl Owed {
-    fn any(&self) -> bool {
-        self.queries != 0 || self.pings != 0 || self.joins != 0 || self.leaves != 0
+    /// Whether an answer that must come (QUERY, PING) is owed: the reply deadline runs.
+    fn timed(&self) -> bool {
+        self.queries != 0 || self.pings != 0
+    }
+
+    fn joins(&self) -> u16 {
+        (self.channel_bits & self.mask()).count_ones() as u16
+    }
+
+    fn leaves(&self) -> u16 {
+        u16::from(self.channel_len) - self.joins()
+    }
+
+    fn mask(&self) -> u32 {
+        match self.channel_len {
+            32.. => u32::MAX,
+            n => (1u32 << n) - 1,
+        }
+    }
+
+    fn push_channel(&mut self, request: Request) -> Result<(), ClientError> {
+        if self.channel_len >= MAX_PENDING_CHANNEL_REQUESTS {
+            return Err(ClientError::TooManyPending);
+        }
+        if request == Request::Join {
+            self.channel_bits |= 1 << self.channel_len;
+        } else {
+            self.channel_bits &= !(1 << self.channel_len);
+        }
+        self.channel_len += 1;
+        Ok(())
+    }
+
+    fn pop_channel(&mut self) -> Option<Request> {
+        if self.channel_len == 0 {
+            return None;
+        }
+        let oldest = if self.channel_bits & 1 == 1 {
+            Request::Join
+        } else {
+            Request::Leave
+        };
+        self.channel_bits >>= 1;
+        self.channel_len -= 1;
+        if self.channel_len == 0 {
+            self.mixed = false;
+        }
+        Some(oldest)
     }
 }
 
@@ -274,7 +347,8 @@ pub struct Client {
     channel: Option<ChannelName>,
     version: u16,
     owed: Owed,
-    /// The set-up deadline, or once established the reply deadline (set while `owed.any()`).
+    /// The set-up deadline, or once established the reply deadline (set while
+    /// `owed.timed()`).
     deadline: Option<Instant>,
     /// When the name deadline started (our VERSION_NEGOTIATION); not restarted on retries.
     name_deadline: Option<Instant>,
@@ -382,19 +456,19 @@ impl Client {
         self.owed.queries
     }
 
-    /// JOIN_CHANNEL acknowledgements not yet received.
+    /// JOIN_CHANNEL requests not yet acknowledged or refused.
     pub fn joins_in_flight(&self) -> u16 {
-        self.owed.joins
+        self.owed.joins()
     }
 
-    /// LEAVE_CHANNEL acknowledgements not yet received.
+    /// LEAVE_CHANNEL requests not yet acknowledged or refused.
     pub fn leaves_in_flight(&self) -> u16 {
-        self.owed.leaves
+        self.owed.leaves()
     }
 
     /// Whether the server owes us nothing (no QUERY, PING, JOIN or LEAVE answer pending).
     pub fn is_settled(&self) -> bool {
-        !self.owed.any()
+        !self.owed.timed() && self.owed.channel_len == 0
     }
 
     /// The next instant at which [`Client::poll`] has something to do: a deadline, or an
@@ -452,9 +526,9 @@ impl Client {
     ) -> Result<(), ClientError> {
         let name = self.established_name()?;
         check_channel(channel).map_err(ClientError::BadName)?;
+        self.owed.push_channel(Request::Join)?;
         let pdu = Pdu::join(self.order(), name.as_bytes(), channel);
         self.emit(&pdu, now, out);
-        self.owe(now, |owed| owed.joins = owed.joins.saturating_add(1));
         Ok(())
     }
 
@@ -464,8 +538,8 @@ impl Client {
         if !self.heading_for_channel() {
             return Err(ClientError::NotInChannel);
         }
+        self.owed.push_channel(Request::Leave)?;
         self.emit(&Pdu::leave(self.order()), now, out);
-        self.owe(now, |owed| owed.leaves = owed.leaves.saturating_add(1));
         Ok(())
     }
 
@@ -491,6 +565,9 @@ impl Client {
             return Err(ClientError::NotInChannel);
         }
         self.emit(&Pdu::send_message(self.order(), text), now, out);
+        if self.owed.channel_len > 0 {
+            self.owed.mixed = true;
+        }
         Ok(())
     }
 
@@ -631,28 +708,31 @@ impl Client {
                     _ => unsolicited,
                 }
             }
+            // A channel acknowledgement is the server's word on where we are: it is taken
+            // even when it answers nothing we know of (the request may have been taken for
+            // refused after an ambiguous error notice).
             Command::JoinChannel => {
-                if self.phase != Phase::Established || self.owed.joins == 0 {
+                if self.phase != Phase::Established {
                     return unsolicited;
                 }
                 if !from_server {
                     return Ok(Some(Event::Unexpected(Unexpected::NotFromServer(command))));
                 }
                 let channel = pdu.channel();
-                self.answered(now, |owed| owed.joins -= 1);
+                self.owed.pop_channel();
                 self.channel = Some(ChannelName::new(channel));
                 // Query at once: the joiner's first answer is the recent history.
                 self.query_due = self.settings.query_interval.map(|_| now);
                 Ok(Some(Event::Joined { channel }))
             }
             Command::LeaveChannel => {
-                if self.phase != Phase::Established || self.owed.leaves == 0 {
+                if self.phase != Phase::Established {
                     return unsolicited;
                 }
                 if !from_server {
                     return Ok(Some(Event::Unexpected(Unexpected::NotFromServer(command))));
                 }
-                self.answered(now, |owed| owed.leaves -= 1);
+                self.owed.pop_channel();
                 // The server answers in order, so the channel left is the current one.
                 self.channel = None;
                 self.query_due = None;
@@ -699,6 +779,14 @@ impl Client {
                 reason: &text[ERROR_PREFIX.len()..],
             }));
         }
+        if is_error && self.phase == Phase::Established && !self.owed.mixed {
+            if let Some(request) = self.owed.pop_channel() {
+                return Ok(Some(Event::Refused {
+                    request,
+                    reason: &text[ERROR_PREFIX.len()..],
+                }));
+            }
+        }
         Ok(Some(Event::Notice {
             channel,
             text,
@@ -727,7 +815,7 @@ impl Client {
     /// In a channel, or a JOIN is on its way (the server handles PDUs in order, so a
     /// message sent after a JOIN goes to the joined channel).
     fn heading_for_channel(&self) -> bool {
-        self.channel.is_some() || self.owed.joins > 0
+        self.channel.is_some() || self.owed.joins() > 0
     }
 
     fn auto_queries(&self) -> bool {
@@ -761,17 +849,19 @@ impl Client {
         self.last_sent = Some(now);
     }
 
+    /// A QUERY or PING went out: the reply deadline starts unless it already runs.
     fn owe(&mut self, now: Instant, add: impl FnOnce(&mut Owed)) {
-        if !self.owed.any() {
+        if !self.owed.timed() {
             self.deadline = self.after(self.settings.reply_timeout, now);
         }
         add(&mut self.owed);
     }
 
-    /// An answer arrived: the reply deadline restarts, or ends when nothing more is owed.
+    /// A QUERY or PING answer arrived: the reply deadline restarts, or ends when no more
+    /// is owed.
     fn answered(&mut self, now: Instant, sub: impl FnOnce(&mut Owed)) {
         sub(&mut self.owed);
-        self.deadline = if self.owed.any() {
+        self.deadline = if self.owed.timed() {
             self.after(self.settings.reply_timeout, now)
         } else {
             None

@@ -460,20 +460,10 @@ fn join_another_channel_switches() {
 }
 
 #[test]
-fn unsolicited_or_forged_channel_acks_are_ignored() {
+fn forged_channel_acks_are_ignored() {
     let t0 = Instant::now();
     let mut client = established(ByteOrder::Little, t0);
     let mut out: Vec<Pdu> = Vec::new();
-    let join_ack = Pdu::channel_ack(Command::JoinChannel, ByteOrder::Little, b"@c");
-    let leave_ack = Pdu::channel_ack(Command::LeaveChannel, ByteOrder::Little, b"@c");
-    assert_eq!(
-        unexpected(client.handle(&join_ack, t0, &mut out)),
-        Unexpected::Unsolicited(Command::JoinChannel)
-    );
-    assert_eq!(
-        unexpected(client.handle(&leave_ack, t0, &mut out)),
-        Unexpected::Unsolicited(Command::LeaveChannel)
-    );
     client.join(b"@c", t0, &mut out).unwrap();
     let forged = Pdu::join(ByteOrder::Little, b"eve", b"@c");
     assert_eq!(
@@ -481,9 +471,10 @@ fn unsolicited_or_forged_channel_acks_are_ignored() {
         Unexpected::NotFromServer(Command::JoinChannel)
     );
     assert_eq!(client.channel(), None);
+    assert_eq!(client.joins_in_flight(), 1);
+    let join_ack = Pdu::channel_ack(Command::JoinChannel, ByteOrder::Little, b"@c");
     client.handle(&join_ack, t0, &mut out).unwrap();
     client.leave(t0, &mut out).unwrap();
-    let forged = Pdu::join(ByteOrder::Little, b"eve", b"@c");
     let mut forged_leave = forged.clone();
     forged_leave.bytes_mut()[256..260].copy_from_slice(&[6, 0, 0, 0]);
     assert_eq!(
@@ -491,6 +482,153 @@ fn unsolicited_or_forged_channel_acks_are_ignored() {
         Unexpected::NotFromServer(Command::LeaveChannel)
     );
     assert_eq!(client.channel(), Some(&b"@c"[..]));
+    assert_eq!(client.leaves_in_flight(), 1);
+}
+
+#[test]
+fn channel_acks_are_the_servers_word_even_unasked() {
+    let t0 = Instant::now();
+    let mut client = established(ByteOrder::Little, t0);
+    let mut out: Vec<Pdu> = Vec::new();
+    let join_ack = Pdu::channel_ack(Command::JoinChannel, ByteOrder::Little, b"@c");
+    assert_eq!(
+        client.handle(&join_ack, t0, &mut out),
+        Ok(Some(Event::Joined { channel: b"@c" }))
+    );
+    assert_eq!(client.channel(), Some(&b"@c"[..]));
+    let leave_ack = Pdu::channel_ack(Command::LeaveChannel, ByteOrder::Little, b"@c");
+    assert_eq!(
+        client.handle(&leave_ack, t0, &mut out),
+        Ok(Some(Event::Left { channel: b"@c" }))
+    );
+    assert_eq!(client.channel(), None);
+    assert!(client.is_settled());
+    assert!(out.is_empty());
+    // Not before the connection is established.
+    let (mut early, mut out) = started(ByteOrder::Little, t0);
+    assert_eq!(
+        unexpected(early.handle(&join_ack, t0, &mut out)),
+        Unexpected::Unsolicited(Command::JoinChannel)
+    );
+    assert_eq!(
+        unexpected(early.handle(&leave_ack, t0, &mut out)),
+        Unexpected::Unsolicited(Command::LeaveChannel)
+    );
+}
+
+#[test]
+fn error_notice_refuses_the_oldest_join_or_leave() {
+    let t0 = Instant::now();
+    let mut client = in_channel(ByteOrder::Little, t0);
+    let mut out: Vec<Pdu> = Vec::new();
+    client.leave(t0, &mut out).unwrap();
+    client.join(b"@d", t0, &mut out).unwrap();
+    assert_eq!(
+        (client.leaves_in_flight(), client.joins_in_flight()),
+        (1, 1)
+    );
+    let err = Pdu::notice(ByteOrder::Little, b"", b"error: not in a channel");
+    assert_eq!(
+        client.handle(&err, t0, &mut out),
+        Ok(Some(Event::Refused {
+            request: Request::Leave,
+            reason: b"not in a channel"
+        }))
+    );
+    assert_eq!(client.channel(), Some(&b"@c"[..]), "nothing changed");
+    let err = Pdu::notice(ByteOrder::Little, b"", b"error: invalid channel name");
+    assert_eq!(
+        client.handle(&err, t0, &mut out),
+        Ok(Some(Event::Refused {
+            request: Request::Join,
+            reason: b"invalid channel name"
+        }))
+    );
+    assert!(client.is_settled());
+    // With nothing pending, an error notice is just a notice.
+    assert!(matches!(
+        client.handle(&err, t0, &mut out),
+        Ok(Some(Event::Notice { is_error: true, .. }))
+    ));
+}
+
+#[test]
+fn error_notice_after_a_message_is_not_taken_as_a_refusal() {
+    let t0 = Instant::now();
+    let mut client = established(ByteOrder::Little, t0);
+    let mut out: Vec<Pdu> = Vec::new();
+    client.join(b"@c", t0, &mut out).unwrap();
+    client.send_message(b"hi", t0, &mut out).unwrap();
+    let err = Pdu::notice(ByteOrder::Little, b"@c", b"error: slow down");
+    assert!(matches!(
+        client.handle(&err, t0, &mut out),
+        Ok(Some(Event::Notice { is_error: true, .. }))
+    ));
+    assert_eq!(client.joins_in_flight(), 1);
+    let ack = Pdu::channel_ack(Command::JoinChannel, ByteOrder::Little, b"@c");
+    client.handle(&ack, t0, &mut out).unwrap();
+    assert!(client.is_settled());
+    // Once all are answered, refusals are recognised again.
+    client.leave(t0, &mut out).unwrap();
+    assert!(matches!(
+        client.handle(&err, t0, &mut out),
+        Ok(Some(Event::Refused {
+            request: Request::Leave,
+            ..
+        }))
+    ));
+}
+
+#[test]
+fn pending_channel_requests_are_bounded() {
+    let t0 = Instant::now();
+    let mut client = established(ByteOrder::Little, t0);
+    let mut out: Vec<Pdu> = Vec::new();
+    for i in 0..MAX_PENDING_CHANNEL_REQUESTS {
+        if i % 2 == 0 {
+            client.join(b"@c", t0, &mut out).unwrap();
+        } else {
+            client.leave(t0, &mut out).unwrap();
+        }
+    }
+    assert_eq!(
+        (client.joins_in_flight(), client.leaves_in_flight()),
+        (16, 16)
+    );
+    assert_eq!(
+        client.join(b"@c", t0, &mut out),
+        Err(ClientError::TooManyPending)
+    );
+    assert_eq!(client.leave(t0, &mut out), Err(ClientError::TooManyPending));
+    assert_eq!(out.len(), 32);
+    let err = Pdu::notice(ByteOrder::Little, b"", b"error: x");
+    for i in 0..32 {
+        let want = if i % 2 == 0 {
+            Request::Join
+        } else {
+            Request::Leave
+        };
+        match client.handle(&err, t0, &mut out) {
+            Ok(Some(Event::Refused { request, .. })) => assert_eq!(request, want),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(client.is_settled());
+}
+
+#[test]
+fn channel_requests_are_not_timed() {
+    let t0 = Instant::now();
+    let mut client = established(ByteOrder::Little, t0);
+    let mut out: Vec<Pdu> = Vec::new();
+    client.join(b"@c", t0, &mut out).unwrap();
+    assert_eq!(
+        client.next_wakeup(),
+        Some(t0 + 30 * S),
+        "only the keep-alive"
+    );
+    client.poll(t0 + 30 * S, &mut out).unwrap();
+    assert_eq!(out.last(), Some(&Pdu::ping(ByteOrder::Little)));
 }
 
 #[test]

@@ -1,0 +1,254 @@
+//! What the person sees: every event as one line, either decorated for a terminal (printed
+//! above the line being typed through rustyline's external printer) or in the plain,
+//! documented format for pipes (see the top of `kaichat.rs`).
+//!
+//! Text from the server is never printed raw: control characters are escaped so that a
+//! peer cannot move the cursor or garble the line being typed.
+
+use std::io::{self, Write};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// One thing to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    Established(String),
+    /// The server refused the name; another is asked for.
+    NameRejected(String),
+    Joined(String),
+    Left(String),
+    Refused {
+        what: &'static str,
+        reason: String,
+    },
+    Message {
+        sender: String,
+        channel: String,
+        text: String,
+    },
+    Notice {
+        channel: String,
+        text: String,
+    },
+    /// An error notice that is not a refused JOIN/LEAVE or name (text after `error: `).
+    Error(String),
+    /// A remark of the client itself (a message was cut, an unknown command, ...).
+    Info(String),
+    /// The client's help text.
+    Help(&'static str),
+    Bye,
+}
+
+/// Where lines go. Cloned into the network thread; the lock keeps lines whole.
+#[derive(Clone)]
+pub struct Screen {
+    inner: Arc<Mutex<Output>>,
+    colour: bool,
+}
+
+enum Output {
+    Terminal(Box<dyn rustyline::ExternalPrinter + Send>),
+    Plain(io::Stdout),
+}
+
+impl Screen {
+    /// Plain lines on stdout.
+    pub fn plain() -> Screen {
+        Screen {
+            inner: Arc::new(Mutex::new(Output::Plain(io::stdout()))),
+            colour: false,
+        }
+    }
+
+    /// Decorated lines above the prompt.
+    pub fn terminal(printer: Box<dyn rustyline::ExternalPrinter + Send>) -> Screen {
+        Screen {
+            inner: Arc::new(Mutex::new(Output::Terminal(printer))),
+            colour: std::env::var_os("NO_COLOR").map_or(true, |v| v.is_empty()),
+        }
+    }
+
+    /// Shows one line.
+    pub fn show(&self, line: Line) {
+        let mut out = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        match &mut *out {
+            Output::Plain(stdout) => {
+                let mut text = plain(&line, &clock());
+                text.push('\n');
+                // A closed stdout (the reader went away) is not a reason to stop chatting.
+                let _ = stdout.write_all(text.as_bytes());
+                let _ = stdout.flush();
+            }
+            Output::Terminal(printer) => {
+                let mut text = decorated(&line, &clock(), self.colour);
+                text.push('\n');
+                let _ = printer.print(text);
+            }
+        }
+    }
+}
+
+/// Escapes control characters and replaces bytes that are not UTF-8.
+pub fn sanitize(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    if !text.chars().any(char::is_control) {
+        return text.into_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn or_dash(channel: &str) -> &str {
+    if channel.is_empty() {
+        "-"
+    } else {
+        channel
+    }
+}
+
+/// The plain format, documented at the top of `kaichat.rs`.
+pub fn plain(line: &Line, time: &str) -> String {
+    match line {
+        Line::Established(name) => format!("established {name}"),
+        Line::NameRejected(reason) => format!("name-rejected {reason}"),
+        Line::Joined(channel) => format!("joined {channel}"),
+        Line::Left(channel) => format!("left {channel}"),
+        Line::Refused { what, reason } => format!("refused {what} {reason}"),
+        Line::Message {
+            sender,
+            channel,
+            text,
+        } => format!("message {time} {sender} {} {text}", or_dash(channel)),
+        Line::Notice { channel, text } => format!("notice {time} {} {text}", or_dash(channel)),
+        Line::Error(text) => format!("error {time} {text}"),
+        Line::Info(text) => format!("info {text}"),
+        Line::Help(text) => text
+            .lines()
+            .map(|l| format!("info {l}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Line::Bye => "bye".to_string(),
+    }
+}
+
+const BOLD: &str = "\x1b[1m";
+const DIM: &str = "\x1b[2m";
+const RED: &str = "\x1b[31m";
+const GREEN: &str = "\x1b[32m";
+const YELLOW: &str = "\x1b[33m";
+const CYAN: &str = "\x1b[36m";
+const RESET: &str = "\x1b[0m";
+
+/// The terminal format: time, channel, sender, text; notices and errors set apart.
+pub fn decorated(line: &Line, time: &str, colour: bool) -> String {
+    let c = |code: &'static str| if colour { code } else { "" };
+    let (dim, bold, reset) = (c(DIM), c(BOLD), c(RESET));
+    match line {
+        Line::Established(name) => format!("{}-- connected as {name}{reset}", c(GREEN)),
+        Line::NameRejected(reason) => {
+            format!("{}!! name refused: {reason}{reset}", c(RED))
+        }
+        Line::Joined(channel) => format!(
+            "{}-- joined {channel}; type to chat, !help for commands{reset}",
+            c(GREEN)
+        ),
+        Line::Left(channel) => format!("{}-- left {channel}{reset}", c(GREEN)),
+        Line::Refused { what, reason } => {
+            format!("{}!! {what} refused: {reason}{reset}", c(RED))
+        }
+        Line::Message {
+            sender,
+            channel,
+            text,
+        } => format!(
+            "{dim}{time} {channel}{reset} {bold}{}<{sender}>{reset} {text}",
+            c(CYAN)
+        ),
+        Line::Notice { channel, text } => format!(
+            "{dim}{time} {}{reset} {}*** {text}{reset}",
+            or_dash(channel),
+            c(YELLOW)
+        ),
+        Line::Error(text) => format!("{dim}{time}{reset} {}!! error: {text}{reset}", c(RED)),
+        Line::Info(text) => format!("{dim}-- {text}{reset}"),
+        Line::Help(text) => text.trim_end().to_string(),
+        Line::Bye => format!("{dim}-- bye{reset}"),
+    }
+}
+
+/// The local time of day, `HH:MM:SS`.
+pub fn clock() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let t = secs as libc::time_t;
+    // SAFETY: `tm` is plain old data; localtime_r only writes into it and is re-entrant.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let local = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
+    if local {
+        format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
+    } else {
+        let day = secs % 86_400;
+        format!("{:02}:{:02}:{:02}", day / 3600, day / 60 % 60, day % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitize_escapes_controls() {
+        assert_eq!(sanitize(b"hello"), "hello");
+        assert_eq!(sanitize(b"a\nb"), "a\\nb");
+        assert_eq!(sanitize(b"\x1b[2J"), "\\u{1b}[2J");
+        assert_eq!(sanitize(b"caf\xc3\xa9"), "café");
+        assert_eq!(sanitize(b"\xff"), "\u{fffd}");
+    }
+
+    #[test]
+    fn plain_lines() {
+        let t = "12:00:00";
+        let m = Line::Message {
+            sender: "bob".into(),
+            channel: "@c".into(),
+            text: "hi there".into(),
+        };
+        assert_eq!(plain(&m, t), "message 12:00:00 bob @c hi there");
+        let n = Line::Notice {
+            channel: String::new(),
+            text: "x".into(),
+        };
+        assert_eq!(plain(&n, t), "notice 12:00:00 - x");
+        assert_eq!(plain(&Line::Joined("@c".into()), t), "joined @c");
+        assert_eq!(plain(&Line::Bye, t), "bye");
+        assert_eq!(plain(&Line::Help("a\nb\n"), t), "info a\ninfo b");
+    }
+
+    #[test]
+    fn decorated_without_colour_has_no_escapes() {
+        let m = Line::Message {
+            sender: "bob".into(),
+            channel: "@c".into(),
+            text: "hi".into(),
+        };
+        let s = decorated(&m, "12:00:00", false);
+        assert_eq!(s, "12:00:00 @c <bob> hi");
+        assert!(decorated(&m, "12:00:00", true).contains('\x1b'));
+    }
+
+    #[test]
+    fn clock_format() {
+        let c = clock();
+        assert_eq!(c.len(), 8);
+        assert_eq!(&c[2..3], ":");
+    }
+}
