@@ -1,0 +1,181 @@
+//! The settings of one run, checked: what `main` parses from the command line and the
+//! reactor obeys. Parsing helpers for the value formats live here so they can be tested.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kaichat::pdu::MAX_USERNAME;
+
+/// One run's settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The server to load.
+    pub server: SocketAddr,
+    /// The name the server's certificate is checked against.
+    pub server_name: String,
+    /// Simulated clients.
+    pub clients: u32,
+    /// Channels, `@load0` .. `@load{K-1}`; client i joins channel i mod K.
+    pub channels: u32,
+    /// QUERY period per client; zero means flat out (next QUERY when the answer is in).
+    pub interval: Duration,
+    /// Length of the steady window, after every client has connected (or failed).
+    pub duration: Duration,
+    /// New connections per second; zero means as fast as `max_setup` allows.
+    pub ramp: f64,
+    /// Most connections in set-up (connect, TLS, set-up, join) at once.
+    pub max_setup: u32,
+    /// Message period per client in the steady window; zero means no messages.
+    pub msg_every: Duration,
+    /// Source addresses, used round-robin.
+    pub sources: Vec<Ipv4Addr>,
+    /// CA to trust (TLS runs).
+    pub ca: PathBuf,
+    /// Speak plaintext (the server must run with `--plaintext`).
+    pub plaintext: bool,
+    /// Where to write `summary.json`, the `.hgrm` files and `timeline.csv`.
+    pub out: Option<PathBuf>,
+    /// Seed of every random choice (phases).
+    pub seed: u64,
+    /// Usernames are this prefix followed by the client's number.
+    pub user_prefix: String,
+    /// Number of the first client (to run several loadgen processes side by side).
+    pub first_id: u32,
+    /// Client-side deadline for each set-up step and for each answer.
+    pub timeout: Duration,
+    /// No progress lines.
+    pub quiet: bool,
+}
+
+impl Config {
+    /// The username of client `i`.
+    pub fn username(&self, i: u32) -> String {
+        format!("{}{}", self.user_prefix, self.first_id + i)
+    }
+
+    /// The channel client `i` joins.
+    pub fn channel(&self, i: u32) -> String {
+        format!("@load{}", i % self.channels.max(1))
+    }
+
+    /// Checks what parsing alone cannot; the error is one line for the user.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.clients == 0 {
+            return Err("--clients must be at least 1".into());
+        }
+        if self.channels == 0 {
+            return Err("--channels must be at least 1".into());
+        }
+        if self.sources.is_empty() {
+            return Err("--sources is empty".into());
+        }
+        let longest = self.username(self.clients - 1);
+        if kaichat::names::Username::new(longest.as_bytes()).is_err() {
+            return Err(format!(
+                "usernames like {longest:?} are not valid: a username is 1-{MAX_USERNAME} \
+                 printable bytes (shorten --user-prefix or --first-id)"
+            ));
+        }
+        if kaichat::names::check_channel(self.channel(self.channels - 1).as_bytes()).is_err() {
+            return Err("--channels is too large".into());
+        }
+        if self.max_setup == 0 {
+            return Err("--max-setup must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Parses seconds, fractions allowed (`3`, `0.5`, `0`); refuses negatives and non-numbers.
+pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("not a number of seconds: {text:?}"))?;
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("not a number of seconds: {text:?}"));
+    }
+    if secs > 1e7 {
+        return Err(format!("{text} seconds is too long"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses a rate per second (`2000`, `0` = unlimited).
+pub fn parse_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("not a rate: {text:?}"))?;
+    if !rate.is_finite() || rate < 0.0 {
+        return Err(format!("not a rate: {text:?}"));
+    }
+    Ok(rate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config {
+            server: "127.0.0.1:29200".parse().unwrap(),
+            server_name: "localhost".into(),
+            clients: 100,
+            channels: 7,
+            interval: Duration::from_secs(3),
+            duration: Duration::from_secs(10),
+            ramp: 1000.0,
+            max_setup: 100,
+            msg_every: Duration::ZERO,
+            sources: vec![Ipv4Addr::LOCALHOST],
+            ca: "certs/ca.pem".into(),
+            plaintext: false,
+            out: None,
+            seed: 1,
+            user_prefix: "lg".into(),
+            first_id: 0,
+            timeout: Duration::from_secs(30),
+            quiet: true,
+        }
+    }
+
+    #[test]
+    fn seconds() {
+        assert_eq!(parse_seconds("3").unwrap(), Duration::from_secs(3));
+        assert_eq!(parse_seconds("0.25").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_seconds("0").unwrap(), Duration::ZERO);
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("abc").is_err());
+        assert!(parse_seconds("inf").is_err());
+        assert!(parse_seconds("NaN").is_err());
+        assert_eq!(parse_rate("2500").unwrap(), 2500.0);
+        assert!(parse_rate("-3").is_err());
+    }
+
+    #[test]
+    fn names_and_channels() {
+        let c = config();
+        assert_eq!(c.username(42), "lg42");
+        assert_eq!(c.channel(0), "@load0");
+        assert_eq!(c.channel(15), "@load1");
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn invalid_runs() {
+        let mut c = config();
+        c.user_prefix = "toolongname".into();
+        assert!(c.validate().unwrap_err().contains("--user-prefix"));
+        let mut c = config();
+        c.clients = 0;
+        assert!(c.validate().is_err());
+        let mut c = config();
+        c.channels = 0;
+        assert!(c.validate().is_err());
+        let mut c = config();
+        c.user_prefix = "a b".into();
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,110 @@
+//! One simulated client: its socket, its transport, the shared client state machine
+//! (`kaichat::client`) and its schedules.
+//!
+//! The protocol itself (set-up, join, query, send, what each server PDU means) is
+//! `kaichat::client::Client`; this struct only adds what a load generator needs around it:
+//! where the client is in the run, when it is next due to act, and what it has read.
+
+use kaichat::client::Client;
+use mio::net::TcpStream;
+
+use crate::ledger::Member;
+use crate::schedule::{Periodic, QuerySchedule};
+use crate::transport::Transport;
+
+/// Where a client is in the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// TCP connect in progress.
+    Connecting,
+    /// TLS handshake and protocol set-up (PING … CLIENT_INFO acknowledged).
+    SettingUp,
+    /// JOIN_CHANNEL sent.
+    Joining,
+    /// In its channel: querying (and sending) on schedule.
+    Active,
+    /// End of the run: no new QUERY on schedule; one "fence" QUERY after the outstanding
+    /// one proves that every message this client sent has been processed by the server.
+    Fence { sent: bool },
+    /// Fence answer received; waiting for every other client's.
+    Fenced,
+    /// One last QUERY, sent once every client is fenced, reads everything still owed.
+    Drain { sent: bool },
+    /// Drain answer received.
+    Drained,
+    /// QUIT sent; waiting for the server to close.
+    Quitting,
+}
+
+/// One simulated client.
+#[derive(Debug)]
+pub struct Conn {
+    /// Client number (0-based within this process).
+    pub id: u32,
+    /// Channel number.
+    pub channel: u32,
+    pub sock: TcpStream,
+    pub transport: Transport,
+    pub client: Client,
+    pub stage: Stage,
+    /// Whether the socket accepted everything last written (edge-triggered: cleared on
+    /// `WouldBlock`, set by a writable event).
+    pub writable: bool,
+    /// When the TCP connect started.
+    pub connect_start_us: u64,
+    /// When the JOIN acknowledgement arrived (0 before).
+    pub joined_us: u64,
+    pub queries: QuerySchedule,
+    pub messages: Periodic,
+    /// When the outstanding scheduled QUERY was handed to the connection.
+    pub query_sent_us: u64,
+    /// A fence or drain QUERY is outstanding.
+    pub extra_query: bool,
+    /// Messages sent so far (the next one's sequence number).
+    pub msg_seq: u32,
+    /// Messages read that this member was owed.
+    pub received_owed: u64,
+    /// Entries the server said it skipped for this member.
+    pub skipped: u64,
+    /// When this client next needs [`crate::reactor`]'s attention, and the timer entry that
+    /// stands for it.
+    pub wake_at: Option<u64>,
+    pub wake_gen: u64,
+    /// Completed the end of the run (drain, or in its channel at the end without messages)
+    /// before QUIT: the ledger judges only such members.
+    pub finished: bool,
+}
+
+impl Conn {
+    /// Whether the client is still on its way in.
+    pub fn setting_up(&self) -> bool {
+        matches!(
+            self.stage,
+            Stage::Connecting | Stage::SettingUp | Stage::Joining
+        )
+    }
+
+    /// The next time anything is due: a QUERY, a message or a client-side deadline.
+    pub fn next_wake(&self, deadline_us: Option<u64>) -> Option<u64> {
+        [
+            self.queries.next_wake(),
+            self.messages.next_wake(),
+            deadline_us,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The ledger's view of this client, once the run is over for it.
+    pub fn membership(&self) -> Option<Member> {
+        (self.joined_us > 0).then_some(Member {
+            client: self.id,
+            channel: self.channel,
+            joined_us: self.joined_us,
+            finished: self.finished,
+            received_owed: self.received_owed,
+            skipped: self.skipped,
+        })
+    }
+}

@@ -1,0 +1,89 @@
+//! The process's open-file limit and whether a run fits in it and in the ephemeral ports.
+//!
+//! Every simulated client holds one socket, so `--clients` is bounded by the descriptor
+//! limit (minus a reserve for stdio, epoll and the output files) and by the ports that the
+//! source addresses offer. A run that cannot fit is refused before it starts, rather than
+//! failing half-way with `EMFILE` or `EADDRNOTAVAIL` and numbers that mean nothing.
+
+/// Descriptors kept for everything that is not a client socket: stdin/out/err, the epoll
+/// instance, the files written at the end, the TLS library's reads of the CA file.
+pub const FD_RESERVE: u64 = 32;
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the new soft limit.
+pub fn raise_nofile() -> std::io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit.rlim_cur = limit.rlim_max;
+        }
+    }
+    Ok(limit.rlim_cur)
+}
+
+/// Checks that `clients` connections fit in `fd_limit` descriptors and in
+/// `ports_per_source × sources` ephemeral ports. The error is the line shown to the user.
+pub fn check_fit(
+    clients: u64,
+    fd_limit: u64,
+    sources: u64,
+    ports_per_source: u64,
+) -> Result<(), String> {
+    let fd_room = fd_limit.saturating_sub(FD_RESERVE);
+    if clients > fd_room {
+        return Err(format!(
+            "{clients} clients do not fit: the open-file limit is {fd_limit} and {FD_RESERVE} \
+             descriptors are kept in reserve, so at most {fd_room} clients fit in one process \
+             (run several loadgen processes, or fewer clients)"
+        ));
+    }
+    let port_room = sources.saturating_mul(ports_per_source);
+    if clients > port_room {
+        return Err(format!(
+            "{clients} clients do not fit: {sources} source address(es) × {ports_per_source} \
+             ephemeral ports = {port_room} connections at most (widen --sources)"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fits() {
+        assert!(check_fit(19_000, 20_000, 40, 28_232).is_ok());
+        assert!(check_fit(20_000 - FD_RESERVE, 20_000, 1, 28_232).is_ok());
+    }
+
+    #[test]
+    fn too_many_for_descriptors() {
+        let e = check_fit(20_000, 20_000, 40, 28_232).unwrap_err();
+        assert!(e.contains("open-file limit is 20000"), "{e}");
+    }
+
+    #[test]
+    fn too_many_for_ports() {
+        let e = check_fit(30_000, 100_000, 1, 28_232).unwrap_err();
+        assert!(e.contains("widen --sources"), "{e}");
+        assert!(check_fit(30_000, 100_000, 2, 28_232).is_ok());
+    }
+
+    #[test]
+    fn raising_the_limit_works_here() {
+        let n = raise_nofile().unwrap();
+        assert!(n >= 64);
+    }
+}

@@ -1,0 +1,368 @@
+//! What a run leaves behind: the summary table on stdout, and in `--out` the JSON summary
+//! (`summary.json`, read by `scripts/loadtest.sh` and `loadgen-report`), one HdrHistogram
+//! percentile-distribution file per metric (`*.hgrm`) and the per-second `timeline.csv`.
+//!
+//! Field names of `summary.json` are a contract with tools outside loadgen: add fields,
+//! never rename them.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde_json::{json, Map, Value};
+
+use crate::config::Config;
+use crate::reactor::Outcome;
+use crate::stats::{Latency, Percentiles};
+
+/// The metrics written as `.hgrm` files and into `latency_us`, by name.
+pub fn metrics(outcome: &Outcome) -> [(&'static str, &Latency); 6] {
+    let m = &outcome.metrics;
+    [
+        ("connect", &m.connect),
+        ("query", &m.query),
+        ("delivery", &m.delivery),
+        ("query_sent", &m.query_sent),
+        ("query_ramp", &m.query_ramp),
+        ("lag", &m.lag),
+    ]
+}
+
+fn percentiles_json(p: &Percentiles) -> Value {
+    json!({
+        "count": p.count,
+        "p50": p.p50,
+        "p90": p.p90,
+        "p99": p.p99,
+        "p999": p.p999,
+        "max": p.max,
+        "mean": (p.mean * 10.0).round() / 10.0,
+    })
+}
+
+fn rate(n: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        (n as f64 / seconds * 10.0).round() / 10.0
+    } else {
+        0.0
+    }
+}
+
+/// Handshakes completed in the best second of the run.
+fn peak_handshakes(outcome: &Outcome) -> u64 {
+    outcome
+        .timeline
+        .iter()
+        .map(|t| t.handshakes)
+        .max()
+        .unwrap_or(0)
+}
+
+/// The JSON summary.
+pub fn summary_json(config: &Config, outcome: &Outcome) -> Value {
+    let c = &outcome.counters;
+    let mut latency = Map::new();
+    for (name, h) in metrics(outcome) {
+        latency.insert(name.to_string(), percentiles_json(&h.summary()));
+    }
+    let causes = |causes: &crate::stats::Causes| -> Value {
+        Value::Object(
+            causes
+                .iter()
+                .map(|(k, v)| (k.to_string(), Value::from(v)))
+                .collect(),
+        )
+    };
+    json!({
+        "clients": config.clients,
+        "connected": c.established,
+        "joined": c.joined,
+        "peak_in_channel": outcome.peak_members,
+        "finished": outcome.finished,
+        "errors": outcome.errors.total(),
+        "errors_by_cause": causes(&outcome.errors),
+        "disconnects": outcome.disconnects.total(),
+        "disconnects_by_cause": causes(&outcome.disconnects),
+        "queries": c.queries,
+        "queries_total": c.queries_total,
+        "queries_per_s": rate(c.queries, outcome.steady_s),
+        "messages_sent": c.messages_sent,
+        "messages_received": c.messages_received,
+        "messages_owed": outcome.loss.owed,
+        "messages_owed_received": outcome.loss.received,
+        "messages_lost": outcome.loss.lost,
+        "messages_duplicated": outcome.loss.surplus,
+        "messages_foreign": c.messages_foreign,
+        "skip_notices": c.skip_notices,
+        "skipped_entries": c.skipped_entries,
+        "notices": c.notices,
+        "unexpected_pdus": c.unexpected_pdus,
+        "connect_window_s": (outcome.connect_window_s * 1000.0).round() / 1000.0,
+        "handshakes_per_s": rate(c.established, outcome.connect_window_s),
+        "peak_handshakes_per_s": peak_handshakes(outcome),
+        "steady_s": (outcome.steady_s * 1000.0).round() / 1000.0,
+        "steady_start_unix": outcome.steady_start_unix,
+        "steady_end_unix": outcome.steady_end_unix,
+        "connect_start_unix": outcome.connect_start_unix,
+        "connect_end_unix": outcome.connect_end_unix,
+        "latency_us": Value::Object(latency),
+        "config": {
+            "server": config.server.to_string(),
+            "channels": config.channels,
+            "interval_s": config.interval.as_secs_f64(),
+            "duration_s": config.duration.as_secs_f64(),
+            "ramp_per_s": config.ramp,
+            "max_setup": config.max_setup,
+            "msg_every_s": config.msg_every.as_secs_f64(),
+            "sources": config.sources.len(),
+            "plaintext": config.plaintext,
+            "seed": config.seed,
+        },
+    })
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+/// The human summary printed at the end.
+pub fn summary_table(config: &Config, outcome: &Outcome) -> String {
+    let c = &outcome.counters;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "loadgen: {} clients, {} channels, interval {} s, steady {:.1} s, {}",
+        config.clients,
+        config.channels,
+        config.interval.as_secs_f64(),
+        outcome.steady_s,
+        if config.plaintext { "plaintext" } else { "TLS" }
+    );
+    let _ = writeln!(
+        out,
+        "  connected {} / {} (joined {}, finished {}) in {:.2} s: {:.0} handshakes/s (peak {}/s)",
+        c.established,
+        config.clients,
+        c.joined,
+        outcome.finished,
+        outcome.connect_window_s,
+        rate(c.established, outcome.connect_window_s),
+        peak_handshakes(outcome)
+    );
+    let _ = writeln!(
+        out,
+        "  queries {} in steady window ({:.0}/s), {} in all",
+        c.queries,
+        rate(c.queries, outcome.steady_s),
+        c.queries_total
+    );
+    let _ = writeln!(
+        out,
+        "  messages sent {}, received {}, owed {}, lost {}, duplicated {}, skipped entries {}",
+        c.messages_sent,
+        c.messages_received,
+        outcome.loss.owed,
+        outcome.loss.lost,
+        outcome.loss.surplus,
+        c.skipped_entries
+    );
+    let _ = writeln!(
+        out,
+        "  errors {}, disconnects {}",
+        outcome.errors.total(),
+        outcome.disconnects.total()
+    );
+    for (cause, n) in outcome.errors.iter() {
+        let _ = writeln!(out, "    error {n:>8}  {cause}");
+    }
+    for (cause, n) in outcome.disconnects.iter() {
+        let _ = writeln!(out, "    disconnect {n:>8}  {cause}");
+    }
+    let _ = writeln!(
+        out,
+        "  {:<11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10}",
+        "latency ms", "count", "p50", "p90", "p99", "p99.9", "max"
+    );
+    for (name, h) in metrics(outcome) {
+        let p = h.summary();
+        let _ = writeln!(
+            out,
+            "  {:<11} {:>9} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>10.3}",
+            name,
+            p.count,
+            ms(p.p50),
+            ms(p.p90),
+            ms(p.p99),
+            ms(p.p999),
+            ms(p.max)
+        );
+    }
+    out
+}
+
+/// The per-second timeline as CSV.
+pub fn timeline_csv(outcome: &Outcome) -> String {
+    let mut out = String::from("t_s,stage,handshakes,in_channel,queries,query_p99_us,errors\n");
+    for t in &outcome.timeline {
+        let _ = writeln!(
+            out,
+            "{},{:?},{},{},{},{},{}",
+            t.t, t.stage, t.handshakes, t.members, t.queries, t.query_p99_us, t.errors
+        );
+    }
+    out
+}
+
+/// Writes `summary.json`, `<metric>.hgrm` and `timeline.csv` into `dir` (created).
+pub fn write_out(dir: &Path, config: &Config, outcome: &Outcome) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let summary = summary_json(config, outcome);
+    let text = serde_json::to_string_pretty(&summary).map_err(std::io::Error::other)?;
+    std::fs::write(dir.join("summary.json"), text + "\n")?;
+    for (name, h) in metrics(outcome) {
+        std::fs::write(
+            dir.join(format!("{name}.hgrm")),
+            h.percentile_distribution(),
+        )?;
+    }
+    std::fs::write(dir.join("timeline.csv"), timeline_csv(outcome))?;
+    std::fs::write(dir.join("summary.txt"), summary_table(config, outcome))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::Loss;
+    use crate::reactor::{RunStage, Tick};
+    use crate::stats::{Causes, Counters, Metrics};
+    use std::time::Duration;
+
+    fn config() -> Config {
+        Config {
+            server: "127.0.0.1:29200".parse().unwrap(),
+            server_name: "localhost".into(),
+            clients: 3,
+            channels: 1,
+            interval: Duration::from_secs(3),
+            duration: Duration::from_secs(10),
+            ramp: 100.0,
+            max_setup: 10,
+            msg_every: Duration::from_secs(60),
+            sources: vec![std::net::Ipv4Addr::LOCALHOST],
+            ca: "certs/ca.pem".into(),
+            plaintext: false,
+            out: None,
+            seed: 1,
+            user_prefix: "lg".into(),
+            first_id: 0,
+            timeout: Duration::from_secs(30),
+            quiet: true,
+        }
+    }
+
+    fn outcome() -> Outcome {
+        let mut metrics = Metrics::default();
+        for v in [1_000, 2_000, 3_000] {
+            metrics.query.record(v);
+        }
+        metrics.connect.record(5_000);
+        let mut errors = Causes::default();
+        errors.add("connect: ConnectionRefused");
+        Outcome {
+            counters: Counters {
+                established: 2,
+                joined: 2,
+                queries: 3,
+                queries_total: 5,
+                messages_sent: 4,
+                messages_received: 4,
+                ..Counters::default()
+            },
+            metrics,
+            errors,
+            disconnects: Causes::default(),
+            loss: Loss {
+                owed: 4,
+                received: 4,
+                ..Loss::default()
+            },
+            timeline: vec![Tick {
+                t: 1,
+                stage: RunStage::Ramp,
+                handshakes: 2,
+                members: 2,
+                queries: 0,
+                query_p99_us: 0,
+                errors: 1,
+            }],
+            peak_members: 2,
+            connect_window_s: 0.5,
+            steady_s: 10.0,
+            steady_start_unix: 1.0,
+            steady_end_unix: 11.0,
+            connect_start_unix: 0.5,
+            connect_end_unix: 1.0,
+            finished: 2,
+        }
+    }
+
+    #[test]
+    fn json_has_the_fields_tools_read() {
+        let v = summary_json(&config(), &outcome());
+        for field in [
+            "clients",
+            "connected",
+            "errors",
+            "disconnects",
+            "queries",
+            "messages_sent",
+            "messages_received",
+            "messages_lost",
+        ] {
+            assert!(v[field].is_u64(), "{field}: {}", v[field]);
+        }
+        assert_eq!(v["clients"], 3);
+        assert_eq!(v["connected"], 2);
+        assert_eq!(v["errors"], 1);
+        assert_eq!(v["errors_by_cause"]["connect: ConnectionRefused"], 1);
+        assert_eq!(v["messages_lost"], 0);
+        assert_eq!(v["handshakes_per_s"], 4.0);
+        assert_eq!(v["queries_per_s"], 0.3);
+        for metric in ["connect", "query", "delivery"] {
+            for field in ["count", "p50", "p90", "p99", "p999", "max"] {
+                assert!(v["latency_us"][metric][field].is_u64(), "{metric}.{field}");
+            }
+        }
+        assert_eq!(v["latency_us"]["query"]["count"], 3);
+        assert_eq!(v["latency_us"]["query"]["p50"], 2_000);
+        // Three significant figures: 3000 reads back as its bucket's highest value.
+        let max = v["latency_us"]["query"]["max"].as_u64().unwrap();
+        assert!((3_000..=3_003).contains(&max), "{max}");
+        assert_eq!(v["latency_us"]["delivery"]["count"], 0);
+    }
+
+    #[test]
+    fn table_and_files() {
+        let table = summary_table(&config(), &outcome());
+        assert!(table.contains("connected 2 / 3"), "{table}");
+        assert!(table.contains("connect: ConnectionRefused"));
+        let csv = timeline_csv(&outcome());
+        assert_eq!(csv.lines().nth(1), Some("1,Ramp,2,2,0,0,1"));
+        let dir = std::env::temp_dir().join(format!("loadgen-test-{}", std::process::id()));
+        write_out(&dir, &config(), &outcome()).unwrap();
+        for f in [
+            "summary.json",
+            "connect.hgrm",
+            "query.hgrm",
+            "delivery.hgrm",
+            "timeline.csv",
+        ] {
+            assert!(dir.join(f).exists(), "{f}");
+        }
+        let back: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap())
+                .unwrap();
+        assert_eq!(back["queries"], 3);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
