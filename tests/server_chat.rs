@@ -581,3 +581,18 @@ fn join_ignores_an_empty_or_foreign_username_field() {
     c.channel = b"@blank".to_vec();
     assert_eq!(c.query_entries(), entries(&[("SERVER", "blank joined")]));
 }
+
+#[test]
+fn replay_zero_shows_a_joiner_only_what_comes_after() {
+    let server = Server::start(&["--replay", "0"]);
+    let mut a = server.member("early", "@r0");
+    a.say("before");
+    sync(&mut a);
+    let mut b = server.member("later", "@r0");
+    a.say("after");
+    sync(&mut a);
+    assert_eq!(
+        b.query_entries(),
+        entries(&[("SERVER", "later joined"), ("early", "after")])
+    );
+}
