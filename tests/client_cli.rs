@@ -152,6 +152,25 @@ fn a_taken_name_is_asked_again_on_the_same_connection() {
 }
 
 #[test]
+fn input_that_ends_before_a_name_is_accepted_is_an_error() {
+    let server = ChatServer::start();
+    let mut amy = Kaichat::start(&server, "amy", &["--user", "amy"]);
+    amy.expect("established amy");
+    let mut other = Kaichat::start(&server, "other", &["--user", "amy"]);
+    other.expect("name-rejected ");
+    let ended = other.finish();
+    assert_eq!(ended.status.code(), Some(1), "{ended:#?}");
+    assert!(
+        ended
+            .stderr
+            .iter()
+            .any(|l| l.contains("no username accepted")),
+        "{ended:#?}"
+    );
+    assert_clean_exit("amy", &amy.finish());
+}
+
+#[test]
 fn the_name_is_read_from_input_without_user() {
     let server = ChatServer::start();
     let mut carl = Kaichat::start(&server, "carl", &[]);

@@ -29,7 +29,8 @@
 //! notice TIME CHANNEL TEXT            a notice from SERVER (e.g. "bob joined")
 //! error TIME TEXT                     an error notice from SERVER, without "error: "
 //! info TEXT                           a remark of the client (message cut, help, ...)
-//! bye                                 QUIT sent and the connection closed; exit 0 follows
+//! bye                                 QUIT sent and the connection closed; the process
+//!                                     exits (0 unless set-up failed)
 //! ```
 //! Fatal problems (server unreachable, certificate not trusted, connection lost) are one
 //! line on standard error starting with `kaichat: `, and the exit status is 1. Command-line
@@ -162,6 +163,13 @@ struct Chat {
     link: Option<Wire>,
 }
 
+/// How set-up ended.
+enum SetUp {
+    Established,
+    NoName,
+    TimedOut,
+}
+
 /// What a typed line means.
 #[derive(Debug, PartialEq, Eq)]
 enum Typed {
@@ -218,7 +226,7 @@ impl Chat {
             Some(name) => name,
             None => match self.ask_name() {
                 Some(name) => name,
-                None => return ExitCode::SUCCESS,
+                None => return self.no_name(),
             },
         };
         let server = display_server(&options.host, options.port);
@@ -250,8 +258,16 @@ impl Chat {
             network::spawn(link, client, self.screen.clone(), fatal, options.plaintext);
         self.link = Some(Wire { commands, status });
 
-        if !self.set_up() {
-            return self.quit(ExitCode::FAILURE);
+        match self.set_up() {
+            SetUp::Established => {}
+            SetUp::NoName => {
+                let code = self.no_name();
+                return self.quit(code);
+            }
+            SetUp::TimedOut => {
+                eprintln!("kaichat: the server did not accept a name in time");
+                return self.quit(ExitCode::FAILURE);
+            }
         }
         let mut next_join = options.channel.map(String::into_bytes);
         loop {
@@ -326,19 +342,30 @@ impl Chat {
     }
 
     /// Waits for the name to be accepted, asking for another after each refusal.
-    fn set_up(&mut self) -> bool {
+    fn set_up(&mut self) -> SetUp {
         loop {
             match self.wait_for(|s| matches!(s, Status::Established | Status::NameWanted)) {
-                Some(Status::Established) => return true,
+                Some(Status::Established) => return SetUp::Established,
                 Some(Status::NameWanted) => match self.ask_name() {
                     Some(name) => self.send(Command::Name(name)),
-                    None => return false,
+                    None => return SetUp::NoName,
                 },
-                _ => {
-                    eprintln!("kaichat: the server did not accept a name in time");
-                    return false;
-                }
+                _ => return SetUp::TimedOut,
             }
+        }
+    }
+
+    /// The person gave up at the name prompt (fine, exit 0), or a script ran out of input
+    /// before a name was accepted (an error).
+    fn no_name(&self) -> ExitCode {
+        if self.interactive {
+            ExitCode::SUCCESS
+        } else {
+            eprintln!(
+                "kaichat: no username accepted before the end of input \
+                 (pass --user NAME or write the name as an input line)"
+            );
+            ExitCode::FAILURE
         }
     }
 
