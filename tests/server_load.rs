@@ -135,3 +135,64 @@ fn a_thousand_clients_exchange_messages() {
     // The server still serves after all of them left.
     server.login("after").assert_alive();
 }
+
+#[test]
+fn sigterm_with_a_thousand_clients_closes_each_with_close_notify() {
+    raise_fd_limit();
+    let mut server = Server::start(&[]);
+    let addr = server.addr;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ready = Arc::new(Gate::new(CLIENTS + 1));
+    let mut threads = Vec::with_capacity(CLIENTS);
+    for i in 0..CLIENTS {
+        let ready = Arc::clone(&ready);
+        let t = thread::Builder::new()
+            .stack_size(512 * 1024)
+            .spawn(move || {
+                let run = panic::catch_unwind(AssertUnwindSafe(|| {
+                    let mut c = TestClient::connect_tls(addr);
+                    // Half of them established (some in a channel), half only PINGed.
+                    if i % 2 == 0 {
+                        c.handshake(&format!("s{i}"));
+                        if i % 4 == 0 {
+                            c.join(&format!("@s{}", i % CHANNELS));
+                        }
+                    } else {
+                        c.ping_version();
+                    }
+                    if !ready.wait(deadline) {
+                        return Err(format!("s{i}: the others were not ready in time"));
+                    }
+                    match c.try_recv_within(Duration::from_secs(10)) {
+                        Err(RecvError::Closed { partial: 0 }) => Ok(()),
+                        other => Err(format!("s{i}: expected close_notify, got {other:?}")),
+                    }
+                }));
+                run.unwrap_or_else(|_| {
+                    ready.fail();
+                    Err(format!("s{i} panicked"))
+                })
+            })
+            .expect("spawn a client thread");
+        threads.push(t);
+    }
+    assert!(ready.wait(deadline), "the clients did not all connect");
+    server.assert_running();
+    let end = server.terminate(Duration::from_secs(10));
+    let failures: Vec<String> = threads
+        .into_iter()
+        .filter_map(|t| t.join().expect("client thread").err())
+        .collect();
+    assert_eq!(end.status.and_then(|s| s.code()), Some(0), "{}", end.stderr);
+    assert!(
+        end.elapsed < Duration::from_secs(2),
+        "shutdown with {CLIENTS} clients took {:?}",
+        end.elapsed
+    );
+    assert!(
+        failures.is_empty(),
+        "{} clients did not see close_notify; first: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+}

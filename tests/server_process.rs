@@ -143,6 +143,13 @@ fn max_clients_holds_back_the_next_client_until_one_leaves() {
         "a third client was served with --max-clients 2"
     );
     assert!(start.elapsed() >= Duration::from_millis(1400));
+    // Holding a client back does not make the server spin on its listener.
+    let share = server.cpu_share_over(Duration::from_secs(1));
+    assert!(
+        share < 0.3,
+        "the server used {:.0}% of a core while a client waited",
+        share * 100.0
+    );
 
     // The others are served normally meanwhile.
     a.say("still served");
@@ -186,4 +193,107 @@ fn stats_interval_prints_periodic_lines() {
         "expected the start line and at least two statistics lines, got:\n{}",
         server.stderr()
     );
+}
+
+#[test]
+fn running_out_of_descriptors_holds_back_clients_without_spinning() {
+    // --max-clients above what 40 descriptors allow: the server meets EMFILE.
+    let mut server = Server::start_with_fd_limit(&["--max-clients", "1000"], 40);
+    let mut served = Vec::new();
+    let mut waiting = Vec::new();
+    for i in 0..60 {
+        let mut c = server.client();
+        if c.try_finish_tls(Duration::from_millis(1500)).is_ok()
+            && c.try_write(Pdu::ping(ByteOrder::Little).as_bytes()).is_ok()
+            && c.try_recv_within(Duration::from_secs(2)).is_ok()
+        {
+            c.recv(); // the server's version
+            c.send(&Pdu::client_version(ByteOrder::Little, 1));
+            c.client_info(&format!("fd{i}"));
+            served.push(c);
+        } else {
+            waiting.push(c);
+            if waiting.len() == 3 {
+                break;
+            }
+        }
+    }
+    assert!(
+        served.len() >= 10 && !waiting.is_empty(),
+        "{} served, {} not served: the descriptor limit should bite between",
+        served.len(),
+        waiting.len()
+    );
+    eprintln!("{} served, {} held back", served.len(), waiting.len());
+    server.assert_running();
+    let share = server.cpu_share_over(Duration::from_millis(1500));
+    assert!(
+        share < 0.3,
+        "out of descriptors, the server used {:.0}% of a core",
+        share * 100.0
+    );
+    // Everyone established is still served.
+    for c in &mut served {
+        c.assert_alive();
+    }
+    // Free some slots: accepting resumes.
+    for mut c in served.drain(..3) {
+        c.quit();
+        c.expect_clean_close();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut newcomer = loop {
+        let mut c = server.client();
+        if c.try_finish_tls(Duration::from_secs(2)).is_ok() {
+            break c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new client was served after slots were freed"
+        );
+        thread::sleep(Duration::from_millis(100));
+    };
+    newcomer.handshake("late");
+    newcomer.join("@fd");
+    assert_eq!(
+        newcomer.query_entries(),
+        entries(&[("SERVER", "late joined")])
+    );
+    for c in &mut served {
+        c.assert_alive();
+    }
+    drop(waiting);
+    server.assert_running();
+}
+
+#[test]
+fn shutdown_is_prompt_even_with_a_client_that_never_reads() {
+    let server = Server::start(&["--replay", "1000"]);
+    let mut filler = server.member("filler", "@stuck");
+    let mut batch = Vec::new();
+    for _ in 0..1000 {
+        batch.extend_from_slice(Pdu::send_message(ByteOrder::Little, &[b'x'; 2000]).as_bytes());
+    }
+    filler.write(&batch);
+    filler.assert_alive();
+    let mut stuck = server.member("stuck", "@stuck");
+    let mut queries = Vec::new();
+    for _ in 0..20 {
+        queries.extend_from_slice(Pdu::query(ByteOrder::Little).as_bytes());
+    }
+    stuck.write(&queries); // megabytes of answers that are never read
+    thread::sleep(Duration::from_millis(500));
+    let end = server.terminate(Duration::from_secs(5));
+    assert_eq!(
+        end.status.and_then(|s| s.code()),
+        Some(0),
+        "exit status; stderr:\n{}",
+        end.stderr
+    );
+    assert!(
+        end.elapsed < Duration::from_secs(2),
+        "exit took {:?} with a client that never reads",
+        end.elapsed
+    );
+    filler.expect_closed();
 }

@@ -86,15 +86,20 @@ impl Server {
     /// Starts the server with TLS and the development certificates, on 127.0.0.1:0, with
     /// `extra` arguments.
     pub fn start(extra: &[&str]) -> Server {
-        Server::spawn(extra, false)
+        Server::spawn(extra, false, None)
     }
 
     /// Starts the server with `--plaintext`.
     pub fn start_plaintext(extra: &[&str]) -> Server {
-        Server::spawn(extra, true)
+        Server::spawn(extra, true, None)
     }
 
-    fn spawn(extra: &[&str], plaintext: bool) -> Server {
+    /// Starts the server (TLS) with its open-file limit, soft and hard, set to `nofile`.
+    pub fn start_with_fd_limit(extra: &[&str], nofile: u64) -> Server {
+        Server::spawn(extra, false, Some(nofile))
+    }
+
+    fn spawn(extra: &[&str], plaintext: bool, nofile: Option<u64>) -> Server {
         let mut args: Vec<String> = Vec::new();
         if !extra.contains(&"--listen") {
             args.extend(["--listen".into(), "127.0.0.1:0".into()]);
@@ -109,14 +114,30 @@ impl Server {
             args.push("--plaintext".into());
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        let mut child = Process::new(server_bin())
+        let mut command = Process::new(server_bin());
+        command
             .args(&args)
             .current_dir(manifest())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cannot start kaichat-server");
+            .stderr(Stdio::piped());
+        if let Some(nofile) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+            unsafe {
+                command.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: nofile as libc::rlim_t,
+                        rlim_max: nofile as libc::rlim_t,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = command.spawn().expect("cannot start kaichat-server");
         let stderr = child.stderr.take().expect("piped stderr");
         let log = Arc::new(Mutex::new(String::new()));
         let (first_tx, first_rx) = mpsc::channel::<String>();
@@ -169,6 +190,27 @@ impl Server {
     /// The process id.
     pub fn pid(&self) -> i32 {
         self.child.as_ref().expect("server process").id() as i32
+    }
+
+    /// CPU time (user + system) the server has used so far, from /proc.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .expect("read /proc/PID/stat");
+        // The fields after the command name in parentheses; utime and stime are the
+        // 14th and 15th fields of the whole line.
+        let rest = &stat[stat.rfind(')').expect("stat format") + 1..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Duration::from_millis(ticks * 1000 / hz)
+    }
+
+    /// The server's CPU use over `window`, as a fraction of one core.
+    pub fn cpu_share_over(&self, window: Duration) -> f64 {
+        let before = self.cpu_time();
+        thread::sleep(window);
+        (self.cpu_time() - before).as_secs_f64() / window.as_secs_f64()
     }
 
     /// Panics if the process has exited (crashed).
