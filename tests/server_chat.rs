@@ -199,7 +199,7 @@ fn messages_reach_other_members_with_the_exact_layout() {
     a.send(&p);
     let full = vec![b'z'; 2000];
     a.send(&Pdu::send_message(LE, &full));
-    let utf8 = "grüße, 世界";
+    let utf8 = "grüße, 世界\n\t\x01\x7f";
     a.say(utf8);
     sync(&mut a);
 

@@ -465,3 +465,18 @@ fn an_ipv6_listener_serves() {
     let mut c = server.member("six", "@v6");
     assert_eq!(c.query_entries(), entries(&[("SERVER", "six joined")]));
 }
+
+#[test]
+fn the_certificate_is_valid_for_the_loopback_ip_and_keys_can_be_updated() {
+    let server = Server::start(&[]);
+    let ip = rustls::pki_types::ServerName::IpAddress(server.addr.ip().into());
+    let mut c = TestClient::connect_tls_named(server.addr, tls_config(), ip);
+    c.handshake("byip");
+    // A TLS 1.3 KeyUpdate mid-session changes nothing for the protocol.
+    if let Transport::Tls(s) = &mut c.transport {
+        s.conn.refresh_traffic_keys().expect("key update");
+    }
+    c.assert_alive();
+    c.join("@ip");
+    assert_eq!(c.query_entries(), entries(&[("SERVER", "byip joined")]));
+}

@@ -408,8 +408,17 @@ impl TestClient {
 
     /// TCP + TLS with a given client configuration.
     pub fn connect_tls_with(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> TestClient {
-        let tcp = connect_tcp(addr);
         let name = ServerName::try_from("localhost").unwrap();
+        TestClient::connect_tls_named(addr, config, name)
+    }
+
+    /// TCP + TLS with a given configuration and server name to verify.
+    pub fn connect_tls_named(
+        addr: SocketAddr,
+        config: Arc<rustls::ClientConfig>,
+        name: ServerName<'static>,
+    ) -> TestClient {
+        let tcp = connect_tcp(addr);
         let conn = ClientConnection::new(config, name).expect("client connection");
         TestClient::with(Transport::Tls(Box::new(StreamOwned::new(conn, tcp))))
     }
