@@ -347,3 +347,123 @@ fn plaintext_mode_against_a_plaintext_server() {
     assert_clean_exit("amy", &amy.finish());
     assert_clean_exit("bob", &bob.finish());
 }
+
+/// The sans-IO client that `kaichat` and `loadgen` share, driven over real TLS in
+/// big-endian order: every server PDU must come back in that order and decode to the
+/// expected events (no `Unexpected`).
+#[test]
+fn the_client_state_machine_speaks_big_endian_to_the_real_server() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+
+    use kaichat::client::{Client, Event, Settings};
+    use kaichat::names::Username;
+    use kaichat::pdu::{ByteOrder, Pdu, PDU_LEN};
+    use rustls::pki_types::ServerName;
+
+    let server = ChatServer::start();
+    let trust = kaichat::tls::Trust {
+        ca: Some(common_client::manifest().join("certs/ca.pem")),
+        system_roots: false,
+    };
+    let config = kaichat::tls::client_config(&trust).expect("client config");
+    let sock = TcpStream::connect(&server.addr).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let name = ServerName::try_from("127.0.0.1").expect("name");
+    let conn = rustls::ClientConnection::new(config, name).expect("tls");
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+
+    let mut client = Client::new(Settings {
+        order: ByteOrder::Big,
+        query_interval: None,
+        keepalive_interval: None,
+        ..Settings::default()
+    });
+    let mut out: Vec<u8> = Vec::new();
+    let now = Instant::now();
+    let user = Username::new(b"bigend").expect("name");
+    client.offer_name(user, now, &mut out).expect("offer");
+    client.start(now, &mut out);
+
+    /// Sends what is queued, then reads PDUs until `wanted` matches an event (described as
+    /// a string so that it outlives the PDU).
+    fn until(
+        tls: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+        client: &mut Client,
+        out: &mut Vec<u8>,
+        wanted: &str,
+    ) -> Vec<String> {
+        tls.write_all(out).expect("send");
+        out.clear();
+        let mut seen = Vec::new();
+        for _ in 0..100 {
+            let mut bytes = [0u8; PDU_LEN];
+            tls.read_exact(&mut bytes).expect("a PDU from the server");
+            let pdu = Pdu::from_bytes(bytes);
+            assert_eq!(pdu.command_bytes()[..3], [0, 0, 0], "big-endian: {pdu:?}");
+            let event = client
+                .handle(&pdu, Instant::now(), out)
+                .expect("no fatal error");
+            let text = format!("{event:?}");
+            assert!(!text.contains("Unexpected"), "{text}");
+            tls.write_all(out).expect("send");
+            out.clear();
+            let described = match event {
+                Some(Event::Message { sender, text, .. }) => format!(
+                    "message {} {}",
+                    String::from_utf8_lossy(sender),
+                    String::from_utf8_lossy(text)
+                ),
+                Some(Event::Notice { text, .. }) => {
+                    format!("notice {}", String::from_utf8_lossy(text))
+                }
+                other => format!("{other:?}"),
+            };
+            let done = described.starts_with(wanted);
+            seen.push(described);
+            if done {
+                return seen;
+            }
+        }
+        panic!("no {wanted:?} in {seen:#?}");
+    }
+
+    until(&mut tls, &mut client, &mut out, "Some(Established");
+    assert!(client.is_established());
+    client.join(b"@endian", now, &mut out).expect("join");
+    until(&mut tls, &mut client, &mut out, "Some(Joined");
+    assert_eq!(client.channel(), Some(&b"@endian"[..]));
+    client
+        .send_message(b"from big", now, &mut out)
+        .expect("say");
+    tls.write_all(&out).expect("send");
+    out.clear();
+
+    // A little-endian peer: the real kaichat binary.
+    let mut amy = Kaichat::start(&server, "amy", &["--user", "amy", "--channel", "@endian"]);
+    amy.expect("joined @endian");
+    amy.expect_message("bigend", "@endian", "from big");
+    amy.send("from little");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        client.query(Instant::now(), &mut out).expect("query");
+        let seen = until(&mut tls, &mut client, &mut out, "Some(UpToDate");
+        if seen.iter().any(|s| s == "message amy from little") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "amy's message never came: {seen:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    client.ping(Instant::now(), &mut out).expect("ping");
+    until(&mut tls, &mut client, &mut out, "Some(Pong");
+    client.leave(Instant::now(), &mut out).expect("leave");
+    until(&mut tls, &mut client, &mut out, "Some(Left");
+    client.quit(Instant::now(), &mut out);
+    tls.write_all(&out).expect("quit");
+    assert_clean_exit("amy", &amy.finish());
+}
