@@ -1,0 +1,432 @@
+//! `loadgen-report DIR`: turns one `scripts/loadtest.sh` run directory into `REPORT.md`
+//! and SVG plots.
+//!
+//! Reads what the script and loadgen left there: `run.env` (scenario, machine, commands,
+//! times), `summary.json` and `*.hgrm` (loadgen), `timeline.csv` (loadgen, per second),
+//! `server.csv` and `loadgen-proc.csv` (/proc samples). Derives the server figures the
+//! issue asks for (CPU % and CPU per QUERY in the steady window, RSS growth per
+//! connection, handshakes per second and per server CPU second) and checks the targets.
+//! It only reads files and writes files; a missing input makes that part "n/a".
+
+mod hgrm;
+mod plots;
+mod samples;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use serde_json::Value;
+
+use samples::Sample;
+
+const HELP: &str = "\
+loadgen-report: write REPORT.md and SVG plots for a scripts/loadtest.sh run directory
+
+USAGE:
+  loadgen-report DIR
+";
+
+/// What the report derives from the /proc samples.
+#[derive(Debug, Default)]
+struct ServerFigures {
+    steady_s: Option<f64>,
+    cpu_steady_s: Option<f64>,
+    cpu_percent: Option<f64>,
+    cpu_us_per_query: Option<f64>,
+    rss_before_kib: Option<f64>,
+    rss_steady_kib: Option<f64>,
+    rss_per_conn_kib: Option<f64>,
+    connect_window_s: Option<f64>,
+    cpu_connect_s: Option<f64>,
+    cpu_us_per_handshake: Option<f64>,
+    handshakes_per_cpu_s: Option<f64>,
+    loadgen_cpu_percent: Option<f64>,
+    loadgen_cpu_connect_percent: Option<f64>,
+}
+
+fn read_env(path: &Path) -> BTreeMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn num(v: &Value, key: &str) -> Option<f64> {
+    v.get(key).and_then(Value::as_f64)
+}
+
+fn figures(
+    summary: &Value,
+    server: &[Sample],
+    loadgen: &[Sample],
+    env: &BTreeMap<String, String>,
+) -> ServerFigures {
+    let mut f = ServerFigures::default();
+    let steady = match (
+        num(summary, "steady_start_unix"),
+        num(summary, "steady_end_unix"),
+    ) {
+        (Some(a), Some(b)) if b > a && a > 0.0 => Some((a, b)),
+        _ => None,
+    };
+    if let Some((a, b)) = steady {
+        f.steady_s = Some(b - a);
+        f.cpu_steady_s = samples::cpu_between(server, a, b);
+        f.cpu_percent = f.cpu_steady_s.map(|c| c / (b - a) * 100.0);
+        let queries = num(summary, "queries").unwrap_or(0.0);
+        if queries > 0.0 {
+            f.cpu_us_per_query = f.cpu_steady_s.map(|c| c / queries * 1e6);
+        }
+        f.rss_steady_kib = samples::rss_median(server, a, b);
+        f.loadgen_cpu_percent = samples::cpu_between(loadgen, a, b).map(|c| c / (b - a) * 100.0);
+    }
+    let start = env
+        .get("loadgen_start_unix")
+        .and_then(|t| t.parse::<f64>().ok())
+        .or(num(summary, "connect_start_unix"));
+    if let Some(start) = start {
+        f.rss_before_kib = samples::rss_before(server, start);
+    }
+    let connected = num(summary, "connected").unwrap_or(0.0);
+    if let (Some(before), Some(steady)) = (f.rss_before_kib, f.rss_steady_kib) {
+        if connected > 0.0 {
+            f.rss_per_conn_kib = Some((steady - before) / connected);
+        }
+    }
+    if let (Some(a), Some(b)) = (
+        num(summary, "connect_start_unix"),
+        num(summary, "connect_end_unix"),
+    ) {
+        if b > a {
+            f.connect_window_s = Some(b - a);
+            f.cpu_connect_s = samples::cpu_between(server, a, b);
+            if connected > 0.0 {
+                f.cpu_us_per_handshake = f.cpu_connect_s.map(|c| c / connected * 1e6);
+                f.handshakes_per_cpu_s =
+                    f.cpu_connect_s.filter(|c| *c > 0.0).map(|c| connected / c);
+            }
+            f.loadgen_cpu_connect_percent =
+                samples::cpu_between(loadgen, a, b).map(|c| c / (b - a) * 100.0);
+        }
+    }
+    f
+}
+
+fn show(v: Option<f64>, unit: &str, digits: usize) -> String {
+    match v {
+        Some(v) => format!("{v:.digits$}{unit}"),
+        None => "n/a".into(),
+    }
+}
+
+/// One target row: name, measured text, verdict.
+fn target(
+    out: &mut String,
+    name: &str,
+    measured: Option<f64>,
+    shown: String,
+    ok: impl Fn(f64) -> bool,
+) {
+    let verdict = match measured {
+        Some(v) if ok(v) => "met",
+        Some(_) => "**missed**",
+        None => "n/a",
+    };
+    let _ = writeln!(out, "| {name} | {shown} | {verdict} |");
+}
+
+fn targets(scenario: &str, s: &Value, f: &ServerFigures) -> String {
+    let mut out = String::from("| target | measured | verdict |\n|---|---|---|\n");
+    let lat = |metric: &str, p: &str| {
+        s.get("latency_us")
+            .and_then(|l| l.get(metric))
+            .and_then(|m| m.get(p))
+            .and_then(Value::as_f64)
+    };
+    match scenario {
+        "poll-19k" => {
+            let clients = num(s, "clients").unwrap_or(0.0);
+            let connected = num(s, "connected");
+            target(
+                &mut out,
+                "every client connected",
+                connected,
+                format!("{} / {clients}", show(connected, "", 0)),
+                |c| c >= clients,
+            );
+            let errors = num(s, "errors");
+            target(&mut out, "zero errors", errors, show(errors, "", 0), |e| {
+                e == 0.0
+            });
+            let lost = num(s, "messages_lost");
+            target(
+                &mut out,
+                "zero lost messages",
+                lost,
+                format!(
+                    "{} (of {} owed)",
+                    show(lost, "", 0),
+                    show(num(s, "messages_owed"), "", 0)
+                ),
+                |l| l == 0.0,
+            );
+            let p99 = lat("query", "p99").map(|us| us / 1000.0);
+            target(
+                &mut out,
+                "query p99 < 5 ms",
+                p99,
+                show(p99, " ms", 3),
+                |v| v < 5.0,
+            );
+            target(
+                &mut out,
+                "server CPU < 15 % of one core",
+                f.cpu_percent,
+                show(f.cpu_percent, " %", 1),
+                |v| v < 15.0,
+            );
+            target(
+                &mut out,
+                "server RSS growth < 12 KiB per connection",
+                f.rss_per_conn_kib,
+                show(f.rss_per_conn_kib, " KiB", 2),
+                |v| v < 12.0,
+            );
+        }
+        "storm" => {
+            let hs = num(s, "handshakes_per_s");
+            target(
+                &mut out,
+                "≥ 4,000 full TLS handshakes/s (wall clock)",
+                hs,
+                show(hs, "/s", 0),
+                |v| v >= 4000.0,
+            );
+            target(
+                &mut out,
+                "≥ 4,000 handshakes per second of server CPU",
+                f.handshakes_per_cpu_s,
+                show(f.handshakes_per_cpu_s, "/s", 0),
+                |v| v >= 4000.0,
+            );
+        }
+        "flat-out" => {
+            target(
+                &mut out,
+                "server CPU per QUERY < 10 µs",
+                f.cpu_us_per_query,
+                show(f.cpu_us_per_query, " µs", 2),
+                |v| v < 10.0,
+            );
+        }
+        _ => {
+            let errors = num(s, "errors");
+            target(&mut out, "zero errors", errors, show(errors, "", 0), |e| {
+                e == 0.0
+            });
+            let lost = num(s, "messages_lost");
+            target(
+                &mut out,
+                "zero lost messages",
+                lost,
+                show(lost, "", 0),
+                |l| l == 0.0,
+            );
+        }
+    }
+    out
+}
+
+fn report(dir: &Path) -> Result<(), String> {
+    let read = |name: &str| std::fs::read_to_string(dir.join(name));
+    let env = read_env(&dir.join("run.env"));
+    let summary: Value = serde_json::from_str(
+        &read("summary.json")
+            .map_err(|e| format!("{}: {e}", dir.join("summary.json").display()))?,
+    )
+    .map_err(|e| format!("summary.json: {e}"))?;
+    let clk_tck: f64 = env
+        .get("clk_tck")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100.0);
+    let server = samples::parse(&read("server.csv").unwrap_or_default(), clk_tck);
+    let loadgen = samples::parse(&read("loadgen-proc.csv").unwrap_or_default(), clk_tck);
+    let f = figures(&summary, &server, &loadgen, &env);
+    let scenario = env
+        .get("scenario")
+        .cloned()
+        .unwrap_or_else(|| "unknown".into());
+
+    // Plots.
+    let mut plots = Vec::new();
+    for metric in ["query", "connect", "delivery", "lag"] {
+        let points = hgrm::parse(&read(&format!("{metric}.hgrm")).unwrap_or_default());
+        let file = format!("latency-{metric}.svg");
+        let title = format!("{scenario}: {metric} latency percentile distribution");
+        plots::latency(&dir.join(&file), &title, &points)?;
+        plots.push((format!("{metric} latency"), file));
+    }
+    let t0 = env
+        .get("loadgen_start_unix")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| server.first().map(|s| s.t).unwrap_or(0.0));
+    let marks: Vec<f64> = [
+        num(&summary, "steady_start_unix"),
+        num(&summary, "steady_end_unix"),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|t| *t > 0.0)
+    .map(|t| t - t0)
+    .collect();
+    plots::server(&dir.join("server.svg"), &server, &loadgen, t0, &marks)?;
+    plots.push(("server RSS and CPU over time".into(), "server.svg".into()));
+    let timeline = read("timeline.csv").unwrap_or_default();
+    let (mut hs, mut qs) = (Vec::new(), Vec::new());
+    for line in timeline.lines().skip(1) {
+        let cols: Vec<&str> = line.split(',').collect();
+        if let (Some(t), Some(h), Some(q)) = (
+            cols.first().and_then(|c| c.parse::<f64>().ok()),
+            cols.get(2).and_then(|c| c.parse::<f64>().ok()),
+            cols.get(4).and_then(|c| c.parse::<f64>().ok()),
+        ) {
+            hs.push((t, h));
+            qs.push((t, q));
+        }
+    }
+    plots::timeline(&dir.join("timeline.svg"), hs, qs)?;
+    plots.push((
+        "loadgen per second: handshakes and queries".into(),
+        "timeline.svg".into(),
+    ));
+
+    // REPORT.md.
+    let mut md = String::new();
+    let get = |k: &str| env.get(k).map(String::as_str).unwrap_or("?");
+    let _ = writeln!(md, "# Load test `{scenario}`, {}\n", get("date"));
+    let _ = writeln!(
+        md,
+        "Machine: {} CPUs ({}), {} MiB RAM, Linux {}; commit `{}`. The machine is shared: \
+         compare figures within one run, and repeat runs before trusting a difference.\n",
+        get("host_cpus"),
+        get("host_cpu_model"),
+        get("host_mem_kib")
+            .parse::<u64>()
+            .map(|k| k / 1024)
+            .unwrap_or(0),
+        get("host_kernel"),
+        get("git")
+    );
+    let _ = writeln!(
+        md,
+        "```\n{}\n{}\n```\n",
+        get("server_cmd"),
+        get("loadgen_cmd")
+    );
+    let _ = writeln!(md, "## Targets\n\n{}", targets(&scenario, &summary, &f));
+    let _ = writeln!(md, "## Server (from /proc samples every second)\n");
+    let _ = writeln!(md, "| figure | value |\n|---|---|");
+    let rows = [
+        ("steady window", show(f.steady_s, " s", 1)),
+        (
+            "server CPU in the steady window",
+            format!(
+                "{} of one core ({} CPU)",
+                show(f.cpu_percent, " %", 2),
+                show(f.cpu_steady_s, " s", 3)
+            ),
+        ),
+        (
+            "server CPU per QUERY answered (steady CPU / QUERYs)",
+            show(f.cpu_us_per_query, " µs", 2),
+        ),
+        (
+            "server RSS before clients",
+            show(f.rss_before_kib.map(|k| k / 1024.0), " MiB", 1),
+        ),
+        (
+            "server RSS in the steady window (median)",
+            show(f.rss_steady_kib.map(|k| k / 1024.0), " MiB", 1),
+        ),
+        (
+            "server RSS growth per connection",
+            show(f.rss_per_conn_kib, " KiB", 2),
+        ),
+        (
+            "connect window (first connect → last set-up)",
+            show(f.connect_window_s, " s", 2),
+        ),
+        (
+            "server CPU in the connect window",
+            show(f.cpu_connect_s, " s", 3),
+        ),
+        (
+            "server CPU per connection set up (TLS handshake + set-up + join)",
+            show(f.cpu_us_per_handshake, " µs", 1),
+        ),
+        (
+            "connections set up per second of server CPU",
+            show(f.handshakes_per_cpu_s, "/s", 0),
+        ),
+        (
+            "loadgen CPU in the connect window",
+            show(f.loadgen_cpu_connect_percent, " %", 1),
+        ),
+        (
+            "loadgen CPU in the steady window",
+            show(f.loadgen_cpu_percent, " %", 1),
+        ),
+    ];
+    for (k, v) in rows {
+        let _ = writeln!(md, "| {k} | {v} |");
+    }
+    let _ = writeln!(
+        md,
+        "\n## loadgen summary\n\n```\n{}```\n",
+        read("summary.txt").unwrap_or_default()
+    );
+    let _ = writeln!(
+        md,
+        "Latency is measured from each action's scheduled time (QUERY due time; the send \
+         time written in a message), so a late generator shows up as latency instead of \
+         hiding it; `query_sent` is the raw send → answer time and `lag` the generator's own \
+         lateness. Files: `summary.json`, `*.hgrm` (HdrHistogram percentile distributions, \
+         ms), `timeline.csv`, `server.csv` / `loadgen-proc.csv` (/proc samples), \
+         `server.log`, `loadgen.log`.\n"
+    );
+    let _ = writeln!(md, "## Plots\n");
+    for (title, file) in plots {
+        let _ = writeln!(md, "### {title}\n\n![{title}]({file})\n");
+    }
+    std::fs::write(dir.join("REPORT.md"), md).map_err(|e| format!("REPORT.md: {e}"))?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let dir = match args.as_slice() {
+        [flag] if flag == "-h" || flag == "--help" => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        [dir] => PathBuf::from(dir),
+        _ => {
+            eprintln!("loadgen-report: expected one run directory (see --help)");
+            return ExitCode::from(2);
+        }
+    };
+    match report(&dir) {
+        Ok(()) => {
+            println!("{}", dir.join("REPORT.md").display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("loadgen-report: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

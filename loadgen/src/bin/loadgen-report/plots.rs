@@ -1,0 +1,206 @@
+//! The report's SVG plots, drawn with plotters' SVG backend (no system fonts or C
+//! libraries: text is written as SVG `<text>` for the viewer to lay out).
+
+use std::path::Path;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::hgrm::Point;
+use crate::samples::{cpu_percent_series, Sample};
+
+type Result<T> = std::result::Result<T, String>;
+
+fn err<E: std::fmt::Debug>(e: E) -> String {
+    format!("plot: {e:?}")
+}
+
+/// `1/(1-p)` → a percentile label: 1 → "0%", 100 → "99%", 1000 → "99.9%".
+pub fn percentile_label(x: f64) -> String {
+    if x <= 1.0 {
+        return "0%".into();
+    }
+    let p = (1.0 - 1.0 / x) * 100.0;
+    let text = format!("{p:.4}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{text}%")
+}
+
+/// One latency metric's percentile distribution: x is `1/(1-p)` on a log scale (the
+/// classic HdrHistogram plot), y milliseconds on a log scale.
+pub fn latency(path: &Path, title: &str, points: &[Point]) -> Result<()> {
+    let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let data: Vec<(f64, f64)> = points
+        .iter()
+        .filter(|p| p.percentile < 1.0)
+        .map(|p| (1.0 / (1.0 - p.percentile), p.value_ms.max(0.001)))
+        .collect();
+    if data.is_empty() {
+        root.titled(&format!("{title}: no samples"), ("sans-serif", 20))
+            .map_err(err)?;
+        root.present().map_err(err)?;
+        return Ok(());
+    }
+    let x_max = data.iter().map(|d| d.0).fold(10.0, f64::max) * 1.5;
+    let y_min = data.iter().map(|d| d.1).fold(f64::MAX, f64::min) / 1.5;
+    let y_max = data.iter().map(|d| d.1).fold(0.0, f64::max) * 1.5;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d((1.0..x_max).log_scale(), (y_min..y_max).log_scale())
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("percentile")
+        .y_desc("latency (ms)")
+        .x_label_formatter(&|x| percentile_label(*x))
+        .y_label_formatter(&|y| format!("{y}"))
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(LineSeries::new(data, BLUE.stroke_width(2)))
+        .map_err(err)?;
+    root.present().map_err(err)
+}
+
+/// A named, coloured line of (x, y) points.
+type Series<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
+
+/// A time series panel.
+fn series_panel(
+    area: &DrawingArea<SVGBackend, Shift>,
+    title: &str,
+    y_desc: &str,
+    series: &[Series],
+    marks: &[f64],
+) -> Result<()> {
+    let all = series.iter().flat_map(|s| s.2.iter());
+    let (mut x_max, mut y_max) = (1.0f64, 0.0f64);
+    for &(x, y) in all {
+        x_max = x_max.max(x);
+        y_max = y_max.max(y);
+    }
+    let y_max = if y_max > 0.0 { y_max * 1.1 } else { 1.0 };
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(35)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds since loadgen started")
+        .y_desc(y_desc)
+        .draw()
+        .map_err(err)?;
+    for &m in marks {
+        chart
+            .draw_series(LineSeries::new(
+                [(m, 0.0), (m, y_max)],
+                BLACK.mix(0.4).stroke_width(1),
+            ))
+            .map_err(err)?;
+    }
+    for (name, color, data) in series {
+        let color = *color;
+        chart
+            .draw_series(LineSeries::new(data.iter().copied(), color.stroke_width(2)))
+            .map_err(err)?
+            .label(*name)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
+    }
+    if series.len() > 1 {
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Server RSS and CPU over time (seconds since `t0`), with the steady window marked by
+/// two vertical lines.
+pub fn server(
+    path: &Path,
+    server: &[Sample],
+    loadgen: &[Sample],
+    t0: f64,
+    marks: &[f64],
+) -> Result<()> {
+    let root = SVGBackend::new(path, (900, 720)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let (top, bottom) = root.split_vertically(360);
+    let rss: Vec<(f64, f64)> = server
+        .iter()
+        .filter(|s| s.t >= t0)
+        .map(|s| (s.t - t0, s.rss_kib / 1024.0))
+        .collect();
+    series_panel(
+        &top,
+        "kaichat-server RSS (steady window between the grey lines)",
+        "RSS (MiB)",
+        &[("server RSS", BLUE, rss)],
+        marks,
+    )?;
+    let cpu = |samples: &[Sample]| -> Vec<(f64, f64)> {
+        cpu_percent_series(samples)
+            .into_iter()
+            .filter(|(t, _)| *t >= t0)
+            .map(|(t, c)| (t - t0, c))
+            .collect()
+    };
+    series_panel(
+        &bottom,
+        "CPU (% of one core)",
+        "CPU %",
+        &[
+            ("kaichat-server", RED, cpu(server)),
+            ("loadgen", GREEN, cpu(loadgen)),
+        ],
+        marks,
+    )?;
+    root.present().map_err(err)
+}
+
+/// loadgen's own per-second view: handshakes per second and QUERY answers per second.
+pub fn timeline(path: &Path, handshakes: Vec<(f64, f64)>, queries: Vec<(f64, f64)>) -> Result<()> {
+    let root = SVGBackend::new(path, (900, 720)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let (top, bottom) = root.split_vertically(360);
+    series_panel(
+        &top,
+        "Handshakes completed per second",
+        "handshakes/s",
+        &[("handshakes", BLUE, handshakes)],
+        &[],
+    )?;
+    series_panel(
+        &bottom,
+        "QUERY answers per second (steady window)",
+        "queries/s",
+        &[("queries", RED, queries)],
+        &[],
+    )?;
+    root.present().map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels() {
+        assert_eq!(percentile_label(1.0), "0%");
+        assert_eq!(percentile_label(2.0), "50%");
+        assert_eq!(percentile_label(10.0), "90%");
+        assert_eq!(percentile_label(100.0), "99%");
+        assert_eq!(percentile_label(1000.0), "99.9%");
+        assert_eq!(percentile_label(10000.0), "99.99%");
+    }
+}

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Runs one load-test scenario against a fresh kaichat-server on loopback and writes
+# report/<scenario>-<timestamp>/ with REPORT.md and plots (issue 4).
+#
+#   scripts/loadtest.sh [smoke|poll-19k|storm|flat-out] [extra loadgen flags...]
+#
+# Steps: build both binaries in release mode; start kaichat-server on 127.0.0.1:$PORT;
+# sample the server's (and loadgen's) RSS and CPU time from /proc every second; run
+# loadgen with the scenario's flags (it stops by itself); stop the server with SIGTERM;
+# turn everything into REPORT.md and SVG plots with `loadgen-report` (plotters, pure Rust:
+# nothing to install). Every step is bounded in time; traffic stays on 127.0.0.0/8.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+scenario=${1:-smoke}
+shift || true
+
+PORT=${PORT:-29400}
+SAMPLE_EVERY=${SAMPLE_EVERY:-1}
+sources=127.0.0.1-127.0.0.40
+
+# Scenario → loadgen flags and the server's connection cap. The open-file limit here is
+# 20,000 per process (hard); loadgen keeps 32 descriptors in reserve and the server a few,
+# so 19,900 is "as many connections as fit" in both processes.
+case "$scenario" in
+  smoke)
+    flags=(--clients 200 --channels 10 --interval 3 --duration 15 --msg-every 5 --ramp 1000)
+    max_clients=1000 ;;
+  poll-19k)
+    flags=(--clients 19000 --channels 200 --interval 3 --duration 60 --msg-every 60 --ramp 2000)
+    max_clients=19900 ;;
+  storm)
+    flags=(--clients 19900 --channels 200 --interval 3 --duration 5 --ramp 0 --max-setup 1000)
+    max_clients=19900 ;;
+  flat-out)
+    flags=(--clients 2000 --channels 20 --interval 0 --duration 30 --ramp 2000)
+    max_clients=2500 ;;
+  -h|--help)
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    exit 0 ;;
+  *)
+    echo "loadtest.sh: unknown scenario '$scenario' (smoke, poll-19k, storm, flat-out)" >&2
+    exit 2 ;;
+esac
+flags+=(--sources "$sources" --server "127.0.0.1:$PORT" "$@")
+
+echo "loadtest.sh: building (release)" >&2
+cargo build --release --quiet --bin kaichat-server -p loadgen --bins
+
+server_bin=target/release/kaichat-server
+loadgen_bin=target/release/loadgen
+report_bin=target/release/loadgen-report
+stamp=$(date +%Y%m%d-%H%M%S)
+out=report/$scenario-$stamp
+mkdir -p "$out"
+
+now() { date +%s.%N; }
+
+# Samples one process every SAMPLE_EVERY seconds until it exits:
+# unix time, RSS (KiB), utime + stime (clock ticks), time on CPU (ns, from schedstat).
+sample() {
+  local pid=$1 file=$2
+  echo "t_unix,rss_kib,cpu_ticks,cpu_ns" > "$file"
+  while [ -r "/proc/$pid/stat" ]; do
+    local t rss ticks ns stat
+    t=$(now)
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || break
+    # Fields after the command name "(...)": utime and stime are fields 14 and 15.
+    stat=${stat##*) }
+    ticks=$(awk '{print $12 + $13}' <<<"$stat")
+    rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null) || break
+    ns=$(awk '{print $1}' "/proc/$pid/schedstat" 2>/dev/null || echo 0)
+    echo "$t,${rss:-0},$ticks,$ns" >> "$file"
+    sleep "$SAMPLE_EVERY"
+  done
+}
+
+server_pid=""
+sampler_pids=()
+cleanup() {
+  for p in "${sampler_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+
+{
+  echo "scenario=$scenario"
+  echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "host_cpus=$(nproc)"
+  echo "host_cpu_model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
+  echo "host_kernel=$(uname -r)"
+  echo "host_mem_kib=$(awk '/MemTotal/ {print $2}' /proc/meminfo)"
+  echo "clk_tck=$(getconf CLK_TCK)"
+  echo "git=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+} > "$out/run.env"
+
+server_cmd=("$server_bin" --listen "127.0.0.1:$PORT" --max-clients "$max_clients" --stats-interval 10)
+loadgen_cmd=("$loadgen_bin" "${flags[@]}" --out "$out")
+echo "server_cmd=${server_cmd[*]}" >> "$out/run.env"
+echo "loadgen_cmd=${loadgen_cmd[*]}" >> "$out/run.env"
+
+echo "loadtest.sh: starting ${server_cmd[*]}" >&2
+"${server_cmd[@]}" 2> "$out/server.log" &
+server_pid=$!
+for _ in $(seq 100); do
+  grep -q "listening on" "$out/server.log" 2>/dev/null && break
+  kill -0 "$server_pid" 2>/dev/null || { echo "loadtest.sh: the server exited:" >&2; cat "$out/server.log" >&2; exit 1; }
+  sleep 0.1
+done
+grep -q "listening on" "$out/server.log" || { echo "loadtest.sh: the server did not start in 10 s" >&2; exit 1; }
+
+sample "$server_pid" "$out/server.csv" &
+sampler_pids+=($!)
+sleep 2 # a baseline of the idle server
+echo "loadgen_start_unix=$(now)" >> "$out/run.env"
+
+echo "loadtest.sh: running ${loadgen_cmd[*]}" >&2
+# loadgen ends by itself; the watchdog is only a safety net against a bug.
+"${loadgen_cmd[@]}" 2> >(tee "$out/loadgen.log" >&2) > "$out/loadgen.txt" &
+loadgen_pid=$!
+(
+  for _ in $(seq 900); do
+    sleep 1
+    kill -0 "$loadgen_pid" 2>/dev/null || exit 0
+  done
+  kill -INT "$loadgen_pid" 2>/dev/null; sleep 10; kill -KILL "$loadgen_pid" 2>/dev/null
+) &
+watchdog_pid=$!
+sampler_pids+=("$watchdog_pid")
+sample "$loadgen_pid" "$out/loadgen-proc.csv" &
+sampler_pids+=($!)
+set +e
+wait "$loadgen_pid"
+loadgen_status=$?
+set -e
+echo "loadgen_end_unix=$(now)" >> "$out/run.env"
+echo "loadgen_status=$loadgen_status" >> "$out/run.env"
+cat "$out/loadgen.txt"
+
+sleep 1
+kill -TERM "$server_pid"
+for _ in $(seq 150); do
+  kill -0 "$server_pid" 2>/dev/null || break
+  sleep 0.1
+done
+if kill -0 "$server_pid" 2>/dev/null; then
+  echo "loadtest.sh: the server did not stop in 15 s after SIGTERM; killing it" >&2
+  kill -KILL "$server_pid" || true
+fi
+wait "$server_pid" 2>/dev/null || true
+server_pid=""
+for p in "${sampler_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+sampler_pids=()
+
+if [ "$loadgen_status" -ne 0 ] || [ ! -f "$out/summary.json" ]; then
+  echo "loadtest.sh: loadgen failed (status $loadgen_status); see $out/loadgen.log" >&2
+  exit 1
+fi
+"$report_bin" "$out"
+echo "loadtest.sh: report in $out/REPORT.md" >&2
