@@ -34,6 +34,8 @@ pub struct Config {
     pub ca: PathBuf,
     /// Speak plaintext (the server must run with `--plaintext`).
     pub plaintext: bool,
+    /// Skip certificate and handshake-signature checks (`--no-verify`).
+    pub no_verify: bool,
     /// Where to write `summary.json`, the `.hgrm` files and `timeline.csv`.
     pub out: Option<PathBuf>,
     /// Seed of every random choice (phases).
@@ -132,6 +134,7 @@ mod tests {
             sources: vec![Ipv4Addr::LOCALHOST],
             ca: "certs/ca.pem".into(),
             plaintext: false,
+            no_verify: false,
             out: None,
             seed: 1,
             user_prefix: "lg".into(),

@@ -115,6 +115,7 @@ pub fn summary_json(config: &Config, outcome: &Outcome) -> Value {
             "msg_every_s": config.msg_every.as_secs_f64(),
             "sources": config.sources.len(),
             "plaintext": config.plaintext,
+            "no_verify": config.no_verify,
             "seed": config.seed,
         },
     })
@@ -251,6 +252,7 @@ mod tests {
             sources: vec![std::net::Ipv4Addr::LOCALHOST],
             ca: "certs/ca.pem".into(),
             plaintext: false,
+            no_verify: false,
             out: None,
             seed: 1,
             user_prefix: "lg".into(),

@@ -44,6 +44,9 @@ struct ServerFigures {
     handshakes_per_cpu_s: Option<f64>,
     loadgen_cpu_percent: Option<f64>,
     loadgen_cpu_connect_percent: Option<f64>,
+    /// CPU used by every process of the machine, in % of one core (2 cores = 200 %).
+    machine_cpu_percent: Option<f64>,
+    machine_cpu_connect_percent: Option<f64>,
 }
 
 fn read_env(path: &Path) -> BTreeMap<String, String> {
@@ -63,6 +66,7 @@ fn figures(
     summary: &Value,
     server: &[Sample],
     loadgen: &[Sample],
+    machine: &[Sample],
     env: &BTreeMap<String, String>,
 ) -> ServerFigures {
     let mut f = ServerFigures::default();
@@ -83,6 +87,7 @@ fn figures(
         }
         f.rss_steady_kib = samples::rss_median(server, a, b);
         f.loadgen_cpu_percent = samples::cpu_between(loadgen, a, b).map(|c| c / (b - a) * 100.0);
+        f.machine_cpu_percent = samples::cpu_between(machine, a, b).map(|c| c / (b - a) * 100.0);
     }
     let start = env
         .get("loadgen_start_unix")
@@ -111,6 +116,10 @@ fn figures(
             }
             f.loadgen_cpu_connect_percent =
                 samples::cpu_between(loadgen, a, b).map(|c| c / (b - a) * 100.0);
+            f.machine_cpu_connect_percent =
+                samples::cpu_between(machine, a, b).map(|c| c / (b - a) * 100.0);
+            f.machine_cpu_connect_percent =
+                samples::cpu_between(machine, a, b).map(|c| c / (b - a) * 100.0);
         }
     }
     f
@@ -255,7 +264,8 @@ fn report(dir: &Path) -> Result<(), String> {
         .unwrap_or(100.0);
     let server = samples::parse(&read("server.csv").unwrap_or_default(), clk_tck);
     let loadgen = samples::parse(&read("loadgen-proc.csv").unwrap_or_default(), clk_tck);
-    let f = figures(&summary, &server, &loadgen, &env);
+    let machine = samples::parse(&read("machine.csv").unwrap_or_default(), clk_tck);
+    let f = figures(&summary, &server, &loadgen, &machine, &env);
     let scenario = env
         .get("scenario")
         .cloned()
@@ -379,6 +389,14 @@ fn report(dir: &Path) -> Result<(), String> {
         (
             "loadgen CPU in the steady window",
             show(f.loadgen_cpu_percent, " %", 1),
+        ),
+        (
+            "whole machine CPU in the connect window (all processes; 2 cores = 200 %)",
+            show(f.machine_cpu_connect_percent, " %", 1),
+        ),
+        (
+            "whole machine CPU in the steady window (all processes)",
+            show(f.machine_cpu_percent, " %", 1),
         ),
     ];
     for (k, v) in rows {
