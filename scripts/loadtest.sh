@@ -4,6 +4,10 @@
 #
 #   scripts/loadtest.sh [smoke|poll-19k|storm|flat-out] [extra loadgen flags...]
 #
+# Extra flags are passed to loadgen and override the scenario's (e.g. `--msg-every 0`);
+# `--plaintext` is passed to the server too. TAG=name adds a name to the report folder;
+# PORT (29400) and SAMPLE_EVERY (1 s) can be set in the environment.
+#
 # Steps: build both binaries in release mode; start kaichat-server on 127.0.0.1:$PORT;
 # sample the server's (and loadgen's) RSS and CPU time from /proc every second; run
 # loadgen with the scenario's flags (it stops by itself); stop the server with SIGTERM;
@@ -38,13 +42,34 @@ case "$scenario" in
     flags=(--clients 2000 --channels 20 --interval 0 --duration 30 --ramp 2000)
     max_clients=2500 ;;
   -h|--help)
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
     exit 0 ;;
   *)
     echo "loadtest.sh: unknown scenario '$scenario' (smoke, poll-19k, storm, flat-out)" >&2
     exit 2 ;;
 esac
-flags+=(--sources "$sources" --server "127.0.0.1:$PORT" "$@")
+flags+=(--sources "$sources" --server "127.0.0.1:$PORT")
+
+# Extra flags override the scenario's: drop each "--flag value" pair given again.
+extra=("$@")
+server_extra=()
+for ((i = 0; i < ${#extra[@]}; i++)); do
+  arg=${extra[i]}
+  [ "$arg" = "--plaintext" ] && server_extra+=(--plaintext)
+  if [[ $arg == --* ]] && ((i + 1 < ${#extra[@]})) && [[ ${extra[i + 1]} != --* ]]; then
+    kept=()
+    for ((j = 0; j < ${#flags[@]}; j++)); do
+      if [ "${flags[j]}" = "$arg" ]; then
+        j=$((j + 1))
+      else
+        kept+=("${flags[j]}")
+      fi
+    done
+    flags=("${kept[@]}")
+    i=$((i + 1))
+  fi
+done
+flags+=("${extra[@]}")
 
 echo "loadtest.sh: building (release)" >&2
 cargo build --release --quiet --bin kaichat-server -p loadgen --bins
@@ -53,7 +78,7 @@ server_bin=target/release/kaichat-server
 loadgen_bin=target/release/loadgen
 report_bin=target/release/loadgen-report
 stamp=$(date +%Y%m%d-%H%M%S)
-out=report/$scenario-$stamp
+out=report/$scenario${TAG:+-$TAG}-$stamp
 mkdir -p "$out"
 
 now() { date +%s.%N; }
@@ -110,7 +135,7 @@ trap cleanup EXIT
   echo "git=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 } > "$out/run.env"
 
-server_cmd=("$server_bin" --listen "127.0.0.1:$PORT" --max-clients "$max_clients" --stats-interval 10)
+server_cmd=("$server_bin" --listen "127.0.0.1:$PORT" --max-clients "$max_clients" --stats-interval 10 "${server_extra[@]}")
 loadgen_cmd=("$loadgen_bin" "${flags[@]}" --out "$out")
 echo "server_cmd=${server_cmd[*]}" >> "$out/run.env"
 echo "loadgen_cmd=${loadgen_cmd[*]}" >> "$out/run.env"

@@ -255,7 +255,14 @@ impl Reactor<'_> {
             let now = self.clock.now_us();
             self.fire_timers(now);
             self.start_clients(now);
-            self.advance_stage(now);
+            // A stage may end at once (nothing to wait for): advance until it holds.
+            loop {
+                let stage = self.stage;
+                self.advance_stage(now);
+                if self.stage == stage {
+                    break;
+                }
+            }
             self.progress(now);
         }
         Ok(())
@@ -733,6 +740,11 @@ impl Reactor<'_> {
                 }
             }
             RunStage::Steady => {
+                // Every client gone (none connected, or all disconnected): nothing left to
+                // measure, so the run ends now.
+                if self.conns.is_empty() {
+                    self.steady_end_us = now;
+                }
                 if now >= self.steady_end_us {
                     self.steady_end_unix = unix_now();
                     if self.cfg.msg_every.is_zero() {
