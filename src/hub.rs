@@ -116,12 +116,11 @@ impl Hub {
         let channel = &mut self.channels[id];
         channel.members += 1;
         let history = &channel.history;
-        let cursor = history
-            .end_seq()
-            .saturating_sub(self.replay)
-            .max(history.first_seq);
+        let cursor = history.end_seq().saturating_sub(self.replay);
         self.notice(id, user, b" joined");
-        (id, cursor)
+        // Entries the joiner's own notice evicted were never the joiner's to miss: no
+        // skip notice for them.
+        (id, cursor.max(self.channels[id].history.first_seq))
     }
 
     /// Removes `user` from channel `id`: appends `<user> left`, or closes the channel and
@@ -180,8 +179,11 @@ impl Hub {
             return Next::Done;
         };
         let history = &channel.history;
+        if *cursor >= end {
+            return Next::Done;
+        }
         if *cursor < history.first_seq {
-            let skipped = history.first_seq.min(end) - *cursor;
+            let skipped = history.first_seq.min(end) - *cursor; // cursor < end, cursor < first
             *cursor += skipped;
             return Next::Skipped(skipped);
         }
@@ -387,6 +389,21 @@ mod tests {
         assert_eq!(
             read_all(&hub, id, &mut cursor, &amy),
             ["SERVER: amy joined"]
+        );
+    }
+
+    #[test]
+    fn a_joiner_is_not_told_of_entries_its_own_notice_evicted() {
+        // History limit equal to replay: the `joined` notice pushes the oldest replayed
+        // entry out, which the joiner never had to read.
+        let mut hub = Hub::new(3, 3);
+        let (id, _) = hub.join(b"@c", &user("amy"));
+        hub.post(id, user("amy"), b"m1");
+        hub.post(id, user("amy"), b"m2");
+        let (_, mut cursor) = hub.join(b"@c", &user("bob"));
+        assert_eq!(
+            read_all(&hub, id, &mut cursor, &user("bob")),
+            ["amy: m1", "amy: m2", "SERVER: bob joined"]
         );
     }
 

@@ -231,6 +231,7 @@ impl Session {
                     ));
                     hub.leave(id, &user);
                     self.phase = Phase::Connected;
+                    self.answer_end = None;
                 }
                 None => self.error(b"error: not in a channel", hub, out),
             },
@@ -280,6 +281,9 @@ impl Session {
             hub.leave(id, &user);
         }
         let (id, cursor) = hub.join(name, &user);
+        // An answer in flight belonged to the old channel (the reactor never lets this
+        // happen, but the session does not rely on it).
+        self.answer_end = None;
         self.channel = Some(id);
         self.cursor = cursor;
         self.phase = Phase::InChannel;
