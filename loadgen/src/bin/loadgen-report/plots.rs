@@ -101,7 +101,7 @@ fn series_panel(
         chart
             .draw_series(LineSeries::new(
                 [(m, 0.0), (m, y_max)],
-                BLACK.mix(0.4).stroke_width(1),
+                RGBColor(230, 120, 0).stroke_width(2),
             ))
             .map_err(err)?;
     }
@@ -143,7 +143,7 @@ pub fn server(
         .collect();
     series_panel(
         &top,
-        "kaichat-server RSS (steady window between the grey lines)",
+        "kaichat-server RSS (steady window between the orange lines)",
         "RSS (MiB)",
         &[("server RSS", BLUE, rss)],
         marks,
