@@ -1,0 +1,108 @@
+//! loadgen end to end: the real `loadgen` binary against the real server loop (run
+//! in-process on a thread, on 127.0.0.1 port 0), over TLS with the development
+//! certificates and in plaintext. Small and short, so it belongs in `cargo test`: it
+//! checks that the summary a run writes is complete and proves no message was lost.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use kaichat::server::{Config, Server};
+use kaichat::session::Deadlines;
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Starts a server loop on a thread; it runs until the test process exits.
+fn start_server(tls: bool) -> std::net::SocketAddr {
+    let tls = tls.then(|| {
+        kaichat::tls::server_config(
+            &repo().join(kaichat::tls::DEV_CERT),
+            &repo().join(kaichat::tls::DEV_KEY),
+        )
+        .expect("development certificate")
+    });
+    let mut server = Server::bind(Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tls,
+        deadlines: Deadlines::default(),
+        history: 1000,
+        replay: 20,
+        max_clients: 1000,
+        stats_interval: 0,
+    })
+    .expect("bind");
+    let addr = server.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let _ = server.run();
+    });
+    addr
+}
+
+fn run_loadgen(addr: std::net::SocketAddr, extra: &[&str], name: &str) -> Value {
+    let out = std::env::temp_dir().join(format!("loadgen-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let status = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .current_dir(repo())
+        .args(["--server", &addr.to_string()])
+        .args(["--clients", "40", "--channels", "4", "--interval", "0.2"])
+        .args(["--duration", "2", "--msg-every", "0.5", "--ramp", "200"])
+        .args([
+            "--sources",
+            "127.0.0.1-127.0.0.2",
+            "--timeout",
+            "10",
+            "--quiet",
+        ])
+        .args(["--user-prefix", &name[..1]])
+        .arg("--out")
+        .arg(&out)
+        .args(extra)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run loadgen");
+    assert!(status.success(), "loadgen exited with {status}");
+    let text = std::fs::read_to_string(out.join("summary.json")).expect("summary.json");
+    for metric in ["connect", "query", "delivery"] {
+        assert!(out.join(format!("{metric}.hgrm")).exists(), "{metric}.hgrm");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+    serde_json::from_str(&text).expect("summary.json is JSON")
+}
+
+fn check(summary: &Value) {
+    let n = |k: &str| {
+        summary[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{k}: {summary}"))
+    };
+    assert_eq!(n("clients"), 40);
+    assert_eq!(n("connected"), 40, "{summary}");
+    assert_eq!(n("errors"), 0, "{summary}");
+    assert_eq!(n("disconnects"), 0, "{summary}");
+    assert_eq!(n("finished"), 40, "{summary}");
+    // 40 clients × 2 s / 0.2 s, give or take the phases.
+    assert!(n("queries") > 200, "{summary}");
+    // Each client sends about 4 messages, each owed to the 9 other members of its channel.
+    assert!(n("messages_sent") >= 120, "{summary}");
+    assert_eq!(n("messages_owed"), n("messages_sent") * 9, "{summary}");
+    assert_eq!(n("messages_owed_received"), n("messages_owed"), "{summary}");
+    assert_eq!(n("messages_lost"), 0, "{summary}");
+    assert_eq!(summary["latency_us"]["query"]["count"], summary["queries"]);
+    assert_eq!(summary["latency_us"]["connect"]["count"].as_u64(), Some(40));
+    let delivery = summary["latency_us"]["delivery"]["p99"].as_u64().unwrap();
+    assert!(delivery > 0 && delivery < 2_000_000, "{summary}");
+}
+
+#[test]
+fn a_small_tls_run_connects_everyone_and_loses_nothing() {
+    let addr = start_server(true);
+    check(&run_loadgen(addr, &[], "tls"));
+}
+
+#[test]
+fn a_small_plaintext_run_connects_everyone_and_loses_nothing() {
+    let addr = start_server(false);
+    check(&run_loadgen(addr, &["--plaintext"], "plain"));
+}
