@@ -406,10 +406,9 @@ impl Reactor<'_> {
             self.members_now -= 1;
         }
         if let Some(cause) = cause {
-            if conn.setting_up() {
-                self.errors.add(&cause);
-            } else {
-                self.errors.add(&cause);
+            // A connection lost after it joined is also a disconnect.
+            self.errors.add(&cause);
+            if !conn.setting_up() {
                 self.disconnects.add(&cause);
             }
         }
