@@ -80,6 +80,8 @@ pub struct Connection {
     pub readable: bool,
     /// The kernel said writable and no write has returned `WouldBlock` since.
     pub writable: bool,
+    /// The kernel hinted the peer hung up or the socket failed.
+    pub hangup: bool,
     /// Distinguishes this connection from earlier ones in the same slab slot.
     pub generation: u32,
     /// Due second of this connection's live timer-wheel entry; 0 when none.
@@ -101,6 +103,7 @@ impl Connection {
             session,
             readable: false,
             writable: false,
+            hangup: false,
             generation,
             armed: 0,
             closing: None,
@@ -171,6 +174,10 @@ impl Connection {
             }
             match self.transport.fill(&mut self.socket)? {
                 Fill::Progress | Fill::Closed => {}
+                // After a hang-up hint, read on until EOF is seen rather than trust the
+                // short read (the FIN may already be queued behind the data).
+                Fill::Drained if !self.hangup => self.readable = false,
+                Fill::Drained => {}
                 Fill::Blocked => self.readable = false,
                 // Cannot happen while whole PDUs are taken out first; wait for an event.
                 Fill::Full => return Ok(Turn::Idle),

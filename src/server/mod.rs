@@ -159,6 +159,7 @@ impl Server {
                                 event.is_readable() || event.is_read_closed() || event.is_error();
                             conn.writable |=
                                 event.is_writable() || event.is_write_closed() || event.is_error();
+                            conn.hangup |= event.is_read_closed() || event.is_error();
                             self.serve(key, now);
                         }
                     }

@@ -21,6 +21,9 @@ const PLAIN_INPUT_LIMIT: usize = 16 * 1024;
 pub enum Fill {
     /// Bytes arrived (they may or may not complete a PDU).
     Progress,
+    /// Bytes arrived and the read returned fewer than asked for: the socket's receive
+    /// buffer is empty now, so another read would only say `WouldBlock` (epoll(7)).
+    Drained,
     /// Nothing more to read now.
     Blocked,
     /// The peer closed its side (TCP FIN or TLS close_notify).
@@ -168,6 +171,21 @@ impl Outbox for Transport {
     }
 }
 
+/// Passes reads through to the socket and notes whether the last one came back short,
+/// which saves the `WouldBlock` read per request that draining would otherwise cost.
+struct ShortReadProbe<'a> {
+    socket: &'a mut TcpStream,
+    short: bool,
+}
+
+impl Read for ShortReadProbe<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.socket.read(buf)?;
+        self.short = n < buf.len();
+        Ok(n)
+    }
+}
+
 impl TlsState {
     fn fill(&mut self, socket: &mut TcpStream) -> Result<Fill, TransportError> {
         if self.peer_closed {
@@ -178,7 +196,11 @@ impl TlsState {
         if self.plaintext >= PDU_LEN {
             return Ok(Fill::Full);
         }
-        match self.conn.read_tls(socket) {
+        let mut probe = ShortReadProbe {
+            socket,
+            short: false,
+        };
+        match self.conn.read_tls(&mut probe) {
             Ok(0) => {
                 self.peer_closed = true;
                 Ok(Fill::Closed)
@@ -192,7 +214,11 @@ impl TlsState {
                 if state.peer_has_closed() {
                     self.peer_closed = true;
                 }
-                Ok(Fill::Progress)
+                Ok(if probe.short {
+                    Fill::Drained
+                } else {
+                    Fill::Progress
+                })
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Fill::Blocked),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Fill::Progress),
@@ -236,6 +262,7 @@ impl PlainState {
                 self.peer_closed = true;
                 Ok(Fill::Closed)
             }
+            Ok(n) if have + n < PLAIN_INPUT_LIMIT => Ok(Fill::Drained),
             Ok(_) => Ok(Fill::Progress),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Fill::Blocked),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Fill::Progress),
