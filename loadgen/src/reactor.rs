@@ -36,6 +36,7 @@ use crate::ledger::{self, Loss, Member, Sent};
 use crate::message::{parse_skipped, Stamp};
 use crate::schedule::{phase_us, Clock, Periodic, QuerySchedule, STREAM_MESSAGE, STREAM_QUERY};
 use crate::stats::{Causes, Counters, Metrics};
+use crate::transport::{ReadEnd, Transport};
 
 /// The token of the [`Alarm`]; slab keys never reach it.
 const ALARM: Token = Token(usize::MAX);
@@ -340,9 +341,9 @@ impl Reactor<'_> {
                     .map_err(|e| format!("tls: {e}"))?;
                 // Our own output is a handful of PDUs at a time; never let a write be short.
                 conn.set_buffer_limit(None);
-                crate::transport::Transport::Tls(Box::new(conn))
+                Transport::Tls(Box::new(conn))
             }
-            None => crate::transport::Transport::Plain(Default::default()),
+            None => Transport::Plain(Default::default()),
         };
         let mut client = Client::new(Settings {
             setup_timeout: cfg.timeout,
@@ -478,8 +479,8 @@ impl Reactor<'_> {
                 return;
             }
             match end {
-                Ok(crate::transport::ReadEnd::WouldBlock) => {}
-                Ok(crate::transport::ReadEnd::Closed) => {
+                Ok(ReadEnd::WouldBlock) => {}
+                Ok(ReadEnd::Closed) => {
                     let orderly = self.conns[key].stage == Stage::Quitting;
                     self.close(key, (!orderly).then(|| "closed by server".to_string()));
                     return;
