@@ -8,6 +8,9 @@ use kaichat::server::{raise_fd_limit, Config, Server, RESERVED_FDS};
 use kaichat::session::Deadlines;
 use kaichat::tls;
 
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const HELP: &str = "\
 kaichat-server: the KaiChat v1 chat server (TLS on TCP port 29200)
 
