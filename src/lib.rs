@@ -6,6 +6,7 @@
 //! Only `server` and the binaries touch sockets.
 
 pub mod client;
+pub mod fd_limit;
 pub mod hub;
 pub mod names;
 pub mod pdu;

@@ -9,29 +9,6 @@
 /// instance, the files written at the end, the TLS library's reads of the CA file.
 pub const FD_RESERVE: u64 = 32;
 
-/// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the new soft limit.
-pub fn raise_nofile() -> std::io::Result<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    if limit.rlim_cur < limit.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: limit.rlim_max,
-            rlim_max: limit.rlim_max,
-        };
-        // SAFETY: as above.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            limit.rlim_cur = limit.rlim_max;
-        }
-    }
-    Ok(limit.rlim_cur)
-}
-
 /// Checks that `clients` connections fit in `fd_limit` descriptors and in
 /// `ports_per_source × sources` ephemeral ports. The error is the line shown to the user.
 pub fn check_fit(
@@ -79,11 +56,5 @@ mod tests {
         let e = check_fit(30_000, 100_000, 1, 28_232).unwrap_err();
         assert!(e.contains("widen --sources"), "{e}");
         assert!(check_fit(30_000, 100_000, 2, 28_232).is_ok());
-    }
-
-    #[test]
-    fn raising_the_limit_works_here() {
-        let n = raise_nofile().unwrap();
-        assert!(n >= 64);
     }
 }

@@ -35,7 +35,8 @@ USAGE:
 Each client connects (TLS unless --plaintext), runs the set-up (PING, version,
 CLIENT_INFO), joins channel @load<i mod K>, then QUERYs every --interval seconds with a
 random phase, and sends a message every --msg-every seconds during the steady window.
-The run is: ramp (connect everyone), steady window (--duration s), end (QUIT everywhere).
+The run is: ramp (connect everyone), warm-up, steady window (--duration s), end (QUIT
+everywhere). Figures of the steady window only are reported as steady.
 Latency is measured from each action's scheduled time (free of coordinated omission).
 
 OPTIONS:
@@ -45,7 +46,10 @@ OPTIONS:
   --channels K         channels, clients spread evenly        [10]
   --interval SECS      QUERY period per client; fractions allowed; 0 = flat out (next
                        QUERY as soon as the answer is complete)  [3]
-  --duration SECS      steady window after the ramp            [30]
+  --warmup SECS        wait between ramp and steady window, so that every client's
+                       first QUERY (which carries its channel's replay) is done
+                                                       [one --interval, at most 10]
+  --duration SECS      steady window after the warm-up          [30]
   --ramp PER_SEC       new connections per second; 0 = as fast as possible [1000]
   --max-setup N        most connections in set-up at once      [1000]
   --msg-every SECS     message period per client in the steady window; 0 = none [0]
@@ -96,6 +100,7 @@ fn parse_args() -> Result<Option<Config>, String> {
             .map(|v| v.unwrap_or(default))
     };
     let interval = seconds(&mut args, "--interval", Duration::from_secs(3))?;
+    let warmup = seconds(&mut args, "--warmup", interval.min(Duration::from_secs(10)))?;
     let duration = seconds(&mut args, "--duration", Duration::from_secs(30))?;
     let msg_every = seconds(&mut args, "--msg-every", Duration::ZERO)?;
     let timeout = seconds(&mut args, "--timeout", Duration::from_secs(30))?;
@@ -141,6 +146,7 @@ fn parse_args() -> Result<Option<Config>, String> {
         clients,
         channels,
         interval,
+        warmup,
         duration,
         ramp,
         max_setup,
@@ -172,7 +178,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let fd_limit = match fdlimit::raise_nofile() {
+    let fd_limit = match kaichat::fd_limit::raise() {
         Ok(n) => n,
         Err(e) => {
             eprintln!("loadgen: cannot read the open-file limit: {e}");

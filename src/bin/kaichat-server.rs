@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use kaichat::server::{raise_fd_limit, Config, Server, RESERVED_FDS};
+use kaichat::server::{Config, Server, RESERVED_FDS};
 use kaichat::session::Deadlines;
 use kaichat::tls;
 
@@ -106,7 +106,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let fd_limit = raise_fd_limit();
+    // Without a readable limit, assume the common default of 1024.
+    let fd_limit = kaichat::fd_limit::raise().unwrap_or(1024);
     let fd_clients =
         usize::try_from(fd_limit.saturating_sub(RESERVED_FDS).max(1)).unwrap_or(usize::MAX);
     let max_clients = args.max_clients.unwrap_or(fd_clients);

@@ -30,7 +30,6 @@ use crate::hub::Hub;
 use crate::session::{Deadlines, Session};
 use crate::timer_wheel::TimerWheel;
 use connection::{CloseReason, Connection, Turn};
-pub use listener::raise_fd_limit;
 use listener::{Accepted, Listener};
 use transport::Transport;
 

@@ -43,17 +43,7 @@ fn path_arg(relative: &str) -> String {
 
 /// Raises this process's soft fd limit to the hard limit (tests with many clients).
 pub fn raise_fd_limit() {
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
+    let _ = kaichat::fd_limit::raise();
 }
 
 // ---------------------------------------------------------------------------------------
