@@ -38,7 +38,7 @@ case "$scenario" in
     # ramp (at 3 s, answering their QUERYs takes a third of both processes' CPU), and
     # --no-verify spares loadgen, which shares the 2 cores, its two ECDSA verifications;
     # the server's handshake work is the same either way.
-    flags=(--clients 19900 --channels 200 --interval 60 --duration 5 --ramp 0 --max-setup 1000 --no-verify)
+    flags=(--clients 19900 --channels 200 --interval 60 --warmup 0 --duration 5 --ramp 0 --max-setup 1000 --no-verify)
     max_clients=19900 ;;
   flat-out)
     flags=(--clients 2000 --channels 20 --interval 0 --duration 30 --ramp 2000)

@@ -20,7 +20,10 @@ pub struct Config {
     pub channels: u32,
     /// QUERY period per client; zero means flat out (next QUERY when the answer is in).
     pub interval: Duration,
-    /// Length of the steady window, after every client has connected (or failed).
+    /// Time between the end of the ramp and the start of the steady window: the last
+    /// joiners' first QUERY answers carry their channel's replay, which is set-up work.
+    pub warmup: Duration,
+    /// Length of the steady window, after the ramp and the warm-up.
     pub duration: Duration,
     /// New connections per second; zero means as fast as `max_setup` allows.
     pub ramp: f64,
@@ -117,16 +120,16 @@ pub fn parse_rate(text: &str) -> Result<f64, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config() -> Config {
+impl Config {
+    /// A small valid run, for tests.
+    pub fn example() -> Config {
         Config {
             server: "127.0.0.1:29200".parse().unwrap(),
             server_name: "localhost".into(),
             clients: 100,
             channels: 7,
             interval: Duration::from_secs(3),
+            warmup: Duration::ZERO,
             duration: Duration::from_secs(10),
             ramp: 1000.0,
             max_setup: 100,
@@ -142,6 +145,15 @@ mod tests {
             timeout: Duration::from_secs(30),
             quiet: true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config::example()
     }
 
     #[test]

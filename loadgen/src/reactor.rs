@@ -605,7 +605,7 @@ impl Reactor<'_> {
                 self.metrics.window_query.record(latency);
                 self.counters.queries += 1;
                 self.tick_queries += 1;
-            } else if self.steady_start_us == 0 {
+            } else if self.steady_start_us == 0 || due < self.steady_start_us {
                 self.metrics.query_ramp.record(latency);
             }
             return;
@@ -726,9 +726,10 @@ impl Reactor<'_> {
             RunStage::Ramp => {
                 if self.next_client == self.cfg.clients && self.setting_up == 0 {
                     self.stage = RunStage::Steady;
-                    self.steady_start_us = now.max(1);
-                    self.steady_start_unix = unix_now();
-                    self.steady_end_us = now + us(self.cfg.duration);
+                    let warmup = us(self.cfg.warmup);
+                    self.steady_start_us = (now + warmup).max(1);
+                    self.steady_start_unix = unix_now() + self.cfg.warmup.as_secs_f64();
+                    self.steady_end_us = now + warmup + us(self.cfg.duration);
                     for key in self.keys() {
                         let conn = &mut self.conns[key];
                         if conn.stage == Stage::Active {
@@ -919,7 +920,10 @@ impl Reactor<'_> {
             _ => 0.0,
         };
         let steady_s = if self.steady_start_us > 0 {
-            (self.steady_end_us.min(self.clock.now_us()) - self.steady_start_us) as f64 / 1e6
+            self.steady_end_us
+                .min(self.clock.now_us())
+                .saturating_sub(self.steady_start_us) as f64
+                / 1e6
         } else {
             0.0
         };

@@ -240,25 +240,12 @@ mod tests {
 
     fn config() -> Config {
         Config {
-            server: "127.0.0.1:29200".parse().unwrap(),
-            server_name: "localhost".into(),
             clients: 3,
             channels: 1,
-            interval: Duration::from_secs(3),
-            duration: Duration::from_secs(10),
             ramp: 100.0,
             max_setup: 10,
             msg_every: Duration::from_secs(60),
-            sources: vec![std::net::Ipv4Addr::LOCALHOST],
-            ca: "certs/ca.pem".into(),
-            plaintext: false,
-            no_verify: false,
-            out: None,
-            seed: 1,
-            user_prefix: "lg".into(),
-            first_id: 0,
-            timeout: Duration::from_secs(30),
-            quiet: true,
+            ..Config::example()
         }
     }
 
