@@ -11,7 +11,9 @@
 
 use crate::hub::{ChannelId, Hub, Next};
 use crate::names::{check_channel, NameError, Username};
-use crate::pdu::{ByteOrder, Command, Decoded, Pdu, MAX_USERNAME, PROTOCOL_VERSION};
+use crate::pdu::{
+    ByteOrder, Command, Decoded, Pdu, MAX_CHANNEL, MAX_USERNAME, PROTOCOL_VERSION, SERVER_NAME,
+};
 
 /// Where answers go: the connection's TLS or plaintext output.
 pub trait Outbox {
@@ -62,42 +64,64 @@ pub enum Step {
     Close,
 }
 
-/// One connection's protocol state: about 80 bytes.
+/// Where a connection stands. Everything that only exists once established (the name,
+/// the channel, the read position, an answer in flight) lives inside the variant that has
+/// it, so no combination the contract forbids can be represented.
 #[derive(Debug)]
-pub struct Session {
-    phase: Phase,
-    order: ByteOrder,
-    /// Set by the client's VERSION_NEGOTIATION; before it, either order is accepted.
-    order_fixed: bool,
-    /// When the current set-up phase began (its deadline counts from here).
-    phase_started: u64,
-    last_pdu_at: u64,
-    user: Option<Username>,
-    channel: Option<ChannelId>,
+enum State {
+    AwaitPing,
+    AwaitVersion,
+    AwaitClientInfo,
+    Established {
+        user: Username,
+        member: Option<Membership>,
+    },
+}
+
+/// A client's place in its channel. Replaced whole on JOIN and dropped on LEAVE, so a
+/// read position or an answer never outlives the channel it belongs to.
+#[derive(Debug)]
+struct Membership {
+    channel: ChannelId,
     /// Read position in the channel's history.
     cursor: u64,
     /// While a QUERY answer is being sent: the history position where it ends.
     answer_end: Option<u64>,
 }
 
+/// One connection's protocol state.
+#[derive(Debug)]
+pub struct Session {
+    state: State,
+    order: ByteOrder,
+    /// Set by the client's VERSION_NEGOTIATION; before it, either order is accepted.
+    order_fixed: bool,
+    /// Where the running deadline counts from: the start of the current set-up phase (a
+    /// rejected name does not restart it), or the last PDU once established.
+    clock_from: u64,
+}
+
 impl Session {
     /// A session for a connection accepted at `now`: the pre-PING deadline runs from here.
     pub fn new(now: u64) -> Session {
         Session {
-            phase: Phase::AwaitPing,
+            state: State::AwaitPing,
             order: ByteOrder::Little,
             order_fixed: false,
-            phase_started: now,
-            last_pdu_at: now,
-            user: None,
-            channel: None,
-            cursor: 0,
-            answer_end: None,
+            clock_from: now,
         }
     }
 
     pub fn phase(&self) -> Phase {
-        self.phase
+        match &self.state {
+            State::AwaitPing => Phase::AwaitPing,
+            State::AwaitVersion => Phase::AwaitVersion,
+            State::AwaitClientInfo => Phase::AwaitClientInfo,
+            State::Established { member: None, .. } => Phase::Connected,
+            State::Established {
+                member: Some(_), ..
+            } => Phase::InChannel,
+        }
     }
 
     /// The byte order the server writes to this client in.
@@ -107,23 +131,31 @@ impl Session {
 
     /// The accepted username, once established.
     pub fn user(&self) -> Option<&Username> {
-        self.user.as_ref()
+        match &self.state {
+            State::Established { user, .. } => Some(user),
+            _ => None,
+        }
+    }
+
+    fn member(&self) -> Option<&Membership> {
+        match &self.state {
+            State::Established { member, .. } => member.as_ref(),
+            _ => None,
+        }
     }
 
     /// Whether a QUERY answer is still being sent; no PDU may be read until it is done.
     pub fn answering(&self) -> bool {
-        self.answer_end.is_some()
+        self.member().is_some_and(|m| m.answer_end.is_some())
     }
 
     /// The second at which this connection times out, if any.
     pub fn deadline(&self, deadlines: &Deadlines) -> Option<u64> {
-        let (start, length) = match self.phase {
-            Phase::AwaitPing | Phase::AwaitVersion | Phase::AwaitClientInfo => {
-                (self.phase_started, deadlines.handshake)
-            }
-            Phase::Connected | Phase::InChannel => (self.last_pdu_at, deadlines.idle),
+        let length = match self.state {
+            State::Established { .. } => deadlines.idle,
+            _ => deadlines.handshake,
         };
-        (length > 0).then_some(start + length)
+        (length > 0).then_some(self.clock_from + length)
     }
 
     /// Handles one whole PDU received at `now`.
@@ -136,24 +168,24 @@ impl Session {
         if command.is_some_and(|(c, _)| c == Command::Quit) {
             return Step::Close;
         }
-        match self.phase {
-            Phase::AwaitPing => {
+        match self.state {
+            State::AwaitPing => {
                 if let Some((Command::PingPong, order)) = command {
                     // Before the order is fixed, the server answers in the PING's order.
                     self.order = order;
                     out.send(&Pdu::ping(order));
                     out.send(&Pdu::server_version(order, PROTOCOL_VERSION));
-                    self.enter_setup(Phase::AwaitVersion, now);
+                    self.enter_setup(State::AwaitVersion, now);
                 }
                 Step::Continue
             }
-            Phase::AwaitVersion => match command {
+            State::AwaitVersion => match command {
                 Some((Command::VersionNegotiation, order)) => {
                     self.order = order;
                     self.order_fixed = true;
                     let version = pdu.version();
                     if (1..=PROTOCOL_VERSION).contains(&version) {
-                        self.enter_setup(Phase::AwaitClientInfo, now);
+                        self.enter_setup(State::AwaitClientInfo, now);
                         Step::Continue
                     } else {
                         let text = format!(
@@ -165,23 +197,23 @@ impl Session {
                 }
                 _ => Step::Continue,
             },
-            Phase::AwaitClientInfo => {
+            State::AwaitClientInfo => {
                 if let Some((Command::ClientInfo, _)) = command {
                     self.client_info(pdu, now, hub, out);
                 }
                 Step::Continue
             }
-            Phase::Connected | Phase::InChannel => {
-                self.last_pdu_at = now;
+            State::Established { .. } => {
+                self.clock_from = now;
                 self.established(pdu, command.map(|(c, _)| c), hub, out);
                 Step::Continue
             }
         }
     }
 
-    fn enter_setup(&mut self, phase: Phase, now: u64) {
-        self.phase = phase;
-        self.phase_started = now;
+    fn enter_setup(&mut self, state: State, now: u64) {
+        self.state = state;
+        self.clock_from = now;
     }
 
     fn client_info(&mut self, pdu: &Pdu, now: u64, hub: &mut Hub, out: &mut impl Outbox) {
@@ -204,9 +236,8 @@ impl Session {
             self.error(text.as_bytes(), hub, out);
             return;
         }
-        self.user = Some(user);
-        self.phase = Phase::Connected;
-        self.last_pdu_at = now;
+        self.state = State::Established { user, member: None };
+        self.clock_from = now;
         out.send(&Pdu::client_info_ack(self.order, user.as_bytes()));
     }
 
@@ -217,108 +248,103 @@ impl Session {
         hub: &mut Hub,
         out: &mut impl Outbox,
     ) {
-        let Some(user) = self.user else {
+        let State::Established { user, member } = &mut self.state else {
             return;
         };
-        match command {
-            Some(Command::JoinChannel) => self.join(pdu, user, hub, out),
-            Some(Command::LeaveChannel) => match self.channel.take() {
-                Some(id) => {
-                    out.send(&Pdu::channel_ack(
-                        Command::LeaveChannel,
-                        self.order,
-                        hub.channel_name(id),
-                    ));
-                    hub.leave(id, &user);
-                    self.phase = Phase::Connected;
-                    self.answer_end = None;
+        let user = *user;
+        let order = self.order;
+        match (command, member) {
+            (Some(Command::JoinChannel), member) => {
+                let name = pdu.channel();
+                // A 50-byte name followed by anything but NUL is longer than 50 bytes.
+                let checked = if name.len() == MAX_CHANNEL && pdu.after_channel() != 0 {
+                    Err(NameError::TooLong)
+                } else {
+                    check_channel(name)
+                };
+                if let Err(e) = checked {
+                    let text = format!("error: invalid channel name: {e}");
+                    return self.error(text.as_bytes(), hub, out);
                 }
-                None => self.error(b"error: not in a channel", hub, out),
-            },
-            Some(Command::SendMessage) => match self.channel {
-                Some(id) if !pdu.params_text().is_empty() => hub.post(id, user, pdu.params_text()),
-                Some(_) => self.error(b"error: empty message", hub, out),
-                None => self.error(b"error: not in a channel, join one first", hub, out),
-            },
-            Some(Command::Query) => match self.channel {
-                Some(id) => self.answer_end = Some(hub.end_seq(id)),
-                None => out.send(&Pdu::up_to_date_marker(self.order, b"")),
-            },
-            Some(Command::PingPong) => out.send(&Pdu::ping(self.order)),
-            Some(Command::ReceiveMessage) => self.error(
+                if let Some(current) = member {
+                    if hub.channel_name(current.channel) == name {
+                        return out.send(&Pdu::channel_ack(Command::JoinChannel, order, name));
+                    }
+                    hub.leave(current.channel, &user);
+                }
+                let (channel, cursor) = hub.join(name, &user);
+                *member = Some(Membership {
+                    channel,
+                    cursor,
+                    answer_end: None,
+                });
+                out.send(&Pdu::channel_ack(Command::JoinChannel, order, name));
+            }
+            (Some(Command::LeaveChannel), member @ Some(_)) => {
+                if let Some(left) = member.take() {
+                    let name = hub.channel_name(left.channel);
+                    out.send(&Pdu::channel_ack(Command::LeaveChannel, order, name));
+                    hub.leave(left.channel, &user);
+                }
+            }
+            (Some(Command::LeaveChannel), None) => self.error(b"error: not in a channel", hub, out),
+            (Some(Command::SendMessage), Some(m)) if !pdu.params_text().is_empty() => {
+                hub.post(m.channel, user, pdu.params_text())
+            }
+            (Some(Command::SendMessage), Some(_)) => self.error(b"error: empty message", hub, out),
+            (Some(Command::SendMessage), None) => {
+                self.error(b"error: not in a channel, join one first", hub, out)
+            }
+            (Some(Command::Query), Some(m)) => m.answer_end = Some(hub.end_seq(m.channel)),
+            (Some(Command::Query), None) => out.send(&Pdu::up_to_date_marker(order, b"")),
+            (Some(Command::PingPong), _) => out.send(&Pdu::ping(order)),
+            (Some(Command::ReceiveMessage), _) => self.error(
                 b"error: RECEIVE_MESSAGE is sent by the server only",
                 hub,
                 out,
             ),
-            Some(Command::VersionNegotiation) | Some(Command::ClientInfo) => {
+            (Some(Command::VersionNegotiation) | Some(Command::ClientInfo), _) => {
                 self.error(b"error: already connected", hub, out)
             }
-            Some(Command::Quit) | None => self.error(b"error: unknown command", hub, out),
+            (Some(Command::Quit) | None, _) => self.error(b"error: unknown command", hub, out),
         }
-    }
-
-    fn join(&mut self, pdu: &Pdu, user: Username, hub: &mut Hub, out: &mut impl Outbox) {
-        let name = pdu.channel();
-        // A 50-byte name followed by anything but NUL is longer than 50 bytes.
-        let checked = if name.len() == crate::pdu::MAX_CHANNEL && pdu.after_channel() != 0 {
-            Err(NameError::TooLong)
-        } else {
-            check_channel(name)
-        };
-        if let Err(e) = checked {
-            self.error(
-                format!("error: invalid channel name: {e}").as_bytes(),
-                hub,
-                out,
-            );
-            return;
-        }
-        if let Some(id) = self.channel {
-            if hub.channel_name(id) == name {
-                out.send(&Pdu::channel_ack(Command::JoinChannel, self.order, name));
-                return;
-            }
-            hub.leave(id, &user);
-        }
-        let (id, cursor) = hub.join(name, &user);
-        // An answer in flight belonged to the old channel (the reactor never lets this
-        // happen, but the session does not rely on it).
-        self.answer_end = None;
-        self.channel = Some(id);
-        self.cursor = cursor;
-        self.phase = Phase::InChannel;
-        out.send(&Pdu::channel_ack(Command::JoinChannel, self.order, name));
     }
 
     fn error(&self, text: &[u8], hub: &Hub, out: &mut impl Outbox) {
-        let channel = self.channel.map_or(&[][..], |id| hub.channel_name(id));
+        let channel = self
+            .member()
+            .map_or(&[][..], |m| hub.channel_name(m.channel));
         out.send(&Pdu::notice(self.order, channel, text));
     }
 
     /// Sends up to `budget` more PDUs of the QUERY answer in flight. Returns true when the
     /// answer is complete (its up-to-date PDU sent) or none was in flight.
     pub fn continue_answer(&mut self, hub: &Hub, budget: usize, out: &mut impl Outbox) -> bool {
-        let (Some(end), Some(id), Some(user)) = (self.answer_end, self.channel, self.user) else {
-            self.answer_end = None;
+        let order = self.order;
+        let State::Established {
+            user,
+            member: Some(m),
+        } = &mut self.state
+        else {
             return true;
         };
-        let channel = hub.channel_name(id);
+        let Some(end) = m.answer_end else {
+            return true;
+        };
+        let channel = hub.channel_name(m.channel);
         for _ in 0..budget {
-            match hub.next_entry(id, &mut self.cursor, end, &user) {
+            match hub.next_entry(m.channel, &mut m.cursor, end, user) {
                 Next::Skipped(n) => {
                     let text = format!("{n} messages were skipped");
-                    out.send(&Pdu::notice(self.order, channel, text.as_bytes()));
+                    out.send(&Pdu::notice(order, channel, text.as_bytes()));
                 }
                 Next::Entry(entry) => {
-                    let sender = entry
-                        .sender
-                        .as_ref()
-                        .map_or(crate::pdu::SERVER_NAME, |s| s.as_bytes());
-                    out.send(&Pdu::receive(self.order, sender, channel, &entry.text));
+                    let sender = entry.sender.as_ref().map_or(SERVER_NAME, |s| s.as_bytes());
+                    out.send(&Pdu::receive(order, sender, channel, &entry.text));
                 }
                 Next::Done => {
-                    out.send(&Pdu::up_to_date_marker(self.order, channel));
-                    self.answer_end = None;
+                    out.send(&Pdu::up_to_date_marker(order, channel));
+                    m.answer_end = None;
                     return true;
                 }
             }
@@ -329,13 +355,14 @@ impl Session {
     /// Releases what the connection held: its channel (`<user> left`) and its name. Called
     /// once, whatever closed the connection.
     pub fn close(&mut self, hub: &mut Hub) {
-        if let Some(user) = self.user.take() {
-            if let Some(id) = self.channel.take() {
-                hub.leave(id, &user);
+        if let State::Established { user, member } =
+            std::mem::replace(&mut self.state, State::AwaitPing)
+        {
+            if let Some(m) = member {
+                hub.leave(m.channel, &user);
             }
             hub.release_name(&user);
         }
-        self.answer_end = None;
     }
 }
 

@@ -212,14 +212,15 @@ struct Snapshot {
 
 fn snapshot(s: &Session, hub: &Hub) -> Snapshot {
     Snapshot {
-        phase: s.phase,
+        phase: s.phase(),
         order: s.order,
         order_fixed: s.order_fixed,
-        phase_started: s.phase_started,
-        user: s.user.map(|u| u.as_bytes().to_vec()),
-        channel: s.channel.map(|id| (id, hub.end_seq(id))),
-        cursor: s.cursor,
-        answer_end: s.answer_end,
+        // The set-up phase's start; once established the clock is the idle clock.
+        phase_started: if s.user().is_some() { 0 } else { s.clock_from },
+        user: s.user().map(|u| u.as_bytes().to_vec()),
+        channel: s.member().map(|m| (m.channel, hub.end_seq(m.channel))),
+        cursor: s.member().map_or(0, |m| m.cursor),
+        answer_end: s.member().and_then(|m| m.answer_end),
         hub: (hub.users(), hub.channels(), hub.messages()),
     }
 }
@@ -668,7 +669,7 @@ fn channel_names_of_two_to_fifty_bytes_are_accepted() {
             out[0].as_bytes(),
             &exact(Command::JoinChannel, LE, &ack_prefix(name), b"")
         );
-        assert_eq!(hub.channel_name(s.channel.unwrap()), name);
+        assert_eq!(hub.channel_name(s.member().unwrap().channel), name);
     }
 }
 
@@ -1606,20 +1607,28 @@ impl Harness {
     }
 
     fn check(&self) -> Result<(), TestCaseError> {
-        let names: Vec<Username> = self.sessions.iter().filter_map(|s| s.user).collect();
+        let names: Vec<Username> = self
+            .sessions
+            .iter()
+            .filter_map(|s| s.user().copied())
+            .collect();
         prop_assert!(self.hub.users() <= self.sessions.len());
         prop_assert_eq!(self.hub.users(), names.len());
         let distinct: HashSet<Username> = names.iter().copied().collect();
         prop_assert_eq!(distinct.len(), names.len(), "a name is held twice");
-        let channels: HashSet<ChannelId> = self.sessions.iter().filter_map(|s| s.channel).collect();
+        let channels: HashSet<ChannelId> = self
+            .sessions
+            .iter()
+            .filter_map(|s| s.member().map(|m| m.channel))
+            .collect();
         prop_assert_eq!(self.hub.channels(), channels.len());
         for (s, answer) in self.sessions.iter().zip(&self.answers) {
-            prop_assert_eq!(s.user.is_some(), !set_up(s.phase));
-            prop_assert_eq!(s.channel.is_some(), s.phase == Phase::InChannel);
+            prop_assert_eq!(s.user().is_some(), !set_up(s.phase()));
+            prop_assert_eq!(s.member().is_some(), s.phase() == Phase::InChannel);
             prop_assert_eq!(s.answering(), answer.is_some());
-            if let Some(id) = s.channel {
-                prop_assert!(check_channel(self.hub.channel_name(id)).is_ok());
-                prop_assert!(s.cursor <= self.hub.end_seq(id));
+            if let Some(m) = s.member() {
+                prop_assert!(check_channel(self.hub.channel_name(m.channel)).is_ok());
+                prop_assert!(m.cursor <= self.hub.end_seq(m.channel));
             }
             s.deadline(&Deadlines::default());
         }
