@@ -15,6 +15,8 @@ use crate::session::Outbox;
 
 /// Plaintext input is read in chunks up to this much buffered, like rustls's own bound.
 const PLAIN_INPUT_LIMIT: usize = 16 * 1024;
+/// Most bytes one plaintext read takes (rustls reads TLS in the same size).
+const PLAIN_READ: usize = 4096;
 
 /// What one read from the socket did.
 #[derive(Debug, PartialEq, Eq)]
@@ -105,6 +107,10 @@ impl Transport {
                 }
                 bytes.copy_from_slice(&plain.input[..PDU_LEN]);
                 plain.input.drain(..PDU_LEN);
+                if plain.input.is_empty() {
+                    // Idle plaintext connections keep no buffer.
+                    plain.input = Vec::new();
+                }
             }
         }
         Some(Pdu::from_bytes(bytes))
@@ -245,25 +251,27 @@ impl PlainState {
         if self.peer_closed {
             return Ok(Fill::Closed);
         }
-        let have = self.input.len();
-        if have >= PLAIN_INPUT_LIMIT {
+        let room = PLAIN_INPUT_LIMIT - self.input.len();
+        if room == 0 {
             return Ok(Fill::Full);
         }
-        self.input.resize(PLAIN_INPUT_LIMIT, 0);
-        let result = socket.read(&mut self.input[have..]);
-        let got = *result.as_ref().unwrap_or(&0);
-        self.input.truncate(have + got);
-        if self.input.is_empty() {
-            // Idle plaintext connections keep no buffer.
-            self.input = Vec::new();
-        }
-        match result {
+        // Read through a stack chunk, as rustls does, so that only bytes that arrived are
+        // kept, in a buffer that exists only while a PDU is incomplete.
+        let mut chunk = [0u8; PLAIN_READ];
+        let want = room.min(PLAIN_READ);
+        match socket.read(&mut chunk[..want]) {
             Ok(0) => {
                 self.peer_closed = true;
                 Ok(Fill::Closed)
             }
-            Ok(n) if have + n < PLAIN_INPUT_LIMIT => Ok(Fill::Drained),
-            Ok(_) => Ok(Fill::Progress),
+            Ok(n) => {
+                self.input.extend_from_slice(&chunk[..n]);
+                Ok(if n < want {
+                    Fill::Drained
+                } else {
+                    Fill::Progress
+                })
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Fill::Blocked),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Fill::Progress),
             Err(_) => Err(TransportError::Io),
