@@ -85,6 +85,9 @@ mod tests {
             let config = client_config(&base, no_verify);
             let debug = format!("{:?}", config.resumption);
             assert!(debug.contains("NoClientSessionStorage"), "{debug}");
+            // The verifier is the checking one unless --no-verify asked otherwise.
+            let whole = format!("{config:?}");
+            assert_eq!(whole.contains("NoVerify"), no_verify, "{whole}");
         }
     }
 }
