@@ -98,7 +98,20 @@ fn check(summary: &Value) {
 #[test]
 fn a_small_tls_run_connects_everyone_and_loses_nothing() {
     let addr = start_server(true);
-    check(&run_loadgen(addr, &[], "tls"));
+    let summary = run_loadgen(addr, &["--warmup", "1"], "tls");
+    check(&summary);
+    // The steady window starts a warm-up after the last set-up and lasts --duration.
+    let t = |k: &str| {
+        summary[k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{k}: {summary}"))
+    };
+    let warmup = t("steady_start_unix") - t("connect_end_unix");
+    assert!(
+        (0.9..1.5).contains(&warmup),
+        "warm-up {warmup} s: {summary}"
+    );
+    assert!((1.9..2.1).contains(&t("steady_s")), "{summary}");
 }
 
 #[test]
