@@ -82,6 +82,8 @@ pub struct Connection {
     pub writable: bool,
     /// The kernel hinted the peer hung up or the socket failed.
     pub hangup: bool,
+    /// On the reactor's list of connections whose turn ran out of budget.
+    pub pending: bool,
     /// Distinguishes this connection from earlier ones in the same slab slot.
     pub generation: u32,
     /// Due second of this connection's live timer-wheel entry; 0 when none.
@@ -104,6 +106,7 @@ impl Connection {
             readable: false,
             writable: false,
             hangup: false,
+            pending: false,
             generation,
             armed: 0,
             closing: None,

@@ -168,6 +168,9 @@ impl Server {
                 return Ok(self.shut_down());
             }
             for key in std::mem::take(&mut self.pending) {
+                if let Some(conn) = self.connections.get_mut(key) {
+                    conn.pending = false;
+                }
                 self.serve(key, now);
             }
             if now > self.wheel.now() {
@@ -209,7 +212,12 @@ impl Server {
         }
         match conn.turn(&mut self.hub, now, TURN_BUDGET, &mut self.stats.pdus_in) {
             Ok(Turn::Idle) => {}
-            Ok(Turn::More) => self.pending.push(key),
+            // Listed once, however many turns ran out of budget before it is served.
+            Ok(Turn::More) if !conn.pending => {
+                conn.pending = true;
+                self.pending.push(key);
+            }
+            Ok(Turn::More) => {}
             Err(reason) => return self.close(key, reason),
         }
         self.arm_deadline(key);
