@@ -16,15 +16,7 @@ use crate::pdu::{
 };
 
 /// Where answers go: the connection's TLS or plaintext output.
-pub trait Outbox {
-    fn send(&mut self, pdu: &Pdu);
-}
-
-impl Outbox for Vec<Pdu> {
-    fn send(&mut self, pdu: &Pdu) {
-        self.push(pdu.clone());
-    }
-}
+pub use crate::pdu::Outbox;
 
 /// The server's deadlines in seconds (contract section 7); 0 turns one off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -893,7 +893,7 @@ fn query_outside_a_channel_is_only_the_up_to_date_pdu() {
         assert_eq!(out[0].as_bytes()[UP_TO_DATE], 1);
         assert!(out[0].as_bytes()[11..UP_TO_DATE].iter().all(|&b| b == 0));
         // Nothing more to pull.
-        let mut more = Vec::new();
+        let mut more: Vec<Pdu> = Vec::new();
         assert!(s.continue_answer(&hub, WHOLE, &mut more));
         assert!(more.is_empty());
     }
@@ -1050,7 +1050,7 @@ fn an_answer_streamed_in_small_budgets_equals_the_whole_answer() {
         assert!(!amy.answering());
         assert_eq!(out, whole, "budget {budget}");
         // Done means done: pulling again sends nothing.
-        let mut more = Vec::new();
+        let mut more: Vec<Pdu> = Vec::new();
         assert!(amy.continue_answer(&hub, budget, &mut more));
         assert!(more.is_empty());
     }
@@ -1273,7 +1273,7 @@ fn close_during_an_answer_drops_it() {
     assert!(!amy.continue_answer(&hub, 1, &mut out));
     amy.close(&mut hub);
     assert!(!amy.answering());
-    let mut more = Vec::new();
+    let mut more: Vec<Pdu> = Vec::new();
     assert!(amy.continue_answer(&hub, WHOLE, &mut more));
     assert!(more.is_empty());
     assert_eq!((hub.users(), hub.channels()), (1, 1));

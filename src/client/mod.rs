@@ -44,26 +44,9 @@ use crate::pdu::{
 /// The prefix of an error notice's text (contract section 6).
 pub const ERROR_PREFIX: &[u8] = b"error: ";
 
-/// Where a [`Client`] puts the PDUs it wants sent, in order. The caller writes them to the
-/// connection (TLS or plaintext) as they come.
-pub trait Outbox {
-    /// Queues one PDU for sending.
-    fn send(&mut self, pdu: &Pdu);
-}
-
-/// Wire bytes, back to back.
-impl Outbox for Vec<u8> {
-    fn send(&mut self, pdu: &Pdu) {
-        self.extend_from_slice(pdu.as_bytes());
-    }
-}
-
-/// Whole PDUs, for tests and callers that inspect what goes out.
-impl Outbox for Vec<Pdu> {
-    fn send(&mut self, pdu: &Pdu) {
-        self.push(pdu.clone());
-    }
-}
+/// Where a [`Client`] puts the PDUs it wants sent, in order: the same trait the server's
+/// sessions write to.
+pub use crate::pdu::Outbox;
 
 /// How a [`Client`] behaves. A zero timeout turns that deadline off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
