@@ -14,3 +14,4 @@ pub mod server;
 pub mod session;
 pub mod timer_wheel;
 pub mod tls;
+pub mod transport;

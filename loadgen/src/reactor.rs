@@ -36,7 +36,7 @@ use crate::ledger::{self, Loss, Member, Sent};
 use crate::message::{parse_skipped, Stamp};
 use crate::schedule::{phase_us, Clock, Periodic, QuerySchedule, STREAM_MESSAGE, STREAM_QUERY};
 use crate::stats::{Causes, Counters, Metrics};
-use crate::transport::{ReadEnd, Transport};
+use crate::transport::{read_all, ReadEnd, Transport};
 
 /// The token of the [`Alarm`]; slab keys never reach it.
 const ALARM: Token = Token(usize::MAX);
@@ -341,9 +341,9 @@ impl Reactor<'_> {
                     .map_err(|e| format!("tls: {e}"))?;
                 // Our own output is a handful of PDUs at a time; never let a write be short.
                 conn.set_buffer_limit(None);
-                Transport::Tls(Box::new(conn))
+                Transport::tls(conn)
             }
-            None => Transport::Plain(Default::default()),
+            None => Transport::plain(),
         };
         let mut client = Client::new(Settings {
             setup_timeout: cfg.timeout,
@@ -471,7 +471,7 @@ impl Reactor<'_> {
         if readable {
             let mut pdus = std::mem::take(&mut self.pdus);
             pdus.clear();
-            let end = conn.transport.read(&mut conn.sock, &mut pdus);
+            let end = read_all(&mut conn.transport, &mut conn.sock, &mut pdus);
             let closed_cause = self.handle_pdus(key, &pdus, now);
             self.pdus = pdus;
             if let Some(cause) = closed_cause {

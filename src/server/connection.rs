@@ -8,9 +8,11 @@
 
 use mio::net::TcpStream;
 
-use super::transport::{Fill, Transport, TransportError};
+use rustls::ServerConnection;
+
 use crate::hub::Hub;
 use crate::session::{Session, Step};
+use crate::transport::{Fill, Transport, TransportError};
 
 /// Output (TLS ciphertext or plaintext) produced but not yet written, above which the
 /// connection produces nothing more and reads nothing more until the socket drains.
@@ -57,8 +59,8 @@ impl CloseReason {
 impl From<TransportError> for CloseReason {
     fn from(e: TransportError) -> CloseReason {
         match e {
-            TransportError::Io => CloseReason::IoError,
-            TransportError::Tls => CloseReason::TlsError,
+            TransportError::Io(_) => CloseReason::IoError,
+            TransportError::Tls(_) => CloseReason::TlsError,
         }
     }
 }
@@ -74,7 +76,7 @@ pub enum Turn {
 
 pub struct Connection {
     pub socket: TcpStream,
-    pub transport: Transport,
+    pub transport: Transport<ServerConnection>,
     pub session: Session,
     /// The kernel said readable and no read has returned `WouldBlock` since.
     pub readable: bool,
@@ -95,7 +97,7 @@ pub struct Connection {
 impl Connection {
     pub fn new(
         socket: TcpStream,
-        transport: Transport,
+        transport: Transport<ServerConnection>,
         session: Session,
         generation: u32,
     ) -> Connection {

@@ -13,7 +13,6 @@
 
 mod connection;
 mod listener;
-mod transport;
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -29,9 +28,9 @@ use slab::Slab;
 use crate::hub::Hub;
 use crate::session::{Deadlines, Session};
 use crate::timer_wheel::TimerWheel;
+use crate::transport::Transport;
 use connection::{CloseReason, Connection, Turn};
 use listener::{Accepted, Listener};
-use transport::Transport;
 
 /// Tokens at the top of the range; slab keys (connections) start at 0.
 const SIGNAL: Token = Token(usize::MAX - 1);

@@ -1,17 +1,18 @@
-//! Moving bytes between a socket and whole PDUs: through rustls, or in plaintext for
+//! Moving bytes between a non-blocking socket and whole PDUs: through rustls (either side:
+//! the server's `ServerConnection`, loadgen's `ClientConnection`), or in plaintext for
 //! debugging and benchmarks. Knows nothing of what a PDU means.
 //!
 //! With TLS, a partial PDU waits inside rustls's plaintext buffer until 2260 bytes are
 //! there, so an idle connection holds no buffer of ours. Output is counted so that the
-//! reactor can stop producing (and stop reading) above a small bound.
+//! server's reactor can stop producing (and stop reading) above a small bound.
 
 use std::io::{self, Read, Write};
+use std::ops::DerefMut;
 
 use mio::net::TcpStream;
-use rustls::ServerConnection;
+use rustls::ConnectionCommon;
 
-use crate::pdu::{Pdu, PDU_LEN};
-use crate::session::Outbox;
+use crate::pdu::{Outbox, Pdu, PDU_LEN};
 
 /// Plaintext input is read in chunks up to this much buffered, like rustls's own bound.
 const PLAIN_INPUT_LIMIT: usize = 16 * 1024;
@@ -38,18 +39,32 @@ pub enum Fill {
 #[derive(Debug)]
 pub enum TransportError {
     /// The socket failed (reset, broken pipe...).
-    Io,
-    /// The peer broke the TLS protocol; rustls has queued an alert for it.
-    Tls,
+    Io(io::Error),
+    /// The peer broke the TLS protocol (or its certificate was refused); rustls has
+    /// queued an alert for it.
+    Tls(rustls::Error),
 }
 
-pub enum Transport {
-    Tls(Box<TlsState>),
+impl TransportError {
+    /// A short cause, for counters and messages.
+    pub fn cause(&self) -> String {
+        match self {
+            TransportError::Io(e) => format!("io: {}", e.kind()),
+            TransportError::Tls(e) => format!("tls: {e}"),
+        }
+    }
+}
+
+/// One connection's transport; `C` is rustls's `ServerConnection` or `ClientConnection`.
+#[derive(Debug)]
+pub enum Transport<C> {
+    Tls(Box<TlsState<C>>),
     Plain(PlainState),
 }
 
-pub struct TlsState {
-    conn: ServerConnection,
+#[derive(Debug)]
+pub struct TlsState<C> {
+    conn: C,
     /// Decrypted bytes waiting in rustls.
     plaintext: usize,
     /// Bytes handed to rustls since its output was last fully flushed.
@@ -58,7 +73,7 @@ pub struct TlsState {
     overflow: bool,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct PlainState {
     input: Vec<u8>,
     output: Vec<u8>,
@@ -67,8 +82,11 @@ pub struct PlainState {
     peer_closed: bool,
 }
 
-impl Transport {
-    pub fn tls(conn: ServerConnection) -> Transport {
+impl<C, D> Transport<C>
+where
+    C: DerefMut<Target = ConnectionCommon<D>>,
+{
+    pub fn tls(conn: C) -> Transport<C> {
         Transport::Tls(Box::new(TlsState {
             conn,
             plaintext: 0,
@@ -78,7 +96,7 @@ impl Transport {
         }))
     }
 
-    pub fn plain() -> Transport {
+    pub fn plain() -> Transport<C> {
         Transport::Plain(PlainState::default())
     }
 
@@ -161,7 +179,10 @@ impl Transport {
     }
 }
 
-impl Outbox for Transport {
+impl<C, D> Outbox for Transport<C>
+where
+    C: DerefMut<Target = ConnectionCommon<D>>,
+{
     fn send(&mut self, pdu: &Pdu) {
         match self {
             Transport::Tls(tls) => {
@@ -192,7 +213,10 @@ impl Read for ShortReadProbe<'_> {
     }
 }
 
-impl TlsState {
+impl<C, D> TlsState<C>
+where
+    C: DerefMut<Target = ConnectionCommon<D>>,
+{
     fn fill(&mut self, socket: &mut TcpStream) -> Result<Fill, TransportError> {
         if self.peer_closed {
             return Ok(Fill::Closed);
@@ -215,7 +239,7 @@ impl TlsState {
                 let state = self
                     .conn
                     .process_new_packets()
-                    .map_err(|_| TransportError::Tls)?;
+                    .map_err(TransportError::Tls)?;
                 self.plaintext = state.plaintext_bytes_to_read();
                 if state.peer_has_closed() {
                     self.peer_closed = true;
@@ -228,7 +252,7 @@ impl TlsState {
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Fill::Blocked),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Fill::Progress),
-            Err(_) => Err(TransportError::Io),
+            Err(e) => Err(TransportError::Io(e)),
         }
     }
 
@@ -238,7 +262,7 @@ impl TlsState {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Err(TransportError::Io),
+                Err(e) => return Err(TransportError::Io(e)),
             }
         }
         self.queued = 0;
@@ -274,18 +298,18 @@ impl PlainState {
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Fill::Blocked),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Fill::Progress),
-            Err(_) => Err(TransportError::Io),
+            Err(e) => Err(TransportError::Io(e)),
         }
     }
 
     fn flush(&mut self, socket: &mut TcpStream) -> Result<bool, TransportError> {
         while self.written < self.output.len() {
             match socket.write(&self.output[self.written..]) {
-                Ok(0) => return Err(TransportError::Io),
+                Ok(0) => return Err(TransportError::Io(io::ErrorKind::WriteZero.into())),
                 Ok(n) => self.written += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Err(TransportError::Io),
+                Err(e) => return Err(TransportError::Io(e)),
             }
         }
         self.output = Vec::new();
