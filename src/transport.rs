@@ -198,6 +198,26 @@ where
     }
 }
 
+/// What one socket read means. `short` says the read returned fewer bytes than asked
+/// for; a read of 0 bytes is the peer's close.
+fn classify(
+    result: io::Result<usize>,
+    short: bool,
+    peer_closed: &mut bool,
+) -> Result<Fill, TransportError> {
+    match result {
+        Ok(0) => {
+            *peer_closed = true;
+            Ok(Fill::Closed)
+        }
+        Ok(_) if short => Ok(Fill::Drained),
+        Ok(_) => Ok(Fill::Progress),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Fill::Blocked),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Fill::Progress),
+        Err(e) => Err(TransportError::Io(e)),
+    }
+}
+
 /// Passes reads through to the socket and notes whether the last one came back short,
 /// which saves the `WouldBlock` read per request that draining would otherwise cost.
 struct ShortReadProbe<'a> {
@@ -230,30 +250,17 @@ where
             socket,
             short: false,
         };
-        match self.conn.read_tls(&mut probe) {
-            Ok(0) => {
-                self.peer_closed = true;
-                Ok(Fill::Closed)
-            }
-            Ok(_) => {
-                let state = self
-                    .conn
-                    .process_new_packets()
-                    .map_err(TransportError::Tls)?;
-                self.plaintext = state.plaintext_bytes_to_read();
-                if state.peer_has_closed() {
-                    self.peer_closed = true;
-                }
-                Ok(if probe.short {
-                    Fill::Drained
-                } else {
-                    Fill::Progress
-                })
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Fill::Blocked),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Fill::Progress),
-            Err(e) => Err(TransportError::Io(e)),
+        let result = self.conn.read_tls(&mut probe);
+        let fill = classify(result, probe.short, &mut self.peer_closed)?;
+        if matches!(fill, Fill::Progress | Fill::Drained) {
+            let state = self
+                .conn
+                .process_new_packets()
+                .map_err(TransportError::Tls)?;
+            self.plaintext = state.plaintext_bytes_to_read();
+            self.peer_closed |= state.peer_has_closed();
         }
+        Ok(fill)
     }
 
     fn flush(&mut self, socket: &mut TcpStream) -> Result<bool, TransportError> {
@@ -283,23 +290,12 @@ impl PlainState {
         // kept, in a buffer that exists only while a PDU is incomplete.
         let mut chunk = [0u8; PLAIN_READ];
         let want = room.min(PLAIN_READ);
-        match socket.read(&mut chunk[..want]) {
-            Ok(0) => {
-                self.peer_closed = true;
-                Ok(Fill::Closed)
-            }
-            Ok(n) => {
-                self.input.extend_from_slice(&chunk[..n]);
-                Ok(if n < want {
-                    Fill::Drained
-                } else {
-                    Fill::Progress
-                })
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Fill::Blocked),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Fill::Progress),
-            Err(e) => Err(TransportError::Io(e)),
+        let result = socket.read(&mut chunk[..want]);
+        let short = result.as_ref().is_ok_and(|&n| n < want);
+        if let Ok(n) = result {
+            self.input.extend_from_slice(&chunk[..n]);
         }
+        classify(result, short, &mut self.peer_closed)
     }
 
     fn flush(&mut self, socket: &mut TcpStream) -> Result<bool, TransportError> {
