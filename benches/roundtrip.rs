@@ -1,6 +1,7 @@
 //! Loopback round trips through the real reactor: `kaichat::server::Server` runs in a
-//! background thread (one with TLS, one in plaintext), and one blocking client per server
-//! times QUERY → up-to-date PDU, and PING → PONG.
+//! background thread (one with TLS, one in plaintext, each stopped through its shutdown
+//! handle at the end), and one blocking client per server times QUERY → up-to-date PDU,
+//! and PING → PONG.
 //!
 //! Run with `cargo bench --bench roundtrip`. Each figure is the whole path both ways:
 //! client write, loopback TCP, the server's poll, read, TLS, session, answer, TLS, write,
@@ -10,58 +11,58 @@
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use kaichat::pdu::{ByteOrder, Command, Decoded, Pdu, PDU_LEN, PROTOCOL_VERSION};
-use kaichat::server::{Config, Server};
-use kaichat::session::Deadlines;
+use kaichat::server::{Config, Server, Shutdown};
 use kaichat::tls;
+use kaichat_proto::pdu::{ByteOrder, Command, Decoded, Pdu, PDU_LEN, PROTOCOL_VERSION};
+use kaichat_proto::session::Deadlines;
 
 const ORDER: ByteOrder = ByteOrder::Little;
 const CHANNEL: &[u8] = b"@bench";
 
-/// Starts a server on an ephemeral loopback port in a thread that lives as long as the
-/// process, and returns its address.
-fn start_server(tls: Option<Arc<rustls::ServerConfig>>) -> SocketAddr {
-    let name = if tls.is_some() {
-        "server-tls"
-    } else {
-        "server-plain"
-    };
-    let (bound, address) = mpsc::channel();
-    thread::Builder::new()
-        .name(name.to_string())
-        .spawn(move || {
-            let config = Config {
-                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-                tls,
-                deadlines: Deadlines::default(),
-                history: 1000,
-                replay: 20,
-                max_clients: 64,
-                stats_interval: 0,
-            };
-            let mut server = match Server::bind(config) {
-                Ok(server) => server,
-                Err(e) => {
-                    let _ = bound.send(Err(e));
-                    return;
-                }
-            };
-            let _ = bound.send(server.local_addr());
-            // `Server::bind` took SIGINT and SIGTERM over; `run` returns on them. End the
-            // process as the signal would have, so that Ctrl-C still stops the bench.
-            let _ = server.run();
-            std::process::exit(130);
-        })
-        .expect("cannot spawn the server thread");
-    address
-        .recv()
-        .expect("the server thread ended before binding")
-        .expect("cannot bind the bench server on 127.0.0.1")
+/// A server on an ephemeral loopback port, running in a thread until it is stopped.
+struct BenchServer {
+    addr: SocketAddr,
+    shutdown: Shutdown,
+    thread: thread::JoinHandle<()>,
+}
+
+impl BenchServer {
+    fn start(tls: Option<Arc<rustls::ServerConfig>>) -> BenchServer {
+        let config = Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls,
+            deadlines: Deadlines::default(),
+            history: 1000,
+            replay: 20,
+            max_clients: 64,
+            stats_interval: 0,
+        };
+        let mut server = Server::bind(config).expect("cannot bind the bench server on 127.0.0.1");
+        let addr = server.local_addr().expect("bound address");
+        let shutdown = server.shutdown_handle();
+        let thread = thread::Builder::new()
+            .name("server".to_string())
+            .spawn(move || {
+                server.run().expect("the bench server's loop failed");
+            })
+            .expect("cannot spawn the server thread");
+        BenchServer {
+            addr,
+            shutdown,
+            thread,
+        }
+    }
+
+    /// Stops the loop the way SIGTERM would, and waits for it.
+    fn stop(self) {
+        self.shutdown.trigger();
+        self.thread.join().expect("the server thread panicked");
+    }
 }
 
 /// A blocking client over any stream (TLS or plaintext).
@@ -129,7 +130,7 @@ fn tls_client(addr: SocketAddr) -> Client<TlsStream> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let config = tls::client_config(&tls::Trust {
         ca: Some(root.join(tls::DEV_CA)),
-        system_roots: false,
+        roots: Vec::new(),
     })
     .expect("client TLS configuration");
     let name = rustls::pki_types::ServerName::try_from("localhost").expect("server name");
@@ -153,8 +154,10 @@ fn roundtrip(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let server_tls = tls::server_config(&root.join(tls::DEV_CERT), &root.join(tls::DEV_KEY))
         .expect("server TLS configuration");
-    let mut tls = tls_client(start_server(Some(server_tls)));
-    let mut plain = plain_client(start_server(None));
+    let tls_server = BenchServer::start(Some(server_tls));
+    let plain_server = BenchServer::start(None);
+    let mut tls = tls_client(tls_server.addr);
+    let mut plain = plain_client(plain_server.addr);
 
     let mut group = c.benchmark_group("roundtrip_query");
     group.bench_function("tls", |b| b.iter(|| tls.query()));
@@ -165,6 +168,10 @@ fn roundtrip(c: &mut Criterion) {
     group.bench_function("tls", |b| b.iter(|| tls.ping()));
     group.bench_function("plaintext", |b| b.iter(|| plain.ping()));
     group.finish();
+
+    drop((tls, plain));
+    tls_server.stop();
+    plain_server.stop();
 }
 
 criterion_group! {

@@ -1,17 +1,13 @@
-//! KaiChat v1 (`shared/spec/kaichat-v1.md`): the sans-IO protocol core shared by the
-//! server, the terminal client and the load generator, and the server's reactor.
+//! KaiChat's I/O half: the server's reactor (`server`), whole PDUs over a socket through
+//! rustls or in plaintext (`transport`, used by the server and loadgen), rustls
+//! configurations from PEM files (`tls`) and the open-file limit (`fd_limit`).
 //!
-//! The data path reads in one direction: socket → TLS → PDU framing (`pdu`) → the
-//! connection's state machine (`session`) → chat state (`hub`) → answer → TLS → socket.
-//! Only `server` and the binaries touch sockets.
+//! The protocol itself (PDUs, the session and client state machines, the hub, the timer
+//! wheel) is the sans-IO crate `kaichat_proto`; this crate moves its bytes. The data path
+//! reads in one direction: socket → TLS → PDU framing → session → hub → answer → TLS →
+//! socket. `server` and `transport` touch sockets; the binaries wire them up.
 
-pub mod client;
 pub mod fd_limit;
-pub mod hub;
-pub mod names;
-pub mod pdu;
 pub mod server;
-pub mod session;
-pub mod timer_wheel;
 pub mod tls;
 pub mod transport;

@@ -92,8 +92,9 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
 pub struct Trust {
     /// A CA file to trust (for example the bundled development CA).
     pub ca: Option<PathBuf>,
-    /// Also trust the operating system's roots.
-    pub system_roots: bool,
+    /// Roots the caller loaded itself (the terminal client passes the operating system's);
+    /// unusable ones are skipped.
+    pub roots: Vec<CertificateDer<'static>>,
 }
 
 /// A client configuration trusting `trust`. Fails when no root at all could be loaded.
@@ -106,12 +107,10 @@ pub fn client_config(trust: &Trust) -> Result<Arc<rustls::ClientConfig>, TlsSetu
                 .map_err(|e| fail(ca, format!("not a usable CA certificate: {e}")))?;
         }
     }
-    if trust.system_roots {
-        // Unreadable system certificates are skipped: a missing system store must not stop
-        // a client that was given its CA explicitly.
-        for cert in rustls_native_certs::load_native_certs().certs {
-            let _ = roots.add(cert);
-        }
+    // An unusable extra root is skipped: a broken system store must not stop a client
+    // that was given its CA explicitly.
+    for cert in &trust.roots {
+        let _ = roots.add(cert.clone());
     }
     if roots.is_empty() {
         return Err(TlsSetupError(

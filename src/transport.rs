@@ -12,7 +12,8 @@ use std::ops::DerefMut;
 use mio::net::TcpStream;
 use rustls::ConnectionCommon;
 
-use crate::pdu::{Outbox, Pdu, PDU_LEN};
+use kaichat_proto::outbox::Outbox;
+use kaichat_proto::pdu::{Pdu, PDU_LEN};
 
 /// Plaintext input is read in chunks up to this much buffered, like rustls's own bound.
 const PLAIN_INPUT_LIMIT: usize = 16 * 1024;

@@ -357,15 +357,15 @@ fn the_client_state_machine_speaks_big_endian_to_the_real_server() {
     use std::net::TcpStream;
     use std::time::{Duration, Instant};
 
-    use kaichat::client::{Client, Event, Settings};
-    use kaichat::names::Username;
-    use kaichat::pdu::{ByteOrder, Pdu, PDU_LEN};
+    use kaichat_proto::client::{Client, Event, Settings};
+    use kaichat_proto::names::Username;
+    use kaichat_proto::pdu::{ByteOrder, Pdu, PDU_LEN};
     use rustls::pki_types::ServerName;
 
     let server = ChatServer::start();
     let trust = kaichat::tls::Trust {
         ca: Some(common_client::manifest().join("certs/ca.pem")),
-        system_roots: false,
+        roots: Vec::new(),
     };
     let config = kaichat::tls::client_config(&trust).expect("client config");
     let sock = TcpStream::connect(&server.addr).expect("connect");

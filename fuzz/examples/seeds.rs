@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use kaichat::pdu::{ByteOrder, Pdu, PREFIX_LEN};
+use kaichat_proto::pdu::{ByteOrder, Pdu, PREFIX_LEN};
 
 /// A PDU for session `who`, after `seconds`, with answers pulled `budget` at a time: the
 /// steering bytes the fuzz target reads from prefix[254] and prefix[255].

@@ -13,9 +13,9 @@
 //! - prefix[254]: seconds that pass before the PDU arrives (low 6 bits).
 #![no_main]
 
-use kaichat::hub::Hub;
-use kaichat::pdu::{Decoded, Pdu, PDU_LEN, PREFIX_LEN};
-use kaichat::session::{Deadlines, Session, Step};
+use kaichat_proto::hub::Hub;
+use kaichat_proto::pdu::{Decoded, Pdu, PDU_LEN, PREFIX_LEN};
+use kaichat_proto::session::{Deadlines, Session, Step};
 use libfuzzer_sys::fuzz_target;
 
 const SESSIONS: usize = 3;

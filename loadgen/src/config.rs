@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kaichat::pdu::MAX_USERNAME;
+use kaichat_proto::pdu::MAX_USERNAME;
 
 /// One run's settings.
 #[derive(Clone, Debug)]
@@ -76,13 +76,14 @@ impl Config {
             return Err("--sources is empty".into());
         }
         let longest = self.username(self.clients - 1);
-        if kaichat::names::Username::new(longest.as_bytes()).is_err() {
+        if kaichat_proto::names::Username::new(longest.as_bytes()).is_err() {
             return Err(format!(
                 "usernames like {longest:?} are not valid: a username is 1-{MAX_USERNAME} \
                  printable bytes (shorten --user-prefix or --first-id)"
             ));
         }
-        if kaichat::names::check_channel(self.channel(self.channels - 1).as_bytes()).is_err() {
+        if kaichat_proto::names::check_channel(self.channel(self.channels - 1).as_bytes()).is_err()
+        {
             return Err("--channels is too large".into());
         }
         if self.max_setup == 0 {

@@ -1,11 +1,11 @@
 //! One simulated client: its socket, its transport, the shared client state machine
-//! (`kaichat::client`) and its schedules.
+//! (`kaichat_proto::client`) and its schedules.
 //!
 //! The protocol itself (set-up, join, query, send, what each server PDU means) is
-//! `kaichat::client::Client`; this struct only adds what a load generator needs around it:
+//! `kaichat_proto::client::Client`; this struct only adds what a load generator needs around it:
 //! where the client is in the run, when it is next due to act, and what it has read.
 
-use kaichat::client::Client;
+use kaichat_proto::client::Client;
 use mio::net::TcpStream;
 
 use crate::ledger::Member;

@@ -199,7 +199,7 @@ fn main() -> ExitCode {
     } else {
         let trust = kaichat::tls::Trust {
             ca: Some(config.ca.clone()),
-            system_roots: false,
+            roots: Vec::new(),
         };
         match kaichat::tls::client_config(&trust) {
             Ok(base) => Some(trust::client_config(&base, config.no_verify)),

@@ -19,9 +19,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use kaichat::client::{Client, ClientError, Event, Settings};
-use kaichat::names::Username;
-use kaichat::pdu::Pdu;
+use kaichat_proto::client::{Client, ClientError, Event, Settings};
+use kaichat_proto::names::Username;
+use kaichat_proto::pdu::Pdu;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use rustls::pki_types::ServerName;

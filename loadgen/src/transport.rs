@@ -3,8 +3,8 @@
 //! or plaintext for `--plaintext` runs. This module only adds the client's way of reading:
 //! everything the socket has, as whole PDUs.
 
-use kaichat::pdu::Pdu;
 use kaichat::transport::{Fill, TransportError};
+use kaichat_proto::pdu::Pdu;
 use mio::net::TcpStream;
 use rustls::ClientConnection;
 

@@ -78,7 +78,7 @@ mod tests {
     fn no_resumption_and_optional_verification() {
         let trust = kaichat::tls::Trust {
             ca: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/../certs/ca.pem").into()),
-            system_roots: false,
+            roots: Vec::new(),
         };
         let base = kaichat::tls::client_config(&trust).unwrap();
         for no_verify in [false, true] {

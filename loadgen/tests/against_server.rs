@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use kaichat::server::{Config, Server};
-use kaichat::session::Deadlines;
+use kaichat_proto::session::Deadlines;
 use serde_json::Value;
 
 fn repo() -> PathBuf {

@@ -4,9 +4,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use kaichat::server::{Config, Server, RESERVED_FDS};
-use kaichat::session::Deadlines;
+use kaichat::server::{Config, Server, Shutdown, RESERVED_FDS};
 use kaichat::tls;
+use kaichat_proto::session::Deadlines;
 
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -94,6 +94,23 @@ fn dev_file(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
+/// The process owns its signals: a thread waits for SIGINT or SIGTERM and stops the
+/// server, which then closes every client cleanly.
+fn stop_on_signals(shutdown: Shutdown) -> std::io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])?;
+    std::thread::Builder::new()
+        .name("signals".to_string())
+        .spawn(move || {
+            if signals.forever().next().is_some() {
+                shutdown.trigger();
+            }
+        })?;
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(Some(args)) => args,
@@ -168,6 +185,10 @@ fn main() -> ExitCode {
         format!("TLS, certificate {}", cert.display())
     };
     eprintln!("kaichat-server: listening on {addr} ({security}; max {max_clients} clients)");
+    if let Err(e) = stop_on_signals(server.shutdown_handle()) {
+        eprintln!("kaichat-server: cannot install the SIGINT/SIGTERM handlers: {e}");
+        return ExitCode::FAILURE;
+    }
     match server.run() {
         Ok(stats) => {
             eprintln!("kaichat-server: shut down: {stats}");

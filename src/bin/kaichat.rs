@@ -1,5 +1,5 @@
 //! `kaichat`: the KaiChat v1 terminal client (issue 3). Argument parsing and wiring only;
-//! the client side of the contract is `kaichat::client`.
+//! the client side of the contract is `kaichat_proto::client`.
 //!
 //! Two threads: the input thread (this one) reads what the person types and decides what
 //! it means; the network thread (`network`) owns the connection and the client state
@@ -55,10 +55,10 @@ use std::process::ExitCode;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
-use kaichat::client::{cut_message, Client, Request, Settings};
-use kaichat::names::{check_channel, Username};
-use kaichat::pdu::{ByteOrder, MAX_MESSAGE};
 use kaichat::tls::{self, Trust};
+use kaichat_proto::client::{cut_message, Client, Request, Settings};
+use kaichat_proto::names::{check_channel, Username};
+use kaichat_proto::pdu::{ByteOrder, MAX_MESSAGE};
 
 use console::{Console, Input};
 use link::{display_server, Link};
@@ -129,13 +129,14 @@ fn trust(options: &Options) -> Trust {
     match &options.ca {
         Some(ca) => Trust {
             ca: Some(ca.clone()),
-            system_roots: false,
+            roots: Vec::new(),
         },
         None => Trust {
             ca: Path::new(tls::DEV_CA)
                 .is_file()
                 .then(|| PathBuf::from(tls::DEV_CA)),
-            system_roots: true,
+            // Unreadable system certificates are skipped by the loader itself.
+            roots: rustls_native_certs::load_native_certs().certs,
         },
     }
 }

@@ -10,9 +10,9 @@ use mio::net::TcpStream;
 
 use rustls::ServerConnection;
 
-use crate::hub::Hub;
-use crate::session::{Session, Step};
 use crate::transport::{Fill, Transport, TransportError};
+use kaichat_proto::hub::Hub;
+use kaichat_proto::session::{Session, Step};
 
 /// Output (TLS ciphertext or plaintext) produced but not yet written, above which the
 /// connection produces nothing more and reads nothing more until the socket drains.

@@ -18,22 +18,23 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use crate::hub::Hub;
-use crate::session::{Deadlines, Session};
-use crate::timer_wheel::TimerWheel;
 use crate::transport::Transport;
 use connection::{CloseReason, Connection, Turn};
+use kaichat_proto::hub::Hub;
+use kaichat_proto::session::{Deadlines, Session};
+use kaichat_proto::timer_wheel::TimerWheel;
 use listener::{Accepted, Listener};
 
 /// Tokens at the top of the range; slab keys (connections) start at 0.
-const SIGNAL: Token = Token(usize::MAX - 1);
+const SHUTDOWN: Token = Token(usize::MAX - 1);
 const LISTENER: Token = Token(usize::MAX - 2);
 
 /// Work units a connection gets per turn before others are served.
@@ -41,7 +42,7 @@ const TURN_BUDGET: usize = 32;
 /// New sessions (TLS handshakes) started per loop iteration.
 const NEW_SESSIONS_PER_ITERATION: usize = 16;
 /// Descriptors kept back from `--max-clients`'s default for the listener, the poll, the
-/// signal pipe, the EMFILE spare and standard streams.
+/// shutdown waker, the EMFILE spare and standard streams.
 pub const RESERVED_FDS: u64 = 32;
 
 /// Everything the server needs to run, as parsed from the command line.
@@ -69,10 +70,27 @@ struct Stats {
 
 type TimerKey = (usize, u32, u64);
 
+/// Stops a running [`Server`]: sets a flag and wakes the reactor's poll. Cheap to clone and
+/// safe to trigger from any thread, any number of times.
+#[derive(Clone)]
+pub struct Shutdown {
+    requested: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+}
+
+impl Shutdown {
+    /// Asks the server to close every client and return from `run`.
+    pub fn trigger(&self) {
+        self.requested.store(true, Ordering::Release);
+        // A failed wake can only mean the poll is gone, and then the server is too.
+        let _ = self.waker.wake();
+    }
+}
+
 pub struct Server {
     poll: Poll,
     listener: Listener,
-    signals: signal_hook_mio::v1_0::Signals,
+    shutdown: Shutdown,
     connections: Slab<Connection>,
     hub: Hub,
     wheel: TimerWheel<TimerKey>,
@@ -92,22 +110,21 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the listener and installs the SIGINT/SIGTERM handlers.
+    /// Binds the listener. The server installs no signal handler: whoever owns the process
+    /// stops it through [`Server::shutdown_handle`].
     pub fn bind(config: Config) -> io::Result<Server> {
         let poll = Poll::new()?;
         let mut listener = Listener::new(listener::bind(config.listen)?);
         poll.registry()
             .register(listener.socket_mut(), LISTENER, Interest::READABLE)?;
-        let mut signals = signal_hook_mio::v1_0::Signals::new([
-            signal_hook::consts::SIGINT,
-            signal_hook::consts::SIGTERM,
-        ])?;
-        poll.registry()
-            .register(&mut signals, SIGNAL, Interest::READABLE)?;
+        let shutdown = Shutdown {
+            requested: Arc::new(AtomicBool::new(false)),
+            waker: Arc::new(Waker::new(poll.registry(), SHUTDOWN)?),
+        };
         Ok(Server {
             poll,
             listener,
-            signals,
+            shutdown,
             connections: Slab::new(),
             hub: Hub::new(config.history, config.replay),
             wheel: TimerWheel::new(0),
@@ -123,6 +140,12 @@ impl Server {
         })
     }
 
+    /// A handle that stops [`Server::run`] from any thread (a signal handler's thread, a
+    /// test, a bench).
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
@@ -132,8 +155,8 @@ impl Server {
         self.start.elapsed().as_secs()
     }
 
-    /// Runs until SIGINT or SIGTERM, then closes every client with a TLS close_notify and
-    /// returns the final statistics line.
+    /// Runs until its [`Shutdown`] handle is triggered, then closes every client with a TLS
+    /// close_notify and returns the final statistics line.
     pub fn run(&mut self) -> io::Result<String> {
         let mut events = Events::with_capacity(1024);
         let mut fired = Vec::new();
@@ -146,10 +169,9 @@ impl Server {
                 }
             }
             let now = self.now();
-            let mut shutdown = false;
             for event in events.iter() {
                 match event.token() {
-                    SIGNAL => shutdown |= self.signals.pending().next().is_some(),
+                    SHUTDOWN => {}
                     LISTENER => self.listener_ready = true,
                     Token(key) => {
                         if let Some(conn) = self.connections.get_mut(key) {
@@ -163,7 +185,7 @@ impl Server {
                     }
                 }
             }
-            if shutdown {
+            if self.shutdown.requested.load(Ordering::Acquire) {
                 return Ok(self.shut_down());
             }
             for key in std::mem::take(&mut self.pending) {

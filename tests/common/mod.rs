@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, StreamOwned};
 
-pub use kaichat::pdu::{ByteOrder, Command, Decoded, Pdu, PDU_LEN};
+pub use kaichat_proto::pdu::{ByteOrder, Command, Decoded, Pdu, PDU_LEN};
 
 /// How long a test waits for an answer that must come.
 pub const ANSWER: Duration = Duration::from_secs(10);
@@ -345,7 +345,7 @@ pub fn tls_config() -> Arc<rustls::ClientConfig> {
         .get_or_init(|| {
             kaichat::tls::client_config(&kaichat::tls::Trust {
                 ca: Some(manifest().join("certs/ca.pem")),
-                system_roots: false,
+                roots: Vec::new(),
             })
             .expect("client TLS config from certs/ca.pem")
         })

@@ -8,10 +8,11 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use kaichat::hub::Hub;
-use kaichat::pdu::{ByteOrder, Command, Decoded, Pdu, PDU_LEN, PROTOCOL_VERSION};
-use kaichat::session::{Outbox, Phase, Session, Step};
-use kaichat::timer_wheel::TimerWheel;
+use kaichat_proto::hub::Hub;
+use kaichat_proto::outbox::Outbox;
+use kaichat_proto::pdu::{ByteOrder, Command, Decoded, Pdu, PDU_LEN, PROTOCOL_VERSION};
+use kaichat_proto::session::{Phase, Session, Step};
+use kaichat_proto::timer_wheel::TimerWheel;
 
 /// The server's history and replay defaults (`kaichat-server --help`).
 const HISTORY: usize = 1000;

@@ -16,7 +16,7 @@ use crate::pdu::{
 };
 
 /// Where answers go: the connection's TLS or plaintext output.
-pub use crate::pdu::Outbox;
+use crate::outbox::Outbox;
 
 /// The server's deadlines in seconds (contract section 7); 0 turns one off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! on a blocking socket with a short read timeout, and the errors a person can act on
 //! ("not reachable", "certificate not trusted: pass --ca").
 //!
-//! It knows bytes and PDUs, never what they mean: that is `kaichat::client`.
+//! It knows bytes and PDUs, never what they mean: that is `kaichat_proto::client`.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -10,7 +10,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kaichat::pdu::{Pdu, PDU_LEN};
+use kaichat_proto::pdu::{Pdu, PDU_LEN};
 use rustls::pki_types::ServerName;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -10,9 +10,9 @@ use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use kaichat::client::{Client, ClientError, Event, Request, ERROR_PREFIX};
-use kaichat::names::Username;
-use kaichat::pdu::Pdu;
+use kaichat_proto::client::{Client, ClientError, Event, Request, ERROR_PREFIX};
+use kaichat_proto::names::Username;
+use kaichat_proto::pdu::Pdu;
 
 use crate::link::{Link, Received};
 use crate::screen::{sanitize, Line, Screen};
@@ -85,7 +85,7 @@ pub fn spawn(
         status: status_tx,
         screen,
         fatal,
-        out: Vec::with_capacity(4 * kaichat::pdu::PDU_LEN),
+        out: Vec::with_capacity(4 * kaichat_proto::pdu::PDU_LEN),
         draining: false,
         plaintext,
     };

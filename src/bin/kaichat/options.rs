@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kaichat::names::{check_channel, Username};
+use kaichat_proto::names::{check_channel, Username};
 
 /// The contract's default port (section 1).
 pub const DEFAULT_PORT: u16 = 29200;

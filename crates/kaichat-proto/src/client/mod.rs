@@ -14,9 +14,9 @@
 //! A typical life:
 //! ```
 //! use std::time::{Duration, Instant};
-//! use kaichat::client::{Client, Event, Phase, Settings};
-//! use kaichat::names::Username;
-//! use kaichat::pdu::{ByteOrder, Command, Pdu};
+//! use kaichat_proto::client::{Client, Event, Phase, Settings};
+//! use kaichat_proto::names::Username;
+//! use kaichat_proto::pdu::{ByteOrder, Command, Pdu};
 //!
 //! let now = Instant::now();
 //! let mut client = Client::new(Settings::default());
@@ -46,7 +46,7 @@ pub const ERROR_PREFIX: &[u8] = b"error: ";
 
 /// Where a [`Client`] puts the PDUs it wants sent, in order: the same trait the server's
 /// sessions write to.
-pub use crate::pdu::Outbox;
+use crate::outbox::Outbox;
 
 /// How a [`Client`] behaves. A zero timeout turns that deadline off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
