@@ -467,3 +467,18 @@ fn the_client_state_machine_speaks_big_endian_to_the_real_server() {
     tls.write_all(&out).expect("quit");
     assert_clean_exit("amy", &amy.finish());
 }
+
+/// Item 7: started from another directory, the client finds the development CA as the
+/// server finds its certificate.
+#[test]
+fn the_development_ca_is_found_from_another_directory() {
+    let server = ChatServer::start();
+    let elsewhere = std::env::temp_dir();
+    let mut amy = Kaichat::start_in(
+        &elsewhere,
+        "amy",
+        &["--server", &server.addr, "--user", "amy"],
+    );
+    amy.expect("established amy");
+    assert_clean_exit("amy", &amy.finish());
+}

@@ -1,7 +1,7 @@
 //! `kaichat-server`: argument parsing and wiring only; the reactor is `kaichat::server`.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use kaichat::server::{Config, Server, Shutdown, RESERVED_FDS};
@@ -84,16 +84,6 @@ fn parse_args() -> Result<Option<Args>, String> {
     Ok(Some(parsed))
 }
 
-/// Looks for the bundled development files relative to the working directory, then to
-/// the repository the binary was built from.
-fn dev_file(relative: &str) -> PathBuf {
-    let local = Path::new(relative);
-    if local.exists() {
-        return local.to_path_buf();
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
-}
-
 /// The process owns its signals: a thread waits for SIGINT or SIGTERM and stops the
 /// server, which then closes every client cleanly.
 fn stop_on_signals(shutdown: Shutdown) -> std::io::Result<()> {
@@ -130,8 +120,8 @@ fn main() -> ExitCode {
     let max_clients = args.max_clients.unwrap_or(fd_clients);
 
     let dev_pair = args.cert.is_none() && args.key.is_none();
-    let cert = args.cert.unwrap_or_else(|| dev_file(tls::DEV_CERT));
-    let key = args.key.unwrap_or_else(|| dev_file(tls::DEV_KEY));
+    let cert = args.cert.unwrap_or_else(|| tls::dev_file(tls::DEV_CERT));
+    let key = args.key.unwrap_or_else(|| tls::dev_file(tls::DEV_KEY));
     let tls_config = if args.plaintext {
         None
     } else {

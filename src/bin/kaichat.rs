@@ -50,7 +50,6 @@ mod screen;
 
 use std::ffi::OsString;
 use std::io::{self, IsTerminal};
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
@@ -132,9 +131,7 @@ fn trust(options: &Options) -> Trust {
             roots: Vec::new(),
         },
         None => Trust {
-            ca: Path::new(tls::DEV_CA)
-                .is_file()
-                .then(|| PathBuf::from(tls::DEV_CA)),
+            ca: Some(tls::dev_file(tls::DEV_CA)).filter(|ca| ca.is_file()),
             // Unreadable system certificates are skipped by the loader itself.
             roots: rustls_native_certs::load_native_certs().certs,
         },
