@@ -9,5 +9,7 @@
 
 pub mod fd_limit;
 pub mod server;
+#[cfg(feature = "cli")]
+pub mod terminal;
 pub mod tls;
 pub mod transport;

@@ -1,7 +1,7 @@
 //! Integration tests of the `kaichat` binary (issue 3): the real client, driven through
 //! pipes in its plain line mode, against the real server over TLS on loopback.
 //!
-//! The line format they read is documented at the top of `src/bin/kaichat.rs`.
+//! The line format they read is documented at the top of `src/terminal/mod.rs`.
 
 mod common_client;
 

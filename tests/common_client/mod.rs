@@ -1,7 +1,7 @@
 //! Harness for black-box tests of the real `kaichat` binary against the real
 //! `kaichat-server` over TLS on loopback: a [`ChatServer`] guard and a [`Kaichat`] guard
 //! driven through pipes, reading the plain output format documented at the top of
-//! `src/bin/kaichat.rs`.
+//! `src/terminal/mod.rs`.
 //!
 //! Every wait is bounded and both guards kill their process on drop, so a failing test
 //! ends with a message that shows what was printed, never a hang.

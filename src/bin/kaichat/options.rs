@@ -33,7 +33,7 @@ While chatting, a line is a message; these commands work at any prompt:
   !help         list the commands
 
 When standard input is not a terminal, kaichat reads it line by line and prints one plain
-line per event (see the documentation at the top of src/bin/kaichat.rs); at the end of
+line per event (see the documentation at the top of src/terminal/mod.rs); at the end of
 input it fetches what is new once more, quits and exits 0.
 ";
 

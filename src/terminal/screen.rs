@@ -1,6 +1,6 @@
 //! What the person sees: every event as one line, either decorated for a terminal (printed
 //! above the line being typed through rustyline's external printer) or in the plain,
-//! documented format for pipes (see the top of `kaichat.rs`).
+//! documented format for pipes (see the top of `terminal/mod.rs`).
 //!
 //! Text from the server is never printed raw: control characters are escaped so that a
 //! peer cannot move the cursor or garble the line being typed.
@@ -113,7 +113,7 @@ fn or_dash(channel: &str) -> &str {
     }
 }
 
-/// The plain format, documented at the top of `kaichat.rs`.
+/// The plain format, documented at the top of `terminal/mod.rs`.
 pub fn plain(line: &Line, time: &str) -> String {
     match line {
         Line::Established(name) => format!("established {name}"),

@@ -14,8 +14,8 @@ use kaichat_proto::client::{Client, ClientError, Event, Request, ERROR_PREFIX};
 use kaichat_proto::names::Username;
 use kaichat_proto::pdu::Pdu;
 
-use crate::link::{Link, Received};
-use crate::screen::{sanitize, Line, Screen};
+use super::link::{Link, Received};
+use super::screen::{sanitize, Line, Screen};
 
 /// The longest the network thread sleeps in a read.
 pub const TICK: Duration = Duration::from_millis(20);
