@@ -9,7 +9,7 @@ mod options;
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use kaichat::terminal::{self, Config};
+use kaichat::terminal::{self, CaFile, Config, Target};
 use kaichat::tls::{self, Trust};
 
 use options::{Options, Parsed, HELP};
@@ -27,10 +27,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let (trust, ca) = trust(&options);
     let tls = if options.plaintext {
         None
     } else {
-        match tls::client_config(&trust(&options)) {
+        match tls::client_config(&trust) {
             Ok(config) => Some(config),
             Err(e) => {
                 eprintln!("kaichat: {e}");
@@ -39,9 +40,12 @@ fn main() -> ExitCode {
         }
     };
     terminal::run(Config {
-        host: options.host,
-        port: options.port,
-        tls,
+        target: Target {
+            host: options.host,
+            port: options.port,
+            tls,
+            ca,
+        },
         user: options.user,
         channel: options.channel,
         query_interval: options.query_interval,
@@ -49,17 +53,27 @@ fn main() -> ExitCode {
 }
 
 /// `--ca` alone when given; otherwise the development CA when it is there, plus the
-/// system's roots.
-fn trust(options: &Options) -> Trust {
-    match &options.ca {
-        Some(ca) => Trust {
+/// system's roots. The CA file is also named in the error when a certificate is not
+/// trusted.
+fn trust(options: &Options) -> (Trust, CaFile) {
+    if let Some(ca) = &options.ca {
+        let trust = Trust {
             ca: Some(ca.clone()),
             roots: Vec::new(),
-        },
-        None => Trust {
-            ca: Some(tls::dev_file(tls::DEV_CA)).filter(|ca| ca.is_file()),
-            // Unreadable system certificates are skipped by the loader itself.
-            roots: rustls_native_certs::load_native_certs().certs,
-        },
+        };
+        return (trust, CaFile::Given(ca.clone()));
     }
+    let dev = tls::dev_file(tls::DEV_CA);
+    let found = dev.is_file();
+    let trust = Trust {
+        ca: found.then(|| dev.clone()),
+        // Unreadable system certificates are skipped by the loader itself.
+        roots: rustls_native_certs::load_native_certs().certs,
+    };
+    let ca = if found {
+        CaFile::Development(dev)
+    } else {
+        CaFile::NotFound(dev)
+    };
+    (trust, ca)
 }

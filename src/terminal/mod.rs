@@ -38,33 +38,32 @@
 //! line on standard error starting with `kaichat: `, and the exit status is 1. Command-line
 //! mistakes are one such line and exit status 2.
 
+mod connection;
 mod console;
-mod link;
 mod network;
 mod screen;
+mod typed;
 
 use std::io::{self, IsTerminal};
 use std::process::ExitCode;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
-use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use kaichat_proto::client::{cut_message, Client, Request, Settings};
+use kaichat_proto::client::{cut_message, Client, Settings};
 use kaichat_proto::names::{check_channel, Username};
 use kaichat_proto::pdu::{ByteOrder, MAX_MESSAGE};
 
+pub use connection::{CaFile, Target};
+
 use console::{Console, Input};
-use link::{display_server, Link};
-use network::{Command, Status};
+use network::{Command, Remote, Shared, Status};
 use screen::{Line, Screen};
+use typed::{channel_name, parse_typed, Typed};
 
 /// What the person asked for on the command line.
 #[derive(Clone)]
 pub struct Config {
-    pub host: String,
-    pub port: u16,
-    /// TLS with this configuration; `None` is plaintext.
-    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub target: Target,
     pub user: Option<Username>,
     pub channel: Option<String>,
     pub query_interval: Duration,
@@ -85,7 +84,6 @@ pub fn run(config: Config) -> ExitCode {
         console,
         screen,
         interactive,
-        channel: None,
         link: None,
     };
     chat.run(config)
@@ -111,10 +109,11 @@ fn fatal(message: &str) -> ! {
     std::process::exit(1)
 }
 
-/// The channel to the network thread.
+/// The input side's ends of the network thread.
 struct Wire {
-    commands: Sender<Command>,
+    remote: Remote,
     status: Receiver<Status>,
+    client: Shared,
 }
 
 /// The input side of a session: what the person types, and the waits it implies.
@@ -122,8 +121,6 @@ struct Chat {
     console: Console,
     screen: Screen,
     interactive: bool,
-    /// The current channel, as the server acknowledged it.
-    channel: Option<String>,
     link: Option<Wire>,
 }
 
@@ -134,87 +131,48 @@ enum SetUp {
     TimedOut,
 }
 
-/// What a typed line means.
-#[derive(Debug, PartialEq, Eq)]
-enum Typed {
-    Empty,
-    Quit,
-    Help,
-    Leave,
-    Join(Vec<u8>),
-    Unknown(String),
-    Text(Vec<u8>),
-}
-
-fn parse_typed(line: &[u8]) -> Typed {
-    let trimmed = line.trim_ascii();
-    if trimmed.is_empty() {
-        return Typed::Empty;
-    }
-    if trimmed.first() != Some(&b'!') {
-        return Typed::Text(line.to_vec());
-    }
-    let mut words = trimmed
-        .split(|b| b.is_ascii_whitespace())
-        .filter(|w| !w.is_empty());
-    let command = words.next().unwrap_or_default();
-    let argument = words.next();
-    match (command, argument) {
-        (b"!quit", None) => Typed::Quit,
-        (b"!help", None) => Typed::Help,
-        (b"!leave", None) => Typed::Leave,
-        (b"!join", Some(channel)) if words.next().is_none() => Typed::Join(channel.to_vec()),
-        _ => Typed::Unknown(String::from_utf8_lossy(trimmed).into_owned()),
-    }
-}
-
-/// A channel name as typed: `@` added when missing.
-fn channel_name(typed: &[u8]) -> Vec<u8> {
-    let typed = typed.trim_ascii();
-    if typed.first() == Some(&b'@') {
-        typed.to_vec()
-    } else {
-        [b"@", typed].concat()
-    }
-}
-
 impl Chat {
-    fn run(&mut self, options: Config) -> ExitCode {
-        let plaintext = options.tls.is_none();
-        let tls = options.tls.clone();
+    fn run(&mut self, config: Config) -> ExitCode {
         // The name is asked before connecting, so the server's set-up deadlines do not run
         // while the person types.
-        let name = match options.user {
+        let name = match config.user {
             Some(name) => name,
             None => match self.ask_name() {
                 Some(name) => name,
                 None => return self.no_name(),
             },
         };
-        let server = display_server(&options.host, options.port);
-        let link = match Link::connect(&options.host, options.port, tls) {
-            Ok(link) => link,
-            Err(e) => {
-                eprintln!("kaichat: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        if self.interactive {
-            let security = if plaintext { "plaintext" } else { "TLS" };
-            self.screen
-                .show(Line::Info(format!("connected to {server} ({security})")));
-        }
         let mut client = Client::new(Settings {
             order: ByteOrder::Little,
-            query_interval: Some(options.query_interval),
+            query_interval: Some(config.query_interval),
             keepalive_interval: Some(KEEPALIVE),
             ..Settings::default()
         });
         // Kept until the version is agreed; nothing is sent here.
         let _ = client.offer_name(name, Instant::now(), &mut Vec::<u8>::new());
-        let (commands, status, _thread) =
-            network::spawn(link, client, self.screen.clone(), fatal, plaintext);
-        self.link = Some(Wire { commands, status });
+        let security = if config.target.tls.is_some() {
+            "TLS"
+        } else {
+            "plaintext"
+        };
+        let server = config.target.display();
+        let (remote, status, client, _thread) =
+            match network::spawn(config.target, client, self.screen.clone(), fatal) {
+                Ok(parts) => parts,
+                Err(e) => {
+                    eprintln!("kaichat: cannot start the network thread: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+        if self.interactive {
+            self.screen
+                .show(Line::Info(format!("connecting to {server} ({security})")));
+        }
+        self.link = Some(Wire {
+            remote,
+            status,
+            client,
+        });
 
         match self.set_up() {
             SetUp::Established => {}
@@ -227,13 +185,13 @@ impl Chat {
                 return self.quit(ExitCode::FAILURE);
             }
         }
-        let mut next_join = options.channel.map(String::into_bytes);
+        let mut next_join = config.channel.map(String::into_bytes);
         loop {
             if let Some(channel) = next_join.take() {
                 self.join(channel);
                 continue;
             }
-            let prompt = match &self.channel {
+            let prompt = match self.channel() {
                 Some(channel) => format!("{channel}> "),
                 None => "channel to join (@name)> ".to_string(),
             };
@@ -262,7 +220,7 @@ impl Chat {
                     ))),
                 },
                 Typed::Leave => self.leave(),
-                Typed::Text(text) if self.channel.is_none() => {
+                Typed::Text(text) if self.channel().is_none() => {
                     let channel = channel_name(&text);
                     match check_channel(&channel) {
                         Ok(()) => next_join = Some(channel),
@@ -329,30 +287,19 @@ impl Chat {
 
     fn join(&mut self, channel: Vec<u8>) {
         self.send(Command::Join(channel));
-        let done = self.wait_for(|s| {
-            matches!(
-                s,
-                Status::Joined(_) | Status::Refused(Request::Join) | Status::NotSent
-            )
-        });
-        if done.is_none() {
+        if self.wait_for(|s| *s == Status::Answered).is_none() {
             self.screen
                 .show(Line::Info("no answer from the server to JOIN yet".into()));
         }
     }
 
     fn leave(&mut self) {
-        if self.channel.is_none() {
+        if self.channel().is_none() {
             self.screen.show(Line::Info("not in a channel".into()));
             return;
         }
         self.send(Command::Leave);
-        self.wait_for(|s| {
-            matches!(
-                s,
-                Status::Left(_) | Status::Refused(Request::Leave) | Status::NotSent
-            )
-        });
+        self.wait_for(|s| *s == Status::Answered);
     }
 
     fn say(&mut self, text: &[u8]) {
@@ -372,16 +319,20 @@ impl Chat {
         self.send(Command::Say(text.to_vec()));
     }
 
+    /// The current channel, as the client state machine knows it.
+    fn channel(&self) -> Option<String> {
+        self.link.as_ref().and_then(|wire| wire.client.channel())
+    }
+
     fn send(&self, command: Command) {
         if let Some(wire) = &self.link {
-            if wire.commands.send(command).is_err() {
+            if !wire.remote.send(command) {
                 fatal("the connection thread stopped");
             }
         }
     }
 
-    /// Waits until a status matches `done` (or the wait is too long), keeping track of the
-    /// channel from every status that passes by.
+    /// Waits until a status matches `done` (or the wait is too long).
     fn wait_for(&mut self, done: impl Fn(&Status) -> bool) -> Option<Status> {
         let until = Instant::now() + ANSWER_WAIT;
         loop {
@@ -391,11 +342,6 @@ impl Chat {
                 Some(Err(RecvTimeoutError::Timeout)) | None => return None,
                 Some(Err(RecvTimeoutError::Disconnected)) => return Some(Status::Closed),
             };
-            match &status {
-                Status::Joined(channel) => self.channel = Some(channel.clone()),
-                Status::Left(_) => self.channel = None,
-                _ => {}
-            }
             if done(&status) || status == Status::Closed {
                 return Some(status);
             }
@@ -410,33 +356,5 @@ impl Chat {
         }
         self.screen.show(Line::Bye);
         code
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn typed_lines() {
-        assert_eq!(parse_typed(b""), Typed::Empty);
-        assert_eq!(parse_typed(b"   "), Typed::Empty);
-        assert_eq!(parse_typed(b"hello"), Typed::Text(b"hello".to_vec()));
-        assert_eq!(parse_typed(b" hi "), Typed::Text(b" hi ".to_vec()));
-        assert_eq!(parse_typed(b"!quit"), Typed::Quit);
-        assert_eq!(parse_typed(b" !quit "), Typed::Quit);
-        assert_eq!(parse_typed(b"!help"), Typed::Help);
-        assert_eq!(parse_typed(b"!leave"), Typed::Leave);
-        assert_eq!(parse_typed(b"!join @x"), Typed::Join(b"@x".to_vec()));
-        assert_eq!(parse_typed(b"!join  @x "), Typed::Join(b"@x".to_vec()));
-        assert!(matches!(parse_typed(b"!join"), Typed::Unknown(_)));
-        assert!(matches!(parse_typed(b"!join @a @b"), Typed::Unknown(_)));
-        assert!(matches!(parse_typed(b"!nope"), Typed::Unknown(_)));
-    }
-
-    #[test]
-    fn channel_names_get_an_at() {
-        assert_eq!(channel_name(b"rust"), b"@rust");
-        assert_eq!(channel_name(b" @rust "), b"@rust");
     }
 }
