@@ -482,3 +482,60 @@ fn the_development_ca_is_found_from_another_directory() {
     amy.expect("established amy");
     assert_clean_exit("amy", &amy.finish());
 }
+
+/// Writes a CA and a server certificate for `names` only (not 127.0.0.1, not localhost);
+/// returns the paths of the CA, the chain and the key.
+fn certificate_for(names: &[&str]) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let leaf = rcgen::CertificateParams::new(names)
+        .expect("params")
+        .signed_by(&key, &ca)
+        .expect("leaf");
+    let paths = (
+        temp_path("ca.pem"),
+        temp_path("server.pem"),
+        temp_path("server.key"),
+    );
+    std::fs::write(&paths.0, ca.pem()).expect("write CA");
+    std::fs::write(&paths.1, leaf.pem()).expect("write chain");
+    std::fs::write(&paths.2, key.serialize_pem()).expect("write key");
+    paths
+}
+
+/// Item 7: a certificate that does not cover the host name says so, and does not send the
+/// person looking for another CA.
+#[test]
+fn a_certificate_for_another_host_name_says_so() {
+    let (ca, cert, key) = certificate_for(&["chat.example"]);
+    let (ca_arg, cert_arg, key_arg) = (
+        ca.display().to_string(),
+        cert.display().to_string(),
+        key.display().to_string(),
+    );
+    let server = ChatServer::start_with(&["--cert", &cert_arg, "--key", &key_arg]);
+    let ended = Kaichat::start_raw(
+        "eve",
+        &["--server", &server.addr, "--ca", &ca_arg, "--user", "eve"],
+    )
+    .finish();
+    for path in [&ca, &cert, &key] {
+        let _ = std::fs::remove_file(path);
+    }
+    assert_eq!(ended.status.code(), Some(1), "{ended:#?}");
+    let stderr: Vec<&String> = ended.stderr.iter().filter(|l| !l.is_empty()).collect();
+    assert_eq!(stderr.len(), 1, "one clear line: {ended:#?}");
+    assert!(
+        stderr[0].contains("not valid for '127.0.0.1'"),
+        "{ended:#?}"
+    );
+    assert!(stderr[0].contains("chat.example"), "{ended:#?}");
+    assert!(!stderr[0].contains("--ca"), "{ended:#?}");
+}
