@@ -539,3 +539,83 @@ fn a_certificate_for_another_host_name_says_so() {
     assert!(stderr[0].contains("chat.example"), "{ended:#?}");
     assert!(!stderr[0].contains("--ca"), "{ended:#?}");
 }
+
+/// Item 4: the server's set-up deadline is not restarted by a refused name (contract 7),
+/// so a person who takes longer than it to type another is reconnected, not thrown out.
+#[test]
+fn a_name_typed_after_the_set_up_deadline_is_still_accepted() {
+    let server = ChatServer::start_with(&["--handshake-timeout", "1"]);
+    let mut amy = Kaichat::start(&server, "amy", &["--user", "amy"]);
+    amy.expect("established amy");
+    let mut slow = Kaichat::start(&server, "slow", &["--user", "amy", "--channel", "@late"]);
+    slow.expect("name-rejected ");
+    // Past the server's 1-s deadline (its wheel may add up to a second).
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    slow.send("amy2");
+    slow.expect("established amy2");
+    slow.expect("joined @late");
+    let ended = slow.finish();
+    assert_clean_exit("slow", &ended);
+    assert_eq!(ended.stderr, Vec::<String>::new());
+    assert_clean_exit("amy", &amy.finish());
+}
+
+/// Items 4 and 9: the first name is asked once connected; typing it slowly is fine too.
+#[test]
+fn a_first_name_typed_after_the_set_up_deadline_is_accepted() {
+    let server = ChatServer::start_with(&["--handshake-timeout", "1"]);
+    let mut carl = Kaichat::start(&server, "carl", &[]);
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    carl.send("carl");
+    carl.expect("established carl");
+    let ended = carl.finish();
+    assert_clean_exit("carl", &ended);
+    assert_eq!(ended.stderr, Vec::<String>::new());
+}
+
+/// Item 5: a server restart is survived: the reason is shown, the client reconnects with
+/// backoff, rejoins its channel, and what was typed meanwhile is sent afterwards.
+#[test]
+fn a_restarted_server_is_reconnected_and_the_channel_rejoined() {
+    let server = ChatServer::start();
+    let addr = server.addr.clone();
+    let mut amy = Kaichat::start(&server, "amy", &["--user", "amy", "--channel", "@room"]);
+    amy.expect("joined @room");
+    server.stop();
+    let lost = amy.expect("disconnected ");
+    assert!(lost.contains("closed the connection"), "{lost}");
+    amy.send("typed while away");
+    amy.expect("info not connected");
+
+    let server = ChatServer::start_at(&addr, &[]);
+    amy.expect("reconnected amy");
+    amy.expect("joined @room");
+    let mut bob = Kaichat::start(&server, "bob", &["--user", "bob", "--channel", "@room"]);
+    bob.expect("joined @room");
+    bob.expect_message("amy", "@room", "typed while away");
+    amy.expect_notice("@room", "bob joined");
+    bob.send("welcome back");
+    amy.expect_message("bob", "@room", "welcome back");
+    let ended = amy.finish();
+    assert_clean_exit("amy", &ended);
+    assert_eq!(ended.stderr, Vec::<String>::new());
+    assert_clean_exit("bob", &bob.finish());
+}
+
+/// Item 9: with no server, the client says so before asking for a name.
+#[test]
+fn no_server_is_reported_before_a_name_is_asked() {
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
+    let server = addr.to_string();
+    // Input stays open: the client must not wait for a name.
+    let ended = Kaichat::start_raw("x", &["--server", &server]).wait_exit();
+    assert_eq!(ended.status.code(), Some(1), "{ended:#?}");
+    let stderr: Vec<&String> = ended.stderr.iter().filter(|l| !l.is_empty()).collect();
+    assert_eq!(stderr.len(), 1, "{ended:#?}");
+    assert!(
+        stderr[0].starts_with(&format!("kaichat: cannot reach the server at {server}")),
+        "{ended:#?}"
+    );
+}

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kaichat_proto::client::Waiting;
 use kaichat_proto::pdu::Pdu;
 use mio::event::Event;
 use mio::net::TcpStream;
@@ -85,6 +86,21 @@ pub enum Cause {
     /// The server closed the connection; `cleanly` when it said goodbye first (TLS
     /// close_notify), as it does on a deadline, a QUIT or a shutdown.
     Closed { cleanly: bool },
+    /// A deadline of the client state machine passed: the server did not answer in time.
+    Deadline(Waiting),
+    /// Setting up again, the server refused our name: most likely the lost connection
+    /// still holds it, until the server notices that it is gone.
+    NameRefused { name: String, reason: String },
+}
+
+impl Cause {
+    /// Whether trying again later may work (a refused certificate will not).
+    pub fn is_transient(&self) -> bool {
+        !matches!(
+            self,
+            Cause::BadName(_) | Cause::Certificate(_) | Cause::Tls(_)
+        )
+    }
 }
 
 /// A [`Cause`] told for one server and trust setting: the text after `kaichat: `.
@@ -115,6 +131,15 @@ impl fmt::Display for Explained<'_> {
             Cause::Closed { cleanly: false } => write!(
                 f,
                 "the connection was cut (the server stopped without saying goodbye, or the network failed)"
+            ),
+            Cause::Deadline(waiting) => write!(
+                f,
+                "the server did not answer in time (timed out waiting for {waiting})"
+            ),
+            Cause::NameRefused { name, reason } => write!(
+                f,
+                "the server refused the name {name} ({reason}); the lost connection may hold \
+                 it until the server notices that it is gone"
             ),
         }
     }
@@ -430,6 +455,11 @@ impl Connection {
         self.transport.close_notify();
     }
 
+    /// Leaves the poll; the socket closes when the connection is dropped.
+    pub fn deregister(&mut self, registry: &Registry) {
+        let _ = registry.deregister(&mut self.socket);
+    }
+
     /// Ends our side of the TCP connection (after the last bytes), once.
     pub fn shut_write(&mut self) {
         if !self.shut {
@@ -489,6 +519,13 @@ mod tests {
             target,
         }
         .to_string()
+    }
+
+    #[test]
+    fn only_certificate_and_name_problems_are_final() {
+        assert!(Cause::Closed { cleanly: true }.is_transient());
+        assert!(Cause::Unreachable(io::ErrorKind::ConnectionRefused.into()).is_transient());
+        assert!(!Cause::Certificate(rustls::CertificateError::UnknownIssuer).is_transient());
     }
 
     #[test]

@@ -30,13 +30,28 @@
 //! message TIME SENDER CHANNEL TEXT    a chat message from another user
 //! notice TIME CHANNEL TEXT            a notice from SERVER (e.g. "bob joined")
 //! error TIME TEXT                     an error notice from SERVER, without "error: "
-//! info TEXT                           a remark of the client (message cut, help, ...)
+//! info TEXT                           a remark of the client (message cut, help, a
+//!                                     failed attempt to reconnect, ...)
+//! disconnected REASON                 the connection was lost after set-up; kaichat
+//!                                     connects again with backoff (lines typed meanwhile
+//!                                     are sent once it is back)
+//! reconnected NAME                    set up again as NAME; `joined CHANNEL` follows when
+//!                                     the channel is rejoined
 //! bye                                 QUIT sent and the connection closed; the process
 //!                                     exits (0 unless set-up failed)
 //! ```
-//! Fatal problems (server unreachable, certificate not trusted, connection lost) are one
-//! line on standard error starting with `kaichat: `, and the exit status is 1. Command-line
-//! mistakes are one such line and exit status 2.
+//! Fatal problems (server unreachable at start, certificate not trusted or not valid for
+//! the name, a connection lost before a name was accepted) are one line on standard error
+//! starting with `kaichat: `, and the exit status is 1. So is the end of input while the
+//! connection is still being restored. Command-line mistakes are one such line and exit
+//! status 2.
+//!
+//! # Connecting
+//! `kaichat` connects first, so that a server that cannot be reached is said before
+//! anything is asked, then asks for the name when none was given. The server's set-up
+//! deadline is not restarted by a refused name (contract section 7): when the person takes
+//! longer than that to type a name, the connection is made again when the name is there,
+//! without a word. See `network` for what happens when a connection is lost later.
 
 mod connection;
 mod console;
@@ -49,7 +64,7 @@ use std::process::ExitCode;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use kaichat_proto::client::{cut_message, Client, Settings};
+use kaichat_proto::client::{cut_message, Settings};
 use kaichat_proto::names::{check_channel, Username};
 use kaichat_proto::pdu::{ByteOrder, MAX_MESSAGE};
 
@@ -128,46 +143,44 @@ struct Chat {
 enum SetUp {
     Established,
     NoName,
-    TimedOut,
+    Failed,
 }
 
 impl Chat {
     fn run(&mut self, config: Config) -> ExitCode {
-        // The name is asked before connecting, so the server's set-up deadlines do not run
-        // while the person types.
-        let name = match config.user {
-            Some(name) => name,
-            None => match self.ask_name() {
-                Some(name) => name,
-                None => return self.no_name(),
-            },
-        };
-        let mut client = Client::new(Settings {
+        let settings = Settings {
             order: ByteOrder::Little,
             query_interval: Some(config.query_interval),
             keepalive_interval: Some(KEEPALIVE),
             ..Settings::default()
-        });
-        // Kept until the version is agreed; nothing is sent here.
-        let _ = client.offer_name(name, Instant::now(), &mut Vec::<u8>::new());
+        };
         let security = if config.target.tls.is_some() {
             "TLS"
         } else {
             "plaintext"
         };
-        let server = config.target.display();
-        let (remote, status, client, _thread) =
-            match network::spawn(config.target, client, self.screen.clone(), fatal) {
-                Ok(parts) => parts,
-                Err(e) => {
-                    eprintln!("kaichat: cannot start the network thread: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
         if self.interactive {
+            let server = config.target.display();
             self.screen
                 .show(Line::Info(format!("connecting to {server} ({security})")));
         }
+        // Connect first: a server that cannot be reached is said before anything is asked.
+        // The name, when not given, is asked once connected; if the person takes longer
+        // than the server's set-up deadline, the network thread connects again.
+        let spawned = network::spawn(
+            config.target,
+            settings,
+            config.user,
+            self.screen.clone(),
+            fatal,
+        );
+        let (remote, status, client, _thread) = match spawned {
+            Ok(parts) => parts,
+            Err(e) => {
+                eprintln!("kaichat: cannot start the network thread: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         self.link = Some(Wire {
             remote,
             status,
@@ -180,8 +193,8 @@ impl Chat {
                 let code = self.no_name();
                 return self.quit(code);
             }
-            SetUp::TimedOut => {
-                eprintln!("kaichat: the server did not accept a name in time");
+            SetUp::Failed => {
+                eprintln!("kaichat: the connection ended before a name was accepted");
                 return self.quit(ExitCode::FAILURE);
             }
         }
@@ -201,7 +214,14 @@ impl Chat {
                 Input::End if self.interactive => return self.quit(ExitCode::SUCCESS),
                 Input::End => {
                     self.send(Command::Drain);
-                    self.wait_for(|s| *s == Status::Drained);
+                    if self.wait_for(|s| *s == Status::Drained).is_none() {
+                        eprintln!(
+                            "kaichat: the connection to the server was not restored by the end \
+                             of input: the last messages were not fetched, and lines typed \
+                             since it was lost were not sent"
+                        );
+                        return self.quit(ExitCode::FAILURE);
+                    }
                     return self.quit(ExitCode::SUCCESS);
                 }
             };
@@ -257,16 +277,18 @@ impl Chat {
         }
     }
 
-    /// Waits for the name to be accepted, asking for another after each refusal.
+    /// Waits for the name to be accepted, asking for one when the server wants it (first,
+    /// or after a refusal). The network thread's deadlines bound every wait.
     fn set_up(&mut self) -> SetUp {
         loop {
-            match self.wait_for(|s| matches!(s, Status::Established | Status::NameWanted)) {
+            let wanted = |s: &Status| matches!(s, Status::Established | Status::NameWanted);
+            match self.wait_until(wanted, None) {
                 Some(Status::Established) => return SetUp::Established,
                 Some(Status::NameWanted) => match self.ask_name() {
                     Some(name) => self.send(Command::Name(name)),
                     None => return SetUp::NoName,
                 },
-                _ => return SetUp::TimedOut,
+                _ => return SetUp::Failed,
             }
         }
     }
@@ -286,8 +308,7 @@ impl Chat {
     }
 
     fn join(&mut self, channel: Vec<u8>) {
-        self.send(Command::Join(channel));
-        if self.wait_for(|s| *s == Status::Answered).is_none() {
+        if self.request(Command::Join(channel)).is_none() {
             self.screen
                 .show(Line::Info("no answer from the server to JOIN yet".into()));
         }
@@ -298,8 +319,7 @@ impl Chat {
             self.screen.show(Line::Info("not in a channel".into()));
             return;
         }
-        self.send(Command::Leave);
-        self.wait_for(|s| *s == Status::Answered);
+        self.request(Command::Leave);
     }
 
     fn say(&mut self, text: &[u8]) {
@@ -324,6 +344,16 @@ impl Chat {
         self.link.as_ref().and_then(|wire| wire.client.channel())
     }
 
+    /// Sends a command whose answer the person waits for, forgetting answers that came
+    /// after an earlier wait gave up.
+    fn request(&mut self, command: Command) -> Option<Status> {
+        if let Some(wire) = &self.link {
+            while wire.status.try_recv().is_ok() {}
+        }
+        self.send(command);
+        self.wait_for(|s| *s == Status::Answered)
+    }
+
     fn send(&self, command: Command) {
         if let Some(wire) = &self.link {
             if !wire.remote.send(command) {
@@ -332,15 +362,33 @@ impl Chat {
         }
     }
 
-    /// Waits until a status matches `done` (or the wait is too long).
+    /// Waits until a status matches `done`, or [`ANSWER_WAIT`] passes.
     fn wait_for(&mut self, done: impl Fn(&Status) -> bool) -> Option<Status> {
-        let until = Instant::now() + ANSWER_WAIT;
+        self.wait_until(done, Some(Instant::now() + ANSWER_WAIT))
+    }
+
+    /// Waits until a status matches `done` (`None` when `until` passes first).
+    fn wait_until(
+        &mut self,
+        done: impl Fn(&Status) -> bool,
+        until: Option<Instant>,
+    ) -> Option<Status> {
+        let wire = self.link.as_ref()?;
         loop {
-            let left = until.saturating_duration_since(Instant::now());
-            let status = match self.link.as_ref().map(|w| w.status.recv_timeout(left)) {
-                Some(Ok(status)) => status,
-                Some(Err(RecvTimeoutError::Timeout)) | None => return None,
-                Some(Err(RecvTimeoutError::Disconnected)) => return Some(Status::Closed),
+            let received = match until {
+                Some(until) => {
+                    let left = until.saturating_duration_since(Instant::now());
+                    wire.status.recv_timeout(left)
+                }
+                None => wire
+                    .status
+                    .recv()
+                    .map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            let status = match received {
+                Ok(status) => status,
+                Err(RecvTimeoutError::Timeout) => return None,
+                Err(RecvTimeoutError::Disconnected) => return Some(Status::Closed),
             };
             if done(&status) || status == Status::Closed {
                 return Some(status);

@@ -36,6 +36,10 @@ pub enum Line {
     Info(String),
     /// The client's help text.
     Help(&'static str),
+    /// The connection was lost (why, and when the client connects again).
+    Disconnected(String),
+    /// Set up again after a loss, with this name.
+    Reconnected(String),
     Bye,
 }
 
@@ -134,6 +138,8 @@ pub fn plain(line: &Line, time: &str) -> String {
             .map(|l| format!("info {l}"))
             .collect::<Vec<_>>()
             .join("\n"),
+        Line::Disconnected(why) => format!("disconnected {why}"),
+        Line::Reconnected(name) => format!("reconnected {name}"),
         Line::Bye => "bye".to_string(),
     }
 }
@@ -179,6 +185,8 @@ pub fn decorated(line: &Line, time: &str, colour: bool) -> String {
         Line::Error(text) => format!("{dim}{time}{reset} {}!! error: {text}{reset}", c(RED)),
         Line::Info(text) => format!("{dim}-- {text}{reset}"),
         Line::Help(text) => text.trim_end().to_string(),
+        Line::Disconnected(why) => format!("{}!! disconnected: {why}{reset}", c(RED)),
+        Line::Reconnected(name) => format!("{}-- reconnected as {name}{reset}", c(GREEN)),
         Line::Bye => format!("{dim}-- bye{reset}"),
     }
 }
