@@ -619,3 +619,41 @@ fn no_server_is_reported_before_a_name_is_asked() {
         "{ended:#?}"
     );
 }
+
+/// Item 8: a query interval longer than the server's idle deadline does not get the client
+/// dropped: it sends PING when it has sent nothing for the keep-alive interval.
+#[test]
+fn a_long_query_interval_keeps_the_connection_alive() {
+    let server = ChatServer::start_with(&["--idle-timeout", "2"]);
+    let mut amy = Kaichat::start_raw(
+        "amy",
+        &[
+            "--server",
+            &server.addr,
+            "--ca",
+            &common_client::path_arg("certs/ca.pem"),
+            "--query-interval",
+            "60",
+            "--keepalive",
+            "0.5",
+            "--user",
+            "amy",
+            "--channel",
+            "@k",
+        ],
+    );
+    amy.expect("joined @k");
+    // Well past the idle deadline (2 s, and up to a second of the server's wheel).
+    std::thread::sleep(std::time::Duration::from_millis(4000));
+    amy.send("!leave");
+    amy.expect("left @k");
+    let ended = amy.finish();
+    assert_clean_exit("amy", &ended);
+    assert_eq!(ended.stderr, Vec::<String>::new());
+    // Reconnecting would hide a drop: there must have been none.
+    assert!(
+        !ended.stdout.iter().any(|l| l.starts_with("disconnected")),
+        "{:#?}",
+        ended.stdout
+    );
+}

@@ -49,6 +49,7 @@ fn main() -> ExitCode {
         user: options.user,
         channel: options.channel,
         query_interval: options.query_interval,
+        keepalive: options.keepalive,
     })
 }
 

@@ -82,6 +82,9 @@ pub struct Config {
     pub user: Option<Username>,
     pub channel: Option<String>,
     pub query_interval: Duration,
+    /// PING when nothing was sent for this long; `None`: the query interval, at most
+    /// [`KEEPALIVE`].
+    pub keepalive: Option<Duration>,
 }
 
 /// Runs the chat until the person quits or the connection fails; the exit status to use.
@@ -106,8 +109,9 @@ pub fn run(config: Config) -> ExitCode {
 
 /// Longest wait for an answer the input thread needs before going on (set-up, JOIN).
 const ANSWER_WAIT: Duration = Duration::from_secs(35);
-/// Keep-alive when not in a channel: well inside the server's 120 s idle deadline.
-const KEEPALIVE: Duration = Duration::from_secs(30);
+/// The longest default keep-alive: well inside the server's default 120-s idle deadline
+/// (contract section 7), whatever the query interval.
+pub const KEEPALIVE: Duration = Duration::from_secs(30);
 
 const COMMANDS: &str = "\
 commands:
@@ -151,7 +155,13 @@ impl Chat {
         let settings = Settings {
             order: ByteOrder::Little,
             query_interval: Some(config.query_interval),
-            keepalive_interval: Some(KEEPALIVE),
+            // A person who asks for frequent queries may be talking to a server with a
+            // short idle deadline: out of a channel, PING as often.
+            keepalive_interval: Some(
+                config
+                    .keepalive
+                    .unwrap_or(config.query_interval.min(KEEPALIVE)),
+            ),
             ..Settings::default()
         };
         let security = if config.target.tls.is_some() {

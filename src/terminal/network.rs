@@ -468,9 +468,10 @@ impl Network {
             {
                 format!("{told} after saying: {text}")
             }
-            (Cause::Closed { cleanly: true }, _) if self.established_once => {
-                format!("{told} (it was shut down or restarted, or it ended the session)")
-            }
+            (Cause::Closed { cleanly: true }, _) if self.established_once => format!(
+                "{told} (it was shut down or restarted, or it ended the session, e.g. on its \
+                 idle deadline)"
+            ),
             _ => told,
         }
     }

@@ -23,6 +23,9 @@ OPTIONS:
   --user NAME              username (1-10 printable ASCII bytes) [default: asked]
   --channel @NAME          join this channel right after connecting [default: asked]
   --query-interval SECS    fetch new messages this often while in a channel [default: 3]
+  --keepalive SECS         send PING when nothing was sent for this long, so that the
+                           server's idle deadline never passes; keep it below that
+                           deadline [default: the query interval, at most 30]
   --plaintext              no TLS, for a server started with --plaintext
   -h, --help               print this help
 
@@ -46,6 +49,8 @@ pub struct Options {
     pub user: Option<Username>,
     pub channel: Option<String>,
     pub query_interval: Duration,
+    /// `None`: the terminal's default (the query interval, at most 30 s).
+    pub keepalive: Option<Duration>,
     pub plaintext: bool,
 }
 
@@ -72,6 +77,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
     let interval: Option<String> = args
         .opt_value_from_str("--query-interval")
         .map_err(flag_error)?;
+    let keepalive: Option<String> = args.opt_value_from_str("--keepalive").map_err(flag_error)?;
     let rest = args.finish();
     if let Some(first) = rest.first() {
         return Err(format!(
@@ -98,6 +104,13 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
             .ok_or_else(|| format!("--query-interval {text}: expected a number of seconds > 0"))?,
         None => Duration::from_secs(3),
     };
+    let keepalive = match keepalive {
+        Some(text) => Some(
+            parse_seconds(&text)
+                .ok_or_else(|| format!("--keepalive {text}: expected a number of seconds > 0"))?,
+        ),
+        None => None,
+    };
     Ok(Parsed::Run(Options {
         host,
         port,
@@ -105,6 +118,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
         user,
         channel,
         query_interval,
+        keepalive,
         plaintext,
     }))
 }
@@ -184,6 +198,8 @@ mod tests {
             "@rust",
             "--query-interval",
             "0.2",
+            "--keepalive",
+            "10",
             "--plaintext",
         ])
         .unwrap();
@@ -192,6 +208,7 @@ mod tests {
         assert_eq!(o.user.map(|u| u.to_string()), Some("amy".to_string()));
         assert_eq!(o.channel.as_deref(), Some("@rust"));
         assert_eq!(o.query_interval, Duration::from_millis(200));
+        assert_eq!(o.keepalive, Some(Duration::from_secs(10)));
         assert!(o.plaintext);
     }
 
