@@ -96,8 +96,8 @@ fn leave_and_join_other_channels() {
     amy.expect("info unknown command !dance");
     amy.send("!help");
     amy.expect("info   !join @name");
-    amy.send("!join nochannel");
-    amy.expect("info cannot join nochannel");
+    amy.send("!join @");
+    amy.expect("info cannot join @: there is no name after the @");
 
     // A channel name typed at the channel prompt, '@' added.
     bob.send("!leave");
@@ -656,4 +656,37 @@ fn a_long_query_interval_keeps_the_connection_alive() {
         "{:#?}",
         ended.stdout
     );
+}
+
+/// Item 6: `!!` sends a literal `!`; `!join` takes a name without `@` and explains a bad
+/// one.
+#[test]
+fn lines_that_start_with_an_exclamation_mark() {
+    let server = ChatServer::start();
+    let mut amy = Kaichat::start(&server, "amy", &["--user", "amy", "--channel", "@bang"]);
+    amy.expect("joined @bang");
+    let mut bob = Kaichat::start(&server, "bob", &["--user", "bob", "--channel", "@bang"]);
+    bob.expect("joined @bang");
+
+    amy.send("!important: lunch at 12");
+    let line = amy.expect("info unknown command !important:");
+    assert!(line.contains("!!"), "says how to send it: {line}");
+    amy.send("!!important: lunch at 12");
+    bob.expect_message("amy", "@bang", "!important: lunch at 12");
+
+    amy.send("!join @");
+    let line = amy.expect("info cannot join @:");
+    assert!(line.contains("1 to 49"), "says what a name is: {line}");
+    amy.send("!join my channel");
+    let line = amy.expect("info cannot join @my channel:");
+    assert!(line.contains("space"), "{line}");
+    let long = "x".repeat(50);
+    amy.send(&format!("!join {long}"));
+    let line = amy.expect(&format!("info cannot join @{long}:"));
+    assert!(line.contains("long"), "{line}");
+
+    amy.send("!join rust");
+    amy.expect("joined @rust");
+    assert_clean_exit("amy", &amy.finish());
+    assert_clean_exit("bob", &bob.finish());
 }

@@ -9,7 +9,8 @@
 //! above the line being typed (rustyline's external printer), so typing is never garbled.
 //!
 //! # Plain mode (standard input is not a terminal)
-//! Every input line is a message or a command (`!quit`, `!leave`, `!join @name`, `!help`).
+//! Every input line is a message or a command (`!quit`, `!leave`, `!join @name`, `!help`;
+//! `!!` at the start sends one `!`).
 //! When a username is needed (no `--user`, or the server refused it) the next input line is
 //! the name; when not in a channel (no `--channel`, or after `!leave`) a line that is not a
 //! command is the channel to join (`@` is added when missing). At the end of input,
@@ -65,15 +66,15 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use kaichat_proto::client::{cut_message, Settings};
-use kaichat_proto::names::{check_channel, Username};
+use kaichat_proto::names::Username;
 use kaichat_proto::pdu::{ByteOrder, MAX_MESSAGE};
 
 pub use connection::{CaFile, Target};
 
 use console::{Console, Input};
 use network::{Command, Remote, Shared, Status};
-use screen::{Line, Screen};
-use typed::{channel_name, parse_typed, Typed};
+use screen::{sanitize, Line, Screen};
+use typed::{channel_name, channel_problem, parse_typed, Typed};
 
 /// What the person asked for on the command line.
 #[derive(Clone)]
@@ -115,10 +116,11 @@ pub const KEEPALIVE: Duration = Duration::from_secs(30);
 
 const COMMANDS: &str = "\
 commands:
-  !join @name   switch to channel @name
+  !join @name   switch to channel @name (the @ may be left out)
   !leave        leave the current channel
   !quit         leave and exit (Ctrl-C and Ctrl-D too)
   !help         this list
+  !!text        send a line that starts with ! (here: !text)
 any other line is sent as a message to the current channel";
 
 /// Ends the process on a fatal error from any thread, leaving the terminal usable.
@@ -240,24 +242,24 @@ impl Chat {
                 Typed::Quit => return self.quit(ExitCode::SUCCESS),
                 Typed::Help => self.screen.show(Line::Help(COMMANDS)),
                 Typed::Unknown(what) => self.screen.show(Line::Info(format!(
-                    "unknown command {what}; !help lists the commands"
+                    "unknown command {what} (!help lists the commands); to send a line \
+                     that starts with !, type !! instead"
                 ))),
-                Typed::Join(channel) => match check_channel(&channel) {
-                    Ok(()) => next_join = Some(channel),
-                    Err(e) => self.screen.show(Line::Info(format!(
-                        "cannot join {}: {e}",
-                        String::from_utf8_lossy(&channel)
+                Typed::Join(channel) => match channel_problem(&channel) {
+                    None => next_join = Some(channel),
+                    Some(problem) => self.screen.show(Line::Info(format!(
+                        "cannot join {}: {problem}",
+                        sanitize(&channel)
                     ))),
                 },
                 Typed::Leave => self.leave(),
                 Typed::Text(text) if self.channel().is_none() => {
                     let channel = channel_name(&text);
-                    match check_channel(&channel) {
-                        Ok(()) => next_join = Some(channel),
-                        Err(e) => self.screen.show(Line::Info(format!(
-                            "not in a channel, and {} is no channel name ({e}); \
-                             type @name to join one",
-                            String::from_utf8_lossy(&channel)
+                    match channel_problem(&channel) {
+                        None => next_join = Some(channel),
+                        Some(problem) => self.screen.show(Line::Info(format!(
+                            "not in a channel, and {} is no channel name: {problem}",
+                            sanitize(&channel)
                         ))),
                     }
                 }

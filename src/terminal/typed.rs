@@ -1,5 +1,12 @@
-//! What a typed line means: a command (`!quit`, `!join @name`, ...) or text. Pure, so
-//! that every rule is a unit test.
+//! What a typed line means: a command (`!quit`, `!join rust`, ...) or text, and what is
+//! wrong with a channel name in words a person can act on. Pure, so that every rule is a
+//! unit test.
+//!
+//! A line whose first non-blank character is `!` is a command; `!!` escapes it, so that
+//! `!!important` sends `!important`.
+
+use kaichat_proto::names::{check_channel, NameError};
+use kaichat_proto::pdu::MAX_CHANNEL;
 
 /// What a typed line means.
 #[derive(Debug, PartialEq, Eq)]
@@ -8,8 +15,11 @@ pub enum Typed {
     Quit,
     Help,
     Leave,
+    /// `!join` and what followed it, `@` added when missing (checked by the caller).
     Join(Vec<u8>),
+    /// A command word that is none of ours (or a command with the wrong arguments).
     Unknown(String),
+    /// A message, as typed (a leading `!!` sends one `!`).
     Text(Vec<u8>),
 }
 
@@ -21,17 +31,22 @@ pub fn parse_typed(line: &[u8]) -> Typed {
     if trimmed.first() != Some(&b'!') {
         return Typed::Text(line.to_vec());
     }
+    if trimmed.starts_with(b"!!") {
+        // Drop the escaping '!', keep everything else as typed.
+        let at = line.len() - line.trim_ascii_start().len();
+        return Typed::Text([&line[..at], &line[at + 1..]].concat());
+    }
     let mut words = trimmed
         .split(|b| b.is_ascii_whitespace())
         .filter(|w| !w.is_empty());
     let command = words.next().unwrap_or_default();
-    let argument = words.next();
-    match (command, argument) {
-        (b"!quit", None) => Typed::Quit,
-        (b"!help", None) => Typed::Help,
-        (b"!leave", None) => Typed::Leave,
-        (b"!join", Some(channel)) if words.next().is_none() => Typed::Join(channel.to_vec()),
-        _ => Typed::Unknown(String::from_utf8_lossy(trimmed).into_owned()),
+    let rest = trimmed[command.len()..].trim_ascii();
+    match (command, rest.is_empty()) {
+        (b"!quit", true) => Typed::Quit,
+        (b"!help", true) => Typed::Help,
+        (b"!leave", true) => Typed::Leave,
+        (b"!join", _) => Typed::Join(channel_name(rest)),
+        _ => Typed::Unknown(String::from_utf8_lossy(command).into_owned()),
     }
 }
 
@@ -43,6 +58,33 @@ pub fn channel_name(typed: &[u8]) -> Vec<u8> {
     } else {
         [b"@", typed].concat()
     }
+}
+
+/// What a channel name is, for the person who typed a wrong one.
+pub const CHANNEL_RULE: &str =
+    "a channel name is @ and 1 to 49 printable ASCII characters, no spaces";
+
+/// What is wrong with a channel name (`@` included), if anything.
+pub fn channel_problem(name: &[u8]) -> Option<String> {
+    let problem = match check_channel(name).err()? {
+        NameError::Empty if name.len() <= 1 => "there is no name after the @".to_string(),
+        NameError::Empty => "it is empty".to_string(),
+        NameError::TooLong => format!(
+            "it is {} characters long, at most {MAX_CHANNEL} with the @",
+            String::from_utf8_lossy(name).chars().count()
+        ),
+        NameError::NotPrintable if name.iter().any(|b| b.is_ascii_whitespace()) => {
+            "it contains a space".to_string()
+        }
+        NameError::NotPrintable => {
+            "it contains a character that is not printable ASCII (accents, emoji and \
+             control characters are not allowed)"
+                .to_string()
+        }
+        NameError::NoAt => "it does not start with @".to_string(),
+        NameError::Reserved => "it is reserved".to_string(),
+    };
+    Some(format!("{problem} ({CHANNEL_RULE})"))
 }
 
 #[cfg(test)]
@@ -61,14 +103,51 @@ mod tests {
         assert_eq!(parse_typed(b"!leave"), Typed::Leave);
         assert_eq!(parse_typed(b"!join @x"), Typed::Join(b"@x".to_vec()));
         assert_eq!(parse_typed(b"!join  @x "), Typed::Join(b"@x".to_vec()));
-        assert!(matches!(parse_typed(b"!join"), Typed::Unknown(_)));
-        assert!(matches!(parse_typed(b"!join @a @b"), Typed::Unknown(_)));
+        assert!(matches!(parse_typed(b"!quit now"), Typed::Unknown(_)));
         assert!(matches!(parse_typed(b"!nope"), Typed::Unknown(_)));
+    }
+
+    #[test]
+    fn a_leading_bang_is_a_command_and_two_send_one() {
+        assert_eq!(
+            parse_typed(b"!important: lunch at 12"),
+            Typed::Unknown("!important:".to_string())
+        );
+        assert_eq!(
+            parse_typed(b"!!important: lunch at 12"),
+            Typed::Text(b"!important: lunch at 12".to_vec())
+        );
+        assert_eq!(parse_typed(b"  !!x "), Typed::Text(b"  !x ".to_vec()));
+        assert_eq!(parse_typed(b"!!"), Typed::Text(b"!".to_vec()));
+        assert_eq!(parse_typed(b"!!!"), Typed::Text(b"!!".to_vec()));
+        assert_eq!(parse_typed(b"a!b"), Typed::Text(b"a!b".to_vec()));
+    }
+
+    #[test]
+    fn join_takes_the_rest_of_the_line_and_adds_the_at() {
+        assert_eq!(parse_typed(b"!join rust"), Typed::Join(b"@rust".to_vec()));
+        assert_eq!(parse_typed(b"!join"), Typed::Join(b"@".to_vec()));
+        assert_eq!(
+            parse_typed(b"!join my channel"),
+            Typed::Join(b"@my channel".to_vec())
+        );
     }
 
     #[test]
     fn channel_names_get_an_at() {
         assert_eq!(channel_name(b"rust"), b"@rust");
         assert_eq!(channel_name(b" @rust "), b"@rust");
+    }
+
+    #[test]
+    fn channel_problems_say_what_is_wrong() {
+        assert_eq!(channel_problem(b"@rust"), None);
+        let said = |name: &[u8]| channel_problem(name).unwrap();
+        assert!(said(b"@").starts_with("there is no name after the @ ("));
+        assert!(said(b"@").contains("1 to 49"));
+        assert!(said(b"@my channel").starts_with("it contains a space"));
+        assert!(said("@café".as_bytes()).contains("not printable ASCII"));
+        let long = [b"@".as_slice(), &[b'x'; 50]].concat();
+        assert!(said(&long).starts_with("it is 51 characters long, at most 50"));
     }
 }
