@@ -303,7 +303,7 @@ fn command_line_mistakes_exit_2_with_one_line() {
         &["--server", "host:notaport"],
         &["--query-interval", "soon"],
         &["--query-interval", "0"],
-        &["--channel", "nochannel"],
+        &["--channel", "@"],
         &["--user", "much_too_long"],
         &["--ca", "/nonexistent/ca.pem"],
         &["extra"],
@@ -689,4 +689,48 @@ fn lines_that_start_with_an_exclamation_mark() {
     amy.expect("joined @rust");
     assert_clean_exit("amy", &amy.finish());
     assert_clean_exit("bob", &bob.finish());
+}
+
+/// Item 10: a wrong value names its flag; `--server :PORT` means localhost; `--version`.
+#[test]
+fn flags_name_themselves_in_errors_and_accept_a_bare_port() {
+    for (args, wanted) in [
+        (
+            &["--query-interval", "-5"][..],
+            "kaichat: --query-interval: '-5' is not a number of seconds",
+        ),
+        (
+            &["--query-interval", "soon"],
+            "kaichat: --query-interval: 'soon' is not a number of seconds",
+        ),
+        (
+            &["--server", "host:notaport"],
+            "kaichat: --server: 'host:notaport' has a bad port",
+        ),
+        (
+            &["--ca", "/nonexistent/ca.pem"],
+            "kaichat: --ca: /nonexistent/ca.pem: ",
+        ),
+        (&["--channel", "a b"], "kaichat: --channel: "),
+        (&["--user", "much_too_long"], "kaichat: --user: "),
+        (&["--server"], "kaichat: --server: "),
+    ] {
+        let ended = Kaichat::start_raw("bad", args).finish();
+        assert_eq!(ended.status.code(), Some(2), "{args:?}: {ended:#?}");
+        assert_eq!(ended.stderr.len(), 1, "{args:?}: {ended:#?}");
+        assert!(ended.stderr[0].starts_with(wanted), "{args:?}: {ended:#?}");
+    }
+
+    let version = Kaichat::start_raw("version", &["--version"]).finish();
+    assert!(version.status.success(), "{version:#?}");
+    assert_eq!(
+        version.stdout,
+        [format!("kaichat {}", env!("CARGO_PKG_VERSION"))]
+    );
+
+    let server = ChatServer::start();
+    let port = server.addr.rsplit(':').next().expect("port");
+    let mut amy = Kaichat::start_raw("amy", &["--server", &format!(":{port}"), "--user", "amy"]);
+    amy.expect("established amy");
+    assert_clean_exit("amy", &amy.finish());
 }

@@ -22,6 +22,10 @@ fn main() -> ExitCode {
             print!("{HELP}");
             return ExitCode::SUCCESS;
         }
+        Ok(Parsed::Version) => {
+            println!("kaichat {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
             eprintln!("kaichat: {e}");
             return ExitCode::from(2);
@@ -33,6 +37,10 @@ fn main() -> ExitCode {
     } else {
         match tls::client_config(&trust) {
             Ok(config) => Some(config),
+            Err(e) if options.ca.is_some() => {
+                eprintln!("kaichat: --ca: {e}");
+                return ExitCode::from(2);
+            }
             Err(e) => {
                 eprintln!("kaichat: {e}");
                 return ExitCode::from(2);

@@ -70,11 +70,12 @@ use kaichat_proto::names::Username;
 use kaichat_proto::pdu::{ByteOrder, MAX_MESSAGE};
 
 pub use connection::{CaFile, Target};
+pub use typed::{channel_name, channel_problem};
 
 use console::{Console, Input};
 use network::{Command, Remote, Shared, Status};
 use screen::{sanitize, Line, Screen};
-use typed::{channel_name, channel_problem, parse_typed, Typed};
+use typed::{parse_typed, Typed};
 
 /// What the person asked for on the command line.
 #[derive(Clone)]
