@@ -469,18 +469,23 @@ impl Connection {
     }
 }
 
-/// A certificate name as webpki reports it (`DnsName("a.example")`, `IpAddress(::1)`),
-/// without the decoration.
-fn plain_name(presented: &str) -> &str {
-    presented
+/// A certificate name as webpki reports it (`DnsName("a.example")`, `IpAddress(0::1)`),
+/// as a person would write it.
+fn plain_name(presented: &str) -> String {
+    if let Some(dns) = presented
         .strip_prefix("DnsName(\"")
         .and_then(|rest| rest.strip_suffix("\")"))
-        .or_else(|| {
-            presented
-                .strip_prefix("IpAddress(")
-                .and_then(|rest| rest.strip_suffix(')'))
-        })
-        .unwrap_or(presented)
+    {
+        return dns.to_string();
+    }
+    let ip = presented
+        .strip_prefix("IpAddress(")
+        .and_then(|rest| rest.strip_suffix(')'));
+    match ip.map(|ip| (ip, ip.parse::<std::net::IpAddr>())) {
+        Some((_, Ok(ip))) => ip.to_string(),
+        Some((ip, Err(_))) => ip.to_string(),
+        None => presented.to_string(),
+    }
 }
 
 fn start_connect(addr: SocketAddr, registry: &Registry, token: Token) -> io::Result<TcpStream> {
@@ -552,12 +557,13 @@ mod tests {
             presented: vec![
                 "DnsName(\"chat.example\")".to_string(),
                 "IpAddress(10.0.0.1)".to_string(),
+                "IpAddress(0::1)".to_string(),
             ],
         });
         assert_eq!(
             told(cause, &t),
             "the server's certificate is not valid for '127.0.0.1' (it is for chat.example, \
-             10.0.0.1); connect with one of those names"
+             10.0.0.1, ::1); connect with one of those names"
         );
     }
 

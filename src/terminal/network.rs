@@ -415,7 +415,13 @@ impl Network {
             self.fail(&cause);
         }
         let wait = backoff(self.attempts);
-        let explained = self.explain(&cause, now);
+        let explained = match &cause {
+            // Said in full at the first attempt; the hint would only repeat itself.
+            Cause::Unreachable(e) if self.attempts > 0 => {
+                format!("cannot reach the server at {}: {e}", self.target.display())
+            }
+            _ => self.explain(&cause, now),
+        };
         if self.attempts == 0 {
             self.screen.show(Line::Disconnected(format!(
                 "{explained}; reconnecting in {}",
@@ -562,7 +568,13 @@ impl Network {
             Command::Leave => {
                 let left = self.shared.lock().rejoin.take();
                 self.heading = None;
-                self.held.clear();
+                if !self.held.is_empty() {
+                    self.screen.show(Line::Info(format!(
+                        "{} messages typed while disconnected will not be sent",
+                        self.held.len()
+                    )));
+                    self.held.clear();
+                }
                 if let Some(channel) = left {
                     self.screen.show(Line::Left(sanitize(&channel)));
                 }
@@ -641,15 +653,15 @@ impl Network {
                 Line::NameRejected(reason)
             }
             Event::Joined { channel } => {
-                let channel = channel.to_vec();
-                self.heading = Some(channel.clone());
-                if self.origins.pop_front() == Some(Origin::Person) {
+                let origin = self.origins.pop_front();
+                if origin == Some(Origin::Person) {
                     status = Some(Status::Answered);
                 }
-                if shared.rejoin.as_deref() == Some(&channel[..]) {
+                if origin == Some(Origin::Rejoin) || shared.rejoin.as_deref() == Some(channel) {
                     shared.rejoin = None;
                 }
-                Line::Joined(sanitize(&channel))
+                self.heading = Some(channel.to_vec());
+                Line::Joined(sanitize(channel))
             }
             Event::Left { channel } => {
                 self.heading = None;
