@@ -549,8 +549,9 @@ fn a_name_typed_after_the_set_up_deadline_is_still_accepted() {
     amy.expect("established amy");
     let mut slow = Kaichat::start(&server, "slow", &["--user", "amy", "--channel", "@late"]);
     slow.expect("name-rejected ");
-    // Past the server's 1-s deadline (its wheel may add up to a second).
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // Past the server's 1-s deadline (its 1-s wheel may add up to a second), with a
+    // second to spare.
+    std::thread::sleep(std::time::Duration::from_millis(3000));
     slow.send("amy2");
     slow.expect("established amy2");
     slow.expect("joined @late");
@@ -565,7 +566,7 @@ fn a_name_typed_after_the_set_up_deadline_is_still_accepted() {
 fn a_first_name_typed_after_the_set_up_deadline_is_accepted() {
     let server = ChatServer::start_with(&["--handshake-timeout", "1"]);
     let mut carl = Kaichat::start(&server, "carl", &[]);
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    std::thread::sleep(std::time::Duration::from_millis(3000));
     carl.send("carl");
     carl.expect("established carl");
     let ended = carl.finish();
