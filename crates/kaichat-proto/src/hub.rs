@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use slab::Slab;
 
-use crate::names::Username;
+use crate::names::{ChannelName, Username};
 
 /// A channel's handle, valid while it has members.
 pub type ChannelId = usize;
@@ -44,7 +44,7 @@ impl History {
 }
 
 struct Channel {
-    name: Box<[u8]>,
+    name: ChannelName,
     members: u32,
     history: History,
 }
@@ -63,7 +63,7 @@ pub enum Next<'a> {
 pub struct Hub {
     users: HashSet<Username>,
     channels: Slab<Channel>,
-    by_name: HashMap<Box<[u8]>, ChannelId>,
+    by_name: HashMap<ChannelName, ChannelId>,
     history_limit: usize,
     replay: u64,
     messages: u64,
@@ -96,12 +96,12 @@ impl Hub {
     /// Adds `user` to the channel `name`, creating it if needed, and appends the
     /// `<user> joined` notice. Returns the channel and the joiner's read position: the last
     /// `replay` retained entries, so the joiner also sees its own `joined` notice.
-    pub fn join(&mut self, name: &[u8], user: &Username) -> (ChannelId, u64) {
+    pub fn join(&mut self, name: &ChannelName, user: &Username) -> (ChannelId, u64) {
         let id = match self.by_name.get(name) {
             Some(&id) => id,
             None => {
                 let id = self.channels.insert(Channel {
-                    name: name.into(),
+                    name: *name,
                     members: 0,
                     history: History {
                         entries: VecDeque::new(),
@@ -109,7 +109,7 @@ impl Hub {
                         limit: self.history_limit,
                     },
                 });
-                self.by_name.insert(name.into(), id);
+                self.by_name.insert(*name, id);
                 id
             }
         };
@@ -154,9 +154,9 @@ impl Hub {
         }
     }
 
-    /// The name of channel `id` (empty when it does not exist).
-    pub fn channel_name(&self, id: ChannelId) -> &[u8] {
-        self.channels.get(id).map_or(&[], |c| &c.name)
+    /// The name of channel `id`, while it exists.
+    pub fn channel_name(&self, id: ChannelId) -> Option<&ChannelName> {
+        self.channels.get(id).map(|c| &c.name)
     }
 
     /// The sequence number the next entry of channel `id` will get: where a QUERY answer
@@ -223,6 +223,10 @@ mod tests {
         Username::new(name.as_bytes()).unwrap()
     }
 
+    fn channel(name: &str) -> ChannelName {
+        ChannelName::new(name.as_bytes()).unwrap()
+    }
+
     /// Everything a QUERY made now would return to `reader`, as text lines.
     fn read_all(hub: &Hub, id: ChannelId, cursor: &mut u64, reader: &Username) -> Vec<String> {
         let end = hub.end_seq(id);
@@ -254,9 +258,9 @@ mod tests {
     fn joiner_sees_own_joined_notice_and_others_messages() {
         let mut hub = Hub::new(10, 5);
         let (amy, bob) = (user("amy"), user("bob"));
-        let (id, mut amy_cursor) = hub.join(b"@c", &amy);
+        let (id, mut amy_cursor) = hub.join(&channel("@c"), &amy);
         hub.post(id, amy, b"hello");
-        let (id2, mut bob_cursor) = hub.join(b"@c", &bob);
+        let (id2, mut bob_cursor) = hub.join(&channel("@c"), &bob);
         assert_eq!(id, id2);
         assert_eq!(
             read_all(&hub, id, &mut bob_cursor, &bob),
@@ -273,9 +277,9 @@ mod tests {
     #[test]
     fn own_messages_compared_ignoring_case() {
         let mut hub = Hub::new(10, 5);
-        let (id, _) = hub.join(b"@c", &user("Amy"));
+        let (id, _) = hub.join(&channel("@c"), &user("Amy"));
         hub.post(id, user("Amy"), b"old");
-        let (_, mut cursor) = hub.join(b"@c", &user("amy"));
+        let (_, mut cursor) = hub.join(&channel("@c"), &user("amy"));
         assert_eq!(
             read_all(&hub, id, &mut cursor, &user("AMY")),
             ["SERVER: Amy joined", "SERVER: amy joined"]
@@ -285,17 +289,17 @@ mod tests {
     #[test]
     fn replay_shows_only_the_last_r_entries() {
         let mut hub = Hub::new(100, 2);
-        let (id, _) = hub.join(b"@c", &user("amy"));
+        let (id, _) = hub.join(&channel("@c"), &user("amy"));
         for i in 0..5 {
             hub.post(id, user("amy"), format!("m{i}").as_bytes());
         }
-        let (_, mut cursor) = hub.join(b"@c", &user("bob"));
+        let (_, mut cursor) = hub.join(&channel("@c"), &user("bob"));
         assert_eq!(
             read_all(&hub, id, &mut cursor, &user("bob")),
             ["amy: m3", "amy: m4", "SERVER: bob joined"]
         );
         let mut none = Hub::new(100, 0);
-        let (id, mut cursor) = none.join(b"@c", &user("amy"));
+        let (id, mut cursor) = none.join(&channel("@c"), &user("amy"));
         assert_eq!(
             read_all(&none, id, &mut cursor, &user("amy")),
             ["SERVER: amy joined"]
@@ -305,8 +309,8 @@ mod tests {
     #[test]
     fn history_is_bounded_and_evictions_are_reported() {
         let mut hub = Hub::new(3, 0);
-        let (id, mut amy_cursor) = hub.join(b"@c", &user("amy"));
-        let (_, _) = hub.join(b"@c", &user("bob"));
+        let (id, mut amy_cursor) = hub.join(&channel("@c"), &user("amy"));
+        let (_, _) = hub.join(&channel("@c"), &user("bob"));
         for i in 0..6 {
             hub.post(id, user("bob"), format!("m{i}").as_bytes());
         }
@@ -320,8 +324,8 @@ mod tests {
     #[test]
     fn answer_ends_where_the_query_was_made() {
         let mut hub = Hub::new(10, 0);
-        let (id, _) = hub.join(b"@c", &user("amy"));
-        let (_, mut cursor) = hub.join(b"@c", &user("bob"));
+        let (id, _) = hub.join(&channel("@c"), &user("amy"));
+        let (_, mut cursor) = hub.join(&channel("@c"), &user("bob"));
         let end = hub.end_seq(id);
         hub.post(id, user("amy"), b"later");
         assert!(matches!(
@@ -341,8 +345,8 @@ mod tests {
     #[test]
     fn eviction_in_the_middle_of_an_answer_is_reported_there() {
         let mut hub = Hub::new(2, 0);
-        let (id, _) = hub.join(b"@c", &user("amy"));
-        let (_, mut cursor) = hub.join(b"@c", &user("bob")); // bob joined
+        let (id, _) = hub.join(&channel("@c"), &user("amy"));
+        let (_, mut cursor) = hub.join(&channel("@c"), &user("bob")); // bob joined
         hub.post(id, user("amy"), b"a");
         let end = hub.end_seq(id);
         assert!(matches!(
@@ -370,8 +374,8 @@ mod tests {
     fn channel_closes_with_its_last_member() {
         let mut hub = Hub::new(10, 10);
         let (amy, bob) = (user("amy"), user("bob"));
-        let (id, _) = hub.join(b"@c", &amy);
-        hub.join(b"@c", &bob);
+        let (id, _) = hub.join(&channel("@c"), &amy);
+        hub.join(&channel("@c"), &bob);
         hub.post(id, amy, b"secret");
         hub.leave(id, &amy);
         assert_eq!(hub.channels(), 1);
@@ -385,7 +389,7 @@ mod tests {
         hub.leave(id, &bob);
         assert_eq!(hub.channels(), 0);
         // Created again, it starts empty.
-        let (id, mut cursor) = hub.join(b"@c", &amy);
+        let (id, mut cursor) = hub.join(&channel("@c"), &amy);
         assert_eq!(
             read_all(&hub, id, &mut cursor, &amy),
             ["SERVER: amy joined"]
@@ -397,10 +401,10 @@ mod tests {
         // History limit equal to replay: the `joined` notice pushes the oldest replayed
         // entry out, which the joiner never had to read.
         let mut hub = Hub::new(3, 3);
-        let (id, _) = hub.join(b"@c", &user("amy"));
+        let (id, _) = hub.join(&channel("@c"), &user("amy"));
         hub.post(id, user("amy"), b"m1");
         hub.post(id, user("amy"), b"m2");
-        let (_, mut cursor) = hub.join(b"@c", &user("bob"));
+        let (_, mut cursor) = hub.join(&channel("@c"), &user("bob"));
         assert_eq!(
             read_all(&hub, id, &mut cursor, &user("bob")),
             ["amy: m1", "amy: m2", "SERVER: bob joined"]
@@ -410,9 +414,9 @@ mod tests {
     #[test]
     fn channel_names_are_case_sensitive() {
         let mut hub = Hub::new(10, 10);
-        let (a, _) = hub.join(b"@Rust", &user("amy"));
-        let (b, _) = hub.join(b"@rust", &user("bob"));
+        let (a, _) = hub.join(&channel("@Rust"), &user("amy"));
+        let (b, _) = hub.join(&channel("@rust"), &user("bob"));
         assert_ne!(a, b);
-        assert_eq!(hub.channel_name(a), b"@Rust");
+        assert_eq!(hub.channel_name(a), Some(&channel("@Rust")));
     }
 }

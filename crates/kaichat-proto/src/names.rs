@@ -107,16 +107,51 @@ impl fmt::Display for Username {
     }
 }
 
-/// Checks a channel name: 2–50 bytes of printable ASCII without space, starting with `@`.
-/// Channel names compare byte for byte, so the checked bytes are the name.
-pub fn check_channel(name: &[u8]) -> Result<(), NameError> {
-    match name {
-        [] => Err(NameError::Empty),
-        [first, ..] if *first != b'@' => Err(NameError::NoAt),
-        [_] => Err(NameError::Empty),
-        _ if name.len() > MAX_CHANNEL => Err(NameError::TooLong),
-        _ if !printable(name) => Err(NameError::NotPrintable),
-        _ => Ok(()),
+/// A valid channel name: 2–50 bytes of printable ASCII without space, starting with `@`.
+/// Kept inline (no allocation): it is copied into PDUs, hub keys and the client's state.
+/// Equality and hashing are byte for byte, as the contract compares channel names (the
+/// derived impls see the bytes past `len` too, which are always zero).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChannelName {
+    len: u8,
+    bytes: [u8; MAX_CHANNEL],
+}
+
+impl ChannelName {
+    /// Checks and builds a channel name.
+    pub fn new(name: &[u8]) -> Result<ChannelName, NameError> {
+        match name {
+            [] => return Err(NameError::Empty),
+            [first, ..] if *first != b'@' => return Err(NameError::NoAt),
+            [_] => return Err(NameError::Empty),
+            _ if name.len() > MAX_CHANNEL => return Err(NameError::TooLong),
+            _ if !printable(name) => return Err(NameError::NotPrintable),
+            _ => {}
+        }
+        let mut bytes = [0u8; MAX_CHANNEL];
+        bytes[..name.len()].copy_from_slice(name);
+        Ok(ChannelName {
+            len: name.len() as u8,
+            bytes,
+        })
+    }
+
+    /// The name's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl fmt::Debug for ChannelName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChannelName({self})")
+    }
+}
+
+impl fmt::Display for ChannelName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Printable ASCII by construction.
+        f.write_str(&String::from_utf8_lossy(self.as_bytes()))
     }
 }
 
@@ -158,12 +193,22 @@ mod tests {
 
     #[test]
     fn channel_names() {
-        assert!(check_channel(b"@r").is_ok());
-        assert!(check_channel(&[b'@'; 50]).is_ok());
-        assert_eq!(check_channel(&[b'@'; 51]), Err(NameError::TooLong));
-        assert_eq!(check_channel(b"@"), Err(NameError::Empty));
-        assert_eq!(check_channel(b""), Err(NameError::Empty));
-        assert_eq!(check_channel(b"rust"), Err(NameError::NoAt));
-        assert_eq!(check_channel(b"@a b"), Err(NameError::NotPrintable));
+        let check = |name: &[u8]| ChannelName::new(name).map(|c| c.as_bytes().to_vec());
+        assert_eq!(check(b"@r"), Ok(b"@r".to_vec()));
+        assert_eq!(check(&[b'@'; 50]), Ok(vec![b'@'; 50]));
+        assert_eq!(check(&[b'@'; 51]), Err(NameError::TooLong));
+        assert_eq!(check(b"@"), Err(NameError::Empty));
+        assert_eq!(check(b""), Err(NameError::Empty));
+        assert_eq!(check(b"rust"), Err(NameError::NoAt));
+        assert_eq!(check(b"@a b"), Err(NameError::NotPrintable));
+    }
+
+    #[test]
+    fn channel_names_compare_byte_for_byte() {
+        let rust = ChannelName::new(b"@rust").unwrap();
+        assert_eq!(rust, ChannelName::new(b"@rust").unwrap());
+        assert_ne!(rust, ChannelName::new(b"@Rust").unwrap());
+        assert_ne!(rust, ChannelName::new(b"@rus").unwrap());
+        assert_eq!(rust.to_string(), "@rust");
     }
 }

@@ -1,10 +1,13 @@
 //! The 2260-byte KaiChat PDU (contract sections 2 and 3): layout, command codes, fixed
 //! NUL-padded text fields and the per-client byte order of the command field.
 //!
-//! This module only encodes and decodes bytes. It never validates names or decides what a
-//! PDU means for a connection: that is `session` (server) and `client` (client side).
+//! This module encodes and decodes bytes. Name fields that a receiver acts on decode into
+//! the checked types of `names` (the byte after a full field included); it never decides
+//! what a PDU means for a connection: that is `session` (server) and `client` (client side).
 
 use std::fmt;
+
+use crate::names::{ChannelName, NameError, Username};
 
 /// Total size of every PDU on the wire.
 pub const PDU_LEN: usize = 2260;
@@ -209,9 +212,21 @@ impl Pdu {
         field_text(&self.bytes[USERNAME])
     }
 
-    /// The channel field of the prefix, up to its first NUL.
+    /// The channel field of the prefix, up to its first NUL, as it is on the wire.
     pub fn channel(&self) -> &[u8] {
         field_text(&self.bytes[CHANNEL])
+    }
+
+    /// The channel field of a JOIN_CHANNEL or of its acknowledgement, read as a channel
+    /// name (contract section 5): a 50-byte name must be followed by a NUL at prefix[61],
+    /// anything else there means it is longer. (In a RECEIVE_MESSAGE, prefix[61] is the
+    /// up-to-date flag: check its [`Pdu::channel`] with `ChannelName::new` instead.)
+    pub fn channel_name(&self) -> Result<ChannelName, NameError> {
+        let name = self.channel();
+        if name.len() == MAX_CHANNEL && self.bytes[CHANNEL.end] != 0 {
+            return Err(NameError::TooLong);
+        }
+        ChannelName::new(name)
     }
 
     /// The up-to-date flag of a RECEIVE_MESSAGE: true when it is 1.
@@ -235,10 +250,13 @@ impl Pdu {
         self
     }
 
-    /// Sets the channel field, with the separating space before it.
-    pub fn set_channel(&mut self, channel: &[u8]) -> &mut Pdu {
+    /// Sets the channel field (left empty for `None`), with the separating space before it.
+    pub fn set_channel(&mut self, channel: Option<&ChannelName>) -> &mut Pdu {
         self.bytes[SEPARATOR] = b' ';
-        put_field(&mut self.bytes[CHANNEL], channel);
+        put_field(
+            &mut self.bytes[CHANNEL],
+            channel.map_or(&[][..], ChannelName::as_bytes),
+        );
         self
     }
 
@@ -318,28 +336,35 @@ impl Pdu {
         pdu
     }
 
-    /// The username a CLIENT_INFO carries in params[0..10], and the byte after it.
-    pub fn client_info_name(&self) -> (&[u8], u8) {
-        let field = &self.bytes[PARAMS.start..PARAMS.start + MAX_USERNAME];
-        (field_text(field), self.bytes[PARAMS.start + MAX_USERNAME])
+    /// The username a CLIENT_INFO carries in params[0..10], up to its first NUL, as it is
+    /// on the wire.
+    pub fn client_info_name(&self) -> &[u8] {
+        field_text(&self.bytes[PARAMS.start..PARAMS.start + MAX_USERNAME])
+    }
+
+    /// The username of a CLIENT_INFO, checked (contract section 4): a 10-byte name must be
+    /// followed by a NUL or the hostname's space at params[10], anything else there means
+    /// it is longer.
+    pub fn client_info_username(&self) -> Result<Username, NameError> {
+        let name = self.client_info_name();
+        let after = self.bytes[PARAMS.start + MAX_USERNAME];
+        if name.len() == MAX_USERNAME && after != 0 && after != b' ' {
+            return Err(NameError::TooLong);
+        }
+        Username::new(name)
     }
 
     /// JOIN_CHANNEL from a client: username, space, channel.
-    pub fn join(order: ByteOrder, username: &[u8], channel: &[u8]) -> Pdu {
+    pub fn join(order: ByteOrder, username: &[u8], channel: &ChannelName) -> Pdu {
         let mut pdu = Pdu::new(Command::JoinChannel, order);
-        pdu.set_username(username).set_channel(channel);
+        pdu.set_username(username).set_channel(Some(channel));
         pdu
     }
 
-    /// The byte right after the channel field: a NUL unless the name is longer than 50.
-    pub fn after_channel(&self) -> u8 {
-        self.bytes[CHANNEL.end]
-    }
-
     /// The server's JOIN_CHANNEL or LEAVE_CHANNEL acknowledgement.
-    pub fn channel_ack(command: Command, order: ByteOrder, channel: &[u8]) -> Pdu {
+    pub fn channel_ack(command: Command, order: ByteOrder, channel: &ChannelName) -> Pdu {
         let mut pdu = Pdu::new(command, order);
-        pdu.set_username(SERVER_NAME).set_channel(channel);
+        pdu.set_username(SERVER_NAME).set_channel(Some(channel));
         pdu
     }
 
@@ -351,8 +376,13 @@ impl Pdu {
     }
 
     /// A RECEIVE_MESSAGE carrying a message (flag 0): chat from `sender`, or a notice when
-    /// `sender` is `SERVER`.
-    pub fn receive(order: ByteOrder, sender: &[u8], channel: &[u8], text: &[u8]) -> Pdu {
+    /// `sender` is `SERVER` (whose channel field may be empty).
+    pub fn receive(
+        order: ByteOrder,
+        sender: &[u8],
+        channel: Option<&ChannelName>,
+        text: &[u8],
+    ) -> Pdu {
         let mut pdu = Pdu::new(Command::ReceiveMessage, order);
         pdu.set_username(sender)
             .set_channel(channel)
@@ -360,13 +390,15 @@ impl Pdu {
         pdu
     }
 
-    /// A notice from the server (contract section 6).
-    pub fn notice(order: ByteOrder, channel: &[u8], text: &[u8]) -> Pdu {
+    /// A notice from the server (contract section 6); an error notice outside a channel
+    /// has no channel.
+    pub fn notice(order: ByteOrder, channel: Option<&ChannelName>, text: &[u8]) -> Pdu {
         Pdu::receive(order, SERVER_NAME, channel, text)
     }
 
-    /// The up-to-date RECEIVE_MESSAGE that ends every QUERY answer.
-    pub fn up_to_date_marker(order: ByteOrder, channel: &[u8]) -> Pdu {
+    /// The up-to-date RECEIVE_MESSAGE that ends every QUERY answer; outside a channel its
+    /// channel field is empty.
+    pub fn up_to_date_marker(order: ByteOrder, channel: Option<&ChannelName>) -> Pdu {
         let mut pdu = Pdu::new(Command::ReceiveMessage, order);
         pdu.set_username(SERVER_NAME)
             .set_channel(channel)
@@ -440,9 +472,13 @@ mod tests {
         assert_eq!(pdu.decode_command(None), Decoded::Unknown([0, 1, 0, 0]));
     }
 
+    fn channel(name: &[u8]) -> ChannelName {
+        ChannelName::new(name).unwrap()
+    }
+
     #[test]
     fn fields_are_nul_padded_and_end_at_first_nul() {
-        let mut pdu = Pdu::join(ByteOrder::Little, b"alice", b"@rust");
+        let mut pdu = Pdu::join(ByteOrder::Little, b"alice", &channel(b"@rust"));
         assert_eq!(&pdu.as_bytes()[..11], b"alice\0\0\0\0\0 ");
         assert_eq!(pdu.username(), b"alice");
         assert_eq!(pdu.channel(), b"@rust");
@@ -452,10 +488,27 @@ mod tests {
         assert_eq!(pdu.username(), b"alice");
         assert_eq!(pdu.channel(), b"@rust");
         // A field without NUL runs to its end.
-        let full = Pdu::join(ByteOrder::Little, b"abcdefghij", &[b'x'; 50]);
+        let full = Pdu::join(ByteOrder::Little, b"abcdefghij", &channel(&[b'@'; 50]));
         assert_eq!(full.username(), b"abcdefghij");
         assert_eq!(full.channel().len(), 50);
-        assert_eq!(full.after_channel(), 0);
+        assert_eq!(full.as_bytes()[CHANNEL.end], 0);
+    }
+
+    #[test]
+    fn channel_fields_decode_into_checked_names() {
+        let mut pdu = Pdu::join(ByteOrder::Little, b"amy", &channel(b"@rust"));
+        assert_eq!(pdu.channel_name(), Ok(channel(b"@rust")));
+        // A 50-byte name is whole when a NUL follows it, too long when anything else does.
+        let mut full = Pdu::join(ByteOrder::Little, b"amy", &channel(&[b'@'; 50]));
+        full.bytes_mut()[CHANNEL.end + 1] = b'x';
+        assert_eq!(full.channel_name(), Ok(channel(&[b'@'; 50])));
+        full.bytes_mut()[CHANNEL.end] = b'x';
+        assert_eq!(full.channel_name(), Err(NameError::TooLong));
+        // What the wire holds is checked like any name.
+        pdu.bytes_mut()[CHANNEL.start] = b'#';
+        assert_eq!(pdu.channel_name(), Err(NameError::NoAt));
+        pdu.bytes_mut()[CHANNEL].fill(0);
+        assert_eq!(pdu.channel_name(), Err(NameError::Empty));
     }
 
     #[test]
@@ -476,24 +529,31 @@ mod tests {
     }
 
     #[test]
-    fn client_info_name_and_following_byte() {
+    fn client_info_name_and_the_byte_after_it() {
         let pdu = Pdu::client_info(ByteOrder::Little, b"bob");
-        assert_eq!(pdu.client_info_name(), (&b"bob"[..], 0));
+        assert_eq!(pdu.client_info_name(), b"bob");
+        assert_eq!(pdu.client_info_username(), Username::new(b"bob"));
+        // A 10-byte name followed by NUL or the hostname's space is whole; followed by
+        // anything else, it is longer than 10 bytes.
         let mut long = Pdu::client_info(ByteOrder::Little, b"abcdefghij");
+        assert!(long.client_info_username().is_ok());
+        long.bytes_mut()[260 + 10..260 + 15].copy_from_slice(b" host");
+        assert!(long.client_info_username().is_ok());
         long.bytes_mut()[260 + 10] = b'k';
-        assert_eq!(long.client_info_name(), (&b"abcdefghij"[..], b'k'));
+        assert_eq!(long.client_info_name(), b"abcdefghij");
+        assert_eq!(long.client_info_username(), Err(NameError::TooLong));
         let ack = Pdu::client_info_ack(ByteOrder::Big, b"bob");
         assert_eq!(ack.username(), b"SERVER");
-        assert_eq!(ack.client_info_name().0, b"bob");
+        assert_eq!(ack.client_info_name(), b"bob");
     }
 
     #[test]
     fn up_to_date_flag_at_61() {
-        let marker = Pdu::up_to_date_marker(ByteOrder::Little, b"@c");
+        let marker = Pdu::up_to_date_marker(ByteOrder::Little, Some(&channel(b"@c")));
         assert_eq!(marker.as_bytes()[61], 1);
         assert!(marker.up_to_date());
         assert!(marker.params().iter().all(|&b| b == 0));
-        let msg = Pdu::receive(ByteOrder::Little, b"amy", b"@c", b"hello");
+        let msg = Pdu::receive(ByteOrder::Little, b"amy", Some(&channel(b"@c")), b"hello");
         assert!(!msg.up_to_date());
         assert!(msg.as_bytes()[62..256].iter().all(|&b| b == 0));
     }
@@ -521,6 +581,12 @@ mod tests {
         /// Text without NUL, `1..=max` bytes.
         fn text(max: usize) -> impl Strategy<Value = Vec<u8>> {
             vec(1u8..=255, 1..=max)
+        }
+
+        /// Valid channel names, of every length.
+        fn channel_name() -> impl Strategy<Value = ChannelName> {
+            vec(0x21u8..=0x7e, 1..MAX_CHANNEL)
+                .prop_map(|rest| ChannelName::new(&[&b"@"[..], &rest].concat()).unwrap())
         }
 
         proptest! {
@@ -569,15 +635,16 @@ mod tests {
             fn text_fields_round_trip(
                 order in any_order(),
                 name in text(MAX_USERNAME),
-                channel in text(MAX_CHANNEL),
+                channel in channel_name(),
                 message in text(MAX_MESSAGE),
                 flag in any::<bool>(),
             ) {
-                let mut pdu = Pdu::receive(order, &name, &channel, &message);
+                let mut pdu = Pdu::receive(order, &name, Some(&channel), &message);
                 pdu.set_up_to_date(flag);
                 let back = Pdu::from_bytes(*pdu.as_bytes());
                 prop_assert_eq!(back.username(), &name[..]);
-                prop_assert_eq!(back.channel(), &channel[..]);
+                prop_assert_eq!(back.channel(), channel.as_bytes());
+                prop_assert_eq!(ChannelName::new(back.channel()), Ok(channel));
                 prop_assert_eq!(back.params_text(), &message[..]);
                 prop_assert_eq!(back.up_to_date(), flag);
                 prop_assert_eq!(back.as_bytes()[SEPARATOR], b' ');
@@ -593,7 +660,7 @@ mod tests {
                 name in text(MAX_USERNAME - 1),
                 junk in vec(any::<u8>(), 1..MAX_USERNAME),
             ) {
-                let mut pdu = Pdu::join(ByteOrder::Little, &name, b"@c");
+                let mut pdu = Pdu::join(ByteOrder::Little, &name, &channel(b"@c"));
                 let end = (name.len() + 1 + junk.len()).min(MAX_USERNAME);
                 let room = end - name.len() - 1;
                 pdu.bytes_mut()[name.len() + 1..end].copy_from_slice(&junk[..room]);
@@ -607,10 +674,10 @@ mod tests {
                 version in any::<u16>(),
             ) {
                 let info = Pdu::from_bytes(*Pdu::client_info(order, &name).as_bytes());
-                prop_assert_eq!(info.client_info_name(), (&name[..], 0));
+                prop_assert_eq!(info.client_info_name(), &name[..]);
                 let ack = Pdu::client_info_ack(order, &name);
                 prop_assert_eq!(ack.username(), SERVER_NAME);
-                prop_assert_eq!(ack.client_info_name().0, &name[..]);
+                prop_assert_eq!(ack.client_info_name(), &name[..]);
                 let v = Pdu::from_bytes(*Pdu::client_version(order, version).as_bytes());
                 prop_assert_eq!(v.version(), version);
                 prop_assert_eq!(&v.params()[..2], &version.to_be_bytes()[..]);

@@ -10,10 +10,8 @@
 //! client, which keeps the contract's rule that an answer is never interleaved.
 
 use crate::hub::{ChannelId, Hub, Next};
-use crate::names::{check_channel, NameError, Username};
-use crate::pdu::{
-    ByteOrder, Command, Decoded, Pdu, MAX_CHANNEL, MAX_USERNAME, PROTOCOL_VERSION, SERVER_NAME,
-};
+use crate::names::Username;
+use crate::pdu::{ByteOrder, Command, Decoded, Pdu, PROTOCOL_VERSION, SERVER_NAME};
 
 /// Where answers go: the connection's TLS or plaintext output.
 use crate::outbox::Outbox;
@@ -209,14 +207,7 @@ impl Session {
     }
 
     fn client_info(&mut self, pdu: &Pdu, now: u64, hub: &mut Hub, out: &mut impl Outbox) {
-        let (name, after) = pdu.client_info_name();
-        // A 10-byte name followed by anything but NUL or the hostname's space is longer.
-        let checked = if name.len() == MAX_USERNAME && after != 0 && after != b' ' {
-            Err(NameError::TooLong)
-        } else {
-            Username::new(name)
-        };
-        let user = match checked {
+        let user = match pdu.client_info_username() {
             Ok(user) => user,
             Err(e) => {
                 self.error(format!("error: invalid username: {e}").as_bytes(), hub, out);
@@ -247,35 +238,34 @@ impl Session {
         let order = self.order;
         match (command, member) {
             (Some(Command::JoinChannel), member) => {
-                let name = pdu.channel();
-                // A 50-byte name followed by anything but NUL is longer than 50 bytes.
-                let checked = if name.len() == MAX_CHANNEL && pdu.after_channel() != 0 {
-                    Err(NameError::TooLong)
-                } else {
-                    check_channel(name)
+                let name = match pdu.channel_name() {
+                    Ok(name) => name,
+                    Err(e) => {
+                        let text = format!("error: invalid channel name: {e}");
+                        return self.error(text.as_bytes(), hub, out);
+                    }
                 };
-                if let Err(e) = checked {
-                    let text = format!("error: invalid channel name: {e}");
-                    return self.error(text.as_bytes(), hub, out);
-                }
                 if let Some(current) = member {
-                    if hub.channel_name(current.channel) == name {
-                        return out.send(&Pdu::channel_ack(Command::JoinChannel, order, name));
+                    if hub.channel_name(current.channel) == Some(&name) {
+                        return out.send(&Pdu::channel_ack(Command::JoinChannel, order, &name));
                     }
                     hub.leave(current.channel, &user);
                 }
-                let (channel, cursor) = hub.join(name, &user);
+                let (channel, cursor) = hub.join(&name, &user);
                 *member = Some(Membership {
                     channel,
                     cursor,
                     answer_end: None,
                 });
-                out.send(&Pdu::channel_ack(Command::JoinChannel, order, name));
+                out.send(&Pdu::channel_ack(Command::JoinChannel, order, &name));
             }
             (Some(Command::LeaveChannel), member @ Some(_)) => {
                 if let Some(left) = member.take() {
-                    let name = hub.channel_name(left.channel);
-                    out.send(&Pdu::channel_ack(Command::LeaveChannel, order, name));
+                    // A channel exists while it has members: it has a name until the
+                    // `leave` below.
+                    if let Some(name) = hub.channel_name(left.channel) {
+                        out.send(&Pdu::channel_ack(Command::LeaveChannel, order, name));
+                    }
                     hub.leave(left.channel, &user);
                 }
             }
@@ -288,7 +278,7 @@ impl Session {
                 self.error(b"error: not in a channel, join one first", hub, out)
             }
             (Some(Command::Query), Some(m)) => m.answer_end = Some(hub.end_seq(m.channel)),
-            (Some(Command::Query), None) => out.send(&Pdu::up_to_date_marker(order, b"")),
+            (Some(Command::Query), None) => out.send(&Pdu::up_to_date_marker(order, None)),
             (Some(Command::PingPong), _) => out.send(&Pdu::ping(order)),
             (Some(Command::ReceiveMessage), _) => self.error(
                 b"error: RECEIVE_MESSAGE is sent by the server only",
@@ -303,9 +293,7 @@ impl Session {
     }
 
     fn error(&self, text: &[u8], hub: &Hub, out: &mut impl Outbox) {
-        let channel = self
-            .member()
-            .map_or(&[][..], |m| hub.channel_name(m.channel));
+        let channel = self.member().and_then(|m| hub.channel_name(m.channel));
         out.send(&Pdu::notice(self.order, channel, text));
     }
 

@@ -15,7 +15,7 @@
 //! ```
 //! use std::time::{Duration, Instant};
 //! use kaichat_proto::client::{Client, Event, Phase, Settings};
-//! use kaichat_proto::names::Username;
+//! use kaichat_proto::names::{ChannelName, Username};
 //! use kaichat_proto::pdu::{ByteOrder, Command, Pdu};
 //!
 //! let now = Instant::now();
@@ -28,7 +28,7 @@
 //! client.handle(&Pdu::server_version(order, 1), now, &mut out).unwrap(); // -> VERSION, CLIENT_INFO
 //! let ack = Pdu::client_info_ack(order, b"amy");
 //! assert!(matches!(client.handle(&ack, now, &mut out), Ok(Some(Event::Established { .. }))));
-//! client.join(b"@rust", now, &mut out).unwrap();
+//! client.join(&ChannelName::new(b"@rust").unwrap(), now, &mut out).unwrap();
 //! assert_eq!(client.phase(), Phase::Established);
 //! assert_eq!(out.len(), 4); // PING, VERSION, CLIENT_INFO, JOIN
 //! ```
@@ -36,10 +36,8 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::names::{check_channel, NameError, Username};
-use crate::pdu::{
-    ByteOrder, Command, Decoded, Pdu, MAX_CHANNEL, MAX_MESSAGE, PROTOCOL_VERSION, SERVER_NAME,
-};
+use crate::names::{ChannelName, Username};
+use crate::pdu::{ByteOrder, Command, Decoded, Pdu, MAX_MESSAGE, PROTOCOL_VERSION, SERVER_NAME};
 
 /// The prefix of an error notice's text (contract section 6).
 pub const ERROR_PREFIX: &[u8] = b"error: ";
@@ -129,8 +127,6 @@ pub enum ClientError {
     NoCommonVersion { server_highest: u16 },
     /// The request does not fit the current phase (e.g. JOIN before the name is accepted).
     WrongPhase(Phase),
-    /// A channel or user name that the contract does not allow.
-    BadName(NameError),
     /// SEND_MESSAGE or LEAVE_CHANNEL outside a channel.
     NotInChannel,
     /// A message must have 1 to 2000 bytes.
@@ -152,7 +148,6 @@ impl fmt::Display for ClientError {
                 "no common protocol version (server speaks up to {server_highest}, we speak 1)"
             ),
             ClientError::WrongPhase(phase) => write!(f, "not possible now ({phase:?})"),
-            ClientError::BadName(e) => write!(f, "{e}"),
             ClientError::NotInChannel => f.write_str("not in a channel"),
             ClientError::EmptyMessage => f.write_str("empty message"),
             ClientError::MessageTooLong => write!(f, "message longer than {MAX_MESSAGE} bytes"),
@@ -176,6 +171,9 @@ pub enum Unexpected {
     ClientCommand(Command),
     /// An acknowledgement or version whose username field is not `SERVER`.
     NotFromServer(Command),
+    /// A JOIN_CHANNEL or LEAVE_CHANNEL acknowledgement whose channel field holds no valid
+    /// channel name.
+    InvalidChannel(Command),
     /// A known command that answers nothing we asked for, or arrives in the wrong phase.
     Unsolicited(Command),
 }
@@ -187,7 +185,10 @@ pub enum Request {
     Leave,
 }
 
-/// What a server PDU meant. Text borrows from the PDU: copy it if you keep it.
+/// What a server PDU meant. Text borrows from the PDU: copy it if you keep it. The channel
+/// of an acknowledgement is checked, as the client keeps it; the channel of a message,
+/// notice or up-to-date PDU is the field as the server wrote it (empty for a notice or
+/// an answer outside a channel), passed on unread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event<'p> {
     /// PONG: during set-up, or the answer to a keep-alive PING.
@@ -199,9 +200,9 @@ pub enum Event<'p> {
     /// CLIENT_INFO was refused; `reason` is the text after `error: `. Offer another name.
     NameRejected { reason: &'p [u8] },
     /// JOIN_CHANNEL acknowledged: `channel` is now the current channel.
-    Joined { channel: &'p [u8] },
+    Joined { channel: ChannelName },
     /// LEAVE_CHANNEL acknowledged: no current channel now.
-    Left { channel: &'p [u8] },
+    Left { channel: ChannelName },
     /// An error notice that answers our oldest pending JOIN or LEAVE: it was refused and
     /// nothing changed. `reason` is the text after `error: `. (An error notice that may
     /// answer a SEND_MESSAGE is reported as [`Event::Notice`] instead.)
@@ -223,29 +224,6 @@ pub enum Event<'p> {
     UpToDate { channel: &'p [u8] },
     /// A PDU that was ignored; see [`Unexpected`].
     Unexpected(Unexpected),
-}
-
-/// The current channel, inline (no allocation).
-#[derive(Clone, Copy)]
-struct ChannelName {
-    len: u8,
-    bytes: [u8; MAX_CHANNEL],
-}
-
-impl ChannelName {
-    fn new(name: &[u8]) -> ChannelName {
-        let len = name.len().min(MAX_CHANNEL);
-        let mut bytes = [0u8; MAX_CHANNEL];
-        bytes[..len].copy_from_slice(&name[..len]);
-        ChannelName {
-            len: len as u8,
-            bytes,
-        }
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..usize::from(self.len)]
-    }
 }
 
 /// Most JOIN_CHANNEL / LEAVE_CHANNEL requests that can wait for their answer at once.
@@ -345,13 +323,7 @@ impl fmt::Debug for Client {
         f.debug_struct("Client")
             .field("phase", &self.phase)
             .field("name", &self.name)
-            .field(
-                "channel",
-                &self
-                    .channel
-                    .as_ref()
-                    .map(|c| String::from_utf8_lossy(c.as_bytes()).into_owned()),
-            )
+            .field("channel", &self.channel)
             .field("owed", &self.owed)
             .field("deadline", &self.deadline)
             .finish()
@@ -425,8 +397,8 @@ impl Client {
     }
 
     /// The current channel, as the server acknowledged it.
-    pub fn channel(&self) -> Option<&[u8]> {
-        self.channel.as_ref().map(ChannelName::as_bytes)
+    pub fn channel(&self) -> Option<&ChannelName> {
+        self.channel.as_ref()
     }
 
     /// The version agreed on, 0 before.
@@ -503,12 +475,11 @@ impl Client {
     /// ([`Event::Joined`]).
     pub fn join(
         &mut self,
-        channel: &[u8],
+        channel: &ChannelName,
         now: Instant,
         out: &mut impl Outbox,
     ) -> Result<(), ClientError> {
         let name = self.established_name()?;
-        check_channel(channel).map_err(ClientError::BadName)?;
         self.owed.push_channel(Request::Join)?;
         let pdu = Pdu::join(self.order(), name.as_bytes(), channel);
         self.emit(&pdu, now, out);
@@ -680,7 +651,7 @@ impl Client {
                 if !from_server {
                     return Ok(Some(Event::Unexpected(Unexpected::NotFromServer(command))));
                 }
-                let (echo, _) = pdu.client_info_name();
+                let echo = pdu.client_info_name();
                 match &self.name {
                     Some(name) if name.matches(echo) => {
                         self.phase = Phase::Established;
@@ -701,9 +672,11 @@ impl Client {
                 if !from_server {
                     return Ok(Some(Event::Unexpected(Unexpected::NotFromServer(command))));
                 }
-                let channel = pdu.channel();
+                let Ok(channel) = pdu.channel_name() else {
+                    return Ok(Some(Event::Unexpected(Unexpected::InvalidChannel(command))));
+                };
                 self.owed.pop_channel();
-                self.channel = Some(ChannelName::new(channel));
+                self.channel = Some(channel);
                 // Query at once: the joiner's first answer is the recent history.
                 self.query_due = self.settings.query_interval.map(|_| now);
                 Ok(Some(Event::Joined { channel }))
@@ -715,13 +688,14 @@ impl Client {
                 if !from_server {
                     return Ok(Some(Event::Unexpected(Unexpected::NotFromServer(command))));
                 }
+                let Ok(channel) = pdu.channel_name() else {
+                    return Ok(Some(Event::Unexpected(Unexpected::InvalidChannel(command))));
+                };
                 self.owed.pop_channel();
                 // The server answers in order, so the channel left is the current one.
                 self.channel = None;
                 self.query_due = None;
-                Ok(Some(Event::Left {
-                    channel: pdu.channel(),
-                }))
+                Ok(Some(Event::Left { channel }))
             }
             Command::ReceiveMessage => self.receive(pdu, now),
         }
