@@ -14,50 +14,156 @@ pub struct Username {
     bytes: [u8; MAX_USERNAME],
 }
 
-/// Why a name was refused. The texts are what the server sends after `error: `.
+/// Which kind of name a [`NameError`] is about; each kind has its own rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NameError {
+pub enum NameKind {
+    Username,
+    Channel,
+}
+
+/// What was wrong with a refused name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Problem {
     Empty,
+    /// A channel name of one byte: `@` alone.
+    TooShort,
     TooLong,
-    NotPrintable,
+    /// A space (0x20) in the name.
+    Space,
+    /// A byte that is neither printable ASCII (0x21 to 0x7E) nor a space: the first one.
+    NotPrintable(u8),
+    /// A username that is `SERVER` in some letter case.
     Reserved,
+    /// A channel name whose first byte is not `@`.
     NoAt,
+}
+
+/// The most of a refused name an error keeps, to quote it: as much as a channel name holds.
+const SHOWN: usize = MAX_CHANNEL;
+
+const USERNAME_RULE: &str = "1 to 10 printable ASCII characters, no spaces";
+const CHANNEL_RULE: &str = "2 to 50 printable ASCII characters, no spaces, starting with @";
+
+/// Why a name was refused: which kind of name, what was wrong with it, and the name itself
+/// (its first 50 bytes), so that the text can quote it. The text ([`fmt::Display`]) is what
+/// the server sends after `error: `, and what a client shows before sending the name: it
+/// says what was wrong and states the rule. Kept inline, like the names.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct NameError {
+    kind: NameKind,
+    problem: Problem,
+    /// The name had more bytes than `shown` holds (only ever for [`Problem::TooLong`]).
+    cut: bool,
+    len: u8,
+    shown: [u8; SHOWN],
+}
+
+impl NameError {
+    fn new(kind: NameKind, problem: Problem, name: &[u8]) -> NameError {
+        let len = name.len().min(SHOWN);
+        let mut shown = [0u8; SHOWN];
+        shown[..len].copy_from_slice(&name[..len]);
+        NameError {
+            kind,
+            problem,
+            cut: name.len() > SHOWN,
+            len: len as u8,
+            shown,
+        }
+    }
+
+    /// A name that fills its field and goes on past it: `start` is all the field holds.
+    pub(crate) fn overflows(kind: NameKind, start: &[u8]) -> NameError {
+        NameError {
+            cut: true,
+            ..NameError::new(kind, Problem::TooLong, start)
+        }
+    }
+
+    /// The kind of name refused.
+    pub fn kind(&self) -> NameKind {
+        self.kind
+    }
+
+    /// What was wrong with it.
+    pub fn problem(&self) -> Problem {
+        self.problem
+    }
+
+    fn shown(&self) -> &[u8] {
+        &self.shown[..usize::from(self.len)]
+    }
+}
+
+impl fmt::Debug for NameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NameError")
+            .field("kind", &self.kind)
+            .field("problem", &self.problem)
+            .field("name", &format_args!("'{}'", self.shown().escape_ascii()))
+            .field("cut", &self.cut)
+            .finish()
+    }
 }
 
 impl fmt::Display for NameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            NameError::Empty => "name is empty",
-            NameError::TooLong => "name is too long",
-            NameError::NotPrintable => {
-                "name must be printable ASCII without spaces (bytes 0x21 to 0x7E)"
+        let (what, rule) = match self.kind {
+            NameKind::Username => ("username", USERNAME_RULE),
+            NameKind::Channel => ("channel name", CHANNEL_RULE),
+        };
+        // Escaped (\xNN, \', \\), so that what the peer sent is shown exactly and safely.
+        let name = self.shown().escape_ascii();
+        match self.problem {
+            Problem::Empty => write!(f, "{what} is empty")?,
+            Problem::TooShort => write!(f, "{what} '{name}' is too short")?,
+            Problem::TooLong if self.cut => write!(f, "{what} starting '{name}' is too long")?,
+            Problem::TooLong => write!(f, "{what} '{name}' is too long")?,
+            Problem::Space => write!(f, "{what} '{name}' contains a space")?,
+            Problem::NotPrintable(byte) => write!(
+                f,
+                "{what} '{name}' contains byte 0x{byte:02x}, which is not printable ASCII"
+            )?,
+            Problem::NoAt => write!(f, "{what} '{name}' does not start with @")?,
+            Problem::Reserved => {
+                return write!(
+                    f,
+                    "{what} '{name}' is reserved: SERVER, in any letter case, is the \
+                     server's name"
+                )
             }
-            NameError::Reserved => "SERVER is a reserved name",
-            NameError::NoAt => "channel name must start with @",
-        })
+        }
+        write!(f, ": {rule}")
     }
 }
 
 impl std::error::Error for NameError {}
 
-fn printable(name: &[u8]) -> bool {
-    name.iter().all(|&b| (0x21..=0x7e).contains(&b))
+/// The first byte that is not printable ASCII without space, as the problem it is.
+fn unprintable(name: &[u8]) -> Option<Problem> {
+    let byte = *name.iter().find(|b| !(0x21..=0x7e).contains(*b))?;
+    Some(if byte == b' ' {
+        Problem::Space
+    } else {
+        Problem::NotPrintable(byte)
+    })
 }
 
 impl Username {
     /// Checks and builds a username.
     pub fn new(name: &[u8]) -> Result<Username, NameError> {
+        let refuse = |problem| Err(NameError::new(NameKind::Username, problem, name));
         if name.is_empty() {
-            return Err(NameError::Empty);
+            return refuse(Problem::Empty);
         }
         if name.len() > MAX_USERNAME {
-            return Err(NameError::TooLong);
+            return refuse(Problem::TooLong);
         }
-        if !printable(name) {
-            return Err(NameError::NotPrintable);
+        if let Some(problem) = unprintable(name) {
+            return refuse(problem);
         }
         if name.eq_ignore_ascii_case(SERVER_NAME) {
-            return Err(NameError::Reserved);
+            return refuse(Problem::Reserved);
         }
         let mut bytes = [0u8; MAX_USERNAME];
         bytes[..name.len()].copy_from_slice(name);
@@ -120,13 +226,16 @@ pub struct ChannelName {
 impl ChannelName {
     /// Checks and builds a channel name.
     pub fn new(name: &[u8]) -> Result<ChannelName, NameError> {
-        match name {
-            [] => return Err(NameError::Empty),
-            [first, ..] if *first != b'@' => return Err(NameError::NoAt),
-            [_] => return Err(NameError::Empty),
-            _ if name.len() > MAX_CHANNEL => return Err(NameError::TooLong),
-            _ if !printable(name) => return Err(NameError::NotPrintable),
-            _ => {}
+        let problem = match name {
+            [] => Some(Problem::Empty),
+            // Length first, as on the wire, where a name too long is known by its field.
+            _ if name.len() > MAX_CHANNEL => Some(Problem::TooLong),
+            [first, ..] if *first != b'@' => Some(Problem::NoAt),
+            [_] => Some(Problem::TooShort),
+            _ => unprintable(name),
+        };
+        if let Some(problem) = problem {
+            return Err(NameError::new(NameKind::Channel, problem, name));
         }
         let mut bytes = [0u8; MAX_CHANNEL];
         bytes[..name.len()].copy_from_slice(name);
@@ -159,24 +268,32 @@ impl fmt::Display for ChannelName {
 mod tests {
     use super::*;
 
+    fn problem<T>(checked: Result<T, NameError>) -> Option<Problem> {
+        checked.err().map(|e| e.problem())
+    }
+
     #[test]
     fn usernames() {
         assert!(Username::new(b"a").is_ok());
         assert!(Username::new(b"abcdefghij").is_ok());
         assert!(Username::new(b"!~x").is_ok());
-        assert_eq!(Username::new(b"").err(), Some(NameError::Empty));
+        assert_eq!(problem(Username::new(b"")), Some(Problem::Empty));
         assert_eq!(
-            Username::new(b"abcdefghijk").err(),
-            Some(NameError::TooLong)
+            problem(Username::new(b"abcdefghijk")),
+            Some(Problem::TooLong)
         );
-        assert_eq!(Username::new(b"a b").err(), Some(NameError::NotPrintable));
+        assert_eq!(problem(Username::new(b"a b")), Some(Problem::Space));
         assert_eq!(
-            Username::new(b"caf\xc3\xa9").err(),
-            Some(NameError::NotPrintable)
+            problem(Username::new(b"caf\xc3\xa9")),
+            Some(Problem::NotPrintable(0xc3))
         );
-        assert_eq!(Username::new(b"a\x7f").err(), Some(NameError::NotPrintable));
-        assert_eq!(Username::new(b"sErVeR").err(), Some(NameError::Reserved));
+        assert_eq!(
+            problem(Username::new(b"a\x7f")),
+            Some(Problem::NotPrintable(0x7f))
+        );
+        assert_eq!(problem(Username::new(b"sErVeR")), Some(Problem::Reserved));
         assert!(Username::new(b"SERVERS").is_ok());
+        assert_eq!(Username::new(b"").unwrap_err().kind(), NameKind::Username);
     }
 
     #[test]
@@ -196,11 +313,83 @@ mod tests {
         let check = |name: &[u8]| ChannelName::new(name).map(|c| c.as_bytes().to_vec());
         assert_eq!(check(b"@r"), Ok(b"@r".to_vec()));
         assert_eq!(check(&[b'@'; 50]), Ok(vec![b'@'; 50]));
-        assert_eq!(check(&[b'@'; 51]), Err(NameError::TooLong));
-        assert_eq!(check(b"@"), Err(NameError::Empty));
-        assert_eq!(check(b""), Err(NameError::Empty));
-        assert_eq!(check(b"rust"), Err(NameError::NoAt));
-        assert_eq!(check(b"@a b"), Err(NameError::NotPrintable));
+        assert_eq!(problem(check(&[b'@'; 51])), Some(Problem::TooLong));
+        assert_eq!(problem(check(b"@")), Some(Problem::TooShort));
+        assert_eq!(problem(check(b"")), Some(Problem::Empty));
+        assert_eq!(problem(check(b"rust")), Some(Problem::NoAt));
+        assert_eq!(problem(check(b"@a b")), Some(Problem::Space));
+        assert_eq!(problem(check(b"@a\tb")), Some(Problem::NotPrintable(b'\t')));
+        // Length first, as on the wire: a long name without @ is too long.
+        assert_eq!(problem(check(&[b'x'; 51])), Some(Problem::TooLong));
+        assert_eq!(ChannelName::new(b"").unwrap_err().kind(), NameKind::Channel);
+    }
+
+    #[test]
+    fn errors_say_which_name_what_is_wrong_and_the_rule() {
+        let user = |name: &[u8]| Username::new(name).unwrap_err().to_string();
+        let channel = |name: &[u8]| ChannelName::new(name).unwrap_err().to_string();
+        let user_rule = "1 to 10 printable ASCII characters, no spaces";
+        let channel_rule = "2 to 50 printable ASCII characters, no spaces, starting with @";
+        assert_eq!(user(b""), format!("username is empty: {user_rule}"));
+        assert_eq!(
+            user(b"abcdefghijk"),
+            format!("username 'abcdefghijk' is too long: {user_rule}")
+        );
+        assert_eq!(
+            user(b"x y"),
+            format!("username 'x y' contains a space: {user_rule}")
+        );
+        assert_eq!(
+            user(b"a\x7f"),
+            format!(
+                "username 'a\\x7f' contains byte 0x7f, which is not printable ASCII: {user_rule}"
+            )
+        );
+        assert_eq!(
+            user(b"server"),
+            "username 'server' is reserved: SERVER, in any letter case, is the server's name"
+        );
+        assert_eq!(
+            channel(b"@"),
+            format!("channel name '@' is too short: {channel_rule}")
+        );
+        assert_eq!(
+            channel(b""),
+            format!("channel name is empty: {channel_rule}")
+        );
+        assert_eq!(
+            channel(b"#rust"),
+            format!("channel name '#rust' does not start with @: {channel_rule}")
+        );
+        assert_eq!(
+            channel(b"@a b"),
+            format!("channel name '@a b' contains a space: {channel_rule}")
+        );
+        assert_eq!(
+            channel("@café".as_bytes()),
+            format!(
+                "channel name '@caf\\xc3\\xa9' contains byte 0xc3, which is not printable \
+                 ASCII: {channel_rule}"
+            )
+        );
+        // The name is quoted with quotes and backslashes escaped, so it reads unambiguously.
+        assert_eq!(
+            channel(b"it's"),
+            format!("channel name 'it\\'s' does not start with @: {channel_rule}")
+        );
+        // A long name is shown by its first 50 bytes.
+        let long = [&b"@"[..], &[b'x'; 99]].concat();
+        assert_eq!(
+            channel(&long),
+            format!(
+                "channel name starting '{}' is too long: {channel_rule}",
+                String::from_utf8_lossy(&long[..50])
+            )
+        );
+        // The longest text, a 50-byte name of bytes shown as \xNN, fits a notice's params
+        // (2000 bytes) after `error: ` with room to spare.
+        let worst = [&b"@"[..], &[0xff; 49]].concat();
+        assert!(channel(&worst).len() < 400, "{}", channel(&worst));
     }
 
     #[test]

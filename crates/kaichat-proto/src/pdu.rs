@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use crate::names::{ChannelName, NameError, Username};
+use crate::names::{ChannelName, NameError, NameKind, Username};
 
 /// Total size of every PDU on the wire.
 pub const PDU_LEN: usize = 2260;
@@ -224,7 +224,7 @@ impl Pdu {
     pub fn channel_name(&self) -> Result<ChannelName, NameError> {
         let name = self.channel();
         if name.len() == MAX_CHANNEL && self.bytes[CHANNEL.end] != 0 {
-            return Err(NameError::TooLong);
+            return Err(NameError::overflows(NameKind::Channel, name));
         }
         ChannelName::new(name)
     }
@@ -349,7 +349,7 @@ impl Pdu {
         let name = self.client_info_name();
         let after = self.bytes[PARAMS.start + MAX_USERNAME];
         if name.len() == MAX_USERNAME && after != 0 && after != b' ' {
-            return Err(NameError::TooLong);
+            return Err(NameError::overflows(NameKind::Username, name));
         }
         Username::new(name)
     }
@@ -472,6 +472,8 @@ mod tests {
         assert_eq!(pdu.decode_command(None), Decoded::Unknown([0, 1, 0, 0]));
     }
 
+    use crate::names::Problem;
+
     fn channel(name: &[u8]) -> ChannelName {
         ChannelName::new(name).unwrap()
     }
@@ -503,12 +505,20 @@ mod tests {
         full.bytes_mut()[CHANNEL.end + 1] = b'x';
         assert_eq!(full.channel_name(), Ok(channel(&[b'@'; 50])));
         full.bytes_mut()[CHANNEL.end] = b'x';
-        assert_eq!(full.channel_name(), Err(NameError::TooLong));
+        let too_long = full.channel_name().unwrap_err();
+        assert_eq!(too_long.problem(), Problem::TooLong);
+        assert_eq!(too_long.kind(), NameKind::Channel);
         // What the wire holds is checked like any name.
         pdu.bytes_mut()[CHANNEL.start] = b'#';
-        assert_eq!(pdu.channel_name(), Err(NameError::NoAt));
+        assert_eq!(
+            pdu.channel_name().map_err(|e| e.problem()),
+            Err(Problem::NoAt)
+        );
         pdu.bytes_mut()[CHANNEL].fill(0);
-        assert_eq!(pdu.channel_name(), Err(NameError::Empty));
+        assert_eq!(
+            pdu.channel_name().map_err(|e| e.problem()),
+            Err(Problem::Empty)
+        );
     }
 
     #[test]
@@ -541,7 +551,9 @@ mod tests {
         assert!(long.client_info_username().is_ok());
         long.bytes_mut()[260 + 10] = b'k';
         assert_eq!(long.client_info_name(), b"abcdefghij");
-        assert_eq!(long.client_info_username(), Err(NameError::TooLong));
+        let too_long = long.client_info_username().unwrap_err();
+        assert_eq!(too_long.problem(), Problem::TooLong);
+        assert_eq!(too_long.kind(), NameKind::Username);
         let ack = Pdu::client_info_ack(ByteOrder::Big, b"bob");
         assert_eq!(ack.username(), b"SERVER");
         assert_eq!(ack.client_info_name(), b"bob");

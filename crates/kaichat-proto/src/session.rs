@@ -179,7 +179,8 @@ impl Session {
                         Step::Continue
                     } else {
                         let text = format!(
-                            "error: unsupported version {version}, this server speaks version {PROTOCOL_VERSION}"
+                            "error: unsupported protocol version {version}: this server \
+                             speaks version {PROTOCOL_VERSION}, a big-endian u16 in params[0..2]"
                         );
                         self.error(text.as_bytes(), hub, out);
                         Step::Close
@@ -210,12 +211,15 @@ impl Session {
         let user = match pdu.client_info_username() {
             Ok(user) => user,
             Err(e) => {
-                self.error(format!("error: invalid username: {e}").as_bytes(), hub, out);
+                self.error(format!("error: {e}").as_bytes(), hub, out);
                 return;
             }
         };
         if !hub.claim_name(user) {
-            let text = format!("error: username {user} is taken");
+            let text = format!(
+                "error: username '{user}' is taken: a connected client has it (names are \
+                 compared ignoring case)"
+            );
             self.error(text.as_bytes(), hub, out);
             return;
         }
@@ -240,10 +244,7 @@ impl Session {
             (Some(Command::JoinChannel), member) => {
                 let name = match pdu.channel_name() {
                     Ok(name) => name,
-                    Err(e) => {
-                        let text = format!("error: invalid channel name: {e}");
-                        return self.error(text.as_bytes(), hub, out);
-                    }
+                    Err(e) => return self.error(format!("error: {e}").as_bytes(), hub, out),
                 };
                 if let Some(current) = member {
                     if hub.channel_name(current.channel) == Some(&name) {
@@ -269,26 +270,49 @@ impl Session {
                     hub.leave(left.channel, &user);
                 }
             }
-            (Some(Command::LeaveChannel), None) => self.error(b"error: not in a channel", hub, out),
+            (Some(Command::LeaveChannel), None) => {
+                self.error(b"error: cannot leave: not in a channel", hub, out)
+            }
             (Some(Command::SendMessage), Some(m)) if !pdu.params_text().is_empty() => {
                 hub.post(m.channel, user, pdu.params_text())
             }
-            (Some(Command::SendMessage), Some(_)) => self.error(b"error: empty message", hub, out),
-            (Some(Command::SendMessage), None) => {
-                self.error(b"error: not in a channel, join one first", hub, out)
-            }
+            (Some(Command::SendMessage), Some(_)) => self.error(
+                b"error: message not sent: it is empty (a message is 1 to 2000 bytes before \
+                  the first NUL)",
+                hub,
+                out,
+            ),
+            (Some(Command::SendMessage), None) => self.error(
+                b"error: message not sent: not in a channel, join one first",
+                hub,
+                out,
+            ),
             (Some(Command::Query), Some(m)) => m.answer_end = Some(hub.end_seq(m.channel)),
             (Some(Command::Query), None) => out.send(&Pdu::up_to_date_marker(order, None)),
             (Some(Command::PingPong), _) => out.send(&Pdu::ping(order)),
             (Some(Command::ReceiveMessage), _) => self.error(
-                b"error: RECEIVE_MESSAGE is sent by the server only",
+                b"error: RECEIVE_MESSAGE (5) is sent by the server only",
                 hub,
                 out,
             ),
-            (Some(Command::VersionNegotiation) | Some(Command::ClientInfo), _) => {
-                self.error(b"error: already connected", hub, out)
+            (Some(Command::VersionNegotiation), _) => self.error(
+                b"error: VERSION_NEGOTIATION (1) is only accepted during set-up, and this \
+                  connection is already established",
+                hub,
+                out,
+            ),
+            (Some(Command::ClientInfo), _) => {
+                let text = format!(
+                    "error: CLIENT_INFO (2) is only accepted during set-up, and this \
+                     connection is already established as '{user}'"
+                );
+                self.error(text.as_bytes(), hub, out)
             }
-            (Some(Command::Quit) | None, _) => self.error(b"error: unknown command", hub, out),
+            // QUIT closed the connection before this match.
+            (Some(Command::Quit) | None, _) => {
+                let text = unknown_command(pdu.command_bytes(), order);
+                self.error(text.as_bytes(), hub, out)
+            }
         }
     }
 
@@ -344,6 +368,21 @@ impl Session {
             hub.release_name(&user);
         }
     }
+}
+
+/// The error notice for a command field that is none of the codes in the connection's
+/// fixed byte order: the code as read, and the bytes, since a client that writes the other
+/// order sends a known code that reads as a huge one.
+fn unknown_command(raw: [u8; 4], order: ByteOrder) -> String {
+    let (code, read) = match order {
+        ByteOrder::Little => (u32::from_le_bytes(raw), "little-endian"),
+        ByteOrder::Big => (u32::from_be_bytes(raw), "big-endian"),
+    };
+    let [a, b, c, d] = raw;
+    format!(
+        "error: unknown command code {code} (command field {a:02x} {b:02x} {c:02x} {d:02x}, \
+         read {read}, the byte order this connection fixed): the codes are 0 to 8"
+    )
 }
 
 #[cfg(test)]

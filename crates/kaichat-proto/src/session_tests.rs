@@ -1244,6 +1244,214 @@ fn ping_when_established_gets_pong() {
     }
 }
 
+// --- The texts of the error notices (contract section 6; docs/PROTOCOL.md section 7) ------
+
+/// The rules as every name error states them.
+const USERNAME_RULE: &str = "1 to 10 printable ASCII characters, no spaces";
+const CHANNEL_RULE: &str = "2 to 50 printable ASCII characters, no spaces, starting with @";
+
+/// The one error notice a PDU gets, in `order`.
+fn notice_for(s: &mut Session, hub: &mut Hub, pdu: &Pdu) -> String {
+    let order = s.order();
+    let (step, out) = feed(s, hub, pdu, 0);
+    assert_eq!(step, Step::Continue, "{pdu:?}");
+    let text = error_text(&out, order);
+    assert!(text.len() <= PARAMS_LEN, "{text}");
+    text
+}
+
+#[test]
+fn an_unsupported_version_is_named_with_the_one_spoken() {
+    for (version, sent) in [
+        (0, Pdu::client_version(LE, 0)),
+        (2, Pdu::client_version(LE, 2)),
+        // A 4-byte native 1, as the reference implementation wrote it.
+        (
+            256,
+            raw(Command::VersionNegotiation, LE, b"", &1u32.to_le_bytes()),
+        ),
+    ] {
+        let mut hub = Hub::new(10, 5);
+        let mut s = Session::new(0);
+        feed(&mut s, &mut hub, &Pdu::ping(LE), 0);
+        let (step, out) = feed(&mut s, &mut hub, &sent, 0);
+        assert_eq!(step, Step::Close);
+        assert_eq!(
+            error_text(&out, LE),
+            format!(
+                "error: unsupported protocol version {version}: this server speaks version 1, \
+                 a big-endian u16 in params[0..2]"
+            )
+        );
+    }
+}
+
+#[test]
+fn a_refused_username_is_named_with_what_is_wrong_and_the_rule() {
+    let mut too_long = Pdu::client_info(LE, b"abcdefghij");
+    too_long.bytes_mut()[PARAMS_AT + 10] = b'k';
+    let cases: [(Pdu, String); 7] = [
+        (
+            Pdu::client_info(LE, b""),
+            format!("error: username is empty: {USERNAME_RULE}"),
+        ),
+        (
+            Pdu::client_info(LE, b"a b"),
+            format!("error: username 'a b' contains a space: {USERNAME_RULE}"),
+        ),
+        (
+            Pdu::client_info(LE, b"tab\there"),
+            format!(
+                "error: username 'tab\\there' contains byte 0x09, which is not printable \
+                 ASCII: {USERNAME_RULE}"
+            ),
+        ),
+        (
+            Pdu::client_info(LE, b"caf\xc3\xa9"),
+            format!(
+                "error: username 'caf\\xc3\\xa9' contains byte 0xc3, which is not printable \
+                 ASCII: {USERNAME_RULE}"
+            ),
+        ),
+        (
+            too_long,
+            format!("error: username starting 'abcdefghij' is too long: {USERNAME_RULE}"),
+        ),
+        (
+            Pdu::client_info(LE, b"SeRvEr"),
+            "error: username 'SeRvEr' is reserved: SERVER, in any letter case, is the \
+             server's name"
+                .to_string(),
+        ),
+        (
+            Pdu::client_info(LE, b"AMY"),
+            "error: username 'AMY' is taken: a connected client has it (names are compared \
+             ignoring case)"
+                .to_string(),
+        ),
+    ];
+    let mut hub = Hub::new(10, 5);
+    connected(&mut hub, BE, b"amy");
+    let mut s = awaiting_client_info(&mut hub, LE, 0);
+    for (pdu, expected) in cases {
+        assert_eq!(notice_for(&mut s, &mut hub, &pdu), expected);
+    }
+}
+
+#[test]
+fn a_refused_channel_name_is_named_with_what_is_wrong_and_the_rule() {
+    let fifty = [&b"@"[..], &[b'x'; 49]].concat();
+    let mut too_long = join(LE, b"amy", &fifty);
+    too_long.bytes_mut()[CHANNEL.end] = b'x';
+    let cases: [(Pdu, String); 6] = [
+        (
+            join(LE, b"amy", b"@"),
+            format!("error: channel name '@' is too short: {CHANNEL_RULE}"),
+        ),
+        (
+            join(LE, b"amy", b""),
+            format!("error: channel name is empty: {CHANNEL_RULE}"),
+        ),
+        (
+            join(LE, b"amy", b"rust"),
+            format!("error: channel name 'rust' does not start with @: {CHANNEL_RULE}"),
+        ),
+        (
+            join(LE, b"amy", b"@a b"),
+            format!("error: channel name '@a b' contains a space: {CHANNEL_RULE}"),
+        ),
+        (
+            join(LE, b"amy", b"@\x7f"),
+            format!(
+                "error: channel name '@\\x7f' contains byte 0x7f, which is not printable \
+                 ASCII: {CHANNEL_RULE}"
+            ),
+        ),
+        (
+            too_long,
+            format!(
+                "error: channel name starting '{}' is too long: {CHANNEL_RULE}",
+                text(&fifty)
+            ),
+        ),
+    ];
+    let mut hub = Hub::new(10, 5);
+    let mut s = connected(&mut hub, LE, b"amy");
+    for (pdu, expected) in cases {
+        assert_eq!(notice_for(&mut s, &mut hub, &pdu), expected);
+    }
+}
+
+#[test]
+fn refused_requests_of_an_established_client_say_why() {
+    let mut hub = Hub::new(10, 5);
+    let mut s = connected(&mut hub, LE, b"amy");
+    let cases: [(Pdu, &str); 9] = [
+        (Pdu::leave(LE), "error: cannot leave: not in a channel"),
+        (
+            Pdu::send_message(LE, b"hi"),
+            "error: message not sent: not in a channel, join one first",
+        ),
+        (
+            receive(LE, b"amy", b"@c", b"hi"),
+            "error: RECEIVE_MESSAGE (5) is sent by the server only",
+        ),
+        (
+            Pdu::client_version(LE, 1),
+            "error: VERSION_NEGOTIATION (1) is only accepted during set-up, and this \
+             connection is already established",
+        ),
+        (
+            Pdu::client_info(LE, b"bob"),
+            "error: CLIENT_INFO (2) is only accepted during set-up, and this connection is \
+             already established as 'amy'",
+        ),
+        (
+            raw_command([9, 0, 0, 0]),
+            "error: unknown command code 9 (command field 09 00 00 00, read little-endian, \
+             the byte order this connection fixed): the codes are 0 to 8",
+        ),
+        (
+            raw_command([0, 0, 0, 8]),
+            "error: unknown command code 134217728 (command field 00 00 00 08, read \
+             little-endian, the byte order this connection fixed): the codes are 0 to 8",
+        ),
+        (
+            raw_command([0xff; 4]),
+            "error: unknown command code 4294967295 (command field ff ff ff ff, read \
+             little-endian, the byte order this connection fixed): the codes are 0 to 8",
+        ),
+        (
+            Pdu::join(LE, b"amy", &ChannelName::new(b"@c").unwrap()),
+            "", // joined: the empty message below is refused in the channel
+        ),
+    ];
+    for (pdu, expected) in cases {
+        if expected.is_empty() {
+            feed(&mut s, &mut hub, &pdu, 0);
+            continue;
+        }
+        assert_eq!(notice_for(&mut s, &mut hub, &pdu), expected);
+    }
+    for empty in [
+        Pdu::send_message(LE, b""),
+        raw(Command::SendMessage, LE, b"", b"\0text after the NUL"),
+    ] {
+        assert_eq!(
+            notice_for(&mut s, &mut hub, &empty),
+            "error: message not sent: it is empty (a message is 1 to 2000 bytes before the \
+             first NUL)"
+        );
+    }
+    // A big-endian connection's unknown codes are read big-endian.
+    let mut be = connected(&mut hub, BE, b"bob");
+    assert_eq!(
+        notice_for(&mut be, &mut hub, &raw_command([8, 0, 0, 0])),
+        "error: unknown command code 134217728 (command field 08 00 00 00, read big-endian, \
+         the byte order this connection fixed): the codes are 0 to 8"
+    );
+}
+
 // --- close() ------------------------------------------------------------------------------
 
 #[test]
