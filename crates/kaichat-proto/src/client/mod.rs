@@ -98,6 +98,21 @@ pub enum Phase {
     Closed,
 }
 
+impl Phase {
+    /// When a request refused in this phase was made, for [`ClientError::WrongPhase`].
+    fn when(self) -> &'static str {
+        match self {
+            Phase::Idle => "before the connection is started",
+            Phase::AwaitPong => "while waiting for the server's PONG",
+            Phase::AwaitServerVersion => "while waiting for the server's protocol version",
+            Phase::AwaitName => "while no username is offered",
+            Phase::AwaitNameAck => "while the server has not accepted the username yet",
+            Phase::Established => "once the connection is established",
+            Phase::Closed => "after the connection is closed",
+        }
+    }
+}
+
 /// What a [`Client`] was waiting for when a deadline passed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Waiting {
@@ -131,8 +146,8 @@ pub enum ClientError {
     NotInChannel,
     /// A message must have 1 to 2000 bytes.
     EmptyMessage,
-    /// Longer than 2000 bytes: cut it with [`cut_message`] first.
-    MessageTooLong,
+    /// Longer than 2000 bytes (`len`): cut it with [`cut_message`] first.
+    MessageTooLong { len: usize },
     /// [`MAX_PENDING_CHANNEL_REQUESTS`] JOIN/LEAVE requests already wait for an answer.
     TooManyPending,
     /// A NUL byte would end the message early on the wire.
@@ -145,16 +160,27 @@ impl fmt::Display for ClientError {
             ClientError::Timeout(waiting) => write!(f, "timed out waiting for {waiting}"),
             ClientError::NoCommonVersion { server_highest } => write!(
                 f,
-                "no common protocol version (server speaks up to {server_highest}, we speak 1)"
+                "no common protocol version: the server speaks up to version \
+                 {server_highest}, this client speaks version {PROTOCOL_VERSION}"
             ),
-            ClientError::WrongPhase(phase) => write!(f, "not possible now ({phase:?})"),
-            ClientError::NotInChannel => f.write_str("not in a channel"),
-            ClientError::EmptyMessage => f.write_str("empty message"),
-            ClientError::MessageTooLong => write!(f, "message longer than {MAX_MESSAGE} bytes"),
-            ClientError::MessageHasNul => f.write_str("message contains a NUL byte"),
-            ClientError::TooManyPending => {
-                f.write_str("too many JOIN/LEAVE requests waiting for an answer")
+            ClientError::WrongPhase(phase) => write!(f, "not possible {}", phase.when()),
+            ClientError::NotInChannel => f.write_str("not in a channel: join one first"),
+            ClientError::EmptyMessage => {
+                write!(f, "message is empty: a message is 1 to {MAX_MESSAGE} bytes")
             }
+            ClientError::MessageTooLong { len } => write!(
+                f,
+                "message is too long: {len} bytes, the limit is {MAX_MESSAGE}"
+            ),
+            ClientError::MessageHasNul => f.write_str(
+                "message contains a NUL byte, which would end it on the wire: any byte but \
+                 NUL is allowed",
+            ),
+            ClientError::TooManyPending => write!(
+                f,
+                "too many JOIN/LEAVE requests waiting for an answer: at most \
+                 {MAX_PENDING_CHANNEL_REQUESTS}"
+            ),
         }
     }
 }
@@ -510,7 +536,7 @@ impl Client {
             return Err(ClientError::EmptyMessage);
         }
         if text.len() > MAX_MESSAGE {
-            return Err(ClientError::MessageTooLong);
+            return Err(ClientError::MessageTooLong { len: text.len() });
         }
         if text.contains(&0) {
             return Err(ClientError::MessageHasNul);

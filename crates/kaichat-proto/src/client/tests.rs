@@ -697,7 +697,7 @@ fn send_message_checks() {
     );
     assert_eq!(
         client.send_message(&[b'x'; 2001], t0, &mut out),
-        Err(ClientError::MessageTooLong)
+        Err(ClientError::MessageTooLong { len: 2001 })
     );
     assert!(out.is_empty());
     // Allowed while the JOIN is on its way: the server handles PDUs in order.
@@ -1137,6 +1137,64 @@ fn random_server_pdus_never_panic_in_any_phase() {
             assert_eq!(out.len() % PDU_LEN, 0);
         }
     }
+}
+
+// --- What the errors say. ---
+
+#[test]
+fn refusals_say_what_was_wrong_and_the_limit() {
+    let t0 = Instant::now();
+    let text = |r: Result<(), ClientError>| r.unwrap_err().to_string();
+    let (mut early, mut out) = started(ByteOrder::Little, t0);
+    assert_eq!(
+        text(early.send_message(b"hi", t0, &mut out)),
+        "not possible while waiting for the server's PONG"
+    );
+    let mut idle = Client::new(settings(ByteOrder::Little));
+    assert_eq!(
+        text(idle.query(t0, &mut out)),
+        "not possible before the connection is started"
+    );
+    let mut client = established(ByteOrder::Little, t0);
+    assert_eq!(
+        text(client.offer_name(name("bob"), t0, &mut out)),
+        "not possible once the connection is established"
+    );
+    assert_eq!(
+        text(client.leave(t0, &mut out)),
+        "not in a channel: join one first"
+    );
+    client.join(&ch("@c"), t0, &mut out).unwrap();
+    assert_eq!(
+        text(client.send_message(b"", t0, &mut out)),
+        "message is empty: a message is 1 to 2000 bytes"
+    );
+    assert_eq!(
+        text(client.send_message(&[b'x'; 2500], t0, &mut out)),
+        "message is too long: 2500 bytes, the limit is 2000"
+    );
+    assert_eq!(
+        text(client.send_message(b"a\0b", t0, &mut out)),
+        "message contains a NUL byte, which would end it on the wire: any byte but NUL is \
+         allowed"
+    );
+    for _ in 1..MAX_PENDING_CHANNEL_REQUESTS {
+        client.join(&ch("@c"), t0, &mut out).unwrap();
+    }
+    assert_eq!(
+        text(client.join(&ch("@c"), t0, &mut out)),
+        "too many JOIN/LEAVE requests waiting for an answer: at most 32"
+    );
+    client.quit(t0, &mut out);
+    assert_eq!(
+        text(client.query(t0, &mut out)),
+        "not possible after the connection is closed"
+    );
+    assert_eq!(
+        ClientError::NoCommonVersion { server_highest: 0 }.to_string(),
+        "no common protocol version: the server speaks up to version 0, this client speaks \
+         version 1"
+    );
 }
 
 // --- Cutting long messages. ---
