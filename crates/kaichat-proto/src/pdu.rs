@@ -130,7 +130,7 @@ impl fmt::Debug for Pdu {
 }
 
 /// The text of a fixed-width field: everything before its first NUL, or the whole field.
-pub fn field_text(field: &[u8]) -> &[u8] {
+fn field_text(field: &[u8]) -> &[u8] {
     match field.iter().position(|&b| b == 0) {
         Some(end) => &field[..end],
         None => field,

@@ -140,7 +140,7 @@ fn render(pdu: &Pdu, order: ByteOrder) -> String {
     );
     // Senders zero everything after a field's first NUL.
     for field in [&bytes[0..10], &bytes[11..61], &bytes[PARAMS_AT..]] {
-        let len = crate::pdu::field_text(field).len();
+        let len = field.iter().position(|&b| b == 0).unwrap_or(field.len());
         assert!(field[len..].iter().all(|&b| b == 0), "{pdu:?}");
     }
     match bytes[UP_TO_DATE] {

@@ -282,10 +282,6 @@ impl Owed {
         (self.channel_bits & self.mask()).count_ones() as u16
     }
 
-    fn leaves(&self) -> u16 {
-        u16::from(self.channel_len) - self.joins()
-    }
-
     fn mask(&self) -> u32 {
         match self.channel_len {
             32.. => u32::MAX,
@@ -332,7 +328,6 @@ pub struct Client {
     /// The name offered (before acceptance) or accepted.
     name: Option<Username>,
     channel: Option<ChannelName>,
-    version: u16,
     owed: Owed,
     /// The set-up deadline, or once established the reply deadline (set while
     /// `owed.timed()`).
@@ -386,7 +381,6 @@ impl Client {
             phase: Phase::Idle,
             name: None,
             channel: None,
-            version: 0,
             owed: Owed::default(),
             deadline: None,
             name_deadline: None,
@@ -417,39 +411,14 @@ impl Client {
         self.phase == Phase::Established
     }
 
-    /// The name offered or accepted (accepted once [`Phase::Established`]).
-    pub fn username(&self) -> Option<&Username> {
-        self.name.as_ref()
-    }
-
     /// The current channel, as the server acknowledged it.
     pub fn channel(&self) -> Option<&ChannelName> {
         self.channel.as_ref()
     }
 
-    /// The version agreed on, 0 before.
-    pub fn version(&self) -> u16 {
-        self.version
-    }
-
     /// QUERY answers not yet complete (each ends with [`Event::UpToDate`]).
     pub fn queries_in_flight(&self) -> u16 {
         self.owed.queries
-    }
-
-    /// JOIN_CHANNEL requests not yet acknowledged or refused.
-    pub fn joins_in_flight(&self) -> u16 {
-        self.owed.joins()
-    }
-
-    /// LEAVE_CHANNEL requests not yet acknowledged or refused.
-    pub fn leaves_in_flight(&self) -> u16 {
-        self.owed.leaves()
-    }
-
-    /// Whether the server owes us nothing (no QUERY, PING, JOIN or LEAVE answer pending).
-    pub fn is_settled(&self) -> bool {
-        !self.owed.timed() && self.owed.channel_len == 0
     }
 
     /// The next instant at which [`Client::poll`] has something to do: a deadline, or an
@@ -660,7 +629,6 @@ impl Client {
                     return Err(ClientError::NoCommonVersion { server_highest });
                 }
                 let version = server_highest.min(PROTOCOL_VERSION);
-                self.version = version;
                 self.emit(&Pdu::client_version(self.order(), version), now, out);
                 self.name_deadline = Some(now);
                 self.deadline = self.after(self.settings.setup_timeout, now);
