@@ -386,5 +386,4 @@ fn unknown_command(raw: [u8; 4], order: ByteOrder) -> String {
 }
 
 #[cfg(test)]
-#[path = "session_tests.rs"]
 mod tests;
