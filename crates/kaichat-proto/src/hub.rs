@@ -1,5 +1,5 @@
-//! The shared chat state (contract section 5): who is connected under which name, which
-//! channels exist, and each channel's bounded history ring.
+//! The shared chat state (contract section 5): which usernames connected clients hold,
+//! which channels exist (by their checked names), and each channel's bounded history ring.
 //!
 //! A message is stored once, in its channel's ring; clients only hold a read position (a
 //! sequence number) into it. A QUERY answer is read from the ring entry by entry as the

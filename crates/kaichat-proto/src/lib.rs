@@ -1,5 +1,6 @@
 //! The sans-IO core of KaiChat v1: the PDU codec, the name rules, the server's session
-//! state machine, the chat state (hub), the timer wheel, and the client state machine.
+//! state machine, the chat state (hub), the timer wheel, the client state machine, and the
+//! `Outbox` the two state machines write their PDUs to.
 //!
 //! Everything here takes decoded PDUs and time as arguments and returns what to send; none
 //! of it touches a socket, a clock or a thread. That is a compile-time fact: this crate

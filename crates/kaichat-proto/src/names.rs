@@ -1,6 +1,8 @@
-//! Usernames and channel names (contract sections 4 and 5): what is valid and how names
-//! compare. Both sides use it: the server to accept or reject, clients to check a name
-//! before sending it.
+//! Usernames and channel names (contract sections 4 and 5): what is valid, how names
+//! compare, and what a refusal says. A name is checked once, when a [`Username`] or
+//! [`ChannelName`] is made; the session, the hub and the client keep only those. Both sides
+//! use it: the server to accept or refuse a name and to word its error notice, clients to
+//! check a name before sending it.
 
 use std::fmt;
 

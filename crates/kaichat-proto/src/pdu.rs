@@ -218,8 +218,8 @@ impl Pdu {
     }
 
     /// The channel field of a JOIN_CHANNEL or of its acknowledgement, read as a channel
-    /// name (contract section 5): a 50-byte name must be followed by a NUL at prefix[61],
-    /// anything else there means it is longer. (In a RECEIVE_MESSAGE, prefix[61] is the
+    /// name (contract section 5): a 50-byte name must be followed by a NUL at `prefix[61]`,
+    /// anything else there means it is longer. (In a RECEIVE_MESSAGE, `prefix[61]` is the
     /// up-to-date flag: check its [`Pdu::channel`] with `ChannelName::new` instead.)
     pub fn channel_name(&self) -> Result<ChannelName, NameError> {
         let name = self.channel();
@@ -343,8 +343,8 @@ impl Pdu {
     }
 
     /// The username of a CLIENT_INFO, checked (contract section 4): a 10-byte name must be
-    /// followed by a NUL or the hostname's space at params[10], anything else there means
-    /// it is longer.
+    /// followed by a NUL or the hostname's space at `params[10]`, anything else there
+    /// means it is longer.
     pub fn client_info_username(&self) -> Result<Username, NameError> {
         let name = self.client_info_name();
         let after = self.bytes[PARAMS.start + MAX_USERNAME];

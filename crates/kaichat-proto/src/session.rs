@@ -1,8 +1,9 @@
 //! One connection's protocol state machine, server side (contract sections 4 to 7).
 //!
-//! A `Session` takes decoded PDUs and the current time (in whole seconds) and writes its
+//! A `Session` takes whole PDUs and the current time (in whole seconds) and writes its
 //! answers into an [`Outbox`]; it changes the shared [`Hub`] as the contract says. It never
-//! touches a socket or reads a clock, so every rule of the contract is unit-tested here.
+//! touches a socket or reads a clock, so every rule of the contract is unit-tested, in
+//! `session/tests.rs`, down to the text of each error notice.
 //!
 //! A QUERY answer is not produced in one go: [`Session::on_pdu`] only records where it
 //! ends, and the reactor pulls it with [`Session::continue_answer`] as the client's
@@ -11,10 +12,8 @@
 
 use crate::hub::{ChannelId, Hub, Next};
 use crate::names::Username;
-use crate::pdu::{ByteOrder, Command, Decoded, Pdu, PROTOCOL_VERSION, SERVER_NAME};
-
-/// Where answers go: the connection's TLS or plaintext output.
 use crate::outbox::Outbox;
+use crate::pdu::{ByteOrder, Command, Decoded, Pdu, PROTOCOL_VERSION, SERVER_NAME};
 
 /// The server's deadlines in seconds (contract section 7); 0 turns one off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -37,14 +37,11 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::names::{ChannelName, Username};
+use crate::outbox::Outbox;
 use crate::pdu::{ByteOrder, Command, Decoded, Pdu, MAX_MESSAGE, PROTOCOL_VERSION, SERVER_NAME};
 
 /// The prefix of an error notice's text (contract section 6).
 pub const ERROR_PREFIX: &[u8] = b"error: ";
-
-/// Where a [`Client`] puts the PDUs it wants sent, in order: the same trait the server's
-/// sessions write to.
-use crate::outbox::Outbox;
 
 /// How a [`Client`] behaves. A zero timeout turns that deadline off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
