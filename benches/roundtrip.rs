@@ -18,6 +18,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use kaichat::server::{Config, Server, Shutdown};
 use kaichat::tls;
+use kaichat_proto::names::ChannelName;
 use kaichat_proto::pdu::{ByteOrder, Command, Decoded, Pdu, PDU_LEN, PROTOCOL_VERSION};
 use kaichat_proto::session::Deadlines;
 
@@ -98,7 +99,8 @@ impl<S: Read + Write> Client<S> {
         self.send(&Pdu::client_info(ORDER, name))
             .expect("send CLIENT_INFO");
         self.expect(Command::ClientInfo);
-        self.send(&Pdu::join(ORDER, name, CHANNEL))
+        let channel = ChannelName::new(CHANNEL).expect("a valid channel name");
+        self.send(&Pdu::join(ORDER, name, &channel))
             .expect("send JOIN");
         self.expect(Command::JoinChannel);
         self.send(&Pdu::query(ORDER)).expect("send QUERY");

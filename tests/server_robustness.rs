@@ -23,7 +23,7 @@ fn a_whole_session_pipelined_in_one_write() {
         Pdu::ping(LE),
         Pdu::client_version(LE, 1),
         Pdu::client_info(LE, b"piper"),
-        Pdu::join(LE, b"piper", b"@pipe"),
+        join_pdu(LE, b"piper", b"@pipe"),
         Pdu::send_message(LE, b"all at once"),
         Pdu::query(LE),
         Pdu::ping(LE),
@@ -79,7 +79,7 @@ fn byte_at_a_time_session(server: &Server, name: &str) {
     dribble(&mut c, &Pdu::client_version(LE, 1));
     dribble(&mut c, &Pdu::client_info(LE, name.as_bytes()));
     c.expect_client_info_ack(name);
-    dribble(&mut c, &Pdu::join(LE, name.as_bytes(), b"@drip"));
+    dribble(&mut c, &join_pdu(LE, name.as_bytes(), b"@drip"));
     c.expect(Command::JoinChannel);
     c.channel = b"@drip".to_vec();
     dribble(&mut c, &Pdu::send_message(LE, b"drop by drop"));
@@ -116,7 +116,7 @@ fn pdus_split_across_writes_at_odd_places() {
         Pdu::ping(LE),
         Pdu::client_version(LE, 1),
         Pdu::client_info(LE, b"split"),
-        Pdu::join(LE, b"split", b"@s"),
+        join_pdu(LE, b"split", b"@s"),
         Pdu::query(LE),
     ] {
         bytes.extend_from_slice(pdu.as_bytes());
