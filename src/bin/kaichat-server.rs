@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use kaichat::server::{Config, Server, Shutdown, RESERVED_FDS};
+use kaichat::fd_limit::RESERVED_FDS;
+use kaichat::server::{Config, Server, Shutdown};
 use kaichat::tls;
 use kaichat_proto::session::Deadlines;
 
