@@ -5,37 +5,50 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use kaichat::fd_limit::RESERVED_FDS;
-use kaichat::server::{Config, Server, Shutdown};
+use kaichat::server::{Config, Server, Shutdown, DEFAULT_HISTORY, DEFAULT_REPLAY};
 use kaichat::tls;
 use kaichat_proto::session::Deadlines;
 
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-const HELP: &str = "\
-kaichat-server: the KaiChat v1 chat server (TLS on TCP port 29200)
+/// The protocol's port (contract section 1).
+const DEFAULT_PORT: u16 = 29200;
+
+/// The help text, with the defaults the server actually uses.
+fn help() -> String {
+    let deadlines = Deadlines::default();
+    let handshake = deadlines.handshake;
+    let idle = deadlines.idle;
+    format!(
+        "\
+kaichat-server: the KaiChat v1 chat server (TLS on TCP port {DEFAULT_PORT})
 
 USAGE:
   kaichat-server [OPTIONS]
 
 OPTIONS:
-  --listen ADDR:PORT        address to listen on [default: all interfaces, port 29200]
-  --cert PEM                certificate chain, leaf first [default: certs/server.pem]
-  --key PEM                 private key of the certificate [default: certs/server.key]
+  --listen ADDR:PORT        address to listen on [default: all interfaces, port {DEFAULT_PORT}]
+  --cert PEM                certificate chain, leaf first [default: {cert}]
+  --key PEM                 private key of the certificate [default: {key}]
   --handshake-timeout SECS  deadline of each set-up phase: accept to PING, PONG to
-                            version, version to accepted name [default: 30; 0 = off]
-  --idle-timeout SECS       close established clients silent this long [default: 120; 0 = off]
-  --history N               entries retained per channel [default: 1000; at least 1]
-  --replay N                last entries shown to a client joining a channel [default: 20]
+                            version, version to accepted name [default: {handshake}; 0 = off]
+  --idle-timeout SECS       close established clients silent this long [default: {idle}; 0 = off]
+  --history N               entries retained per channel [default: {DEFAULT_HISTORY}; at least 1]
+  --replay N                last entries shown to a client joining a channel [default: {DEFAULT_REPLAY}]
   --max-clients N           connections served at once; more wait in the listen backlog
-                            [default: what the open-file limit allows]
+                            [default: the open-file limit minus {RESERVED_FDS}]
   --plaintext               no TLS, for debugging and benchmarks only
   --stats-interval SECS     print a statistics line to stderr this often [default: 0 = off]
   -h, --help                print this help
 
 The bundled certificate in certs/ is for development only. SIGINT or SIGTERM closes every
 client with a TLS close_notify, prints a final statistics line and exits 0.
-";
+",
+        cert = tls::DEV_CERT,
+        key = tls::DEV_KEY,
+    )
+}
 
 struct Args {
     listen: Option<SocketAddr>,
@@ -55,6 +68,7 @@ fn parse_args() -> Result<Option<Args>, String> {
     if args.contains(["-h", "--help"]) {
         return Ok(None);
     }
+    let defaults = Deadlines::default();
     let parsed = (|| -> Result<Args, pico_args::Error> {
         Ok(Args {
             listen: args.opt_value_from_str("--listen")?,
@@ -62,10 +76,16 @@ fn parse_args() -> Result<Option<Args>, String> {
             key: args.opt_value_from_str("--key")?,
             handshake_timeout: args
                 .opt_value_from_str("--handshake-timeout")?
-                .unwrap_or(30),
-            idle_timeout: args.opt_value_from_str("--idle-timeout")?.unwrap_or(120),
-            history: args.opt_value_from_str("--history")?.unwrap_or(1000),
-            replay: args.opt_value_from_str("--replay")?.unwrap_or(20),
+                .unwrap_or(defaults.handshake),
+            idle_timeout: args
+                .opt_value_from_str("--idle-timeout")?
+                .unwrap_or(defaults.idle),
+            history: args
+                .opt_value_from_str("--history")?
+                .unwrap_or(DEFAULT_HISTORY),
+            replay: args
+                .opt_value_from_str("--replay")?
+                .unwrap_or(DEFAULT_REPLAY),
             max_clients: args.opt_value_from_str("--max-clients")?,
             plaintext: args.contains("--plaintext"),
             stats_interval: args.opt_value_from_str("--stats-interval")?.unwrap_or(0),
@@ -116,7 +136,7 @@ fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(Some(args)) => args,
         Ok(None) => {
-            print!("{HELP}");
+            print!("{}", help());
             return ExitCode::SUCCESS;
         }
         Err(e) => {
@@ -146,7 +166,7 @@ fn main() -> ExitCode {
     };
     let listen = args
         .listen
-        .unwrap_or_else(|| SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 29200)));
+        .unwrap_or_else(|| SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, DEFAULT_PORT)));
     let config = Config {
         listen,
         tls: tls_config,
@@ -162,7 +182,7 @@ fn main() -> ExitCode {
     let bound = match Server::bind(config.clone()) {
         // A machine without IPv6 cannot bind the default [::]; fall back to IPv4.
         Err(_) if args.listen.is_none() => Server::bind(Config {
-            listen: SocketAddr::from(([0, 0, 0, 0], 29200)),
+            listen: SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)),
             ..config
         }),
         other => other,
