@@ -1,9 +1,11 @@
-//! The server's command line, against the real binary: `--help` shows the defaults the
-//! server uses.
+//! The server's command line, against the real binary: every flag's error names the flag,
+//! `--listen` takes host names and a bare `:PORT`, `--version`, and `--help` showing the
+//! defaults the server uses.
 
 mod common;
 
 use std::io::Read;
+use std::net::SocketAddr;
 use std::process::{Command as Process, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -61,6 +63,124 @@ fn run(args: &[&str]) -> Exit {
         code: status.code(),
         stdout: out_reader.join().unwrap(),
         stderr: err_reader.join().unwrap(),
+    }
+}
+
+/// Runs `args`, expects exit status 2 and exactly one line on stderr, and returns it.
+fn refusal(args: &[&str]) -> String {
+    let exit = run(args);
+    assert_eq!(
+        exit.code,
+        Some(2),
+        "{args:?}: exit status; stderr {:?}",
+        exit.stderr
+    );
+    let lines: Vec<&str> = exit
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{args:?}: one line on stderr, got {:?}",
+        exit.stderr
+    );
+    lines[0].to_string()
+}
+
+#[test]
+fn every_flag_error_names_the_flag_and_says_what_was_expected() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--idle-timeout", "-5"],
+            "--idle-timeout: '-5' is not a number of seconds",
+        ),
+        (
+            &["--handshake-timeout", "abc"],
+            "--handshake-timeout: 'abc' is not a number of seconds",
+        ),
+        (
+            &["--stats-interval", "1.5"],
+            "--stats-interval: '1.5' is not a number of seconds",
+        ),
+        // Longer than any deadline makes sense, and than the server's clock can add.
+        (
+            &["--idle-timeout", "18446744073709551615"],
+            "--idle-timeout: ",
+        ),
+        (
+            &["--handshake-timeout", "18446744073709551615"],
+            "--handshake-timeout: ",
+        ),
+        (
+            &["--history", "many"],
+            "--history: 'many' is not a number of entries",
+        ),
+        (&["--history", "0"], "--history: "),
+        (
+            &["--replay", "-1"],
+            "--replay: '-1' is not a number of entries",
+        ),
+        (
+            &["--max-clients", "lots"],
+            "--max-clients: 'lots' is not a number of clients",
+        ),
+        (&["--max-clients", "0"], "--max-clients: "),
+        (&["--listen", "not-an-address"], "--listen: "),
+        (&["--listen", "127.0.0.1:99999"], "--listen: "),
+        (&["--listen", ":port"], "--listen: "),
+        // A flag given last, without its value.
+        (&["--replay"], "--replay: "),
+        (&["--idle-timeout"], "--idle-timeout: "),
+        (&["--listen"], "--listen: "),
+        (&["--cert"], "--cert: "),
+        (&["--key"], "--key: "),
+        // A flag given twice.
+        (&["--history", "5", "--history", "6"], "--history: "),
+        // The value glued on with '='.
+        (&["--idle-timeout=5"], "--idle-timeout: "),
+    ];
+    for (args, expected) in cases {
+        let line = refusal(args);
+        assert!(
+            line.starts_with(&format!("kaichat-server: {expected}")),
+            "{args:?}: expected a line starting with 'kaichat-server: {expected}', got {line:?}"
+        );
+    }
+    let line = refusal(&["--bogus"]);
+    assert!(line.contains("'--bogus'"), "{line:?}");
+}
+
+#[test]
+fn listen_accepts_a_host_name() {
+    let server = Server::start(&["--listen", "localhost:0"]);
+    assert!(server.addr.ip().is_loopback(), "bound {}", server.addr);
+    let mut c = server.member("named", "@host");
+    c.assert_alive();
+}
+
+#[test]
+fn listen_accepts_a_bare_port_for_all_interfaces() {
+    let server = Server::start(&["--listen", ":0"]);
+    assert!(server.addr.ip().is_unspecified(), "bound {}", server.addr);
+    // Reachable over IPv4 (an IPv6 wildcard takes IPv4 too where the system allows).
+    let v4 = SocketAddr::from(([127, 0, 0, 1], server.addr.port()));
+    let mut c = TestClient::connect_tls(v4);
+    c.handshake("bare");
+    c.assert_alive();
+}
+
+#[test]
+fn version_prints_the_name_and_version_and_exits_0() {
+    for flag in ["--version", "-V"] {
+        let exit = run(&[flag]);
+        assert_eq!(exit.code, Some(0), "{flag}: stderr {:?}", exit.stderr);
+        assert_eq!(
+            exit.stdout,
+            format!("kaichat-server {}\n", env!("CARGO_PKG_VERSION"))
+        );
+        assert_eq!(exit.stderr, "");
     }
 }
 
