@@ -1,6 +1,6 @@
 //! The server's command line, against the real binary: every flag's error names the flag,
-//! `--listen` takes host names and a bare `:PORT`, `--version`, and `--help` showing the
-//! defaults the server uses.
+//! `--listen` takes host names and a bare `:PORT`, certificate and key problems are said in
+//! words that name the file, `--version`, and `--help` showing the defaults the server uses.
 
 mod common;
 
@@ -169,6 +169,78 @@ fn listen_accepts_a_bare_port_for_all_interfaces() {
     let mut c = TestClient::connect_tls(v4);
     c.handshake("bare");
     c.assert_alive();
+}
+
+#[test]
+fn a_key_that_is_not_the_certificates_says_so_naming_both_files() {
+    let line = refusal(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--cert",
+        "certs/server.pem",
+        "--key",
+        "certs/ca.key",
+    ]);
+    assert_eq!(
+        line,
+        "kaichat-server: certs/server.pem and certs/ca.key do not match: \
+         the key is not the certificate's private key"
+    );
+}
+
+#[test]
+fn an_unusable_certificate_or_key_file_says_which_file_and_what() {
+    let cases: &[(&str, &str, &[&str])] = &[
+        // (cert, key, what the line must contain)
+        (
+            "/nonexistent/cert.pem",
+            "certs/server.key",
+            &["/nonexistent/cert.pem", "certificate", "No such file"],
+        ),
+        (
+            "certs/server.pem",
+            "/nonexistent/key.pem",
+            &["/nonexistent/key.pem", "private key", "No such file"],
+        ),
+        (
+            "certs",
+            "certs/server.key",
+            &["certs: ", "certificate", "directory"],
+        ),
+        (
+            "Cargo.toml",
+            "certs/server.key",
+            &["Cargo.toml: ", "no certificate", "PEM"],
+        ),
+        (
+            "certs/server.pem",
+            "Cargo.toml",
+            &["Cargo.toml: ", "no private key", "PEM"],
+        ),
+        // Swapped: each file holds the other kind.
+        (
+            "certs/server.key",
+            "certs/server.pem",
+            &[
+                "certs/server.key: ",
+                "holds a private key, not a certificate",
+            ],
+        ),
+        (
+            "certs/server.pem",
+            "certs/ca.pem",
+            &["certs/ca.pem: ", "holds a certificate, not a private key"],
+        ),
+    ];
+    for (cert, key, wanted) in cases {
+        let line = refusal(&["--listen", "127.0.0.1:0", "--cert", cert, "--key", key]);
+        for w in *wanted {
+            assert!(
+                line.contains(w),
+                "--cert {cert} --key {key}: expected {w:?} in {line:?}"
+            );
+        }
+    }
 }
 
 #[test]
