@@ -16,7 +16,7 @@ use std::thread;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use kaichat::server::{Config, Server, Shutdown};
+use kaichat::server::{Config, Server, Shutdown, DEFAULT_HISTORY, DEFAULT_REPLAY};
 use kaichat::tls;
 use kaichat_proto::names::ChannelName;
 use kaichat_proto::pdu::{ByteOrder, Command, Decoded, Pdu, PDU_LEN, PROTOCOL_VERSION};
@@ -38,8 +38,8 @@ impl BenchServer {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             tls,
             deadlines: Deadlines::default(),
-            history: 1000,
-            replay: 20,
+            history: DEFAULT_HISTORY,
+            replay: DEFAULT_REPLAY,
             max_clients: 64,
             stats_interval: 0,
         };

@@ -147,7 +147,7 @@ fn raw_garbage(addr: std::net::SocketAddr, seed: u64) {
     tcp.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     tcp.set_write_timeout(Some(Duration::from_secs(3))).unwrap();
     let mut data = Vec::new();
-    if seed % 2 == 0 {
+    if seed.is_multiple_of(2) {
         // A plausible record header with a random length and body.
         data.extend_from_slice(&[0x16, 0x03, 0x01]);
         data.extend_from_slice(&(rng.below(20000) as u16).to_be_bytes());

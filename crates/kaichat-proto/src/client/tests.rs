@@ -1134,7 +1134,7 @@ fn random_server_pdus_never_panic_in_any_phase() {
         for step in 0..20u64 {
             let mut bytes = [0u8; PDU_LEN];
             // Mostly plausible commands with random fields, sometimes pure noise.
-            let noise = rng.next() % 4 == 0;
+            let noise = rng.next().is_multiple_of(4);
             for chunk in bytes.chunks_mut(8) {
                 let r = rng.next().to_le_bytes();
                 chunk.copy_from_slice(&r[..chunk.len()]);
@@ -1146,7 +1146,7 @@ fn random_server_pdus_never_panic_in_any_phase() {
                     ByteOrder::Big => code.to_be_bytes(),
                 };
                 bytes[256..260].copy_from_slice(&raw);
-                if rng.next() % 2 == 0 {
+                if rng.next().is_multiple_of(2) {
                     bytes[..10].copy_from_slice(b"SERVER\0\0\0\0");
                 }
                 bytes[61] = (rng.next() % 3) as u8;
