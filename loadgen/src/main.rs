@@ -8,7 +8,7 @@
 mod alarm;
 mod config;
 mod conn;
-mod fdlimit;
+mod fd_limit;
 mod ledger;
 mod message;
 mod reactor;
@@ -185,7 +185,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Err(e) = fdlimit::check_fit(
+    if let Err(e) = fd_limit::check_fit(
         u64::from(config.clients),
         fd_limit,
         config.sources.len() as u64,

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kaichat_proto::client::{Client, ClientError, Event, Settings};
-use kaichat_proto::names::Username;
+use kaichat_proto::names::{ChannelName, Username};
 use kaichat_proto::pdu::Pdu;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
@@ -517,11 +517,12 @@ impl Reactor<'_> {
                         .record(now.saturating_sub(conn.connect_start_us));
                     self.counters.established += 1;
                     self.last_established_us = now;
-                    let channel = self.cfg.channel(conn.id);
-                    if let Err(e) = conn
-                        .client
-                        .join(channel.as_bytes(), at, &mut conn.transport)
-                    {
+                    // `Config::validate` checked every channel name.
+                    let channel = match ChannelName::new(self.cfg.channel(conn.id).as_bytes()) {
+                        Ok(channel) => channel,
+                        Err(e) => return Some(format!("config: {e}")),
+                    };
+                    if let Err(e) = conn.client.join(&channel, at, &mut conn.transport) {
                         return Some(format!("client: {}", client_error_cause(&e)));
                     }
                     conn.stage = Stage::Joining;

@@ -8,13 +8,13 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use kaichat_proto::client::{cut_message, Settings};
-use kaichat_proto::names::Username;
+use kaichat_proto::names::{ChannelName, Username};
 use kaichat_proto::pdu::{ByteOrder, MAX_MESSAGE};
 
 use super::console::{Console, Input};
 use super::network::{self, Command, Remote, Shared, Status};
-use super::screen::{sanitize, Line, Screen};
-use super::typed::{channel_name, channel_problem, parse_typed, Typed};
+use super::screen::{Line, Screen};
+use super::typed::{channel_name, parse_typed, Typed};
 use super::{fatal, Config, KEEPALIVE};
 
 /// Longest wait for an answer the input thread needs before going on (set-up, JOIN).
@@ -118,7 +118,7 @@ impl Chat {
                 return self.quit(ExitCode::FAILURE);
             }
         }
-        let mut next_join = config.channel.map(String::into_bytes);
+        let mut next_join = config.channel;
         loop {
             if let Some(channel) = next_join.take() {
                 self.join(channel);
@@ -153,21 +153,17 @@ impl Chat {
                     "unknown command {what} (!help lists the commands); to send a line \
                      that starts with !, type !! instead"
                 ))),
-                Typed::Join(channel) => match channel_problem(&channel) {
-                    None => next_join = Some(channel),
-                    Some(problem) => self.screen.show(Line::Info(format!(
-                        "cannot join {}: {problem}",
-                        sanitize(&channel)
-                    ))),
+                Typed::Join(channel) => match ChannelName::new(&channel) {
+                    Ok(channel) => next_join = Some(channel),
+                    Err(e) => self.screen.show(Line::Info(format!("cannot join: {e}"))),
                 },
                 Typed::Leave => self.leave(),
                 Typed::Text(text) if self.channel().is_none() => {
                     let channel = channel_name(&text);
-                    match channel_problem(&channel) {
-                        None => next_join = Some(channel),
-                        Some(problem) => self.screen.show(Line::Info(format!(
-                            "not in a channel, and {} is no channel name: {problem}",
-                            sanitize(&channel)
+                    match ChannelName::new(&channel) {
+                        Ok(channel) => next_join = Some(channel),
+                        Err(e) => self.screen.show(Line::Info(format!(
+                            "not in a channel, and that is no channel to join: {e}"
                         ))),
                     }
                 }
@@ -189,10 +185,7 @@ impl Chat {
             }
             match Username::new(typed) {
                 Ok(name) => return Some(name),
-                Err(e) => self.screen.show(Line::NameRejected(format!(
-                    "{}: {e} (1 to 10 printable ASCII characters, no spaces)",
-                    String::from_utf8_lossy(typed)
-                ))),
+                Err(e) => self.screen.show(Line::NameRejected(e.to_string())),
             }
         }
     }
@@ -227,7 +220,7 @@ impl Chat {
         }
     }
 
-    fn join(&mut self, channel: Vec<u8>) {
+    fn join(&mut self, channel: ChannelName) {
         if self.request(Command::Join(channel)).is_none() {
             self.screen
                 .show(Line::Info("no answer from the server to JOIN yet".into()));

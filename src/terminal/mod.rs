@@ -12,7 +12,7 @@
 //! | module | holds | sockets? |
 //! |---|---|---|
 //! | `chat` | the input side: typed lines to commands, the waits they imply | no |
-//! | `typed` | what a typed line means, what is wrong with a channel name (pure) | no |
+//! | `typed` | what a typed line means (pure) | no |
 //! | `network` | the network thread: `mio::Poll` + `Waker`, the client state machine, reconnection | through `connection` |
 //! | `connection` | one connection: non-blocking connect, TLS over `kaichat::transport`, why it ended, in words | yes |
 //! | `console` | where lines come from: rustyline, or standard input line by line | no |
@@ -75,10 +75,10 @@ use std::io::{self, IsTerminal};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use kaichat_proto::names::Username;
+use kaichat_proto::names::{ChannelName, Username};
 
 pub use connection::{CaFile, Target};
-pub use typed::{channel_name, channel_problem};
+pub use typed::channel_name;
 
 use chat::Chat;
 use console::Console;
@@ -88,7 +88,7 @@ use console::Console;
 pub struct Config {
     pub target: Target,
     pub user: Option<Username>,
-    pub channel: Option<String>,
+    pub channel: Option<ChannelName>,
     pub query_interval: Duration,
     /// PING when nothing was sent for this long; `None`: the query interval, at most
     /// [`KEEPALIVE`].

@@ -28,7 +28,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use kaichat_proto::client::{Client, ClientError, Event, Phase, Request, Settings, ERROR_PREFIX};
-use kaichat_proto::names::Username;
+use kaichat_proto::names::{ChannelName, Username};
 use kaichat_proto::pdu::Pdu;
 use mio::{Events, Poll, Token, Waker};
 
@@ -55,7 +55,7 @@ const WAKER: Token = Token(0);
 pub enum Command {
     /// A username: the first one, or another after the server refused one.
     Name(Username),
-    Join(Vec<u8>),
+    Join(ChannelName),
     Leave,
     Say(Vec<u8>),
     /// Send one more QUERY and report [`Status::Drained`] when every answer is in.
@@ -88,7 +88,7 @@ struct Conversation {
     /// The state machine of the current connection (a fresh one between connections).
     client: Client,
     /// While reconnecting: the channel to join again once set up.
-    rejoin: Option<Vec<u8>>,
+    rejoin: Option<ChannelName>,
 }
 
 /// The client state machine, shared with the input thread so that it can ask where the
@@ -108,8 +108,8 @@ impl Shared {
         conversation
             .client
             .channel()
-            .or(conversation.rejoin.as_deref())
-            .map(sanitize)
+            .or(conversation.rejoin.as_ref())
+            .map(|channel| sanitize(channel.as_bytes()))
     }
 }
 
@@ -164,7 +164,7 @@ struct Network {
     /// Set-up restarts since the last name was accepted.
     setup_restarts: u32,
     /// The channel of the last JOIN sent, `None` after a LEAVE: where to rejoin.
-    heading: Option<Vec<u8>>,
+    heading: Option<ChannelName>,
     /// Who asked for each JOIN/LEAVE in flight, oldest first (answers come in order).
     origins: std::collections::VecDeque<Origin>,
     /// Messages typed while reconnecting, sent once set up again.
@@ -446,7 +446,7 @@ impl Network {
         {
             let mut shared = self.shared.lock();
             if shared.rejoin.is_none() {
-                shared.rejoin = self.heading.clone();
+                shared.rejoin = self.heading;
             }
         }
         let waiting = self.origins.iter().any(|o| *o == Origin::Person);
@@ -559,9 +559,9 @@ impl Network {
             Command::Join(channel) => {
                 self.screen.show(Line::Info(format!(
                     "not connected: {} will be joined once reconnected",
-                    sanitize(&channel)
+                    sanitize(channel.as_bytes())
                 )));
-                self.heading = Some(channel.clone());
+                self.heading = Some(channel);
                 self.shared.lock().rejoin = Some(channel);
                 let _ = self.status.send(Status::Answered);
             }
@@ -576,7 +576,7 @@ impl Network {
                     self.held.clear();
                 }
                 if let Some(channel) = left {
-                    self.screen.show(Line::Left(sanitize(&channel)));
+                    self.screen.show(Line::Left(sanitize(channel.as_bytes())));
                 }
                 let _ = self.status.send(Status::Answered);
             }
@@ -657,18 +657,18 @@ impl Network {
                 if origin == Some(Origin::Person) {
                     status = Some(Status::Answered);
                 }
-                if origin == Some(Origin::Rejoin) || shared.rejoin.as_deref() == Some(channel) {
+                if origin == Some(Origin::Rejoin) || shared.rejoin == Some(channel) {
                     shared.rejoin = None;
                 }
-                self.heading = Some(channel.to_vec());
-                Line::Joined(sanitize(channel))
+                self.heading = Some(channel);
+                Line::Joined(sanitize(channel.as_bytes()))
             }
             Event::Left { channel } => {
                 self.heading = None;
                 if self.origins.pop_front() == Some(Origin::Person) {
                     status = Some(Status::Answered);
                 }
-                Line::Left(sanitize(channel))
+                Line::Left(sanitize(channel.as_bytes()))
             }
             Event::Refused { request, reason } => {
                 let origin = self.origins.pop_front();
@@ -677,7 +677,7 @@ impl Network {
                 }
                 let what = match request {
                     Request::Join => {
-                        self.heading = shared.client.channel().map(<[u8]>::to_vec);
+                        self.heading = shared.client.channel().copied();
                         if origin == Some(Origin::Rejoin) {
                             shared.rejoin = None;
                             "rejoin"
@@ -739,7 +739,7 @@ impl Network {
         };
         let mut shared = self.shared.lock();
         let out = connection.transport();
-        if let Some(channel) = shared.rejoin.clone() {
+        if let Some(channel) = shared.rejoin {
             if shared.client.join(&channel, now, out).is_ok() {
                 self.origins.push_back(Origin::Rejoin);
             }

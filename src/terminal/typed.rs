@@ -1,12 +1,9 @@
-//! What a typed line means: a command (`!quit`, `!join rust`, ...) or text, and what is
-//! wrong with a channel name in words a person can act on. Pure, so that every rule is a
-//! unit test.
+//! What a typed line means: a command (`!quit`, `!join rust`, ...) or text. Pure, so that
+//! every rule is a unit test. What is wrong with a name is said by
+//! `kaichat_proto::names`, in the same words as the server's refusals.
 //!
 //! A line whose first non-blank character is `!` is a command; `!!` escapes it, so that
 //! `!!important` sends `!important`.
-
-use kaichat_proto::names::{check_channel, NameError};
-use kaichat_proto::pdu::MAX_CHANNEL;
 
 /// What a typed line means.
 #[derive(Debug, PartialEq, Eq)]
@@ -15,7 +12,8 @@ pub enum Typed {
     Quit,
     Help,
     Leave,
-    /// `!join` and what followed it, `@` added when missing (checked by the caller).
+    /// `!join` and what followed it, `@` added when missing (checked by the caller, with
+    /// `ChannelName::new`).
     Join(Vec<u8>),
     /// A command word that is none of ours (or a command with the wrong arguments).
     Unknown(String),
@@ -58,33 +56,6 @@ pub fn channel_name(typed: &[u8]) -> Vec<u8> {
     } else {
         [b"@", typed].concat()
     }
-}
-
-/// What a channel name is, for the person who typed a wrong one.
-pub const CHANNEL_RULE: &str =
-    "a channel name is @ and 1 to 49 printable ASCII characters, no spaces";
-
-/// What is wrong with a channel name (`@` included), if anything.
-pub fn channel_problem(name: &[u8]) -> Option<String> {
-    let problem = match check_channel(name).err()? {
-        NameError::Empty if name.len() <= 1 => "there is no name after the @".to_string(),
-        NameError::Empty => "it is empty".to_string(),
-        NameError::TooLong => format!(
-            "it is {} characters long, at most {MAX_CHANNEL} with the @",
-            String::from_utf8_lossy(name).chars().count()
-        ),
-        NameError::NotPrintable if name.iter().any(|b| b.is_ascii_whitespace()) => {
-            "it contains a space".to_string()
-        }
-        NameError::NotPrintable => {
-            "it contains a character that is not printable ASCII (accents, emoji and \
-             control characters are not allowed)"
-                .to_string()
-        }
-        NameError::NoAt => "it does not start with @".to_string(),
-        NameError::Reserved => "it is reserved".to_string(),
-    };
-    Some(format!("{problem} ({CHANNEL_RULE})"))
 }
 
 #[cfg(test)]
@@ -137,17 +108,5 @@ mod tests {
     fn channel_names_get_an_at() {
         assert_eq!(channel_name(b"rust"), b"@rust");
         assert_eq!(channel_name(b" @rust "), b"@rust");
-    }
-
-    #[test]
-    fn channel_problems_say_what_is_wrong() {
-        assert_eq!(channel_problem(b"@rust"), None);
-        let said = |name: &[u8]| channel_problem(name).unwrap();
-        assert!(said(b"@").starts_with("there is no name after the @ ("));
-        assert!(said(b"@").contains("1 to 49"));
-        assert!(said(b"@my channel").starts_with("it contains a space"));
-        assert!(said("@café".as_bytes()).contains("not printable ASCII"));
-        let long = [b"@".as_slice(), &[b'x'; 50]].concat();
-        assert!(said(&long).starts_with("it is 51 characters long, at most 50"));
     }
 }

@@ -5,8 +5,8 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kaichat::terminal::{channel_name, channel_problem};
-use kaichat_proto::names::Username;
+use kaichat::terminal::channel_name;
+use kaichat_proto::names::{ChannelName, Username};
 
 /// The contract's default port (section 1).
 pub const DEFAULT_PORT: u16 = 29200;
@@ -59,8 +59,7 @@ pub struct Options {
     pub port: u16,
     pub ca: Option<PathBuf>,
     pub user: Option<Username>,
-    /// With its `@`.
-    pub channel: Option<String>,
+    pub channel: Option<ChannelName>,
     pub query_interval: Duration,
     /// `None`: the terminal's default (the query interval, at most 30 s).
     pub keepalive: Option<Duration>,
@@ -106,19 +105,14 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
         None => ("localhost".to_string(), DEFAULT_PORT),
     };
     let user = match user {
-        Some(name) => Some(Username::new(name.as_bytes()).map_err(|e| {
-            format!("--user: '{name}': {e} (a username is 1 to 10 printable ASCII characters, no spaces)")
-        })?),
+        Some(name) => Some(Username::new(name.as_bytes()).map_err(|e| format!("--user: {e}"))?),
         None => None,
     };
     let channel = match channel {
-        Some(typed) => {
-            let name = channel_name(typed.as_bytes());
-            if let Some(problem) = channel_problem(&name) {
-                return Err(format!("--channel: '{typed}': {problem}"));
-            }
-            Some(String::from_utf8_lossy(&name).into_owned())
-        }
+        Some(typed) => Some(
+            ChannelName::new(&channel_name(typed.as_bytes()))
+                .map_err(|e| format!("--channel: {e}"))?,
+        ),
         None => None,
     };
     let query_interval = match interval {
@@ -247,7 +241,7 @@ mod tests {
         assert_eq!((o.host.as_str(), o.port), ("example.org", 4000));
         assert_eq!(o.ca, Some(PathBuf::from("x.pem")));
         assert_eq!(o.user.map(|u| u.to_string()), Some("amy".to_string()));
-        assert_eq!(o.channel.as_deref(), Some("@rust"));
+        assert_eq!(o.channel.map(|c| c.to_string()), Some("@rust".to_string()));
         assert_eq!(o.query_interval, Duration::from_millis(200));
         assert_eq!(o.keepalive, Some(Duration::from_secs(10)));
         assert!(o.plaintext);
@@ -263,10 +257,11 @@ mod tests {
         );
         assert!(error(&["--server", "h:0"]).starts_with("--server: 'h:0' has a bad port '0'"));
         assert!(error(&["--server", "h:x"]).starts_with("--server: 'h:x' has a bad port 'x'"));
-        assert!(error(&["--user", "abcdefghijk"]).starts_with("--user: 'abcdefghijk': "));
-        assert!(error(&["--user", "SERVER"]).starts_with("--user: 'SERVER': "));
-        assert!(error(&["--channel", "a b"]).starts_with("--channel: 'a b': it contains a space"));
-        assert!(error(&["--channel", "@"]).starts_with("--channel: '@': "));
+        assert!(error(&["--user", "abcdefghijk"]).starts_with("--user: username 'abcdefghijk' "));
+        assert!(error(&["--user", "SERVER"]).starts_with("--user: username 'SERVER' "));
+        assert!(error(&["--channel", "a b"])
+            .starts_with("--channel: channel name '@a b' contains a space"));
+        assert!(error(&["--channel", "@"]).starts_with("--channel: channel name '@' "));
         for bad in ["0", "-5", "nan", "soon", "inf"] {
             assert_eq!(
                 error(&["--query-interval", bad]),
@@ -282,8 +277,11 @@ mod tests {
     #[test]
     fn channels_get_an_at() {
         assert_eq!(
-            run(&["--channel", "rust"]).unwrap().channel.as_deref(),
-            Some("@rust")
+            run(&["--channel", "rust"])
+                .unwrap()
+                .channel
+                .map(|c| c.to_string()),
+            Some("@rust".to_string())
         );
     }
 
