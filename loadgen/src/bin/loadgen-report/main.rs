@@ -26,6 +26,7 @@ loadgen-report: write REPORT.md and SVG plots for a scripts/loadtest.sh run dire
 
 USAGE:
   loadgen-report DIR
+  loadgen-report -h | --help | -V | --version
 ";
 
 /// What the report derives from the /proc samples.
@@ -430,6 +431,14 @@ fn main() -> ExitCode {
         [flag] if flag == "-h" || flag == "--help" => {
             print!("{HELP}");
             return ExitCode::SUCCESS;
+        }
+        [flag] if flag == "-V" || flag == "--version" => {
+            println!("loadgen-report {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        [flag] if flag.starts_with('-') => {
+            eprintln!("loadgen-report: unknown option {flag} (see --help)");
+            return ExitCode::from(2);
         }
         [dir] => PathBuf::from(dir),
         _ => {
