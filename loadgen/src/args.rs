@@ -54,7 +54,8 @@ OPTIONS:
   --no-verify          skip the client's certificate and handshake-signature checks
                        (handshake-rate benchmarks on loopback only: the server's work is
                        the same, loadgen's per-handshake CPU is lower)
-  --out DIR            write summary.json, *.hgrm and timeline.csv into DIR
+  --out DIR            write summary.json, *.hgrm and timeline.csv into DIR (checked
+                       for writing before the run starts)
   --seed N             seed of the random phases                [1]
   --user-prefix STR    usernames are STR<number>                [lg]
   --first-id N         number of the first client (several processes side by side) [0]

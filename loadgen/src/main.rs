@@ -40,6 +40,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Found out now rather than after a run of many minutes.
+    if let Some(dir) = &config.out {
+        if let Err(e) = report::check_writable(dir) {
+            eprintln!("loadgen: --out {}: cannot write there: {e}", dir.display());
+            return ExitCode::from(2);
+        }
+    }
     let fd_limit = match kaichat::fd_limit::raise() {
         Ok(n) => n,
         Err(e) => {

@@ -213,6 +213,15 @@ pub fn timeline_csv(outcome: &Outcome) -> String {
     out
 }
 
+/// Checks, before a run, that `dir` (created if missing) takes files: a run of many
+/// minutes must not end with results it cannot write.
+pub fn check_writable(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let probe = dir.join(format!(".loadgen-write-check-{}", std::process::id()));
+    std::fs::File::create(&probe)?;
+    std::fs::remove_file(&probe)
+}
+
 /// Writes `summary.json`, `<metric>.hgrm` and `timeline.csv` into `dir` (created).
 pub fn write_out(dir: &Path, config: &Config, outcome: &Outcome) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
