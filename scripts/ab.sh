@@ -8,8 +8,19 @@
 #
 # Builds loadgen in release mode first. Traffic stays on 127.0.0.0/8; every run is bounded.
 set -euo pipefail
+usage() {
+  cat <<'EOF'
+Usage: scripts/ab.sh SERVER_A SERVER_B [ROUNDS]
+
+Compares two kaichat-server binaries under the poll-19k load (19,000 clients polling
+every 3 s), alternating A, B, A, B... so that a shared machine's noise hits both alike.
+Prints, per run, the server's CPU (% of one core, sampled for 40 s inside the steady
+window) and its RSS growth per connection. ROUNDS defaults to 2; a run takes about 75 s.
+EOF
+}
 cd "$(dirname "$0")/.."
-[ $# -ge 2 ] || { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+case "${1:-}" in -h|--help) usage; exit 0 ;; esac
+[ $# -ge 2 ] || { usage >&2; exit 2; }
 a=$1 b=$2 rounds=${3:-2}
 for bin in "$a" "$b"; do [ -x "$bin" ] || { echo "ab.sh: $bin is not an executable" >&2; exit 2; }; done
 cargo build --release --quiet -p loadgen --bin loadgen

@@ -1,7 +1,9 @@
-//! The command lines of `loadgen` and `loadgen-report`, run as a user runs them: errors
-//! that name their flag, `--version`, and `--out` checked before any load.
+//! The command lines of `loadgen`, `loadgen-report` and the load-test scripts, run as a
+//! user runs them: errors that name their flag, `--version`, help texts written for
+//! users, `--out` checked before any load, and no half-made report folder left behind.
 
-use std::path::PathBuf;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -67,6 +69,48 @@ fn versions() {
     assert_eq!(text(&out.stdout), format!("loadgen-report {version}\n"));
 }
 
+/// Help is for users: no issue numbers, source files or notes to developers.
+fn assert_for_users(what: &str, help: &str) {
+    assert!(help.len() > 100, "{what}: {help}");
+    for internal in [
+        "issue",
+        "Issue",
+        ".rs",
+        "notes/",
+        "TODO",
+        "XXX",
+        "BENCHMARKS",
+        "reactor",
+    ] {
+        assert!(
+            !help.contains(internal),
+            "{what} --help mentions {internal:?}:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn help_texts_have_no_internal_notes() {
+    let out = loadgen(&["--help"]);
+    assert!(out.status.success());
+    assert_for_users("loadgen", &text(&out.stdout));
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen-report"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_for_users("loadgen-report", &text(&out.stdout));
+    for script in ["scripts/loadtest.sh", "scripts/ab.sh"] {
+        let out = Command::new("bash")
+            .arg(repo().join(script))
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{script}: {}", text(&out.stderr));
+        assert_for_users(script, &text(&out.stdout));
+    }
+}
+
 #[test]
 fn an_unwritable_out_is_refused_before_the_load_starts() {
     let dir = scratch("out");
@@ -95,4 +139,65 @@ fn an_unwritable_out_is_refused_before_the_load_starts() {
     );
     assert!(started.elapsed() < Duration::from_secs(5));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn stub(dir: &Path, name: &str, body: &str) {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/usr/bin/env bash\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Runs `scripts/loadtest.sh smoke` with stand-in binaries; returns its output and
+/// what it left in the reports folder.
+fn loadtest_with(server: &str, loadgen: &str, name: &str) -> (Output, Vec<PathBuf>) {
+    let dir = scratch(name);
+    let bin = dir.join("bin");
+    let reports = dir.join("reports");
+    std::fs::create_dir_all(&bin).unwrap();
+    stub(&bin, "kaichat-server", server);
+    stub(&bin, "loadgen", loadgen);
+    stub(&bin, "loadgen-report", "exit 0");
+    let out = Command::new("bash")
+        .arg(repo().join("scripts/loadtest.sh"))
+        .arg("smoke")
+        .env("BIN_DIR", &bin)
+        .env("REPORTS", &reports)
+        .env("PORT", "29499")
+        .output()
+        .unwrap();
+    let left = std::fs::read_dir(&reports)
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    (out, left)
+}
+
+#[test]
+fn a_failed_load_test_removes_its_half_made_report_folder() {
+    // The server does not start.
+    let (out, left) = loadtest_with("echo 'cannot bind' >&2; exit 1", "exit 0", "noserver");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("cannot bind"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(left, Vec::<PathBuf>::new(), "{}", text(&out.stderr));
+    // The server starts, loadgen fails.
+    let server = "echo 'listening on 127.0.0.1:29499' >&2; exec sleep 30";
+    let (out, left) = loadtest_with(server, "echo 'loadgen: boom' >&2; exit 1", "noload");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("boom"));
+    assert_eq!(left, Vec::<PathBuf>::new(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_load_test_that_succeeds_keeps_its_report_folder() {
+    let server = "echo 'listening on 127.0.0.1:29499' >&2; exec sleep 30";
+    // A stand-in loadgen that writes what the script checks for.
+    let loadgen = r#"while [ $# -gt 0 ]; do [ "$1" = --out ] && out=$2; shift; done
+echo '{}' > "$out/summary.json""#;
+    let (out, left) = loadtest_with(server, loadgen, "ok");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(left.len(), 1, "{left:?}");
 }
