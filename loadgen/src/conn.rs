@@ -12,6 +12,17 @@ use crate::ledger::Member;
 use crate::schedule::{Periodic, QuerySchedule};
 use crate::transport::Transport;
 
+/// The end of a run with messages takes two QUERYs per client, each sent once the
+/// client's outstanding one is answered, each waited for from every client before the
+/// next step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndStep {
+    /// Proves that every message the client sent has been processed by the server.
+    Fence,
+    /// Sent once every client is fenced: reads everything the client is still owed.
+    Drain,
+}
+
 /// Where a client is in the run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage {
@@ -23,15 +34,11 @@ pub enum Stage {
     Joining,
     /// In its channel: querying (and sending) on schedule.
     Active,
-    /// End of the run: no new QUERY on schedule; one "fence" QUERY after the outstanding
-    /// one proves that every message this client sent has been processed by the server.
-    Fence { sent: bool },
-    /// Fence answer received; waiting for every other client's.
-    Fenced,
-    /// One last QUERY, sent once every client is fenced, reads everything still owed.
-    Drain { sent: bool },
-    /// Drain answer received.
-    Drained,
+    /// End of the run: no new QUERY on schedule; the step's QUERY goes out once the
+    /// outstanding one is answered (`sent`).
+    Ending { step: EndStep, sent: bool },
+    /// The step's answer arrived; waiting for every other client's.
+    Ended(EndStep),
     /// QUIT sent; waiting for the server to close.
     Quitting,
 }
@@ -82,6 +89,11 @@ impl Conn {
             self.stage,
             Stage::Connecting | Stage::SettingUp | Stage::Joining
         )
+    }
+
+    /// Whether the client still owes the answer of end step `step`.
+    pub fn is_ending(&self, step: EndStep) -> bool {
+        matches!(self.stage, Stage::Ending { step: s, .. } if s == step)
     }
 
     /// The next time anything is due: a QUERY, a message or a client-side deadline.

@@ -206,8 +206,14 @@ pub fn timeline_csv(outcome: &Outcome) -> String {
     for t in &outcome.timeline {
         let _ = writeln!(
             out,
-            "{},{:?},{},{},{},{},{}",
-            t.t, t.stage, t.handshakes, t.members, t.queries, t.query_p99_us, t.errors
+            "{},{},{},{},{},{},{}",
+            t.t,
+            t.stage.label(),
+            t.handshakes,
+            t.members,
+            t.queries,
+            t.query_p99_us,
+            t.errors
         );
     }
     out

@@ -1,0 +1,182 @@
+//! What the clients' events mean as measurements: latency histograms, counters, errors
+//! and disconnects by cause, and the ledger entries (messages sent, memberships) that the
+//! loss accounting judges at the end.
+//!
+//! The reactor calls one method per event and decides nothing here: which window a QUERY
+//! belongs to is the stages' answer ([`Phase`]), passed in. Nothing here touches a socket
+//! or reads a clock.
+
+use crate::conn::Conn;
+use crate::ledger::{self, Loss, Member, Sent};
+use crate::message::{parse_skipped, Stamp};
+use crate::stats::{Causes, Counters, Metrics};
+
+use super::Tick;
+use super::stages::Phase;
+
+/// Everything a run produced.
+#[derive(Debug)]
+pub struct Outcome {
+    pub counters: Counters,
+    pub metrics: Metrics,
+    pub errors: Causes,
+    pub disconnects: Causes,
+    pub loss: Loss,
+    pub timeline: Vec<Tick>,
+    /// Highest number of clients in their channel at once.
+    pub peak_members: u64,
+    /// First TCP connect start → last CLIENT_INFO acknowledgement, seconds.
+    pub connect_window_s: f64,
+    /// Steady window actually run, seconds.
+    pub steady_s: f64,
+    /// Wall-clock (Unix seconds) start and end of the steady window, for aligning server
+    /// samples with it.
+    pub steady_start_unix: f64,
+    pub steady_end_unix: f64,
+    /// Wall-clock (Unix seconds) of the first TCP connect and of the last CLIENT_INFO
+    /// acknowledgement: the window of `connect_window_s`.
+    pub connect_start_unix: f64,
+    pub connect_end_unix: f64,
+    /// Clients that completed the drain (or, without messages, were in their channel at
+    /// the end).
+    pub finished: u64,
+}
+
+/// The measurements of a run in progress.
+#[derive(Debug, Default)]
+pub struct Record {
+    pub counters: Counters,
+    pub metrics: Metrics,
+    pub errors: Causes,
+    pub disconnects: Causes,
+    /// Ledger: every message handed to a connection.
+    pub sent: Vec<Sent>,
+    /// Ledger: every client that joined, once its connection is over.
+    pub members: Vec<Member>,
+    pub first_connect_us: Option<u64>,
+    pub last_established_us: u64,
+    pub peak_members: u64,
+}
+
+impl Record {
+    /// A TCP connect is starting.
+    pub fn connect_started(&mut self, now: u64) {
+        self.counters.connects_started += 1;
+        self.first_connect_us.get_or_insert(now);
+    }
+
+    /// CLIENT_INFO was acknowledged for a connection started at `connect_start_us`.
+    pub fn established(&mut self, connect_start_us: u64, now: u64) {
+        self.metrics
+            .connect
+            .record(now.saturating_sub(connect_start_us));
+        self.counters.established += 1;
+        self.last_established_us = now;
+    }
+
+    /// A JOIN was acknowledged; `members_now` clients are in their channel.
+    pub fn joined(&mut self, members_now: u64) {
+        self.counters.joined += 1;
+        self.peak_members = self.peak_members.max(members_now);
+    }
+
+    /// A chat message arrived for `conn`.
+    pub fn message_read(&mut self, conn: &mut Conn, text: &[u8], now: u64) {
+        self.counters.messages_received += 1;
+        match Stamp::parse(text) {
+            Some(stamp) => {
+                self.metrics
+                    .delivery
+                    .record(now.saturating_sub(stamp.due_us));
+                if conn.joined_us > 0 && stamp.sent_us > conn.joined_us {
+                    conn.received_owed += 1;
+                }
+            }
+            None => self.counters.messages_foreign += 1,
+        }
+    }
+
+    /// A notice arrived for `conn`.
+    pub fn notice(&mut self, conn: &mut Conn, text: &[u8], is_error: bool) {
+        self.counters.notices += 1;
+        if is_error {
+            self.errors.add(&format!("error notice: {}", short(text)));
+        } else if let Some(n) = parse_skipped(text) {
+            self.counters.skip_notices += 1;
+            self.counters.skipped_entries += n;
+            conn.skipped += n;
+        }
+    }
+
+    /// A PDU the client state machine found out of place.
+    pub fn unexpected(&mut self, cause: &str) {
+        self.counters.unexpected_pdus += 1;
+        self.errors.add(cause);
+    }
+
+    /// A QUERY answer completed at `now`. `due` is the scheduled QUERY's due time (`None`
+    /// for an end-of-run QUERY), `sent_us` when it was handed to the connection.
+    pub fn answer(&mut self, due: Option<u64>, phase: Phase, sent_us: u64, now: u64) {
+        self.counters.queries_total += 1;
+        let Some(due) = due else {
+            return;
+        };
+        let latency = now.saturating_sub(due);
+        match phase {
+            Phase::Steady => {
+                self.metrics.query.record(latency);
+                self.metrics.query_sent.record(now.saturating_sub(sent_us));
+                self.metrics.window_query.record(latency);
+                self.counters.queries += 1;
+            }
+            Phase::Before => self.metrics.query_ramp.record(latency),
+            Phase::After => {}
+        }
+    }
+
+    /// A scheduled QUERY due at `due` went out at `now`.
+    pub fn query_sent(&mut self, due: u64, phase: Phase, now: u64) {
+        if phase != Phase::Before {
+            self.metrics.lag.record(now - due);
+        }
+    }
+
+    /// A message due at `due` was handed to `conn`'s connection at `now`.
+    pub fn message_sent(&mut self, conn: &Conn, due: u64, now: u64) {
+        self.counters.messages_sent += 1;
+        self.metrics.lag.record(now - due);
+        self.sent.push(Sent {
+            channel: conn.channel,
+            sender: conn.id,
+            sent_us: now,
+        });
+    }
+
+    /// A connection is over; `cause` is `None` for an orderly end.
+    pub fn closed(&mut self, conn: &Conn, cause: Option<&str>) {
+        if let Some(cause) = cause {
+            // A connection lost after it joined is also a disconnect.
+            self.errors.add(cause);
+            if !conn.setting_up() {
+                self.disconnects.add(cause);
+            }
+        }
+        if let Some(member) = conn.membership() {
+            self.members.push(member);
+        }
+    }
+
+    /// The loss accounting over every message sent and every member.
+    pub fn loss(&self) -> Loss {
+        ledger::account(&self.sent, &self.members)
+    }
+}
+
+/// At most 60 bytes of a server text, for a cause name (printable, one line).
+pub(super) fn short(text: &[u8]) -> String {
+    let cut = &text[..text.len().min(60)];
+    String::from_utf8_lossy(cut)
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
