@@ -5,6 +5,8 @@
 //! `kaichat_proto::client::Client`; this struct only adds what a load generator needs around it:
 //! where the client is in the run, when it is next due to act, and what it has read.
 
+use std::time::Instant;
+
 use kaichat_proto::client::Client;
 use mio::net::TcpStream;
 
@@ -58,13 +60,13 @@ pub struct Conn {
     /// `WouldBlock`, set by a writable event).
     pub writable: bool,
     /// When the TCP connect started.
-    pub connect_start_us: u64,
-    /// When the JOIN acknowledgement arrived (0 before).
-    pub joined_us: u64,
+    pub connect_start: Instant,
+    /// When the JOIN acknowledgement arrived.
+    pub joined: Option<Instant>,
     pub queries: QuerySchedule,
     pub messages: Periodic,
     /// When the outstanding scheduled QUERY was handed to the connection.
-    pub query_sent_us: u64,
+    pub query_sent: Instant,
     /// A fence or drain QUERY is outstanding.
     pub extra_query: bool,
     /// Messages sent so far (the next one's sequence number).
@@ -75,7 +77,7 @@ pub struct Conn {
     pub skipped: u64,
     /// When this client next needs [`crate::reactor`]'s attention, and the timer entry that
     /// stands for it.
-    pub wake_at: Option<u64>,
+    pub wake_at: Option<Instant>,
     pub wake_gen: u64,
     /// Completed the end of the run (drain, or in its channel at the end without messages)
     /// before QUIT: the ledger judges only such members.
@@ -97,11 +99,11 @@ impl Conn {
     }
 
     /// The next time anything is due: a QUERY, a message or a client-side deadline.
-    pub fn next_wake(&self, deadline_us: Option<u64>) -> Option<u64> {
+    pub fn next_wake(&self, deadline: Option<Instant>) -> Option<Instant> {
         [
             self.queries.next_wake(),
             self.messages.next_wake(),
-            deadline_us,
+            deadline,
         ]
         .into_iter()
         .flatten()
@@ -110,10 +112,10 @@ impl Conn {
 
     /// The ledger's view of this client, once the run is over for it.
     pub fn membership(&self) -> Option<Member> {
-        (self.joined_us > 0).then_some(Member {
+        self.joined.map(|joined| Member {
             client: self.id,
             channel: self.channel,
-            joined_us: self.joined_us,
+            joined,
             finished: self.finished,
             received_owed: self.received_owed,
             skipped: self.skipped,

@@ -7,6 +7,7 @@
 
 mod alarm;
 mod args;
+mod clock;
 mod config;
 mod conn;
 mod fdlimit;

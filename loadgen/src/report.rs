@@ -10,6 +10,7 @@ use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
+use crate::clock::Window;
 use crate::config::Config;
 use crate::reactor::Outcome;
 use crate::stats::{Latency, Percentiles};
@@ -47,6 +48,30 @@ fn rate(n: u64, seconds: f64) -> f64 {
     }
 }
 
+/// Length of a window in seconds; 0 for none.
+fn seconds(window: Option<Window>) -> f64 {
+    window.map_or(0.0, |w| w.len().as_secs_f64())
+}
+
+/// The connect window's length in seconds.
+fn connect_s(outcome: &Outcome) -> f64 {
+    seconds(outcome.connect)
+}
+
+/// The steady window's length in seconds.
+fn steady_s(outcome: &Outcome) -> f64 {
+    seconds(outcome.steady)
+}
+
+/// Unix seconds of a window's start and end: the run's start for a connect window that
+/// never was, 0 for a steady window that never was.
+fn unix(outcome: &Outcome, window: Option<Window>, none: f64) -> (f64, f64) {
+    match window {
+        Some(w) => (outcome.clock.unix(w.start), outcome.clock.unix(w.end)),
+        None => (none, none),
+    }
+}
+
 /// Handshakes completed in the best second of the run.
 fn peak_handshakes(outcome: &Outcome) -> u64 {
     outcome
@@ -72,6 +97,12 @@ pub fn summary_json(config: &Config, outcome: &Outcome) -> Value {
                 .collect(),
         )
     };
+    let (connect_start_unix, connect_end_unix) = unix(
+        outcome,
+        outcome.connect,
+        outcome.clock.unix(outcome.clock.epoch()),
+    );
+    let (steady_start_unix, steady_end_unix) = unix(outcome, outcome.steady, 0.0);
     json!({
         "clients": config.clients,
         "connected": c.established,
@@ -84,7 +115,7 @@ pub fn summary_json(config: &Config, outcome: &Outcome) -> Value {
         "disconnects_by_cause": causes(&outcome.disconnects),
         "queries": c.queries,
         "queries_total": c.queries_total,
-        "queries_per_s": rate(c.queries, outcome.steady_s),
+        "queries_per_s": rate(c.queries, steady_s(outcome)),
         "messages_sent": c.messages_sent,
         "messages_received": c.messages_received,
         "messages_owed": outcome.loss.owed,
@@ -96,14 +127,14 @@ pub fn summary_json(config: &Config, outcome: &Outcome) -> Value {
         "skipped_entries": c.skipped_entries,
         "notices": c.notices,
         "unexpected_pdus": c.unexpected_pdus,
-        "connect_window_s": (outcome.connect_window_s * 1000.0).round() / 1000.0,
-        "handshakes_per_s": rate(c.established, outcome.connect_window_s),
+        "connect_window_s": (connect_s(outcome) * 1000.0).round() / 1000.0,
+        "handshakes_per_s": rate(c.established, connect_s(outcome)),
         "peak_handshakes_per_s": peak_handshakes(outcome),
-        "steady_s": (outcome.steady_s * 1000.0).round() / 1000.0,
-        "steady_start_unix": outcome.steady_start_unix,
-        "steady_end_unix": outcome.steady_end_unix,
-        "connect_start_unix": outcome.connect_start_unix,
-        "connect_end_unix": outcome.connect_end_unix,
+        "steady_s": (steady_s(outcome) * 1000.0).round() / 1000.0,
+        "steady_start_unix": steady_start_unix,
+        "steady_end_unix": steady_end_unix,
+        "connect_start_unix": connect_start_unix,
+        "connect_end_unix": connect_end_unix,
         "latency_us": Value::Object(latency),
         "config": {
             "server": config.server.to_string(),
@@ -135,7 +166,7 @@ pub fn summary_table(config: &Config, outcome: &Outcome) -> String {
         config.clients,
         config.channels,
         config.interval.as_secs_f64(),
-        outcome.steady_s,
+        steady_s(outcome),
         if config.plaintext { "plaintext" } else { "TLS" }
     );
     let _ = writeln!(
@@ -145,15 +176,15 @@ pub fn summary_table(config: &Config, outcome: &Outcome) -> String {
         config.clients,
         c.joined,
         outcome.finished,
-        outcome.connect_window_s,
-        rate(c.established, outcome.connect_window_s),
+        connect_s(outcome),
+        rate(c.established, connect_s(outcome)),
         peak_handshakes(outcome)
     );
     let _ = writeln!(
         out,
         "  queries {} in steady window ({:.0}/s), {} in all",
         c.queries,
-        rate(c.queries, outcome.steady_s),
+        rate(c.queries, steady_s(outcome)),
         c.queries_total
     );
     let _ = writeln!(
@@ -207,12 +238,12 @@ pub fn timeline_csv(outcome: &Outcome) -> String {
         let _ = writeln!(
             out,
             "{},{},{},{},{},{},{}",
-            t.t,
+            crate::reactor::second(t, &outcome.clock),
             t.stage.label(),
             t.handshakes,
             t.members,
             t.queries,
-            t.query_p99_us,
+            t.query_p99.as_micros(),
             t.errors
         );
     }
@@ -248,6 +279,7 @@ pub fn write_out(dir: &Path, config: &Config, outcome: &Outcome) -> std::io::Res
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Clock;
     use crate::ledger::Loss;
     use crate::reactor::{RunStage, Tick};
     use crate::stats::{Causes, Counters, Metrics};
@@ -267,9 +299,11 @@ mod tests {
     fn outcome() -> Outcome {
         let mut metrics = Metrics::default();
         for v in [1_000, 2_000, 3_000] {
-            metrics.query.record(v);
+            metrics.query.record(Duration::from_micros(v));
         }
-        metrics.connect.record(5_000);
+        metrics.connect.record(Duration::from_millis(5));
+        let clock = Clock::start();
+        let at = |ms: u64| clock.epoch() + Duration::from_millis(ms);
         let mut errors = Causes::default();
         errors.add("connect: ConnectionRefused");
         Outcome {
@@ -291,21 +325,24 @@ mod tests {
                 ..Loss::default()
             },
             timeline: vec![Tick {
-                t: 1,
+                end: at(1_000),
                 stage: RunStage::Ramp,
                 handshakes: 2,
                 members: 2,
                 queries: 0,
-                query_p99_us: 0,
+                query_p99: Duration::ZERO,
                 errors: 1,
             }],
             peak_members: 2,
-            connect_window_s: 0.5,
-            steady_s: 10.0,
-            steady_start_unix: 1.0,
-            steady_end_unix: 11.0,
-            connect_start_unix: 0.5,
-            connect_end_unix: 1.0,
+            clock,
+            connect: Some(Window {
+                start: at(500),
+                end: at(1_000),
+            }),
+            steady: Some(Window {
+                start: at(1_000),
+                end: at(11_000),
+            }),
             finished: 2,
         }
     }

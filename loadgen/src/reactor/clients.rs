@@ -6,6 +6,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use kaichat_proto::client::{Client, ClientError, Event, Settings};
 use kaichat_proto::names::Username;
@@ -15,11 +16,11 @@ use mio::{Interest, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::record::short;
-use super::stages::{us, Phase, RunStage};
+use super::stages::{Phase, RunStage};
 use super::Reactor;
 use crate::conn::{Conn, EndStep, Stage};
 use crate::message::Stamp;
-use crate::schedule::{phase_us, Periodic, QuerySchedule, STREAM_QUERY};
+use crate::schedule::{phase, Periodic, QuerySchedule, STREAM_QUERY};
 use crate::transport::{read_all, ReadEnd, Transport};
 
 /// Most connections started in one loop iteration, so that socket events keep being
@@ -28,16 +29,17 @@ const STARTS_PER_ITERATION: u32 = 128;
 
 impl Reactor<'_> {
     /// When the ramp lets client `i` start connecting.
-    pub(super) fn connect_due(&self, i: u32) -> u64 {
-        if self.cfg.ramp > 0.0 {
-            (f64::from(i) * 1e6 / self.cfg.ramp) as u64
+    pub(super) fn connect_due(&self, i: u32) -> Instant {
+        let after = if self.cfg.ramp > 0.0 {
+            Duration::from_micros((f64::from(i) * 1e6 / self.cfg.ramp) as u64)
         } else {
-            0
-        }
+            Duration::ZERO
+        };
+        self.clock.epoch() + after
     }
 
     /// Starts the connections the ramp allows by `now`.
-    pub(super) fn start_clients(&mut self, now: u64) {
+    pub(super) fn start_clients(&mut self, now: Instant) {
         let mut started = 0;
         while self.run.stage == RunStage::Ramp
             && self.next_client < self.cfg.clients
@@ -54,7 +56,7 @@ impl Reactor<'_> {
         }
     }
 
-    fn start_client(&mut self, i: u32, now: u64) -> Result<(), String> {
+    fn start_client(&mut self, i: u32, now: Instant) -> Result<(), String> {
         self.record.connect_started(now);
         let cfg = self.cfg;
         let source = cfg.sources[i as usize % cfg.sources.len()];
@@ -92,12 +94,11 @@ impl Reactor<'_> {
         });
         let name =
             Username::new(cfg.username(i).as_bytes()).map_err(|e| format!("username: {e}"))?;
-        let at = self.clock.instant(now);
         client
-            .offer_name(name, at, &mut transport)
+            .offer_name(name, now, &mut transport)
             .map_err(|e| format!("client: {e}"))?;
         // PING goes into rustls now and leaves right after the handshake.
-        client.start(at, &mut transport);
+        client.start(now, &mut transport);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let conn = entry.insert(Conn {
@@ -108,11 +109,11 @@ impl Reactor<'_> {
             client,
             stage: Stage::Connecting,
             writable: false,
-            connect_start_us: now,
-            joined_us: 0,
+            connect_start: now,
+            joined: None,
             queries: QuerySchedule::stopped(),
             messages: Periodic::never(),
-            query_sent_us: 0,
+            query_sent: now,
             extra_query: false,
             msg_seq: 0,
             received_owed: 0,
@@ -148,7 +149,7 @@ impl Reactor<'_> {
     }
 
     /// A socket event for connection `key`.
-    pub(super) fn on_event(&mut self, key: usize, readable: bool, writable: bool, now: u64) {
+    pub(super) fn on_event(&mut self, key: usize, readable: bool, writable: bool, now: Instant) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -197,11 +198,10 @@ impl Reactor<'_> {
 
     /// Feeds the PDUs of one read to the client state machine, moves the client on, and
     /// records what the events mean. Returns a cause when the connection must close.
-    fn handle_pdus(&mut self, key: usize, pdus: &[Pdu], now: u64) -> Option<String> {
-        let at = self.clock.instant(now);
+    fn handle_pdus(&mut self, key: usize, pdus: &[Pdu], now: Instant) -> Option<String> {
         for pdu in pdus {
             let conn = &mut self.conns[key];
-            let event = match conn.client.handle(pdu, at, &mut conn.transport) {
+            let event = match conn.client.handle(pdu, now, &mut conn.transport) {
                 Ok(Some(event)) => event,
                 Ok(None) => continue,
                 Err(e) => return Some(format!("client: {}", client_error_cause(&e))),
@@ -209,11 +209,11 @@ impl Reactor<'_> {
             match event {
                 Event::Pong | Event::VersionAgreed { .. } => {}
                 Event::Established { .. } => {
-                    self.record.established(conn.connect_start_us, now);
+                    self.record.established(conn.connect_start, now);
                     let channel = self.cfg.channel(conn.id);
                     if let Err(e) = conn
                         .client
-                        .join(channel.as_bytes(), at, &mut conn.transport)
+                        .join(channel.as_bytes(), now, &mut conn.transport)
                     {
                         return Some(format!("client: {}", client_error_cause(&e)));
                     }
@@ -228,12 +228,12 @@ impl Reactor<'_> {
                         continue;
                     }
                     conn.stage = Stage::Active;
-                    conn.joined_us = now;
+                    conn.joined = Some(now);
                     self.setting_up -= 1;
                     self.members_now += 1;
                     self.record.joined(self.members_now);
-                    let interval = us(self.cfg.interval);
-                    let phase = phase_us(self.cfg.seed, u64::from(conn.id), STREAM_QUERY, interval);
+                    let interval = self.cfg.interval;
+                    let phase = phase(self.cfg.seed, u64::from(conn.id), STREAM_QUERY, interval);
                     conn.queries = QuerySchedule::new(now + phase, interval);
                     if self.run.stage == RunStage::Steady {
                         conn.messages = self.run.message_schedule(
@@ -251,7 +251,9 @@ impl Reactor<'_> {
                     self.record
                         .unexpected("protocol: unexpected LEAVE acknowledgement");
                 }
-                Event::Message { text, .. } => self.record.message_read(conn, text, now),
+                Event::Message { text, .. } => {
+                    self.record.message_read(conn, text, &self.clock, now);
+                }
                 Event::Notice { text, is_error, .. } => self.record.notice(conn, text, is_error),
                 Event::UpToDate { .. } => self.on_answer(key, now),
                 Event::Unexpected(what) => {
@@ -264,11 +266,11 @@ impl Reactor<'_> {
     }
 
     /// A QUERY answer completed: a scheduled one, or the client's end-step QUERY.
-    fn on_answer(&mut self, key: usize, now: u64) {
+    fn on_answer(&mut self, key: usize, now: Instant) {
         let conn = &mut self.conns[key];
         let due = conn.queries.complete(now);
         let phase = due.map_or(Phase::Before, |d| self.run.phase(d));
-        self.record.answer(due, phase, conn.query_sent_us, now);
+        self.record.answer(due, phase, conn.query_sent, now);
         if due.is_none() && conn.extra_query {
             conn.extra_query = false;
             if let Stage::Ending { step, .. } = conn.stage {
@@ -279,12 +281,11 @@ impl Reactor<'_> {
 
     /// Whatever is due for one client: deadlines, QUERY, messages, the end-of-run QUERYs,
     /// then a flush and a new wake-up time.
-    pub(super) fn act(&mut self, key: usize, now: u64) {
-        let at = self.clock.instant(now);
+    pub(super) fn act(&mut self, key: usize, now: Instant) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if let Err(e) = conn.client.poll(at, &mut conn.transport) {
+        if let Err(e) = conn.client.poll(now, &mut conn.transport) {
             let cause = client_error_cause(&e);
             self.close(key, Some(cause));
             return;
@@ -300,13 +301,13 @@ impl Reactor<'_> {
                 let stamp = Stamp {
                     sender: conn.id,
                     seq: conn.msg_seq,
-                    due_us: due,
-                    sent_us: now,
+                    due,
+                    sent: now,
                 };
-                stamp.encode(&mut self.text);
+                stamp.encode(&self.clock, &mut self.text);
                 if let Err(e) =
                     conn.client
-                        .send_message(self.text.as_bytes(), at, &mut conn.transport)
+                        .send_message(self.text.as_bytes(), now, &mut conn.transport)
                 {
                     fail = Some(format!("client: {}", client_error_cause(&e)));
                     break;
@@ -316,9 +317,9 @@ impl Reactor<'_> {
             }
             if fail.is_none() {
                 if let Some(due) = conn.queries.take_due(now) {
-                    match conn.client.query(at, &mut conn.transport) {
+                    match conn.client.query(now, &mut conn.transport) {
                         Ok(()) => {
-                            conn.query_sent_us = now;
+                            conn.query_sent = now;
                             self.record.query_sent(due, self.run.phase(due), now);
                         }
                         Err(e) => fail = Some(format!("client: {}", client_error_cause(&e))),
@@ -331,7 +332,7 @@ impl Reactor<'_> {
         if fail.is_none() {
             if let Stage::Ending { step, sent: false } = conn.stage {
                 if conn.queries.outstanding().is_none() {
-                    match conn.client.query(at, &mut conn.transport) {
+                    match conn.client.query(now, &mut conn.transport) {
                         Ok(()) => {
                             conn.extra_query = true;
                             conn.stage = Stage::Ending { step, sent: true };

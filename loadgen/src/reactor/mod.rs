@@ -22,7 +22,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kaichat_proto::pdu::Pdu;
 use mio::{Events, Poll, Token};
@@ -31,17 +31,17 @@ use rustls::ClientConfig;
 use slab::Slab;
 
 use crate::alarm::Alarm;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::conn::Conn;
-use crate::schedule::Clock;
 
-pub use progress::Tick;
+pub use progress::{second, Tick};
 pub use record::Outcome;
 pub use stages::RunStage;
 
 use progress::Progress;
 use record::Record;
-use stages::{unix_now, Run};
+use stages::Run;
 
 /// The token of the [`Alarm`]; slab keys never reach it.
 const ALARM: Token = Token(usize::MAX);
@@ -54,12 +54,12 @@ pub fn run(config: &Config, tls: Option<Arc<ClientConfig>>) -> io::Result<Outcom
             format!("not a valid server name: {:?}", config.server_name),
         )
     })?;
+    let clock = Clock::start();
     let mut reactor = Reactor {
         cfg: config,
         tls,
         server_name,
-        clock: Clock::start(),
-        start_unix: unix_now(),
+        clock,
         poll: Poll::new()?,
         conns: Slab::with_capacity(config.clients as usize),
         timers: BinaryHeap::new(),
@@ -69,7 +69,7 @@ pub fn run(config: &Config, tls: Option<Arc<ClientConfig>>) -> io::Result<Outcom
         members_now: 0,
         run: Run::new(),
         record: Record::default(),
-        progress: Progress::new(),
+        progress: Progress::new(clock.epoch()),
         pdus: Vec::new(),
         text: String::new(),
     };
@@ -81,14 +81,13 @@ struct Reactor<'c> {
     cfg: &'c Config,
     tls: Option<Arc<ClientConfig>>,
     server_name: ServerName<'static>,
+    /// The start of the run; turns instants into numbers for the output.
     clock: Clock,
-    /// Wall-clock time of the clock's epoch.
-    start_unix: f64,
     poll: Poll,
     conns: Slab<Conn>,
     /// (wake time, slab key, generation): an entry whose generation is not the
     /// connection's current one is stale and skipped.
-    timers: BinaryHeap<Reverse<(u64, usize, u64)>>,
+    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     next_gen: u64,
     /// The next client the ramp starts.
     next_client: u32,
@@ -109,18 +108,18 @@ impl Reactor<'_> {
     fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(4096);
         let mut alarm = Alarm::new(self.poll.registry(), ALARM)?;
-        let mut alarm_at: Option<u64> = None;
+        let mut alarm_at: Option<Instant> = None;
         while self.run.stage != RunStage::Done {
-            let now = self.clock.now_us();
+            let now = Instant::now();
             let timeout = match self.next_deadline() {
                 Some(at) if at <= now => Duration::ZERO,
                 Some(at) => {
                     if alarm_at != Some(at) {
-                        alarm.arm(Duration::from_micros(at - now))?;
+                        alarm.arm(at - now)?;
                         alarm_at = Some(at);
                     }
                     // The alarm wakes us on time; the poll timeout is only a safety net.
-                    Duration::from_micros(at - now) + Duration::from_millis(2)
+                    (at - now) + Duration::from_millis(2)
                 }
                 None => Duration::from_secs(1),
             };
@@ -129,7 +128,7 @@ impl Reactor<'_> {
                     return Err(e);
                 }
             }
-            let now = self.clock.now_us();
+            let now = Instant::now();
             for event in events.iter() {
                 let key = event.token().0;
                 if event.token() == ALARM {
@@ -139,7 +138,7 @@ impl Reactor<'_> {
                     self.on_event(key, event.is_readable(), event.is_writable(), now);
                 }
             }
-            let now = self.clock.now_us();
+            let now = Instant::now();
             self.fire_timers(now);
             self.start_clients(now);
             self.advance(now);
@@ -148,7 +147,8 @@ impl Reactor<'_> {
                     .tick(now, self.run.stage, self.members_now, &mut self.record)
             {
                 if !self.cfg.quiet {
-                    eprintln!("{}", progress::line(&tick, self.cfg.clients, &self.record));
+                    let line = progress::line(&tick, &self.clock, self.cfg.clients, &self.record);
+                    eprintln!("{line}");
                 }
             }
         }
@@ -156,7 +156,7 @@ impl Reactor<'_> {
     }
 
     /// The earliest moment the loop must wake without a socket event.
-    fn next_deadline(&self) -> Option<u64> {
+    fn next_deadline(&self) -> Option<Instant> {
         let timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
         let start = (self.next_client < self.cfg.clients && self.setting_up < self.cfg.max_setup)
             .then(|| self.connect_due(self.next_client));
@@ -173,12 +173,10 @@ impl Reactor<'_> {
 
     /// Sets connection `key`'s wake-up to its next due action or client deadline.
     fn rearm(&mut self, key: usize) {
-        let clock = self.clock;
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let deadline = conn.client.next_wakeup().map(|at| clock.us(at));
-        let wake = conn.next_wake(deadline);
+        let wake = conn.next_wake(conn.client.next_wakeup());
         if wake != conn.wake_at {
             conn.wake_at = wake;
             self.next_gen += 1;
@@ -189,7 +187,7 @@ impl Reactor<'_> {
         }
     }
 
-    fn fire_timers(&mut self, now: u64) {
+    fn fire_timers(&mut self, now: Instant) {
         while let Some(&Reverse((at, key, gen))) = self.timers.peek() {
             if at > now {
                 break;
@@ -206,37 +204,18 @@ impl Reactor<'_> {
     }
 
     fn outcome(self) -> Outcome {
-        let loss = self.record.loss();
         let record = self.record;
-        let connect_window_s = match record.first_connect_us {
-            Some(first) if record.last_established_us > first => {
-                (record.last_established_us - first) as f64 / 1e6
-            }
-            _ => 0.0,
-        };
-        let steady_s = if self.run.steady_start_us > 0 {
-            self.run
-                .steady_end_us
-                .min(self.clock.now_us())
-                .saturating_sub(self.run.steady_start_us) as f64
-                / 1e6
-        } else {
-            0.0
-        };
         Outcome {
+            loss: record.loss(),
+            connect: record.connect_window(),
             counters: record.counters,
             metrics: record.metrics,
             errors: record.errors,
             disconnects: record.disconnects,
-            loss,
             timeline: self.progress.into_timeline(),
             peak_members: record.peak_members,
-            connect_window_s,
-            steady_s,
-            steady_start_unix: self.run.steady_start_unix,
-            steady_end_unix: self.run.steady_end_unix,
-            connect_start_unix: self.start_unix + record.first_connect_us.unwrap_or(0) as f64 / 1e6,
-            connect_end_unix: self.start_unix + record.last_established_us as f64 / 1e6,
+            clock: self.clock,
+            steady: self.run.steady,
             finished: self.run.finished,
         }
     }

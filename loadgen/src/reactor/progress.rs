@@ -2,14 +2,17 @@
 //! unless `--quiet`, one progress line on stderr. Reads the record; never changes what
 //! the run measures, except that it empties the per-second QUERY histogram.
 
+use std::time::{Duration, Instant};
+
 use super::record::Record;
 use super::stages::RunStage;
+use crate::clock::Clock;
 
 /// One second of the run, for `timeline.csv` and the report's plots.
 #[derive(Clone, Copy, Debug)]
 pub struct Tick {
-    /// Seconds since the start.
-    pub t: u64,
+    /// The end of the second.
+    pub end: Instant,
     pub stage: RunStage,
     /// Clients established (CLIENT_INFO acknowledged) during this second.
     pub handshakes: u64,
@@ -17,8 +20,8 @@ pub struct Tick {
     pub members: u64,
     /// QUERY answers completed during this second.
     pub queries: u64,
-    /// p99 of the QUERY latency of this second (µs).
-    pub query_p99_us: u64,
+    /// p99 of the latency of the steady QUERYs answered in this second.
+    pub query_p99: Duration,
     /// Errors so far.
     pub errors: u64,
 }
@@ -26,7 +29,7 @@ pub struct Tick {
 /// The timeline so far and where the next second starts.
 #[derive(Debug)]
 pub struct Progress {
-    next_tick_us: u64,
+    next_tick: Instant,
     /// Counters at the previous tick.
     established: u64,
     queries: u64,
@@ -34,9 +37,10 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new() -> Progress {
+    /// The first second starts at `start`.
+    pub fn new(start: Instant) -> Progress {
         Progress {
-            next_tick_us: 1_000_000,
+            next_tick: start + Duration::from_secs(1),
             established: 0,
             queries: 0,
             timeline: Vec::new(),
@@ -44,37 +48,37 @@ impl Progress {
     }
 
     /// When the next second ends.
-    pub fn next_deadline(&self) -> u64 {
-        self.next_tick_us
+    pub fn next_deadline(&self) -> Instant {
+        self.next_tick
     }
 
     /// Closes the second that ended by `now`, if any: appends its row and returns it.
     pub fn tick(
         &mut self,
-        now: u64,
+        now: Instant,
         stage: RunStage,
         members: u64,
         record: &mut Record,
     ) -> Option<Tick> {
-        if now < self.next_tick_us {
+        if now < self.next_tick {
             return None;
         }
-        let t = self.next_tick_us / 1_000_000;
-        self.next_tick_us += 1_000_000;
+        let end = self.next_tick;
+        self.next_tick += Duration::from_secs(1);
         let c = &record.counters;
         let handshakes = c.established - self.established;
         let queries = c.queries - self.queries;
         self.established = c.established;
         self.queries = c.queries;
-        let query_p99_us = record.metrics.window_query.quantile(0.99);
+        let query_p99 = Duration::from_micros(record.metrics.window_query.quantile(0.99));
         record.metrics.window_query.reset();
         let tick = Tick {
-            t,
+            end,
             stage,
             handshakes,
             members,
             queries,
-            query_p99_us,
+            query_p99,
             errors: record.errors.total(),
         };
         self.timeline.push(tick);
@@ -87,21 +91,26 @@ impl Progress {
     }
 }
 
+/// Whole seconds from the start of the run to the end of `tick` (its number).
+pub fn second(tick: &Tick, clock: &Clock) -> u64 {
+    clock.since_epoch(tick.end).as_secs_f64().round() as u64
+}
+
 /// The progress line of `tick`.
-pub fn line(tick: &Tick, clients: u32, record: &Record) -> String {
+pub fn line(tick: &Tick, clock: &Clock, clients: u32, record: &Record) -> String {
     let c = &record.counters;
     let m = &record.metrics;
     format!(
         "[{:>4}s] {:<6} connected {}/{} (+{}/s) in-channel {} | queries/s {} \
          p99 {:.2} ms (run {:.2} ms) lag p99 {:.2} ms | msgs sent {} recv {} | errors {} disconnects {}",
-        tick.t,
+        second(tick, clock),
         tick.stage.name(),
         c.established,
         clients,
         tick.handshakes,
         tick.members,
         tick.queries,
-        tick.query_p99_us as f64 / 1000.0,
+        tick.query_p99.as_secs_f64() * 1000.0,
         m.query.quantile(0.99) as f64 / 1000.0,
         m.lag.quantile(0.99) as f64 / 1000.0,
         c.messages_sent,

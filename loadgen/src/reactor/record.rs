@@ -6,13 +6,16 @@
 //! belongs to is the stages' answer ([`Phase`]), passed in. Nothing here touches a socket
 //! or reads a clock.
 
+use std::time::Instant;
+
+use crate::clock::{Clock, Window};
 use crate::conn::Conn;
 use crate::ledger::{self, Loss, Member, Sent};
 use crate::message::{parse_skipped, Stamp};
 use crate::stats::{Causes, Counters, Metrics};
 
-use super::Tick;
 use super::stages::Phase;
+use super::Tick;
 
 /// Everything a run produced.
 #[derive(Debug)]
@@ -25,18 +28,12 @@ pub struct Outcome {
     pub timeline: Vec<Tick>,
     /// Highest number of clients in their channel at once.
     pub peak_members: u64,
-    /// First TCP connect start → last CLIENT_INFO acknowledgement, seconds.
-    pub connect_window_s: f64,
-    /// Steady window actually run, seconds.
-    pub steady_s: f64,
-    /// Wall-clock (Unix seconds) start and end of the steady window, for aligning server
-    /// samples with it.
-    pub steady_start_unix: f64,
-    pub steady_end_unix: f64,
-    /// Wall-clock (Unix seconds) of the first TCP connect and of the last CLIENT_INFO
-    /// acknowledgement: the window of `connect_window_s`.
-    pub connect_start_unix: f64,
-    pub connect_end_unix: f64,
+    /// The run's clock: the output turns the instants here into seconds with it.
+    pub clock: Clock,
+    /// First TCP connect start → last CLIENT_INFO acknowledgement.
+    pub connect: Option<Window>,
+    /// The steady window the QUERY figures describe.
+    pub steady: Option<Window>,
     /// Clients that completed the drain (or, without messages, were in their channel at
     /// the end).
     pub finished: u64,
@@ -53,25 +50,33 @@ pub struct Record {
     pub sent: Vec<Sent>,
     /// Ledger: every client that joined, once its connection is over.
     pub members: Vec<Member>,
-    pub first_connect_us: Option<u64>,
-    pub last_established_us: u64,
+    pub first_connect: Option<Instant>,
+    pub last_established: Option<Instant>,
     pub peak_members: u64,
 }
 
 impl Record {
     /// A TCP connect is starting.
-    pub fn connect_started(&mut self, now: u64) {
+    pub fn connect_started(&mut self, now: Instant) {
         self.counters.connects_started += 1;
-        self.first_connect_us.get_or_insert(now);
+        self.first_connect.get_or_insert(now);
     }
 
-    /// CLIENT_INFO was acknowledged for a connection started at `connect_start_us`.
-    pub fn established(&mut self, connect_start_us: u64, now: u64) {
+    /// CLIENT_INFO was acknowledged for a connection started at `connect_start`.
+    pub fn established(&mut self, connect_start: Instant, now: Instant) {
         self.metrics
             .connect
-            .record(now.saturating_sub(connect_start_us));
+            .record(now.saturating_duration_since(connect_start));
         self.counters.established += 1;
-        self.last_established_us = now;
+        self.last_established = Some(now);
+    }
+
+    /// First TCP connect start → last CLIENT_INFO acknowledgement, once there was one.
+    pub fn connect_window(&self) -> Option<Window> {
+        Some(Window {
+            start: self.first_connect?,
+            end: self.last_established?,
+        })
     }
 
     /// A JOIN was acknowledged; `members_now` clients are in their channel.
@@ -80,15 +85,15 @@ impl Record {
         self.peak_members = self.peak_members.max(members_now);
     }
 
-    /// A chat message arrived for `conn`.
-    pub fn message_read(&mut self, conn: &mut Conn, text: &[u8], now: u64) {
+    /// A chat message arrived for `conn`; its stamp was written with `clock`.
+    pub fn message_read(&mut self, conn: &mut Conn, text: &[u8], clock: &Clock, now: Instant) {
         self.counters.messages_received += 1;
-        match Stamp::parse(text) {
+        match Stamp::parse(text, clock) {
             Some(stamp) => {
                 self.metrics
                     .delivery
-                    .record(now.saturating_sub(stamp.due_us));
-                if conn.joined_us > 0 && stamp.sent_us > conn.joined_us {
+                    .record(now.saturating_duration_since(stamp.due));
+                if conn.joined.is_some_and(|joined| stamp.sent > joined) {
                     conn.received_owed += 1;
                 }
             }
@@ -115,17 +120,19 @@ impl Record {
     }
 
     /// A QUERY answer completed at `now`. `due` is the scheduled QUERY's due time (`None`
-    /// for an end-of-run QUERY), `sent_us` when it was handed to the connection.
-    pub fn answer(&mut self, due: Option<u64>, phase: Phase, sent_us: u64, now: u64) {
+    /// for an end-of-run QUERY), `sent` when it was handed to the connection.
+    pub fn answer(&mut self, due: Option<Instant>, phase: Phase, sent: Instant, now: Instant) {
         self.counters.queries_total += 1;
         let Some(due) = due else {
             return;
         };
-        let latency = now.saturating_sub(due);
+        let latency = now.saturating_duration_since(due);
         match phase {
             Phase::Steady => {
                 self.metrics.query.record(latency);
-                self.metrics.query_sent.record(now.saturating_sub(sent_us));
+                self.metrics
+                    .query_sent
+                    .record(now.saturating_duration_since(sent));
                 self.metrics.window_query.record(latency);
                 self.counters.queries += 1;
             }
@@ -135,20 +142,20 @@ impl Record {
     }
 
     /// A scheduled QUERY due at `due` went out at `now`.
-    pub fn query_sent(&mut self, due: u64, phase: Phase, now: u64) {
+    pub fn query_sent(&mut self, due: Instant, phase: Phase, now: Instant) {
         if phase != Phase::Before {
-            self.metrics.lag.record(now - due);
+            self.metrics.lag.record(now.saturating_duration_since(due));
         }
     }
 
     /// A message due at `due` was handed to `conn`'s connection at `now`.
-    pub fn message_sent(&mut self, conn: &Conn, due: u64, now: u64) {
+    pub fn message_sent(&mut self, conn: &Conn, due: Instant, now: Instant) {
         self.counters.messages_sent += 1;
-        self.metrics.lag.record(now - due);
+        self.metrics.lag.record(now.saturating_duration_since(due));
         self.sent.push(Sent {
             channel: conn.channel,
             sender: conn.id,
-            sent_us: now,
+            sent: now,
         });
     }
 

@@ -7,11 +7,12 @@
 //! stage has a bound, so a run always ends by itself. This file decides *when* each
 //! client changes stage; what the client then does is `clients`' business.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use super::Reactor;
+use crate::clock::Window;
 use crate::conn::{EndStep, Stage};
-use crate::schedule::{phase_us, Periodic, STREAM_MESSAGE};
+use crate::schedule::{phase, Periodic, STREAM_MESSAGE};
 
 /// How long each end step (fence, drain) may take.
 const END_STEP_LIMIT: Duration = Duration::from_secs(15);
@@ -64,17 +65,15 @@ pub enum Phase {
     After,
 }
 
-/// The run's stage and its windows.
+/// The run's stage and its steady window.
 #[derive(Debug)]
 pub struct Run {
     pub stage: RunStage,
     /// When the current stage gives up waiting.
-    pub deadline: Option<u64>,
-    /// The steady window, once the ramp is over (`steady_start_us` 0 before).
-    pub steady_start_us: u64,
-    pub steady_end_us: u64,
-    pub steady_start_unix: f64,
-    pub steady_end_unix: f64,
+    pub deadline: Option<Instant>,
+    /// The steady window, set when the ramp ends: it opens after the warm-up, and closes
+    /// early if every client is gone.
+    pub steady: Option<Window>,
     /// Clients that completed the end of the run.
     pub finished: u64,
 }
@@ -84,57 +83,55 @@ impl Run {
         Run {
             stage: RunStage::Ramp,
             deadline: None,
-            steady_start_us: 0,
-            steady_end_us: u64::MAX,
-            steady_start_unix: 0.0,
-            steady_end_unix: 0.0,
+            steady: None,
             finished: 0,
         }
     }
 
     /// Where `due` falls with respect to the steady window.
-    pub fn phase(&self, due: u64) -> Phase {
-        if self.steady_start_us == 0 || due < self.steady_start_us {
-            Phase::Before
-        } else if due < self.steady_end_us {
-            Phase::Steady
-        } else {
-            Phase::After
+    pub fn phase(&self, due: Instant) -> Phase {
+        match self.steady {
+            Some(w) if due >= w.start => {
+                if due < w.end {
+                    Phase::Steady
+                } else {
+                    Phase::After
+                }
+            }
+            _ => Phase::Before,
         }
     }
 
     /// The earliest stage change to wake up for.
-    pub fn next_deadline(&self) -> Option<u64> {
-        let steady_end = (self.stage == RunStage::Steady).then_some(self.steady_end_us);
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let steady_end = self
+            .steady
+            .filter(|_| self.stage == RunStage::Steady)
+            .map(|w| w.end);
         [steady_end, self.deadline].into_iter().flatten().min()
     }
 
     /// Client `id`'s message schedule: none without `--msg-every`, else from its phase
     /// in the steady window (or from `now`, for a client that joins later).
-    pub fn message_schedule(&self, msg_every: Duration, seed: u64, id: u32, now: u64) -> Periodic {
-        let every = us(msg_every);
-        if every == 0 {
+    pub fn message_schedule(
+        &self,
+        msg_every: Duration,
+        seed: u64,
+        id: u32,
+        now: Instant,
+    ) -> Periodic {
+        if msg_every.is_zero() {
             return Periodic::never();
         }
-        let phase = phase_us(seed, u64::from(id), STREAM_MESSAGE, every);
-        Periodic::new(self.steady_start_us.max(now) + phase, every)
+        let start = self.steady.map_or(now, |w| w.start.max(now));
+        let phase = phase(seed, u64::from(id), STREAM_MESSAGE, msg_every);
+        Periodic::new(start + phase, msg_every)
     }
-}
-
-pub(super) fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
-pub(super) fn us(d: Duration) -> u64 {
-    d.as_micros() as u64
 }
 
 impl Reactor<'_> {
     /// Moves the run on as far as it can go at `now` (a stage may end at once).
-    pub(super) fn advance(&mut self, now: u64) {
+    pub(super) fn advance(&mut self, now: Instant) {
         loop {
             let stage = self.run.stage;
             self.advance_stage(now);
@@ -144,7 +141,7 @@ impl Reactor<'_> {
         }
     }
 
-    fn advance_stage(&mut self, now: u64) {
+    fn advance_stage(&mut self, now: Instant) {
         match self.run.stage {
             RunStage::Ramp => {
                 if self.next_client == self.cfg.clients && self.setting_up == 0 {
@@ -152,13 +149,15 @@ impl Reactor<'_> {
                 }
             }
             RunStage::Steady => {
+                let Some(steady) = &mut self.run.steady else {
+                    return;
+                };
                 // Every client gone (none connected, or all disconnected): nothing left to
-                // measure, so the run ends now.
+                // measure, so the window closes now.
                 if self.conns.is_empty() {
-                    self.run.steady_end_us = now;
+                    steady.end = now;
                 }
-                if now >= self.run.steady_end_us {
-                    self.run.steady_end_unix = unix_now();
+                if now >= steady.end {
                     if self.cfg.msg_every.is_zero() {
                         self.enter_quit(now);
                     } else {
@@ -197,20 +196,20 @@ impl Reactor<'_> {
 
     /// Everyone is in: the steady window starts after the warm-up, and with it the
     /// clients' messages.
-    fn begin_steady(&mut self, now: u64) {
+    fn begin_steady(&mut self, now: Instant) {
         let cfg = self.cfg;
         self.run.stage = RunStage::Steady;
-        let warmup = us(cfg.warmup);
-        self.run.steady_start_us = (now + warmup).max(1);
-        self.run.steady_start_unix = unix_now() + cfg.warmup.as_secs_f64();
-        self.run.steady_end_us = now + warmup + us(cfg.duration);
+        let start = now + cfg.warmup;
+        self.run.steady = Some(Window {
+            start,
+            end: start + cfg.duration,
+        });
         for key in self.keys() {
             let conn = &self.conns[key];
             if conn.stage == Stage::Active {
-                let (id, joined) = (conn.id, conn.joined_us);
-                let messages =
-                    self.run
-                        .message_schedule(cfg.msg_every, cfg.seed, id, joined.max(now));
+                let id = conn.id;
+                let from = conn.joined.map_or(now, |j| j.max(now));
+                let messages = self.run.message_schedule(cfg.msg_every, cfg.seed, id, from);
                 self.conns[key].messages = messages;
                 self.rearm(key);
             }
@@ -220,9 +219,9 @@ impl Reactor<'_> {
     /// Starts an end step: every client that completed the previous one (or, for the
     /// fence, every client in its channel) stops its schedules and sends the step's QUERY
     /// once its outstanding one is answered.
-    fn begin_end_step(&mut self, step: EndStep, now: u64) {
+    fn begin_end_step(&mut self, step: EndStep, now: Instant) {
         self.run.stage = RunStage::End(step);
-        self.run.deadline = Some(now + us(END_STEP_LIMIT));
+        self.run.deadline = Some(now + END_STEP_LIMIT);
         let ready = match step {
             EndStep::Fence => Stage::Active,
             EndStep::Drain => Stage::Ended(EndStep::Fence),
@@ -251,18 +250,14 @@ impl Reactor<'_> {
     }
 
     /// QUIT everywhere; the clients that completed the run are counted as finished.
-    fn enter_quit(&mut self, now: u64) {
-        if self.run.steady_end_unix == 0.0 {
-            self.run.steady_end_unix = unix_now();
-        }
+    fn enter_quit(&mut self, now: Instant) {
         self.run.stage = RunStage::Quit;
-        self.run.deadline = Some(now + us(QUIT_LIMIT));
+        self.run.deadline = Some(now + QUIT_LIMIT);
         let done = if self.cfg.msg_every.is_zero() {
             Stage::Active
         } else {
             Stage::Ended(EndStep::Drain)
         };
-        let at = self.clock.instant(now);
         for key in self.keys() {
             let conn = &mut self.conns[key];
             if conn.stage == done {
@@ -276,7 +271,7 @@ impl Reactor<'_> {
             }
             conn.queries.stop();
             conn.messages.stop();
-            conn.client.quit(at, &mut conn.transport);
+            conn.client.quit(now, &mut conn.transport);
             conn.stage = Stage::Quitting;
             self.record.counters.quits += 1;
             match conn.transport.flush(&mut conn.sock) {
