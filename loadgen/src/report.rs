@@ -170,6 +170,8 @@ pub fn summary_json(config: &Config, outcome: &Outcome) -> Value {
         "handshakes_per_s": rate(c.established, connect_s(outcome)),
         "peak_handshakes_per_s": peak_handshakes_per_s(outcome),
         "steady_s": (steady_s(outcome) * 1000.0).round() / 1000.0,
+        "start_unix": outcome.clock.unix(outcome.clock.epoch()),
+        "warmup_start_unix": outcome.warmup_start.map(|at| outcome.clock.unix(at)),
         "steady_start_unix": steady_start_unix,
         "steady_end_unix": steady_end_unix,
         "connect_start_unix": connect_start_unix,
@@ -378,6 +380,7 @@ mod tests {
                 start: at(500),
                 end: at(1_000),
             }),
+            warmup_start: Some(at(1_000)),
             steady: Some(Window {
                 start: at(1_000),
                 end: at(11_000),

@@ -235,7 +235,7 @@ impl Reactor<'_> {
                     let interval = self.cfg.interval;
                     let phase = phase(self.cfg.seed, u64::from(conn.id), STREAM_QUERY, interval);
                     conn.queries = QuerySchedule::new(now + phase, interval);
-                    if self.run.stage == RunStage::Steady {
+                    if matches!(self.run.stage, RunStage::Warmup | RunStage::Steady) {
                         conn.messages = self.run.message_schedule(
                             self.cfg.msg_every,
                             self.cfg.seed,

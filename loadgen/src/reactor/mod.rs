@@ -215,6 +215,7 @@ impl Reactor<'_> {
             timeline: self.progress.into_timeline(),
             peak_members: record.peak_members,
             clock: self.clock,
+            warmup_start: self.run.warmup_start,
             steady: self.run.steady,
             finished: self.run.finished,
         }

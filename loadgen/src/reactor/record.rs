@@ -32,6 +32,8 @@ pub struct Outcome {
     pub clock: Clock,
     /// First TCP connect start → last CLIENT_INFO acknowledgement.
     pub connect: Option<Window>,
+    /// The end of the ramp, when the warm-up began.
+    pub warmup_start: Option<Instant>,
     /// The steady window the QUERY figures describe.
     pub steady: Option<Window>,
     /// Clients that completed the drain (or, without messages, were in their channel at

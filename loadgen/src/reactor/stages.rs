@@ -1,11 +1,13 @@
 //! The stages of a run and what moves it from one to the next.
 //!
-//! Ramp (connect everyone at `--ramp`) → Steady (`--duration` seconds of QUERY and
-//! messages after `--warmup`: the window the numbers describe) → the end steps, Fence then
-//! Drain (only when messages were sent: prove every SEND was processed, then read
-//! everything owed) → Quit (QUIT everywhere, wait for the server to close) → Done. Every
-//! stage has a bound, so a run always ends by itself. This file decides *when* each
-//! client changes stage; what the client then does is `clients`' business.
+//! Ramp (connect everyone at `--ramp`) → Warmup (`--warmup` seconds: the last joiners'
+//! first QUERY answers carry their channel's replay, which is set-up work) → Steady
+//! (`--duration` seconds of QUERY and messages: the window the numbers describe) → the
+//! end steps, Fence then Drain (only when messages were sent: prove every SEND was
+//! processed, then read everything owed) → Quit (QUIT everywhere, wait for the server to
+//! close) → Done. Every stage has a bound, so a run always ends by itself. This file
+//! decides *when* each client changes stage; what a client then does is `clients`'
+//! business.
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +25,8 @@ const QUIT_LIMIT: Duration = Duration::from_secs(5);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RunStage {
     Ramp,
+    /// Everyone is in; the steady window has not opened yet.
+    Warmup,
     Steady,
     /// Every client sends the step's QUERY; the stage waits for all answers.
     End(EndStep),
@@ -35,6 +39,7 @@ impl RunStage {
     pub fn name(self) -> &'static str {
         match self {
             RunStage::Ramp => "ramp",
+            RunStage::Warmup => "warmup",
             RunStage::Steady => "steady",
             RunStage::End(EndStep::Fence) => "fence",
             RunStage::End(EndStep::Drain) => "drain",
@@ -47,6 +52,7 @@ impl RunStage {
     pub fn label(self) -> &'static str {
         match self {
             RunStage::Ramp => "Ramp",
+            RunStage::Warmup => "Warmup",
             RunStage::Steady => "Steady",
             RunStage::End(EndStep::Fence) => "Fence",
             RunStage::End(EndStep::Drain) => "Drain",
@@ -65,12 +71,14 @@ pub enum Phase {
     After,
 }
 
-/// The run's stage and its steady window.
+/// The run's stage and its windows.
 #[derive(Debug)]
 pub struct Run {
     pub stage: RunStage,
     /// When the current stage gives up waiting.
     pub deadline: Option<Instant>,
+    /// When the ramp ended and the warm-up began.
+    pub warmup_start: Option<Instant>,
     /// The steady window, set when the ramp ends: it opens after the warm-up, and closes
     /// early if every client is gone.
     pub steady: Option<Window>,
@@ -83,6 +91,7 @@ impl Run {
         Run {
             stage: RunStage::Ramp,
             deadline: None,
+            warmup_start: None,
             steady: None,
             finished: 0,
         }
@@ -104,11 +113,12 @@ impl Run {
 
     /// The earliest stage change to wake up for.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let steady_end = self
-            .steady
-            .filter(|_| self.stage == RunStage::Steady)
-            .map(|w| w.end);
-        [steady_end, self.deadline].into_iter().flatten().min()
+        let edge = self.steady.and_then(|w| match self.stage {
+            RunStage::Warmup => Some(w.start),
+            RunStage::Steady => Some(w.end),
+            _ => None,
+        });
+        [edge, self.deadline].into_iter().flatten().min()
     }
 
     /// Client `id`'s message schedule: none without `--msg-every`, else from its phase
@@ -145,10 +155,10 @@ impl Reactor<'_> {
         match self.run.stage {
             RunStage::Ramp => {
                 if self.next_client == self.cfg.clients && self.setting_up == 0 {
-                    self.begin_steady(now);
+                    self.begin_warmup(now);
                 }
             }
-            RunStage::Steady => {
+            RunStage::Warmup | RunStage::Steady => {
                 let Some(steady) = &mut self.run.steady else {
                     return;
                 };
@@ -157,7 +167,10 @@ impl Reactor<'_> {
                 if self.conns.is_empty() {
                     steady.end = now;
                 }
-                if now >= steady.end {
+                let end = steady.end;
+                if self.run.stage == RunStage::Warmup && now >= steady.start && now < end {
+                    self.run.stage = RunStage::Steady;
+                } else if now >= end {
                     if self.cfg.msg_every.is_zero() {
                         self.enter_quit(now);
                     } else {
@@ -196,9 +209,10 @@ impl Reactor<'_> {
 
     /// Everyone is in: the steady window starts after the warm-up, and with it the
     /// clients' messages.
-    fn begin_steady(&mut self, now: Instant) {
+    fn begin_warmup(&mut self, now: Instant) {
         let cfg = self.cfg;
-        self.run.stage = RunStage::Steady;
+        self.run.stage = RunStage::Warmup;
+        self.run.warmup_start = Some(now);
         let start = now + cfg.warmup;
         self.run.steady = Some(Window {
             start,
