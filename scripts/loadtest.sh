@@ -183,9 +183,7 @@ trap 'exit 143' TERM
 } > "$out/run.env"
 
 server_cmd=("$server_bin" --listen "127.0.0.1:$PORT" --max-clients "$max_clients" --stats-interval 10 "${server_extra[@]}")
-loadgen_cmd=("$loadgen_bin" "${flags[@]}" --out "$out")
 echo "server_cmd=${server_cmd[*]}" >> "$out/run.env"
-echo "loadgen_cmd=${loadgen_cmd[*]}" >> "$out/run.env"
 
 echo "loadtest.sh: starting ${server_cmd[*]}" >&2
 "${server_cmd[@]}" 2> "$out/server.log" &
@@ -196,6 +194,12 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 grep -q "listening on" "$out/server.log" || { echo "loadtest.sh: the server did not start in 10 s:" >&2; cat "$out/server.log" >&2; exit 1; }
+
+# loadgen reads the server's CPU time itself at the edges of the connect and steady
+# windows: the samples below come once a second, too coarse for a window shorter than a
+# few seconds.
+loadgen_cmd=("$loadgen_bin" "${flags[@]}" --server-pid "$server_pid" --out "$out")
+echo "loadgen_cmd=${loadgen_cmd[*]}" >> "$out/run.env"
 
 sample "$server_pid" "$out/server.csv" &
 sampler_pids+=($!)

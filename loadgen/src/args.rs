@@ -34,6 +34,9 @@ OPTIONS:
   --server HOST:PORT   the server: an IPv4 address or a host name, and a port; :PORT
                        alone means 127.0.0.1:PORT, a host alone port 29200
                                                                [127.0.0.1:29200]
+  --server-pid PID     the server's process id, when it runs on this machine: its CPU
+                       time is read at the edges of the connect and steady windows
+                       and written to summary.json
   --server-name NAME   name checked in the server certificate
                                      [the --server host if it is a name, else localhost]
   --clients N          simulated clients                      [100]
@@ -226,6 +229,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
         .value("--user-prefix", text)?
         .unwrap_or_else(|| "lg".into());
     let first_id = f.value("--first-id", number::<u32>)?.unwrap_or(0);
+    let server_pid = f.value("--server-pid", number::<u32>)?;
     let mut args = flags.0;
     let plaintext = args.contains("--plaintext");
     let no_verify = args.contains("--no-verify");
@@ -255,6 +259,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
         first_id,
         timeout,
         quiet,
+        server_pid,
     };
     config.validate()?;
     Ok(Command::Run(Box::new(config)))
@@ -287,6 +292,7 @@ mod tests {
             ("--max-setup", "1.5"),
             ("--seed", "-1"),
             ("--first-id", "many"),
+            ("--server-pid", "server"),
             ("--interval", "-1"),
             ("--warmup", "soon"),
             ("--duration", "NaN"),

@@ -51,6 +51,9 @@ pub struct Config {
     pub timeout: Duration,
     /// No progress lines.
     pub quiet: bool,
+    /// The server's process, when it runs on this machine: its CPU time is read at the
+    /// edges of the connect and steady windows.
+    pub server_pid: Option<u32>,
 }
 
 impl Config {
@@ -145,6 +148,7 @@ impl Config {
             first_id: 0,
             timeout: Duration::from_secs(30),
             quiet: true,
+            server_pid: None,
         }
     }
 }

@@ -93,6 +93,11 @@ impl Conn {
         )
     }
 
+    /// Whether the client is still in its TCP connect or TLS and protocol set-up.
+    pub fn handshaking(&self) -> bool {
+        matches!(self.stage, Stage::Connecting | Stage::SettingUp)
+    }
+
     /// Whether the client still owes the answer of end step `step`.
     pub fn is_ending(&self, step: EndStep) -> bool {
         matches!(self.stage, Stage::Ending { step: s, .. } if s == step)

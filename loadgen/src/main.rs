@@ -10,6 +10,7 @@ mod args;
 mod clock;
 mod config;
 mod conn;
+mod cpu;
 mod fdlimit;
 mod ledger;
 mod message;

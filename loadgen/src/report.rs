@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::clock::Window;
 use crate::config::Config;
+use crate::cpu::WindowCpu;
 use crate::reactor::Outcome;
 use crate::stats::{Latency, Percentiles};
 
@@ -121,6 +122,20 @@ fn peak_handshakes_per_s(outcome: &Outcome) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// CPU seconds used in a window, as read at its edges (`null` for what was not read).
+fn window_cpu_json(cpu: Option<WindowCpu>) -> Value {
+    let secs = |d: Option<Duration>| d.map(|d| (d.as_secs_f64() * 1e6).round() / 1e6);
+    match cpu {
+        Some(w) => json!({
+            "window_s": secs(Some(w.window)),
+            "server": secs(w.used.server),
+            "loadgen": secs(w.used.loadgen),
+            "machine": secs(w.used.machine),
+        }),
+        None => Value::Null,
+    }
+}
+
 /// The JSON summary.
 pub fn summary_json(config: &Config, outcome: &Outcome) -> Value {
     let c = &outcome.counters;
@@ -176,6 +191,8 @@ pub fn summary_json(config: &Config, outcome: &Outcome) -> Value {
         "steady_end_unix": steady_end_unix,
         "connect_start_unix": connect_start_unix,
         "connect_end_unix": connect_end_unix,
+        "connect_cpu_s": window_cpu_json(outcome.connect_cpu),
+        "steady_cpu_s": window_cpu_json(outcome.steady_cpu),
         "latency_us": Value::Object(latency),
         "config": {
             "server": config.server.to_string(),
@@ -385,6 +402,8 @@ mod tests {
                 start: at(1_000),
                 end: at(11_000),
             }),
+            connect_cpu: None,
+            steady_cpu: None,
             finished: 2,
         }
     }

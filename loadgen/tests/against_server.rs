@@ -109,7 +109,13 @@ fn check(summary: &Value) {
 #[test]
 fn a_small_tls_run_connects_everyone_and_loses_nothing() {
     let addr = start_server(true);
-    let run = run_loadgen(&addr.to_string(), &["--warmup", "1"], "tls");
+    // The server runs in this process.
+    let pid = std::process::id().to_string();
+    let run = run_loadgen(
+        &addr.to_string(),
+        &["--warmup", "1", "--server-pid", &pid],
+        "tls",
+    );
     let summary = &run.summary;
     check(summary);
     // The steady window starts a warm-up after the last set-up and lasts --duration.
@@ -145,6 +151,18 @@ fn a_small_tls_run_connects_everyone_and_loses_nothing() {
         (t("steady_start_unix") - warmup_start - 1.0).abs() < 0.01,
         "{summary}"
     );
+    // CPU time read at the windows' edges, the server's included.
+    for window in ["connect_cpu_s", "steady_cpu_s"] {
+        for who in ["window_s", "server", "loadgen", "machine"] {
+            let v = summary[window][who].as_f64();
+            assert!(v.is_some_and(|v| v > 0.0), "{window}.{who}: {summary}");
+        }
+    }
+    let connect_window = summary["connect_cpu_s"]["window_s"].as_f64().unwrap();
+    assert!(
+        (connect_window - t("connect_window_s")).abs() < 0.01,
+        "{summary}"
+    );
 }
 
 #[test]
@@ -155,4 +173,7 @@ fn a_small_plaintext_run_connects_everyone_and_loses_nothing() {
     let run = run_loadgen(&server, &["--plaintext", "--quiet"], "plain");
     check(&run.summary);
     assert!(run.stderr.is_empty(), "{}", run.stderr);
+    // Without --server-pid there is no server figure, and no guess either.
+    assert!(run.summary["connect_cpu_s"]["server"].is_null());
+    assert!(run.summary["connect_cpu_s"]["loadgen"].as_f64().is_some());
 }

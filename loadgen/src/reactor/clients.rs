@@ -52,11 +52,23 @@ impl Reactor<'_> {
             started += 1;
             if let Err(cause) = self.start_client(i, now) {
                 self.record.errors.add(&cause);
+                self.handshake_ended(now);
             }
         }
     }
 
+    /// A connection's handshake ended (established, failed, or never started): if it was
+    /// the last one, the connect window closes and the CPU is read at its edge.
+    fn handshake_ended(&mut self, now: Instant) {
+        if self.next_client == self.cfg.clients && self.handshaking == 0 {
+            self.run.connect_cpu.close(now, self.cpu.read());
+        }
+    }
+
     fn start_client(&mut self, i: u32, now: Instant) -> Result<(), String> {
+        if self.record.first_connect.is_none() {
+            self.run.connect_cpu.open(now, self.cpu.read());
+        }
         self.record.connect_started(now);
         let cfg = self.cfg;
         let source = cfg.sources[i as usize % cfg.sources.len()];
@@ -131,6 +143,7 @@ impl Reactor<'_> {
             return Err(format!("register: {}", e.kind()));
         }
         self.setting_up += 1;
+        self.handshaking += 1;
         self.rearm(key);
         Ok(())
     }
@@ -146,6 +159,10 @@ impl Reactor<'_> {
             self.members_now -= 1;
         }
         self.record.closed(&conn, cause.as_deref());
+        if conn.handshaking() {
+            self.handshaking -= 1;
+            self.handshake_ended(Instant::now());
+        }
     }
 
     /// A socket event for connection `key`.
@@ -210,6 +227,9 @@ impl Reactor<'_> {
                 Event::Pong | Event::VersionAgreed { .. } => {}
                 Event::Established { .. } => {
                     self.record.established(conn.connect_start, now);
+                    self.handshaking -= 1;
+                    self.handshake_ended(now);
+                    let conn = &mut self.conns[key];
                     let channel = self.cfg.channel(conn.id);
                     if let Err(e) = conn
                         .client

@@ -34,6 +34,7 @@ use crate::alarm::Alarm;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::conn::Conn;
+use crate::cpu::CpuProbe;
 
 pub use progress::{second, Tick};
 pub use record::Outcome;
@@ -60,12 +61,14 @@ pub fn run(config: &Config, tls: Option<Arc<ClientConfig>>) -> io::Result<Outcom
         tls,
         server_name,
         clock,
+        cpu: CpuProbe::new(config.server_pid),
         poll: Poll::new()?,
         conns: Slab::with_capacity(config.clients as usize),
         timers: BinaryHeap::new(),
         next_gen: 0,
         next_client: 0,
         setting_up: 0,
+        handshaking: 0,
         members_now: 0,
         run: Run::new(),
         record: Record::default(),
@@ -83,6 +86,8 @@ struct Reactor<'c> {
     server_name: ServerName<'static>,
     /// The start of the run; turns instants into numbers for the output.
     clock: Clock,
+    /// Reads CPU time at the edges of the windows.
+    cpu: CpuProbe,
     poll: Poll,
     conns: Slab<Conn>,
     /// (wake time, slab key, generation): an entry whose generation is not the
@@ -93,6 +98,8 @@ struct Reactor<'c> {
     next_client: u32,
     /// Clients connecting, setting up or joining.
     setting_up: u32,
+    /// Of those, clients still connecting or setting up.
+    handshaking: u32,
     /// Clients in their channel.
     members_now: u64,
     run: Run,
@@ -217,6 +224,8 @@ impl Reactor<'_> {
             clock: self.clock,
             warmup_start: self.run.warmup_start,
             steady: self.run.steady,
+            connect_cpu: self.run.connect_cpu.used(),
+            steady_cpu: self.run.steady_cpu.used(),
             finished: self.run.finished,
         }
     }

@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use crate::clock::{Clock, Window};
 use crate::conn::Conn;
+use crate::cpu::WindowCpu;
 use crate::ledger::{self, Loss, Member, Sent};
 use crate::message::{parse_skipped, Stamp};
 use crate::stats::{Causes, Counters, Metrics};
@@ -36,6 +37,9 @@ pub struct Outcome {
     pub warmup_start: Option<Instant>,
     /// The steady window the QUERY figures describe.
     pub steady: Option<Window>,
+    /// CPU time used in the connect and steady windows, read at their edges.
+    pub connect_cpu: Option<WindowCpu>,
+    pub steady_cpu: Option<WindowCpu>,
     /// Clients that completed the drain (or, without messages, were in their channel at
     /// the end).
     pub finished: u64,

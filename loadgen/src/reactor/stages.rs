@@ -6,14 +6,15 @@
 //! end steps, Fence then Drain (only when messages were sent: prove every SEND was
 //! processed, then read everything owed) → Quit (QUIT everywhere, wait for the server to
 //! close) → Done. Every stage has a bound, so a run always ends by itself. This file
-//! decides *when* each client changes stage; what a client then does is `clients`'
-//! business.
+//! decides *when* each client changes stage, and takes the CPU readings at the edges of
+//! the connect and steady windows; what a client then does is `clients`' business.
 
 use std::time::{Duration, Instant};
 
 use super::Reactor;
 use crate::clock::Window;
 use crate::conn::{EndStep, Stage};
+use crate::cpu::Edges;
 use crate::schedule::{phase, Periodic, STREAM_MESSAGE};
 
 /// How long each end step (fence, drain) may take.
@@ -82,6 +83,12 @@ pub struct Run {
     /// The steady window, set when the ramp ends: it opens after the warm-up, and closes
     /// early if every client is gone.
     pub steady: Option<Window>,
+    /// CPU readings at the connect window's edges: the first TCP connect, and the moment
+    /// the last connection's handshake ended (in the normal case, the last CLIENT_INFO
+    /// acknowledgement).
+    pub connect_cpu: Edges,
+    /// CPU readings at the steady window's edges.
+    pub steady_cpu: Edges,
     /// Clients that completed the end of the run.
     pub finished: u64,
 }
@@ -93,6 +100,8 @@ impl Run {
             deadline: None,
             warmup_start: None,
             steady: None,
+            connect_cpu: Edges::default(),
+            steady_cpu: Edges::default(),
             finished: 0,
         }
     }
@@ -170,7 +179,11 @@ impl Reactor<'_> {
                 let end = steady.end;
                 if self.run.stage == RunStage::Warmup && now >= steady.start && now < end {
                     self.run.stage = RunStage::Steady;
+                    self.run.steady_cpu.open(now, self.cpu.read());
                 } else if now >= end {
+                    if self.run.steady_cpu.is_open() {
+                        self.run.steady_cpu.close(now, self.cpu.read());
+                    }
                     if self.cfg.msg_every.is_zero() {
                         self.enter_quit(now);
                     } else {
