@@ -103,7 +103,7 @@ if [ -n "${BIN_DIR:-}" ]; then
   bin_dir=$BIN_DIR
 else
   echo "loadtest.sh: building (release)" >&2
-  cargo build --release --quiet --bin kaichat-server -p loadgen --bins
+  cargo build --release --quiet -p kaichat --bin kaichat-server -p loadgen --bin loadgen --bin loadgen-report
   bin_dir=target/release
 fi
 

@@ -6,7 +6,8 @@
 //! progress. This file holds the loop, its deadlines and the timer heap of client
 //! wake-ups; the rest is in
 //! - `clients`: one simulated client's life in the loop: connect, read, react, act, close;
-//! - `stages`: the run's stages (ramp, steady, the fence and drain end steps, quit);
+//! - `stages`: the run's stages (ramp, warm-up, steady, the fence and drain end steps,
+//!   quit) and the CPU readings at the edges of its windows;
 //! - `record`: what the clients' events mean as metrics, counts and ledger entries;
 //! - `progress`: the per-second timeline and progress line.
 //!
