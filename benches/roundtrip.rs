@@ -16,8 +16,9 @@ use std::thread;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use kaichat::server::{Config, Server, Shutdown};
+use kaichat::server::{Config, Server, Shutdown, DEFAULT_HISTORY, DEFAULT_REPLAY};
 use kaichat::tls;
+use kaichat_proto::names::ChannelName;
 use kaichat_proto::pdu::{ByteOrder, Command, Decoded, Pdu, PDU_LEN, PROTOCOL_VERSION};
 use kaichat_proto::session::Deadlines;
 
@@ -37,8 +38,8 @@ impl BenchServer {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             tls,
             deadlines: Deadlines::default(),
-            history: 1000,
-            replay: 20,
+            history: DEFAULT_HISTORY,
+            replay: DEFAULT_REPLAY,
             max_clients: 64,
             stats_interval: 0,
         };
@@ -98,7 +99,8 @@ impl<S: Read + Write> Client<S> {
         self.send(&Pdu::client_info(ORDER, name))
             .expect("send CLIENT_INFO");
         self.expect(Command::ClientInfo);
-        self.send(&Pdu::join(ORDER, name, CHANNEL))
+        let channel = ChannelName::new(CHANNEL).expect("a valid channel name");
+        self.send(&Pdu::join(ORDER, name, &channel))
             .expect("send JOIN");
         self.expect(Command::JoinChannel);
         self.send(&Pdu::query(ORDER)).expect("send QUERY");

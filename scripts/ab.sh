@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Compares two kaichat-server binaries under the poll-19k load, alternating A, B, A, B...
-# in one sitting so that the shared machine's noise hits both alike. Prints, per run, the
-# server's CPU (% of one core, sampled inside the steady window) and its RSS growth per
-# connection. Used to choose the allocator (BENCHMARKS.md).
+# Compares two kaichat-server binaries under one load scenario, alternating A, B, A, B...
+# in one sitting so that the shared machine's noise hits both alike, each run with a fresh
+# server. Prints, per run, the server's CPU (% of one core, sampled inside the steady
+# window), its RSS growth per connection, the query p99 and the messages lost; for
+# flat-out also the server CPU per QUERY. Then the median of each figure per binary.
 #
-#   scripts/ab.sh SERVER_A SERVER_B [ROUNDS]     (default 2 rounds; ~75 s per run)
+#   scripts/ab.sh SERVER_A SERVER_B [ROUNDS]      (default 2 rounds)
+#   SCENARIO=poll-19k (default, ~75 s a run) or SCENARIO=flat-out (~35 s a run)
 #
 # Builds loadgen in release mode first. Traffic stays on 127.0.0.0/8; every run is bounded.
 set -euo pipefail
@@ -12,37 +14,80 @@ usage() {
   cat <<'EOF'
 Usage: scripts/ab.sh SERVER_A SERVER_B [ROUNDS]
 
-Compares two kaichat-server binaries under the poll-19k load (19,000 clients polling
-every 3 s), alternating A, B, A, B... so that a shared machine's noise hits both alike.
-Prints, per run, the server's CPU (% of one core, sampled for 40 s inside the steady
-window) and its RSS growth per connection. ROUNDS defaults to 2; a run takes about 75 s.
+Compares two kaichat-server binaries under one load scenario, alternating A, B, A, B...
+so that a shared machine's noise hits both alike, each run with a fresh server. Prints,
+per run, the server's CPU (% of one core, sampled inside the steady window), its RSS
+growth per connection, the query p99 and the messages lost (and, for flat-out, the
+server CPU per QUERY); then the median of each figure per binary.
+
+ROUNDS defaults to 2. Environment: SCENARIO=poll-19k (the default, about 75 s a run)
+or SCENARIO=flat-out (about 35 s a run). Needs python3.
 EOF
 }
 cd "$(dirname "$0")/.."
 case "${1:-}" in -h|--help) usage; exit 0 ;; esac
 [ $# -ge 2 ] || { usage >&2; exit 2; }
-a=$1 b=$2 rounds=${3:-2}
+a=$1 b=$2 rounds=${3:-2} scenario=${SCENARIO:-poll-19k}
 for bin in "$a" "$b"; do [ -x "$bin" ] || { echo "ab.sh: $bin is not an executable" >&2; exit 2; }; done
+command -v python3 >/dev/null || { echo "ab.sh: needs python3 to read loadgen's summary.json" >&2; exit 2; }
+case $scenario in
+  poll-19k)
+    clients=19000
+    flags=(--clients $clients --channels 200 --interval 3 --duration 60 --msg-every 60 --ramp 2000)
+    # The ramp takes ~10 s and the warm-up 3 s; sample 40 s of the 60 s steady window.
+    sample_from=20 sample_for=40 ;;
+  flat-out)
+    clients=2000
+    flags=(--clients $clients --channels 20 --interval 0 --duration 30 --ramp 2000)
+    sample_from=5 sample_for=20 ;;
+  *) echo "ab.sh: unknown SCENARIO '$scenario' (poll-19k, flat-out)" >&2; exit 2 ;;
+esac
 cargo build --release --quiet -p loadgen --bin loadgen
-clients=19000 port=29450
+port=29450
 ticks=$(getconf CLK_TCK)
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+results=$out/results.tsv
 
 run() {
-  local bin=$1 sp lp rss0 rss1 t1 t2
+  local label=$1 bin=$2 sp lp rss0 rss1 t1 t2
   "$bin" --listen 127.0.0.1:$port --max-clients 19900 2>/dev/null & sp=$!
   sleep 0.5
   rss0=$(awk '/VmRSS/{print $2}' /proc/$sp/status)
-  timeout 150 target/release/loadgen --clients $clients --channels 200 --interval 3 \
-    --duration 60 --msg-every 60 --ramp 2000 --sources 127.0.0.1-127.0.0.40 \
-    --server 127.0.0.1:$port --ca certs/ca.pem --quiet >/dev/null 2>&1 & lp=$!
-  # The ramp takes ~10 s; sample 40 s of the 60 s steady window.
-  sleep 20; t1=$(awk '{print $14+$15}' /proc/$sp/stat)
-  sleep 40; t2=$(awk '{print $14+$15}' /proc/$sp/stat)
+  rm -rf "$out/run"
+  timeout 150 target/release/loadgen "${flags[@]}" --sources 127.0.0.1-127.0.0.40 \
+    --server 127.0.0.1:$port --ca certs/ca.pem --quiet --out "$out/run" >/dev/null 2>&1 & lp=$!
+  sleep "$sample_from"; t1=$(awk '{print $14+$15}' /proc/$sp/stat)
+  sleep "$sample_for"; t2=$(awk '{print $14+$15}' /proc/$sp/stat)
   rss1=$(awk '/VmRSS/{print $2}' /proc/$sp/status)
   wait $lp || true
   kill -TERM $sp; wait $sp || true
-  awk -v n="$bin" -v t=$((t2 - t1)) -v hz="$ticks" -v r=$((rss1 - rss0)) -v c=$clients \
-    'BEGIN { printf "%-40s cpu %5.1f %%   rss/conn %5.2f KiB\n", n, 100 * t / hz / 40, r / c }'
+  python3 - "$out/run/summary.json" "$label" "$bin" $((t2 - t1)) "$ticks" "$sample_for" \
+    $((rss1 - rss0)) "$clients" >>"$results" <<'EOF'
+import json, sys
+path, label, bin_, ticks_used, hz, window, rss_kib, clients = sys.argv[1:]
+s = json.load(open(path))
+cpu_s = int(ticks_used) / int(hz)
+cpu = 100 * cpu_s / float(window)
+qps = s["queries_per_s"]
+per_query_us = 1e6 * cpu_s / (qps * float(window)) if qps else float("nan")
+p99_ms = s["latency_us"]["query"]["p99"] / 1000
+print(f"{label}\t{bin_}\t{cpu:.1f}\t{int(rss_kib) / int(clients):.2f}\t{p99_ms:.2f}\t{per_query_us:.2f}\t{s['messages_lost']}\t{s['errors']}")
+EOF
+  tail -n 1 "$results" | awk -F'\t' '{ printf "%s %-40s cpu %5.1f %%  rss/conn %5.2f KiB  query p99 %6.2f ms  cpu/query %6.2f us  lost %s  errors %s\n", $1, $2, $3, $4, $5, $6, $7, $8 }'
 }
 
-for ((i = 1; i <= rounds; i++)); do run "$a"; run "$b"; done
+echo "scenario $scenario, $rounds rounds"
+for ((i = 1; i <= rounds; i++)); do run A "$a"; run B "$b"; done
+python3 - "$results" <<'EOF'
+import statistics, sys
+rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])]
+print("median       cpu %   rss/conn KiB   query p99 ms   cpu/query us")
+med = {}
+for label in ("A", "B"):
+    r = [x for x in rows if x[0] == label]
+    med[label] = [statistics.median(float(x[i]) for x in r) for i in (2, 3, 4, 5)]
+    print(f"{label}         {med[label][0]:6.1f}   {med[label][1]:12.2f}   {med[label][2]:12.2f}   {med[label][3]:12.2f}")
+ratio = [b / a if a else float("nan") for a, b in zip(med["A"], med["B"])]
+print(f"B/A       {ratio[0]:6.2f}x  {ratio[1]:11.2f}x  {ratio[2]:11.2f}x  {ratio[3]:11.2f}x")
+EOF

@@ -50,8 +50,8 @@ REPORTS=${REPORTS:-report}
 sources=127.0.0.1-127.0.0.40
 
 # Scenario → loadgen flags and the server's connection cap. The open-file limit here is
-# 20,000 per process (hard); loadgen keeps 32 descriptors in reserve and the server a few,
-# so 19,900 is "as many connections as fit" in both processes.
+# 20,000 per process (hard); loadgen and the server each keep 32 descriptors in reserve
+# (kaichat::fd_limit::RESERVED_FDS), so 19,900 is "as many connections as fit" in both.
 case "$scenario" in
   smoke)
     flags=(--clients 200 --channels 10 --interval 3 --duration 15 --msg-every 5 --ramp 1000)

@@ -1,7 +1,14 @@
 //! The process's open-file limit. Every client connection is one descriptor, so the
-//! server, loadgen and the tests with many clients raise the soft limit to the hard one.
+//! server, loadgen and the tests with many clients raise the soft limit to the hard one,
+//! and keep [`RESERVED_FDS`] of it for everything that is not a connection.
 
 use std::io;
+
+/// Descriptors a process keeps back from its open-file limit for everything that is not a
+/// connection: standard streams, the poll instance and its waker, the listener and its
+/// EMFILE spare (server), the CA file and the output files (loadgen). The server's default
+/// `--max-clients` and loadgen's check of `--clients` are the limit minus this.
+pub const RESERVED_FDS: u64 = 32;
 
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the soft limit in force.
 pub fn raise() -> io::Result<u64> {

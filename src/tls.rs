@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// The development CA bundled in `certs/`, relative to the repository root.
@@ -33,22 +33,82 @@ fn fail(path: &Path, what: impl fmt::Display) -> TlsSetupError {
     TlsSetupError(format!("{}: {what}", path.display()))
 }
 
-/// Reads every certificate of a PEM file; an empty file is an error.
+/// Why a PEM file could not be read, in words: an I/O error as the system says it, a broken
+/// PEM file as the parser says it.
+fn pem_failure(path: &Path, kind: &str, e: pem::Error) -> TlsSetupError {
+    match e {
+        pem::Error::Io(io) => fail(path, format!("cannot read the {kind} file: {io}")),
+        pem::Error::MissingSectionEnd { end_marker } => fail(
+            path,
+            format!(
+                "not a valid PEM file: no -----END {}----- line",
+                String::from_utf8_lossy(&end_marker)
+            ),
+        ),
+        pem::Error::IllegalSectionStart { line } => fail(
+            path,
+            format!(
+                "not a valid PEM file: malformed line '{}'",
+                String::from_utf8_lossy(&line)
+            ),
+        ),
+        other => fail(path, format!("not a valid PEM file: {other}")),
+    }
+}
+
+/// Reads every certificate of a PEM file; a file without one is an error.
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
     let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| fail(path, format!("cannot read certificates: {e}")))?
+        .map_err(|e| pem_failure(path, "certificate", e))?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| fail(path, format!("not a PEM certificate file: {e}")))?;
+        .map_err(|e| pem_failure(path, "certificate", e))?;
     if certs.is_empty() {
-        return Err(fail(path, "no certificate in file"));
+        return Err(if PrivateKeyDer::from_pem_file(path).is_ok() {
+            fail(path, "holds a private key, not a certificate")
+        } else {
+            fail(
+                path,
+                "no certificate in the file (expected PEM: -----BEGIN CERTIFICATE-----)",
+            )
+        });
     }
     Ok(certs)
 }
 
 /// Reads the first private key (PKCS#8, PKCS#1 or SEC1) of a PEM file.
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
-    PrivateKeyDer::from_pem_file(path)
-        .map_err(|e| fail(path, format!("cannot read private key: {e}")))
+    PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
+        pem::Error::NoItemsFound
+            if CertificateDer::pem_file_iter(path).is_ok_and(|mut c| c.next().is_some()) =>
+        {
+            fail(path, "holds a certificate, not a private key")
+        }
+        pem::Error::NoItemsFound => fail(
+            path,
+            "no private key in the file (expected PEM: -----BEGIN PRIVATE KEY-----, \
+             or RSA PRIVATE KEY or EC PRIVATE KEY)",
+        ),
+        other => pem_failure(path, "private key", other),
+    })
+}
+
+/// Says what is wrong with a certificate chain and key that rustls refused together.
+fn pair_failure(cert: &Path, key: &Path, e: rustls::Error) -> TlsSetupError {
+    let (cert, key) = (cert.display(), key.display());
+    TlsSetupError(match e {
+        rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+            format!("{cert} and {key} do not match: the key is not the certificate's private key")
+        }
+        rustls::Error::InconsistentKeys(_) => format!(
+            "{key}: cannot derive the public key of this private key to check it against {cert}"
+        ),
+        rustls::Error::InvalidCertificate(e) => {
+            format!("{cert}: the first certificate is not a usable X.509 certificate ({e:?})")
+        }
+        // What loading the key itself raises (an unsupported algorithm, a corrupt key).
+        rustls::Error::General(e) => format!("{key}: unusable private key: {e}"),
+        other => format!("{cert} with {key}: unusable: {other}"),
+    })
 }
 
 /// The server configuration: TLS 1.3 and 1.2 with the default provider, stateless session
@@ -59,7 +119,7 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
 /// are secure. Clients that offer only AES-256 or ChaCha20 still get them.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsSetupError> {
     let chain = load_certs(cert)?;
-    let key = load_key(key)?;
+    let key_der = load_key(key)?;
     let mut provider = rustls::crypto::aws_lc_rs::default_provider();
     provider.cipher_suites.sort_by_key(|suite| {
         use rustls::CipherSuite::*;
@@ -74,13 +134,8 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsSetupError(format!("cannot configure TLS: {e}")))?
         .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| {
-            fail(
-                cert,
-                format!("certificate and key do not match or are unusable: {e}"),
-            )
-        })?;
+        .with_single_cert(chain, key_der)
+        .map_err(|e| pair_failure(cert, key, e))?;
     config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
         .map_err(|e| TlsSetupError(format!("cannot create a session ticketer: {e}")))?;
     config.ignore_client_order = true;

@@ -358,7 +358,7 @@ fn the_client_state_machine_speaks_big_endian_to_the_real_server() {
     use std::time::{Duration, Instant};
 
     use kaichat_proto::client::{Client, Event, Settings};
-    use kaichat_proto::names::Username;
+    use kaichat_proto::names::{ChannelName, Username};
     use kaichat_proto::pdu::{ByteOrder, Pdu, PDU_LEN};
     use rustls::pki_types::ServerName;
 
@@ -432,9 +432,10 @@ fn the_client_state_machine_speaks_big_endian_to_the_real_server() {
 
     until(&mut tls, &mut client, &mut out, "Some(Established");
     assert!(client.is_established());
-    client.join(b"@endian", now, &mut out).expect("join");
+    let endian = ChannelName::new(b"@endian").expect("channel name");
+    client.join(&endian, now, &mut out).expect("join");
     until(&mut tls, &mut client, &mut out, "Some(Joined");
-    assert_eq!(client.channel(), Some(&b"@endian"[..]));
+    assert_eq!(client.channel(), Some(&endian));
     client
         .send_message(b"from big", now, &mut out)
         .expect("say");

@@ -48,19 +48,19 @@ fn join_leave_are_acknowledged_and_leave_notices() {
 fn invalid_channel_names_are_rejected_and_change_nothing() {
     let server = Server::start(&[]);
     let mut c = server.member("cat", "@home");
-    let mut long51 = Pdu::join(LE, b"cat", &[b'@'; 50]);
+    let mut long51 = join_pdu(LE, b"cat", &[b'@'; 50]);
     long51.bytes_mut()[61] = b'x';
-    let mut nul_prefix = Pdu::join(LE, b"cat", b"");
+    let mut nul_prefix = join_pdu(LE, b"cat", b"");
     nul_prefix.bytes_mut()[11..15].copy_from_slice(b"\0abc");
     let bad = [
         ("51 bytes", long51),
-        ("no @", Pdu::join(LE, b"cat", b"rust")),
-        ("space", Pdu::join(LE, b"cat", b"@a b")),
-        ("only @", Pdu::join(LE, b"cat", b"@")),
-        ("empty", Pdu::join(LE, b"cat", b"")),
+        ("no @", join_pdu(LE, b"cat", b"rust")),
+        ("space", join_pdu(LE, b"cat", b"@a b")),
+        ("only @", join_pdu(LE, b"cat", b"@")),
+        ("empty", join_pdu(LE, b"cat", b"")),
         ("empty then garbage", nul_prefix),
-        ("control byte", Pdu::join(LE, b"cat", b"@a\x01")),
-        ("non-ASCII", Pdu::join(LE, b"cat", "@café".as_bytes())),
+        ("control byte", join_pdu(LE, b"cat", b"@a\x01")),
+        ("non-ASCII", join_pdu(LE, b"cat", "@café".as_bytes())),
     ];
     for (why, pdu) in bad {
         c.send(&pdu);
@@ -84,7 +84,7 @@ fn invalid_channel_names_are_rejected_and_change_nothing() {
     );
     // And from outside any channel, a bad name leaves the client outside.
     c.leave();
-    c.send(&Pdu::join(LE, b"cat", b"nohash"));
+    c.send(&join_pdu(LE, b"cat", b"nohash"));
     c.expect_error();
     assert!(c.query().is_empty());
 }
@@ -409,7 +409,7 @@ fn the_server_ignores_the_username_a_client_writes_in_a_prefix() {
     let mut watcher = server.member("watcher", "@spoof");
     let mut m = server.login("mallory");
     // JOIN with somebody else's name in the prefix.
-    m.send(&Pdu::join(LE, b"watcher", b"@spoof"));
+    m.send(&join_pdu(LE, b"watcher", b"@spoof"));
     let ack = m.expect(Command::JoinChannel);
     assert_eq!(ack.username(), b"SERVER");
     m.channel = b"@spoof".to_vec();
@@ -451,11 +451,11 @@ fn an_established_client_gets_error_notices_for_what_it_may_not_send() {
     let cases = [
         (
             "RECEIVE_MESSAGE",
-            Pdu::receive(LE, b"errs", b"@err", b"fake"),
+            Pdu::receive(LE, b"errs", Some(&channel_name("@err")), b"fake"),
         ),
         (
             "RECEIVE_MESSAGE as SERVER",
-            Pdu::notice(LE, b"@err", b"errs is an admin"),
+            Pdu::notice(LE, Some(&channel_name("@err")), b"errs is an admin"),
         ),
         ("VERSION_NEGOTIATION again", Pdu::client_version(LE, 1)),
         ("CLIENT_INFO again", Pdu::client_info(LE, b"other")),
@@ -525,7 +525,7 @@ fn answers_follow_request_order_and_a_long_answer_is_never_interleaved() {
     let mut reader = server.login("reader");
     let mut requests = Vec::new();
     for pdu in [
-        Pdu::join(LE, b"reader", b"@long"),
+        join_pdu(LE, b"reader", b"@long"),
         Pdu::query(LE),
         Pdu::send_message(LE, b""), // error, answered at once but after the answer
         Pdu::ping(LE),
@@ -575,7 +575,7 @@ fn answers_follow_request_order_and_a_long_answer_is_never_interleaved() {
 fn join_ignores_an_empty_or_foreign_username_field() {
     let server = Server::start(&[]);
     let mut c = server.login("blank");
-    c.send(&Pdu::join(LE, b"", b"@blank"));
+    c.send(&join_pdu(LE, b"", b"@blank"));
     let ack = c.expect(Command::JoinChannel);
     assert_eq!(ack.channel(), b"@blank");
     c.channel = b"@blank".to_vec();

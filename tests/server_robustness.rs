@@ -23,7 +23,7 @@ fn a_whole_session_pipelined_in_one_write() {
         Pdu::ping(LE),
         Pdu::client_version(LE, 1),
         Pdu::client_info(LE, b"piper"),
-        Pdu::join(LE, b"piper", b"@pipe"),
+        join_pdu(LE, b"piper", b"@pipe"),
         Pdu::send_message(LE, b"all at once"),
         Pdu::query(LE),
         Pdu::ping(LE),
@@ -79,7 +79,7 @@ fn byte_at_a_time_session(server: &Server, name: &str) {
     dribble(&mut c, &Pdu::client_version(LE, 1));
     dribble(&mut c, &Pdu::client_info(LE, name.as_bytes()));
     c.expect_client_info_ack(name);
-    dribble(&mut c, &Pdu::join(LE, name.as_bytes(), b"@drip"));
+    dribble(&mut c, &join_pdu(LE, name.as_bytes(), b"@drip"));
     c.expect(Command::JoinChannel);
     c.channel = b"@drip".to_vec();
     dribble(&mut c, &Pdu::send_message(LE, b"drop by drop"));
@@ -116,7 +116,7 @@ fn pdus_split_across_writes_at_odd_places() {
         Pdu::ping(LE),
         Pdu::client_version(LE, 1),
         Pdu::client_info(LE, b"split"),
-        Pdu::join(LE, b"split", b"@s"),
+        join_pdu(LE, b"split", b"@s"),
         Pdu::query(LE),
     ] {
         bytes.extend_from_slice(pdu.as_bytes());
@@ -147,7 +147,7 @@ fn raw_garbage(addr: std::net::SocketAddr, seed: u64) {
     tcp.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
     tcp.set_write_timeout(Some(Duration::from_secs(3))).unwrap();
     let mut data = Vec::new();
-    if seed % 2 == 0 {
+    if seed.is_multiple_of(2) {
         // A plausible record header with a random length and body.
         data.extend_from_slice(&[0x16, 0x03, 0x01]);
         data.extend_from_slice(&(rng.below(20000) as u16).to_be_bytes());

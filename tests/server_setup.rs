@@ -80,10 +80,10 @@ fn big_endian_client_gets_every_pdu_big_endian() {
     c.send(&Pdu::client_info(BE, b"bigend"));
     let ack = c.recv_raw();
     assert_eq!(ack.command_bytes(), [0, 0, 0, 2], "ack in BE: {ack:?}");
-    assert_eq!(ack.client_info_name().0, b"bigend");
+    assert_eq!(ack.client_info_name(), b"bigend");
     c.name = b"bigend".to_vec();
 
-    c.send(&Pdu::join(BE, b"bigend", b"@be"));
+    c.send(&join_pdu(BE, b"bigend", b"@be"));
     let join = c.recv_raw();
     assert_eq!(join.command_bytes(), [0, 0, 0, 3], "JOIN ack in BE");
     assert_eq!(join.channel(), b"@be");
@@ -142,7 +142,7 @@ fn little_endian_client_big_endian_form_is_unknown() {
     c.send(&Pdu::query(BE));
     let notice = c.recv();
     assert_error_notice(c.command_of(&notice), &notice);
-    c.send(&Pdu::join(BE, b"little", b"@other"));
+    c.send(&join_pdu(BE, b"little", b"@other"));
     c.expect_error();
     // Still in @le, still working.
     assert_eq!(c.query_entries(), entries(&[("SERVER", "little joined")]));
@@ -177,11 +177,11 @@ fn unexpected_pdus_before_establishment_are_ignored() {
     for pdu in [
         Pdu::client_version(LE, 1),
         Pdu::client_info(LE, b"early"),
-        Pdu::join(LE, b"early", b"@x"),
+        join_pdu(LE, b"early", b"@x"),
         Pdu::send_message(LE, b"hello"),
         Pdu::query(LE),
         Pdu::leave(LE),
-        Pdu::receive(LE, b"x", b"@x", b"y"),
+        Pdu::receive(LE, b"x", Some(&channel_name("@x")), b"y"),
         unknown.clone(),
         mangled.clone(),
     ] {
@@ -193,7 +193,7 @@ fn unexpected_pdus_before_establishment_are_ignored() {
     for pdu in [
         Pdu::ping(LE),
         Pdu::client_info(LE, b"early"),
-        Pdu::join(LE, b"early", b"@x"),
+        join_pdu(LE, b"early", b"@x"),
         Pdu::query(LE),
         unknown.clone(),
     ] {
@@ -205,7 +205,7 @@ fn unexpected_pdus_before_establishment_are_ignored() {
     for pdu in [
         Pdu::ping(LE),
         Pdu::client_version(LE, 1),
-        Pdu::join(LE, b"early", b"@x"),
+        join_pdu(LE, b"early", b"@x"),
         Pdu::query(LE),
         Pdu::send_message(LE, b"hi"),
         unknown,

@@ -5,7 +5,8 @@
 
 use std::path::PathBuf;
 
-use kaichat_proto::pdu::{ByteOrder, Pdu, PREFIX_LEN};
+use kaichat_proto::names::ChannelName;
+use kaichat_proto::pdu::{ByteOrder, Command, Pdu, CHANNEL, PREFIX_LEN, SEPARATOR};
 
 /// A PDU for session `who`, after `seconds`, with answers pulled `budget` at a time: the
 /// steering bytes the fuzz target reads from prefix[254] and prefix[255].
@@ -13,6 +14,21 @@ fn to(who: u8, budget: u8, seconds: u8, mut pdu: Pdu) -> Pdu {
     pdu.bytes_mut()[PREFIX_LEN - 1] = who | (budget << 4);
     pdu.bytes_mut()[PREFIX_LEN - 2] = seconds;
     pdu
+}
+
+/// JOIN_CHANNEL with any bytes in the channel field: `Pdu::join` takes only valid names,
+/// and the seeds also hold a refused one.
+fn join(order: ByteOrder, name: &[u8], channel: &[u8]) -> Pdu {
+    match ChannelName::new(channel) {
+        Ok(channel) => Pdu::join(order, name, &channel),
+        Err(_) => {
+            let mut pdu = Pdu::new(Command::JoinChannel, order);
+            pdu.set_username(name);
+            pdu.bytes_mut()[SEPARATOR] = b' ';
+            pdu.bytes_mut()[CHANNEL][..channel.len()].copy_from_slice(channel);
+            pdu
+        }
+    }
 }
 
 fn set_up(who: u8, order: ByteOrder, name: &[u8]) -> Vec<Pdu> {
@@ -27,7 +43,7 @@ fn seeds() -> Vec<(&'static str, Vec<Pdu>)> {
     use ByteOrder::{Big, Little};
     let mut one = set_up(0, Little, b"amy");
     one.extend([
-        to(0, 1, 1, Pdu::join(Little, b"amy", b"@a")),
+        to(0, 1, 1, join(Little, b"amy", b"@a")),
         to(0, 1, 1, Pdu::send_message(Little, b"hello")),
         to(0, 1, 1, Pdu::query(Little)),
         to(0, 1, 1, Pdu::ping(Little)),
@@ -38,15 +54,15 @@ fn seeds() -> Vec<(&'static str, Vec<Pdu>)> {
     let mut two = set_up(0, Little, b"amy");
     two.extend(set_up(1, Big, b"bob"));
     two.extend([
-        to(0, 2, 1, Pdu::join(Little, b"amy", b"@a")),
-        to(1, 2, 1, Pdu::join(Big, b"bob", b"@a")),
+        to(0, 2, 1, join(Little, b"amy", b"@a")),
+        to(1, 2, 1, join(Big, b"bob", b"@a")),
     ]);
     for i in 0..6u8 {
         two.push(to(1, 2, 1, Pdu::send_message(Big, &[b'm', b'0' + i])));
     }
     two.extend([
         to(0, 1, 1, Pdu::query(Little)),
-        to(1, 1, 1, Pdu::join(Big, b"bob", b"@b")),
+        to(1, 1, 1, join(Big, b"bob", b"@b")),
         to(0, 1, 1, Pdu::query(Little)),
         to(2, 1, 1, Pdu::ping(Little)),
         to(0, 1, 40, Pdu::query(Little)),
@@ -58,7 +74,7 @@ fn seeds() -> Vec<(&'static str, Vec<Pdu>)> {
         to(2, 1, 0, Pdu::client_info(Big, b"SERVER")),
         to(2, 1, 0, Pdu::client_info(Big, b"a b")),
         to(2, 1, 0, Pdu::client_info(Big, b"carl")),
-        to(2, 1, 0, Pdu::join(Big, b"carl", b"nochannel")),
+        to(2, 1, 0, join(Big, b"carl", b"nochannel")),
         to(2, 1, 0, Pdu::send_message(Big, b"nowhere")),
         to(2, 1, 0, Pdu::client_version(Little, 1)),
         to(2, 1, 0, Pdu::leave(Big)),

@@ -85,7 +85,8 @@ impl Config {
                  printable bytes (shorten --user-prefix or --first-id)"
             ));
         }
-        if kaichat_proto::names::check_channel(self.channel(self.channels - 1).as_bytes()).is_err()
+        if kaichat_proto::names::ChannelName::new(self.channel(self.channels - 1).as_bytes())
+            .is_err()
         {
             return Err("--channels is too large".into());
         }

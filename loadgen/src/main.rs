@@ -11,7 +11,7 @@ mod clock;
 mod config;
 mod conn;
 mod cpu;
-mod fdlimit;
+mod fd_limit;
 mod ledger;
 mod message;
 mod reactor;
@@ -56,7 +56,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Err(e) = fdlimit::check_fit(
+    if let Err(e) = fd_limit::check_fit(
         u64::from(config.clients),
         fd_limit,
         config.sources.len() as u64,

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use kaichat::server::{Config, Server};
+use kaichat::server::{Config, Server, DEFAULT_HISTORY, DEFAULT_REPLAY};
 use kaichat_proto::session::Deadlines;
 use serde_json::Value;
 
@@ -27,8 +27,8 @@ fn start_server(tls: bool) -> std::net::SocketAddr {
         listen: "127.0.0.1:0".parse().unwrap(),
         tls,
         deadlines: Deadlines::default(),
-        history: 1000,
-        replay: 20,
+        history: DEFAULT_HISTORY,
+        replay: DEFAULT_REPLAY,
         max_clients: 1000,
         stats_interval: 0,
     })

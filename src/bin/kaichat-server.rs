@@ -1,47 +1,85 @@
 //! `kaichat-server`: argument parsing and wiring only; the reactor is `kaichat::server`.
 
-use std::net::SocketAddr;
+use std::ffi::OsString;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::str::FromStr;
 
-use kaichat::server::{Config, Server, Shutdown, RESERVED_FDS};
+use kaichat::fd_limit::RESERVED_FDS;
+use kaichat::server::{Config, Server, Shutdown, DEFAULT_HISTORY, DEFAULT_REPLAY};
 use kaichat::tls;
 use kaichat_proto::session::Deadlines;
 
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-const HELP: &str = "\
-kaichat-server: the KaiChat v1 chat server (TLS on TCP port 29200)
+/// The protocol's port (contract section 1).
+const DEFAULT_PORT: u16 = 29200;
+/// The longest deadline or interval accepted, a year. Longer means "never" in practice, which
+/// 0 says; and the session adds a deadline to its clock in u64 seconds, so a value near
+/// u64::MAX wrapped (closing every client at once) or panicked in a debug build.
+const MAX_SECONDS: u64 = 365 * 24 * 60 * 60;
+
+/// Every flag that takes a value, to tell "given twice" from "unknown".
+const VALUE_FLAGS: [&str; 9] = [
+    "--listen",
+    "--cert",
+    "--key",
+    "--handshake-timeout",
+    "--idle-timeout",
+    "--history",
+    "--replay",
+    "--max-clients",
+    "--stats-interval",
+];
+
+/// The help text, with the defaults the server actually uses.
+fn help() -> String {
+    let deadlines = Deadlines::default();
+    let handshake = deadlines.handshake;
+    let idle = deadlines.idle;
+    format!(
+        "\
+kaichat-server {version}: the KaiChat v1 chat server (TLS on TCP port {DEFAULT_PORT})
 
 USAGE:
   kaichat-server [OPTIONS]
 
 OPTIONS:
-  --listen ADDR:PORT        address to listen on [default: all interfaces, port 29200]
-  --cert PEM                certificate chain, leaf first [default: certs/server.pem]
-  --key PEM                 private key of the certificate [default: certs/server.key]
+  --listen HOST:PORT        address to listen on; a host name listens on its first address
+                            that binds, :PORT on all interfaces
+                            [default: all interfaces, port {DEFAULT_PORT}]
+  --cert PEM                certificate chain, leaf first [default: {cert}]
+  --key PEM                 private key of the certificate [default: {key}]
   --handshake-timeout SECS  deadline of each set-up phase: accept to PING, PONG to
-                            version, version to accepted name [default: 30; 0 = off]
-  --idle-timeout SECS       close established clients silent this long [default: 120; 0 = off]
-  --history N               entries retained per channel [default: 1000; at least 1]
-  --replay N                last entries shown to a client joining a channel [default: 20]
+                            version, version to accepted name [default: {handshake}; 0 = off]
+  --idle-timeout SECS       close established clients silent this long [default: {idle}; 0 = off]
+  --history N               entries retained per channel [default: {DEFAULT_HISTORY}; at least 1]
+  --replay N                last entries shown to a client joining a channel [default: {DEFAULT_REPLAY}]
   --max-clients N           connections served at once; more wait in the listen backlog
-                            [default: what the open-file limit allows]
+                            [default: the open-file limit minus {RESERVED_FDS}]
   --plaintext               no TLS, for debugging and benchmarks only
   --stats-interval SECS     print a statistics line to stderr this often [default: 0 = off]
   -h, --help                print this help
+  -V, --version             print the version
 
-The bundled certificate in certs/ is for development only. SIGINT or SIGTERM closes every
-client with a TLS close_notify, prints a final statistics line and exits 0.
-";
+Durations are whole seconds, at most {MAX_SECONDS} (a year). The bundled certificate in
+certs/ is for development only. SIGINT or SIGTERM closes every client with a TLS
+close_notify, prints a final statistics line and exits 0.
+",
+        version = env!("CARGO_PKG_VERSION"),
+        cert = tls::DEV_CERT,
+        key = tls::DEV_KEY,
+    )
+}
 
 struct Args {
-    listen: Option<SocketAddr>,
+    /// Addresses to try in order; the first that binds is used.
+    listen: Option<Vec<SocketAddr>>,
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
-    handshake_timeout: u64,
-    idle_timeout: u64,
+    deadlines: Deadlines,
     history: usize,
     replay: usize,
     max_clients: Option<usize>,
@@ -49,39 +87,180 @@ struct Args {
     stats_interval: u64,
 }
 
-fn parse_args() -> Result<Option<Args>, String> {
+/// What the command line asks for.
+enum Request {
+    Run(Args),
+    Help,
+    Version,
+}
+
+/// `flag`'s value, if the flag is given. Errors name the flag and say what it takes.
+fn value(
+    args: &mut pico_args::Arguments,
+    flag: &'static str,
+    what: &str,
+) -> Result<Option<OsString>, String> {
+    let missing = || format!("{flag}: needs a value, {what}");
+    let value = args
+        .opt_value_from_os_str(flag, |s| Ok::<_, std::convert::Infallible>(s.to_owned()))
+        .map_err(|_| missing())?;
+    match value {
+        // `--replay --history 5`: the next flag is not --replay's value.
+        Some(v) if v.to_string_lossy().starts_with("--") => Err(missing()),
+        other => Ok(other),
+    }
+}
+
+/// `flag`'s value as text.
+fn text(
+    args: &mut pico_args::Arguments,
+    flag: &'static str,
+    what: &str,
+) -> Result<Option<String>, String> {
+    value(args, flag, what)?
+        .map(|v| {
+            v.into_string()
+                .map_err(|v| format!("{flag}: '{}' is not {what}", v.to_string_lossy()))
+        })
+        .transpose()
+}
+
+/// `flag`'s value as a number.
+fn number<T: FromStr>(
+    args: &mut pico_args::Arguments,
+    flag: &'static str,
+    what: &str,
+) -> Result<Option<T>, String> {
+    text(args, flag, what)?
+        .map(|t| {
+            t.parse()
+                .map_err(|_| format!("{flag}: '{t}' is not {what}"))
+        })
+        .transpose()
+}
+
+/// `flag`'s value as a duration in whole seconds, 0 meaning off.
+fn seconds(args: &mut pico_args::Arguments, flag: &'static str) -> Result<Option<u64>, String> {
+    let secs: Option<u64> = number(args, flag, "a number of seconds")?;
+    match secs {
+        Some(n) if n > MAX_SECONDS => Err(format!(
+            "{flag}: {n} seconds is more than a year ({MAX_SECONDS}); 0 turns it off"
+        )),
+        other => Ok(other),
+    }
+}
+
+/// `flag`'s value as a count of at least 1.
+fn at_least_one(
+    args: &mut pico_args::Arguments,
+    flag: &'static str,
+    what: &str,
+) -> Result<Option<usize>, String> {
+    match number(args, flag, what)? {
+        Some(0) => Err(format!("{flag}: must be at least 1")),
+        other => Ok(other),
+    }
+}
+
+/// The wildcard addresses, IPv6 first: on most systems `[::]` takes IPv4 too, and a
+/// machine without IPv6 falls back to `0.0.0.0`.
+fn all_interfaces(port: u16) -> Vec<SocketAddr> {
+    vec![
+        SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)),
+        SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
+    ]
+}
+
+/// `--listen`: `HOST:PORT` (a name, an IPv4 address or a bracketed IPv6 address), or `:PORT`
+/// for all interfaces. Returns the addresses to try, in order.
+fn listen_addresses(text: &str) -> Result<Vec<SocketAddr>, String> {
+    const FORM: &str = "HOST:PORT, [IPv6]:PORT, or :PORT for all interfaces";
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(vec![addr]);
+    }
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(format!("--listen: '{text}' has no port ({FORM})"));
+    };
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("--listen: '{port}' in '{text}' is not a port number (0 to 65535)"))?;
+    if host.is_empty() {
+        return Ok(all_interfaces(port));
+    }
+    if host.contains(':') && !host.starts_with('[') {
+        return Err(format!(
+            "--listen: '{text}': an IPv6 address needs brackets, as in [::1]:{port}"
+        ));
+    }
+    let mut addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("--listen: cannot resolve '{host}': {e}"))?
+        .collect();
+    addrs.dedup();
+    if addrs.is_empty() {
+        return Err(format!("--listen: '{host}' has no address"));
+    }
+    Ok(addrs)
+}
+
+fn parse_args() -> Result<Request, String> {
     let mut args = pico_args::Arguments::from_env();
     if args.contains(["-h", "--help"]) {
-        return Ok(None);
+        return Ok(Request::Help);
     }
-    let parsed = (|| -> Result<Args, pico_args::Error> {
-        Ok(Args {
-            listen: args.opt_value_from_str("--listen")?,
-            cert: args.opt_value_from_str("--cert")?,
-            key: args.opt_value_from_str("--key")?,
-            handshake_timeout: args
-                .opt_value_from_str("--handshake-timeout")?
-                .unwrap_or(30),
-            idle_timeout: args.opt_value_from_str("--idle-timeout")?.unwrap_or(120),
-            history: args.opt_value_from_str("--history")?.unwrap_or(1000),
-            replay: args.opt_value_from_str("--replay")?.unwrap_or(20),
-            max_clients: args.opt_value_from_str("--max-clients")?,
-            plaintext: args.contains("--plaintext"),
-            stats_interval: args.opt_value_from_str("--stats-interval")?.unwrap_or(0),
-        })
-    })()
-    .map_err(|e| e.to_string())?;
-    let rest = args.finish();
-    if let Some(extra) = rest.first() {
-        return Err(format!("unexpected argument '{}'", extra.to_string_lossy()));
+    if args.contains(["-V", "--version"]) {
+        return Ok(Request::Version);
     }
-    if parsed.history == 0 {
-        return Err("--history must be at least 1".to_string());
+    let defaults = Deadlines::default();
+    let listen = text(&mut args, "--listen", "an address (HOST:PORT or :PORT)")?;
+    let parsed = Args {
+        listen: listen.as_deref().map(listen_addresses).transpose()?,
+        cert: value(&mut args, "--cert", "a PEM certificate file")?.map(PathBuf::from),
+        key: value(&mut args, "--key", "a PEM private key file")?.map(PathBuf::from),
+        deadlines: Deadlines {
+            handshake: seconds(&mut args, "--handshake-timeout")?.unwrap_or(defaults.handshake),
+            idle: seconds(&mut args, "--idle-timeout")?.unwrap_or(defaults.idle),
+        },
+        history: at_least_one(&mut args, "--history", "a number of entries")?
+            .unwrap_or(DEFAULT_HISTORY),
+        replay: number(&mut args, "--replay", "a number of entries")?.unwrap_or(DEFAULT_REPLAY),
+        max_clients: at_least_one(&mut args, "--max-clients", "a number of clients")?,
+        plaintext: args.contains("--plaintext"),
+        stats_interval: seconds(&mut args, "--stats-interval")?.unwrap_or(0),
+    };
+    if let Some(extra) = args.finish().first() {
+        let extra = extra.to_string_lossy();
+        let before_equals = extra.split('=').next().unwrap_or_default();
+        return Err(if VALUE_FLAGS.contains(&extra.as_ref()) {
+            format!("{extra}: given more than once")
+        } else if extra.contains('=') && VALUE_FLAGS.contains(&before_equals) {
+            format!("{before_equals}: put the value after a space, not '='")
+        } else if extra.starts_with('-') {
+            format!("unknown flag '{extra}'")
+        } else {
+            format!("unexpected argument '{extra}'")
+        });
     }
-    if parsed.max_clients == Some(0) {
-        return Err("--max-clients must be at least 1".to_string());
+    Ok(Request::Run(parsed))
+}
+
+/// Binds the first of `candidates` that can be bound; returns the server and the address it
+/// listens on. The error names every address tried, with why it failed.
+fn bind_first(config: Config, candidates: &[SocketAddr]) -> Result<(Server, SocketAddr), String> {
+    let mut failures = Vec::new();
+    for &listen in candidates {
+        match Server::bind(Config {
+            listen,
+            ..config.clone()
+        }) {
+            Ok(server) => {
+                let addr = server.local_addr().unwrap_or(listen);
+                return Ok((server, addr));
+            }
+            Err(e) => failures.push(format!("{listen} ({e})")),
+        }
     }
-    Ok(Some(parsed))
+    Err(format!("cannot listen on {}", failures.join(", nor on ")))
 }
 
 /// Looks for the bundled development files relative to the working directory, then to
@@ -113,9 +292,13 @@ fn stop_on_signals(shutdown: Shutdown) -> std::io::Result<()> {
 
 fn main() -> ExitCode {
     let args = match parse_args() {
-        Ok(Some(args)) => args,
-        Ok(None) => {
-            print!("{HELP}");
+        Ok(Request::Run(args)) => args,
+        Ok(Request::Help) => {
+            print!("{}", help());
+            return ExitCode::SUCCESS;
+        }
+        Ok(Request::Version) => {
+            println!("kaichat-server {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
         Err(e) => {
@@ -143,37 +326,23 @@ fn main() -> ExitCode {
             }
         }
     };
-    let listen = args
-        .listen
-        .unwrap_or_else(|| SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 29200)));
+    let candidates = args.listen.unwrap_or_else(|| all_interfaces(DEFAULT_PORT));
     let config = Config {
-        listen,
+        listen: candidates[0], // bind_first sets each candidate in turn
         tls: tls_config,
-        deadlines: Deadlines {
-            handshake: args.handshake_timeout,
-            idle: args.idle_timeout,
-        },
+        deadlines: args.deadlines,
         history: args.history,
         replay: args.replay,
         max_clients,
         stats_interval: args.stats_interval,
     };
-    let bound = match Server::bind(config.clone()) {
-        // A machine without IPv6 cannot bind the default [::]; fall back to IPv4.
-        Err(_) if args.listen.is_none() => Server::bind(Config {
-            listen: SocketAddr::from(([0, 0, 0, 0], 29200)),
-            ..config
-        }),
-        other => other,
-    };
-    let mut server = match bound {
-        Ok(server) => server,
+    let (mut server, addr) = match bind_first(config, &candidates) {
+        Ok(bound) => bound,
         Err(e) => {
-            eprintln!("kaichat-server: cannot listen on {listen}: {e}");
+            eprintln!("kaichat-server: {e}");
             return ExitCode::from(2);
         }
     };
-    let addr = server.local_addr().map_or(listen, |a| a);
     let security = if args.plaintext {
         "PLAINTEXT, no TLS: for debugging and benchmarks only".to_string()
     } else if dev_pair {

@@ -57,7 +57,7 @@ use std::time::{Duration, Instant};
 
 use kaichat::tls::{self, Trust};
 use kaichat_proto::client::{cut_message, Client, Request, Settings};
-use kaichat_proto::names::{check_channel, Username};
+use kaichat_proto::names::{ChannelName, Username};
 use kaichat_proto::pdu::{ByteOrder, MAX_MESSAGE};
 
 use console::{Console, Input};
@@ -297,8 +297,8 @@ impl Chat {
                 Typed::Unknown(what) => self.screen.show(Line::Info(format!(
                     "unknown command {what}; !help lists the commands"
                 ))),
-                Typed::Join(channel) => match check_channel(&channel) {
-                    Ok(()) => next_join = Some(channel),
+                Typed::Join(channel) => match ChannelName::new(&channel) {
+                    Ok(_) => next_join = Some(channel),
                     Err(e) => self.screen.show(Line::Info(format!(
                         "cannot join {}: {e}",
                         String::from_utf8_lossy(&channel)
@@ -307,8 +307,8 @@ impl Chat {
                 Typed::Leave => self.leave(),
                 Typed::Text(text) if self.channel.is_none() => {
                     let channel = channel_name(&text);
-                    match check_channel(&channel) {
-                        Ok(()) => next_join = Some(channel),
+                    match ChannelName::new(&channel) {
+                        Ok(_) => next_join = Some(channel),
                         Err(e) => self.screen.show(Line::Info(format!(
                             "not in a channel, and {} is no channel name ({e}); \
                              type @name to join one",

@@ -41,9 +41,10 @@ const LISTENER: Token = Token(usize::MAX - 2);
 const TURN_BUDGET: usize = 32;
 /// New sessions (TLS handshakes) started per loop iteration.
 const NEW_SESSIONS_PER_ITERATION: usize = 16;
-/// Descriptors kept back from `--max-clients`'s default for the listener, the poll, the
-/// shutdown waker, the EMFILE spare and standard streams.
-pub const RESERVED_FDS: u64 = 32;
+/// Entries retained per channel unless configured (`--history`).
+pub const DEFAULT_HISTORY: usize = 1000;
+/// Last entries shown to a joiner unless configured (`--replay`).
+pub const DEFAULT_REPLAY: usize = 20;
 
 /// Everything the server needs to run, as parsed from the command line.
 #[derive(Clone)]

@@ -20,7 +20,24 @@ use std::time::{Duration, Instant};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, StreamOwned};
 
+pub use kaichat_proto::names::ChannelName;
 pub use kaichat_proto::pdu::{ByteOrder, Command, Decoded, Pdu, PDU_LEN};
+
+/// A channel name the test knows to be valid.
+pub fn channel_name(name: &str) -> ChannelName {
+    ChannelName::new(name.as_bytes()).expect("a valid channel name")
+}
+
+/// JOIN_CHANNEL with any bytes (at most 50) in the channel field, valid or not:
+/// `Pdu::join` only takes checked names, and these tests also send invalid ones.
+pub fn join_pdu(order: ByteOrder, user: &[u8], channel: &[u8]) -> Pdu {
+    let mut pdu = Pdu::new(Command::JoinChannel, order);
+    pdu.set_username(user);
+    let bytes = pdu.bytes_mut();
+    bytes[10] = b' ';
+    bytes[11..11 + channel.len()].copy_from_slice(channel);
+    pdu
+}
 
 /// How long a test waits for an answer that must come.
 pub const ANSWER: Duration = Duration::from_secs(10);
@@ -659,7 +676,7 @@ impl TestClient {
             "CLIENT_INFO {name:?} not acknowledged: {ack:?}"
         );
         assert_eq!(ack.username(), b"SERVER");
-        assert_eq!(ack.client_info_name().0, name.as_bytes());
+        assert_eq!(ack.client_info_name(), name.as_bytes());
         self.name = name.as_bytes().to_vec();
     }
 
@@ -673,7 +690,7 @@ impl TestClient {
     /// JOIN_CHANNEL; expects the acknowledgement.
     pub fn join(&mut self, channel: &str) {
         let name = self.name.clone();
-        self.send(&Pdu::join(self.order, &name, channel.as_bytes()));
+        self.send(&join_pdu(self.order, &name, channel.as_bytes()));
         let ack = self.expect(Command::JoinChannel);
         assert_eq!(ack.username(), b"SERVER", "JOIN ack: {ack:?}");
         assert_eq!(ack.as_bytes()[10], b' ', "JOIN ack separator");

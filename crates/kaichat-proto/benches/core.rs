@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use kaichat_proto::hub::Hub;
+use kaichat_proto::names::ChannelName;
 use kaichat_proto::outbox::Outbox;
 use kaichat_proto::pdu::{ByteOrder, Command, Decoded, Pdu, PDU_LEN, PROTOCOL_VERSION};
 use kaichat_proto::session::{Phase, Session, Step};
@@ -58,6 +59,7 @@ impl Outbox for CountingSink {
 fn pdu_encode(c: &mut Criterion) {
     let mut group = c.benchmark_group("pdu_encode");
     group.throughput(Throughput::Bytes(PDU_LEN as u64));
+    let channel = ChannelName::new(b"@bench").unwrap();
     for len in [100, 2000] {
         let text = vec![b'm'; len];
         group.bench_with_input(
@@ -68,7 +70,7 @@ fn pdu_encode(c: &mut Criterion) {
                     Pdu::receive(
                         ByteOrder::Little,
                         black_box(b"alice"),
-                        black_box(b"@bench"),
+                        black_box(Some(&channel)),
                         black_box(text),
                     )
                 })
@@ -93,7 +95,8 @@ fn pdu_decode(c: &mut Criterion) {
     let mut group = c.benchmark_group("pdu_decode");
     group.throughput(Throughput::Bytes(PDU_LEN as u64));
     for order in [ByteOrder::Little, ByteOrder::Big] {
-        let pdu = Pdu::receive(order, b"alice", b"@bench", &[b'm'; MESSAGE_LEN]);
+        let channel = ChannelName::new(b"@bench").unwrap();
+        let pdu = Pdu::receive(order, b"alice", Some(&channel), &[b'm'; MESSAGE_LEN]);
         // `fixed`: the order is known, as after VERSION_NEGOTIATION. `detect`: the order is
         // read from the bytes, as before it.
         for (mode, fixed) in [("fixed", Some(order)), ("detect", None)] {
@@ -116,13 +119,14 @@ fn pdu_decode(c: &mut Criterion) {
 
 /// Takes a fresh session through set-up (PING, version, CLIENT_INFO) and JOIN.
 fn joined(name: &[u8], channel: &[u8], hub: &mut Hub, sink: &mut CountingSink) -> Session {
+    let channel = ChannelName::new(channel).unwrap();
     let order = ByteOrder::Little;
     let mut session = Session::new(0);
     for pdu in [
         Pdu::ping(order),
         Pdu::client_version(order, PROTOCOL_VERSION),
         Pdu::client_info(order, name),
-        Pdu::join(order, name, channel),
+        Pdu::join(order, name, &channel),
     ] {
         assert_eq!(session.on_pdu(&pdu, 0, hub, sink), Step::Continue);
     }

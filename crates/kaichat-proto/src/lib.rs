@@ -1,5 +1,6 @@
 //! The sans-IO core of KaiChat v1: the PDU codec, the name rules, the server's session
-//! state machine, the chat state (hub), the timer wheel, and the client state machine.
+//! state machine, the chat state (hub), the timer wheel, the client state machine, and the
+//! `Outbox` the two state machines write their PDUs to.
 //!
 //! Everything here takes decoded PDUs and time as arguments and returns what to send; none
 //! of it touches a socket, a clock or a thread. That is a compile-time fact: this crate
@@ -7,6 +8,12 @@
 //! build. The reactor (`kaichat::server`), the transport and the binaries live in the
 //! `kaichat` crate above it. The contract is the project's `kaichat-v1.md`, documented for
 //! client authors in `docs/PROTOCOL.md`.
+//!
+//! Where unit tests live: a module's unit tests are its child module `tests`, declared last
+//! in the module as `#[cfg(test)] mod tests;` and written in their own file beside it,
+//! `<module>/tests.rs` (`pdu.rs` → `pdu/tests.rs`, `client/mod.rs` → `client/tests.rs`).
+//! Being a child module, they see the module's private items, so nothing is made public
+//! for a test's sake; what only tests need is defined in the tests.
 
 pub mod client;
 pub mod hub;

@@ -1,6 +1,8 @@
-//! Usernames and channel names (contract sections 4 and 5): what is valid and how names
-//! compare. Both sides use it: the server to accept or reject, clients to check a name
-//! before sending it.
+//! Usernames and channel names (contract sections 4 and 5): what is valid, how names
+//! compare, and what a refusal says. A name is checked once, when a [`Username`] or
+//! [`ChannelName`] is made; the session, the hub and the client keep only those. Both sides
+//! use it: the server to accept or refuse a name and to word its error notice, clients to
+//! check a name before sending it.
 
 use std::fmt;
 
@@ -14,50 +16,156 @@ pub struct Username {
     bytes: [u8; MAX_USERNAME],
 }
 
-/// Why a name was refused. The texts are what the server sends after `error: `.
+/// Which kind of name a [`NameError`] is about; each kind has its own rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NameError {
+pub enum NameKind {
+    Username,
+    Channel,
+}
+
+/// What was wrong with a refused name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Problem {
     Empty,
+    /// A channel name of one byte: `@` alone.
+    TooShort,
     TooLong,
-    NotPrintable,
+    /// A space (0x20) in the name.
+    Space,
+    /// A byte that is neither printable ASCII (0x21 to 0x7E) nor a space: the first one.
+    NotPrintable(u8),
+    /// A username that is `SERVER` in some letter case.
     Reserved,
+    /// A channel name whose first byte is not `@`.
     NoAt,
+}
+
+/// The most of a refused name an error keeps, to quote it: as much as a channel name holds.
+const SHOWN: usize = MAX_CHANNEL;
+
+const USERNAME_RULE: &str = "1 to 10 printable ASCII characters, no spaces";
+const CHANNEL_RULE: &str = "2 to 50 printable ASCII characters, no spaces, starting with @";
+
+/// Why a name was refused: which kind of name, what was wrong with it, and the name itself
+/// (its first 50 bytes), so that the text can quote it. The text ([`fmt::Display`]) is what
+/// the server sends after `error: `, and what a client shows before sending the name: it
+/// says what was wrong and states the rule. Kept inline, like the names.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct NameError {
+    kind: NameKind,
+    problem: Problem,
+    /// The name had more bytes than `shown` holds (only ever for [`Problem::TooLong`]).
+    cut: bool,
+    len: u8,
+    shown: [u8; SHOWN],
+}
+
+impl NameError {
+    fn new(kind: NameKind, problem: Problem, name: &[u8]) -> NameError {
+        let len = name.len().min(SHOWN);
+        let mut shown = [0u8; SHOWN];
+        shown[..len].copy_from_slice(&name[..len]);
+        NameError {
+            kind,
+            problem,
+            cut: name.len() > SHOWN,
+            len: len as u8,
+            shown,
+        }
+    }
+
+    /// A name that fills its field and goes on past it: `start` is all the field holds.
+    pub(crate) fn overflows(kind: NameKind, start: &[u8]) -> NameError {
+        NameError {
+            cut: true,
+            ..NameError::new(kind, Problem::TooLong, start)
+        }
+    }
+
+    /// The kind of name refused.
+    pub fn kind(&self) -> NameKind {
+        self.kind
+    }
+
+    /// What was wrong with it.
+    pub fn problem(&self) -> Problem {
+        self.problem
+    }
+
+    fn shown(&self) -> &[u8] {
+        &self.shown[..usize::from(self.len)]
+    }
+}
+
+impl fmt::Debug for NameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NameError")
+            .field("kind", &self.kind)
+            .field("problem", &self.problem)
+            .field("name", &format_args!("'{}'", self.shown().escape_ascii()))
+            .field("cut", &self.cut)
+            .finish()
+    }
 }
 
 impl fmt::Display for NameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            NameError::Empty => "name is empty",
-            NameError::TooLong => "name is too long",
-            NameError::NotPrintable => {
-                "name must be printable ASCII without spaces (bytes 0x21 to 0x7E)"
+        let (what, rule) = match self.kind {
+            NameKind::Username => ("username", USERNAME_RULE),
+            NameKind::Channel => ("channel name", CHANNEL_RULE),
+        };
+        // Escaped (\xNN, \', \\), so that what the peer sent is shown exactly and safely.
+        let name = self.shown().escape_ascii();
+        match self.problem {
+            Problem::Empty => write!(f, "{what} is empty")?,
+            Problem::TooShort => write!(f, "{what} '{name}' is too short")?,
+            Problem::TooLong if self.cut => write!(f, "{what} starting '{name}' is too long")?,
+            Problem::TooLong => write!(f, "{what} '{name}' is too long")?,
+            Problem::Space => write!(f, "{what} '{name}' contains a space")?,
+            Problem::NotPrintable(byte) => write!(
+                f,
+                "{what} '{name}' contains byte 0x{byte:02x}, which is not printable ASCII"
+            )?,
+            Problem::NoAt => write!(f, "{what} '{name}' does not start with @")?,
+            Problem::Reserved => {
+                return write!(
+                    f,
+                    "{what} '{name}' is reserved: SERVER, in any letter case, is the \
+                     server's name"
+                )
             }
-            NameError::Reserved => "SERVER is a reserved name",
-            NameError::NoAt => "channel name must start with @",
-        })
+        }
+        write!(f, ": {rule}")
     }
 }
 
 impl std::error::Error for NameError {}
 
-fn printable(name: &[u8]) -> bool {
-    name.iter().all(|&b| (0x21..=0x7e).contains(&b))
+/// The first byte that is not printable ASCII without space, as the problem it is.
+fn unprintable(name: &[u8]) -> Option<Problem> {
+    let byte = *name.iter().find(|b| !(0x21..=0x7e).contains(*b))?;
+    Some(if byte == b' ' {
+        Problem::Space
+    } else {
+        Problem::NotPrintable(byte)
+    })
 }
 
 impl Username {
     /// Checks and builds a username.
     pub fn new(name: &[u8]) -> Result<Username, NameError> {
+        let refuse = |problem| Err(NameError::new(NameKind::Username, problem, name));
         if name.is_empty() {
-            return Err(NameError::Empty);
+            return refuse(Problem::Empty);
         }
         if name.len() > MAX_USERNAME {
-            return Err(NameError::TooLong);
+            return refuse(Problem::TooLong);
         }
-        if !printable(name) {
-            return Err(NameError::NotPrintable);
+        if let Some(problem) = unprintable(name) {
+            return refuse(problem);
         }
         if name.eq_ignore_ascii_case(SERVER_NAME) {
-            return Err(NameError::Reserved);
+            return refuse(Problem::Reserved);
         }
         let mut bytes = [0u8; MAX_USERNAME];
         bytes[..name.len()].copy_from_slice(name);
@@ -107,63 +215,56 @@ impl fmt::Display for Username {
     }
 }
 
-/// Checks a channel name: 2–50 bytes of printable ASCII without space, starting with `@`.
-/// Channel names compare byte for byte, so the checked bytes are the name.
-pub fn check_channel(name: &[u8]) -> Result<(), NameError> {
-    match name {
-        [] => Err(NameError::Empty),
-        [first, ..] if *first != b'@' => Err(NameError::NoAt),
-        [_] => Err(NameError::Empty),
-        _ if name.len() > MAX_CHANNEL => Err(NameError::TooLong),
-        _ if !printable(name) => Err(NameError::NotPrintable),
-        _ => Ok(()),
+/// A valid channel name: 2–50 bytes of printable ASCII without space, starting with `@`.
+/// Kept inline (no allocation): it is copied into PDUs, hub keys and the client's state.
+/// Equality and hashing are byte for byte, as the contract compares channel names (the
+/// derived impls see the bytes past `len` too, which are always zero).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChannelName {
+    len: u8,
+    bytes: [u8; MAX_CHANNEL],
+}
+
+impl ChannelName {
+    /// Checks and builds a channel name.
+    pub fn new(name: &[u8]) -> Result<ChannelName, NameError> {
+        let problem = match name {
+            [] => Some(Problem::Empty),
+            // Length first, as on the wire, where a name too long is known by its field.
+            _ if name.len() > MAX_CHANNEL => Some(Problem::TooLong),
+            [first, ..] if *first != b'@' => Some(Problem::NoAt),
+            [_] => Some(Problem::TooShort),
+            _ => unprintable(name),
+        };
+        if let Some(problem) = problem {
+            return Err(NameError::new(NameKind::Channel, problem, name));
+        }
+        let mut bytes = [0u8; MAX_CHANNEL];
+        bytes[..name.len()].copy_from_slice(name);
+        Ok(ChannelName {
+            len: name.len() as u8,
+            bytes,
+        })
+    }
+
+    /// The name's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl fmt::Debug for ChannelName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChannelName({self})")
+    }
+}
+
+impl fmt::Display for ChannelName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Printable ASCII by construction.
+        f.write_str(&String::from_utf8_lossy(self.as_bytes()))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn usernames() {
-        assert!(Username::new(b"a").is_ok());
-        assert!(Username::new(b"abcdefghij").is_ok());
-        assert!(Username::new(b"!~x").is_ok());
-        assert_eq!(Username::new(b"").err(), Some(NameError::Empty));
-        assert_eq!(
-            Username::new(b"abcdefghijk").err(),
-            Some(NameError::TooLong)
-        );
-        assert_eq!(Username::new(b"a b").err(), Some(NameError::NotPrintable));
-        assert_eq!(
-            Username::new(b"caf\xc3\xa9").err(),
-            Some(NameError::NotPrintable)
-        );
-        assert_eq!(Username::new(b"a\x7f").err(), Some(NameError::NotPrintable));
-        assert_eq!(Username::new(b"sErVeR").err(), Some(NameError::Reserved));
-        assert!(Username::new(b"SERVERS").is_ok());
-    }
-
-    #[test]
-    fn usernames_compare_ignoring_case() {
-        let a = Username::new(b"Alice").unwrap();
-        let b = Username::new(b"aLICE").unwrap();
-        assert_eq!(a, b);
-        assert_eq!(a.as_bytes(), b"Alice");
-        let mut set = std::collections::HashSet::new();
-        set.insert(a);
-        assert!(set.contains(&b));
-        assert!(a.matches(b"ALICE"));
-    }
-
-    #[test]
-    fn channel_names() {
-        assert!(check_channel(b"@r").is_ok());
-        assert!(check_channel(&[b'@'; 50]).is_ok());
-        assert_eq!(check_channel(&[b'@'; 51]), Err(NameError::TooLong));
-        assert_eq!(check_channel(b"@"), Err(NameError::Empty));
-        assert_eq!(check_channel(b""), Err(NameError::Empty));
-        assert_eq!(check_channel(b"rust"), Err(NameError::NoAt));
-        assert_eq!(check_channel(b"@a b"), Err(NameError::NotPrintable));
-    }
-}
+mod tests;

@@ -1,10 +1,13 @@
 //! The 2260-byte KaiChat PDU (contract sections 2 and 3): layout, command codes, fixed
 //! NUL-padded text fields and the per-client byte order of the command field.
 //!
-//! This module only encodes and decodes bytes. It never validates names or decides what a
-//! PDU means for a connection: that is `session` (server) and `client` (client side).
+//! This module encodes and decodes bytes. Name fields that a receiver acts on decode into
+//! the checked types of `names` (the byte after a full field included); it never decides
+//! what a PDU means for a connection: that is `session` (server) and `client` (client side).
 
 use std::fmt;
+
+use crate::names::{ChannelName, NameError, NameKind, Username};
 
 /// Total size of every PDU on the wire.
 pub const PDU_LEN: usize = 2260;
@@ -127,7 +130,7 @@ impl fmt::Debug for Pdu {
 }
 
 /// The text of a fixed-width field: everything before its first NUL, or the whole field.
-pub fn field_text(field: &[u8]) -> &[u8] {
+fn field_text(field: &[u8]) -> &[u8] {
     match field.iter().position(|&b| b == 0) {
         Some(end) => &field[..end],
         None => field,
@@ -209,9 +212,21 @@ impl Pdu {
         field_text(&self.bytes[USERNAME])
     }
 
-    /// The channel field of the prefix, up to its first NUL.
+    /// The channel field of the prefix, up to its first NUL, as it is on the wire.
     pub fn channel(&self) -> &[u8] {
         field_text(&self.bytes[CHANNEL])
+    }
+
+    /// The channel field of a JOIN_CHANNEL or of its acknowledgement, read as a channel
+    /// name (contract section 5): a 50-byte name must be followed by a NUL at `prefix[61]`,
+    /// anything else there means it is longer. (In a RECEIVE_MESSAGE, `prefix[61]` is the
+    /// up-to-date flag: check its [`Pdu::channel`] with `ChannelName::new` instead.)
+    pub fn channel_name(&self) -> Result<ChannelName, NameError> {
+        let name = self.channel();
+        if name.len() == MAX_CHANNEL && self.bytes[CHANNEL.end] != 0 {
+            return Err(NameError::overflows(NameKind::Channel, name));
+        }
+        ChannelName::new(name)
     }
 
     /// The up-to-date flag of a RECEIVE_MESSAGE: true when it is 1.
@@ -235,10 +250,13 @@ impl Pdu {
         self
     }
 
-    /// Sets the channel field, with the separating space before it.
-    pub fn set_channel(&mut self, channel: &[u8]) -> &mut Pdu {
+    /// Sets the channel field (left empty for `None`), with the separating space before it.
+    pub fn set_channel(&mut self, channel: Option<&ChannelName>) -> &mut Pdu {
         self.bytes[SEPARATOR] = b' ';
-        put_field(&mut self.bytes[CHANNEL], channel);
+        put_field(
+            &mut self.bytes[CHANNEL],
+            channel.map_or(&[][..], ChannelName::as_bytes),
+        );
         self
     }
 
@@ -318,28 +336,35 @@ impl Pdu {
         pdu
     }
 
-    /// The username a CLIENT_INFO carries in params[0..10], and the byte after it.
-    pub fn client_info_name(&self) -> (&[u8], u8) {
-        let field = &self.bytes[PARAMS.start..PARAMS.start + MAX_USERNAME];
-        (field_text(field), self.bytes[PARAMS.start + MAX_USERNAME])
+    /// The username a CLIENT_INFO carries in params[0..10], up to its first NUL, as it is
+    /// on the wire.
+    pub fn client_info_name(&self) -> &[u8] {
+        field_text(&self.bytes[PARAMS.start..PARAMS.start + MAX_USERNAME])
+    }
+
+    /// The username of a CLIENT_INFO, checked (contract section 4): a 10-byte name must be
+    /// followed by a NUL or the hostname's space at `params[10]`, anything else there
+    /// means it is longer.
+    pub fn client_info_username(&self) -> Result<Username, NameError> {
+        let name = self.client_info_name();
+        let after = self.bytes[PARAMS.start + MAX_USERNAME];
+        if name.len() == MAX_USERNAME && after != 0 && after != b' ' {
+            return Err(NameError::overflows(NameKind::Username, name));
+        }
+        Username::new(name)
     }
 
     /// JOIN_CHANNEL from a client: username, space, channel.
-    pub fn join(order: ByteOrder, username: &[u8], channel: &[u8]) -> Pdu {
+    pub fn join(order: ByteOrder, username: &[u8], channel: &ChannelName) -> Pdu {
         let mut pdu = Pdu::new(Command::JoinChannel, order);
-        pdu.set_username(username).set_channel(channel);
+        pdu.set_username(username).set_channel(Some(channel));
         pdu
     }
 
-    /// The byte right after the channel field: a NUL unless the name is longer than 50.
-    pub fn after_channel(&self) -> u8 {
-        self.bytes[CHANNEL.end]
-    }
-
     /// The server's JOIN_CHANNEL or LEAVE_CHANNEL acknowledgement.
-    pub fn channel_ack(command: Command, order: ByteOrder, channel: &[u8]) -> Pdu {
+    pub fn channel_ack(command: Command, order: ByteOrder, channel: &ChannelName) -> Pdu {
         let mut pdu = Pdu::new(command, order);
-        pdu.set_username(SERVER_NAME).set_channel(channel);
+        pdu.set_username(SERVER_NAME).set_channel(Some(channel));
         pdu
     }
 
@@ -351,8 +376,13 @@ impl Pdu {
     }
 
     /// A RECEIVE_MESSAGE carrying a message (flag 0): chat from `sender`, or a notice when
-    /// `sender` is `SERVER`.
-    pub fn receive(order: ByteOrder, sender: &[u8], channel: &[u8], text: &[u8]) -> Pdu {
+    /// `sender` is `SERVER` (whose channel field may be empty).
+    pub fn receive(
+        order: ByteOrder,
+        sender: &[u8],
+        channel: Option<&ChannelName>,
+        text: &[u8],
+    ) -> Pdu {
         let mut pdu = Pdu::new(Command::ReceiveMessage, order);
         pdu.set_username(sender)
             .set_channel(channel)
@@ -360,13 +390,15 @@ impl Pdu {
         pdu
     }
 
-    /// A notice from the server (contract section 6).
-    pub fn notice(order: ByteOrder, channel: &[u8], text: &[u8]) -> Pdu {
+    /// A notice from the server (contract section 6); an error notice outside a channel
+    /// has no channel.
+    pub fn notice(order: ByteOrder, channel: Option<&ChannelName>, text: &[u8]) -> Pdu {
         Pdu::receive(order, SERVER_NAME, channel, text)
     }
 
-    /// The up-to-date RECEIVE_MESSAGE that ends every QUERY answer.
-    pub fn up_to_date_marker(order: ByteOrder, channel: &[u8]) -> Pdu {
+    /// The up-to-date RECEIVE_MESSAGE that ends every QUERY answer; outside a channel its
+    /// channel field is empty.
+    pub fn up_to_date_marker(order: ByteOrder, channel: Option<&ChannelName>) -> Pdu {
         let mut pdu = Pdu::new(Command::ReceiveMessage, order);
         pdu.set_username(SERVER_NAME)
             .set_channel(channel)
@@ -376,246 +408,4 @@ impl Pdu {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn layout_is_2260_bytes() {
-        assert_eq!(PDU_LEN, PREFIX_LEN + 4 + PARAMS_LEN);
-        assert_eq!(Pdu::ping(ByteOrder::Little).as_bytes().len(), 2260);
-    }
-
-    #[test]
-    fn command_in_both_orders() {
-        let le = Pdu::new(Command::Query, ByteOrder::Little);
-        let be = Pdu::new(Command::Query, ByteOrder::Big);
-        assert_eq!(le.command_bytes(), [8, 0, 0, 0]);
-        assert_eq!(be.command_bytes(), [0, 0, 0, 8]);
-        for (pdu, order) in [(&le, ByteOrder::Little), (&be, ByteOrder::Big)] {
-            assert_eq!(
-                pdu.decode_command(None),
-                Decoded::Known {
-                    command: Command::Query,
-                    order
-                }
-            );
-            assert_eq!(
-                pdu.decode_command(Some(order)),
-                Decoded::Known {
-                    command: Command::Query,
-                    order
-                }
-            );
-        }
-        // Once the order is fixed, the other form is an unknown command.
-        assert_eq!(
-            be.decode_command(Some(ByteOrder::Little)),
-            Decoded::Unknown([0, 0, 0, 8])
-        );
-    }
-
-    #[test]
-    fn quit_is_zero_in_either_order() {
-        let quit = Pdu::quit(ByteOrder::Big);
-        assert_eq!(quit.command_bytes(), [0; 4]);
-        for fixed in [None, Some(ByteOrder::Little), Some(ByteOrder::Big)] {
-            assert!(matches!(
-                quit.decode_command(fixed),
-                Decoded::Known {
-                    command: Command::Quit,
-                    ..
-                }
-            ));
-        }
-    }
-
-    #[test]
-    fn unknown_codes() {
-        let mut pdu = Pdu::ping(ByteOrder::Little);
-        pdu.bytes_mut()[256..260].copy_from_slice(&[9, 0, 0, 0]);
-        assert_eq!(pdu.decode_command(None), Decoded::Unknown([9, 0, 0, 0]));
-        pdu.bytes_mut()[256..260].copy_from_slice(&[1, 0, 0, 1]);
-        assert_eq!(pdu.decode_command(None), Decoded::Unknown([1, 0, 0, 1]));
-        pdu.bytes_mut()[256..260].copy_from_slice(&[0, 1, 0, 0]);
-        assert_eq!(pdu.decode_command(None), Decoded::Unknown([0, 1, 0, 0]));
-    }
-
-    #[test]
-    fn fields_are_nul_padded_and_end_at_first_nul() {
-        let mut pdu = Pdu::join(ByteOrder::Little, b"alice", b"@rust");
-        assert_eq!(&pdu.as_bytes()[..11], b"alice\0\0\0\0\0 ");
-        assert_eq!(pdu.username(), b"alice");
-        assert_eq!(pdu.channel(), b"@rust");
-        // Garbage after the first NUL is ignored, as old clients leave it there.
-        pdu.bytes_mut()[6..10].copy_from_slice(b"junk");
-        pdu.bytes_mut()[16..20].copy_from_slice(b"\0zzz");
-        assert_eq!(pdu.username(), b"alice");
-        assert_eq!(pdu.channel(), b"@rust");
-        // A field without NUL runs to its end.
-        let full = Pdu::join(ByteOrder::Little, b"abcdefghij", &[b'x'; 50]);
-        assert_eq!(full.username(), b"abcdefghij");
-        assert_eq!(full.channel().len(), 50);
-        assert_eq!(full.after_channel(), 0);
-    }
-
-    #[test]
-    fn setting_a_shorter_value_zeroes_the_rest() {
-        let mut pdu = Pdu::send_message(ByteOrder::Little, b"a long message");
-        pdu.set_params_text(b"hi");
-        assert_eq!(pdu.params_text(), b"hi");
-        assert!(pdu.params()[2..].iter().all(|&b| b == 0));
-    }
-
-    #[test]
-    fn version_is_big_endian_in_params() {
-        let pdu = Pdu::server_version(ByteOrder::Little, 0x0102);
-        assert_eq!(&pdu.params()[..2], &[1, 2]);
-        assert_eq!(pdu.version(), 0x0102);
-        assert_eq!(pdu.username(), b"SERVER");
-        assert_eq!(Pdu::client_version(ByteOrder::Big, 1).username(), b"");
-    }
-
-    #[test]
-    fn client_info_name_and_following_byte() {
-        let pdu = Pdu::client_info(ByteOrder::Little, b"bob");
-        assert_eq!(pdu.client_info_name(), (&b"bob"[..], 0));
-        let mut long = Pdu::client_info(ByteOrder::Little, b"abcdefghij");
-        long.bytes_mut()[260 + 10] = b'k';
-        assert_eq!(long.client_info_name(), (&b"abcdefghij"[..], b'k'));
-        let ack = Pdu::client_info_ack(ByteOrder::Big, b"bob");
-        assert_eq!(ack.username(), b"SERVER");
-        assert_eq!(ack.client_info_name().0, b"bob");
-    }
-
-    #[test]
-    fn up_to_date_flag_at_61() {
-        let marker = Pdu::up_to_date_marker(ByteOrder::Little, b"@c");
-        assert_eq!(marker.as_bytes()[61], 1);
-        assert!(marker.up_to_date());
-        assert!(marker.params().iter().all(|&b| b == 0));
-        let msg = Pdu::receive(ByteOrder::Little, b"amy", b"@c", b"hello");
-        assert!(!msg.up_to_date());
-        assert!(msg.as_bytes()[62..256].iter().all(|&b| b == 0));
-    }
-
-    #[test]
-    fn a_2000_byte_message_has_no_nul() {
-        let text = vec![b'm'; 2000];
-        let pdu = Pdu::send_message(ByteOrder::Little, &text);
-        assert_eq!(pdu.params_text().len(), 2000);
-    }
-
-    mod round_trip {
-        use super::*;
-        use proptest::collection::vec;
-        use proptest::prelude::*;
-
-        fn any_command() -> impl Strategy<Value = Command> {
-            (0u32..9).prop_map(|code| Command::from_code(code).unwrap())
-        }
-
-        fn any_order() -> impl Strategy<Value = ByteOrder> {
-            prop_oneof![Just(ByteOrder::Little), Just(ByteOrder::Big)]
-        }
-
-        /// Text without NUL, `1..=max` bytes.
-        fn text(max: usize) -> impl Strategy<Value = Vec<u8>> {
-            vec(1u8..=255, 1..=max)
-        }
-
-        proptest! {
-            #[test]
-            fn bytes_survive_wrapping(bytes in vec(any::<u8>(), PDU_LEN)) {
-                let pdu = Pdu::from_slice(&bytes).unwrap();
-                prop_assert_eq!(&pdu.as_bytes()[..], &bytes[..]);
-                prop_assert_eq!(Pdu::from_bytes(*pdu.as_bytes()), pdu);
-            }
-
-            #[test]
-            fn commands_round_trip_in_both_orders(command in any_command(), order in any_order()) {
-                let pdu = Pdu::new(command, order);
-                prop_assert_eq!(
-                    pdu.decode_command(Some(order)),
-                    Decoded::Known { command, order }
-                );
-                // Before the order is fixed, the bytes reveal it (QUIT reads as little).
-                let revealed = if command == Command::Quit { ByteOrder::Little } else { order };
-                prop_assert_eq!(
-                    pdu.decode_command(None),
-                    Decoded::Known { command, order: revealed }
-                );
-            }
-
-            #[test]
-            fn any_command_field_decodes_without_panic(
-                raw in any::<[u8; 4]>(),
-                fixed in proptest::option::of(any_order()),
-            ) {
-                let mut pdu = Pdu::ping(ByteOrder::Little);
-                pdu.bytes_mut()[256..260].copy_from_slice(&raw);
-                match pdu.decode_command(fixed) {
-                    // A known command re-encodes to the same bytes in the order it was read.
-                    Decoded::Known { command, order } => {
-                        prop_assert_eq!(Pdu::new(command, order).command_bytes(), raw);
-                        if let Some(fixed) = fixed {
-                            prop_assert_eq!(order, fixed);
-                        }
-                    }
-                    Decoded::Unknown(bytes) => prop_assert_eq!(bytes, raw),
-                }
-            }
-
-            #[test]
-            fn text_fields_round_trip(
-                order in any_order(),
-                name in text(MAX_USERNAME),
-                channel in text(MAX_CHANNEL),
-                message in text(MAX_MESSAGE),
-                flag in any::<bool>(),
-            ) {
-                let mut pdu = Pdu::receive(order, &name, &channel, &message);
-                pdu.set_up_to_date(flag);
-                let back = Pdu::from_bytes(*pdu.as_bytes());
-                prop_assert_eq!(back.username(), &name[..]);
-                prop_assert_eq!(back.channel(), &channel[..]);
-                prop_assert_eq!(back.params_text(), &message[..]);
-                prop_assert_eq!(back.up_to_date(), flag);
-                prop_assert_eq!(back.as_bytes()[SEPARATOR], b' ');
-                prop_assert!(back.as_bytes()[UP_TO_DATE + 1..PREFIX_LEN].iter().all(|&b| b == 0));
-                prop_assert_eq!(
-                    back.decode_command(Some(order)),
-                    Decoded::Known { command: Command::ReceiveMessage, order }
-                );
-            }
-
-            #[test]
-            fn garbage_after_a_nul_is_ignored(
-                name in text(MAX_USERNAME - 1),
-                junk in vec(any::<u8>(), 1..MAX_USERNAME),
-            ) {
-                let mut pdu = Pdu::join(ByteOrder::Little, &name, b"@c");
-                let end = (name.len() + 1 + junk.len()).min(MAX_USERNAME);
-                let room = end - name.len() - 1;
-                pdu.bytes_mut()[name.len() + 1..end].copy_from_slice(&junk[..room]);
-                prop_assert_eq!(pdu.username(), &name[..]);
-            }
-
-            #[test]
-            fn client_pdus_round_trip(
-                order in any_order(),
-                name in text(MAX_USERNAME),
-                version in any::<u16>(),
-            ) {
-                let info = Pdu::from_bytes(*Pdu::client_info(order, &name).as_bytes());
-                prop_assert_eq!(info.client_info_name(), (&name[..], 0));
-                let ack = Pdu::client_info_ack(order, &name);
-                prop_assert_eq!(ack.username(), SERVER_NAME);
-                prop_assert_eq!(ack.client_info_name().0, &name[..]);
-                let v = Pdu::from_bytes(*Pdu::client_version(order, version).as_bytes());
-                prop_assert_eq!(v.version(), version);
-                prop_assert_eq!(&v.params()[..2], &version.to_be_bytes()[..]);
-                prop_assert!(v.prefix().iter().all(|&b| b == 0));
-            }
-        }
-    }
-}
+mod tests;

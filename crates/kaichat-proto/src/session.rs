@@ -1,8 +1,9 @@
 //! One connection's protocol state machine, server side (contract sections 4 to 7).
 //!
-//! A `Session` takes decoded PDUs and the current time (in whole seconds) and writes its
+//! A `Session` takes whole PDUs and the current time (in whole seconds) and writes its
 //! answers into an [`Outbox`]; it changes the shared [`Hub`] as the contract says. It never
-//! touches a socket or reads a clock, so every rule of the contract is unit-tested here.
+//! touches a socket or reads a clock, so every rule of the contract is unit-tested, in
+//! `session/tests.rs`, down to the text of each error notice.
 //!
 //! A QUERY answer is not produced in one go: [`Session::on_pdu`] only records where it
 //! ends, and the reactor pulls it with [`Session::continue_answer`] as the client's
@@ -10,13 +11,9 @@
 //! client, which keeps the contract's rule that an answer is never interleaved.
 
 use crate::hub::{ChannelId, Hub, Next};
-use crate::names::{check_channel, NameError, Username};
-use crate::pdu::{
-    ByteOrder, Command, Decoded, Pdu, MAX_CHANNEL, MAX_USERNAME, PROTOCOL_VERSION, SERVER_NAME,
-};
-
-/// Where answers go: the connection's TLS or plaintext output.
+use crate::names::Username;
 use crate::outbox::Outbox;
+use crate::pdu::{ByteOrder, Command, Decoded, Pdu, PROTOCOL_VERSION, SERVER_NAME};
 
 /// The server's deadlines in seconds (contract section 7); 0 turns one off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,7 +178,8 @@ impl Session {
                         Step::Continue
                     } else {
                         let text = format!(
-                            "error: unsupported version {version}, this server speaks version {PROTOCOL_VERSION}"
+                            "error: unsupported protocol version {version}: this server \
+                             speaks version {PROTOCOL_VERSION}, a big-endian u16 in params[0..2]"
                         );
                         self.error(text.as_bytes(), hub, out);
                         Step::Close
@@ -209,22 +207,18 @@ impl Session {
     }
 
     fn client_info(&mut self, pdu: &Pdu, now: u64, hub: &mut Hub, out: &mut impl Outbox) {
-        let (name, after) = pdu.client_info_name();
-        // A 10-byte name followed by anything but NUL or the hostname's space is longer.
-        let checked = if name.len() == MAX_USERNAME && after != 0 && after != b' ' {
-            Err(NameError::TooLong)
-        } else {
-            Username::new(name)
-        };
-        let user = match checked {
+        let user = match pdu.client_info_username() {
             Ok(user) => user,
             Err(e) => {
-                self.error(format!("error: invalid username: {e}").as_bytes(), hub, out);
+                self.error(format!("error: {e}").as_bytes(), hub, out);
                 return;
             }
         };
         if !hub.claim_name(user) {
-            let text = format!("error: username {user} is taken");
+            let text = format!(
+                "error: username '{user}' is taken: a connected client has it (names are \
+                 compared ignoring case)"
+            );
             self.error(text.as_bytes(), hub, out);
             return;
         }
@@ -247,65 +241,82 @@ impl Session {
         let order = self.order;
         match (command, member) {
             (Some(Command::JoinChannel), member) => {
-                let name = pdu.channel();
-                // A 50-byte name followed by anything but NUL is longer than 50 bytes.
-                let checked = if name.len() == MAX_CHANNEL && pdu.after_channel() != 0 {
-                    Err(NameError::TooLong)
-                } else {
-                    check_channel(name)
+                let name = match pdu.channel_name() {
+                    Ok(name) => name,
+                    Err(e) => return self.error(format!("error: {e}").as_bytes(), hub, out),
                 };
-                if let Err(e) = checked {
-                    let text = format!("error: invalid channel name: {e}");
-                    return self.error(text.as_bytes(), hub, out);
-                }
                 if let Some(current) = member {
-                    if hub.channel_name(current.channel) == name {
-                        return out.send(&Pdu::channel_ack(Command::JoinChannel, order, name));
+                    if hub.channel_name(current.channel) == Some(&name) {
+                        return out.send(&Pdu::channel_ack(Command::JoinChannel, order, &name));
                     }
                     hub.leave(current.channel, &user);
                 }
-                let (channel, cursor) = hub.join(name, &user);
+                let (channel, cursor) = hub.join(&name, &user);
                 *member = Some(Membership {
                     channel,
                     cursor,
                     answer_end: None,
                 });
-                out.send(&Pdu::channel_ack(Command::JoinChannel, order, name));
+                out.send(&Pdu::channel_ack(Command::JoinChannel, order, &name));
             }
             (Some(Command::LeaveChannel), member @ Some(_)) => {
                 if let Some(left) = member.take() {
-                    let name = hub.channel_name(left.channel);
-                    out.send(&Pdu::channel_ack(Command::LeaveChannel, order, name));
+                    // A channel exists while it has members: it has a name until the
+                    // `leave` below.
+                    if let Some(name) = hub.channel_name(left.channel) {
+                        out.send(&Pdu::channel_ack(Command::LeaveChannel, order, name));
+                    }
                     hub.leave(left.channel, &user);
                 }
             }
-            (Some(Command::LeaveChannel), None) => self.error(b"error: not in a channel", hub, out),
+            (Some(Command::LeaveChannel), None) => {
+                self.error(b"error: cannot leave: not in a channel", hub, out)
+            }
             (Some(Command::SendMessage), Some(m)) if !pdu.params_text().is_empty() => {
                 hub.post(m.channel, user, pdu.params_text())
             }
-            (Some(Command::SendMessage), Some(_)) => self.error(b"error: empty message", hub, out),
-            (Some(Command::SendMessage), None) => {
-                self.error(b"error: not in a channel, join one first", hub, out)
-            }
-            (Some(Command::Query), Some(m)) => m.answer_end = Some(hub.end_seq(m.channel)),
-            (Some(Command::Query), None) => out.send(&Pdu::up_to_date_marker(order, b"")),
-            (Some(Command::PingPong), _) => out.send(&Pdu::ping(order)),
-            (Some(Command::ReceiveMessage), _) => self.error(
-                b"error: RECEIVE_MESSAGE is sent by the server only",
+            (Some(Command::SendMessage), Some(_)) => self.error(
+                b"error: message not sent: it is empty (a message is 1 to 2000 bytes before \
+                  the first NUL)",
                 hub,
                 out,
             ),
-            (Some(Command::VersionNegotiation) | Some(Command::ClientInfo), _) => {
-                self.error(b"error: already connected", hub, out)
+            (Some(Command::SendMessage), None) => self.error(
+                b"error: message not sent: not in a channel, join one first",
+                hub,
+                out,
+            ),
+            (Some(Command::Query), Some(m)) => m.answer_end = Some(hub.end_seq(m.channel)),
+            (Some(Command::Query), None) => out.send(&Pdu::up_to_date_marker(order, None)),
+            (Some(Command::PingPong), _) => out.send(&Pdu::ping(order)),
+            (Some(Command::ReceiveMessage), _) => self.error(
+                b"error: RECEIVE_MESSAGE (5) is sent by the server only",
+                hub,
+                out,
+            ),
+            (Some(Command::VersionNegotiation), _) => self.error(
+                b"error: VERSION_NEGOTIATION (1) is only accepted during set-up, and this \
+                  connection is already established",
+                hub,
+                out,
+            ),
+            (Some(Command::ClientInfo), _) => {
+                let text = format!(
+                    "error: CLIENT_INFO (2) is only accepted during set-up, and this \
+                     connection is already established as '{user}'"
+                );
+                self.error(text.as_bytes(), hub, out)
             }
-            (Some(Command::Quit) | None, _) => self.error(b"error: unknown command", hub, out),
+            // QUIT closed the connection before this match.
+            (Some(Command::Quit) | None, _) => {
+                let text = unknown_command(pdu.command_bytes(), order);
+                self.error(text.as_bytes(), hub, out)
+            }
         }
     }
 
     fn error(&self, text: &[u8], hub: &Hub, out: &mut impl Outbox) {
-        let channel = self
-            .member()
-            .map_or(&[][..], |m| hub.channel_name(m.channel));
+        let channel = self.member().and_then(|m| hub.channel_name(m.channel));
         out.send(&Pdu::notice(self.order, channel, text));
     }
 
@@ -358,6 +369,20 @@ impl Session {
     }
 }
 
+/// The error notice for a command field that is none of the codes in the connection's
+/// fixed byte order: the code as read, and the bytes, since a client that writes the other
+/// order sends a known code that reads as a huge one.
+fn unknown_command(raw: [u8; 4], order: ByteOrder) -> String {
+    let (code, read) = match order {
+        ByteOrder::Little => (u32::from_le_bytes(raw), "little-endian"),
+        ByteOrder::Big => (u32::from_be_bytes(raw), "big-endian"),
+    };
+    let [a, b, c, d] = raw;
+    format!(
+        "error: unknown command code {code} (command field {a:02x} {b:02x} {c:02x} {d:02x}, \
+         read {read}, the byte order this connection fixed): the codes are 0 to 8"
+    )
+}
+
 #[cfg(test)]
-#[path = "session_tests.rs"]
 mod tests;

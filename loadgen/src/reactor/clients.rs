@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use kaichat_proto::client::{Client, ClientError, Event, Settings};
-use kaichat_proto::names::Username;
+use kaichat_proto::names::{ChannelName, Username};
 use kaichat_proto::pdu::Pdu;
 use mio::net::TcpStream;
 use mio::{Interest, Token};
@@ -230,11 +230,12 @@ impl Reactor<'_> {
                     self.handshaking -= 1;
                     self.handshake_ended(now);
                     let conn = &mut self.conns[key];
-                    let channel = self.cfg.channel(conn.id);
-                    if let Err(e) = conn
-                        .client
-                        .join(channel.as_bytes(), now, &mut conn.transport)
-                    {
+                    // `Config::validate` checked every channel name.
+                    let channel = match ChannelName::new(self.cfg.channel(conn.id).as_bytes()) {
+                        Ok(channel) => channel,
+                        Err(e) => return Some(format!("config: {e}")),
+                    };
+                    if let Err(e) = conn.client.join(&channel, now, &mut conn.transport) {
                         return Some(format!("client: {}", client_error_cause(&e)));
                     }
                     conn.stage = Stage::Joining;

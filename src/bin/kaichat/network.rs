@@ -11,7 +11,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use kaichat_proto::client::{Client, ClientError, Event, Request, ERROR_PREFIX};
-use kaichat_proto::names::Username;
+use kaichat_proto::names::{ChannelName, Username};
 use kaichat_proto::pdu::Pdu;
 
 use crate::link::{Link, Received};
@@ -146,7 +146,11 @@ impl Network {
         let now = Instant::now();
         let result = match command {
             Command::Name(name) => self.client.offer_name(name, now, &mut self.out),
-            Command::Join(channel) => self.client.join(&channel, now, &mut self.out),
+            // The input thread asks only for channel names it has checked.
+            Command::Join(channel) => match ChannelName::new(&channel) {
+                Ok(channel) => self.client.join(&channel, now, &mut self.out),
+                Err(e) => return self.not_sent(e),
+            },
             Command::Leave => self.client.leave(now, &mut self.out),
             Command::Say(text) => self.client.send_message(&text, now, &mut self.out),
             Command::Drain => {
@@ -161,10 +165,14 @@ impl Network {
             Command::Quit => Ok(()),
         };
         if let Err(e) = result {
-            self.screen.show(Line::Info(format!("not sent: {e}")));
-            // Whoever waits for an answer must not wait for one that will not come.
-            let _ = self.status.send(Status::NotSent);
+            self.not_sent(e);
         }
+    }
+
+    fn not_sent(&mut self, why: impl std::fmt::Display) {
+        self.screen.show(Line::Info(format!("not sent: {why}")));
+        // Whoever waits for an answer must not wait for one that will not come.
+        let _ = self.status.send(Status::NotSent);
     }
 
     fn on_pdu(&mut self, pdu: &Pdu) {
@@ -182,11 +190,11 @@ impl Network {
                 (Line::NameRejected(sanitize(reason)), Status::NameWanted)
             }
             Event::Joined { channel } => {
-                let channel = sanitize(channel);
+                let channel = sanitize(channel.as_bytes());
                 (Line::Joined(channel.clone()), Status::Joined(channel))
             }
             Event::Left { channel } => {
-                let channel = sanitize(channel);
+                let channel = sanitize(channel.as_bytes());
                 (Line::Left(channel.clone()), Status::Left(channel))
             }
             Event::Refused { request, reason } => {

@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kaichat_proto::names::{check_channel, Username};
+use kaichat_proto::names::{ChannelName, Username};
 
 /// The contract's default port (section 1).
 pub const DEFAULT_PORT: u16 = 29200;
@@ -91,7 +91,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
         None => None,
     };
     if let Some(name) = &channel {
-        check_channel(name.as_bytes()).map_err(|e| format!("--channel {name}: {e}"))?;
+        ChannelName::new(name.as_bytes()).map_err(|e| format!("--channel {name}: {e}"))?;
     }
     let query_interval = match interval {
         Some(text) => parse_seconds(&text)

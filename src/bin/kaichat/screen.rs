@@ -64,7 +64,7 @@ impl Screen {
     pub fn terminal(printer: Box<dyn rustyline::ExternalPrinter + Send>) -> Screen {
         Screen {
             inner: Arc::new(Mutex::new(Output::Terminal(printer))),
-            colour: std::env::var_os("NO_COLOR").map_or(true, |v| v.is_empty()),
+            colour: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
         }
     }
 

@@ -15,7 +15,7 @@
 //! ```
 //! use std::time::{Duration, Instant};
 //! use kaichat_proto::client::{Client, Event, Phase, Settings};
-//! use kaichat_proto::names::Username;
+//! use kaichat_proto::names::{ChannelName, Username};
 //! use kaichat_proto::pdu::{ByteOrder, Command, Pdu};
 //!
 //! let now = Instant::now();
@@ -28,7 +28,7 @@
 //! client.handle(&Pdu::server_version(order, 1), now, &mut out).unwrap(); // -> VERSION, CLIENT_INFO
 //! let ack = Pdu::client_info_ack(order, b"amy");
 //! assert!(matches!(client.handle(&ack, now, &mut out), Ok(Some(Event::Established { .. }))));
-//! client.join(b"@rust", now, &mut out).unwrap();
+//! client.join(&ChannelName::new(b"@rust").unwrap(), now, &mut out).unwrap();
 //! assert_eq!(client.phase(), Phase::Established);
 //! assert_eq!(out.len(), 4); // PING, VERSION, CLIENT_INFO, JOIN
 //! ```
@@ -36,17 +36,12 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::names::{check_channel, NameError, Username};
-use crate::pdu::{
-    ByteOrder, Command, Decoded, Pdu, MAX_CHANNEL, MAX_MESSAGE, PROTOCOL_VERSION, SERVER_NAME,
-};
+use crate::names::{ChannelName, Username};
+use crate::outbox::Outbox;
+use crate::pdu::{ByteOrder, Command, Decoded, Pdu, MAX_MESSAGE, PROTOCOL_VERSION, SERVER_NAME};
 
 /// The prefix of an error notice's text (contract section 6).
 pub const ERROR_PREFIX: &[u8] = b"error: ";
-
-/// Where a [`Client`] puts the PDUs it wants sent, in order: the same trait the server's
-/// sessions write to.
-use crate::outbox::Outbox;
 
 /// How a [`Client`] behaves. A zero timeout turns that deadline off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,6 +95,21 @@ pub enum Phase {
     Closed,
 }
 
+impl Phase {
+    /// When a request refused in this phase was made, for [`ClientError::WrongPhase`].
+    fn when(self) -> &'static str {
+        match self {
+            Phase::Idle => "before the connection is started",
+            Phase::AwaitPong => "while waiting for the server's PONG",
+            Phase::AwaitServerVersion => "while waiting for the server's protocol version",
+            Phase::AwaitName => "while no username is offered",
+            Phase::AwaitNameAck => "while the server has not accepted the username yet",
+            Phase::Established => "once the connection is established",
+            Phase::Closed => "after the connection is closed",
+        }
+    }
+}
+
 /// What a [`Client`] was waiting for when a deadline passed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Waiting {
@@ -129,14 +139,12 @@ pub enum ClientError {
     NoCommonVersion { server_highest: u16 },
     /// The request does not fit the current phase (e.g. JOIN before the name is accepted).
     WrongPhase(Phase),
-    /// A channel or user name that the contract does not allow.
-    BadName(NameError),
     /// SEND_MESSAGE or LEAVE_CHANNEL outside a channel.
     NotInChannel,
     /// A message must have 1 to 2000 bytes.
     EmptyMessage,
-    /// Longer than 2000 bytes: cut it with [`cut_message`] first.
-    MessageTooLong,
+    /// Longer than 2000 bytes (`len`): cut it with [`cut_message`] first.
+    MessageTooLong { len: usize },
     /// [`MAX_PENDING_CHANNEL_REQUESTS`] JOIN/LEAVE requests already wait for an answer.
     TooManyPending,
     /// A NUL byte would end the message early on the wire.
@@ -149,17 +157,27 @@ impl fmt::Display for ClientError {
             ClientError::Timeout(waiting) => write!(f, "timed out waiting for {waiting}"),
             ClientError::NoCommonVersion { server_highest } => write!(
                 f,
-                "no common protocol version (server speaks up to {server_highest}, we speak 1)"
+                "no common protocol version: the server speaks up to version \
+                 {server_highest}, this client speaks version {PROTOCOL_VERSION}"
             ),
-            ClientError::WrongPhase(phase) => write!(f, "not possible now ({phase:?})"),
-            ClientError::BadName(e) => write!(f, "{e}"),
-            ClientError::NotInChannel => f.write_str("not in a channel"),
-            ClientError::EmptyMessage => f.write_str("empty message"),
-            ClientError::MessageTooLong => write!(f, "message longer than {MAX_MESSAGE} bytes"),
-            ClientError::MessageHasNul => f.write_str("message contains a NUL byte"),
-            ClientError::TooManyPending => {
-                f.write_str("too many JOIN/LEAVE requests waiting for an answer")
+            ClientError::WrongPhase(phase) => write!(f, "not possible {}", phase.when()),
+            ClientError::NotInChannel => f.write_str("not in a channel: join one first"),
+            ClientError::EmptyMessage => {
+                write!(f, "message is empty: a message is 1 to {MAX_MESSAGE} bytes")
             }
+            ClientError::MessageTooLong { len } => write!(
+                f,
+                "message is too long: {len} bytes, the limit is {MAX_MESSAGE}"
+            ),
+            ClientError::MessageHasNul => f.write_str(
+                "message contains a NUL byte, which would end it on the wire: any byte but \
+                 NUL is allowed",
+            ),
+            ClientError::TooManyPending => write!(
+                f,
+                "too many JOIN/LEAVE requests waiting for an answer: at most \
+                 {MAX_PENDING_CHANNEL_REQUESTS}"
+            ),
         }
     }
 }
@@ -176,6 +194,9 @@ pub enum Unexpected {
     ClientCommand(Command),
     /// An acknowledgement or version whose username field is not `SERVER`.
     NotFromServer(Command),
+    /// A JOIN_CHANNEL or LEAVE_CHANNEL acknowledgement whose channel field holds no valid
+    /// channel name.
+    InvalidChannel(Command),
     /// A known command that answers nothing we asked for, or arrives in the wrong phase.
     Unsolicited(Command),
 }
@@ -187,7 +208,10 @@ pub enum Request {
     Leave,
 }
 
-/// What a server PDU meant. Text borrows from the PDU: copy it if you keep it.
+/// What a server PDU meant. Text borrows from the PDU: copy it if you keep it. The channel
+/// of an acknowledgement is checked, as the client keeps it; the channel of a message,
+/// notice or up-to-date PDU is the field as the server wrote it (empty for a notice or
+/// an answer outside a channel), passed on unread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event<'p> {
     /// PONG: during set-up, or the answer to a keep-alive PING.
@@ -199,9 +223,9 @@ pub enum Event<'p> {
     /// CLIENT_INFO was refused; `reason` is the text after `error: `. Offer another name.
     NameRejected { reason: &'p [u8] },
     /// JOIN_CHANNEL acknowledged: `channel` is now the current channel.
-    Joined { channel: &'p [u8] },
+    Joined { channel: ChannelName },
     /// LEAVE_CHANNEL acknowledged: no current channel now.
-    Left { channel: &'p [u8] },
+    Left { channel: ChannelName },
     /// An error notice that answers our oldest pending JOIN or LEAVE: it was refused and
     /// nothing changed. `reason` is the text after `error: `. (An error notice that may
     /// answer a SEND_MESSAGE is reported as [`Event::Notice`] instead.)
@@ -223,29 +247,6 @@ pub enum Event<'p> {
     UpToDate { channel: &'p [u8] },
     /// A PDU that was ignored; see [`Unexpected`].
     Unexpected(Unexpected),
-}
-
-/// The current channel, inline (no allocation).
-#[derive(Clone, Copy)]
-struct ChannelName {
-    len: u8,
-    bytes: [u8; MAX_CHANNEL],
-}
-
-impl ChannelName {
-    fn new(name: &[u8]) -> ChannelName {
-        let len = name.len().min(MAX_CHANNEL);
-        let mut bytes = [0u8; MAX_CHANNEL];
-        bytes[..len].copy_from_slice(&name[..len]);
-        ChannelName {
-            len: len as u8,
-            bytes,
-        }
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..usize::from(self.len)]
-    }
 }
 
 /// Most JOIN_CHANNEL / LEAVE_CHANNEL requests that can wait for their answer at once.
@@ -276,10 +277,6 @@ impl Owed {
 
     fn joins(&self) -> u16 {
         (self.channel_bits & self.mask()).count_ones() as u16
-    }
-
-    fn leaves(&self) -> u16 {
-        u16::from(self.channel_len) - self.joins()
     }
 
     fn mask(&self) -> u32 {
@@ -328,7 +325,6 @@ pub struct Client {
     /// The name offered (before acceptance) or accepted.
     name: Option<Username>,
     channel: Option<ChannelName>,
-    version: u16,
     owed: Owed,
     /// The set-up deadline, or once established the reply deadline (set while
     /// `owed.timed()`).
@@ -345,13 +341,7 @@ impl fmt::Debug for Client {
         f.debug_struct("Client")
             .field("phase", &self.phase)
             .field("name", &self.name)
-            .field(
-                "channel",
-                &self
-                    .channel
-                    .as_ref()
-                    .map(|c| String::from_utf8_lossy(c.as_bytes()).into_owned()),
-            )
+            .field("channel", &self.channel)
             .field("owed", &self.owed)
             .field("deadline", &self.deadline)
             .finish()
@@ -388,7 +378,6 @@ impl Client {
             phase: Phase::Idle,
             name: None,
             channel: None,
-            version: 0,
             owed: Owed::default(),
             deadline: None,
             name_deadline: None,
@@ -419,39 +408,14 @@ impl Client {
         self.phase == Phase::Established
     }
 
-    /// The name offered or accepted (accepted once [`Phase::Established`]).
-    pub fn username(&self) -> Option<&Username> {
-        self.name.as_ref()
-    }
-
     /// The current channel, as the server acknowledged it.
-    pub fn channel(&self) -> Option<&[u8]> {
-        self.channel.as_ref().map(ChannelName::as_bytes)
-    }
-
-    /// The version agreed on, 0 before.
-    pub fn version(&self) -> u16 {
-        self.version
+    pub fn channel(&self) -> Option<&ChannelName> {
+        self.channel.as_ref()
     }
 
     /// QUERY answers not yet complete (each ends with [`Event::UpToDate`]).
     pub fn queries_in_flight(&self) -> u16 {
         self.owed.queries
-    }
-
-    /// JOIN_CHANNEL requests not yet acknowledged or refused.
-    pub fn joins_in_flight(&self) -> u16 {
-        self.owed.joins()
-    }
-
-    /// LEAVE_CHANNEL requests not yet acknowledged or refused.
-    pub fn leaves_in_flight(&self) -> u16 {
-        self.owed.leaves()
-    }
-
-    /// Whether the server owes us nothing (no QUERY, PING, JOIN or LEAVE answer pending).
-    pub fn is_settled(&self) -> bool {
-        !self.owed.timed() && self.owed.channel_len == 0
     }
 
     /// The next instant at which [`Client::poll`] has something to do: a deadline, or an
@@ -503,12 +467,11 @@ impl Client {
     /// ([`Event::Joined`]).
     pub fn join(
         &mut self,
-        channel: &[u8],
+        channel: &ChannelName,
         now: Instant,
         out: &mut impl Outbox,
     ) -> Result<(), ClientError> {
         let name = self.established_name()?;
-        check_channel(channel).map_err(ClientError::BadName)?;
         self.owed.push_channel(Request::Join)?;
         let pdu = Pdu::join(self.order(), name.as_bytes(), channel);
         self.emit(&pdu, now, out);
@@ -539,7 +502,7 @@ impl Client {
             return Err(ClientError::EmptyMessage);
         }
         if text.len() > MAX_MESSAGE {
-            return Err(ClientError::MessageTooLong);
+            return Err(ClientError::MessageTooLong { len: text.len() });
         }
         if text.contains(&0) {
             return Err(ClientError::MessageHasNul);
@@ -663,7 +626,6 @@ impl Client {
                     return Err(ClientError::NoCommonVersion { server_highest });
                 }
                 let version = server_highest.min(PROTOCOL_VERSION);
-                self.version = version;
                 self.emit(&Pdu::client_version(self.order(), version), now, out);
                 self.name_deadline = Some(now);
                 self.deadline = self.after(self.settings.setup_timeout, now);
@@ -680,7 +642,7 @@ impl Client {
                 if !from_server {
                     return Ok(Some(Event::Unexpected(Unexpected::NotFromServer(command))));
                 }
-                let (echo, _) = pdu.client_info_name();
+                let echo = pdu.client_info_name();
                 match &self.name {
                     Some(name) if name.matches(echo) => {
                         self.phase = Phase::Established;
@@ -701,9 +663,11 @@ impl Client {
                 if !from_server {
                     return Ok(Some(Event::Unexpected(Unexpected::NotFromServer(command))));
                 }
-                let channel = pdu.channel();
+                let Ok(channel) = pdu.channel_name() else {
+                    return Ok(Some(Event::Unexpected(Unexpected::InvalidChannel(command))));
+                };
                 self.owed.pop_channel();
-                self.channel = Some(ChannelName::new(channel));
+                self.channel = Some(channel);
                 // Query at once: the joiner's first answer is the recent history.
                 self.query_due = self.settings.query_interval.map(|_| now);
                 Ok(Some(Event::Joined { channel }))
@@ -715,13 +679,14 @@ impl Client {
                 if !from_server {
                     return Ok(Some(Event::Unexpected(Unexpected::NotFromServer(command))));
                 }
+                let Ok(channel) = pdu.channel_name() else {
+                    return Ok(Some(Event::Unexpected(Unexpected::InvalidChannel(command))));
+                };
                 self.owed.pop_channel();
                 // The server answers in order, so the channel left is the current one.
                 self.channel = None;
                 self.query_due = None;
-                Ok(Some(Event::Left {
-                    channel: pdu.channel(),
-                }))
+                Ok(Some(Event::Left { channel }))
             }
             Command::ReceiveMessage => self.receive(pdu, now),
         }

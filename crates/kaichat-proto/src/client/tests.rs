@@ -10,6 +10,33 @@ fn name(n: &str) -> Username {
     Username::new(n.as_bytes()).unwrap()
 }
 
+fn ch(n: &str) -> ChannelName {
+    ChannelName::new(n.as_bytes()).unwrap()
+}
+
+/// What the tests read of a client beyond its API.
+impl Client {
+    /// The name offered or accepted.
+    fn username(&self) -> Option<&Username> {
+        self.name.as_ref()
+    }
+
+    /// JOIN_CHANNEL requests not yet acknowledged or refused.
+    fn joins_in_flight(&self) -> u16 {
+        self.owed.joins()
+    }
+
+    /// LEAVE_CHANNEL requests not yet acknowledged or refused.
+    fn leaves_in_flight(&self) -> u16 {
+        u16::from(self.owed.channel_len) - self.owed.joins()
+    }
+
+    /// Whether the server owes nothing (no QUERY, PING, JOIN or LEAVE answer pending).
+    fn is_settled(&self) -> bool {
+        !self.owed.timed() && self.owed.channel_len == 0
+    }
+}
+
 fn settings(order: ByteOrder) -> Settings {
     Settings {
         order,
@@ -54,11 +81,11 @@ fn established(order: ByteOrder, t0: Instant) -> Client {
 fn in_channel(order: ByteOrder, t0: Instant) -> Client {
     let mut client = established(order, t0);
     let mut out: Vec<Pdu> = Vec::new();
-    client.join(b"@c", t0, &mut out).unwrap();
-    let ack = Pdu::channel_ack(Command::JoinChannel, order, b"@c");
+    client.join(&ch("@c"), t0, &mut out).unwrap();
+    let ack = Pdu::channel_ack(Command::JoinChannel, order, &ch("@c"));
     assert_eq!(
         client.handle(&ack, t0, &mut out).unwrap(),
-        Some(Event::Joined { channel: b"@c" })
+        Some(Event::Joined { channel: ch("@c") })
     );
     client
 }
@@ -98,7 +125,6 @@ fn setup_in_both_byte_orders() {
             Ok(Some(Event::VersionAgreed { version: 1 }))
         );
         assert_eq!(client.phase(), Phase::AwaitNameAck);
-        assert_eq!(client.version(), 1);
         assert_eq!(
             commands(&out, order),
             [
@@ -218,7 +244,7 @@ fn rejected_name_then_another_on_the_same_connection() {
     client
         .handle(&Pdu::server_version(ByteOrder::Big, 1), t0, &mut out)
         .unwrap();
-    let refusal = Pdu::notice(ByteOrder::Big, b"", b"error: name amy is taken");
+    let refusal = Pdu::notice(ByteOrder::Big, None, b"error: name amy is taken");
     assert_eq!(
         client.handle(&refusal, t0 + S, &mut out),
         Ok(Some(Event::NameRejected {
@@ -251,7 +277,7 @@ fn rejected_name_then_another_on_the_same_connection() {
 fn non_error_notice_during_setup_is_a_notice() {
     let t0 = Instant::now();
     let (mut client, mut out) = started(ByteOrder::Little, t0);
-    let n = Pdu::notice(ByteOrder::Little, b"", b"welcome");
+    let n = Pdu::notice(ByteOrder::Little, None, b"welcome");
     assert_eq!(
         client.handle(&n, t0, &mut out),
         Ok(Some(Event::Notice {
@@ -294,7 +320,7 @@ fn offer_name_refused_while_waiting_or_established() {
     client
         .handle(&Pdu::server_version(ByteOrder::Little, 1), t0, &mut out)
         .unwrap();
-    assert_eq!(out[2].client_info_name().0, b"amy3");
+    assert_eq!(out[2].client_info_name(), b"amy3");
     assert_eq!(
         client.offer_name(name("x"), t0, &mut out),
         Err(ClientError::WrongPhase(Phase::AwaitNameAck))
@@ -312,7 +338,7 @@ fn requests_before_established_are_refused() {
     let t0 = Instant::now();
     let (mut client, mut out) = started(ByteOrder::Little, t0);
     let wrong = Err(ClientError::WrongPhase(Phase::AwaitPong));
-    assert_eq!(client.join(b"@c", t0, &mut out), wrong);
+    assert_eq!(client.join(&ch("@c"), t0, &mut out), wrong);
     assert_eq!(client.leave(t0, &mut out), wrong);
     assert_eq!(client.send_message(b"hi", t0, &mut out), wrong);
     assert_eq!(client.query(t0, &mut out), wrong);
@@ -414,37 +440,48 @@ fn join_sends_username_and_channel() {
     let t0 = Instant::now();
     let mut client = established(ByteOrder::Big, t0);
     let mut out: Vec<Pdu> = Vec::new();
-    client.join(b"@rust", t0, &mut out).unwrap();
-    assert_eq!(out, [Pdu::join(ByteOrder::Big, b"amy", b"@rust")]);
+    client.join(&ch("@rust"), t0, &mut out).unwrap();
+    assert_eq!(out, [Pdu::join(ByteOrder::Big, b"amy", &ch("@rust"))]);
     assert_eq!(client.joins_in_flight(), 1);
     assert_eq!(client.channel(), None, "only the ack changes the channel");
-    let ack = Pdu::channel_ack(Command::JoinChannel, ByteOrder::Big, b"@rust");
+    let ack = Pdu::channel_ack(Command::JoinChannel, ByteOrder::Big, &ch("@rust"));
     assert_eq!(
         client.handle(&ack, t0, &mut out),
-        Ok(Some(Event::Joined { channel: b"@rust" }))
+        Ok(Some(Event::Joined {
+            channel: ch("@rust")
+        }))
     );
-    assert_eq!(client.channel(), Some(&b"@rust"[..]));
+    assert_eq!(client.channel(), Some(&ch("@rust")));
     assert!(client.is_settled());
 }
 
 #[test]
-fn join_refuses_bad_channel_names() {
+fn channel_acks_without_a_valid_channel_are_ignored() {
     let t0 = Instant::now();
     let mut client = established(ByteOrder::Little, t0);
     let mut out: Vec<Pdu> = Vec::new();
-    for (bad, why) in [
-        (&b"rust"[..], NameError::NoAt),
-        (b"@", NameError::Empty),
-        (b"@a b", NameError::NotPrintable),
-        (&[b'@'; 51], NameError::TooLong),
-    ] {
+    client.join(&ch("@c"), t0, &mut out).unwrap();
+    for command in [Command::JoinChannel, Command::LeaveChannel] {
+        let ack = Pdu::channel_ack(command, ByteOrder::Little, &ch("@c"));
+        let mut no_at = ack.clone();
+        no_at.bytes_mut()[11] = b'#';
+        let mut empty = ack.clone();
+        empty.bytes_mut()[11..13].fill(0);
+        let mut too_long = Pdu::channel_ack(command, ByteOrder::Little, &ch(&"@".repeat(50)));
+        too_long.bytes_mut()[61] = b'x';
+        for bad in [no_at, empty, too_long] {
+            assert_eq!(
+                unexpected(client.handle(&bad, t0, &mut out)),
+                Unexpected::InvalidChannel(command)
+            );
+        }
         assert_eq!(
-            client.join(bad, t0, &mut out),
-            Err(ClientError::BadName(why))
+            client.joins_in_flight(),
+            1,
+            "still waiting for the JOIN's answer"
         );
+        assert_eq!(client.channel(), None);
     }
-    assert!(out.is_empty());
-    assert!(client.join(&[b'@'; 50], t0, &mut out).is_ok());
 }
 
 #[test]
@@ -452,11 +489,11 @@ fn join_another_channel_switches() {
     let t0 = Instant::now();
     let mut client = in_channel(ByteOrder::Little, t0);
     let mut out: Vec<Pdu> = Vec::new();
-    client.join(b"@d", t0, &mut out).unwrap();
-    assert_eq!(client.channel(), Some(&b"@c"[..]));
-    let ack = Pdu::channel_ack(Command::JoinChannel, ByteOrder::Little, b"@d");
+    client.join(&ch("@d"), t0, &mut out).unwrap();
+    assert_eq!(client.channel(), Some(&ch("@c")));
+    let ack = Pdu::channel_ack(Command::JoinChannel, ByteOrder::Little, &ch("@d"));
     client.handle(&ack, t0, &mut out).unwrap();
-    assert_eq!(client.channel(), Some(&b"@d"[..]));
+    assert_eq!(client.channel(), Some(&ch("@d")));
 }
 
 #[test]
@@ -464,15 +501,15 @@ fn forged_channel_acks_are_ignored() {
     let t0 = Instant::now();
     let mut client = established(ByteOrder::Little, t0);
     let mut out: Vec<Pdu> = Vec::new();
-    client.join(b"@c", t0, &mut out).unwrap();
-    let forged = Pdu::join(ByteOrder::Little, b"eve", b"@c");
+    client.join(&ch("@c"), t0, &mut out).unwrap();
+    let forged = Pdu::join(ByteOrder::Little, b"eve", &ch("@c"));
     assert_eq!(
         unexpected(client.handle(&forged, t0, &mut out)),
         Unexpected::NotFromServer(Command::JoinChannel)
     );
     assert_eq!(client.channel(), None);
     assert_eq!(client.joins_in_flight(), 1);
-    let join_ack = Pdu::channel_ack(Command::JoinChannel, ByteOrder::Little, b"@c");
+    let join_ack = Pdu::channel_ack(Command::JoinChannel, ByteOrder::Little, &ch("@c"));
     client.handle(&join_ack, t0, &mut out).unwrap();
     client.leave(t0, &mut out).unwrap();
     let mut forged_leave = forged.clone();
@@ -481,7 +518,7 @@ fn forged_channel_acks_are_ignored() {
         unexpected(client.handle(&forged_leave, t0, &mut out)),
         Unexpected::NotFromServer(Command::LeaveChannel)
     );
-    assert_eq!(client.channel(), Some(&b"@c"[..]));
+    assert_eq!(client.channel(), Some(&ch("@c")));
     assert_eq!(client.leaves_in_flight(), 1);
 }
 
@@ -490,16 +527,16 @@ fn channel_acks_are_the_servers_word_even_unasked() {
     let t0 = Instant::now();
     let mut client = established(ByteOrder::Little, t0);
     let mut out: Vec<Pdu> = Vec::new();
-    let join_ack = Pdu::channel_ack(Command::JoinChannel, ByteOrder::Little, b"@c");
+    let join_ack = Pdu::channel_ack(Command::JoinChannel, ByteOrder::Little, &ch("@c"));
     assert_eq!(
         client.handle(&join_ack, t0, &mut out),
-        Ok(Some(Event::Joined { channel: b"@c" }))
+        Ok(Some(Event::Joined { channel: ch("@c") }))
     );
-    assert_eq!(client.channel(), Some(&b"@c"[..]));
-    let leave_ack = Pdu::channel_ack(Command::LeaveChannel, ByteOrder::Little, b"@c");
+    assert_eq!(client.channel(), Some(&ch("@c")));
+    let leave_ack = Pdu::channel_ack(Command::LeaveChannel, ByteOrder::Little, &ch("@c"));
     assert_eq!(
         client.handle(&leave_ack, t0, &mut out),
-        Ok(Some(Event::Left { channel: b"@c" }))
+        Ok(Some(Event::Left { channel: ch("@c") }))
     );
     assert_eq!(client.channel(), None);
     assert!(client.is_settled());
@@ -522,12 +559,12 @@ fn error_notice_refuses_the_oldest_join_or_leave() {
     let mut client = in_channel(ByteOrder::Little, t0);
     let mut out: Vec<Pdu> = Vec::new();
     client.leave(t0, &mut out).unwrap();
-    client.join(b"@d", t0, &mut out).unwrap();
+    client.join(&ch("@d"), t0, &mut out).unwrap();
     assert_eq!(
         (client.leaves_in_flight(), client.joins_in_flight()),
         (1, 1)
     );
-    let err = Pdu::notice(ByteOrder::Little, b"", b"error: not in a channel");
+    let err = Pdu::notice(ByteOrder::Little, None, b"error: not in a channel");
     assert_eq!(
         client.handle(&err, t0, &mut out),
         Ok(Some(Event::Refused {
@@ -535,8 +572,8 @@ fn error_notice_refuses_the_oldest_join_or_leave() {
             reason: b"not in a channel"
         }))
     );
-    assert_eq!(client.channel(), Some(&b"@c"[..]), "nothing changed");
-    let err = Pdu::notice(ByteOrder::Little, b"", b"error: invalid channel name");
+    assert_eq!(client.channel(), Some(&ch("@c")), "nothing changed");
+    let err = Pdu::notice(ByteOrder::Little, None, b"error: invalid channel name");
     assert_eq!(
         client.handle(&err, t0, &mut out),
         Ok(Some(Event::Refused {
@@ -557,15 +594,15 @@ fn error_notice_after_a_message_is_not_taken_as_a_refusal() {
     let t0 = Instant::now();
     let mut client = established(ByteOrder::Little, t0);
     let mut out: Vec<Pdu> = Vec::new();
-    client.join(b"@c", t0, &mut out).unwrap();
+    client.join(&ch("@c"), t0, &mut out).unwrap();
     client.send_message(b"hi", t0, &mut out).unwrap();
-    let err = Pdu::notice(ByteOrder::Little, b"@c", b"error: slow down");
+    let err = Pdu::notice(ByteOrder::Little, Some(&ch("@c")), b"error: slow down");
     assert!(matches!(
         client.handle(&err, t0, &mut out),
         Ok(Some(Event::Notice { is_error: true, .. }))
     ));
     assert_eq!(client.joins_in_flight(), 1);
-    let ack = Pdu::channel_ack(Command::JoinChannel, ByteOrder::Little, b"@c");
+    let ack = Pdu::channel_ack(Command::JoinChannel, ByteOrder::Little, &ch("@c"));
     client.handle(&ack, t0, &mut out).unwrap();
     assert!(client.is_settled());
     // Once all are answered, refusals are recognised again.
@@ -586,7 +623,7 @@ fn pending_channel_requests_are_bounded() {
     let mut out: Vec<Pdu> = Vec::new();
     for i in 0..MAX_PENDING_CHANNEL_REQUESTS {
         if i % 2 == 0 {
-            client.join(b"@c", t0, &mut out).unwrap();
+            client.join(&ch("@c"), t0, &mut out).unwrap();
         } else {
             client.leave(t0, &mut out).unwrap();
         }
@@ -596,12 +633,12 @@ fn pending_channel_requests_are_bounded() {
         (16, 16)
     );
     assert_eq!(
-        client.join(b"@c", t0, &mut out),
+        client.join(&ch("@c"), t0, &mut out),
         Err(ClientError::TooManyPending)
     );
     assert_eq!(client.leave(t0, &mut out), Err(ClientError::TooManyPending));
     assert_eq!(out.len(), 32);
-    let err = Pdu::notice(ByteOrder::Little, b"", b"error: x");
+    let err = Pdu::notice(ByteOrder::Little, None, b"error: x");
     for i in 0..32 {
         let want = if i % 2 == 0 {
             Request::Join
@@ -621,7 +658,7 @@ fn channel_requests_are_not_timed() {
     let t0 = Instant::now();
     let mut client = established(ByteOrder::Little, t0);
     let mut out: Vec<Pdu> = Vec::new();
-    client.join(b"@c", t0, &mut out).unwrap();
+    client.join(&ch("@c"), t0, &mut out).unwrap();
     assert_eq!(
         client.next_wakeup(),
         Some(t0 + 30 * S),
@@ -641,10 +678,10 @@ fn leave() {
     client.leave(t0, &mut out).unwrap();
     assert_eq!(out, [Pdu::leave(ByteOrder::Little)]);
     assert_eq!(client.leaves_in_flight(), 1);
-    let ack = Pdu::channel_ack(Command::LeaveChannel, ByteOrder::Little, b"@c");
+    let ack = Pdu::channel_ack(Command::LeaveChannel, ByteOrder::Little, &ch("@c"));
     assert_eq!(
         client.handle(&ack, t0, &mut out),
-        Ok(Some(Event::Left { channel: b"@c" }))
+        Ok(Some(Event::Left { channel: ch("@c") }))
     );
     assert_eq!(client.channel(), None);
     assert!(client.is_settled());
@@ -655,7 +692,7 @@ fn leave_allowed_while_join_pending() {
     let t0 = Instant::now();
     let mut client = established(ByteOrder::Little, t0);
     let mut out: Vec<Pdu> = Vec::new();
-    client.join(b"@c", t0, &mut out).unwrap();
+    client.join(&ch("@c"), t0, &mut out).unwrap();
     assert!(client.leave(t0, &mut out).is_ok());
 }
 
@@ -670,7 +707,7 @@ fn send_message_checks() {
         client.send_message(b"hi", t0, &mut out),
         Err(ClientError::NotInChannel)
     );
-    client.join(b"@c", t0, &mut out).unwrap();
+    client.join(&ch("@c"), t0, &mut out).unwrap();
     out.clear();
     assert_eq!(
         client.send_message(b"", t0, &mut out),
@@ -682,7 +719,7 @@ fn send_message_checks() {
     );
     assert_eq!(
         client.send_message(&[b'x'; 2001], t0, &mut out),
-        Err(ClientError::MessageTooLong)
+        Err(ClientError::MessageTooLong { len: 2001 })
     );
     assert!(out.is_empty());
     // Allowed while the JOIN is on its way: the server handles PDUs in order.
@@ -704,7 +741,7 @@ fn query_answer_is_messages_notices_then_up_to_date() {
         assert_eq!(out, [Pdu::query(order)]);
         assert_eq!(client.queries_in_flight(), 1);
 
-        let msg = Pdu::receive(order, b"bob", b"@c", b"hi amy");
+        let msg = Pdu::receive(order, b"bob", Some(&ch("@c")), b"hi amy");
         assert_eq!(
             client.handle(&msg, t0, &mut out),
             Ok(Some(Event::Message {
@@ -713,7 +750,7 @@ fn query_answer_is_messages_notices_then_up_to_date() {
                 text: b"hi amy"
             }))
         );
-        let joined = Pdu::notice(order, b"@c", b"bob joined");
+        let joined = Pdu::notice(order, Some(&ch("@c")), b"bob joined");
         assert_eq!(
             client.handle(&joined, t0, &mut out),
             Ok(Some(Event::Notice {
@@ -722,13 +759,13 @@ fn query_answer_is_messages_notices_then_up_to_date() {
                 is_error: false
             }))
         );
-        let long = Pdu::receive(order, b"bob", b"@c", &[b'z'; 2000]);
+        let long = Pdu::receive(order, b"bob", Some(&ch("@c")), &[b'z'; 2000]);
         match client.handle(&long, t0, &mut out) {
             Ok(Some(Event::Message { text, .. })) => assert_eq!(text.len(), 2000),
             other => panic!("{other:?}"),
         }
         assert_eq!(client.queries_in_flight(), 1);
-        let done = Pdu::up_to_date_marker(order, b"@c");
+        let done = Pdu::up_to_date_marker(order, Some(&ch("@c")));
         assert_eq!(
             client.handle(&done, t0, &mut out),
             Ok(Some(Event::UpToDate { channel: b"@c" }))
@@ -748,14 +785,14 @@ fn query_outside_a_channel_and_forged_up_to_date() {
     let mut client = established(ByteOrder::Little, t0);
     let mut out: Vec<Pdu> = Vec::new();
     client.query(t0, &mut out).unwrap();
-    let mut forged = Pdu::up_to_date_marker(ByteOrder::Little, b"");
+    let mut forged = Pdu::up_to_date_marker(ByteOrder::Little, None);
     forged.set_username(b"eve");
     assert_eq!(
         unexpected(client.handle(&forged, t0, &mut out)),
         Unexpected::Unsolicited(Command::ReceiveMessage)
     );
     assert_eq!(client.queries_in_flight(), 1);
-    let done = Pdu::up_to_date_marker(ByteOrder::Little, b"");
+    let done = Pdu::up_to_date_marker(ByteOrder::Little, None);
     assert_eq!(
         client.handle(&done, t0, &mut out),
         Ok(Some(Event::UpToDate { channel: b"" }))
@@ -767,7 +804,7 @@ fn error_notice_once_established() {
     let t0 = Instant::now();
     let mut client = established(ByteOrder::Little, t0);
     let mut out: Vec<Pdu> = Vec::new();
-    let err = Pdu::notice(ByteOrder::Little, b"", b"error: not in a channel");
+    let err = Pdu::notice(ByteOrder::Little, None, b"error: not in a channel");
     assert_eq!(
         client.handle(&err, t0, &mut out),
         Ok(Some(Event::Notice {
@@ -787,7 +824,7 @@ fn several_queries_in_flight() {
     client.query(t0, &mut out).unwrap();
     client.query(t0, &mut out).unwrap();
     assert_eq!(client.queries_in_flight(), 2);
-    let done = Pdu::up_to_date_marker(ByteOrder::Little, b"@c");
+    let done = Pdu::up_to_date_marker(ByteOrder::Little, Some(&ch("@c")));
     client.handle(&done, t0, &mut out).unwrap();
     assert_eq!(client.queries_in_flight(), 1);
     client.handle(&done, t0, &mut out).unwrap();
@@ -809,7 +846,7 @@ fn automatic_query_in_a_channel() {
     assert_eq!(client.next_wakeup(), Some(t0 + 30 * S));
     client.poll(t0 + 5 * S, &mut out).unwrap();
     assert_eq!(out.len(), 1, "one automatic QUERY at a time");
-    let done = Pdu::up_to_date_marker(ByteOrder::Little, b"@c");
+    let done = Pdu::up_to_date_marker(ByteOrder::Little, Some(&ch("@c")));
     client.handle(&done, t0 + 5 * S, &mut out).unwrap();
     // Overdue (interval 3 s passed): due now.
     assert_eq!(client.next_wakeup(), Some(t0 + 3 * S));
@@ -829,7 +866,7 @@ fn manual_query_reschedules_the_automatic_one() {
     let mut client = in_channel(ByteOrder::Little, t0);
     let mut out: Vec<Pdu> = Vec::new();
     client.query(t0 + S, &mut out).unwrap();
-    let done = Pdu::up_to_date_marker(ByteOrder::Little, b"@c");
+    let done = Pdu::up_to_date_marker(ByteOrder::Little, Some(&ch("@c")));
     client.handle(&done, t0 + S, &mut out).unwrap();
     assert_eq!(client.next_wakeup(), Some(t0 + 4 * S));
 }
@@ -858,8 +895,8 @@ fn no_automatic_query_without_interval() {
             &mut out,
         )
         .unwrap();
-    client.join(b"@c", t0, &mut out).unwrap();
-    let ack = Pdu::channel_ack(Command::JoinChannel, ByteOrder::Little, b"@c");
+    client.join(&ch("@c"), t0, &mut out).unwrap();
+    let ack = Pdu::channel_ack(Command::JoinChannel, ByteOrder::Little, &ch("@c"));
     client.handle(&ack, t0, &mut out).unwrap();
     out.clear();
     // In a channel but querying is the caller's: keep-alive PING instead.
@@ -887,11 +924,11 @@ fn keepalive_ping_outside_a_channel() {
     assert!(client.is_settled());
     assert_eq!(client.next_wakeup(), Some(t0 + 60 * S));
     // Anything sent counts as activity.
-    client.join(b"@c", t0 + 40 * S, &mut out).unwrap();
-    let ack = Pdu::channel_ack(Command::JoinChannel, ByteOrder::Big, b"@c");
+    client.join(&ch("@c"), t0 + 40 * S, &mut out).unwrap();
+    let ack = Pdu::channel_ack(Command::JoinChannel, ByteOrder::Big, &ch("@c"));
     client.handle(&ack, t0 + 40 * S, &mut out).unwrap();
     client.leave(t0 + 41 * S, &mut out).unwrap();
-    let ack = Pdu::channel_ack(Command::LeaveChannel, ByteOrder::Big, b"@c");
+    let ack = Pdu::channel_ack(Command::LeaveChannel, ByteOrder::Big, &ch("@c"));
     client.handle(&ack, t0 + 41 * S, &mut out).unwrap();
     assert_eq!(client.next_wakeup(), Some(t0 + 71 * S));
 }
@@ -919,7 +956,7 @@ fn reply_deadline() {
         Some(t0 + 30 * S),
         "runs from the oldest"
     );
-    let done = Pdu::up_to_date_marker(ByteOrder::Little, b"");
+    let done = Pdu::up_to_date_marker(ByteOrder::Little, None);
     client.handle(&done, t0 + 10 * S, &mut out).unwrap();
     assert_eq!(
         client.next_wakeup(),
@@ -946,7 +983,7 @@ fn quit_sends_quit_once_and_closes() {
         assert_eq!(out, [Pdu::quit(order)]);
         assert_eq!(client.phase(), Phase::Closed);
         assert_eq!(client.next_wakeup(), None);
-        let msg = Pdu::receive(order, b"bob", b"@c", b"late");
+        let msg = Pdu::receive(order, b"bob", Some(&ch("@c")), b"late");
         assert_eq!(client.handle(&msg, t0, &mut out), Ok(None));
         assert_eq!(client.poll(t0 + 1000 * S, &mut out), Ok(()));
         assert_eq!(
@@ -1030,7 +1067,7 @@ fn garbage_after_nul_and_full_fields() {
     let mut client = in_channel(ByteOrder::Little, t0);
     let mut out: Vec<Pdu> = Vec::new();
     client.query(t0, &mut out).unwrap();
-    let mut msg = Pdu::receive(ByteOrder::Little, b"bob", b"@c", b"hi");
+    let mut msg = Pdu::receive(ByteOrder::Little, b"bob", Some(&ch("@c")), b"hi");
     msg.bytes_mut()[4..10].copy_from_slice(b"\0junk!");
     msg.bytes_mut()[260 + 3..260 + 8].copy_from_slice(b"trash");
     assert_eq!(
@@ -1042,7 +1079,7 @@ fn garbage_after_nul_and_full_fields() {
         }))
     );
     // Every byte set: fields run to their ends, nothing panics.
-    let mut full = Pdu::receive(ByteOrder::Little, b"", b"", b"");
+    let mut full = Pdu::receive(ByteOrder::Little, b"", None, b"");
     full.bytes_mut()[..256].fill(b'A');
     full.bytes_mut()[61] = 0;
     full.bytes_mut()[260..].fill(0xff);
@@ -1097,7 +1134,7 @@ fn random_server_pdus_never_panic_in_any_phase() {
         for step in 0..20u64 {
             let mut bytes = [0u8; PDU_LEN];
             // Mostly plausible commands with random fields, sometimes pure noise.
-            let noise = rng.next() % 4 == 0;
+            let noise = rng.next().is_multiple_of(4);
             for chunk in bytes.chunks_mut(8) {
                 let r = rng.next().to_le_bytes();
                 chunk.copy_from_slice(&r[..chunk.len()]);
@@ -1109,7 +1146,7 @@ fn random_server_pdus_never_panic_in_any_phase() {
                     ByteOrder::Big => code.to_be_bytes(),
                 };
                 bytes[256..260].copy_from_slice(&raw);
-                if rng.next() % 2 == 0 {
+                if rng.next().is_multiple_of(2) {
                     bytes[..10].copy_from_slice(b"SERVER\0\0\0\0");
                 }
                 bytes[61] = (rng.next() % 3) as u8;
@@ -1122,6 +1159,64 @@ fn random_server_pdus_never_panic_in_any_phase() {
             assert_eq!(out.len() % PDU_LEN, 0);
         }
     }
+}
+
+// --- What the errors say. ---
+
+#[test]
+fn refusals_say_what_was_wrong_and_the_limit() {
+    let t0 = Instant::now();
+    let text = |r: Result<(), ClientError>| r.unwrap_err().to_string();
+    let (mut early, mut out) = started(ByteOrder::Little, t0);
+    assert_eq!(
+        text(early.send_message(b"hi", t0, &mut out)),
+        "not possible while waiting for the server's PONG"
+    );
+    let mut idle = Client::new(settings(ByteOrder::Little));
+    assert_eq!(
+        text(idle.query(t0, &mut out)),
+        "not possible before the connection is started"
+    );
+    let mut client = established(ByteOrder::Little, t0);
+    assert_eq!(
+        text(client.offer_name(name("bob"), t0, &mut out)),
+        "not possible once the connection is established"
+    );
+    assert_eq!(
+        text(client.leave(t0, &mut out)),
+        "not in a channel: join one first"
+    );
+    client.join(&ch("@c"), t0, &mut out).unwrap();
+    assert_eq!(
+        text(client.send_message(b"", t0, &mut out)),
+        "message is empty: a message is 1 to 2000 bytes"
+    );
+    assert_eq!(
+        text(client.send_message(&[b'x'; 2500], t0, &mut out)),
+        "message is too long: 2500 bytes, the limit is 2000"
+    );
+    assert_eq!(
+        text(client.send_message(b"a\0b", t0, &mut out)),
+        "message contains a NUL byte, which would end it on the wire: any byte but NUL is \
+         allowed"
+    );
+    for _ in 1..MAX_PENDING_CHANNEL_REQUESTS {
+        client.join(&ch("@c"), t0, &mut out).unwrap();
+    }
+    assert_eq!(
+        text(client.join(&ch("@c"), t0, &mut out)),
+        "too many JOIN/LEAVE requests waiting for an answer: at most 32"
+    );
+    client.quit(t0, &mut out);
+    assert_eq!(
+        text(client.query(t0, &mut out)),
+        "not possible after the connection is closed"
+    );
+    assert_eq!(
+        ClientError::NoCommonVersion { server_highest: 0 }.to_string(),
+        "no common protocol version: the server speaks up to version 0, this client speaks \
+         version 1"
+    );
 }
 
 // --- Cutting long messages. ---

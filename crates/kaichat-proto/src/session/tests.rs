@@ -11,7 +11,8 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 
 use super::*;
-use crate::pdu::{PARAMS_LEN, PDU_LEN, PREFIX_LEN, SEPARATOR, SERVER_NAME, UP_TO_DATE};
+use crate::names::ChannelName;
+use crate::pdu::{CHANNEL, PARAMS_LEN, PDU_LEN, PREFIX_LEN, SEPARATOR, SERVER_NAME, UP_TO_DATE};
 
 const LE: ByteOrder = ByteOrder::Little;
 const BE: ByteOrder = ByteOrder::Big;
@@ -59,14 +60,37 @@ const UNKNOWN_RAW: [[u8; 4]; 6] = [
     [0xff; 4],
 ];
 
+/// Writes any bytes (at most 50), valid as a channel name or not, into the channel field.
+fn put_channel(pdu: &mut Pdu, channel: &[u8]) {
+    let bytes = pdu.bytes_mut();
+    bytes[SEPARATOR] = b' ';
+    bytes[CHANNEL.start..CHANNEL.start + channel.len()].copy_from_slice(channel);
+}
+
+/// JOIN_CHANNEL with any bytes in the channel field: `Pdu::join` takes only checked names.
+fn join(order: ByteOrder, name: &[u8], channel: &[u8]) -> Pdu {
+    let mut pdu = Pdu::new(Command::JoinChannel, order);
+    pdu.set_username(name);
+    put_channel(&mut pdu, channel);
+    pdu
+}
+
+/// RECEIVE_MESSAGE (flag 0) with any bytes in the channel field, as a client may forge it.
+fn receive(order: ByteOrder, sender: &[u8], channel: &[u8], text: &[u8]) -> Pdu {
+    let mut pdu = Pdu::new(Command::ReceiveMessage, order);
+    pdu.set_username(sender).set_params_text(text);
+    put_channel(&mut pdu, channel);
+    pdu
+}
+
 /// A valid client PDU for `command` (with plausible fields), in `order`.
 fn client_pdu(command: Command, order: ByteOrder) -> Pdu {
     match command {
         Command::VersionNegotiation => Pdu::client_version(order, 1),
         Command::ClientInfo => Pdu::client_info(order, b"zed"),
-        Command::JoinChannel => Pdu::join(order, b"zed", b"@x"),
+        Command::JoinChannel => join(order, b"zed", b"@x"),
         Command::SendMessage => Pdu::send_message(order, b"hello"),
-        Command::ReceiveMessage => Pdu::receive(order, b"zed", b"@x", b"hi"),
+        Command::ReceiveMessage => receive(order, b"zed", b"@x", b"hi"),
         other => Pdu::new(other, order),
     }
 }
@@ -116,7 +140,7 @@ fn render(pdu: &Pdu, order: ByteOrder) -> String {
     );
     // Senders zero everything after a field's first NUL.
     for field in [&bytes[0..10], &bytes[11..61], &bytes[PARAMS_AT..]] {
-        let len = crate::pdu::field_text(field).len();
+        let len = field.iter().position(|&b| b == 0).unwrap_or(field.len());
         assert!(field[len..].iter().all(|&b| b == 0), "{pdu:?}");
     }
     match bytes[UP_TO_DATE] {
@@ -167,7 +191,7 @@ fn connected(hub: &mut Hub, order: ByteOrder, name: &[u8]) -> Session {
 /// An established session named `name`, member of `channel`.
 fn member(hub: &mut Hub, order: ByteOrder, name: &[u8], channel: &[u8]) -> Session {
     let mut s = connected(hub, order, name);
-    let (_, out) = feed(&mut s, hub, &Pdu::join(order, name, channel), 0);
+    let (_, out) = feed(&mut s, hub, &join(order, name, channel), 0);
     assert_eq!(out.len(), 1, "{out:?}");
     assert_eq!(command_of(&out[0], order), Command::JoinChannel);
     assert_eq!(s.phase(), Phase::InChannel);
@@ -441,7 +465,7 @@ fn a_big_endian_client_is_answered_in_big_endian_throughout() {
     assert!(out.is_empty());
     let (_, out) = feed(&mut s, &mut hub, &Pdu::client_info(BE, b"amy"), 0);
     assert_eq!(out[0].command_bytes(), [0, 0, 0, 2]);
-    let (_, out) = feed(&mut s, &mut hub, &Pdu::join(BE, b"amy", b"@c"), 0);
+    let (_, out) = feed(&mut s, &mut hub, &join(BE, b"amy", b"@c"), 0);
     assert_eq!(out[0].command_bytes(), [0, 0, 0, 3]);
     let answer = query(&mut s, &mut hub);
     assert!(answer.iter().all(|p| p.command_bytes() == [0, 0, 0, 5]));
@@ -627,7 +651,7 @@ fn join_is_acknowledged_with_server_and_the_channel() {
     for order in ORDERS {
         let mut hub = Hub::new(10, 5);
         let mut s = connected(&mut hub, order, b"amy");
-        let (step, out) = feed(&mut s, &mut hub, &Pdu::join(order, b"amy", b"@rust"), 0);
+        let (step, out) = feed(&mut s, &mut hub, &join(order, b"amy", b"@rust"), 0);
         assert_eq!(step, Step::Continue);
         assert_eq!(out.len(), 1, "{out:?}");
         assert_eq!(
@@ -648,15 +672,15 @@ fn join_is_acknowledged_with_server_and_the_channel() {
 fn channel_names_of_two_to_fifty_bytes_are_accepted() {
     let fifty = [&b"@"[..], &[b'x'; 49]].concat();
     // A 50-byte name followed by a NUL at prefix[61], with garbage after it.
-    let mut fifty_then_nul = Pdu::join(LE, b"amy", &fifty);
+    let mut fifty_then_nul = join(LE, b"amy", &fifty);
     fifty_then_nul.bytes_mut()[62..70].copy_from_slice(b"garbage!");
     // A short name with garbage after its first NUL.
-    let mut garbage = Pdu::join(LE, b"amy", b"@rust");
+    let mut garbage = join(LE, b"amy", b"@rust");
     garbage.bytes_mut()[17..21].copy_from_slice(b"junk");
     let cases: [(Pdu, &[u8]); 5] = [
-        (Pdu::join(LE, b"amy", b"@r"), b"@r"),
-        (Pdu::join(LE, b"amy", b"@!~#"), b"@!~#"),
-        (Pdu::join(LE, b"amy", &fifty), &fifty),
+        (join(LE, b"amy", b"@r"), b"@r"),
+        (join(LE, b"amy", b"@!~#"), b"@!~#"),
+        (join(LE, b"amy", &fifty), &fifty),
         (fifty_then_nul, &fifty),
         (garbage, b"@rust"),
     ];
@@ -669,13 +693,14 @@ fn channel_names_of_two_to_fifty_bytes_are_accepted() {
             out[0].as_bytes(),
             &exact(Command::JoinChannel, LE, &ack_prefix(name), b"")
         );
-        assert_eq!(hub.channel_name(s.member().unwrap().channel), name);
+        let channel = hub.channel_name(s.member().unwrap().channel);
+        assert_eq!(channel.map(ChannelName::as_bytes), Some(name));
     }
 }
 
 /// JOINs whose channel name the contract rejects.
 fn invalid_joins(order: ByteOrder) -> Vec<Pdu> {
-    let mut fifty_one = Pdu::join(order, b"amy", &[&b"@"[..], &[b'x'; 49]].concat());
+    let mut fifty_one = join(order, b"amy", &[&b"@"[..], &[b'x'; 49]].concat());
     fifty_one.bytes_mut()[61] = b'x';
     let mut names: Vec<Pdu> = [
         &b"rust"[..],
@@ -688,7 +713,7 @@ fn invalid_joins(order: ByteOrder) -> Vec<Pdu> {
         b"#rust",
     ]
     .into_iter()
-    .map(|name| Pdu::join(order, b"amy", name))
+    .map(|name| join(order, b"amy", name))
     .collect();
     names.push(fifty_one);
     names
@@ -710,7 +735,7 @@ fn invalid_channel_names_get_an_error_notice_and_change_nothing() {
         assert_eq!(hub.channels(), 1);
 
         // In a channel, an invalid JOIN does not leave it.
-        feed(&mut amy, &mut hub, &Pdu::join(order, b"amy", b"@c"), 0);
+        feed(&mut amy, &mut hub, &join(order, b"amy", b"@c"), 0);
         query(&mut amy, &mut hub);
         query(&mut bob, &mut hub);
         for pdu in invalid_joins(order) {
@@ -732,7 +757,7 @@ fn joining_the_current_channel_again_is_acknowledged_and_changes_nothing() {
     query(&mut bob, &mut hub);
     query(&mut amy, &mut hub);
     let before = snapshot(&amy, &hub);
-    let (_, out) = feed(&mut amy, &mut hub, &Pdu::join(BE, b"amy", b"@c"), 0);
+    let (_, out) = feed(&mut amy, &mut hub, &join(BE, b"amy", b"@c"), 0);
     assert_eq!(
         out.iter().map(|p| p.as_bytes()).collect::<Vec<_>>(),
         [&exact(Command::JoinChannel, BE, &ack_prefix(b"@c"), b"")]
@@ -751,7 +776,7 @@ fn joining_another_channel_leaves_the_current_one_first() {
     query(&mut bob, &mut hub);
     query(&mut amy, &mut hub);
 
-    let (step, out) = feed(&mut amy, &mut hub, &Pdu::join(LE, b"amy", b"@new"), 0);
+    let (step, out) = feed(&mut amy, &mut hub, &join(LE, b"amy", b"@new"), 0);
     assert_eq!(step, Step::Continue);
     // Only the JOIN is acknowledged, not the implicit leave.
     assert_eq!(
@@ -770,7 +795,7 @@ fn joining_another_channel_leaves_the_current_one_first() {
     );
     // Names compare byte for byte: @NEW is another channel, and @new, which amy had to
     // herself, closes when she moves on.
-    let (_, out) = feed(&mut amy, &mut hub, &Pdu::join(LE, b"amy", b"@NEW"), 0);
+    let (_, out) = feed(&mut amy, &mut hub, &join(LE, b"amy", b"@NEW"), 0);
     assert_eq!(out.len(), 1);
     assert_eq!(hub.channels(), 2);
     assert_eq!(
@@ -821,7 +846,7 @@ fn leave_is_acknowledged_with_the_channel_left() {
         let (_, out) = feed(&mut bob, &mut hub, &Pdu::leave(LE), 0);
         assert_eq!(out[0].channel(), b"@c");
         assert_eq!(hub.channels(), 0);
-        feed(&mut amy, &mut hub, &Pdu::join(order, b"amy", b"@c"), 0);
+        feed(&mut amy, &mut hub, &join(order, b"amy", b"@c"), 0);
         assert_eq!(
             query_lines(&mut amy, &mut hub),
             ["SERVER @c: amy joined", "up-to-date @c"]
@@ -842,7 +867,7 @@ fn send_outside_a_channel_or_empty_is_an_error() {
         error_text(&out, order);
         assert_eq!(snapshot(&amy, &hub), before);
 
-        feed(&mut amy, &mut hub, &Pdu::join(order, b"amy", b"@c"), 0);
+        feed(&mut amy, &mut hub, &join(order, b"amy", b"@c"), 0);
         query(&mut amy, &mut hub);
         for pdu in [
             Pdu::send_message(order, b""),
@@ -1132,11 +1157,12 @@ fn the_username_in_a_clients_prefix_is_not_trusted() {
     let mut bob = member(&mut hub, LE, b"bob", b"@c");
     query(&mut bob, &mut hub);
     let mut amy = connected(&mut hub, LE, b"amy");
-    let (_, out) = feed(&mut amy, &mut hub, &Pdu::join(LE, b"SERVER", b"@c"), 0);
+    let (_, out) = feed(&mut amy, &mut hub, &join(LE, b"SERVER", b"@c"), 0);
     assert_eq!(command_of(&out[0], LE), Command::JoinChannel);
     for spoof in [&b"bob"[..], b"SERVER", b"carl"] {
         let mut pdu = Pdu::send_message(LE, format!("as {}", text(spoof)).as_bytes());
-        pdu.set_username(spoof).set_channel(b"@elsewhere");
+        pdu.set_username(spoof);
+        put_channel(&mut pdu, b"@elsewhere");
         let (_, out) = feed(&mut amy, &mut hub, &pdu, 0);
         assert!(out.is_empty(), "{out:?}");
     }
@@ -1168,8 +1194,8 @@ fn server_only_repeated_and_unknown_commands_get_an_error_notice() {
                 query(&mut s, &mut hub);
             }
             let mut pdus = vec![
-                Pdu::receive(order, b"amy", b"@c", b"hi"),
-                Pdu::up_to_date_marker(order, b"@c"),
+                receive(order, b"amy", b"@c", b"hi"),
+                Pdu::up_to_date_marker(order, Some(&ChannelName::new(b"@c").unwrap())),
                 Pdu::client_version(order, 1),
                 Pdu::client_version(order, 2),
                 Pdu::server_version(order, 1),
@@ -1216,6 +1242,214 @@ fn ping_when_established_gets_pong() {
             assert_eq!(snapshot(&s, &hub), before);
         }
     }
+}
+
+// --- The texts of the error notices (contract section 6; docs/PROTOCOL.md section 7) ------
+
+/// The rules as every name error states them.
+const USERNAME_RULE: &str = "1 to 10 printable ASCII characters, no spaces";
+const CHANNEL_RULE: &str = "2 to 50 printable ASCII characters, no spaces, starting with @";
+
+/// The one error notice a PDU gets, in `order`.
+fn notice_for(s: &mut Session, hub: &mut Hub, pdu: &Pdu) -> String {
+    let order = s.order();
+    let (step, out) = feed(s, hub, pdu, 0);
+    assert_eq!(step, Step::Continue, "{pdu:?}");
+    let text = error_text(&out, order);
+    assert!(text.len() <= PARAMS_LEN, "{text}");
+    text
+}
+
+#[test]
+fn an_unsupported_version_is_named_with_the_one_spoken() {
+    for (version, sent) in [
+        (0, Pdu::client_version(LE, 0)),
+        (2, Pdu::client_version(LE, 2)),
+        // A 4-byte native 1, as the reference implementation wrote it.
+        (
+            256,
+            raw(Command::VersionNegotiation, LE, b"", &1u32.to_le_bytes()),
+        ),
+    ] {
+        let mut hub = Hub::new(10, 5);
+        let mut s = Session::new(0);
+        feed(&mut s, &mut hub, &Pdu::ping(LE), 0);
+        let (step, out) = feed(&mut s, &mut hub, &sent, 0);
+        assert_eq!(step, Step::Close);
+        assert_eq!(
+            error_text(&out, LE),
+            format!(
+                "error: unsupported protocol version {version}: this server speaks version 1, \
+                 a big-endian u16 in params[0..2]"
+            )
+        );
+    }
+}
+
+#[test]
+fn a_refused_username_is_named_with_what_is_wrong_and_the_rule() {
+    let mut too_long = Pdu::client_info(LE, b"abcdefghij");
+    too_long.bytes_mut()[PARAMS_AT + 10] = b'k';
+    let cases: [(Pdu, String); 7] = [
+        (
+            Pdu::client_info(LE, b""),
+            format!("error: username is empty: {USERNAME_RULE}"),
+        ),
+        (
+            Pdu::client_info(LE, b"a b"),
+            format!("error: username 'a b' contains a space: {USERNAME_RULE}"),
+        ),
+        (
+            Pdu::client_info(LE, b"tab\there"),
+            format!(
+                "error: username 'tab\\there' contains byte 0x09, which is not printable \
+                 ASCII: {USERNAME_RULE}"
+            ),
+        ),
+        (
+            Pdu::client_info(LE, b"caf\xc3\xa9"),
+            format!(
+                "error: username 'caf\\xc3\\xa9' contains byte 0xc3, which is not printable \
+                 ASCII: {USERNAME_RULE}"
+            ),
+        ),
+        (
+            too_long,
+            format!("error: username starting 'abcdefghij' is too long: {USERNAME_RULE}"),
+        ),
+        (
+            Pdu::client_info(LE, b"SeRvEr"),
+            "error: username 'SeRvEr' is reserved: SERVER, in any letter case, is the \
+             server's name"
+                .to_string(),
+        ),
+        (
+            Pdu::client_info(LE, b"AMY"),
+            "error: username 'AMY' is taken: a connected client has it (names are compared \
+             ignoring case)"
+                .to_string(),
+        ),
+    ];
+    let mut hub = Hub::new(10, 5);
+    connected(&mut hub, BE, b"amy");
+    let mut s = awaiting_client_info(&mut hub, LE, 0);
+    for (pdu, expected) in cases {
+        assert_eq!(notice_for(&mut s, &mut hub, &pdu), expected);
+    }
+}
+
+#[test]
+fn a_refused_channel_name_is_named_with_what_is_wrong_and_the_rule() {
+    let fifty = [&b"@"[..], &[b'x'; 49]].concat();
+    let mut too_long = join(LE, b"amy", &fifty);
+    too_long.bytes_mut()[CHANNEL.end] = b'x';
+    let cases: [(Pdu, String); 6] = [
+        (
+            join(LE, b"amy", b"@"),
+            format!("error: channel name '@' is too short: {CHANNEL_RULE}"),
+        ),
+        (
+            join(LE, b"amy", b""),
+            format!("error: channel name is empty: {CHANNEL_RULE}"),
+        ),
+        (
+            join(LE, b"amy", b"rust"),
+            format!("error: channel name 'rust' does not start with @: {CHANNEL_RULE}"),
+        ),
+        (
+            join(LE, b"amy", b"@a b"),
+            format!("error: channel name '@a b' contains a space: {CHANNEL_RULE}"),
+        ),
+        (
+            join(LE, b"amy", b"@\x7f"),
+            format!(
+                "error: channel name '@\\x7f' contains byte 0x7f, which is not printable \
+                 ASCII: {CHANNEL_RULE}"
+            ),
+        ),
+        (
+            too_long,
+            format!(
+                "error: channel name starting '{}' is too long: {CHANNEL_RULE}",
+                text(&fifty)
+            ),
+        ),
+    ];
+    let mut hub = Hub::new(10, 5);
+    let mut s = connected(&mut hub, LE, b"amy");
+    for (pdu, expected) in cases {
+        assert_eq!(notice_for(&mut s, &mut hub, &pdu), expected);
+    }
+}
+
+#[test]
+fn refused_requests_of_an_established_client_say_why() {
+    let mut hub = Hub::new(10, 5);
+    let mut s = connected(&mut hub, LE, b"amy");
+    let cases: [(Pdu, &str); 9] = [
+        (Pdu::leave(LE), "error: cannot leave: not in a channel"),
+        (
+            Pdu::send_message(LE, b"hi"),
+            "error: message not sent: not in a channel, join one first",
+        ),
+        (
+            receive(LE, b"amy", b"@c", b"hi"),
+            "error: RECEIVE_MESSAGE (5) is sent by the server only",
+        ),
+        (
+            Pdu::client_version(LE, 1),
+            "error: VERSION_NEGOTIATION (1) is only accepted during set-up, and this \
+             connection is already established",
+        ),
+        (
+            Pdu::client_info(LE, b"bob"),
+            "error: CLIENT_INFO (2) is only accepted during set-up, and this connection is \
+             already established as 'amy'",
+        ),
+        (
+            raw_command([9, 0, 0, 0]),
+            "error: unknown command code 9 (command field 09 00 00 00, read little-endian, \
+             the byte order this connection fixed): the codes are 0 to 8",
+        ),
+        (
+            raw_command([0, 0, 0, 8]),
+            "error: unknown command code 134217728 (command field 00 00 00 08, read \
+             little-endian, the byte order this connection fixed): the codes are 0 to 8",
+        ),
+        (
+            raw_command([0xff; 4]),
+            "error: unknown command code 4294967295 (command field ff ff ff ff, read \
+             little-endian, the byte order this connection fixed): the codes are 0 to 8",
+        ),
+        (
+            Pdu::join(LE, b"amy", &ChannelName::new(b"@c").unwrap()),
+            "", // joined: the empty message below is refused in the channel
+        ),
+    ];
+    for (pdu, expected) in cases {
+        if expected.is_empty() {
+            feed(&mut s, &mut hub, &pdu, 0);
+            continue;
+        }
+        assert_eq!(notice_for(&mut s, &mut hub, &pdu), expected);
+    }
+    for empty in [
+        Pdu::send_message(LE, b""),
+        raw(Command::SendMessage, LE, b"", b"\0text after the NUL"),
+    ] {
+        assert_eq!(
+            notice_for(&mut s, &mut hub, &empty),
+            "error: message not sent: it is empty (a message is 1 to 2000 bytes before the \
+             first NUL)"
+        );
+    }
+    // A big-endian connection's unknown codes are read big-endian.
+    let mut be = connected(&mut hub, BE, b"bob");
+    assert_eq!(
+        notice_for(&mut be, &mut hub, &raw_command([8, 0, 0, 0])),
+        "error: unknown command code 134217728 (command field 08 00 00 00, read big-endian, \
+         the byte order this connection fixed): the codes are 0 to 8"
+    );
 }
 
 // --- close() ------------------------------------------------------------------------------
@@ -1323,7 +1557,7 @@ fn the_idle_deadline_runs_from_the_last_pdu_received() {
     // A PDU answered with an error was received all the same.
     feed(&mut s, &mut hub, &raw_command([9, 0, 0, 0]), 60);
     assert_eq!(s.deadline(&d), Some(180));
-    feed(&mut s, &mut hub, &Pdu::join(LE, b"amy", b"@c"), 70);
+    feed(&mut s, &mut hub, &join(LE, b"amy", b"@c"), 70);
     assert_eq!(s.deadline(&d), Some(190));
     let (_, mut out) = feed(&mut s, &mut hub, &Pdu::query(LE), 80);
     assert_eq!(s.deadline(&d), Some(200));
@@ -1374,7 +1608,7 @@ fn a_join_during_an_answer_does_not_break_the_answer() {
     let mut amy = member(&mut hub, LE, b"amy", b"@a");
     let (_, mut out) = feed(&mut amy, &mut hub, &Pdu::query(LE), 0);
     assert!(amy.answering());
-    let (_, ack) = feed(&mut amy, &mut hub, &Pdu::join(LE, b"amy", b"@b"), 0);
+    let (_, ack) = feed(&mut amy, &mut hub, &join(LE, b"amy", b"@b"), 0);
     assert_eq!(ack.len(), 1);
     for i in 0..5 {
         say(&mut carl, &mut hub, format!("d{i}").as_bytes());
@@ -1428,11 +1662,11 @@ fn structured_pdu() -> impl Strategy<Value = Pdu> {
                 0 => Pdu::ping(order),
                 1 => Pdu::client_version(order, version),
                 2 | 3 => Pdu::client_info(order, NAMES[name]),
-                4 | 5 => Pdu::join(order, NAMES[name], CHANNELS[channel]),
+                4 | 5 => join(order, NAMES[name], CHANNELS[channel]),
                 6 | 7 => Pdu::send_message(order, &message),
                 8..=10 => Pdu::query(order),
                 11 => Pdu::leave(order),
-                12 => Pdu::receive(order, NAMES[name], CHANNELS[channel], &message),
+                12 => receive(order, NAMES[name], CHANNELS[channel], &message),
                 13 => Pdu::server_version(order, version),
                 14 => Pdu::client_info_ack(order, NAMES[name]),
                 _ => Pdu::quit(order),
@@ -1530,7 +1764,7 @@ fn check_server_pdu(pdu: &Pdu, order: ByteOrder) -> Result<(), TestCaseError> {
         prop_assert!(sender == SERVER_NAME || Username::new(sender).is_ok());
         if !pdu.channel().is_empty() {
             prop_assert_eq!(bytes[SEPARATOR], b' ');
-            prop_assert!(check_channel(pdu.channel()).is_ok());
+            prop_assert!(ChannelName::new(pdu.channel()).is_ok());
         }
     } else if command != Command::PingPong {
         prop_assert_eq!(pdu.username(), SERVER_NAME);
@@ -1627,7 +1861,7 @@ impl Harness {
             prop_assert_eq!(s.member().is_some(), s.phase() == Phase::InChannel);
             prop_assert_eq!(s.answering(), answer.is_some());
             if let Some(m) = s.member() {
-                prop_assert!(check_channel(self.hub.channel_name(m.channel)).is_ok());
+                prop_assert!(self.hub.channel_name(m.channel).is_some());
                 prop_assert!(m.cursor <= self.hub.end_seq(m.channel));
             }
             s.deadline(&Deadlines::default());

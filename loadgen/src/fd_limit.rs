@@ -5,9 +5,7 @@
 //! source addresses offer. A run that cannot fit is refused before it starts, rather than
 //! failing half-way with `EMFILE` or `EADDRNOTAVAIL` and numbers that mean nothing.
 
-/// Descriptors kept for everything that is not a client socket: stdin/out/err, the epoll
-/// instance, the files written at the end, the TLS library's reads of the CA file.
-pub const FD_RESERVE: u64 = 32;
+use kaichat::fd_limit::RESERVED_FDS;
 
 /// Checks that `clients` connections fit in `fd_limit` descriptors and in
 /// `ports_per_source × sources` ephemeral ports. The error is the line shown to the user.
@@ -17,10 +15,10 @@ pub fn check_fit(
     sources: u64,
     ports_per_source: u64,
 ) -> Result<(), String> {
-    let fd_room = fd_limit.saturating_sub(FD_RESERVE);
+    let fd_room = fd_limit.saturating_sub(RESERVED_FDS);
     if clients > fd_room {
         return Err(format!(
-            "{clients} clients do not fit: the open-file limit is {fd_limit} and {FD_RESERVE} \
+            "{clients} clients do not fit: the open-file limit is {fd_limit} and {RESERVED_FDS} \
              descriptors are kept in reserve, so at most {fd_room} clients fit in one process \
              (run several loadgen processes, or fewer clients)"
         ));
@@ -42,7 +40,7 @@ mod tests {
     #[test]
     fn fits() {
         assert!(check_fit(19_000, 20_000, 40, 28_232).is_ok());
-        assert!(check_fit(20_000 - FD_RESERVE, 20_000, 1, 28_232).is_ok());
+        assert!(check_fit(20_000 - RESERVED_FDS, 20_000, 1, 28_232).is_ok());
     }
 
     #[test]

@@ -1,0 +1,204 @@
+//! Unit tests of the hub: names, channels, the bounded history and what a QUERY reads.
+
+use super::*;
+
+fn user(name: &str) -> Username {
+    Username::new(name.as_bytes()).unwrap()
+}
+
+fn channel(name: &str) -> ChannelName {
+    ChannelName::new(name.as_bytes()).unwrap()
+}
+
+/// Everything a QUERY made now would return to `reader`, as text lines.
+fn read_all(hub: &Hub, id: ChannelId, cursor: &mut u64, reader: &Username) -> Vec<String> {
+    let end = hub.end_seq(id);
+    let mut out = Vec::new();
+    loop {
+        match hub.next_entry(id, cursor, end, reader) {
+            Next::Skipped(n) => out.push(format!("skipped {n}")),
+            Next::Entry(e) => out.push(format!(
+                "{}: {}",
+                e.sender.map_or("SERVER".to_string(), |s| s.to_string()),
+                String::from_utf8_lossy(&e.text)
+            )),
+            Next::Done => return out,
+        }
+    }
+}
+
+#[test]
+fn names_are_unique_ignoring_case_and_freed() {
+    let mut hub = Hub::new(10, 5);
+    assert!(hub.claim_name(user("Amy")));
+    assert!(!hub.claim_name(user("aMY")));
+    assert_eq!(hub.users(), 1);
+    hub.release_name(&user("AMY"));
+    assert!(hub.claim_name(user("amy")));
+}
+
+#[test]
+fn joiner_sees_own_joined_notice_and_others_messages() {
+    let mut hub = Hub::new(10, 5);
+    let (amy, bob) = (user("amy"), user("bob"));
+    let (id, mut amy_cursor) = hub.join(&channel("@c"), &amy);
+    hub.post(id, amy, b"hello");
+    let (id2, mut bob_cursor) = hub.join(&channel("@c"), &bob);
+    assert_eq!(id, id2);
+    assert_eq!(
+        read_all(&hub, id, &mut bob_cursor, &bob),
+        ["SERVER: amy joined", "amy: hello", "SERVER: bob joined"]
+    );
+    // Own messages are left out; the read position moves past them.
+    assert_eq!(
+        read_all(&hub, id, &mut amy_cursor, &amy),
+        ["SERVER: amy joined", "SERVER: bob joined"]
+    );
+    assert!(read_all(&hub, id, &mut amy_cursor, &amy).is_empty());
+}
+
+#[test]
+fn own_messages_compared_ignoring_case() {
+    let mut hub = Hub::new(10, 5);
+    let (id, _) = hub.join(&channel("@c"), &user("Amy"));
+    hub.post(id, user("Amy"), b"old");
+    let (_, mut cursor) = hub.join(&channel("@c"), &user("amy"));
+    assert_eq!(
+        read_all(&hub, id, &mut cursor, &user("AMY")),
+        ["SERVER: Amy joined", "SERVER: amy joined"]
+    );
+}
+
+#[test]
+fn replay_shows_only_the_last_r_entries() {
+    let mut hub = Hub::new(100, 2);
+    let (id, _) = hub.join(&channel("@c"), &user("amy"));
+    for i in 0..5 {
+        hub.post(id, user("amy"), format!("m{i}").as_bytes());
+    }
+    let (_, mut cursor) = hub.join(&channel("@c"), &user("bob"));
+    assert_eq!(
+        read_all(&hub, id, &mut cursor, &user("bob")),
+        ["amy: m3", "amy: m4", "SERVER: bob joined"]
+    );
+    let mut none = Hub::new(100, 0);
+    let (id, mut cursor) = none.join(&channel("@c"), &user("amy"));
+    assert_eq!(
+        read_all(&none, id, &mut cursor, &user("amy")),
+        ["SERVER: amy joined"]
+    );
+}
+
+#[test]
+fn history_is_bounded_and_evictions_are_reported() {
+    let mut hub = Hub::new(3, 0);
+    let (id, mut amy_cursor) = hub.join(&channel("@c"), &user("amy"));
+    let (_, _) = hub.join(&channel("@c"), &user("bob"));
+    for i in 0..6 {
+        hub.post(id, user("bob"), format!("m{i}").as_bytes());
+    }
+    // amy had read nothing: joined, joined, m0, m1, m2 were evicted (5 entries).
+    assert_eq!(
+        read_all(&hub, id, &mut amy_cursor, &user("amy")),
+        ["skipped 5", "bob: m3", "bob: m4", "bob: m5"]
+    );
+}
+
+#[test]
+fn answer_ends_where_the_query_was_made() {
+    let mut hub = Hub::new(10, 0);
+    let (id, _) = hub.join(&channel("@c"), &user("amy"));
+    let (_, mut cursor) = hub.join(&channel("@c"), &user("bob"));
+    let end = hub.end_seq(id);
+    hub.post(id, user("amy"), b"later");
+    assert!(matches!(
+        hub.next_entry(id, &mut cursor, end, &user("bob")),
+        Next::Entry(_)
+    ));
+    assert!(matches!(
+        hub.next_entry(id, &mut cursor, end, &user("bob")),
+        Next::Done
+    ));
+    assert_eq!(
+        read_all(&hub, id, &mut cursor, &user("bob")),
+        ["amy: later"]
+    );
+}
+
+#[test]
+fn eviction_in_the_middle_of_an_answer_is_reported_there() {
+    let mut hub = Hub::new(2, 0);
+    let (id, _) = hub.join(&channel("@c"), &user("amy"));
+    let (_, mut cursor) = hub.join(&channel("@c"), &user("bob")); // bob joined
+    hub.post(id, user("amy"), b"a");
+    let end = hub.end_seq(id);
+    assert!(matches!(
+        hub.next_entry(id, &mut cursor, end, &user("bob")),
+        Next::Entry(_)
+    ));
+    // While bob's answer is in flight, two more messages evict "a".
+    hub.post(id, user("amy"), b"b");
+    hub.post(id, user("amy"), b"c");
+    assert!(matches!(
+        hub.next_entry(id, &mut cursor, end, &user("bob")),
+        Next::Skipped(1)
+    ));
+    assert!(matches!(
+        hub.next_entry(id, &mut cursor, end, &user("bob")),
+        Next::Done
+    ));
+    assert_eq!(
+        read_all(&hub, id, &mut cursor, &user("bob")),
+        ["amy: b", "amy: c"]
+    );
+}
+
+#[test]
+fn channel_closes_with_its_last_member() {
+    let mut hub = Hub::new(10, 10);
+    let (amy, bob) = (user("amy"), user("bob"));
+    let (id, _) = hub.join(&channel("@c"), &amy);
+    hub.join(&channel("@c"), &bob);
+    hub.post(id, amy, b"secret");
+    hub.leave(id, &amy);
+    assert_eq!(hub.channels(), 1);
+    let mut cursor = 0;
+    assert_eq!(
+        read_all(&hub, id, &mut cursor, &bob)
+            .last()
+            .map(String::as_str),
+        Some("SERVER: amy left")
+    );
+    hub.leave(id, &bob);
+    assert_eq!(hub.channels(), 0);
+    // Created again, it starts empty.
+    let (id, mut cursor) = hub.join(&channel("@c"), &amy);
+    assert_eq!(
+        read_all(&hub, id, &mut cursor, &amy),
+        ["SERVER: amy joined"]
+    );
+}
+
+#[test]
+fn a_joiner_is_not_told_of_entries_its_own_notice_evicted() {
+    // History limit equal to replay: the `joined` notice pushes the oldest replayed
+    // entry out, which the joiner never had to read.
+    let mut hub = Hub::new(3, 3);
+    let (id, _) = hub.join(&channel("@c"), &user("amy"));
+    hub.post(id, user("amy"), b"m1");
+    hub.post(id, user("amy"), b"m2");
+    let (_, mut cursor) = hub.join(&channel("@c"), &user("bob"));
+    assert_eq!(
+        read_all(&hub, id, &mut cursor, &user("bob")),
+        ["amy: m1", "amy: m2", "SERVER: bob joined"]
+    );
+}
+
+#[test]
+fn channel_names_are_case_sensitive() {
+    let mut hub = Hub::new(10, 10);
+    let (a, _) = hub.join(&channel("@Rust"), &user("amy"));
+    let (b, _) = hub.join(&channel("@rust"), &user("bob"));
+    assert_ne!(a, b);
+    assert_eq!(hub.channel_name(a), Some(&channel("@Rust")));
+}
