@@ -88,7 +88,7 @@ pub struct Connection {
     pub pending: bool,
     /// Distinguishes this connection from earlier ones in the same slab slot.
     pub generation: u32,
-    /// Due second of this connection's live timer-wheel entry; 0 when none.
+    /// Due millisecond of this connection's live timer-wheel entry; 0 when none.
     pub armed: u64,
     /// Set once the connection is to be torn down at the end of the loop iteration.
     pub closing: Option<CloseReason>,
@@ -166,7 +166,7 @@ impl Connection {
             }
             if let Some(pdu) = self.transport.next_pdu() {
                 *pdus_in += 1;
-                if self.session.on_pdu(&pdu, now, hub, &mut self.transport) == Step::Close {
+                if let Step::Close(_) = self.session.on_pdu(&pdu, now, hub, &mut self.transport) {
                     return Err(CloseReason::Quit);
                 }
                 continue;

@@ -95,7 +95,7 @@ pub struct Server {
     hub: Hub,
     wheel: TimerWheel<TimerKey>,
     config: Config,
-    /// Accepted sockets waiting for a session, with the second they were accepted.
+    /// Accepted sockets waiting for a session, with the millisecond they were accepted.
     accept_queue: VecDeque<(TcpStream, u64)>,
     /// The listener may have connections waiting (its edge will not fire again).
     listener_ready: bool,
@@ -151,8 +151,10 @@ impl Server {
         self.listener.local_addr()
     }
 
+    /// Milliseconds since the server started, rounded down: the time the sessions and the
+    /// wheel count in.
     fn now(&self) -> u64 {
-        self.start.elapsed().as_secs()
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Runs until its [`Shutdown`] handle is triggered, then closes every client with a TLS
@@ -194,27 +196,27 @@ impl Server {
                 }
                 self.serve(key, now);
             }
-            if now > self.wheel.now() {
-                // A new second: also retry accepting after running out of descriptors.
+            if now / 1000 > self.wheel.now() / 1000 {
+                // A new second: retry accepting after running out of descriptors.
                 self.out_of_fds = false;
-                self.wheel.advance(now, &mut fired);
-                for (key, generation, due) in fired.drain(..) {
-                    self.deadline_fired(key, generation, due, now);
-                }
+            }
+            self.wheel.advance(now, &mut fired);
+            for (key, generation, due) in fired.drain(..) {
+                self.deadline_fired(key, generation, due, now);
             }
             self.accept(now);
             self.start_sessions();
             self.reap();
             let interval = self.config.stats_interval;
-            if interval > 0 && now >= last_stats + interval {
+            if interval > 0 && now >= last_stats + interval.saturating_mul(1000) {
                 last_stats = now;
                 eprintln!("kaichat-server: stats: {}", self.stats_line());
             }
         }
     }
 
-    /// Zero while work is pending; otherwise until the next whole second, when deadlines
-    /// may fire.
+    /// Zero while work is pending; otherwise until the next whole second, when the wheel's
+    /// next slot is due.
     fn poll_timeout(&self) -> Duration {
         if !self.pending.is_empty() || !self.accept_queue.is_empty() {
             return Duration::ZERO;
@@ -377,7 +379,7 @@ impl Server {
         let s = &self.stats;
         let mut line = format!(
             "uptime={}s clients={} named={} channels={} accepted={} pdus_in={} messages={} closed:",
-            self.now(),
+            self.now() / 1000,
             self.connections.len(),
             self.hub.users(),
             self.hub.channels(),
