@@ -1,69 +1,30 @@
 //! One client connection inside the reactor: its socket, its transport, its protocol
-//! session, and the readiness the kernel last reported for it.
+//! session, its readiness and its deadline. The reactor hands it events, turns of work,
+//! fired deadlines and the order to close; everything the connection holds changes here.
 //!
-//! Readiness is kept in user space (sozu's model): the socket is registered once for
-//! reading and writing, an edge sets a flag, and a flag is cleared only when the socket
-//! says `WouldBlock`. Pausing a connection for backpressure is therefore just not acting
-//! on a flag, and resuming needs no new edge and no `reregister`.
+//! Readiness is kept in user space (sozu's model, `readiness.rs`): the socket is
+//! registered once for reading and writing, an edge sets an event bit, and a bit is
+//! cleared only when the socket says `WouldBlock`. Pausing a connection for backpressure is
+//! therefore clearing an interest bit, and resuming needs no new edge and no `reregister`.
 
+use mio::event::Event;
 use mio::net::TcpStream;
-
+use mio::Registry;
 use rustls::ServerConnection;
 
-use crate::transport::{Fill, Transport, TransportError};
+use super::readiness::Readiness;
+use super::stats::{CloseReason, Stats};
+use super::{Clock, TimerKey};
+use crate::transport::{Fill, Transport};
 use kaichat_proto::hub::Hub;
-use kaichat_proto::session::{Session, Step};
+use kaichat_proto::session::{Deadlines, Session, Step};
+use kaichat_proto::timer_wheel::TimerWheel;
 
 /// Output (TLS ciphertext or plaintext) produced but not yet written, above which the
 /// connection produces nothing more and reads nothing more until the socket drains.
 const OUTPUT_BOUND: usize = 16 * 1024;
 /// PDUs of a QUERY answer produced per step.
 const ANSWER_BATCH: usize = 4;
-
-/// Why a connection closed; counted in the statistics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CloseReason {
-    Quit,
-    PeerClosed,
-    Timeout,
-    TlsError,
-    IoError,
-    Overflow,
-    Shutdown,
-}
-
-impl CloseReason {
-    pub const ALL: [CloseReason; 7] = [
-        CloseReason::Quit,
-        CloseReason::PeerClosed,
-        CloseReason::Timeout,
-        CloseReason::TlsError,
-        CloseReason::IoError,
-        CloseReason::Overflow,
-        CloseReason::Shutdown,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            CloseReason::Quit => "quit",
-            CloseReason::PeerClosed => "peer",
-            CloseReason::Timeout => "timeout",
-            CloseReason::TlsError => "tls",
-            CloseReason::IoError => "io",
-            CloseReason::Overflow => "overflow",
-            CloseReason::Shutdown => "shutdown",
-        }
-    }
-}
-
-impl From<TransportError> for CloseReason {
-    fn from(e: TransportError) -> CloseReason {
-        match e {
-            TransportError::Io(_) => CloseReason::IoError,
-            TransportError::Tls(_) => CloseReason::TlsError,
-        }
-    }
-}
 
 /// How a turn of work on a connection ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -74,45 +35,88 @@ pub enum Turn {
     More,
 }
 
-pub struct Connection {
-    pub socket: TcpStream,
-    pub transport: Transport<ServerConnection>,
-    pub session: Session,
-    /// The kernel said readable and no read has returned `WouldBlock` since.
-    pub readable: bool,
-    /// The kernel said writable and no write has returned `WouldBlock` since.
-    pub writable: bool,
-    /// The kernel hinted the peer hung up or the socket failed.
-    pub hangup: bool,
-    /// On the reactor's list of connections whose turn ran out of budget.
-    pub pending: bool,
+/// The connection's entry in the reactor's timer wheel. The wheel never removes an entry:
+/// each fired entry is checked here, and only the one armed last for this connection is
+/// live. This is the one place that knows which.
+#[derive(Debug)]
+struct Timer {
     /// Distinguishes this connection from earlier ones in the same slab slot.
-    pub generation: u32,
-    /// Due millisecond of this connection's live timer-wheel entry; 0 when none.
-    pub armed: u64,
+    generation: u32,
+    /// Due millisecond of the live wheel entry; 0 when none is armed.
+    armed: u64,
+}
+
+impl Timer {
+    /// Arms an entry for `due` unless an earlier one is live: that one fires first and the
+    /// deadline is then looked at again.
+    fn arm(&mut self, key: usize, due: u64, wheel: &mut TimerWheel<TimerKey>) {
+        if self.armed == 0 || due < self.armed {
+            self.armed = due;
+            wheel.arm(due, (key, self.generation, due));
+        }
+    }
+
+    /// Whether a fired entry is the live one; it is then used up. Entries of a previous
+    /// connection in this slab slot, or superseded by an earlier deadline, are stale: this
+    /// is how the wheel's entries are cancelled.
+    fn fired(&mut self, generation: u32, due: u64) -> bool {
+        let live = self.generation == generation && self.armed == due;
+        if live {
+            self.armed = 0;
+        }
+        live
+    }
+}
+
+pub struct Connection {
+    socket: TcpStream,
+    transport: Transport<ServerConnection>,
+    session: Session,
+    readiness: Readiness,
+    timer: Timer,
+    /// On the reactor's list of connections whose turn ran out of budget.
+    pending: bool,
     /// Set once the connection is to be torn down at the end of the loop iteration.
-    pub closing: Option<CloseReason>,
+    closing: Option<CloseReason>,
 }
 
 impl Connection {
+    /// A connection accepted at `accepted_at` (ms): its pre-PING deadline, TLS handshake
+    /// included, runs from there.
     pub fn new(
         socket: TcpStream,
         transport: Transport<ServerConnection>,
-        session: Session,
+        accepted_at: u64,
         generation: u32,
     ) -> Connection {
         Connection {
             socket,
             transport,
-            session,
-            readable: false,
-            writable: false,
-            hangup: false,
+            session: Session::new(accepted_at),
+            readiness: Readiness::new(),
+            timer: Timer {
+                generation,
+                armed: 0,
+            },
             pending: false,
-            generation,
-            armed: 0,
             closing: None,
         }
+    }
+
+    /// A poll event for this connection's socket.
+    pub fn on_event(&mut self, event: &Event) {
+        self.readiness.on_event(event);
+    }
+
+    /// Notes the connection on the reactor's pending list; false if it already is, so it is
+    /// listed once however many turns ran out of budget before it is served.
+    pub fn list_pending(&mut self) -> bool {
+        !std::mem::replace(&mut self.pending, true)
+    }
+
+    /// The reactor took the connection off its pending list.
+    pub fn unlist_pending(&mut self) {
+        self.pending = false;
     }
 
     /// Does up to `budget` units of work (a PDU in, a batch of answer PDUs out, a socket
@@ -120,11 +124,11 @@ impl Connection {
     pub fn turn(
         &mut self,
         hub: &mut Hub,
-        now: u64,
+        clock: &Clock,
         budget: usize,
-        pdus_in: &mut u64,
+        stats: &mut Stats,
     ) -> Result<Turn, CloseReason> {
-        let result = self.work(hub, now, budget, pdus_in);
+        let result = self.work(hub, clock, budget, stats);
         self.flush()?;
         if self.transport.overflowed() {
             return Err(CloseReason::Overflow);
@@ -132,13 +136,17 @@ impl Connection {
         result
     }
 
+    /// Writes what is queued while the socket takes it; true once everything is written.
     fn flush(&mut self) -> Result<bool, CloseReason> {
-        if !self.writable || !self.transport.wants_write() {
-            return Ok(!self.transport.wants_write());
+        if !self.transport.wants_write() {
+            return Ok(true);
+        }
+        if !self.readiness.can_write() {
+            return Ok(false);
         }
         let done = self.transport.flush(&mut self.socket)?;
         if !done {
-            self.writable = false;
+            self.readiness.write_blocked();
         }
         Ok(done)
     }
@@ -146,14 +154,19 @@ impl Connection {
     fn work(
         &mut self,
         hub: &mut Hub,
-        now: u64,
+        clock: &Clock,
         mut budget: usize,
-        pdus_in: &mut u64,
+        stats: &mut Stats,
     ) -> Result<Turn, CloseReason> {
+        let now = clock.now();
         loop {
             // Backpressure: above the bound, neither produce nor read until it drains.
-            if self.transport.queued() >= OUTPUT_BOUND && !self.flush()? {
-                return Ok(Turn::Idle);
+            if self.transport.queued() >= OUTPUT_BOUND {
+                if !self.flush()? {
+                    self.readiness.pause_reading();
+                    return Ok(Turn::Idle);
+                }
+                self.readiness.resume_reading();
             }
             if budget == 0 {
                 return Ok(Turn::More);
@@ -165,40 +178,116 @@ impl Connection {
                 continue;
             }
             if let Some(pdu) = self.transport.next_pdu() {
-                *pdus_in += 1;
-                if let Step::Close(_) = self.session.on_pdu(&pdu, now, hub, &mut self.transport) {
-                    return Err(CloseReason::Quit);
+                stats.pdus_in += 1;
+                if let Step::Close(ending) =
+                    self.session.on_pdu(&pdu, now, hub, &mut self.transport)
+                {
+                    return Err(ending.into());
                 }
                 continue;
             }
             if self.transport.peer_closed() {
                 return Err(CloseReason::PeerClosed);
             }
-            if !self.readable {
+            if !self.readiness.can_read() {
                 return Ok(Turn::Idle);
             }
             match self.transport.fill(&mut self.socket)? {
                 Fill::Progress | Fill::Closed => {}
                 // After a hang-up hint, read on until EOF is seen rather than trust the
                 // short read (the FIN may already be queued behind the data).
-                Fill::Drained if !self.hangup => self.readable = false,
+                Fill::Drained if !self.readiness.hung_up() => self.readiness.read_drained(),
                 Fill::Drained => {}
-                Fill::Blocked => self.readable = false,
+                Fill::Blocked => self.readiness.read_drained(),
                 // Cannot happen while whole PDUs are taken out first; wait for an event.
                 Fill::Full => return Ok(Turn::Idle),
             }
         }
     }
 
+    // --- The deadline ---------------------------------------------------------------------
+
+    /// The first millisecond at which the connection's deadline has passed, if one runs.
+    fn deadline(&self, deadlines: &Deadlines) -> Option<u64> {
+        self.session.deadline(deadlines)
+    }
+
+    /// Arms a wheel entry for the connection's deadline, unless an earlier one is armed.
+    /// Called after anything that may move the deadline; a later deadline needs nothing,
+    /// since the armed entry fires and re-arms.
+    pub fn arm_deadline(
+        &mut self,
+        key: usize,
+        deadlines: &Deadlines,
+        wheel: &mut TimerWheel<TimerKey>,
+    ) {
+        if self.closing.is_some() {
+            return;
+        }
+        if let Some(due) = self.deadline(deadlines) {
+            self.timer.arm(key, due, wheel);
+        }
+    }
+
+    /// A wheel entry of slot `key` fired at `now`. True when it is this connection's live
+    /// entry and its deadline has passed; a live entry whose deadline moved later (a PDU
+    /// came since) is re-armed.
+    pub fn deadline_fired(
+        &mut self,
+        (key, generation, due): TimerKey,
+        now: u64,
+        deadlines: &Deadlines,
+        wheel: &mut TimerWheel<TimerKey>,
+    ) -> bool {
+        if !self.timer.fired(generation, due) || self.closing.is_some() {
+            return false;
+        }
+        match self.deadline(deadlines) {
+            Some(deadline) if deadline <= now => true,
+            _ => {
+                self.arm_deadline(key, deadlines, wheel);
+                false
+            }
+        }
+    }
+
+    // --- Closing --------------------------------------------------------------------------
+
+    /// Marks the connection for closing at the end of the loop iteration; false if it was
+    /// already (the first reason counts).
+    pub fn mark_closing(&mut self, reason: CloseReason) -> bool {
+        if self.closing.is_some() {
+            return false;
+        }
+        self.closing = Some(reason);
+        true
+    }
+
+    /// Whether the connection is marked for closing.
+    pub fn is_closing(&self) -> bool {
+        self.closing.is_some()
+    }
+
+    /// Tears the connection down: releases what its session held in the hub (its name,
+    /// its channel), says goodbye on the wire, deregisters the socket. Returns the reason
+    /// it was marked with.
+    pub fn close(mut self, hub: &mut Hub, registry: &Registry) -> CloseReason {
+        let reason = self.closing.unwrap_or(CloseReason::IoError);
+        self.session.close(hub);
+        self.say_goodbye(reason);
+        let _ = registry.deregister(&mut self.socket);
+        reason
+    }
+
     /// Last words before the socket closes: a TLS close_notify (or the alert rustls queued
     /// after an error), written if the socket takes it.
-    pub fn say_goodbye(&mut self, reason: CloseReason) {
+    fn say_goodbye(&mut self, reason: CloseReason) {
         if !matches!(reason, CloseReason::TlsError | CloseReason::IoError) {
             self.transport.close_notify();
         }
         if reason != CloseReason::IoError {
-            self.writable = true;
-            let _ = self.flush();
+            // Written even without a writable edge: this is the last chance.
+            let _ = self.transport.flush(&mut self.socket);
         }
         let _ = self.socket.shutdown(std::net::Shutdown::Write);
     }
@@ -214,7 +303,7 @@ mod tests {
     #[test]
     fn connection_state_is_small() {
         let size = std::mem::size_of::<Connection>();
-        // 168 bytes on x86_64 today: socket, boxed transport, session, flags, timer state.
+        // 168 bytes on x86_64 today: socket, boxed transport, session, readiness, timer.
         assert!(size <= 176, "Connection grew to {size} bytes");
     }
 }

@@ -13,9 +13,10 @@
 
 mod connection;
 mod listener;
+mod readiness;
+mod stats;
 
 use std::collections::VecDeque;
-use std::fmt::Write as _;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,11 +28,12 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::transport::Transport;
-use connection::{CloseReason, Connection, Turn};
+use connection::{Connection, Turn};
 use kaichat_proto::hub::Hub;
-use kaichat_proto::session::{Deadlines, Session};
+use kaichat_proto::session::Deadlines;
 use kaichat_proto::timer_wheel::TimerWheel;
 use listener::{Accepted, Listener};
+use stats::{CloseReason, Stats};
 
 /// Tokens at the top of the range; slab keys (connections) start at 0.
 const SHUTDOWN: Token = Token(usize::MAX - 1);
@@ -59,16 +61,31 @@ pub struct Config {
     pub stats_interval: u64,
 }
 
-/// Counters for the statistics line.
-#[derive(Default)]
-struct Stats {
-    accepted: u64,
-    refused_no_fd: u64,
-    pdus_in: u64,
-    closed: [u64; CloseReason::ALL.len()],
+/// A timer-wheel entry: slab key, generation of the connection in that slot, due ms.
+type TimerKey = (usize, u32, u64);
+
+/// The reactor's clock: milliseconds since the server started, rounded down.
+pub struct Clock {
+    start: Instant,
 }
 
-type TimerKey = (usize, u32, u64);
+impl Clock {
+    fn new() -> Clock {
+        Clock {
+            start: Instant::now(),
+        }
+    }
+
+    pub fn now(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Time left until the clock's next whole second, when the wheel's next slot is due.
+    fn until_next_second(&self) -> Duration {
+        let into_second = self.start.elapsed().subsec_nanos();
+        Duration::from_nanos(u64::from(1_000_000_000 - into_second))
+    }
+}
 
 /// Stops a running [`Server`]: sets a flag and wakes the reactor's poll. Cheap to clone and
 /// safe to trigger from any thread, any number of times.
@@ -105,7 +122,7 @@ pub struct Server {
     pending: Vec<usize>,
     closing: Vec<usize>,
     next_generation: u32,
-    start: Instant,
+    clock: Clock,
     stats: Stats,
 }
 
@@ -135,7 +152,7 @@ impl Server {
             pending: Vec::new(),
             closing: Vec::new(),
             next_generation: 0,
-            start: Instant::now(),
+            clock: Clock::new(),
             stats: Stats::default(),
         })
     }
@@ -151,12 +168,6 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// Milliseconds since the server started, rounded down: the time the sessions and the
-    /// wheel count in.
-    fn now(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
     /// Runs until its [`Shutdown`] handle is triggered, then closes every client with a TLS
     /// close_notify and returns the final statistics line.
     pub fn run(&mut self) -> io::Result<String> {
@@ -170,19 +181,15 @@ impl Server {
                     return Err(e);
                 }
             }
-            let now = self.now();
+            let now = self.clock.now();
             for event in events.iter() {
                 match event.token() {
                     SHUTDOWN => {}
                     LISTENER => self.listener_ready = true,
                     Token(key) => {
                         if let Some(conn) = self.connections.get_mut(key) {
-                            conn.readable |=
-                                event.is_readable() || event.is_read_closed() || event.is_error();
-                            conn.writable |=
-                                event.is_writable() || event.is_write_closed() || event.is_error();
-                            conn.hangup |= event.is_read_closed() || event.is_error();
-                            self.serve(key, now);
+                            conn.on_event(event);
+                            self.serve(key);
                         }
                     }
                 }
@@ -192,17 +199,17 @@ impl Server {
             }
             for key in std::mem::take(&mut self.pending) {
                 if let Some(conn) = self.connections.get_mut(key) {
-                    conn.pending = false;
+                    conn.unlist_pending();
                 }
-                self.serve(key, now);
+                self.serve(key);
             }
             if now / 1000 > self.wheel.now() / 1000 {
                 // A new second: retry accepting after running out of descriptors.
                 self.out_of_fds = false;
             }
             self.wheel.advance(now, &mut fired);
-            for (key, generation, due) in fired.drain(..) {
-                self.deadline_fired(key, generation, due, now);
+            for entry in fired.drain(..) {
+                self.deadline_fired(entry, now);
             }
             self.accept(now);
             self.start_sessions();
@@ -221,58 +228,36 @@ impl Server {
         if !self.pending.is_empty() || !self.accept_queue.is_empty() {
             return Duration::ZERO;
         }
-        let into_second = self.start.elapsed().subsec_nanos();
-        Duration::from_nanos(u64::from(1_000_000_000 - into_second))
+        self.clock.until_next_second()
     }
 
     /// Gives connection `key` a turn of work, then re-arms its deadline.
-    fn serve(&mut self, key: usize, now: u64) {
+    fn serve(&mut self, key: usize) {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
-        if conn.closing.is_some() {
+        if conn.is_closing() {
             return;
         }
-        match conn.turn(&mut self.hub, now, TURN_BUDGET, &mut self.stats.pdus_in) {
+        match conn.turn(&mut self.hub, &self.clock, TURN_BUDGET, &mut self.stats) {
             Ok(Turn::Idle) => {}
-            // Listed once, however many turns ran out of budget before it is served.
-            Ok(Turn::More) if !conn.pending => {
-                conn.pending = true;
-                self.pending.push(key);
+            Ok(Turn::More) => {
+                if conn.list_pending() {
+                    self.pending.push(key);
+                }
             }
-            Ok(Turn::More) => {}
             Err(reason) => return self.close(key, reason),
         }
-        self.arm_deadline(key);
+        conn.arm_deadline(key, &self.config.deadlines, &mut self.wheel);
     }
 
-    /// Arms a wheel entry when the session's deadline is earlier than the one armed.
-    /// A later deadline needs nothing: the armed entry fires and re-arms.
-    fn arm_deadline(&mut self, key: usize) {
+    fn deadline_fired(&mut self, entry: TimerKey, now: u64) {
+        let key = entry.0;
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
-        if let Some(due) = conn.session.deadline(&self.config.deadlines) {
-            if conn.armed == 0 || due < conn.armed {
-                conn.armed = due;
-                self.wheel.arm(due, (key, conn.generation, due));
-            }
-        }
-    }
-
-    fn deadline_fired(&mut self, key: usize, generation: u32, due: u64, now: u64) {
-        let Some(conn) = self.connections.get_mut(key) else {
-            return;
-        };
-        // Entries of a previous connection in this slot, or superseded by an earlier
-        // deadline, are stale: this is how the wheel's entries are cancelled.
-        if conn.generation != generation || conn.armed != due || conn.closing.is_some() {
-            return;
-        }
-        conn.armed = 0;
-        match conn.session.deadline(&self.config.deadlines) {
-            Some(deadline) if deadline <= now => self.close(key, CloseReason::Timeout),
-            _ => self.arm_deadline(key),
+        if conn.deadline_fired(entry, now, &self.config.deadlines, &mut self.wheel) {
+            self.close(key, CloseReason::Timeout);
         }
     }
 
@@ -328,21 +313,19 @@ impl Server {
             }
             self.next_generation = self.next_generation.wrapping_add(1);
             // The pre-PING deadline counts from accept, TLS handshake included.
-            let session = Session::new(accepted_at);
-            entry.insert(Connection::new(
+            let conn = entry.insert(Connection::new(
                 socket,
                 transport,
-                session,
+                accepted_at,
                 self.next_generation,
             ));
-            self.arm_deadline(key);
+            conn.arm_deadline(key, &self.config.deadlines, &mut self.wheel);
         }
     }
 
     fn close(&mut self, key: usize, reason: CloseReason) {
         if let Some(conn) = self.connections.get_mut(key) {
-            if conn.closing.is_none() {
-                conn.closing = Some(reason);
+            if conn.mark_closing(reason) {
                 self.closing.push(key);
             }
         }
@@ -352,12 +335,9 @@ impl Server {
     /// goodbye on the wire, frees the slot.
     fn reap(&mut self) {
         for key in std::mem::take(&mut self.closing) {
-            let mut conn = self.connections.remove(key);
-            let reason = conn.closing.unwrap_or(CloseReason::IoError);
-            conn.session.close(&mut self.hub);
-            conn.say_goodbye(reason);
-            let _ = self.poll.registry().deregister(&mut conn.socket);
-            self.stats.closed[reason as usize] += 1;
+            let conn = self.connections.remove(key);
+            let reason = conn.close(&mut self.hub, self.poll.registry());
+            self.stats.closed(reason);
             // A slot is free: accept again if we had stopped.
             self.out_of_fds = false;
         }
@@ -366,45 +346,18 @@ impl Server {
     fn shut_down(&mut self) -> String {
         let _ = self.poll.registry().deregister(self.listener.socket_mut());
         for (_, conn) in self.connections.iter_mut() {
-            conn.session.close(&mut self.hub);
-            conn.say_goodbye(CloseReason::Shutdown);
-            self.stats.closed[CloseReason::Shutdown as usize] += 1;
+            conn.mark_closing(CloseReason::Shutdown);
         }
-        self.connections.clear();
+        for conn in self.connections.drain() {
+            let reason = conn.close(&mut self.hub, self.poll.registry());
+            self.stats.closed(reason);
+        }
         self.stats_line()
     }
 
     /// One line of counters, for the periodic and the final statistics.
     pub fn stats_line(&self) -> String {
-        let s = &self.stats;
-        let mut line = format!(
-            "uptime={}s clients={} named={} channels={} accepted={} pdus_in={} messages={} closed:",
-            self.now() / 1000,
-            self.connections.len(),
-            self.hub.users(),
-            self.hub.channels(),
-            s.accepted,
-            s.pdus_in,
-            self.hub.messages(),
-        );
-        for reason in CloseReason::ALL {
-            let _ = write!(line, " {}={}", reason.name(), s.closed[reason as usize]);
-        }
-        if s.refused_no_fd > 0 {
-            let _ = write!(line, " refused_no_fd={}", s.refused_no_fd);
-        }
-        if let Some(kib) = rss_kib() {
-            let _ = write!(line, " rss_kib={kib}");
-        }
-        line
+        self.stats
+            .line(self.clock.now() / 1000, self.connections.len(), &self.hub)
     }
-}
-
-/// The process's resident set size, from /proc (Linux).
-fn rss_kib() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Some(pages * u64::try_from(page).ok()? / 1024)
 }
