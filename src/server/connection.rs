@@ -120,7 +120,9 @@ impl Connection {
     }
 
     /// Does up to `budget` units of work (a PDU in, a batch of answer PDUs out, a socket
-    /// read), then writes out what was produced.
+    /// read), then writes out what was produced. A PDU is handed to the session with the
+    /// time read after the socket read that completed it, never earlier, so that no
+    /// deadline it starts can fire early.
     pub fn turn(
         &mut self,
         hub: &mut Hub,
@@ -158,7 +160,7 @@ impl Connection {
         mut budget: usize,
         stats: &mut Stats,
     ) -> Result<Turn, CloseReason> {
-        let now = clock.now();
+        let mut now = clock.now();
         loop {
             // Backpressure: above the bound, neither produce nor read until it drains.
             if self.transport.queued() >= OUTPUT_BOUND {
@@ -192,7 +194,12 @@ impl Connection {
             if !self.readiness.can_read() {
                 return Ok(Turn::Idle);
             }
-            match self.transport.fill(&mut self.socket)? {
+            let fill = self.transport.fill(&mut self.socket)?;
+            if fill != Fill::Blocked {
+                // Bytes (or the peer's close) arrived after the turn began.
+                now = clock.now();
+            }
+            match fill {
                 Fill::Progress | Fill::Closed => {}
                 // After a hang-up hint, read on until EOF is seen rather than trust the
                 // short read (the FIN may already be queued behind the data).

@@ -64,7 +64,9 @@ pub struct Config {
 /// A timer-wheel entry: slab key, generation of the connection in that slot, due ms.
 type TimerKey = (usize, u32, u64);
 
-/// The reactor's clock: milliseconds since the server started, rounded down.
+/// The reactor's clock: milliseconds since the server started, rounded down. Read once per
+/// loop iteration for deadlines, and again by a connection after each socket read, so that
+/// a PDU is never stamped earlier than it arrived.
 pub struct Clock {
     start: Instant,
 }
@@ -211,7 +213,7 @@ impl Server {
             for entry in fired.drain(..) {
                 self.deadline_fired(entry, now);
             }
-            self.accept(now);
+            self.accept();
             self.start_sessions();
             self.reap();
             let interval = self.config.stats_interval;
@@ -262,7 +264,7 @@ impl Server {
     }
 
     /// Accepts waiting connections into the queue while there is room.
-    fn accept(&mut self, now: u64) {
+    fn accept(&mut self) {
         while self.listener_ready && !self.out_of_fds {
             if self.connections.len() + self.accept_queue.len() >= self.config.max_clients {
                 // Stay ready: accepting resumes when a connection closes.
@@ -271,7 +273,8 @@ impl Server {
             match self.listener.accept() {
                 Accepted::Stream(stream) => {
                     self.stats.accepted += 1;
-                    self.accept_queue.push_back((stream, now));
+                    // Read after the accept: the client connected before, never after.
+                    self.accept_queue.push_back((stream, self.clock.now()));
                 }
                 Accepted::Empty => self.listener_ready = false,
                 Accepted::OutOfDescriptors => {
