@@ -2,10 +2,20 @@
 //! session, its readiness and its deadline. The reactor hands it events, turns of work,
 //! fired deadlines and the order to close; everything the connection holds changes here.
 //!
+//! Closing is a lingering close (Apache's and nginx's): the connection writes out what it
+//! owes (what it produced; at a shutdown, the rest of a QUERY answer in flight), then
+//! close_notify, shuts down its write side, reads and discards what the client still
+//! sends until the client's EOF, and only then lets the reactor close the socket. Closing
+//! a socket with unread input makes the kernel send a reset and throw away output still
+//! queued, so the client would lose answers already sent. The whole close is bounded (see
+//! [`LINGER_MS`]): a client that never reads or never closes cannot hold its slot longer.
+//!
 //! Readiness is kept in user space (sozu's model, `readiness.rs`): the socket is
 //! registered once for reading and writing, an edge sets an event bit, and a bit is
 //! cleared only when the socket says `WouldBlock`. Pausing a connection for backpressure is
 //! therefore clearing an interest bit, and resuming needs no new edge and no `reregister`.
+
+use std::io::{self, Read};
 
 use mio::event::Event;
 use mio::net::TcpStream;
@@ -25,6 +35,13 @@ use kaichat_proto::timer_wheel::TimerWheel;
 const OUTPUT_BOUND: usize = 16 * 1024;
 /// PDUs of a QUERY answer produced per step.
 const ANSWER_BATCH: usize = 4;
+/// How long a closing connection may keep its slot, from the decision to close: to write
+/// what it owes, then to wait for the client's EOF. The close is given up at the first
+/// whole second of the reactor's clock at least this long after the decision, where the
+/// timer wheel fires exactly: so between 1 and 2 s (plus however late the loop runs).
+const LINGER_MS: u64 = 1000;
+/// Bytes read and thrown away per read while lingering.
+const DISCARD_CHUNK: usize = 4096;
 
 /// How a turn of work on a connection ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -33,6 +50,56 @@ pub enum Turn {
     Idle,
     /// The work budget ran out with work left: come back in the same loop.
     More,
+    /// The connection is closed: the reactor frees its slot at the end of the iteration.
+    Done,
+}
+
+/// What a fired deadline means for the connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Expiry {
+    /// Nothing: a stale entry, or the deadline moved later and was re-armed.
+    None,
+    /// The session's deadline passed: close it.
+    Timeout,
+    /// The bound on closing passed: free the slot now, whatever is left unsaid.
+    Abandon,
+}
+
+/// Where a connection is in its life.
+#[derive(Clone, Copy, Debug)]
+enum Stage {
+    /// Reading PDUs and answering them.
+    Open,
+    /// Closed by the server or the client: saying goodbye (see the module comment).
+    Lingering(Linger),
+    /// Nothing more to do; the slot is freed at the end of the loop iteration.
+    Done,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Linger {
+    reason: CloseReason,
+    /// The second of the reactor's clock at which the close is abandoned: the wheel's slots
+    /// are seconds anyway, and 4 bytes keep `Connection` small.
+    until_second: u32,
+    /// Everything owed is produced and close_notify queued; the session released its name
+    /// and channel.
+    said_goodbye: bool,
+    /// Everything is written and the write side shut down (the client reads EOF next).
+    write_shut: bool,
+    /// The client's EOF was read: nothing unread is left to make the kernel reset.
+    peer_eof: bool,
+}
+
+impl CloseReason {
+    /// Whether a QUERY answer in flight is finished before the goodbye. At a shutdown the
+    /// client may be reading it right now. QUIT, a rejected version or the peer's close
+    /// are only ever read once no answer is in flight. A deadline with an answer in flight
+    /// means the client stopped reading a whole idle period ago: it gets what was already
+    /// produced, and its name and channel are freed at once, as contract section 7 says.
+    fn finishes_answer(self) -> bool {
+        self == CloseReason::Shutdown
+    }
 }
 
 /// The connection's entry in the reactor's timer wheel. The wheel never removes an entry:
@@ -76,8 +143,7 @@ pub struct Connection {
     timer: Timer,
     /// On the reactor's list of connections whose turn ran out of budget.
     pending: bool,
-    /// Set once the connection is to be torn down at the end of the loop iteration.
-    closing: Option<CloseReason>,
+    stage: Stage,
 }
 
 impl Connection {
@@ -99,7 +165,7 @@ impl Connection {
                 armed: 0,
             },
             pending: false,
-            closing: None,
+            stage: Stage::Open,
         }
     }
 
@@ -120,14 +186,25 @@ impl Connection {
     }
 
     /// Does up to `budget` units of work (a PDU in, a batch of answer PDUs out, a socket
-    /// read), then writes out what was produced. A PDU is handed to the session with the
-    /// time read after the socket read that completed it, never earlier, so that no
-    /// deadline it starts can fire early.
-    pub fn turn(
+    /// read), then writes out what was produced; a closing connection goes on saying
+    /// goodbye. A PDU is handed to the session with the time read after the socket read
+    /// that completed it, never earlier, so that no deadline it starts can fire early.
+    pub fn turn(&mut self, hub: &mut Hub, clock: &Clock, budget: usize, stats: &mut Stats) -> Turn {
+        let mut budget = budget;
+        if let Stage::Open = self.stage {
+            match self.serve_open(hub, clock, &mut budget, stats) {
+                Ok(turn) => return turn,
+                Err(reason) => self.close(reason, clock.now(), stats),
+            }
+        }
+        self.linger(hub, &mut budget)
+    }
+
+    fn serve_open(
         &mut self,
         hub: &mut Hub,
         clock: &Clock,
-        budget: usize,
+        budget: &mut usize,
         stats: &mut Stats,
     ) -> Result<Turn, CloseReason> {
         let result = self.work(hub, clock, budget, stats);
@@ -157,7 +234,7 @@ impl Connection {
         &mut self,
         hub: &mut Hub,
         clock: &Clock,
-        mut budget: usize,
+        budget: &mut usize,
         stats: &mut Stats,
     ) -> Result<Turn, CloseReason> {
         let mut now = clock.now();
@@ -170,10 +247,10 @@ impl Connection {
                 }
                 self.readiness.resume_reading();
             }
-            if budget == 0 {
+            if *budget == 0 {
                 return Ok(Turn::More);
             }
-            budget -= 1;
+            *budget -= 1;
             if self.session.answering() {
                 self.session
                     .continue_answer(hub, ANSWER_BATCH, &mut self.transport);
@@ -214,9 +291,14 @@ impl Connection {
 
     // --- The deadline ---------------------------------------------------------------------
 
-    /// The first millisecond at which the connection's deadline has passed, if one runs.
+    /// The first millisecond at which the connection's deadline has passed, if one runs:
+    /// the session's while open, the bound on closing while lingering.
     fn deadline(&self, deadlines: &Deadlines) -> Option<u64> {
-        self.session.deadline(deadlines)
+        match self.stage {
+            Stage::Open => self.session.deadline(deadlines),
+            Stage::Lingering(linger) => Some(u64::from(linger.until_second) * 1000),
+            Stage::Done => None,
+        }
     }
 
     /// Arms a wheel entry for the connection's deadline, unless an earlier one is armed.
@@ -228,75 +310,157 @@ impl Connection {
         deadlines: &Deadlines,
         wheel: &mut TimerWheel<TimerKey>,
     ) {
-        if self.closing.is_some() {
-            return;
-        }
         if let Some(due) = self.deadline(deadlines) {
             self.timer.arm(key, due, wheel);
         }
     }
 
-    /// A wheel entry of slot `key` fired at `now`. True when it is this connection's live
-    /// entry and its deadline has passed; a live entry whose deadline moved later (a PDU
-    /// came since) is re-armed.
+    /// A wheel entry of slot `key` fired at `now`. If it is this connection's live entry,
+    /// either its deadline has passed, or it moved later (a PDU came since) and is
+    /// re-armed.
     pub fn deadline_fired(
         &mut self,
         (key, generation, due): TimerKey,
         now: u64,
         deadlines: &Deadlines,
         wheel: &mut TimerWheel<TimerKey>,
-    ) -> bool {
-        if !self.timer.fired(generation, due) || self.closing.is_some() {
-            return false;
+    ) -> Expiry {
+        if !self.timer.fired(generation, due) {
+            return Expiry::None;
         }
-        match self.deadline(deadlines) {
-            Some(deadline) if deadline <= now => true,
+        match (self.deadline(deadlines), self.stage) {
+            (Some(deadline), Stage::Open) if deadline <= now => Expiry::Timeout,
+            (Some(deadline), _) if deadline <= now => {
+                self.stage = Stage::Done;
+                Expiry::Abandon
+            }
             _ => {
                 self.arm_deadline(key, deadlines, wheel);
-                false
+                Expiry::None
             }
         }
     }
 
     // --- Closing --------------------------------------------------------------------------
 
-    /// Marks the connection for closing at the end of the loop iteration; false if it was
-    /// already (the first reason counts).
-    pub fn mark_closing(&mut self, reason: CloseReason) -> bool {
-        if self.closing.is_some() {
-            return false;
+    /// Closes the connection for `reason`, decided at `now`: counts it, and starts saying
+    /// goodbye, which the next turn carries on. Nothing if it is closing already (the
+    /// first reason counts).
+    pub fn close(&mut self, reason: CloseReason, now: u64, stats: &mut Stats) {
+        if !matches!(self.stage, Stage::Open) {
+            return;
         }
-        self.closing = Some(reason);
-        true
+        stats.closed(reason);
+        self.stage = Stage::Lingering(Linger {
+            reason,
+            until_second: u32::try_from(now.saturating_add(LINGER_MS).div_ceil(1000))
+                .unwrap_or(u32::MAX),
+            said_goodbye: false,
+            write_shut: false,
+            peer_eof: false,
+        });
+        // Input is read from now on whatever the backpressure, to be thrown away.
+        self.readiness.resume_reading();
     }
 
-    /// Whether the connection is marked for closing.
-    pub fn is_closing(&self) -> bool {
-        self.closing.is_some()
+    /// Whether the connection has nothing more to do and waits for its slot to be freed.
+    pub fn is_done(&self) -> bool {
+        matches!(self.stage, Stage::Done)
     }
 
-    /// Tears the connection down: releases what its session held in the hub (its name,
-    /// its channel), says goodbye on the wire, deregisters the socket. Returns the reason
-    /// it was marked with.
-    pub fn close(mut self, hub: &mut Hub, registry: &Registry) -> CloseReason {
-        let reason = self.closing.unwrap_or(CloseReason::IoError);
+    /// One turn of a lingering close: produce what is owed, write it, shut the write side,
+    /// and discard input until the client's EOF. `Done` once all of that happened, or the
+    /// socket failed; said once, when it happens.
+    fn linger(&mut self, hub: &mut Hub, budget: &mut usize) -> Turn {
+        let Stage::Lingering(mut linger) = self.stage else {
+            return Turn::Idle;
+        };
+        // A failure of the socket ends the close: nothing more can be said on it.
+        let turn = self
+            .say_goodbye(&mut linger, hub, budget)
+            .unwrap_or(Turn::Done);
+        self.stage = match turn {
+            Turn::Done => {
+                // Releases the name and channel if the goodbye was never reached.
+                self.session.close(hub);
+                Stage::Done
+            }
+            _ => Stage::Lingering(linger),
+        };
+        turn
+    }
+
+    fn say_goodbye(
+        &mut self,
+        linger: &mut Linger,
+        hub: &mut Hub,
+        budget: &mut usize,
+    ) -> Result<Turn, CloseReason> {
+        if linger.reason == CloseReason::IoError {
+            // The socket is broken: nothing can be said on it.
+            return Err(CloseReason::IoError);
+        }
+        // 1. What is owed: the rest of an answer in flight, under the same output bound,
+        //    then close_notify (after a TLS error, the alert rustls queued instead).
+        while !linger.said_goodbye {
+            if self.session.answering() && linger.reason.finishes_answer() {
+                if self.transport.queued() >= OUTPUT_BOUND && !self.flush()? {
+                    break;
+                }
+                if *budget == 0 {
+                    return Ok(Turn::More);
+                }
+                *budget -= 1;
+                self.session
+                    .continue_answer(hub, ANSWER_BATCH, &mut self.transport);
+                continue;
+            }
+            // Everything owed is produced: the name and the channel are free from here.
+            self.session.close(hub);
+            if linger.reason != CloseReason::TlsError {
+                self.transport.close_notify();
+            }
+            linger.said_goodbye = true;
+        }
+        // 2. Write it out, then shut the write side: the client reads close_notify and EOF.
+        if linger.said_goodbye && !linger.write_shut && self.flush()? {
+            self.socket
+                .shutdown(std::net::Shutdown::Write)
+                .map_err(|_| CloseReason::IoError)?;
+            self.readiness.stop_writing();
+            linger.write_shut = true;
+        }
+        // 3. Read and throw away what the client still sends, until its EOF: unread input
+        //    at close would make the kernel reset the connection and drop our output.
+        while !linger.peer_eof && self.readiness.can_read() {
+            if *budget == 0 {
+                return Ok(Turn::More);
+            }
+            *budget -= 1;
+            let mut discard = [0u8; DISCARD_CHUNK];
+            match self.socket.read(&mut discard) {
+                Ok(0) => linger.peer_eof = true,
+                Ok(n) if n < DISCARD_CHUNK && !self.readiness.hung_up() => {
+                    self.readiness.read_drained()
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readiness.read_drained(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Err(CloseReason::IoError),
+            }
+        }
+        if linger.write_shut && linger.peer_eof {
+            return Ok(Turn::Done);
+        }
+        Ok(Turn::Idle)
+    }
+
+    /// Frees what the connection still holds: its session's name and channel (a no-op if
+    /// the goodbye released them already), and the socket's registration. The socket
+    /// closes when the connection is dropped.
+    pub fn release(mut self, hub: &mut Hub, registry: &Registry) {
         self.session.close(hub);
-        self.say_goodbye(reason);
         let _ = registry.deregister(&mut self.socket);
-        reason
-    }
-
-    /// Last words before the socket closes: a TLS close_notify (or the alert rustls queued
-    /// after an error), written if the socket takes it.
-    fn say_goodbye(&mut self, reason: CloseReason) {
-        if !matches!(reason, CloseReason::TlsError | CloseReason::IoError) {
-            self.transport.close_notify();
-        }
-        if reason != CloseReason::IoError {
-            // Written even without a writable edge: this is the last chance.
-            let _ = self.transport.flush(&mut self.socket);
-        }
-        let _ = self.socket.shutdown(std::net::Shutdown::Write);
     }
 }
 
@@ -310,7 +474,8 @@ mod tests {
     #[test]
     fn connection_state_is_small() {
         let size = std::mem::size_of::<Connection>();
-        // 168 bytes on x86_64 today: socket, boxed transport, session, readiness, timer.
+        // 176 bytes on x86_64 today: socket, boxed transport, session, readiness, timer, and
+        // the stage of a lingering close (8 bytes: its reason, flags and bound in seconds).
         assert!(size <= 176, "Connection grew to {size} bytes");
     }
 }

@@ -9,7 +9,10 @@
 //! 4. fire due deadlines;
 //! 5. accept into a queue and start a bounded number of new sessions (TLS handshakes cost
 //!    about 100 µs each, so a connection storm must not starve established clients);
-//! 6. tear down the connections marked closing, in one place.
+//! 6. free the slots of the connections that finished closing, in one place.
+//!
+//! A connection that closes says goodbye over several turns (a lingering close, in
+//! `connection.rs`) and keeps its slot until then, for at most about two seconds.
 
 mod connection;
 mod listener;
@@ -28,7 +31,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::transport::Transport;
-use connection::{Connection, Turn};
+use connection::{Connection, Expiry, Turn};
 use kaichat_proto::hub::Hub;
 use kaichat_proto::session::Deadlines;
 use kaichat_proto::timer_wheel::TimerWheel;
@@ -43,6 +46,9 @@ const LISTENER: Token = Token(usize::MAX - 2);
 const TURN_BUDGET: usize = 32;
 /// New sessions (TLS handshakes) started per loop iteration.
 const NEW_SESSIONS_PER_ITERATION: usize = 16;
+/// After a shutdown request, how long the loop still runs for clients to take their
+/// pending output and close_notify, at most.
+const SHUTDOWN_GRACE_MS: u64 = 1000;
 /// Descriptors kept back from `--max-clients`'s default for the listener, the poll, the
 /// shutdown waker, the EMFILE spare and standard streams.
 pub const RESERVED_FDS: u64 = 32;
@@ -122,7 +128,10 @@ pub struct Server {
     out_of_fds: bool,
     /// Connections whose turn ran out of budget with work left.
     pending: Vec<usize>,
-    closing: Vec<usize>,
+    /// Connections done closing, whose slots are freed at the end of the iteration.
+    released: Vec<usize>,
+    /// Once shutting down: the millisecond at which the loop stops waiting for goodbyes.
+    stop_at: Option<u64>,
     next_generation: u32,
     clock: Clock,
     stats: Stats,
@@ -152,7 +161,8 @@ impl Server {
             listener_ready: false,
             out_of_fds: false,
             pending: Vec::new(),
-            closing: Vec::new(),
+            released: Vec::new(),
+            stop_at: None,
             next_generation: 0,
             clock: Clock::new(),
             stats: Stats::default(),
@@ -171,7 +181,8 @@ impl Server {
     }
 
     /// Runs until its [`Shutdown`] handle is triggered, then closes every client with a TLS
-    /// close_notify and returns the final statistics line.
+    /// close_notify, gives them up to a second to take their output, and returns the final
+    /// statistics line.
     pub fn run(&mut self) -> io::Result<String> {
         let mut events = Events::with_capacity(1024);
         let mut fired = Vec::new();
@@ -196,8 +207,8 @@ impl Server {
                     }
                 }
             }
-            if self.shutdown.requested.load(Ordering::Acquire) {
-                return Ok(self.shut_down());
+            if self.stop_at.is_none() && self.shutdown.requested.load(Ordering::Acquire) {
+                self.begin_shutdown(now);
             }
             for key in std::mem::take(&mut self.pending) {
                 if let Some(conn) = self.connections.get_mut(key) {
@@ -213,9 +224,16 @@ impl Server {
             for entry in fired.drain(..) {
                 self.deadline_fired(entry, now);
             }
-            self.accept();
-            self.start_sessions();
+            if self.stop_at.is_none() {
+                self.accept();
+                self.start_sessions();
+            }
             self.reap();
+            if let Some(stop_at) = self.stop_at {
+                if self.connections.is_empty() || self.clock.now() >= stop_at {
+                    return Ok(self.finish_shutdown());
+                }
+            }
             let interval = self.config.stats_interval;
             if interval > 0 && now >= last_stats + interval.saturating_mul(1000) {
                 last_stats = now;
@@ -225,12 +243,19 @@ impl Server {
     }
 
     /// Zero while work is pending; otherwise until the next whole second, when the wheel's
-    /// next slot is due.
+    /// next slot is due, or the end of a shutdown's grace if that comes first.
     fn poll_timeout(&self) -> Duration {
         if !self.pending.is_empty() || !self.accept_queue.is_empty() {
             return Duration::ZERO;
         }
-        self.clock.until_next_second()
+        let second = self.clock.until_next_second();
+        match self.stop_at {
+            Some(stop_at) => {
+                let left = Duration::from_millis(stop_at.saturating_sub(self.clock.now()));
+                second.min(left)
+            }
+            None => second,
+        }
     }
 
     /// Gives connection `key` a turn of work, then re-arms its deadline.
@@ -238,17 +263,17 @@ impl Server {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
-        if conn.is_closing() {
+        if conn.is_done() {
             return;
         }
         match conn.turn(&mut self.hub, &self.clock, TURN_BUDGET, &mut self.stats) {
-            Ok(Turn::Idle) => {}
-            Ok(Turn::More) => {
+            Turn::Idle => {}
+            Turn::More => {
                 if conn.list_pending() {
                     self.pending.push(key);
                 }
             }
-            Err(reason) => return self.close(key, reason),
+            Turn::Done => return self.released.push(key),
         }
         conn.arm_deadline(key, &self.config.deadlines, &mut self.wheel);
     }
@@ -258,8 +283,11 @@ impl Server {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
-        if conn.deadline_fired(entry, now, &self.config.deadlines, &mut self.wheel) {
-            self.close(key, CloseReason::Timeout);
+        match conn.deadline_fired(entry, now, &self.config.deadlines, &mut self.wheel) {
+            Expiry::None => {}
+            Expiry::Timeout => self.close(key, CloseReason::Timeout),
+            // The bound on closing: a client that does not read or does not close.
+            Expiry::Abandon => self.released.push(key),
         }
     }
 
@@ -326,34 +354,46 @@ impl Server {
         }
     }
 
+    /// Closes connection `key` for a reason decided outside its turn (a deadline, a
+    /// shutdown), and gives it a turn to start saying goodbye.
     fn close(&mut self, key: usize, reason: CloseReason) {
         if let Some(conn) = self.connections.get_mut(key) {
-            if conn.mark_closing(reason) {
-                self.closing.push(key);
-            }
+            conn.close(reason, self.clock.now(), &mut self.stats);
+            self.serve(key);
         }
     }
 
-    /// Tears down the connections marked closing: releases their name and channel, says
-    /// goodbye on the wire, frees the slot.
+    /// Frees the slots of the connections done closing (or given up on): releases what
+    /// they still hold and closes their sockets.
     fn reap(&mut self) {
-        for key in std::mem::take(&mut self.closing) {
-            let conn = self.connections.remove(key);
-            let reason = conn.close(&mut self.hub, self.poll.registry());
-            self.stats.closed(reason);
+        for key in std::mem::take(&mut self.released) {
+            if let Some(conn) = self.connections.try_remove(key) {
+                conn.release(&mut self.hub, self.poll.registry());
+            }
             // A slot is free: accept again if we had stopped.
             self.out_of_fds = false;
         }
     }
 
-    fn shut_down(&mut self) -> String {
+    /// Stops accepting and closes every connection; the loop runs on until they are done
+    /// saying goodbye or the grace is over.
+    fn begin_shutdown(&mut self, now: u64) {
         let _ = self.poll.registry().deregister(self.listener.socket_mut());
-        for (_, conn) in self.connections.iter_mut() {
-            conn.mark_closing(CloseReason::Shutdown);
+        self.listener_ready = false;
+        // Accepted but never served: these clients see the connection closed.
+        self.accept_queue.clear();
+        self.stop_at = Some(now.saturating_add(SHUTDOWN_GRACE_MS));
+        let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.close(key, CloseReason::Shutdown);
         }
+    }
+
+    /// Frees every connection still there when the grace is over, and returns the final
+    /// statistics line.
+    fn finish_shutdown(&mut self) -> String {
         for conn in self.connections.drain() {
-            let reason = conn.close(&mut self.hub, self.poll.registry());
-            self.stats.closed(reason);
+            conn.release(&mut self.hub, self.poll.registry());
         }
         self.stats_line()
     }

@@ -57,7 +57,8 @@ impl std::ops::BitAnd for Ready {
 pub struct Readiness {
     /// Reported by the poll and not yet used up.
     pub event: Ready,
-    /// Wanted by the connection: reading unless paused, writing unless shut down.
+    /// Wanted by the connection: reading unless paused for backpressure, writing until
+    /// the write side is shut down.
     pub interest: Ready,
 }
 
@@ -106,6 +107,12 @@ impl Readiness {
         self.interest.insert(Ready::READABLE);
     }
 
+    /// The write side is shut down (a closing connection said all it had to say): nothing
+    /// will be written again.
+    pub fn stop_writing(&mut self) {
+        self.interest.remove(Ready::WRITABLE);
+    }
+
     /// Whether a read may be tried now: reported readable and wanted.
     pub fn can_read(&self) -> bool {
         (self.event & self.interest).contains(Ready::READABLE)
@@ -141,6 +148,9 @@ mod tests {
         r.read_drained();
         assert!(!r.can_read());
         r.write_blocked();
+        assert!(!r.can_write());
+        r.event = Ready::WRITABLE;
+        r.stop_writing();
         assert!(!r.can_write());
     }
 }
