@@ -73,7 +73,7 @@ type TimerKey = (usize, u32, u64);
 /// The reactor's clock: milliseconds since the server started, rounded down. Read once per
 /// loop iteration for deadlines, and again by a connection after each socket read, so that
 /// a PDU is never stamped earlier than it arrived.
-pub struct Clock {
+pub(crate) struct Clock {
     start: Instant,
 }
 

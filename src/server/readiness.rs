@@ -56,10 +56,10 @@ impl std::ops::BitAnd for Ready {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Readiness {
     /// Reported by the poll and not yet used up.
-    pub event: Ready,
+    event: Ready,
     /// Wanted by the connection: reading unless paused for backpressure, writing until
     /// the write side is shut down.
-    pub interest: Ready,
+    interest: Ready,
 }
 
 impl Readiness {
