@@ -12,7 +12,9 @@
 //! 6. free the slots of the connections that finished closing, in one place.
 //!
 //! A connection that closes says goodbye over several turns (a lingering close, in
-//! `connection.rs`) and keeps its slot until then, for at most about two seconds.
+//! `connection.rs`) and keeps its slot until then, for at most about two seconds. A
+//! shutdown request closes every connection so, stops accepting, and lets the loop run for
+//! at most one more second.
 
 mod connection;
 mod listener;
