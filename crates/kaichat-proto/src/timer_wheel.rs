@@ -13,12 +13,19 @@
 //! works.
 //!
 //! The wheel never reads a clock: time is a number of milliseconds passed in by the caller.
+//!
+//! Memory follows the entries: a slot whose entries fired keeps at most a few times what it
+//! still holds, so the room taken by a burst of deadlines (10,000 connections arriving in
+//! one second all expire in one slot) is given back when they fire, not kept for good.
 
 /// Number of slots: a power of two above the default deadlines (30 s and 120 s), so those
 /// never wait a full revolution.
 const SLOTS: usize = 256;
 /// Milliseconds per slot.
 const SLOT_MS: u64 = 1000;
+/// Entries a slot keeps room for whatever it holds: below this, shrinking saves too little
+/// to be worth a reallocation (256 slots × 16 × 24 bytes is 96 KiB for the server's keys).
+const SLOT_MIN_CAPACITY: usize = 16;
 
 struct Entry<K> {
     /// The millisecond at or after which the entry fires.
@@ -82,6 +89,11 @@ impl<K: Copy> TimerWheel<K> {
                 !due
             });
             self.len -= before - slot.len();
+            // Give back what a burst left: at a quarter full, halve. The 4x hysteresis
+            // keeps the cost amortized O(1) per entry under any pattern of arrivals.
+            if slot.capacity() > SLOT_MIN_CAPACITY && slot.len() < slot.capacity() / 4 {
+                slot.shrink_to((slot.len() * 2).max(SLOT_MIN_CAPACITY));
+            }
         }
         self.second = second;
     }
@@ -94,6 +106,12 @@ impl<K: Copy> TimerWheel<K> {
     /// Number of entries armed, live or stale.
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Entries the slots have room for without reallocating: what the wheel's memory is
+    /// sized by.
+    pub fn capacity(&self) -> usize {
+        self.slots.iter().map(Vec::capacity).sum()
     }
 
     /// Whether no entry is armed.

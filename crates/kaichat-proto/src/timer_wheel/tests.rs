@@ -111,3 +111,58 @@ fn cancel_by_invalidation_of_a_reused_slot() {
     let live_generation = 2;
     assert!(fired.iter().all(|&(_, gen)| gen != live_generation));
 }
+
+#[test]
+fn a_burst_of_entries_gives_its_room_back_when_it_fires() {
+    // 10,000 deadlines in one second (a connection storm), then steady traffic of a few
+    // entries per second: the slot that held the burst does not keep room for 10,000.
+    let mut wheel = TimerWheel::new(0);
+    let idle = wheel.capacity();
+    for key in 0..10_000 {
+        wheel.arm(5000, key);
+    }
+    assert!(wheel.capacity() >= 10_000);
+    assert_eq!(advance(&mut wheel, 5000).len(), 10_000);
+    assert!(
+        wheel.capacity() <= idle + SLOT_MIN_CAPACITY,
+        "room for {} entries kept after the burst fired",
+        wheel.capacity()
+    );
+    // Steady churn, 3 entries a second for two revolutions: every slot stays small.
+    let mut now = 5000;
+    let mut key = 0;
+    for _ in 0..2 * SLOTS {
+        for _ in 0..3 {
+            wheel.arm(now + 30_000, key);
+            key += 1;
+        }
+        now += SLOT_MS;
+        wheel.advance(now, &mut Vec::new());
+    }
+    assert!(
+        wheel.capacity() <= SLOTS * SLOT_MIN_CAPACITY,
+        "{}",
+        wheel.capacity()
+    );
+}
+
+#[test]
+fn a_slot_that_shrank_keeps_its_later_entries() {
+    // Shrinking happens after the due entries left: the entries of a later revolution
+    // that share the slot stay, in room enough for them.
+    let revolution = SLOTS as u64 * SLOT_MS;
+    let mut wheel = TimerWheel::new(0);
+    for key in 0..1000 {
+        wheel.arm(5000, key);
+    }
+    for key in 1000..1100 {
+        wheel.arm(5000 + revolution, key);
+    }
+    assert_eq!(advance(&mut wheel, 5000).len(), 1000);
+    assert_eq!(wheel.len(), 100);
+    assert!(wheel.capacity() < 1000);
+    assert_eq!(
+        advance(&mut wheel, 5000 + revolution),
+        (1000..1100).collect::<Vec<_>>()
+    );
+}
