@@ -123,11 +123,16 @@ impl Timer {
         }
     }
 
+    /// Whether the entry of `generation` due at `due` is the live one.
+    fn is_live(&self, generation: u32, due: u64) -> bool {
+        self.generation == generation && self.armed == due
+    }
+
     /// Whether a fired entry is the live one; it is then used up. Entries of a previous
     /// connection in this slab slot, or superseded by an earlier deadline, are stale: this
     /// is how the wheel's entries are cancelled.
     fn fired(&mut self, generation: u32, due: u64) -> bool {
-        let live = self.generation == generation && self.armed == due;
+        let live = self.is_live(generation, due);
         if live {
             self.armed = 0;
         }
@@ -313,6 +318,12 @@ impl Connection {
         if let Some(due) = self.deadline(deadlines) {
             self.timer.arm(key, due, wheel);
         }
+    }
+
+    /// Whether `entry` (of this connection's slab slot) is its live wheel entry; every
+    /// other entry of the slot is stale and may be dropped from the wheel.
+    pub fn holds_timer(&self, (_, generation, due): TimerKey) -> bool {
+        self.timer.is_live(generation, due)
     }
 
     /// A wheel entry of slot `key` fired at `now`. If it is this connection's live entry,

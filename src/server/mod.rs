@@ -52,6 +52,9 @@ const NEW_SESSIONS_PER_ITERATION: usize = 16;
 pub const DEFAULT_HISTORY: usize = 1000;
 /// Last entries shown to a joiner unless configured (`--replay`).
 pub const DEFAULT_REPLAY: usize = 20;
+/// Entries the slab, the accept queue and the list of fired deadlines keep room for
+/// whatever they hold; above it, what a burst left is given back (`give_back_memory`).
+const MIN_RETAINED: usize = 1024;
 /// After a shutdown request, how long the loop still runs for clients to take their
 /// pending output and close_notify, at most.
 const SHUTDOWN_GRACE_MS: u64 = 1000;
@@ -222,6 +225,7 @@ impl Server {
             if now / 1000 > self.wheel.now() / 1000 {
                 // A new second: retry accepting after running out of descriptors.
                 self.out_of_fds = false;
+                self.give_back_memory(&mut fired);
             }
             self.wheel.advance(now, &mut fired);
             for entry in fired.drain(..) {
@@ -375,6 +379,41 @@ impl Server {
             }
             // A slot is free: accept again if we had stopped.
             self.out_of_fds = false;
+        }
+    }
+
+    /// Shrinks what a burst of connections grew and has since left mostly empty: the slab,
+    /// the accept queue, the list of fired deadlines, and the wheel (whose slots also
+    /// shrink as they fire). Called once a second; cheap when there is nothing to give
+    /// back. Each shrinks only well below its capacity, so steady churn never reallocates
+    /// in a loop.
+    fn give_back_memory(&mut self, fired: &mut Vec<TimerKey>) {
+        // A closed connection's wheel entry stays until it comes due, up to an idle
+        // timeout away (2 minutes by default). Once the stale entries outnumber the live
+        // ones (one per connection at most), drop them all: O(entries), paid for by the
+        // stale entries made since the last time.
+        if self.wheel.len() > 2 * self.connections.len() + MIN_RETAINED {
+            let connections = &self.connections;
+            self.wheel.retain(|&entry| {
+                connections
+                    .get(entry.0)
+                    .is_some_and(|conn| conn.holds_timer(entry))
+            });
+        }
+        // Only the vacant slots above the highest connection can go (keys are tokens and
+        // wheel entries: they never move), and the slab then refills its lowest vacant
+        // keys first, so a burst's slots go once the burst is gone.
+        if self.connections.capacity() > MIN_RETAINED
+            && self.connections.len() < self.connections.capacity() / 4
+        {
+            self.connections.shrink_to_fit();
+        }
+        let queue = &mut self.accept_queue;
+        if queue.capacity() > MIN_RETAINED && queue.len() < queue.capacity() / 4 {
+            queue.shrink_to(queue.len() * 2);
+        }
+        if fired.capacity() > MIN_RETAINED && fired.is_empty() {
+            fired.shrink_to(MIN_RETAINED);
         }
     }
 

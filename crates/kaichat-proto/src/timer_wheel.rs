@@ -98,6 +98,20 @@ impl<K: Copy> TimerWheel<K> {
         self.second = second;
     }
 
+    /// Keeps only the entries for which `live` is true, and shrinks the slots to fit what
+    /// is left. O(entries): for an owner whose entries are mostly stale (cancelled by
+    /// invalidation, their connections long gone), to give their room back before they
+    /// come due, which may be minutes away.
+    pub fn retain(&mut self, mut live: impl FnMut(&K) -> bool) {
+        for slot in &mut self.slots {
+            slot.retain(|entry| live(&entry.key));
+            if slot.capacity() > SLOT_MIN_CAPACITY && slot.len() < slot.capacity() / 2 {
+                slot.shrink_to((slot.len() * 2).max(SLOT_MIN_CAPACITY));
+            }
+        }
+        self.len = self.slots.iter().map(Vec::len).sum();
+    }
+
     /// The latest time the wheel was advanced to, in milliseconds.
     pub fn now(&self) -> u64 {
         self.now

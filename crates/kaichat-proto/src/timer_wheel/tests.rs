@@ -166,3 +166,22 @@ fn a_slot_that_shrank_keeps_its_later_entries() {
         (1000..1100).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn retain_drops_stale_entries_and_their_room_and_keeps_the_live_ones() {
+    let mut wheel = TimerWheel::new(0);
+    // 10,000 entries due in 30 s, of which only the even keys below 100 are still live.
+    for key in 0..10_000u32 {
+        wheel.arm(30_000, key);
+    }
+    wheel.arm(2000, 1_000_000);
+    wheel.retain(|&key| key == 1_000_000 || (key < 100 && key % 2 == 0));
+    assert_eq!(wheel.len(), 51);
+    assert!(wheel.capacity() < 1000, "{}", wheel.capacity());
+    assert_eq!(advance(&mut wheel, 2000), vec![1_000_000]);
+    assert_eq!(
+        advance(&mut wheel, 30_000),
+        (0..100).step_by(2).collect::<Vec<_>>()
+    );
+    assert!(wheel.is_empty());
+}
