@@ -14,6 +14,24 @@ use kaichat_proto::session::Deadlines;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's options, read before `main` (the `_rjem_` prefix is tikv-jemalloc-sys's, on
+/// by default). jemalloc returns freed pages to the system only as it "decays" them, and by
+/// default only while the program allocates, over 10 s: a server idle after a burst of
+/// connections kept the burst's memory for good (17 MiB after 10,000 idle connections).
+/// A background thread now purges what has been unused for about a second; it sleeps
+/// while there is nothing to purge, and takes the `madvise` calls off the reactor's
+/// thread. Muzzy decay (MADV_FREE) is off: such pages still count in RSS until the
+/// kernel is short of memory. `_RJEM_MALLOC_CONF` in the environment overrides these.
+#[export_name = "_rjem_malloc_conf"]
+#[allow(non_upper_case_globals)]
+pub static malloc_conf: Option<&'static std::ffi::c_char> = Some(
+    // SAFETY: the first byte of a C string literal, which lives as long as the program.
+    unsafe {
+        &*c"background_thread:true,max_background_threads:1,dirty_decay_ms:1000,muzzy_decay_ms:0"
+            .as_ptr()
+    },
+);
+
 /// The protocol's port (contract section 1).
 const DEFAULT_PORT: u16 = 29200;
 /// The longest deadline or interval accepted, a year. Longer means "never" in practice, which

@@ -220,6 +220,30 @@ impl Server {
         (self.cpu_time() - before).as_secs_f64() / window.as_secs_f64()
     }
 
+    /// The server's resident set size in KiB, from /proc/PID/status.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/PID/status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+            .expect("VmRSS in /proc/PID/status")
+    }
+
+    /// The value of `name=` in the last statistics line on stderr (`--stats-interval` or the
+    /// final line), if there is one.
+    pub fn last_stat(&self, name: &str) -> Option<u64> {
+        stat_in(
+            self.stderr()
+                .lines()
+                .rev()
+                .find(|l| l.contains(" stats: ") || l.contains(" shut down: "))?,
+            name,
+        )
+    }
+
     /// Panics if the process has exited (crashed).
     pub fn assert_running(&mut self) {
         let child = self.child.as_mut().expect("server process");
@@ -342,6 +366,18 @@ pub fn run_to_exit(args: &[&str], timeout: Duration) -> (Option<i32>, String, bo
     (status.code(), err, timed_out)
 }
 
+/// The value of `name=` in a statistics line (`accepted=12` gives 12 for `accepted`).
+pub fn stat_in(line: &str, name: &str) -> Option<u64> {
+    line.split_whitespace()
+        .find_map(|field| field.strip_prefix(name)?.strip_prefix('='))
+        .and_then(|value| {
+            value
+                .trim_end_matches(|c: char| !c.is_ascii_digit())
+                .parse()
+                .ok()
+        })
+}
+
 // ---------------------------------------------------------------------------------------
 // The client
 // ---------------------------------------------------------------------------------------
@@ -427,6 +463,16 @@ impl TestClient {
     ) -> TestClient {
         let tcp = connect_tcp(addr);
         let conn = ClientConnection::new(config, name).expect("client connection");
+        TestClient::with(Transport::Tls(Box::new(StreamOwned::new(conn, tcp))))
+    }
+
+    /// TCP from the local address `source` (say 127.0.0.2, to look like another host to
+    /// the server's per-address limits) + TLS.
+    pub fn connect_tls_from(source: std::net::IpAddr, addr: SocketAddr) -> TestClient {
+        let tcp = connect_tcp_from(source, addr)
+            .unwrap_or_else(|e| panic!("connect from {source} to {addr}: {e}"));
+        let name = ServerName::try_from("localhost").unwrap();
+        let conn = ClientConnection::new(tls_config(), name).expect("client connection");
         TestClient::with(Transport::Tls(Box::new(StreamOwned::new(conn, tcp))))
     }
 
@@ -774,6 +820,23 @@ fn connect_tcp(addr: SocketAddr) -> TcpStream {
     tcp.set_read_timeout(Some(ANSWER)).unwrap();
     tcp.set_write_timeout(Some(ANSWER)).unwrap();
     tcp
+}
+
+/// A TCP connection from the local address `source` (port chosen by the system), with the
+/// same options and timeouts as [`TestClient`]'s.
+pub fn connect_tcp_from(source: std::net::IpAddr, addr: SocketAddr) -> io::Result<TcpStream> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.bind(&SocketAddr::new(source, 0).into())?;
+    socket.connect_timeout(&addr.into(), ANSWER)?;
+    let tcp: TcpStream = socket.into();
+    tcp.set_nodelay(true)?;
+    tcp.set_read_timeout(Some(ANSWER))?;
+    tcp.set_write_timeout(Some(ANSWER))?;
+    Ok(tcp)
 }
 
 /// (sender, text) of a RECEIVE_MESSAGE.
