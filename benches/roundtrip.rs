@@ -42,6 +42,7 @@ impl BenchServer {
             replay: DEFAULT_REPLAY,
             max_clients: 64,
             stats_interval: 0,
+            limits: kaichat::server::AddressLimits::default(),
         };
         let mut server = Server::bind(config).expect("cannot bind the bench server on 127.0.0.1");
         let addr = server.local_addr().expect("bound address");

@@ -31,6 +31,7 @@ fn start_server(tls: bool) -> std::net::SocketAddr {
         replay: DEFAULT_REPLAY,
         max_clients: 1000,
         stats_interval: 0,
+        limits: kaichat::server::AddressLimits::default(),
     })
     .expect("bind");
     let addr = server.local_addr().unwrap();

@@ -343,6 +343,7 @@ fn main() -> ExitCode {
         replay: args.replay,
         max_clients,
         stats_interval: args.stats_interval,
+        limits: kaichat::server::AddressLimits::default(),
     };
     let (mut server, addr) = match bind_first(config, &candidates) {
         Ok(bound) => bound,

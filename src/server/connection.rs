@@ -22,6 +22,7 @@ use mio::net::TcpStream;
 use mio::Registry;
 use rustls::ServerConnection;
 
+use super::admission::Claim;
 use super::readiness::Readiness;
 use super::stats::{CloseReason, Stats};
 use super::{Clock, TimerKey};
@@ -149,6 +150,8 @@ pub struct Connection {
     /// On the reactor's list of connections whose turn ran out of budget.
     pending: bool,
     stage: Stage,
+    /// Its place in its address's count (per-address limits), given back on release.
+    claim: Option<Claim>,
 }
 
 impl Connection {
@@ -159,6 +162,7 @@ impl Connection {
         transport: Transport<ServerConnection>,
         accepted_at: u64,
         generation: u32,
+        claim: Option<Claim>,
     ) -> Connection {
         Connection {
             socket,
@@ -171,6 +175,7 @@ impl Connection {
             },
             pending: false,
             stage: Stage::Open,
+            claim,
         }
     }
 
@@ -467,11 +472,13 @@ impl Connection {
     }
 
     /// Frees what the connection still holds: its session's name and channel (a no-op if
-    /// the goodbye released them already), and the socket's registration. The socket
-    /// closes when the connection is dropped.
-    pub fn release(mut self, hub: &mut Hub, registry: &Registry) {
+    /// the goodbye released them already), and the socket's registration; returns its
+    /// place in its address's count, for the reactor to give back. The socket closes when
+    /// the connection is dropped.
+    pub fn release(mut self, hub: &mut Hub, registry: &Registry) -> Option<Claim> {
         self.session.close(hub);
         let _ = registry.deregister(&mut self.socket);
+        self.claim
     }
 }
 
@@ -485,8 +492,10 @@ mod tests {
     #[test]
     fn connection_state_is_small() {
         let size = std::mem::size_of::<Connection>();
-        // 176 bytes on x86_64 today: socket, boxed transport, session, readiness, timer, and
-        // the stage of a lingering close (8 bytes: its reason, flags and bound in seconds).
+        // 176 bytes on x86_64 today: socket, boxed transport, session, readiness, timer, the
+        // stage of a lingering close (8 bytes: its reason, flags and bound in seconds), and
+        // the claim on its address's count (4 bytes, in what was padding: an address would
+        // have taken 16 more).
         assert!(size <= 176, "Connection grew to {size} bytes");
     }
 }

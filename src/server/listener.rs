@@ -27,7 +27,8 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 
 /// What one accept attempt gave.
 pub enum Accepted {
-    Stream(TcpStream),
+    /// A connection, and the client's address; not [`tune`]d yet, since it may be refused.
+    Stream(TcpStream, SocketAddr),
     /// No connection waiting.
     Empty,
     /// The process is out of file descriptors: one waiting connection was accepted and
@@ -59,16 +60,10 @@ impl Listener {
         self.socket.local_addr()
     }
 
-    /// Accepts one connection and sets TCP_NODELAY and keep-alive on it.
+    /// Accepts one connection.
     pub fn accept(&mut self) -> Accepted {
         match self.socket.accept() {
-            Ok((stream, _)) => {
-                // A TLS record of a PDU spans several segments: never let Nagle hold one.
-                let _ = stream.set_nodelay(true);
-                let keepalive = TcpKeepalive::new().with_time(std::time::Duration::from_secs(60));
-                let _ = SockRef::from(&stream).set_tcp_keepalive(&keepalive);
-                Accepted::Stream(stream)
-            }
+            Ok((stream, peer)) => Accepted::Stream(stream, peer),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Accepted::Empty,
             Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) => {
                 self.spare = None;
@@ -81,4 +76,13 @@ impl Listener {
             Err(_) => Accepted::Retry,
         }
     }
+}
+
+/// Sets TCP_NODELAY and keep-alive on an accepted connection that is admitted (a refused
+/// one is closed at once, so its two system calls are saved).
+pub fn tune(stream: &TcpStream) {
+    // A TLS record of a PDU spans several segments: never let Nagle hold one.
+    let _ = stream.set_nodelay(true);
+    let keepalive = TcpKeepalive::new().with_time(std::time::Duration::from_secs(60));
+    let _ = SockRef::from(stream).set_tcp_keepalive(&keepalive);
 }

@@ -16,6 +16,7 @@
 //! shutdown request closes every connection so, stops accepting, and lets the loop run for
 //! at most one more second.
 
+mod admission;
 mod connection;
 mod listener;
 mod readiness;
@@ -33,6 +34,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::transport::Transport;
+use admission::{Admission, Claim, Refusal};
 use connection::{Connection, Expiry, Turn};
 use kaichat_proto::hub::Hub;
 use kaichat_proto::session::Deadlines;
@@ -40,12 +42,16 @@ use kaichat_proto::timer_wheel::TimerWheel;
 use listener::{Accepted, Listener};
 use stats::{CloseReason, Stats};
 
+pub use admission::{AddressLimits, DEFAULT_ACCEPT_RATE, DEFAULT_MAX_PER_ADDRESS, MAX_RATE};
+
 /// Tokens at the top of the range; slab keys (connections) start at 0.
 const SHUTDOWN: Token = Token(usize::MAX - 1);
 const LISTENER: Token = Token(usize::MAX - 2);
 
 /// Work units a connection gets per turn before others are served.
 const TURN_BUDGET: usize = 32;
+/// Connections accepted (or refused) per loop iteration at most; redis takes 1000 too.
+const ACCEPTS_PER_ITERATION: usize = 1000;
 /// New sessions (TLS handshakes) started per loop iteration.
 const NEW_SESSIONS_PER_ITERATION: usize = 16;
 /// Entries retained per channel unless configured (`--history`).
@@ -71,10 +77,21 @@ pub struct Config {
     pub max_clients: usize,
     /// Seconds between statistics lines; 0 = none.
     pub stats_interval: u64,
+    /// Connections and new connections per second allowed to one client address.
+    pub limits: AddressLimits,
 }
 
 /// A timer-wheel entry: slab key, generation of the connection in that slot, due ms.
 type TimerKey = (usize, u32, u64);
+
+/// An accepted socket waiting for a session.
+struct Queued {
+    socket: TcpStream,
+    /// The millisecond it was accepted: its pre-PING deadline runs from there.
+    accepted_at: u64,
+    /// Its place in its address's count, if counted.
+    claim: Option<Claim>,
+}
 
 /// The reactor's clock: milliseconds since the server started, rounded down. Read once per
 /// loop iteration for deadlines, and again by a connection after each socket read, so that
@@ -126,8 +143,10 @@ pub struct Server {
     hub: Hub,
     wheel: TimerWheel<TimerKey>,
     config: Config,
-    /// Accepted sockets waiting for a session, with the millisecond they were accepted.
-    accept_queue: VecDeque<(TcpStream, u64)>,
+    /// Accepted sockets waiting for a session.
+    accept_queue: VecDeque<Queued>,
+    /// Connections per client address, and their rate of new connections.
+    admission: Admission,
     /// The listener may have connections waiting (its edge will not fire again).
     listener_ready: bool,
     /// Accepting paused after the process ran out of descriptors, until a slot frees.
@@ -155,6 +174,9 @@ impl Server {
             requested: Arc::new(AtomicBool::new(false)),
             waker: Arc::new(Waker::new(poll.registry(), SHUTDOWN)?),
         };
+        // Room for every connection's address, and as many again whose rate of new
+        // connections is remembered (admission.rs: the map's bound).
+        let admission = Admission::new(config.limits, config.max_clients.saturating_mul(2));
         Ok(Server {
             poll,
             listener,
@@ -164,6 +186,7 @@ impl Server {
             wheel: TimerWheel::new(0),
             config,
             accept_queue: VecDeque::new(),
+            admission,
             listener_ready: false,
             out_of_fds: false,
             pending: Vec::new(),
@@ -252,7 +275,7 @@ impl Server {
     /// Zero while work is pending; otherwise until the next whole second, when the wheel's
     /// next slot is due, or the end of a shutdown's grace if that comes first.
     fn poll_timeout(&self) -> Duration {
-        if !self.pending.is_empty() || !self.accept_queue.is_empty() {
+        if !self.pending.is_empty() || !self.accept_queue.is_empty() || self.can_accept() {
             return Duration::ZERO;
         }
         let second = self.clock.until_next_second();
@@ -298,18 +321,42 @@ impl Server {
         }
     }
 
-    /// Accepts waiting connections into the queue while there is room.
+    /// Whether connections may be waiting in the listen backlog with room to take them.
+    fn can_accept(&self) -> bool {
+        self.listener_ready
+            && !self.out_of_fds
+            && self.connections.len() + self.accept_queue.len() < self.config.max_clients
+    }
+
+    /// Accepts waiting connections into the queue while there is room, at most
+    /// `ACCEPTS_PER_ITERATION` of them: connections refused at once take no room, and a
+    /// flood of them must not hold the loop.
     fn accept(&mut self) {
-        while self.listener_ready && !self.out_of_fds {
-            if self.connections.len() + self.accept_queue.len() >= self.config.max_clients {
-                // Stay ready: accepting resumes when a connection closes.
+        for _ in 0..ACCEPTS_PER_ITERATION {
+            // Otherwise stay ready: accepting resumes when a connection closes.
+            if !self.can_accept() {
                 return;
             }
             match self.listener.accept() {
-                Accepted::Stream(stream) => {
-                    self.stats.accepted += 1;
+                Accepted::Stream(socket, peer) => {
                     // Read after the accept: the client connected before, never after.
-                    self.accept_queue.push_back((stream, self.clock.now()));
+                    let now = self.clock.now();
+                    match self.admission.admit(peer.ip(), now) {
+                        Ok(claim) => {
+                            self.stats.accepted += 1;
+                            listener::tune(&socket);
+                            self.accept_queue.push_back(Queued {
+                                socket,
+                                accepted_at: now,
+                                claim,
+                            });
+                        }
+                        // Over a limit of its address: closed now (dropped), before any
+                        // TLS work. The client sees the connection end before or during
+                        // its handshake.
+                        Err(Refusal::MaxPerAddress) => self.stats.refused_max_per_address += 1,
+                        Err(Refusal::AcceptRate) => self.stats.refused_accept_rate += 1,
+                    }
                 }
                 Accepted::Empty => self.listener_ready = false,
                 Accepted::OutOfDescriptors => {
@@ -324,13 +371,21 @@ impl Server {
     /// Registers a bounded number of queued sockets as new connections.
     fn start_sessions(&mut self) {
         for _ in 0..NEW_SESSIONS_PER_ITERATION {
-            let Some((mut socket, accepted_at)) = self.accept_queue.pop_front() else {
+            let Some(Queued {
+                mut socket,
+                accepted_at,
+                claim,
+            }) = self.accept_queue.pop_front()
+            else {
                 return;
             };
             let transport = match &self.config.tls {
                 Some(tls) => match rustls::ServerConnection::new(Arc::clone(tls)) {
                     Ok(conn) => Transport::tls(conn),
-                    Err(_) => continue,
+                    Err(_) => {
+                        self.unclaim(claim);
+                        continue;
+                    }
                 },
                 None => Transport::plain(),
             };
@@ -347,6 +402,7 @@ impl Server {
                 )
                 .is_err()
             {
+                self.unclaim(claim);
                 continue;
             }
             self.next_generation = self.next_generation.wrapping_add(1);
@@ -356,8 +412,16 @@ impl Server {
                 transport,
                 accepted_at,
                 self.next_generation,
+                claim,
             ));
             conn.arm_deadline(key, &self.config.deadlines, &mut self.wheel);
+        }
+    }
+
+    /// Gives back the place in its address's count of a connection that is gone.
+    fn unclaim(&mut self, claim: Option<Claim>) {
+        if let Some(claim) = claim {
+            self.admission.release(claim, self.clock.now());
         }
     }
 
@@ -375,7 +439,8 @@ impl Server {
     fn reap(&mut self) {
         for key in std::mem::take(&mut self.released) {
             if let Some(conn) = self.connections.try_remove(key) {
-                conn.release(&mut self.hub, self.poll.registry());
+                let claim = conn.release(&mut self.hub, self.poll.registry());
+                self.unclaim(claim);
             }
             // A slot is free: accept again if we had stopped.
             self.out_of_fds = false;
@@ -388,6 +453,8 @@ impl Server {
     /// back. Each shrinks only well below its capacity, so steady churn never reallocates
     /// in a loop.
     fn give_back_memory(&mut self, fired: &mut Vec<TimerKey>) {
+        // Addresses with no connection whose bucket is full again are forgotten.
+        self.admission.sweep(self.clock.now());
         // A closed connection's wheel entry stays until it comes due, up to an idle
         // timeout away (2 minutes by default). Once the stale entries outnumber the live
         // ones (one per connection at most), drop them all: O(entries), paid for by the
@@ -423,7 +490,9 @@ impl Server {
         let _ = self.poll.registry().deregister(self.listener.socket_mut());
         self.listener_ready = false;
         // Accepted but never served: these clients see the connection closed.
-        self.accept_queue.clear();
+        for queued in std::mem::take(&mut self.accept_queue) {
+            self.unclaim(queued.claim);
+        }
         self.stop_at = Some(now.saturating_add(SHUTDOWN_GRACE_MS));
         let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
         for key in keys {
@@ -435,7 +504,10 @@ impl Server {
     /// statistics line.
     fn finish_shutdown(&mut self) -> String {
         for conn in self.connections.drain() {
-            conn.release(&mut self.hub, self.poll.registry());
+            let claim = conn.release(&mut self.hub, self.poll.registry());
+            if let Some(claim) = claim {
+                self.admission.release(claim, self.clock.now());
+            }
         }
         self.stats_line()
     }

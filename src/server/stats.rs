@@ -74,6 +74,10 @@ impl From<Ending> for CloseReason {
 pub struct Stats {
     pub accepted: u64,
     pub refused_no_fd: u64,
+    /// Connections closed at accept: their address held `--max-per-address` already.
+    pub refused_max_per_address: u64,
+    /// Connections closed at accept: their address opened them faster than `--accept-rate`.
+    pub refused_accept_rate: u64,
     pub pdus_in: u64,
     closed: [u64; CloseReason::ALL.len()],
 }
@@ -97,6 +101,11 @@ impl Stats {
         for reason in CloseReason::ALL {
             let _ = write!(line, " {}={}", reason.name(), self.closed[reason as usize]);
         }
+        let _ = write!(
+            line,
+            " refused_max_per_address={} refused_accept_rate={}",
+            self.refused_max_per_address, self.refused_accept_rate
+        );
         if self.refused_no_fd > 0 {
             let _ = write!(line, " refused_no_fd={}", self.refused_no_fd);
         }
