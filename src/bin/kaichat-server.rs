@@ -68,7 +68,7 @@ Durations are whole seconds, at most {MAX_SECONDS} (a year). The bundled certifi
 certs/ is for development only. SIGINT or SIGTERM closes every client with a TLS
 close_notify, prints a final statistics line and exits 0.
 ",
-        version = env!("CARGO_PKG_VERSION"),
+        version = kaichat::version(),
         cert = tls::DEV_CERT,
         key = tls::DEV_KEY,
     )
@@ -298,7 +298,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Request::Version) => {
-            println!("kaichat-server {}", env!("CARGO_PKG_VERSION"));
+            println!("kaichat-server {}", kaichat::version());
             return ExitCode::SUCCESS;
         }
         Err(e) => {
