@@ -1,5 +1,7 @@
 //! `kaichat-server`: argument parsing and wiring only; the reactor is `kaichat::server`.
 
+#[path = "kaichat-server/notify.rs"]
+mod notify;
 #[path = "kaichat-server/settings.rs"]
 mod settings;
 
@@ -7,10 +9,12 @@ use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use kaichat::fd_limit::RESERVED_FDS;
 use kaichat::server::{Config, Server, Shutdown};
 use kaichat::tls;
+use notify::Notifier;
 use settings::{Setting, Settings, DEFAULT_PORT, MAX_SECONDS};
 
 #[global_allocator]
@@ -41,7 +45,8 @@ OPTIONS:
 
 Durations are whole seconds, at most {MAX_SECONDS} (a year). The bundled certificate in
 certs/ is for development only. SIGINT or SIGTERM closes every client with a TLS
-close_notify, prints a final statistics line and exits 0.
+close_notify, prints a final statistics line and exits 0. Started by systemd as a
+Type=notify service, it reports READY=1 once listening and STOPPING=1 on shutdown.
 ",
         version = kaichat::version(),
         options = settings::options_help(),
@@ -199,7 +204,7 @@ fn dev_file(relative: &str) -> PathBuf {
 
 /// The process owns its signals: a thread waits for SIGINT or SIGTERM and stops the
 /// server, which then closes every client cleanly.
-fn stop_on_signals(shutdown: Shutdown) -> std::io::Result<()> {
+fn stop_on_signals(shutdown: Shutdown, notifier: Option<Arc<Notifier>>) -> std::io::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
@@ -208,10 +213,20 @@ fn stop_on_signals(shutdown: Shutdown) -> std::io::Result<()> {
         .name("signals".to_string())
         .spawn(move || {
             if signals.forever().next().is_some() {
+                if let Some(notifier) = &notifier {
+                    tell(notifier, "STOPPING=1");
+                }
                 shutdown.trigger();
             }
         })?;
     Ok(())
+}
+
+/// Tells systemd a change of state; a failure is said on stderr and changes nothing else.
+fn tell(notifier: &Notifier, state: &str) {
+    if let Err(e) = notifier.send(state) {
+        eprintln!("kaichat-server: {e}");
+    }
 }
 
 fn main() -> ExitCode {
@@ -291,10 +306,22 @@ fn main() -> ExitCode {
     } else {
         format!("TLS, certificate {}", cert.display())
     };
-    eprintln!("kaichat-server: listening on {addr} ({security}; max {max_clients} clients)");
-    if let Err(e) = stop_on_signals(server.shutdown_handle()) {
+    let notifier = Notifier::from_env().map(|n| n.map(Arc::new));
+    let stopping = notifier.as_ref().ok().and_then(Option::clone);
+    // Before READY=1: systemd may send SIGTERM as soon as it hears it.
+    if let Err(e) = stop_on_signals(server.shutdown_handle(), stopping) {
         eprintln!("kaichat-server: cannot install the SIGINT/SIGTERM handlers: {e}");
         return ExitCode::FAILURE;
+    }
+    // The first line on stderr, which scripts and tests read for the address.
+    eprintln!("kaichat-server: listening on {addr} ({security}; max {max_clients} clients)");
+    match &notifier {
+        Ok(Some(notifier)) => tell(
+            notifier,
+            &format!("READY=1\nSTATUS=listening on {addr}, max {max_clients} clients"),
+        ),
+        Ok(None) => {}
+        Err(e) => eprintln!("kaichat-server: {e}; systemd is not told that the server is ready"),
     }
     match server.run() {
         Ok(stats) => {
