@@ -1,13 +1,14 @@
 //! kaichat-server as a systemd service: the readiness protocol against the real binary and a
 //! real datagram socket (`READY=1` once it listens, `STOPPING=1` on SIGTERM, through a path
 //! or an abstract `@name` in `NOTIFY_SOCKET`; a socket that is not there changes nothing
-//! but a line on stderr).
+//! but a line on stderr), and `contrib/kaichat-server.service` as systemd reads it.
 
 mod common;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
 use std::process::{Child, Command as Process, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -186,4 +187,77 @@ fn a_notify_socket_of_a_kind_not_supported_is_said_and_the_server_serves() {
         stderr.contains("kaichat-server: NOTIFY_SOCKET=vsock:2:1234: "),
         "stderr:\n{stderr}"
     );
+}
+
+/// The unit file, the example configuration and the README agree on where things are: the
+/// binary, the configuration file, and the certificate and key systemd hands over.
+#[test]
+fn the_unit_and_the_example_configuration_agree() {
+    let unit = std::fs::read_to_string(manifest().join("contrib/kaichat-server.service")).unwrap();
+    let config = std::fs::read_to_string(manifest().join("contrib/kaichat.toml")).unwrap();
+    let readme = std::fs::read_to_string(manifest().join("README.md")).unwrap();
+    let exec = "ExecStart=/usr/local/bin/kaichat-server --config /etc/kaichat/kaichat.toml";
+    assert!(unit.lines().any(|l| l == exec), "the unit lacks {exec:?}");
+    for needed in ["/usr/local/bin/kaichat-server", "/etc/kaichat/kaichat.toml"] {
+        assert!(readme.contains(needed), "README.md never says {needed}");
+    }
+    // Each credential the unit loads is a file the configuration names, and back.
+    let loaded: Vec<&str> = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("LoadCredential="))
+        .filter_map(|l| l.split(':').next())
+        .collect();
+    assert_eq!(loaded.len(), 2, "the certificate and the key: {loaded:?}");
+    for (key, name) in ["cert", "key"].into_iter().zip(&loaded) {
+        let line = format!("# {key} = \"/run/credentials/kaichat-server.service/{name}\"");
+        assert!(
+            config.lines().any(|l| l == line),
+            "contrib/kaichat.toml lacks {line:?}"
+        );
+    }
+    assert!(unit.lines().any(|l| l == "Type=notify"));
+}
+
+/// `systemd-analyze verify` accepts `contrib/kaichat-server.service`: every key known, every
+/// value valid. It checks that ExecStart's binary exists, so it reads a copy whose ExecStart
+/// is the binary under test.
+///
+/// Skipped, saying so, where `systemd-analyze` is not installed: CI containers often have no
+/// systemd. This is the only test allowed to skip.
+#[test]
+fn systemd_analyze_verifies_the_unit() {
+    if Process::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("skipped: systemd-analyze is not installed (no systemd on this machine)");
+        return;
+    }
+    let unit = std::fs::read_to_string(manifest().join("contrib/kaichat-server.service")).unwrap();
+    let installed = "ExecStart=/usr/local/bin/kaichat-server ";
+    assert!(unit.contains(installed));
+    let unit = unit.replace(installed, &format!("ExecStart={} ", server_bin().display()));
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(unique("systemd"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join("kaichat-server.service");
+    std::fs::write(&copy, unit).unwrap();
+    let out = Process::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .expect("systemd-analyze verify");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Other units on the machine may draw warnings too; only this one's count.
+    let ours: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("kaichat-server"))
+        .collect();
+    assert!(
+        out.status.success() && ours.is_empty(),
+        "systemd-analyze verify {}: {}\n{stderr}",
+        copy.display(),
+        out.status
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
