@@ -10,8 +10,23 @@
 #
 # Builds loadgen in release mode first. Traffic stays on 127.0.0.0/8; every run is bounded.
 set -euo pipefail
+usage() {
+  cat <<'EOF'
+Usage: scripts/ab.sh SERVER_A SERVER_B [ROUNDS]
+
+Compares two kaichat-server binaries under one load scenario, alternating A, B, A, B...
+so that a shared machine's noise hits both alike, each run with a fresh server. Prints,
+per run, the server's CPU (% of one core, sampled inside the steady window), its RSS
+growth per connection, the query p99 and the messages lost (and, for flat-out, the
+server CPU per QUERY); then the median of each figure per binary.
+
+ROUNDS defaults to 2. Environment: SCENARIO=poll-19k (the default, about 75 s a run)
+or SCENARIO=flat-out (about 35 s a run). Needs python3.
+EOF
+}
 cd "$(dirname "$0")/.."
-[ $# -ge 2 ] || { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+case "${1:-}" in -h|--help) usage; exit 0 ;; esac
+[ $# -ge 2 ] || { usage >&2; exit 2; }
 a=$1 b=$2 rounds=${3:-2} scenario=${SCENARIO:-poll-19k}
 for bin in "$a" "$b"; do [ -x "$bin" ] || { echo "ab.sh: $bin is not an executable" >&2; exit 2; }; done
 command -v python3 >/dev/null || { echo "ab.sh: needs python3 to read loadgen's summary.json" >&2; exit 2; }

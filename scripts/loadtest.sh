@@ -1,19 +1,44 @@
 #!/usr/bin/env bash
 # Runs one load-test scenario against a fresh kaichat-server on loopback and writes
-# report/<scenario>-<timestamp>/ with REPORT.md and plots (issue 4).
+# report/<scenario>-<timestamp>/ with REPORT.md and plots. `--help` prints the usage below.
 #
-#   scripts/loadtest.sh [smoke|poll-19k|storm|flat-out] [extra loadgen flags...]
-#
-# Extra flags are passed to loadgen and override the scenario's (e.g. `--msg-every 0`);
-# `--plaintext` is passed to the server too. TAG=name adds a name to the report folder;
-# PORT (29400) and SAMPLE_EVERY (1 s) can be set in the environment.
-#
-# Steps: build both binaries in release mode; start kaichat-server on 127.0.0.1:$PORT;
-# sample the server's (and loadgen's) RSS and CPU time from /proc every second; run
-# loadgen with the scenario's flags (it stops by itself); stop the server with SIGTERM;
-# turn everything into REPORT.md and SVG plots with `loadgen-report` (plotters, pure Rust:
-# nothing to install). Every step is bounded in time; traffic stays on 127.0.0.0/8.
+# Steps: build both binaries in release mode (unless BIN_DIR names prebuilt ones); start
+# kaichat-server on 127.0.0.1:$PORT; sample the server's (and loadgen's) RSS and CPU time
+# from /proc every second; run loadgen with the scenario's flags (it stops by itself);
+# stop the server with SIGTERM; turn everything into REPORT.md and SVG plots with
+# `loadgen-report`. Every step is bounded in time; traffic stays on 127.0.0.0/8. A run
+# that fails removes its half-made report folder (what it printed on the terminal is
+# what is left of it).
 set -euo pipefail
+
+usage() {
+  cat <<'EOF'
+Usage: scripts/loadtest.sh [smoke|poll-19k|storm|flat-out] [extra loadgen flags...]
+
+Runs one load-test scenario against a fresh kaichat-server on 127.0.0.1 and writes
+report/<scenario>-<timestamp>/ with REPORT.md, SVG plots, latency histograms and the
+raw CPU and memory samples.
+
+Scenarios:
+  smoke      200 clients for 15 s: checks that everything works
+  poll-19k   19,000 clients in 200 channels polling every 3 s for 60 s
+  storm      as many TLS connections as fit, as fast as possible (handshakes/s)
+  flat-out   2,000 clients querying as fast as answers come (CPU per query)
+
+Extra flags go to loadgen and override the scenario's (e.g. --msg-every 0);
+--plaintext goes to the server too.
+
+Environment:
+  TAG=name          add a name to the report folder
+  PORT=n            the server's port (29400)
+  SAMPLE_EVERY=s    seconds between CPU and memory samples (1)
+  BIN_DIR=dir       use kaichat-server, loadgen and loadgen-report from dir instead
+                    of building them
+  REPORTS=dir       where report folders go (report)
+
+A run that fails removes its half-made report folder.
+EOF
+}
 
 cd "$(dirname "$0")/.."
 scenario=${1:-smoke}
@@ -21,6 +46,7 @@ shift || true
 
 PORT=${PORT:-29400}
 SAMPLE_EVERY=${SAMPLE_EVERY:-1}
+REPORTS=${REPORTS:-report}
 sources=127.0.0.1-127.0.0.40
 
 # Scenario → loadgen flags and the server's connection cap. The open-file limit here is
@@ -44,7 +70,7 @@ case "$scenario" in
     flags=(--clients 2000 --channels 20 --interval 0 --duration 30 --ramp 2000)
     max_clients=2500 ;;
   -h|--help)
-    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+    usage
     exit 0 ;;
   *)
     echo "loadtest.sh: unknown scenario '$scenario' (smoke, poll-19k, storm, flat-out)" >&2
@@ -73,15 +99,23 @@ for ((i = 0; i < ${#extra[@]}; i++)); do
 done
 flags+=("${extra[@]}")
 
-echo "loadtest.sh: building (release)" >&2
-cargo build --release --quiet --bin kaichat-server -p loadgen --bins
+if [ -n "${BIN_DIR:-}" ]; then
+  bin_dir=$BIN_DIR
+else
+  echo "loadtest.sh: building (release)" >&2
+  cargo build --release --quiet -p kaichat --bin kaichat-server -p loadgen --bin loadgen --bin loadgen-report
+  bin_dir=target/release
+fi
 
-server_bin=target/release/kaichat-server
-loadgen_bin=target/release/loadgen
-report_bin=target/release/loadgen-report
+server_bin=$bin_dir/kaichat-server
+loadgen_bin=$bin_dir/loadgen
+report_bin=$bin_dir/loadgen-report
 stamp=$(date +%Y%m%d-%H%M%S)
-out=report/$scenario${TAG:+-$TAG}-$stamp
+out=$REPORTS/$scenario${TAG:+-$TAG}-$stamp
 mkdir -p "$out"
+# Set once REPORT.md is written; until then the folder is half-made, and a failure (or an
+# interruption) removes it so that report/ only holds runs that can be read.
+finished=""
 
 now() { date +%s.%N; }
 
@@ -116,15 +150,26 @@ sample_machine() {
 }
 
 server_pid=""
+loadgen_pid=""
 sampler_pids=()
 cleanup() {
+  if [ -n "$loadgen_pid" ] && kill -0 "$loadgen_pid" 2>/dev/null; then
+    kill -INT "$loadgen_pid" 2>/dev/null || true
+  fi
   rm -f "$out/.sampling"
   for p in "${sampler_pids[@]}"; do kill "$p" 2>/dev/null || true; done
   if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
     kill -TERM "$server_pid" 2>/dev/null || true
   fi
+  if [ -z "$finished" ]; then
+    wait 2>/dev/null || true # the samplers and the server, so nothing writes into the folder
+    rm -rf "$out"
+    echo "loadtest.sh: failed; removed the half-made $out" >&2
+  fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 {
   echo "scenario=$scenario"
@@ -138,9 +183,7 @@ trap cleanup EXIT
 } > "$out/run.env"
 
 server_cmd=("$server_bin" --listen "127.0.0.1:$PORT" --max-clients "$max_clients" --stats-interval 10 "${server_extra[@]}")
-loadgen_cmd=("$loadgen_bin" "${flags[@]}" --out "$out")
 echo "server_cmd=${server_cmd[*]}" >> "$out/run.env"
-echo "loadgen_cmd=${loadgen_cmd[*]}" >> "$out/run.env"
 
 echo "loadtest.sh: starting ${server_cmd[*]}" >&2
 "${server_cmd[@]}" 2> "$out/server.log" &
@@ -150,7 +193,13 @@ for _ in $(seq 100); do
   kill -0 "$server_pid" 2>/dev/null || { echo "loadtest.sh: the server exited:" >&2; cat "$out/server.log" >&2; exit 1; }
   sleep 0.1
 done
-grep -q "listening on" "$out/server.log" || { echo "loadtest.sh: the server did not start in 10 s" >&2; exit 1; }
+grep -q "listening on" "$out/server.log" || { echo "loadtest.sh: the server did not start in 10 s:" >&2; cat "$out/server.log" >&2; exit 1; }
+
+# loadgen reads the server's CPU time itself at the edges of the connect and steady
+# windows: the samples below come once a second, too coarse for a window shorter than a
+# few seconds.
+loadgen_cmd=("$loadgen_bin" "${flags[@]}" --server-pid "$server_pid" --out "$out")
+echo "loadgen_cmd=${loadgen_cmd[*]}" >> "$out/run.env"
 
 sample "$server_pid" "$out/server.csv" &
 sampler_pids+=($!)
@@ -200,8 +249,11 @@ for p in "${sampler_pids[@]}"; do kill "$p" 2>/dev/null || true; done
 sampler_pids=()
 
 if [ "$loadgen_status" -ne 0 ] || [ ! -f "$out/summary.json" ]; then
-  echo "loadtest.sh: loadgen failed (status $loadgen_status); see $out/loadgen.log" >&2
+  # loadgen's own lines were on the terminal as it ran; the server's last words may help.
+  echo "loadtest.sh: loadgen failed (status $loadgen_status); the server's log ends:" >&2
+  tail -n 5 "$out/server.log" >&2 || true
   exit 1
 fi
 "$report_bin" "$out"
+finished=yes
 echo "loadtest.sh: report in $out/REPORT.md" >&2

@@ -10,6 +10,8 @@
 
 pub mod fd_limit;
 pub mod server;
+#[cfg(feature = "cli")]
+pub mod terminal;
 pub mod tls;
 pub mod transport;
 

@@ -17,6 +17,18 @@ pub const DEV_CERT: &str = "certs/server.pem";
 /// The development server key bundled in `certs/`.
 pub const DEV_KEY: &str = "certs/server.key";
 
+/// Where a bundled development file (`DEV_CA`, `DEV_CERT`, `DEV_KEY`) is: relative to the
+/// working directory when it is there, otherwise in the repository the binaries were built
+/// from. The server and the client look the same way, so that started from anywhere they
+/// agree on the development pair. The path returned may not exist; errors name it.
+pub fn dev_file(relative: &str) -> PathBuf {
+    let local = Path::new(relative);
+    if local.exists() {
+        return local.to_path_buf();
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
 /// A certificate or key that could not be used.
 #[derive(Debug)]
 pub struct TlsSetupError(String);

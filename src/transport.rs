@@ -71,6 +71,8 @@ pub struct TlsState<C> {
     /// Bytes handed to rustls since its output was last fully flushed.
     queued: usize,
     peer_closed: bool,
+    /// The peer's TLS close_notify arrived (a close without it may be a truncation).
+    goodbye: bool,
     overflow: bool,
 }
 
@@ -93,6 +95,7 @@ where
             plaintext: 0,
             queued: 0,
             peer_closed: false,
+            goodbye: false,
             overflow: false,
         }))
     }
@@ -141,6 +144,21 @@ where
             Transport::Tls(tls) => tls.peer_closed,
             Transport::Plain(plain) => plain.peer_closed,
         }
+    }
+
+    /// Whether the peer said goodbye before closing: a TLS close_notify (a plaintext peer
+    /// has only its close). A TLS peer that closed without it stopped abruptly, or the
+    /// connection was cut.
+    pub fn closed_cleanly(&self) -> bool {
+        match self {
+            Transport::Tls(tls) => tls.goodbye,
+            Transport::Plain(plain) => plain.peer_closed,
+        }
+    }
+
+    /// Whether the TLS handshake is still under way (never in plaintext).
+    pub fn is_handshaking(&self) -> bool {
+        matches!(self, Transport::Tls(tls) if tls.conn.is_handshaking())
     }
 
     /// Bytes produced and not yet known to be written.
@@ -259,6 +277,7 @@ where
                 .process_new_packets()
                 .map_err(TransportError::Tls)?;
             self.plaintext = state.plaintext_bytes_to_read();
+            self.goodbye |= state.peer_has_closed();
             self.peer_closed |= state.peer_has_closed();
         }
         Ok(fill)

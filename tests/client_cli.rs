@@ -1,7 +1,7 @@
 //! Integration tests of the `kaichat` binary (issue 3): the real client, driven through
 //! pipes in its plain line mode, against the real server over TLS on loopback.
 //!
-//! The line format they read is documented at the top of `src/bin/kaichat.rs`.
+//! The line format they read is documented at the top of `src/terminal/mod.rs`.
 
 mod common_client;
 
@@ -96,8 +96,8 @@ fn leave_and_join_other_channels() {
     amy.expect("info unknown command !dance");
     amy.send("!help");
     amy.expect("info   !join @name");
-    amy.send("!join nochannel");
-    amy.expect("info cannot join nochannel");
+    amy.send("!join @");
+    amy.expect("info cannot join: channel name '@' is too short");
 
     // A channel name typed at the channel prompt, '@' added.
     bob.send("!leave");
@@ -130,7 +130,7 @@ fn a_taken_name_is_asked_again_on_the_same_connection() {
     assert!(line.contains("taken"), "{line}");
     // Checked locally before it is sent.
     other.send("not valid");
-    other.expect("name-rejected not valid:");
+    other.expect("name-rejected username 'not valid' contains a space");
     other.send("amy2");
     other.expect("established amy2");
     // No --channel: the next line names the channel.
@@ -303,7 +303,7 @@ fn command_line_mistakes_exit_2_with_one_line() {
         &["--server", "host:notaport"],
         &["--query-interval", "soon"],
         &["--query-interval", "0"],
-        &["--channel", "nochannel"],
+        &["--channel", "@"],
         &["--user", "much_too_long"],
         &["--ca", "/nonexistent/ca.pem"],
         &["extra"],
@@ -466,5 +466,272 @@ fn the_client_state_machine_speaks_big_endian_to_the_real_server() {
     until(&mut tls, &mut client, &mut out, "Some(Left");
     client.quit(Instant::now(), &mut out);
     tls.write_all(&out).expect("quit");
+    assert_clean_exit("amy", &amy.finish());
+}
+
+/// Item 7: started from another directory, the client finds the development CA as the
+/// server finds its certificate.
+#[test]
+fn the_development_ca_is_found_from_another_directory() {
+    let server = ChatServer::start();
+    let elsewhere = std::env::temp_dir();
+    let mut amy = Kaichat::start_in(
+        &elsewhere,
+        "amy",
+        &["--server", &server.addr, "--user", "amy"],
+    );
+    amy.expect("established amy");
+    assert_clean_exit("amy", &amy.finish());
+}
+
+/// Writes a CA and a server certificate for `names` only (not 127.0.0.1, not localhost);
+/// returns the paths of the CA, the chain and the key.
+fn certificate_for(names: &[&str]) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let leaf = rcgen::CertificateParams::new(names)
+        .expect("params")
+        .signed_by(&key, &ca)
+        .expect("leaf");
+    let paths = (
+        temp_path("ca.pem"),
+        temp_path("server.pem"),
+        temp_path("server.key"),
+    );
+    std::fs::write(&paths.0, ca.pem()).expect("write CA");
+    std::fs::write(&paths.1, leaf.pem()).expect("write chain");
+    std::fs::write(&paths.2, key.serialize_pem()).expect("write key");
+    paths
+}
+
+/// Item 7: a certificate that does not cover the host name says so, and does not send the
+/// person looking for another CA.
+#[test]
+fn a_certificate_for_another_host_name_says_so() {
+    let (ca, cert, key) = certificate_for(&["chat.example"]);
+    let (ca_arg, cert_arg, key_arg) = (
+        ca.display().to_string(),
+        cert.display().to_string(),
+        key.display().to_string(),
+    );
+    let server = ChatServer::start_with(&["--cert", &cert_arg, "--key", &key_arg]);
+    let ended = Kaichat::start_raw(
+        "eve",
+        &["--server", &server.addr, "--ca", &ca_arg, "--user", "eve"],
+    )
+    .finish();
+    for path in [&ca, &cert, &key] {
+        let _ = std::fs::remove_file(path);
+    }
+    assert_eq!(ended.status.code(), Some(1), "{ended:#?}");
+    let stderr: Vec<&String> = ended.stderr.iter().filter(|l| !l.is_empty()).collect();
+    assert_eq!(stderr.len(), 1, "one clear line: {ended:#?}");
+    assert!(
+        stderr[0].contains("not valid for '127.0.0.1'"),
+        "{ended:#?}"
+    );
+    assert!(stderr[0].contains("chat.example"), "{ended:#?}");
+    assert!(!stderr[0].contains("--ca"), "{ended:#?}");
+}
+
+/// Item 4: the server's set-up deadline is not restarted by a refused name (contract 7),
+/// so a person who takes longer than it to type another is reconnected, not thrown out.
+#[test]
+fn a_name_typed_after_the_set_up_deadline_is_still_accepted() {
+    let server = ChatServer::start_with(&["--handshake-timeout", "1"]);
+    let mut amy = Kaichat::start(&server, "amy", &["--user", "amy"]);
+    amy.expect("established amy");
+    let mut slow = Kaichat::start(&server, "slow", &["--user", "amy", "--channel", "@late"]);
+    slow.expect("name-rejected ");
+    // Past the server's 1-s deadline (its 1-s wheel may add up to a second), with a
+    // second to spare.
+    std::thread::sleep(std::time::Duration::from_millis(3000));
+    slow.send("amy2");
+    slow.expect("established amy2");
+    slow.expect("joined @late");
+    let ended = slow.finish();
+    assert_clean_exit("slow", &ended);
+    assert_eq!(ended.stderr, Vec::<String>::new());
+    assert_clean_exit("amy", &amy.finish());
+}
+
+/// Items 4 and 9: the first name is asked once connected; typing it slowly is fine too.
+#[test]
+fn a_first_name_typed_after_the_set_up_deadline_is_accepted() {
+    let server = ChatServer::start_with(&["--handshake-timeout", "1"]);
+    let mut carl = Kaichat::start(&server, "carl", &[]);
+    std::thread::sleep(std::time::Duration::from_millis(3000));
+    carl.send("carl");
+    carl.expect("established carl");
+    let ended = carl.finish();
+    assert_clean_exit("carl", &ended);
+    assert_eq!(ended.stderr, Vec::<String>::new());
+}
+
+/// Item 5: a server restart is survived: the reason is shown, the client reconnects with
+/// backoff, rejoins its channel, and what was typed meanwhile is sent afterwards.
+#[test]
+fn a_restarted_server_is_reconnected_and_the_channel_rejoined() {
+    let server = ChatServer::start();
+    let addr = server.addr.clone();
+    let mut amy = Kaichat::start(&server, "amy", &["--user", "amy", "--channel", "@room"]);
+    amy.expect("joined @room");
+    server.stop();
+    let lost = amy.expect("disconnected ");
+    assert!(lost.contains("closed the connection"), "{lost}");
+    amy.send("typed while away");
+    amy.expect("info not connected");
+
+    let server = ChatServer::start_at(&addr, &[]);
+    amy.expect("reconnected amy");
+    amy.expect("joined @room");
+    let mut bob = Kaichat::start(&server, "bob", &["--user", "bob", "--channel", "@room"]);
+    bob.expect("joined @room");
+    bob.expect_message("amy", "@room", "typed while away");
+    amy.expect_notice("@room", "bob joined");
+    bob.send("welcome back");
+    amy.expect_message("bob", "@room", "welcome back");
+    let ended = amy.finish();
+    assert_clean_exit("amy", &ended);
+    assert_eq!(ended.stderr, Vec::<String>::new());
+    assert_clean_exit("bob", &bob.finish());
+}
+
+/// Item 9: with no server, the client says so before asking for a name.
+#[test]
+fn no_server_is_reported_before_a_name_is_asked() {
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port");
+    let server = addr.to_string();
+    // Input stays open: the client must not wait for a name.
+    let ended = Kaichat::start_raw("x", &["--server", &server]).wait_exit();
+    assert_eq!(ended.status.code(), Some(1), "{ended:#?}");
+    let stderr: Vec<&String> = ended.stderr.iter().filter(|l| !l.is_empty()).collect();
+    assert_eq!(stderr.len(), 1, "{ended:#?}");
+    assert!(
+        stderr[0].starts_with(&format!("kaichat: cannot reach the server at {server}")),
+        "{ended:#?}"
+    );
+}
+
+/// Item 8: a query interval longer than the server's idle deadline does not get the client
+/// dropped: it sends PING when it has sent nothing for the keep-alive interval.
+#[test]
+fn a_long_query_interval_keeps_the_connection_alive() {
+    let server = ChatServer::start_with(&["--idle-timeout", "2"]);
+    let mut amy = Kaichat::start_raw(
+        "amy",
+        &[
+            "--server",
+            &server.addr,
+            "--ca",
+            &common_client::path_arg("certs/ca.pem"),
+            "--query-interval",
+            "60",
+            "--keepalive",
+            "0.5",
+            "--user",
+            "amy",
+            "--channel",
+            "@k",
+        ],
+    );
+    amy.expect("joined @k");
+    // Well past the idle deadline (2 s, and up to a second of the server's wheel).
+    std::thread::sleep(std::time::Duration::from_millis(4000));
+    amy.send("!leave");
+    amy.expect("left @k");
+    let ended = amy.finish();
+    assert_clean_exit("amy", &ended);
+    assert_eq!(ended.stderr, Vec::<String>::new());
+    // Reconnecting would hide a drop: there must have been none.
+    assert!(
+        !ended.stdout.iter().any(|l| l.starts_with("disconnected")),
+        "{:#?}",
+        ended.stdout
+    );
+}
+
+/// Item 6: `!!` sends a literal `!`; `!join` takes a name without `@` and explains a bad
+/// one.
+#[test]
+fn lines_that_start_with_an_exclamation_mark() {
+    let server = ChatServer::start();
+    let mut amy = Kaichat::start(&server, "amy", &["--user", "amy", "--channel", "@bang"]);
+    amy.expect("joined @bang");
+    let mut bob = Kaichat::start(&server, "bob", &["--user", "bob", "--channel", "@bang"]);
+    bob.expect("joined @bang");
+
+    amy.send("!important: lunch at 12");
+    let line = amy.expect("info unknown command !important:");
+    assert!(line.contains("!!"), "says how to send it: {line}");
+    amy.send("!!important: lunch at 12");
+    bob.expect_message("amy", "@bang", "!important: lunch at 12");
+
+    amy.send("!join @");
+    let line = amy.expect("info cannot join: channel name '@' is too short");
+    assert!(line.contains("2 to 50"), "says what a name is: {line}");
+    amy.send("!join my channel");
+    amy.expect("info cannot join: channel name '@my channel' contains a space");
+    let long = "x".repeat(50);
+    amy.send(&format!("!join {long}"));
+    let line = amy.expect("info cannot join: channel name starting '@");
+    assert!(line.contains("is too long"), "{line}");
+
+    amy.send("!join rust");
+    amy.expect("joined @rust");
+    assert_clean_exit("amy", &amy.finish());
+    assert_clean_exit("bob", &bob.finish());
+}
+
+/// Item 10: a wrong value names its flag; `--server :PORT` means localhost; `--version`.
+#[test]
+fn flags_name_themselves_in_errors_and_accept_a_bare_port() {
+    for (args, wanted) in [
+        (
+            &["--query-interval", "-5"][..],
+            "kaichat: --query-interval: '-5' is not a number of seconds",
+        ),
+        (
+            &["--query-interval", "soon"],
+            "kaichat: --query-interval: 'soon' is not a number of seconds",
+        ),
+        (
+            &["--server", "host:notaport"],
+            "kaichat: --server: 'host:notaport' has a bad port",
+        ),
+        (
+            &["--ca", "/nonexistent/ca.pem"],
+            "kaichat: --ca: /nonexistent/ca.pem: ",
+        ),
+        (&["--channel", "a b"], "kaichat: --channel: "),
+        (&["--user", "much_too_long"], "kaichat: --user: "),
+        (&["--server"], "kaichat: --server: "),
+    ] {
+        let ended = Kaichat::start_raw("bad", args).finish();
+        assert_eq!(ended.status.code(), Some(2), "{args:?}: {ended:#?}");
+        assert_eq!(ended.stderr.len(), 1, "{args:?}: {ended:#?}");
+        assert!(ended.stderr[0].starts_with(wanted), "{args:?}: {ended:#?}");
+    }
+
+    let version = Kaichat::start_raw("version", &["--version"]).finish();
+    assert!(version.status.success(), "{version:#?}");
+    assert_eq!(
+        version.stdout,
+        [format!("kaichat {}", env!("CARGO_PKG_VERSION"))]
+    );
+
+    let server = ChatServer::start();
+    let port = server.addr.rsplit(':').next().expect("port");
+    let mut amy = Kaichat::start_raw("amy", &["--server", &format!(":{port}"), "--user", "amy"]);
+    amy.expect("established amy");
     assert_clean_exit("amy", &amy.finish());
 }

@@ -1,6 +1,7 @@
 //! Deadlines (contract section 7) with small values: every set-up phase, a stalled TLS
-//! handshake, the idle deadline and turning it off. Deadlines have 1-second granularity:
-//! a 1-second deadline fires between about 1 and 2.5 s.
+//! handshake, the idle deadline and turning it off. A deadline never fires before its whole
+//! length has passed since the event that started it, and at most about a second after
+//! (more on a loaded machine): a 1-second deadline fires between 1 and about 2.5 s.
 
 mod common;
 
@@ -190,4 +191,80 @@ fn idle_timeout_zero_turns_the_idle_deadline_off() {
     thread::sleep(Duration::from_millis(3200));
     c.assert_alive();
     assert_eq!(c.query_entries(), entries(&[("SERVER", "forever joined")]));
+}
+
+// --- Never early (issue 7.1) ----------------------------------------------------------------
+// The start of a deadline was taken in whole seconds, rounded down, so a deadline could
+// fire up to a second early. These tests fail on that code; they bound the lateness
+// loosely (a loaded machine) and the earliness not at all: none is allowed.
+
+#[test]
+fn a_client_pinging_every_400ms_outlives_a_one_second_idle_deadline() {
+    let server = Server::start(&["--idle-timeout", "1"]);
+    let mut c = server.login("pinger");
+    let start = Instant::now();
+    let mut pings = 0;
+    while start.elapsed() < Duration::from_millis(2400) {
+        thread::sleep(Duration::from_millis(400));
+        c.send(&Pdu::ping(LE));
+        match c.try_recv_within(Duration::from_secs(5)) {
+            Ok(pdu) => assert_eq!(c.command_of(&pdu), Command::PingPong, "{pdu:?}"),
+            Err(e) => panic!(
+                "closed after {:?} and {pings} PINGs 400 ms apart, with a 1 s idle deadline: {e:?}",
+                start.elapsed()
+            ),
+        }
+        pings += 1;
+    }
+    c.assert_alive();
+}
+
+#[test]
+fn a_ping_600ms_after_connecting_beats_a_one_second_handshake_deadline() {
+    let server = Server::start(&["--handshake-timeout", "1"]);
+    // Three connections a third of a second apart: whatever the phase of the server's
+    // clock, a deadline rounded to its second would have caught at least one of them.
+    let clients: Vec<_> = (0..3)
+        .map(|i| {
+            let addr = server.addr;
+            thread::spawn(move || {
+                thread::sleep(Duration::from_millis(333 * i));
+                let connected = Instant::now();
+                let mut c = TestClient::connect_tls(addr);
+                c.finish_tls();
+                thread::sleep(Duration::from_millis(600).saturating_sub(connected.elapsed()));
+                c.send(&Pdu::ping(LE));
+                match c.try_recv_within(Duration::from_secs(5)) {
+                    Ok(pdu) => {
+                        assert_eq!(c.command_of(&pdu), Command::PingPong, "{pdu:?}");
+                        c.expect(Command::VersionNegotiation);
+                    }
+                    Err(e) => panic!(
+                        "client {i}: PING {:?} after connecting was answered by {e:?}",
+                        connected.elapsed()
+                    ),
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+}
+
+#[test]
+fn a_silent_client_is_closed_no_sooner_than_its_idle_deadline() {
+    let server = Server::start(&["--idle-timeout", "1"]);
+    for i in 0..3 {
+        let mut c = server.login(&format!("quiet{i}"));
+        // Spread over the server's second, as above.
+        thread::sleep(Duration::from_millis(333));
+        let sent = Instant::now();
+        c.assert_alive();
+        let took = closed_after(&mut c, sent);
+        assert!(
+            took >= Duration::from_secs(1),
+            "closed {took:?} after its last PING, with a 1 s idle deadline"
+        );
+    }
 }

@@ -10,7 +10,8 @@
 //!
 //! Two prefix bytes that no PDU layout uses steer the harness:
 //! - prefix[255]: low bits pick the session, the high nibble is the pull budget;
-//! - prefix[254]: seconds that pass before the PDU arrives (low 6 bits).
+//! - prefix[254]: seconds that pass before the PDU arrives (low 6 bits); time is counted
+//!   in milliseconds, as the session counts it.
 #![no_main]
 
 use kaichat_proto::hub::Hub;
@@ -73,7 +74,7 @@ impl Harness {
         let session = &mut self.sessions[who];
         let step = session.on_pdu(pdu, self.now, &mut self.hub, &mut out);
         Self::check_sent(&mut out, session);
-        if step == Step::Close {
+        if matches!(step, Step::Close(_)) {
             self.close(who);
         }
     }
@@ -113,7 +114,7 @@ fuzz_target!(|data: &[u8]| {
         let steer = bytes[PREFIX_LEN - 1];
         let who = usize::from(steer) % SESSIONS;
         let budget = usize::from(steer >> 4);
-        harness.now += u64::from(bytes[PREFIX_LEN - 2] & 0x3f);
+        harness.now += u64::from(bytes[PREFIX_LEN - 2] & 0x3f) * 1000;
         harness.expire();
         harness.deliver(who, &pdu);
         for other in 0..SESSIONS {

@@ -1,4 +1,4 @@
-//! The settings of one run, checked: what `main` parses from the command line and the
+//! The settings of one run, checked: what `args` parses from the command line and the
 //! reactor obeys. Parsing helpers for the value formats live here so they can be tested.
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -51,6 +51,9 @@ pub struct Config {
     pub timeout: Duration,
     /// No progress lines.
     pub quiet: bool,
+    /// The server's process, when it runs on this machine: its CPU time is read at the
+    /// edges of the connect and steady windows.
+    pub server_pid: Option<u32>,
 }
 
 impl Config {
@@ -99,12 +102,12 @@ pub fn parse_seconds(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
         .trim()
         .parse()
-        .map_err(|_| format!("not a number of seconds: {text:?}"))?;
+        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
     if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("not a number of seconds: {text:?}"));
+        return Err(format!("'{text}' is not a number of seconds"));
     }
     if secs > 1e7 {
-        return Err(format!("{text} seconds is too long"));
+        return Err(format!("'{text}' seconds is too long"));
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -114,9 +117,9 @@ pub fn parse_rate(text: &str) -> Result<f64, String> {
     let rate: f64 = text
         .trim()
         .parse()
-        .map_err(|_| format!("not a rate: {text:?}"))?;
+        .map_err(|_| format!("'{text}' is not a number per second"))?;
     if !rate.is_finite() || rate < 0.0 {
-        return Err(format!("not a rate: {text:?}"));
+        return Err(format!("'{text}' is not a number per second"));
     }
     Ok(rate)
 }
@@ -146,6 +149,7 @@ impl Config {
             first_id: 0,
             timeout: Duration::from_secs(30),
             quiet: true,
+            server_pid: None,
         }
     }
 }

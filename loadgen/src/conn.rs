@@ -5,12 +5,25 @@
 //! `kaichat_proto::client::Client`; this struct only adds what a load generator needs around it:
 //! where the client is in the run, when it is next due to act, and what it has read.
 
+use std::time::Instant;
+
 use kaichat_proto::client::Client;
 use mio::net::TcpStream;
 
 use crate::ledger::Member;
 use crate::schedule::{Periodic, QuerySchedule};
 use crate::transport::Transport;
+
+/// The end of a run with messages takes two QUERYs per client, each sent once the
+/// client's outstanding one is answered, each waited for from every client before the
+/// next step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndStep {
+    /// Proves that every message the client sent has been processed by the server.
+    Fence,
+    /// Sent once every client is fenced: reads everything the client is still owed.
+    Drain,
+}
 
 /// Where a client is in the run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,15 +36,11 @@ pub enum Stage {
     Joining,
     /// In its channel: querying (and sending) on schedule.
     Active,
-    /// End of the run: no new QUERY on schedule; one "fence" QUERY after the outstanding
-    /// one proves that every message this client sent has been processed by the server.
-    Fence { sent: bool },
-    /// Fence answer received; waiting for every other client's.
-    Fenced,
-    /// One last QUERY, sent once every client is fenced, reads everything still owed.
-    Drain { sent: bool },
-    /// Drain answer received.
-    Drained,
+    /// End of the run: no new QUERY on schedule; the step's QUERY goes out once the
+    /// outstanding one is answered (`sent`).
+    Ending { step: EndStep, sent: bool },
+    /// The step's answer arrived; waiting for every other client's.
+    Ended(EndStep),
     /// QUIT sent; waiting for the server to close.
     Quitting,
 }
@@ -51,13 +60,13 @@ pub struct Conn {
     /// `WouldBlock`, set by a writable event).
     pub writable: bool,
     /// When the TCP connect started.
-    pub connect_start_us: u64,
-    /// When the JOIN acknowledgement arrived (0 before).
-    pub joined_us: u64,
+    pub connect_start: Instant,
+    /// When the JOIN acknowledgement arrived.
+    pub joined: Option<Instant>,
     pub queries: QuerySchedule,
     pub messages: Periodic,
     /// When the outstanding scheduled QUERY was handed to the connection.
-    pub query_sent_us: u64,
+    pub query_sent: Instant,
     /// A fence or drain QUERY is outstanding.
     pub extra_query: bool,
     /// Messages sent so far (the next one's sequence number).
@@ -68,7 +77,7 @@ pub struct Conn {
     pub skipped: u64,
     /// When this client next needs [`crate::reactor`]'s attention, and the timer entry that
     /// stands for it.
-    pub wake_at: Option<u64>,
+    pub wake_at: Option<Instant>,
     pub wake_gen: u64,
     /// Completed the end of the run (drain, or in its channel at the end without messages)
     /// before QUIT: the ledger judges only such members.
@@ -84,12 +93,22 @@ impl Conn {
         )
     }
 
+    /// Whether the client is still in its TCP connect or TLS and protocol set-up.
+    pub fn handshaking(&self) -> bool {
+        matches!(self.stage, Stage::Connecting | Stage::SettingUp)
+    }
+
+    /// Whether the client still owes the answer of end step `step`.
+    pub fn is_ending(&self, step: EndStep) -> bool {
+        matches!(self.stage, Stage::Ending { step: s, .. } if s == step)
+    }
+
     /// The next time anything is due: a QUERY, a message or a client-side deadline.
-    pub fn next_wake(&self, deadline_us: Option<u64>) -> Option<u64> {
+    pub fn next_wake(&self, deadline: Option<Instant>) -> Option<Instant> {
         [
             self.queries.next_wake(),
             self.messages.next_wake(),
-            deadline_us,
+            deadline,
         ]
         .into_iter()
         .flatten()
@@ -98,10 +117,10 @@ impl Conn {
 
     /// The ledger's view of this client, once the run is over for it.
     pub fn membership(&self) -> Option<Member> {
-        (self.joined_us > 0).then_some(Member {
+        self.joined.map(|joined| Member {
             client: self.id,
             channel: self.channel,
-            joined_us: self.joined_us,
+            joined,
             finished: self.finished,
             received_owed: self.received_owed,
             skipped: self.skipped,

@@ -12,6 +12,7 @@
 //! disconnected is counted as a disconnect instead. Pure bookkeeping: no sockets, no clock.
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 /// One SEND_MESSAGE, as its sender recorded it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,7 +20,7 @@ pub struct Sent {
     pub channel: u32,
     pub sender: u32,
     /// When the message was handed to the sender's connection.
-    pub sent_us: u64,
+    pub sent: Instant,
 }
 
 /// One client's membership and what it read.
@@ -28,19 +29,19 @@ pub struct Member {
     pub client: u32,
     pub channel: u32,
     /// When the JOIN acknowledgement arrived.
-    pub joined_us: u64,
+    pub joined: Instant,
     /// Stayed connected and completed the final drain QUERY.
     pub finished: bool,
-    /// Messages read that were sent after `joined_us` (see [`Member::owes`]).
+    /// Messages read that were sent after `joined` (see [`Member::owes`]).
     pub received_owed: u64,
     /// Sum of the `<N> messages were skipped` notices it got.
     pub skipped: u64,
 }
 
 impl Member {
-    /// Whether a message sent at `sent_us` by another client counts as owed to this member.
-    pub fn owes(&self, sent_us: u64) -> bool {
-        sent_us > self.joined_us
+    /// Whether a message sent at `sent` by another client counts as owed to this member.
+    pub fn owes(&self, sent: Instant) -> bool {
+        sent > self.joined
     }
 }
 
@@ -66,10 +67,10 @@ pub struct Loss {
 /// Judges every finished member against the messages of its channel.
 pub fn account(sent: &[Sent], members: &[Member]) -> Loss {
     // Send times per channel, sorted, and messages per sender.
-    let mut by_channel: HashMap<u32, Vec<u64>> = HashMap::new();
+    let mut by_channel: HashMap<u32, Vec<Instant>> = HashMap::new();
     let mut by_sender: HashMap<u32, u64> = HashMap::new();
     for m in sent {
-        by_channel.entry(m.channel).or_default().push(m.sent_us);
+        by_channel.entry(m.channel).or_default().push(m.sent);
         *by_sender.entry(m.sender).or_default() += 1;
     }
     for times in by_channel.values_mut() {
@@ -99,12 +100,20 @@ pub fn account(sent: &[Sent], members: &[Member]) -> Loss {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::OnceLock;
+    use std::time::Duration;
+
+    /// An instant `us` microseconds after a fixed base.
+    fn t(us: u64) -> Instant {
+        static BASE: OnceLock<Instant> = OnceLock::new();
+        *BASE.get_or_init(Instant::now) + Duration::from_micros(us)
+    }
 
     fn member(client: u32, channel: u32, joined_us: u64, received: u64) -> Member {
         Member {
             client,
             channel,
-            joined_us,
+            joined: t(joined_us),
             finished: true,
             received_owed: received,
             skipped: 0,
@@ -115,7 +124,7 @@ mod tests {
         Sent {
             channel,
             sender,
-            sent_us,
+            sent: t(sent_us),
         }
     }
 

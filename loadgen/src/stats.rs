@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
@@ -30,8 +31,9 @@ impl Latency {
         Latency(Histogram::new_with_bounds(1, HIGHEST_US, 3).expect("valid histogram bounds"))
     }
 
-    /// Records one value, clamped to the trackable range.
-    pub fn record(&mut self, us: u64) {
+    /// Records one latency, in whole microseconds clamped to the trackable range.
+    pub fn record(&mut self, latency: Duration) {
+        let us = latency.as_micros().min(u128::from(HIGHEST_US)) as u64;
         self.0.saturating_record(us.clamp(1, HIGHEST_US));
     }
 
@@ -218,7 +220,7 @@ mod tests {
     fn percentiles_of_a_known_set() {
         let mut h = Latency::new();
         for v in 1..=1000 {
-            h.record(v);
+            h.record(Duration::from_micros(v));
         }
         let p = h.summary();
         assert_eq!(p.count, 1000);
@@ -232,8 +234,8 @@ mod tests {
     #[test]
     fn out_of_range_values_are_clamped_not_lost() {
         let mut h = Latency::new();
-        h.record(0);
-        h.record(u64::MAX);
+        h.record(Duration::ZERO);
+        h.record(Duration::MAX);
         assert_eq!(h.count(), 2);
         assert!(h.summary().max >= HIGHEST_US);
     }
@@ -242,7 +244,7 @@ mod tests {
     fn hgrm_format() {
         let mut h = Latency::new();
         for v in [1_000, 2_000, 3_000, 50_000] {
-            h.record(v);
+            h.record(Duration::from_micros(v));
         }
         let text = h.percentile_distribution();
         let mut lines = text.lines();

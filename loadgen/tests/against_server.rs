@@ -40,35 +40,46 @@ fn start_server(tls: bool) -> std::net::SocketAddr {
     addr
 }
 
-fn run_loadgen(addr: std::net::SocketAddr, extra: &[&str], name: &str) -> Value {
+/// What one loadgen run left: `summary.json`, `timeline.csv` and its progress lines.
+struct Run {
+    summary: Value,
+    timeline: String,
+    stderr: String,
+}
+
+fn run_loadgen(server: &str, extra: &[&str], name: &str) -> Run {
     let out = std::env::temp_dir().join(format!("loadgen-e2e-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let status = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+    let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .current_dir(repo())
-        .args(["--server", &addr.to_string()])
+        .args(["--server", server])
         .args(["--clients", "40", "--channels", "4", "--interval", "0.2"])
         .args(["--duration", "2", "--msg-every", "0.5", "--ramp", "200"])
-        .args([
-            "--sources",
-            "127.0.0.1-127.0.0.2",
-            "--timeout",
-            "10",
-            "--quiet",
-        ])
+        .args(["--sources", "127.0.0.1-127.0.0.2", "--timeout", "10"])
         .args(["--user-prefix", &name[..1]])
         .arg("--out")
         .arg(&out)
         .args(extra)
         .stdout(Stdio::null())
-        .status()
+        .output()
         .expect("run loadgen");
-    assert!(status.success(), "loadgen exited with {status}");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "loadgen: {}: {stderr}",
+        output.status
+    );
     let text = std::fs::read_to_string(out.join("summary.json")).expect("summary.json");
     for metric in ["connect", "query", "delivery"] {
         assert!(out.join(format!("{metric}.hgrm")).exists(), "{metric}.hgrm");
     }
+    let timeline = std::fs::read_to_string(out.join("timeline.csv")).expect("timeline.csv");
     let _ = std::fs::remove_dir_all(&out);
-    serde_json::from_str(&text).expect("summary.json is JSON")
+    Run {
+        summary: serde_json::from_str(&text).expect("summary.json is JSON"),
+        timeline,
+        stderr,
+    }
 }
 
 fn check(summary: &Value) {
@@ -98,8 +109,15 @@ fn check(summary: &Value) {
 #[test]
 fn a_small_tls_run_connects_everyone_and_loses_nothing() {
     let addr = start_server(true);
-    let summary = run_loadgen(addr, &["--warmup", "1"], "tls");
-    check(&summary);
+    // The server runs in this process.
+    let pid = std::process::id().to_string();
+    let run = run_loadgen(
+        &addr.to_string(),
+        &["--warmup", "1", "--server-pid", &pid],
+        "tls",
+    );
+    let summary = &run.summary;
+    check(summary);
     // The steady window starts a warm-up after the last set-up and lasts --duration.
     let t = |k: &str| {
         summary[k]
@@ -112,10 +130,50 @@ fn a_small_tls_run_connects_everyone_and_loses_nothing() {
         "warm-up {warmup} s: {summary}"
     );
     assert!((1.9..2.1).contains(&t("steady_s")), "{summary}");
+    // The warm-up is its own stage: in the progress lines, in timeline.csv, and as a
+    // window in the summary, right after the ramp and right before the steady window.
+    assert!(run.stderr.contains("] warmup "), "{}", run.stderr);
+    let stages: Vec<&str> = run
+        .timeline
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').nth(1))
+        .collect();
+    let warm = stages
+        .iter()
+        .position(|s| *s == "Warmup")
+        .expect("a Warmup row");
+    assert!(stages[..warm].iter().all(|s| *s == "Ramp"), "{stages:?}");
+    assert!(stages[warm..].contains(&"Steady"), "{stages:?}");
+    let warmup_start = t("warmup_start_unix");
+    assert!(warmup_start >= t("connect_end_unix"), "{summary}");
+    assert!(
+        (t("steady_start_unix") - warmup_start - 1.0).abs() < 0.01,
+        "{summary}"
+    );
+    // CPU time read at the windows' edges, the server's included.
+    for window in ["connect_cpu_s", "steady_cpu_s"] {
+        for who in ["window_s", "server", "loadgen", "machine"] {
+            let v = summary[window][who].as_f64();
+            assert!(v.is_some_and(|v| v > 0.0), "{window}.{who}: {summary}");
+        }
+    }
+    let connect_window = summary["connect_cpu_s"]["window_s"].as_f64().unwrap();
+    assert!(
+        (connect_window - t("connect_window_s")).abs() < 0.01,
+        "{summary}"
+    );
 }
 
 #[test]
 fn a_small_plaintext_run_connects_everyone_and_loses_nothing() {
     let addr = start_server(false);
-    check(&run_loadgen(addr, &["--plaintext"], "plain"));
+    // By host name: `--server` resolves it.
+    let server = format!("localhost:{}", addr.port());
+    let run = run_loadgen(&server, &["--plaintext", "--quiet"], "plain");
+    check(&run.summary);
+    assert!(run.stderr.is_empty(), "{}", run.stderr);
+    // Without --server-pid there is no server figure, and no guess either.
+    assert!(run.summary["connect_cpu_s"]["server"].is_null());
+    assert!(run.summary["connect_cpu_s"]["loadgen"].as_f64().is_some());
 }

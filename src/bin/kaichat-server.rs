@@ -7,7 +7,7 @@ mod settings;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -192,16 +192,6 @@ fn bind_first(config: Config, candidates: &[SocketAddr]) -> Result<(Server, Sock
     Err(format!("cannot listen on {}", failures.join(", nor on ")))
 }
 
-/// Looks for the bundled development files relative to the working directory, then to
-/// the repository the binary was built from.
-fn dev_file(relative: &str) -> PathBuf {
-    let local = Path::new(relative);
-    if local.exists() {
-        return local.to_path_buf();
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
-}
-
 /// The process owns its signals: a thread waits for SIGINT or SIGTERM and stops the
 /// server, which then closes every client cleanly.
 fn stop_on_signals(shutdown: Shutdown, notifier: Option<Arc<Notifier>>) -> std::io::Result<()> {
@@ -266,8 +256,10 @@ fn main() -> ExitCode {
     let max_clients = settings.max_clients.unwrap_or(fd_clients);
 
     let dev_pair = settings.cert.is_none() && settings.key.is_none();
-    let cert = settings.cert.unwrap_or_else(|| dev_file(tls::DEV_CERT));
-    let key = settings.key.unwrap_or_else(|| dev_file(tls::DEV_KEY));
+    let cert = settings
+        .cert
+        .unwrap_or_else(|| tls::dev_file(tls::DEV_CERT));
+    let key = settings.key.unwrap_or_else(|| tls::dev_file(tls::DEV_KEY));
     let tls_config = if settings.plaintext {
         None
     } else {

@@ -1,69 +1,47 @@
 //! One client connection inside the reactor: its socket, its transport, its protocol
-//! session, and the readiness the kernel last reported for it.
+//! session, its readiness and its deadline. The reactor hands it events, turns of work,
+//! fired deadlines and the order to close; everything the connection holds changes here.
 //!
-//! Readiness is kept in user space (sozu's model): the socket is registered once for
-//! reading and writing, an edge sets a flag, and a flag is cleared only when the socket
-//! says `WouldBlock`. Pausing a connection for backpressure is therefore just not acting
-//! on a flag, and resuming needs no new edge and no `reregister`.
+//! Closing is a lingering close (Apache's and nginx's): the connection writes out what it
+//! owes (what it produced; at a shutdown, the rest of a QUERY answer in flight), then
+//! close_notify, shuts down its write side, reads and discards what the client still
+//! sends until the client's EOF, and only then lets the reactor close the socket. Closing
+//! a socket with unread input makes the kernel send a reset and throw away output still
+//! queued, so the client would lose answers already sent. The whole close is bounded (see
+//! [`LINGER_MS`]): a client that never reads or never closes cannot hold its slot longer.
+//!
+//! Readiness is kept in user space (sozu's model, `readiness.rs`): the socket is
+//! registered once for reading and writing, an edge sets an event bit, and a bit is
+//! cleared only when the socket says `WouldBlock`. Pausing a connection for backpressure is
+//! therefore clearing an interest bit, and resuming needs no new edge and no `reregister`.
 
+use std::io::{self, Read};
+
+use mio::event::Event;
 use mio::net::TcpStream;
-
+use mio::Registry;
 use rustls::ServerConnection;
 
-use crate::transport::{Fill, Transport, TransportError};
+use super::readiness::Readiness;
+use super::stats::{CloseReason, Stats};
+use super::{Clock, TimerKey};
+use crate::transport::{Fill, Transport};
 use kaichat_proto::hub::Hub;
-use kaichat_proto::session::{Session, Step};
+use kaichat_proto::session::{Deadlines, Session, Step};
+use kaichat_proto::timer_wheel::TimerWheel;
 
 /// Output (TLS ciphertext or plaintext) produced but not yet written, above which the
 /// connection produces nothing more and reads nothing more until the socket drains.
 const OUTPUT_BOUND: usize = 16 * 1024;
 /// PDUs of a QUERY answer produced per step.
 const ANSWER_BATCH: usize = 4;
-
-/// Why a connection closed; counted in the statistics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CloseReason {
-    Quit,
-    PeerClosed,
-    Timeout,
-    TlsError,
-    IoError,
-    Overflow,
-    Shutdown,
-}
-
-impl CloseReason {
-    pub const ALL: [CloseReason; 7] = [
-        CloseReason::Quit,
-        CloseReason::PeerClosed,
-        CloseReason::Timeout,
-        CloseReason::TlsError,
-        CloseReason::IoError,
-        CloseReason::Overflow,
-        CloseReason::Shutdown,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            CloseReason::Quit => "quit",
-            CloseReason::PeerClosed => "peer",
-            CloseReason::Timeout => "timeout",
-            CloseReason::TlsError => "tls",
-            CloseReason::IoError => "io",
-            CloseReason::Overflow => "overflow",
-            CloseReason::Shutdown => "shutdown",
-        }
-    }
-}
-
-impl From<TransportError> for CloseReason {
-    fn from(e: TransportError) -> CloseReason {
-        match e {
-            TransportError::Io(_) => CloseReason::IoError,
-            TransportError::Tls(_) => CloseReason::TlsError,
-        }
-    }
-}
+/// How long a closing connection may keep its slot, from the decision to close: to write
+/// what it owes, then to wait for the client's EOF. The close is given up at the first
+/// whole second of the reactor's clock at least this long after the decision, where the
+/// timer wheel fires exactly: so between 1 and 2 s (plus however late the loop runs).
+const LINGER_MS: u64 = 1000;
+/// Bytes read and thrown away per read while lingering.
+const DISCARD_CHUNK: usize = 4096;
 
 /// How a turn of work on a connection ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -72,59 +50,164 @@ pub enum Turn {
     Idle,
     /// The work budget ran out with work left: come back in the same loop.
     More,
+    /// The connection is closed: the reactor frees its slot at the end of the iteration.
+    Done,
+}
+
+/// What a fired deadline means for the connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Expiry {
+    /// Nothing: a stale entry, or the deadline moved later and was re-armed.
+    None,
+    /// The session's deadline passed: close it.
+    Timeout,
+    /// The bound on closing passed: free the slot now, whatever is left unsaid.
+    Abandon,
+}
+
+/// Where a connection is in its life.
+#[derive(Clone, Copy, Debug)]
+enum Stage {
+    /// Reading PDUs and answering them.
+    Open,
+    /// Closed by the server or the client: saying goodbye (see the module comment).
+    Lingering(Linger),
+    /// Nothing more to do; the slot is freed at the end of the loop iteration.
+    Done,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Linger {
+    reason: CloseReason,
+    /// The second of the reactor's clock at which the close is abandoned: the wheel's slots
+    /// are seconds anyway, and 4 bytes keep `Connection` small.
+    until_second: u32,
+    /// Everything owed is produced and close_notify queued; the session released its name
+    /// and channel.
+    said_goodbye: bool,
+    /// Everything is written and the write side shut down (the client reads EOF next).
+    write_shut: bool,
+    /// The client's EOF was read: nothing unread is left to make the kernel reset.
+    peer_eof: bool,
+}
+
+impl CloseReason {
+    /// Whether a QUERY answer in flight is finished before the goodbye. At a shutdown the
+    /// client may be reading it right now. QUIT, a rejected version or the peer's close
+    /// are only ever read once no answer is in flight. A deadline with an answer in flight
+    /// means the client stopped reading a whole idle period ago: it gets what was already
+    /// produced, and its name and channel are freed at once, as contract section 7 says.
+    fn finishes_answer(self) -> bool {
+        self == CloseReason::Shutdown
+    }
+}
+
+/// The connection's entry in the reactor's timer wheel. The wheel never removes an entry:
+/// each fired entry is checked here, and only the one armed last for this connection is
+/// live. This is the one place that knows which.
+#[derive(Debug)]
+struct Timer {
+    /// Distinguishes this connection from earlier ones in the same slab slot.
+    generation: u32,
+    /// Due millisecond of the live wheel entry; 0 when none is armed.
+    armed: u64,
+}
+
+impl Timer {
+    /// Arms an entry for `due` unless an earlier one is live: that one fires first and the
+    /// deadline is then looked at again.
+    fn arm(&mut self, key: usize, due: u64, wheel: &mut TimerWheel<TimerKey>) {
+        if self.armed == 0 || due < self.armed {
+            self.armed = due;
+            wheel.arm(due, (key, self.generation, due));
+        }
+    }
+
+    /// Whether a fired entry is the live one; it is then used up. Entries of a previous
+    /// connection in this slab slot, or superseded by an earlier deadline, are stale: this
+    /// is how the wheel's entries are cancelled.
+    fn fired(&mut self, generation: u32, due: u64) -> bool {
+        let live = self.generation == generation && self.armed == due;
+        if live {
+            self.armed = 0;
+        }
+        live
+    }
 }
 
 pub struct Connection {
-    pub socket: TcpStream,
-    pub transport: Transport<ServerConnection>,
-    pub session: Session,
-    /// The kernel said readable and no read has returned `WouldBlock` since.
-    pub readable: bool,
-    /// The kernel said writable and no write has returned `WouldBlock` since.
-    pub writable: bool,
-    /// The kernel hinted the peer hung up or the socket failed.
-    pub hangup: bool,
+    socket: TcpStream,
+    transport: Transport<ServerConnection>,
+    session: Session,
+    readiness: Readiness,
+    timer: Timer,
     /// On the reactor's list of connections whose turn ran out of budget.
-    pub pending: bool,
-    /// Distinguishes this connection from earlier ones in the same slab slot.
-    pub generation: u32,
-    /// Due second of this connection's live timer-wheel entry; 0 when none.
-    pub armed: u64,
-    /// Set once the connection is to be torn down at the end of the loop iteration.
-    pub closing: Option<CloseReason>,
+    pending: bool,
+    stage: Stage,
 }
 
 impl Connection {
+    /// A connection accepted at `accepted_at` (ms): its pre-PING deadline, TLS handshake
+    /// included, runs from there.
     pub fn new(
         socket: TcpStream,
         transport: Transport<ServerConnection>,
-        session: Session,
+        accepted_at: u64,
         generation: u32,
     ) -> Connection {
         Connection {
             socket,
             transport,
-            session,
-            readable: false,
-            writable: false,
-            hangup: false,
+            session: Session::new(accepted_at),
+            readiness: Readiness::new(),
+            timer: Timer {
+                generation,
+                armed: 0,
+            },
             pending: false,
-            generation,
-            armed: 0,
-            closing: None,
+            stage: Stage::Open,
         }
     }
 
+    /// A poll event for this connection's socket.
+    pub fn on_event(&mut self, event: &Event) {
+        self.readiness.on_event(event);
+    }
+
+    /// Notes the connection on the reactor's pending list; false if it already is, so it is
+    /// listed once however many turns ran out of budget before it is served.
+    pub fn list_pending(&mut self) -> bool {
+        !std::mem::replace(&mut self.pending, true)
+    }
+
+    /// The reactor took the connection off its pending list.
+    pub fn unlist_pending(&mut self) {
+        self.pending = false;
+    }
+
     /// Does up to `budget` units of work (a PDU in, a batch of answer PDUs out, a socket
-    /// read), then writes out what was produced.
-    pub fn turn(
+    /// read), then writes out what was produced; a closing connection goes on saying
+    /// goodbye. A PDU is handed to the session with the time read after the socket read
+    /// that completed it, never earlier, so that no deadline it starts can fire early.
+    pub fn turn(&mut self, hub: &mut Hub, clock: &Clock, budget: usize, stats: &mut Stats) -> Turn {
+        let mut budget = budget;
+        if let Stage::Open = self.stage {
+            match self.serve_open(hub, clock, &mut budget, stats) {
+                Ok(turn) => return turn,
+                Err(reason) => self.close(reason, clock.now(), stats),
+            }
+        }
+        self.linger(hub, &mut budget)
+    }
+
+    fn serve_open(
         &mut self,
         hub: &mut Hub,
-        now: u64,
-        budget: usize,
-        pdus_in: &mut u64,
+        clock: &Clock,
+        budget: &mut usize,
+        stats: &mut Stats,
     ) -> Result<Turn, CloseReason> {
-        let result = self.work(hub, now, budget, pdus_in);
+        let result = self.work(hub, clock, budget, stats);
         self.flush()?;
         if self.transport.overflowed() {
             return Err(CloseReason::Overflow);
@@ -132,13 +215,17 @@ impl Connection {
         result
     }
 
+    /// Writes what is queued while the socket takes it; true once everything is written.
     fn flush(&mut self) -> Result<bool, CloseReason> {
-        if !self.writable || !self.transport.wants_write() {
-            return Ok(!self.transport.wants_write());
+        if !self.transport.wants_write() {
+            return Ok(true);
+        }
+        if !self.readiness.can_write() {
+            return Ok(false);
         }
         let done = self.transport.flush(&mut self.socket)?;
         if !done {
-            self.writable = false;
+            self.readiness.write_blocked();
         }
         Ok(done)
     }
@@ -146,61 +233,234 @@ impl Connection {
     fn work(
         &mut self,
         hub: &mut Hub,
-        now: u64,
-        mut budget: usize,
-        pdus_in: &mut u64,
+        clock: &Clock,
+        budget: &mut usize,
+        stats: &mut Stats,
     ) -> Result<Turn, CloseReason> {
+        let mut now = clock.now();
         loop {
             // Backpressure: above the bound, neither produce nor read until it drains.
-            if self.transport.queued() >= OUTPUT_BOUND && !self.flush()? {
-                return Ok(Turn::Idle);
+            if self.transport.queued() >= OUTPUT_BOUND {
+                if !self.flush()? {
+                    self.readiness.pause_reading();
+                    return Ok(Turn::Idle);
+                }
+                self.readiness.resume_reading();
             }
-            if budget == 0 {
+            if *budget == 0 {
                 return Ok(Turn::More);
             }
-            budget -= 1;
+            *budget -= 1;
             if self.session.answering() {
                 self.session
                     .continue_answer(hub, ANSWER_BATCH, &mut self.transport);
                 continue;
             }
             if let Some(pdu) = self.transport.next_pdu() {
-                *pdus_in += 1;
-                if self.session.on_pdu(&pdu, now, hub, &mut self.transport) == Step::Close {
-                    return Err(CloseReason::Quit);
+                stats.pdus_in += 1;
+                if let Step::Close(ending) =
+                    self.session.on_pdu(&pdu, now, hub, &mut self.transport)
+                {
+                    return Err(ending.into());
                 }
                 continue;
             }
             if self.transport.peer_closed() {
                 return Err(CloseReason::PeerClosed);
             }
-            if !self.readable {
+            if !self.readiness.can_read() {
                 return Ok(Turn::Idle);
             }
-            match self.transport.fill(&mut self.socket)? {
+            let fill = self.transport.fill(&mut self.socket)?;
+            if fill != Fill::Blocked {
+                // Bytes (or the peer's close) arrived after the turn began.
+                now = clock.now();
+            }
+            match fill {
                 Fill::Progress | Fill::Closed => {}
                 // After a hang-up hint, read on until EOF is seen rather than trust the
                 // short read (the FIN may already be queued behind the data).
-                Fill::Drained if !self.hangup => self.readable = false,
+                Fill::Drained if !self.readiness.hung_up() => self.readiness.read_drained(),
                 Fill::Drained => {}
-                Fill::Blocked => self.readable = false,
+                Fill::Blocked => self.readiness.read_drained(),
                 // Cannot happen while whole PDUs are taken out first; wait for an event.
                 Fill::Full => return Ok(Turn::Idle),
             }
         }
     }
 
-    /// Last words before the socket closes: a TLS close_notify (or the alert rustls queued
-    /// after an error), written if the socket takes it.
-    pub fn say_goodbye(&mut self, reason: CloseReason) {
-        if !matches!(reason, CloseReason::TlsError | CloseReason::IoError) {
-            self.transport.close_notify();
+    // --- The deadline ---------------------------------------------------------------------
+
+    /// The first millisecond at which the connection's deadline has passed, if one runs:
+    /// the session's while open, the bound on closing while lingering.
+    fn deadline(&self, deadlines: &Deadlines) -> Option<u64> {
+        match self.stage {
+            Stage::Open => self.session.deadline(deadlines),
+            Stage::Lingering(linger) => Some(u64::from(linger.until_second) * 1000),
+            Stage::Done => None,
         }
-        if reason != CloseReason::IoError {
-            self.writable = true;
-            let _ = self.flush();
+    }
+
+    /// Arms a wheel entry for the connection's deadline, unless an earlier one is armed.
+    /// Called after anything that may move the deadline; a later deadline needs nothing,
+    /// since the armed entry fires and re-arms.
+    pub fn arm_deadline(
+        &mut self,
+        key: usize,
+        deadlines: &Deadlines,
+        wheel: &mut TimerWheel<TimerKey>,
+    ) {
+        if let Some(due) = self.deadline(deadlines) {
+            self.timer.arm(key, due, wheel);
         }
-        let _ = self.socket.shutdown(std::net::Shutdown::Write);
+    }
+
+    /// A wheel entry of slot `key` fired at `now`. If it is this connection's live entry,
+    /// either its deadline has passed, or it moved later (a PDU came since) and is
+    /// re-armed.
+    pub fn deadline_fired(
+        &mut self,
+        (key, generation, due): TimerKey,
+        now: u64,
+        deadlines: &Deadlines,
+        wheel: &mut TimerWheel<TimerKey>,
+    ) -> Expiry {
+        if !self.timer.fired(generation, due) {
+            return Expiry::None;
+        }
+        match (self.deadline(deadlines), self.stage) {
+            (Some(deadline), Stage::Open) if deadline <= now => Expiry::Timeout,
+            (Some(deadline), _) if deadline <= now => {
+                self.stage = Stage::Done;
+                Expiry::Abandon
+            }
+            _ => {
+                self.arm_deadline(key, deadlines, wheel);
+                Expiry::None
+            }
+        }
+    }
+
+    // --- Closing --------------------------------------------------------------------------
+
+    /// Closes the connection for `reason`, decided at `now`: counts it, and starts saying
+    /// goodbye, which the next turn carries on. Nothing if it is closing already (the
+    /// first reason counts).
+    pub fn close(&mut self, reason: CloseReason, now: u64, stats: &mut Stats) {
+        if !matches!(self.stage, Stage::Open) {
+            return;
+        }
+        stats.closed(reason);
+        self.stage = Stage::Lingering(Linger {
+            reason,
+            until_second: u32::try_from(now.saturating_add(LINGER_MS).div_ceil(1000))
+                .unwrap_or(u32::MAX),
+            said_goodbye: false,
+            write_shut: false,
+            peer_eof: false,
+        });
+        // Input is read from now on whatever the backpressure, to be thrown away.
+        self.readiness.resume_reading();
+    }
+
+    /// Whether the connection has nothing more to do and waits for its slot to be freed.
+    pub fn is_done(&self) -> bool {
+        matches!(self.stage, Stage::Done)
+    }
+
+    /// One turn of a lingering close: produce what is owed, write it, shut the write side,
+    /// and discard input until the client's EOF. `Done` once all of that happened, or the
+    /// socket failed; said once, when it happens.
+    fn linger(&mut self, hub: &mut Hub, budget: &mut usize) -> Turn {
+        let Stage::Lingering(mut linger) = self.stage else {
+            return Turn::Idle;
+        };
+        // A failure of the socket ends the close: nothing more can be said on it.
+        let turn = self
+            .say_goodbye(&mut linger, hub, budget)
+            .unwrap_or(Turn::Done);
+        self.stage = match turn {
+            Turn::Done => {
+                // Releases the name and channel if the goodbye was never reached.
+                self.session.close(hub);
+                Stage::Done
+            }
+            _ => Stage::Lingering(linger),
+        };
+        turn
+    }
+
+    fn say_goodbye(
+        &mut self,
+        linger: &mut Linger,
+        hub: &mut Hub,
+        budget: &mut usize,
+    ) -> Result<Turn, CloseReason> {
+        if linger.reason == CloseReason::IoError {
+            // The socket is broken: nothing can be said on it.
+            return Err(CloseReason::IoError);
+        }
+        // 1. What is owed: the rest of an answer in flight, under the same output bound,
+        //    then close_notify (after a TLS error, the alert rustls queued instead).
+        while !linger.said_goodbye {
+            if self.session.answering() && linger.reason.finishes_answer() {
+                if self.transport.queued() >= OUTPUT_BOUND && !self.flush()? {
+                    break;
+                }
+                if *budget == 0 {
+                    return Ok(Turn::More);
+                }
+                *budget -= 1;
+                self.session
+                    .continue_answer(hub, ANSWER_BATCH, &mut self.transport);
+                continue;
+            }
+            // Everything owed is produced: the name and the channel are free from here.
+            self.session.close(hub);
+            if linger.reason != CloseReason::TlsError {
+                self.transport.close_notify();
+            }
+            linger.said_goodbye = true;
+        }
+        // 2. Write it out, then shut the write side: the client reads close_notify and EOF.
+        if linger.said_goodbye && !linger.write_shut && self.flush()? {
+            self.socket
+                .shutdown(std::net::Shutdown::Write)
+                .map_err(|_| CloseReason::IoError)?;
+            self.readiness.stop_writing();
+            linger.write_shut = true;
+        }
+        // 3. Read and throw away what the client still sends, until its EOF: unread input
+        //    at close would make the kernel reset the connection and drop our output.
+        while !linger.peer_eof && self.readiness.can_read() {
+            if *budget == 0 {
+                return Ok(Turn::More);
+            }
+            *budget -= 1;
+            let mut discard = [0u8; DISCARD_CHUNK];
+            match self.socket.read(&mut discard) {
+                Ok(0) => linger.peer_eof = true,
+                Ok(n) if n < DISCARD_CHUNK && !self.readiness.hung_up() => {
+                    self.readiness.read_drained()
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readiness.read_drained(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Err(CloseReason::IoError),
+            }
+        }
+        if linger.write_shut && linger.peer_eof {
+            return Ok(Turn::Done);
+        }
+        Ok(Turn::Idle)
+    }
+
+    /// Frees what the connection still holds: its session's name and channel (a no-op if
+    /// the goodbye released them already), and the socket's registration. The socket
+    /// closes when the connection is dropped.
+    pub fn release(mut self, hub: &mut Hub, registry: &Registry) {
+        self.session.close(hub);
+        let _ = registry.deregister(&mut self.socket);
     }
 }
 
@@ -214,7 +474,8 @@ mod tests {
     #[test]
     fn connection_state_is_small() {
         let size = std::mem::size_of::<Connection>();
-        // 168 bytes on x86_64 today: socket, boxed transport, session, flags, timer state.
+        // 176 bytes on x86_64 today: socket, boxed transport, session, readiness, timer, and
+        // the stage of a lingering close (8 bytes: its reason, flags and bound in seconds).
         assert!(size <= 176, "Connection grew to {size} bytes");
     }
 }

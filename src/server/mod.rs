@@ -9,13 +9,19 @@
 //! 4. fire due deadlines;
 //! 5. accept into a queue and start a bounded number of new sessions (TLS handshakes cost
 //!    about 100 µs each, so a connection storm must not starve established clients);
-//! 6. tear down the connections marked closing, in one place.
+//! 6. free the slots of the connections that finished closing, in one place.
+//!
+//! A connection that closes says goodbye over several turns (a lingering close, in
+//! `connection.rs`) and keeps its slot until then, for at most about two seconds. A
+//! shutdown request closes every connection so, stops accepting, and lets the loop run for
+//! at most one more second.
 
 mod connection;
 mod listener;
+mod readiness;
+mod stats;
 
 use std::collections::VecDeque;
-use std::fmt::Write as _;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,11 +33,12 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use crate::transport::Transport;
-use connection::{CloseReason, Connection, Turn};
+use connection::{Connection, Expiry, Turn};
 use kaichat_proto::hub::Hub;
-use kaichat_proto::session::{Deadlines, Session};
+use kaichat_proto::session::Deadlines;
 use kaichat_proto::timer_wheel::TimerWheel;
 use listener::{Accepted, Listener};
+use stats::{CloseReason, Stats};
 
 /// Tokens at the top of the range; slab keys (connections) start at 0.
 const SHUTDOWN: Token = Token(usize::MAX - 1);
@@ -45,6 +52,9 @@ const NEW_SESSIONS_PER_ITERATION: usize = 16;
 pub const DEFAULT_HISTORY: usize = 1000;
 /// Last entries shown to a joiner unless configured (`--replay`).
 pub const DEFAULT_REPLAY: usize = 20;
+/// After a shutdown request, how long the loop still runs for clients to take their
+/// pending output and close_notify, at most.
+const SHUTDOWN_GRACE_MS: u64 = 1000;
 
 /// Everything the server needs to run, as parsed from the command line.
 #[derive(Clone)]
@@ -60,16 +70,33 @@ pub struct Config {
     pub stats_interval: u64,
 }
 
-/// Counters for the statistics line.
-#[derive(Default)]
-struct Stats {
-    accepted: u64,
-    refused_no_fd: u64,
-    pdus_in: u64,
-    closed: [u64; CloseReason::ALL.len()],
+/// A timer-wheel entry: slab key, generation of the connection in that slot, due ms.
+type TimerKey = (usize, u32, u64);
+
+/// The reactor's clock: milliseconds since the server started, rounded down. Read once per
+/// loop iteration for deadlines, and again by a connection after each socket read, so that
+/// a PDU is never stamped earlier than it arrived.
+pub(crate) struct Clock {
+    start: Instant,
 }
 
-type TimerKey = (usize, u32, u64);
+impl Clock {
+    fn new() -> Clock {
+        Clock {
+            start: Instant::now(),
+        }
+    }
+
+    pub fn now(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Time left until the clock's next whole second, when the wheel's next slot is due.
+    fn until_next_second(&self) -> Duration {
+        let into_second = self.start.elapsed().subsec_nanos();
+        Duration::from_nanos(u64::from(1_000_000_000 - into_second))
+    }
+}
 
 /// Stops a running [`Server`]: sets a flag and wakes the reactor's poll. Cheap to clone and
 /// safe to trigger from any thread, any number of times.
@@ -96,7 +123,7 @@ pub struct Server {
     hub: Hub,
     wheel: TimerWheel<TimerKey>,
     config: Config,
-    /// Accepted sockets waiting for a session, with the second they were accepted.
+    /// Accepted sockets waiting for a session, with the millisecond they were accepted.
     accept_queue: VecDeque<(TcpStream, u64)>,
     /// The listener may have connections waiting (its edge will not fire again).
     listener_ready: bool,
@@ -104,9 +131,12 @@ pub struct Server {
     out_of_fds: bool,
     /// Connections whose turn ran out of budget with work left.
     pending: Vec<usize>,
-    closing: Vec<usize>,
+    /// Connections done closing, whose slots are freed at the end of the iteration.
+    released: Vec<usize>,
+    /// Once shutting down: the millisecond at which the loop stops waiting for goodbyes.
+    stop_at: Option<u64>,
     next_generation: u32,
-    start: Instant,
+    clock: Clock,
     stats: Stats,
 }
 
@@ -134,9 +164,10 @@ impl Server {
             listener_ready: false,
             out_of_fds: false,
             pending: Vec::new(),
-            closing: Vec::new(),
+            released: Vec::new(),
+            stop_at: None,
             next_generation: 0,
-            start: Instant::now(),
+            clock: Clock::new(),
             stats: Stats::default(),
         })
     }
@@ -152,12 +183,9 @@ impl Server {
         self.listener.local_addr()
     }
 
-    fn now(&self) -> u64 {
-        self.start.elapsed().as_secs()
-    }
-
     /// Runs until its [`Shutdown`] handle is triggered, then closes every client with a TLS
-    /// close_notify and returns the final statistics line.
+    /// close_notify, gives them up to a second to take their output, and returns the final
+    /// statistics line.
     pub fn run(&mut self) -> io::Result<String> {
         let mut events = Events::with_capacity(1024);
         let mut fired = Vec::new();
@@ -169,114 +197,105 @@ impl Server {
                     return Err(e);
                 }
             }
-            let now = self.now();
+            let now = self.clock.now();
             for event in events.iter() {
                 match event.token() {
                     SHUTDOWN => {}
                     LISTENER => self.listener_ready = true,
                     Token(key) => {
                         if let Some(conn) = self.connections.get_mut(key) {
-                            conn.readable |=
-                                event.is_readable() || event.is_read_closed() || event.is_error();
-                            conn.writable |=
-                                event.is_writable() || event.is_write_closed() || event.is_error();
-                            conn.hangup |= event.is_read_closed() || event.is_error();
-                            self.serve(key, now);
+                            conn.on_event(event);
+                            self.serve(key);
                         }
                     }
                 }
             }
-            if self.shutdown.requested.load(Ordering::Acquire) {
-                return Ok(self.shut_down());
+            if self.stop_at.is_none() && self.shutdown.requested.load(Ordering::Acquire) {
+                self.begin_shutdown(now);
             }
             for key in std::mem::take(&mut self.pending) {
                 if let Some(conn) = self.connections.get_mut(key) {
-                    conn.pending = false;
+                    conn.unlist_pending();
                 }
-                self.serve(key, now);
+                self.serve(key);
             }
-            if now > self.wheel.now() {
-                // A new second: also retry accepting after running out of descriptors.
+            if now / 1000 > self.wheel.now() / 1000 {
+                // A new second: retry accepting after running out of descriptors.
                 self.out_of_fds = false;
-                self.wheel.advance(now, &mut fired);
-                for (key, generation, due) in fired.drain(..) {
-                    self.deadline_fired(key, generation, due, now);
+            }
+            self.wheel.advance(now, &mut fired);
+            for entry in fired.drain(..) {
+                self.deadline_fired(entry, now);
+            }
+            if self.stop_at.is_none() {
+                self.accept();
+                self.start_sessions();
+            }
+            self.reap();
+            if let Some(stop_at) = self.stop_at {
+                if self.connections.is_empty() || self.clock.now() >= stop_at {
+                    return Ok(self.finish_shutdown());
                 }
             }
-            self.accept(now);
-            self.start_sessions();
-            self.reap();
             let interval = self.config.stats_interval;
-            if interval > 0 && now >= last_stats + interval {
+            if interval > 0 && now >= last_stats + interval.saturating_mul(1000) {
                 last_stats = now;
                 eprintln!("kaichat-server: stats: {}", self.stats_line());
             }
         }
     }
 
-    /// Zero while work is pending; otherwise until the next whole second, when deadlines
-    /// may fire.
+    /// Zero while work is pending; otherwise until the next whole second, when the wheel's
+    /// next slot is due, or the end of a shutdown's grace if that comes first.
     fn poll_timeout(&self) -> Duration {
         if !self.pending.is_empty() || !self.accept_queue.is_empty() {
             return Duration::ZERO;
         }
-        let into_second = self.start.elapsed().subsec_nanos();
-        Duration::from_nanos(u64::from(1_000_000_000 - into_second))
+        let second = self.clock.until_next_second();
+        match self.stop_at {
+            Some(stop_at) => {
+                let left = Duration::from_millis(stop_at.saturating_sub(self.clock.now()));
+                second.min(left)
+            }
+            None => second,
+        }
     }
 
     /// Gives connection `key` a turn of work, then re-arms its deadline.
-    fn serve(&mut self, key: usize, now: u64) {
+    fn serve(&mut self, key: usize) {
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
-        if conn.closing.is_some() {
+        if conn.is_done() {
             return;
         }
-        match conn.turn(&mut self.hub, now, TURN_BUDGET, &mut self.stats.pdus_in) {
-            Ok(Turn::Idle) => {}
-            // Listed once, however many turns ran out of budget before it is served.
-            Ok(Turn::More) if !conn.pending => {
-                conn.pending = true;
-                self.pending.push(key);
+        match conn.turn(&mut self.hub, &self.clock, TURN_BUDGET, &mut self.stats) {
+            Turn::Idle => {}
+            Turn::More => {
+                if conn.list_pending() {
+                    self.pending.push(key);
+                }
             }
-            Ok(Turn::More) => {}
-            Err(reason) => return self.close(key, reason),
+            Turn::Done => return self.released.push(key),
         }
-        self.arm_deadline(key);
+        conn.arm_deadline(key, &self.config.deadlines, &mut self.wheel);
     }
 
-    /// Arms a wheel entry when the session's deadline is earlier than the one armed.
-    /// A later deadline needs nothing: the armed entry fires and re-arms.
-    fn arm_deadline(&mut self, key: usize) {
+    fn deadline_fired(&mut self, entry: TimerKey, now: u64) {
+        let key = entry.0;
         let Some(conn) = self.connections.get_mut(key) else {
             return;
         };
-        if let Some(due) = conn.session.deadline(&self.config.deadlines) {
-            if conn.armed == 0 || due < conn.armed {
-                conn.armed = due;
-                self.wheel.arm(due, (key, conn.generation, due));
-            }
-        }
-    }
-
-    fn deadline_fired(&mut self, key: usize, generation: u32, due: u64, now: u64) {
-        let Some(conn) = self.connections.get_mut(key) else {
-            return;
-        };
-        // Entries of a previous connection in this slot, or superseded by an earlier
-        // deadline, are stale: this is how the wheel's entries are cancelled.
-        if conn.generation != generation || conn.armed != due || conn.closing.is_some() {
-            return;
-        }
-        conn.armed = 0;
-        match conn.session.deadline(&self.config.deadlines) {
-            Some(deadline) if deadline <= now => self.close(key, CloseReason::Timeout),
-            _ => self.arm_deadline(key),
+        match conn.deadline_fired(entry, now, &self.config.deadlines, &mut self.wheel) {
+            Expiry::None => {}
+            Expiry::Timeout => self.close(key, CloseReason::Timeout),
+            // The bound on closing: a client that does not read or does not close.
+            Expiry::Abandon => self.released.push(key),
         }
     }
 
     /// Accepts waiting connections into the queue while there is room.
-    fn accept(&mut self, now: u64) {
+    fn accept(&mut self) {
         while self.listener_ready && !self.out_of_fds {
             if self.connections.len() + self.accept_queue.len() >= self.config.max_clients {
                 // Stay ready: accepting resumes when a connection closes.
@@ -285,7 +304,8 @@ impl Server {
             match self.listener.accept() {
                 Accepted::Stream(stream) => {
                     self.stats.accepted += 1;
-                    self.accept_queue.push_back((stream, now));
+                    // Read after the accept: the client connected before, never after.
+                    self.accept_queue.push_back((stream, self.clock.now()));
                 }
                 Accepted::Empty => self.listener_ready = false,
                 Accepted::OutOfDescriptors => {
@@ -327,83 +347,63 @@ impl Server {
             }
             self.next_generation = self.next_generation.wrapping_add(1);
             // The pre-PING deadline counts from accept, TLS handshake included.
-            let session = Session::new(accepted_at);
-            entry.insert(Connection::new(
+            let conn = entry.insert(Connection::new(
                 socket,
                 transport,
-                session,
+                accepted_at,
                 self.next_generation,
             ));
-            self.arm_deadline(key);
+            conn.arm_deadline(key, &self.config.deadlines, &mut self.wheel);
         }
     }
 
+    /// Closes connection `key` for a reason decided outside its turn (a deadline, a
+    /// shutdown), and gives it a turn to start saying goodbye.
     fn close(&mut self, key: usize, reason: CloseReason) {
         if let Some(conn) = self.connections.get_mut(key) {
-            if conn.closing.is_none() {
-                conn.closing = Some(reason);
-                self.closing.push(key);
-            }
+            conn.close(reason, self.clock.now(), &mut self.stats);
+            self.serve(key);
         }
     }
 
-    /// Tears down the connections marked closing: releases their name and channel, says
-    /// goodbye on the wire, frees the slot.
+    /// Frees the slots of the connections done closing (or given up on): releases what
+    /// they still hold and closes their sockets.
     fn reap(&mut self) {
-        for key in std::mem::take(&mut self.closing) {
-            let mut conn = self.connections.remove(key);
-            let reason = conn.closing.unwrap_or(CloseReason::IoError);
-            conn.session.close(&mut self.hub);
-            conn.say_goodbye(reason);
-            let _ = self.poll.registry().deregister(&mut conn.socket);
-            self.stats.closed[reason as usize] += 1;
+        for key in std::mem::take(&mut self.released) {
+            if let Some(conn) = self.connections.try_remove(key) {
+                conn.release(&mut self.hub, self.poll.registry());
+            }
             // A slot is free: accept again if we had stopped.
             self.out_of_fds = false;
         }
     }
 
-    fn shut_down(&mut self) -> String {
+    /// Stops accepting and closes every connection; the loop runs on until they are done
+    /// saying goodbye or the grace is over.
+    fn begin_shutdown(&mut self, now: u64) {
         let _ = self.poll.registry().deregister(self.listener.socket_mut());
-        for (_, conn) in self.connections.iter_mut() {
-            conn.session.close(&mut self.hub);
-            conn.say_goodbye(CloseReason::Shutdown);
-            self.stats.closed[CloseReason::Shutdown as usize] += 1;
+        self.listener_ready = false;
+        // Accepted but never served: these clients see the connection closed.
+        self.accept_queue.clear();
+        self.stop_at = Some(now.saturating_add(SHUTDOWN_GRACE_MS));
+        let keys: Vec<usize> = self.connections.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            self.close(key, CloseReason::Shutdown);
         }
-        self.connections.clear();
+    }
+
+    /// Frees every connection still there when the grace is over, and returns the final
+    /// statistics line.
+    fn finish_shutdown(&mut self) -> String {
+        for conn in self.connections.drain() {
+            conn.release(&mut self.hub, self.poll.registry());
+        }
         self.stats_line()
     }
 
     /// One line of counters, for the periodic and the final statistics.
     pub fn stats_line(&self) -> String {
-        let s = &self.stats;
-        let mut line = format!(
-            "uptime={}s clients={} named={} channels={} accepted={} pdus_in={} messages={} closed:",
-            self.now(),
-            self.connections.len(),
-            self.hub.users(),
-            self.hub.channels(),
-            s.accepted,
-            s.pdus_in,
-            self.hub.messages(),
-        );
-        for reason in CloseReason::ALL {
-            let _ = write!(line, " {}={}", reason.name(), s.closed[reason as usize]);
-        }
-        if s.refused_no_fd > 0 {
-            let _ = write!(line, " refused_no_fd={}", s.refused_no_fd);
-        }
-        if let Some(kib) = rss_kib() {
-            let _ = write!(line, " rss_kib={kib}");
-        }
-        line
+        self.stats
+            .line(self.clock.now() / 1000, self.connections.len(), &self.hub)
     }
-}
-
-/// The process's resident set size, from /proc (Linux).
-fn rss_kib() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Some(pages * u64::try_from(page).ok()? / 1024)
 }

@@ -1,7 +1,7 @@
 //! Harness for black-box tests of the real `kaichat` binary against the real
 //! `kaichat-server` over TLS on loopback: a [`ChatServer`] guard and a [`Kaichat`] guard
 //! driven through pipes, reading the plain output format documented at the top of
-//! `src/bin/kaichat.rs`.
+//! `src/terminal/mod.rs`.
 //!
 //! Every wait is bounded and both guards kill their process on drop, so a failing test
 //! ends with a message that shows what was printed, never a hang.
@@ -9,7 +9,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -104,10 +104,20 @@ impl ChatServer {
     }
 
     pub fn start_with(extra: &[&str]) -> ChatServer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kaichat-server"))
-            .args(["--listen", "127.0.0.1:0"])
-            .args(["--cert", &path_arg("certs/server.pem")])
-            .args(["--key", &path_arg("certs/server.key")])
+        ChatServer::start_at("127.0.0.1:0", extra)
+    }
+
+    /// A server on `listen` (for a restart on the same port); `extra` may replace the
+    /// development certificate with `--cert` and `--key`.
+    pub fn start_at(listen: &str, extra: &[&str]) -> ChatServer {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kaichat-server"));
+        command.args(["--listen", listen]);
+        if !extra.contains(&"--cert") {
+            command
+                .args(["--cert", &path_arg("certs/server.pem")])
+                .args(["--key", &path_arg("certs/server.key")]);
+        }
+        let mut child = command
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -139,6 +149,23 @@ impl ChatServer {
             addr,
             stderr: kept,
         }
+    }
+
+    /// Stops the server as an operator would (SIGTERM: every client gets a TLS
+    /// close_notify) and waits for it to exit.
+    pub fn stop(mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let until = Instant::now() + WAIT;
+        while Instant::now() < until {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        panic!("kaichat-server did not stop on SIGTERM");
     }
 
     /// What the server wrote on stderr so far.
@@ -191,11 +218,16 @@ impl Kaichat {
         Kaichat::start_raw(name, &all)
     }
 
-    /// `kaichat ARGS...`, nothing added.
+    /// `kaichat ARGS...`, nothing added, run from the repository root.
     pub fn start_raw(name: &str, args: &[&str]) -> Kaichat {
+        Kaichat::start_in(&manifest(), name, args)
+    }
+
+    /// `kaichat ARGS...` run from `dir`.
+    pub fn start_in(dir: &Path, name: &str, args: &[&str]) -> Kaichat {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kaichat"))
             .args(args)
-            .current_dir(manifest())
+            .current_dir(dir)
             .env("NO_COLOR", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -285,6 +317,11 @@ impl Kaichat {
     /// Closes stdin if open and waits for the process to end.
     pub fn finish(mut self) -> Ended {
         self.close_stdin();
+        self.wait_exit()
+    }
+
+    /// Waits for the process to end by itself, its input still open.
+    pub fn wait_exit(mut self) -> Ended {
         let until = Instant::now() + WAIT;
         let status = loop {
             match self.child.try_wait() {

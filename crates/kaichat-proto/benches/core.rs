@@ -23,8 +23,10 @@ const REPLAY: usize = 20;
 const ANSWER_BATCH: usize = 4;
 /// A typical chat line.
 const MESSAGE_LEN: usize = 100;
-/// The reactor's timer key: slab key, generation, due second (`TimerKey` in `server`).
+/// The reactor's timer key: slab key, generation, due millisecond (`TimerKey` in `server`).
 type TimerKey = (usize, u32, u64);
+/// The wheel counts milliseconds; its slots are seconds.
+const SECOND: u64 = 1000;
 /// The longest default deadline (idle, 120 s): where idle connections' entries spread.
 const IDLE_SECONDS: u64 = 120;
 /// The wheel's slot count (`SLOTS` in `timer_wheel.rs`).
@@ -223,11 +225,11 @@ fn timer_wheel(c: &mut Criterion) {
                     let base = wheel.now();
                     let start = Instant::now();
                     for key in 0..n {
-                        let due = base + 1 + key as u64 % IDLE_SECONDS;
+                        let due = base + SECOND * (1 + key as u64 % IDLE_SECONDS);
                         wheel.arm(due, black_box((key, 1, due)));
                     }
                     total += start.elapsed();
-                    wheel.advance(base + IDLE_SECONDS, &mut fired);
+                    wheel.advance(base + SECOND * IDLE_SECONDS, &mut fired);
                     assert_eq!(fired.len(), n);
                     fired.clear();
                 }
@@ -243,15 +245,15 @@ fn timer_wheel(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("cancel_by_invalidation", CLIENTS), |b| {
         let mut wheel = TimerWheel::<TimerKey>::new(0);
         let mut fired = Vec::with_capacity(CLIENTS);
-        // (generation, armed due second) of the live connection in each slab slot.
+        // (generation, armed due millisecond) of the live connection in each slab slot.
         let live: Vec<(u32, u64)> = vec![(2, 0); CLIENTS];
         b.iter(|| {
             let base = wheel.now();
             for key in 0..CLIENTS {
-                let due = base + 1 + key as u64 % IDLE_SECONDS;
+                let due = base + SECOND * (1 + key as u64 % IDLE_SECONDS);
                 wheel.arm(due, (key, 1, due));
             }
-            wheel.advance(base + IDLE_SECONDS, &mut fired);
+            wheel.advance(base + SECOND * IDLE_SECONDS, &mut fired);
             let still_live = fired
                 .drain(..)
                 .filter(|&(key, generation, due)| live[key] == (generation, due))
@@ -267,19 +269,19 @@ fn timer_wheel(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("advance_1s", CLIENTS), |b| {
         let mut wheel = TimerWheel::<TimerKey>::new(0);
         for key in 0..CLIENTS {
-            let due = 1 + key as u64 % WHEEL_SLOTS;
+            let due = SECOND * (1 + key as u64 % WHEEL_SLOTS);
             wheel.arm(due, (key, 1, due));
         }
         let mut fired = Vec::with_capacity(CLIENTS);
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let next = wheel.now() + 1;
+                let next = wheel.now() + SECOND;
                 let start = Instant::now();
                 wheel.advance(next, &mut fired);
                 total += start.elapsed();
                 for (key, generation, due) in fired.drain(..) {
-                    let due = due + WHEEL_SLOTS;
+                    let due = due + SECOND * WHEEL_SLOTS;
                     wheel.arm(due, (key, generation, due));
                 }
                 assert_eq!(wheel.len(), CLIENTS);

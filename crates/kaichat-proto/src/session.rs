@@ -1,9 +1,13 @@
 //! One connection's protocol state machine, server side (contract sections 4 to 7).
 //!
-//! A `Session` takes whole PDUs and the current time (in whole seconds) and writes its
+//! A `Session` takes whole PDUs and the current time (in milliseconds) and writes its
 //! answers into an [`Outbox`]; it changes the shared [`Hub`] as the contract says. It never
 //! touches a socket or reads a clock, so every rule of the contract is unit-tested, in
 //! `session/tests.rs`, down to the text of each error notice.
+//!
+//! Deadlines are configured in seconds but counted in milliseconds: a deadline of N seconds
+//! has passed only once more than N seconds separate its start from the current time, so
+//! it never fires early, whatever the caller's clock rounds.
 //!
 //! A QUERY answer is not produced in one go: [`Session::on_pdu`] only records where it
 //! ends, and the reactor pulls it with [`Session::continue_answer`] as the client's
@@ -15,7 +19,7 @@ use crate::names::Username;
 use crate::outbox::Outbox;
 use crate::pdu::{ByteOrder, Command, Decoded, Pdu, PROTOCOL_VERSION, SERVER_NAME};
 
-/// The server's deadlines in seconds (contract section 7); 0 turns one off.
+/// The server's deadlines in whole seconds (contract section 7); 0 turns one off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Deadlines {
     /// Each set-up phase: accept → PING, PONG → version, version → accepted CLIENT_INFO.
@@ -49,8 +53,18 @@ pub enum Phase {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
     Continue,
-    /// Close with TLS close_notify (QUIT, or an unsupported version after its notice).
-    Close,
+    /// Close with TLS close_notify, after what was sent so far.
+    Close(Ending),
+}
+
+/// Why a session asked for its connection to close.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// The client sent QUIT.
+    Quit,
+    /// The client's VERSION_NEGOTIATION named a version this server does not speak; the
+    /// error notice saying so was sent first.
+    VersionRejected,
 }
 
 /// Where a connection stands. Everything that only exists once established (the name,
@@ -85,13 +99,14 @@ pub struct Session {
     order: ByteOrder,
     /// Set by the client's VERSION_NEGOTIATION; before it, either order is accepted.
     order_fixed: bool,
-    /// Where the running deadline counts from: the start of the current set-up phase (a
-    /// rejected name does not restart it), or the last PDU once established.
+    /// Where the running deadline counts from, in milliseconds: the start of the current
+    /// set-up phase (a rejected name does not restart it), or the last PDU once established.
     clock_from: u64,
 }
 
 impl Session {
-    /// A session for a connection accepted at `now`: the pre-PING deadline runs from here.
+    /// A session for a connection accepted at `now` (milliseconds): the pre-PING deadline
+    /// runs from here.
     pub fn new(now: u64) -> Session {
         Session {
             state: State::AwaitPing,
@@ -138,16 +153,24 @@ impl Session {
         self.member().is_some_and(|m| m.answer_end.is_some())
     }
 
-    /// The second at which this connection times out, if any.
+    /// The first millisecond at which this connection has timed out, if a deadline runs:
+    /// one past the start of the deadline plus its length. Both times are whole
+    /// milliseconds rounded down, so only a difference of more than the length proves the
+    /// full length has passed; at exactly the length it could be up to 1 ms short.
     pub fn deadline(&self, deadlines: &Deadlines) -> Option<u64> {
-        let length = match self.state {
+        let seconds = match self.state {
             State::Established { .. } => deadlines.idle,
             _ => deadlines.handshake,
         };
-        (length > 0).then_some(self.clock_from + length)
+        (seconds > 0).then(|| {
+            self.clock_from
+                .saturating_add(seconds.saturating_mul(1000))
+                .saturating_add(1)
+        })
     }
 
-    /// Handles one whole PDU received at `now`.
+    /// Handles one whole PDU received at `now` (milliseconds; the time it was read, not
+    /// earlier, or a deadline could fire early).
     pub fn on_pdu(&mut self, pdu: &Pdu, now: u64, hub: &mut Hub, out: &mut impl Outbox) -> Step {
         let fixed = self.order_fixed.then_some(self.order);
         let command = match pdu.decode_command(fixed) {
@@ -155,7 +178,7 @@ impl Session {
             Decoded::Unknown(_) => None,
         };
         if command.is_some_and(|(c, _)| c == Command::Quit) {
-            return Step::Close;
+            return Step::Close(Ending::Quit);
         }
         match self.state {
             State::AwaitPing => {
@@ -182,7 +205,7 @@ impl Session {
                              speaks version {PROTOCOL_VERSION}, a big-endian u16 in params[0..2]"
                         );
                         self.error(text.as_bytes(), hub, out);
-                        Step::Close
+                        Step::Close(Ending::VersionRejected)
                     }
                 }
                 _ => Step::Continue,

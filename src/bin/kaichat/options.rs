@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use kaichat::terminal::channel_name;
 use kaichat_proto::names::{ChannelName, Username};
 
 /// The contract's default port (section 1).
@@ -17,23 +18,37 @@ USAGE:
   kaichat [OPTIONS]
 
 OPTIONS:
-  --server HOST[:PORT]     server to connect to [default: localhost:29200]
-  --ca PEM                 trust this CA certificate [default: certs/ca.pem when it
-                           exists, plus the system's roots]
-  --user NAME              username (1-10 printable ASCII bytes) [default: asked]
-  --channel @NAME          join this channel right after connecting [default: asked]
+  --server HOST[:PORT]     server to connect to: a host name or address, with an
+                           optional port; :PORT alone is localhost [default:
+                           localhost:29200]
+  --ca PEM                 trust this CA certificate [default: the development CA
+                           certs/ca.pem, looked for in the working directory and then
+                           in the source tree kaichat was built from, plus the
+                           system's roots]
+  --user NAME              username (1-10 printable ASCII bytes) [default: asked once
+                           connected]
+  --channel @NAME          join this channel right after connecting; the @ may be
+                           left out [default: asked]
   --query-interval SECS    fetch new messages this often while in a channel [default: 3]
+  --keepalive SECS         send PING when nothing was sent for this long, so that the
+                           server's idle deadline never passes; keep it below that
+                           deadline [default: the query interval, at most 30]
   --plaintext              no TLS, for a server started with --plaintext
   -h, --help               print this help
+  -V, --version            print the version
 
 While chatting, a line is a message; these commands work at any prompt:
-  !join @name   switch to another channel
+  !join @name   switch to another channel (the @ may be left out)
   !leave        leave the channel
   !quit         leave and exit (Ctrl-C and Ctrl-D too)
   !help         list the commands
+  !!text        send a line that starts with ! (here: !text)
+
+If the connection is lost, kaichat says why and connects again (waiting longer after
+each failed attempt), rejoins the channel and sends what was typed meanwhile.
 
 When standard input is not a terminal, kaichat reads it line by line and prints one plain
-line per event (see the documentation at the top of src/bin/kaichat.rs); at the end of
+line per event (see the documentation at the top of src/terminal/mod.rs); at the end of
 input it fetches what is new once more, quits and exits 0.
 ";
 
@@ -44,34 +59,39 @@ pub struct Options {
     pub port: u16,
     pub ca: Option<PathBuf>,
     pub user: Option<Username>,
-    pub channel: Option<String>,
+    pub channel: Option<ChannelName>,
     pub query_interval: Duration,
+    /// `None`: the terminal's default (the query interval, at most 30 s).
+    pub keepalive: Option<Duration>,
     pub plaintext: bool,
 }
 
-/// The outcome of parsing: run, or print the help.
+/// The outcome of parsing: run, or print the help or the version.
 #[derive(Debug)]
 pub enum Parsed {
     Run(Options),
     Help,
+    Version,
 }
 
-/// Parses the arguments (without the program name).
+/// Parses the arguments (without the program name). Every mistake names its flag.
 pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
     let mut args = pico_args::Arguments::from_vec(args);
     if args.contains(["-h", "--help"]) {
         return Ok(Parsed::Help);
     }
+    if args.contains(["-V", "--version"]) {
+        return Ok(Parsed::Version);
+    }
     let plaintext = args.contains("--plaintext");
-    let server: Option<String> = args.opt_value_from_str("--server").map_err(flag_error)?;
+    let server = value(&mut args, "--server")?;
     let ca: Option<PathBuf> = args
         .opt_value_from_os_str("--ca", |s| Ok::<_, String>(PathBuf::from(s)))
-        .map_err(flag_error)?;
-    let user: Option<String> = args.opt_value_from_str("--user").map_err(flag_error)?;
-    let channel: Option<String> = args.opt_value_from_str("--channel").map_err(flag_error)?;
-    let interval: Option<String> = args
-        .opt_value_from_str("--query-interval")
-        .map_err(flag_error)?;
+        .map_err(|e| flag_error("--ca", e))?;
+    let user = value(&mut args, "--user")?;
+    let channel = value(&mut args, "--channel")?;
+    let interval = value(&mut args, "--query-interval")?;
+    let keepalive = value(&mut args, "--keepalive")?;
     let rest = args.finish();
     if let Some(first) = rest.first() {
         return Err(format!(
@@ -81,22 +101,27 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
     }
 
     let (host, port) = match &server {
-        Some(s) => split_server(s)?,
+        Some(s) => split_server(s).map_err(|e| format!("--server: '{s}' {e}"))?,
         None => ("localhost".to_string(), DEFAULT_PORT),
     };
     let user = match user {
-        Some(name) => {
-            Some(Username::new(name.as_bytes()).map_err(|e| format!("--user {name}: {e}"))?)
-        }
+        Some(name) => Some(Username::new(name.as_bytes()).map_err(|e| format!("--user: {e}"))?),
         None => None,
     };
-    if let Some(name) = &channel {
-        ChannelName::new(name.as_bytes()).map_err(|e| format!("--channel {name}: {e}"))?;
-    }
+    let channel = match channel {
+        Some(typed) => Some(
+            ChannelName::new(&channel_name(typed.as_bytes()))
+                .map_err(|e| format!("--channel: {e}"))?,
+        ),
+        None => None,
+    };
     let query_interval = match interval {
-        Some(text) => parse_seconds(&text)
-            .ok_or_else(|| format!("--query-interval {text}: expected a number of seconds > 0"))?,
+        Some(text) => seconds("--query-interval", &text)?,
         None => Duration::from_secs(3),
+    };
+    let keepalive = match keepalive {
+        Some(text) => Some(seconds("--keepalive", &text)?),
+        None => None,
     };
     Ok(Parsed::Run(Options {
         host,
@@ -105,27 +130,49 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
         user,
         channel,
         query_interval,
+        keepalive,
         plaintext,
     }))
 }
 
-fn flag_error(e: pico_args::Error) -> String {
-    format!("{e} (see --help)")
+/// A flag's value as text.
+fn value(args: &mut pico_args::Arguments, flag: &'static str) -> Result<Option<String>, String> {
+    args.opt_value_from_str(flag)
+        .map_err(|e| flag_error(flag, e))
 }
 
-fn parse_seconds(text: &str) -> Option<Duration> {
-    let secs: f64 = text.trim().parse().ok()?;
-    (secs.is_finite() && secs > 0.0 && secs < 1e9).then(|| Duration::from_secs_f64(secs))
+fn flag_error(flag: &str, e: pico_args::Error) -> String {
+    match e {
+        pico_args::Error::OptionWithoutAValue(_) => {
+            format!("{flag}: a value is needed (see --help)")
+        }
+        pico_args::Error::NonUtf8Argument | pico_args::Error::Utf8ArgumentParsingFailed { .. } => {
+            format!("{flag}: the value is not valid UTF-8")
+        }
+        other => format!("{flag}: {other} (see --help)"),
+    }
 }
 
-/// `HOST`, `HOST:PORT`, `[V6]`, `[V6]:PORT` or a bare IPv6 address.
+/// A positive number of seconds, fractions allowed.
+fn seconds(flag: &str, text: &str) -> Result<Duration, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|secs| secs.is_finite() && *secs > 0.0 && *secs < 1e9)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("{flag}: '{text}' is not a number of seconds greater than 0"))
+}
+
+/// `HOST`, `HOST:PORT`, `:PORT` (localhost), `[V6]`, `[V6]:PORT` or a bare IPv6 address.
+/// The error completes "--server: 'TEXT' ".
 pub fn split_server(text: &str) -> Result<(String, u16), String> {
-    let bad = || format!("--server {text}: expected HOST or HOST:PORT");
+    const FORMS: &str = "HOST, HOST:PORT or :PORT";
+    let bad = || format!("is not a server address (expected {FORMS})");
     let port_of = |p: &str| {
         p.parse::<u16>()
             .ok()
             .filter(|&p| p != 0)
-            .ok_or_else(|| format!("--server {text}: bad port '{p}'"))
+            .ok_or_else(|| format!("has a bad port '{p}' (a number from 1 to 65535)"))
     };
     if let Some(rest) = text.strip_prefix('[') {
         let (host, after) = rest.split_once(']').ok_or_else(bad)?;
@@ -142,11 +189,12 @@ pub fn split_server(text: &str) -> Result<(String, u16), String> {
         0 => (text, DEFAULT_PORT),
         1 => {
             let (host, port) = text.split_once(':').ok_or_else(bad)?;
+            let host = if host.is_empty() { "localhost" } else { host };
             (host, port_of(port)?)
         }
         _ => (text, DEFAULT_PORT), // a bare IPv6 address
     };
-    if host.is_empty() || host.contains(char::is_whitespace) {
+    if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c == '/') {
         return Err(bad());
     }
     Ok((host.to_string(), port))
@@ -160,6 +208,7 @@ mod tests {
         match parse(args.iter().map(OsString::from).collect())? {
             Parsed::Run(o) => Ok(o),
             Parsed::Help => Err("help".into()),
+            Parsed::Version => Err("version".into()),
         }
     }
 
@@ -184,41 +233,74 @@ mod tests {
             "@rust",
             "--query-interval",
             "0.2",
+            "--keepalive",
+            "10",
             "--plaintext",
         ])
         .unwrap();
         assert_eq!((o.host.as_str(), o.port), ("example.org", 4000));
         assert_eq!(o.ca, Some(PathBuf::from("x.pem")));
         assert_eq!(o.user.map(|u| u.to_string()), Some("amy".to_string()));
-        assert_eq!(o.channel.as_deref(), Some("@rust"));
+        assert_eq!(o.channel.map(|c| c.to_string()), Some("@rust".to_string()));
         assert_eq!(o.query_interval, Duration::from_millis(200));
+        assert_eq!(o.keepalive, Some(Duration::from_secs(10)));
         assert!(o.plaintext);
     }
 
     #[test]
-    fn mistakes() {
-        assert!(run(&["--bogus"]).unwrap_err().contains("--bogus"));
-        assert!(run(&["--server"]).is_err());
-        assert!(run(&["--server", "h:0"]).is_err());
-        assert!(run(&["--server", "h:x"]).is_err());
-        assert!(run(&["--user", "abcdefghijk"]).is_err());
-        assert!(run(&["--user", "SERVER"]).is_err());
-        assert!(run(&["--channel", "rust"]).is_err());
-        assert!(run(&["--query-interval", "0"]).is_err());
-        assert!(run(&["--query-interval", "-1"]).is_err());
-        assert!(run(&["--query-interval", "nan"]).is_err());
-        assert_eq!(run(&["--help"]).unwrap_err(), "help");
+    fn mistakes_name_their_flag() {
+        let error = |args: &[&str]| run(args).unwrap_err();
+        assert!(error(&["--bogus"]).contains("'--bogus'"));
+        assert_eq!(
+            error(&["--server"]),
+            "--server: a value is needed (see --help)"
+        );
+        assert!(error(&["--server", "h:0"]).starts_with("--server: 'h:0' has a bad port '0'"));
+        assert!(error(&["--server", "h:x"]).starts_with("--server: 'h:x' has a bad port 'x'"));
+        assert!(error(&["--user", "abcdefghijk"]).starts_with("--user: username 'abcdefghijk' "));
+        assert!(error(&["--user", "SERVER"]).starts_with("--user: username 'SERVER' "));
+        assert!(error(&["--channel", "a b"])
+            .starts_with("--channel: channel name '@a b' contains a space"));
+        assert!(error(&["--channel", "@"]).starts_with("--channel: channel name '@' "));
+        for bad in ["0", "-5", "nan", "soon", "inf"] {
+            assert_eq!(
+                error(&["--query-interval", bad]),
+                format!("--query-interval: '{bad}' is not a number of seconds greater than 0")
+            );
+        }
+        assert!(error(&["--keepalive", "0"]).starts_with("--keepalive: '0' "));
+        assert_eq!(error(&["--help"]), "help");
+        assert_eq!(error(&["--version"]), "version");
+        assert_eq!(error(&["-V"]), "version");
+    }
+
+    #[test]
+    fn channels_get_an_at() {
+        assert_eq!(
+            run(&["--channel", "rust"])
+                .unwrap()
+                .channel
+                .map(|c| c.to_string()),
+            Some("@rust".to_string())
+        );
     }
 
     #[test]
     fn servers() {
         assert_eq!(split_server("h").unwrap(), ("h".into(), 29200));
         assert_eq!(split_server("h:1").unwrap(), ("h".into(), 1));
+        assert_eq!(
+            split_server("chat.example.org:4000").unwrap(),
+            ("chat.example.org".into(), 4000)
+        );
+        assert_eq!(split_server(":5").unwrap(), ("localhost".into(), 5));
         assert_eq!(split_server("[::1]:7").unwrap(), ("::1".into(), 7));
         assert_eq!(split_server("[::1]").unwrap(), ("::1".into(), 29200));
         assert_eq!(split_server("::1").unwrap(), ("::1".into(), 29200));
         assert!(split_server("").is_err());
-        assert!(split_server(":5").is_err());
+        assert!(split_server(":").is_err());
+        assert!(split_server("h:").is_err());
+        assert!(split_server("a b").is_err());
         assert!(split_server("[::1]x").is_err());
     }
 }

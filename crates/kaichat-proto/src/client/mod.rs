@@ -59,8 +59,10 @@ pub struct Settings {
     /// Send QUERY this often while in a channel ([`Client::poll`]); `None` leaves querying
     /// to the caller.
     pub query_interval: Option<Duration>,
-    /// Send PING when nothing was sent for this long and no automatic QUERY runs, so the
-    /// server's idle deadline (120 s) never ends the connection; `None` turns it off.
+    /// Send PING when nothing was sent for this long and no answer is owed, so that the
+    /// server's idle deadline (120 s) never ends the connection; `None` turns it off. It
+    /// runs in a channel too: automatic QUERY less frequent than this would let the idle
+    /// deadline pass, and any PDU sent (QUERY included) restarts it.
     pub keepalive_interval: Option<Duration>,
 }
 
@@ -567,12 +569,10 @@ impl Client {
             self.close();
             return Err(ClientError::Timeout(waiting));
         }
-        if self.next_auto().is_some_and(|at| now >= at) {
-            if self.auto_queries() {
-                self.query(now, out)?;
-            } else {
-                self.ping(now, out)?;
-            }
+        if self.query_due_at().is_some_and(|at| now >= at) {
+            self.query(now, out)?;
+        } else if self.ping_due_at().is_some_and(|at| now >= at) {
+            self.ping(now, out)?;
         }
         Ok(())
     }
@@ -771,19 +771,30 @@ impl Client {
     }
 
     fn next_auto(&self) -> Option<Instant> {
-        if self.phase != Phase::Established {
+        match (self.query_due_at(), self.ping_due_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// When the next automatic QUERY is due. One at a time: the next waits for the
+    /// previous answer.
+    fn query_due_at(&self) -> Option<Instant> {
+        if self.phase != Phase::Established || !self.auto_queries() || self.owed.queries != 0 {
             return None;
         }
-        if self.auto_queries() {
-            // One automatic QUERY at a time: the next waits for the previous answer.
-            return if self.owed.queries == 0 {
-                self.query_due
-            } else {
-                None
-            };
+        self.query_due
+    }
+
+    /// When a keep-alive PING is due: the keep-alive interval after the last PDU sent,
+    /// unless an answer is owed (what it answers reached the server, and the reply deadline
+    /// watches it).
+    fn ping_due_at(&self) -> Option<Instant> {
+        if self.phase != Phase::Established || self.owed.timed() {
+            return None;
         }
         match (self.settings.keepalive_interval, self.last_sent) {
-            (Some(every), Some(last)) if self.owed.pings == 0 => Some(last + every),
+            (Some(every), Some(last)) => Some(last + every),
             _ => None,
         }
     }

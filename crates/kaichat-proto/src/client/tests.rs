@@ -934,6 +934,67 @@ fn keepalive_ping_outside_a_channel() {
 }
 
 #[test]
+fn keepalive_ping_in_a_channel_when_queries_are_rarer() {
+    // A query interval longer than the server's idle deadline must not get the client
+    // dropped: the keep-alive runs in a channel too, counted from the last PDU sent.
+    let t0 = Instant::now();
+    let mut client = Client::new(Settings {
+        query_interval: Some(200 * S),
+        keepalive_interval: Some(30 * S),
+        ..Settings::default()
+    });
+    let order = ByteOrder::Little;
+    let mut out: Vec<Pdu> = Vec::new();
+    client.offer_name(name("amy"), t0, &mut out).unwrap();
+    client.start(t0, &mut out);
+    client.handle(&Pdu::ping(order), t0, &mut out).unwrap();
+    client
+        .handle(&Pdu::server_version(order, 1), t0, &mut out)
+        .unwrap();
+    client
+        .handle(&Pdu::client_info_ack(order, b"amy"), t0, &mut out)
+        .unwrap();
+    client.join(&ch("@c"), t0, &mut out).unwrap();
+    let ack = Pdu::channel_ack(Command::JoinChannel, order, &ch("@c"));
+    client.handle(&ack, t0, &mut out).unwrap();
+    client.poll(t0, &mut out).unwrap();
+    let done = Pdu::up_to_date_marker(order, Some(&ch("@c")));
+    client.handle(&done, t0, &mut out).unwrap();
+    out.clear();
+
+    assert_eq!(client.next_wakeup(), Some(t0 + 30 * S));
+    client.poll(t0 + 29 * S, &mut out).unwrap();
+    assert!(out.is_empty());
+    client.poll(t0 + 30 * S, &mut out).unwrap();
+    assert_eq!(out, [Pdu::ping(order)]);
+    // Waiting for the PONG: only the reply deadline.
+    assert_eq!(client.next_wakeup(), Some(t0 + 60 * S));
+    client
+        .handle(&Pdu::ping(order), t0 + 31 * S, &mut out)
+        .unwrap();
+    assert_eq!(client.next_wakeup(), Some(t0 + 60 * S));
+    // A message sent counts as activity.
+    client.send_message(b"hi", t0 + 50 * S, &mut out).unwrap();
+    assert_eq!(client.next_wakeup(), Some(t0 + 80 * S));
+    // The QUERY still comes on its own schedule, and resets the keep-alive.
+    client.poll(t0 + 80 * S, &mut out).unwrap();
+    client
+        .handle(&Pdu::ping(order), t0 + 80 * S, &mut out)
+        .unwrap();
+    for at in [110, 140, 170] {
+        client.poll(t0 + at * S, &mut out).unwrap();
+        client
+            .handle(&Pdu::ping(order), t0 + at * S, &mut out)
+            .unwrap();
+    }
+    out.clear();
+    client.poll(t0 + 200 * S, &mut out).unwrap();
+    assert_eq!(out, [Pdu::query(order)]);
+    client.handle(&done, t0 + 200 * S, &mut out).unwrap();
+    assert_eq!(client.next_wakeup(), Some(t0 + 230 * S));
+}
+
+#[test]
 fn unsolicited_pong_is_ignored() {
     let t0 = Instant::now();
     let mut client = established(ByteOrder::Little, t0);

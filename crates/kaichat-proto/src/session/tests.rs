@@ -402,14 +402,17 @@ fn quit_closes_in_every_phase() {
             let mut quit = raw(Command::Quit, order, b"junk", b"more junk");
             assert_eq!(quit.command_bytes(), [0; 4]);
             let (step, out) = feed(&mut s, &mut hub, &quit, 5);
-            assert_eq!(step, Step::Close, "{phase:?}");
+            assert_eq!(step, Step::Close(Ending::Quit), "{phase:?}");
             assert!(out.is_empty(), "{phase:?}: {out:?}");
             s.close(&mut hub);
             assert_eq!((hub.users(), hub.channels()), (0, 0), "{phase:?}");
             // A clean QUIT as well.
             quit = Pdu::quit(order);
             let mut s = at_phase(&mut hub, order, phase);
-            assert_eq!(feed(&mut s, &mut hub, &quit, 5).0, Step::Close);
+            assert_eq!(
+                feed(&mut s, &mut hub, &quit, 5).0,
+                Step::Close(Ending::Quit)
+            );
         }
     }
 }
@@ -430,7 +433,12 @@ fn an_unsupported_version_gets_an_error_notice_then_close() {
                 let mut s = Session::new(0);
                 feed(&mut s, &mut hub, &Pdu::ping(ping_order), 0);
                 let (step, out) = feed(&mut s, &mut hub, &pdu, 0);
-                assert_eq!(step, Step::Close, "version {}", pdu.version());
+                assert_eq!(
+                    step,
+                    Step::Close(Ending::VersionRejected),
+                    "version {}",
+                    pdu.version()
+                );
                 // The notice is in the order the client's VERSION_NEGOTIATION fixed.
                 error_text(&out, order);
                 assert_eq!(hub.users(), 0);
@@ -1275,7 +1283,7 @@ fn an_unsupported_version_is_named_with_the_one_spoken() {
         let mut s = Session::new(0);
         feed(&mut s, &mut hub, &Pdu::ping(LE), 0);
         let (step, out) = feed(&mut s, &mut hub, &sent, 0);
-        assert_eq!(step, Step::Close);
+        assert_eq!(step, Step::Close(Ending::VersionRejected));
         assert_eq!(
             error_text(&out, LE),
             format!(
@@ -1515,6 +1523,12 @@ fn close_during_an_answer_drops_it() {
 
 // --- Deadlines (contract section 7) -------------------------------------------------------
 
+/// When a deadline of `seconds` that started at `start` (both in ms) has passed: one
+/// millisecond after its full length, since times are whole milliseconds rounded down.
+fn passed_at(start: u64, seconds: u64) -> Option<u64> {
+    Some(start + seconds * 1000 + 1)
+}
+
 #[test]
 fn each_set_up_phase_runs_its_own_deadline() {
     let d = Deadlines::default();
@@ -1526,24 +1540,29 @@ fn each_set_up_phase_runs_its_own_deadline() {
         }
     );
     let mut hub = Hub::new(10, 5);
-    let mut s = Session::new(1000);
+    let mut s = Session::new(1_000_000);
     // Accept → PING, TLS handshake included.
-    assert_eq!(s.deadline(&d), Some(1030));
-    all_ignored(&mut s, &mut hub, &[Pdu::query(LE)], 1010);
-    feed(&mut s, &mut hub, &Pdu::ping(LE), 1020);
+    assert_eq!(s.deadline(&d), passed_at(1_000_000, 30));
+    all_ignored(&mut s, &mut hub, &[Pdu::query(LE)], 1_010_000);
+    feed(&mut s, &mut hub, &Pdu::ping(LE), 1_020_000);
     // PONG sent → the client's VERSION_NEGOTIATION.
-    assert_eq!(s.deadline(&d), Some(1050));
-    all_ignored(&mut s, &mut hub, &[Pdu::ping(LE)], 1040);
-    feed(&mut s, &mut hub, &Pdu::client_version(LE, 1), 1045);
+    assert_eq!(s.deadline(&d), passed_at(1_020_000, 30));
+    all_ignored(&mut s, &mut hub, &[Pdu::ping(LE)], 1_040_000);
+    feed(&mut s, &mut hub, &Pdu::client_version(LE, 1), 1_045_000);
     // VERSION_NEGOTIATION → an accepted CLIENT_INFO, not restarted by a rejected name.
-    assert_eq!(s.deadline(&d), Some(1075));
-    all_ignored(&mut s, &mut hub, &[Pdu::query(LE)], 1050);
-    let (_, out) = feed(&mut s, &mut hub, &Pdu::client_info(LE, b"SERVER"), 1060);
+    assert_eq!(s.deadline(&d), passed_at(1_045_000, 30));
+    all_ignored(&mut s, &mut hub, &[Pdu::query(LE)], 1_050_000);
+    let (_, out) = feed(
+        &mut s,
+        &mut hub,
+        &Pdu::client_info(LE, b"SERVER"),
+        1_060_000,
+    );
     error_text(&out, LE);
-    assert_eq!(s.deadline(&d), Some(1075));
-    feed(&mut s, &mut hub, &Pdu::client_info(LE, b"amy"), 1070);
+    assert_eq!(s.deadline(&d), passed_at(1_045_000, 30));
+    feed(&mut s, &mut hub, &Pdu::client_info(LE, b"amy"), 1_070_000);
     // Established: idle from the last PDU, here the accepted CLIENT_INFO.
-    assert_eq!(s.deadline(&d), Some(1190));
+    assert_eq!(s.deadline(&d), passed_at(1_070_000, 120));
 }
 
 #[test]
@@ -1551,19 +1570,67 @@ fn the_idle_deadline_runs_from_the_last_pdu_received() {
     let d = Deadlines::default();
     let mut hub = Hub::new(10, 5);
     let mut s = connected(&mut hub, LE, b"amy");
-    assert_eq!(s.deadline(&d), Some(120));
-    feed(&mut s, &mut hub, &Pdu::ping(LE), 50);
-    assert_eq!(s.deadline(&d), Some(170));
+    assert_eq!(s.deadline(&d), passed_at(0, 120));
+    feed(&mut s, &mut hub, &Pdu::ping(LE), 50_000);
+    assert_eq!(s.deadline(&d), passed_at(50_000, 120));
     // A PDU answered with an error was received all the same.
-    feed(&mut s, &mut hub, &raw_command([9, 0, 0, 0]), 60);
-    assert_eq!(s.deadline(&d), Some(180));
-    feed(&mut s, &mut hub, &join(LE, b"amy", b"@c"), 70);
-    assert_eq!(s.deadline(&d), Some(190));
-    let (_, mut out) = feed(&mut s, &mut hub, &Pdu::query(LE), 80);
-    assert_eq!(s.deadline(&d), Some(200));
+    feed(&mut s, &mut hub, &raw_command([9, 0, 0, 0]), 60_000);
+    assert_eq!(s.deadline(&d), passed_at(60_000, 120));
+    feed(&mut s, &mut hub, &join(LE, b"amy", b"@c"), 70_000);
+    assert_eq!(s.deadline(&d), passed_at(70_000, 120));
+    let (_, mut out) = feed(&mut s, &mut hub, &Pdu::query(LE), 80_000);
+    assert_eq!(s.deadline(&d), passed_at(80_000, 120));
     // Sending an answer is not receiving a PDU.
     s.continue_answer(&hub, WHOLE, &mut out);
-    assert_eq!(s.deadline(&d), Some(200));
+    assert_eq!(s.deadline(&d), passed_at(80_000, 120));
+}
+
+/// Issue 7.1: a deadline started 999 ms into a second once counted from the start of that
+/// second, so it fired up to a second early. Times here are milliseconds.
+#[test]
+fn a_deadline_never_passes_before_its_whole_length() {
+    let d = Deadlines {
+        handshake: 1,
+        idle: 1,
+    };
+    let passed = |s: &Session, now: u64| s.deadline(&d).is_some_and(|at| at <= now);
+    let mut hub = Hub::new(10, 5);
+
+    // Accepted at 0.999 s, PING 0.6 s later: still inside the 1-second handshake deadline.
+    let mut s = Session::new(999);
+    assert!(!passed(&s, 1599));
+    assert!(!passed(&s, 1999), "a 1 s deadline passed after 1000 ms");
+    assert!(passed(&s, 2000));
+    feed(&mut s, &mut hub, &Pdu::ping(LE), 1599);
+    assert!(!passed(&s, 2599));
+
+    // Established at 2.999 s, then a PING every 400 ms: the idle deadline never passes.
+    feed(&mut s, &mut hub, &Pdu::client_version(LE, 1), 2000);
+    feed(&mut s, &mut hub, &Pdu::client_info(LE, b"amy"), 2999);
+    assert_eq!(s.phase(), Phase::Connected);
+    let mut last = 2999;
+    for now in (3399..6000).step_by(400) {
+        assert!(
+            !passed(&s, now),
+            "idle deadline passed at {now} ms, last PDU {last} ms"
+        );
+        feed(&mut s, &mut hub, &Pdu::ping(LE), now);
+        last = now;
+    }
+    // Silent after the last PDU: passed only when more than a second has gone by.
+    assert!(!passed(&s, last + 999));
+    assert!(!passed(&s, last + 1000));
+    assert!(passed(&s, last + 1001));
+}
+
+#[test]
+fn a_huge_deadline_does_not_overflow() {
+    let d = Deadlines {
+        handshake: u64::MAX,
+        idle: u64::MAX,
+    };
+    let s = Session::new(u64::MAX - 5);
+    assert_eq!(s.deadline(&d), Some(u64::MAX));
 }
 
 #[test]
@@ -1585,11 +1652,11 @@ fn a_deadline_of_zero_is_off() {
         let s = at_phase(&mut hub, LE, phase);
         assert_eq!(s.deadline(&off), None, "{phase:?}");
         if set_up(phase) {
-            assert_eq!(s.deadline(&handshake_only), Some(30), "{phase:?}");
+            assert_eq!(s.deadline(&handshake_only), passed_at(0, 30), "{phase:?}");
             assert_eq!(s.deadline(&idle_only), None, "{phase:?}");
         } else {
             assert_eq!(s.deadline(&handshake_only), None, "{phase:?}");
-            assert_eq!(s.deadline(&idle_only), Some(120), "{phase:?}");
+            assert_eq!(s.deadline(&idle_only), passed_at(0, 120), "{phase:?}");
         }
     }
 }
@@ -1729,7 +1796,7 @@ enum Op {
     /// Client `.0`'s connection closed (TCP close, TLS error, deadline), and a new one
     /// took its place.
     Close(usize),
-    /// Time passes.
+    /// Time passes (milliseconds).
     Tick(u64),
 }
 
@@ -1738,7 +1805,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         8 => (0..SESSIONS, pdu_strategy()).prop_map(|(who, pdu)| Op::Pdu(who, Box::new(pdu))),
         3 => (0..SESSIONS, 0usize..4).prop_map(|(who, budget)| Op::Pull(who, budget)),
         1 => (0..SESSIONS).prop_map(Op::Close),
-        1 => (0u64..200).prop_map(Op::Tick),
+        1 => (0u64..200_000).prop_map(Op::Tick),
     ]
 }
 
@@ -1795,7 +1862,7 @@ impl Harness {
             prop_assert!(out.is_empty());
             self.answers[who] = Some(Vec::new());
         }
-        if step == Step::Close {
+        if matches!(step, Step::Close(_)) {
             self.close(who);
         }
         Ok(())
@@ -1905,7 +1972,7 @@ proptest! {
                 Op::Pdu(who, pdu) => harness.pdu(*who, pdu)?,
                 Op::Pull(who, budget) => harness.pull(*who, *budget)?,
                 Op::Close(who) => harness.close(*who),
-                Op::Tick(seconds) => harness.now += seconds,
+                Op::Tick(ms) => harness.now += ms,
             }
             harness.check()?;
         }

@@ -1,6 +1,3 @@
-//! Unit tests of the timer wheel: firing times, catching up, and cancelling by
-//! invalidation.
-
 use super::*;
 
 fn advance(wheel: &mut TimerWheel<u32>, now: u64) -> Vec<u32> {
@@ -11,64 +8,95 @@ fn advance(wheel: &mut TimerWheel<u32>, now: u64) -> Vec<u32> {
 }
 
 #[test]
-fn fires_at_due_second_not_before() {
+fn fires_at_the_second_at_or_after_its_due_millisecond_not_before() {
     let mut wheel = TimerWheel::new(0);
-    wheel.arm(3, 7);
-    assert!(advance(&mut wheel, 2).is_empty());
-    assert_eq!(advance(&mut wheel, 3), vec![7]);
+    wheel.arm(2500, 7);
+    wheel.arm(3000, 8);
+    assert!(advance(&mut wheel, 2000).is_empty());
+    assert!(advance(&mut wheel, 2499).is_empty());
+    assert!(advance(&mut wheel, 2999).is_empty());
+    assert_eq!(advance(&mut wheel, 3000), vec![7, 8]);
     assert!(wheel.is_empty());
-    assert!(advance(&mut wheel, 4).is_empty());
+    assert!(advance(&mut wheel, 4000).is_empty());
+}
+
+#[test]
+fn never_early_and_at_most_a_second_late() {
+    // Due times all over a few seconds, the clock advanced in uneven steps: each entry
+    // fires at the first advance at or after its due time, and less than a second after.
+    let mut wheel = TimerWheel::new(0);
+    let dues: Vec<u64> = (1..400).map(|i| i * 13 % 4700 + 1).collect();
+    for (key, &due) in dues.iter().enumerate() {
+        wheel.arm(due, key as u32);
+    }
+    let mut now = 0;
+    let mut fired = Vec::new();
+    while !wheel.is_empty() {
+        now += 37;
+        wheel.advance(now, &mut fired);
+        for key in fired.drain(..) {
+            let due = dues[key as usize];
+            assert!(due <= now, "entry due at {due} ms fired at {now} ms");
+            assert!(
+                now - due < 1000 + 37,
+                "entry due at {due} ms fired at {now} ms"
+            );
+        }
+    }
 }
 
 #[test]
 fn several_entries_in_one_slot() {
-    let mut wheel = TimerWheel::new(10);
+    let mut wheel = TimerWheel::new(10_000);
     for key in 0..5 {
-        wheel.arm(12, key);
+        wheel.arm(11_001 + u64::from(key) * 100, key);
     }
     assert_eq!(wheel.len(), 5);
-    assert_eq!(advance(&mut wheel, 12), vec![0, 1, 2, 3, 4]);
+    assert_eq!(advance(&mut wheel, 12_000), vec![0, 1, 2, 3, 4]);
 }
 
 #[test]
 fn hash_collision_waits_for_its_round() {
-    // 5 and 5 + 256 share a slot; the later one must not fire a revolution early.
+    // 5 s and 5 s + 256 s share a slot; the later one must not fire a revolution early.
+    let revolution = SLOTS as u64 * SLOT_MS;
     let mut wheel = TimerWheel::new(0);
-    wheel.arm(5, 1);
-    wheel.arm(5 + SLOTS as u64, 2);
-    assert_eq!(advance(&mut wheel, 5), vec![1]);
-    assert!(advance(&mut wheel, 5 + SLOTS as u64 - 1).is_empty());
-    assert_eq!(advance(&mut wheel, 5 + SLOTS as u64), vec![2]);
+    wheel.arm(5000, 1);
+    wheel.arm(5000 + revolution, 2);
+    assert_eq!(advance(&mut wheel, 5000), vec![1]);
+    assert!(advance(&mut wheel, 5000 + revolution - 1).is_empty());
+    assert_eq!(advance(&mut wheel, 5000 + revolution), vec![2]);
 }
 
 #[test]
 fn catches_up_after_a_stall() {
     let mut wheel = TimerWheel::new(0);
-    wheel.arm(2, 1);
-    wheel.arm(50, 2);
-    wheel.arm(1000, 3);
-    wheel.arm(1001, 4);
+    wheel.arm(2000, 1);
+    wheel.arm(50_000, 2);
+    wheel.arm(1_000_000, 3);
+    wheel.arm(1_000_001, 4);
     // A stall of many revolutions visits each slot once and fires all that is due.
-    assert_eq!(advance(&mut wheel, 1000), vec![1, 2, 3]);
-    assert_eq!(wheel.now(), 1000);
-    assert_eq!(advance(&mut wheel, 1001), vec![4]);
+    assert_eq!(advance(&mut wheel, 1_000_000), vec![1, 2, 3]);
+    assert_eq!(wheel.now(), 1_000_000);
+    assert!(advance(&mut wheel, 1_000_999).is_empty());
+    assert_eq!(advance(&mut wheel, 1_001_000), vec![4]);
 }
 
 #[test]
-fn past_due_fires_at_next_advance() {
-    let mut wheel = TimerWheel::new(100);
-    wheel.arm(90, 1);
-    wheel.arm(100, 2);
-    assert_eq!(advance(&mut wheel, 101), vec![1, 2]);
+fn past_due_fires_at_next_second() {
+    let mut wheel = TimerWheel::new(100_000);
+    wheel.arm(90_000, 1);
+    wheel.arm(100_000, 2);
+    assert!(advance(&mut wheel, 100_999).is_empty());
+    assert_eq!(advance(&mut wheel, 101_000), vec![1, 2]);
 }
 
 #[test]
 fn time_never_goes_back() {
-    let mut wheel = TimerWheel::new(10);
-    wheel.arm(11, 1);
-    assert!(advance(&mut wheel, 5).is_empty());
-    assert_eq!(wheel.now(), 10);
-    assert_eq!(advance(&mut wheel, 11), vec![1]);
+    let mut wheel = TimerWheel::new(10_000);
+    wheel.arm(11_000, 1);
+    assert!(advance(&mut wheel, 5000).is_empty());
+    assert_eq!(wheel.now(), 10_000);
+    assert_eq!(advance(&mut wheel, 11_000), vec![1]);
 }
 
 #[test]
@@ -76,10 +104,10 @@ fn cancel_by_invalidation_of_a_reused_slot() {
     // The owner keeps (key, generation): an entry for a freed and reused slot fires,
     // and the owner sees the generation differs and ignores it.
     let mut wheel: TimerWheel<(usize, u32)> = TimerWheel::new(0);
-    wheel.arm(5, (0, 1)); // connection 0, generation 1, then closed
-    wheel.arm(30, (0, 2)); // slot 0 reused by generation 2
+    wheel.arm(5000, (0, 1)); // connection 0, generation 1, then closed
+    wheel.arm(30_000, (0, 2)); // slot 0 reused by generation 2
     let mut fired = Vec::new();
-    wheel.advance(5, &mut fired);
+    wheel.advance(5000, &mut fired);
     let live_generation = 2;
     assert!(fired.iter().all(|&(_, gen)| gen != live_generation));
 }

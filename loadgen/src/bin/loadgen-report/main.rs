@@ -26,6 +26,7 @@ loadgen-report: write REPORT.md and SVG plots for a scripts/loadtest.sh run dire
 
 USAGE:
   loadgen-report DIR
+  loadgen-report -h | --help | -V | --version
 ";
 
 /// What the report derives from the /proc samples.
@@ -62,6 +63,41 @@ fn num(v: &Value, key: &str) -> Option<f64> {
     v.get(key).and_then(Value::as_f64)
 }
 
+/// Fewest sampling periods a window must span before CPU interpolated between the /proc
+/// samples describes it: the samples only say how much CPU was used between two of them,
+/// not when, so the partly covered periods at a window's two edges can be off by up to a
+/// period each. Over 10 periods that is a fifth of the window at worst; over a window
+/// shorter than one period it is all of it (a 0.33 s connect window inside a 1 s sample
+/// read as a third of the CPU really spent in it).
+const MIN_SAMPLE_PERIODS: f64 = 10.0;
+
+/// CPU seconds one process (or the machine) used in the window `[a, b]`, and the length
+/// to divide them by: loadgen's readings at the window's own edges when it took them
+/// (`edges`, the `connect_cpu_s` or `steady_cpu_s` object of summary.json), else the /proc
+/// samples when the window spans enough of them, else nothing.
+fn window_cpu(
+    edges: Option<&Value>,
+    who: &str,
+    samples: &[Sample],
+    a: f64,
+    b: f64,
+) -> Option<(f64, f64)> {
+    if let Some(edges) = edges {
+        if let (Some(cpu), Some(len)) = (num(edges, who), num(edges, "window_s")) {
+            return Some((cpu, len));
+        }
+    }
+    let period = samples::period(samples)?;
+    if b - a < MIN_SAMPLE_PERIODS * period {
+        return None;
+    }
+    samples::cpu_between(samples, a, b).map(|cpu| (cpu, b - a))
+}
+
+fn percent((cpu, len): (f64, f64)) -> Option<f64> {
+    (len > 0.0).then(|| cpu / len * 100.0)
+}
+
 fn figures(
     summary: &Value,
     server: &[Sample],
@@ -78,16 +114,18 @@ fn figures(
         _ => None,
     };
     if let Some((a, b)) = steady {
+        let edges = summary.get("steady_cpu_s").filter(|v| v.is_object());
         f.steady_s = Some(b - a);
-        f.cpu_steady_s = samples::cpu_between(server, a, b);
-        f.cpu_percent = f.cpu_steady_s.map(|c| c / (b - a) * 100.0);
+        let cpu = window_cpu(edges, "server", server, a, b);
+        f.cpu_steady_s = cpu.map(|c| c.0);
+        f.cpu_percent = cpu.and_then(percent);
         let queries = num(summary, "queries").unwrap_or(0.0);
         if queries > 0.0 {
             f.cpu_us_per_query = f.cpu_steady_s.map(|c| c / queries * 1e6);
         }
         f.rss_steady_kib = samples::rss_median(server, a, b);
-        f.loadgen_cpu_percent = samples::cpu_between(loadgen, a, b).map(|c| c / (b - a) * 100.0);
-        f.machine_cpu_percent = samples::cpu_between(machine, a, b).map(|c| c / (b - a) * 100.0);
+        f.loadgen_cpu_percent = window_cpu(edges, "loadgen", loadgen, a, b).and_then(percent);
+        f.machine_cpu_percent = window_cpu(edges, "machine", machine, a, b).and_then(percent);
     }
     let start = env
         .get("loadgen_start_unix")
@@ -107,19 +145,18 @@ fn figures(
         num(summary, "connect_end_unix"),
     ) {
         if b > a {
+            let edges = summary.get("connect_cpu_s").filter(|v| v.is_object());
             f.connect_window_s = Some(b - a);
-            f.cpu_connect_s = samples::cpu_between(server, a, b);
+            f.cpu_connect_s = window_cpu(edges, "server", server, a, b).map(|c| c.0);
             if connected > 0.0 {
                 f.cpu_us_per_handshake = f.cpu_connect_s.map(|c| c / connected * 1e6);
                 f.handshakes_per_cpu_s =
                     f.cpu_connect_s.filter(|c| *c > 0.0).map(|c| connected / c);
             }
             f.loadgen_cpu_connect_percent =
-                samples::cpu_between(loadgen, a, b).map(|c| c / (b - a) * 100.0);
+                window_cpu(edges, "loadgen", loadgen, a, b).and_then(percent);
             f.machine_cpu_connect_percent =
-                samples::cpu_between(machine, a, b).map(|c| c / (b - a) * 100.0);
-            f.machine_cpu_connect_percent =
-                samples::cpu_between(machine, a, b).map(|c| c / (b - a) * 100.0);
+                window_cpu(edges, "machine", machine, a, b).and_then(percent);
         }
     }
     f
@@ -250,6 +287,27 @@ fn targets(scenario: &str, s: &Value, f: &ServerFigures) -> String {
     out
 }
 
+/// What delivery latency means when members poll every `interval` seconds.
+fn delivery_note(interval: f64) -> String {
+    let common = "**Delivery latency** runs from the moment a message was due to be sent to \
+                  the moment another member of its channel reads it.";
+    if interval > 0.0 {
+        format!(
+            "{common} Nothing is pushed: a member reads new messages with its next QUERY, \
+             and members QUERY every {interval} s, so a message waits for each reader's \
+             next QUERY, 0–{interval} s by design (about half of it on average, all of it at \
+             the high percentiles), before the server's own answer time (the `query` \
+             latency) is added. Its percentiles describe the polling interval, not the \
+             server's speed."
+        )
+    } else {
+        format!(
+            "{common} Members QUERY again as soon as each answer completes (`--interval \
+             0`), so a message waits for the reader's next answer."
+        )
+    }
+}
+
 fn report(dir: &Path) -> Result<(), String> {
     let read = |name: &str| std::fs::read_to_string(dir.join(name));
     let env = read_env(&dir.join("run.env"));
@@ -273,28 +331,34 @@ fn report(dir: &Path) -> Result<(), String> {
 
     // Plots.
     let mut plots = Vec::new();
-    for metric in ["query", "connect", "delivery", "lag"] {
+    for (metric, window) in [
+        ("query", "QUERYs due in the steady window"),
+        ("connect", "every connection of the ramp"),
+        ("delivery", "every message read"),
+        ("lag", "QUERYs and messages due in the steady window"),
+    ] {
         let points = hgrm::parse(&read(&format!("{metric}.hgrm")).unwrap_or_default());
         let file = format!("latency-{metric}.svg");
-        let title = format!("{scenario}: {metric} latency percentile distribution");
+        let title = format!("{scenario}: {metric} latency of {window}");
         plots::latency(&dir.join(&file), &title, &points)?;
-        plots.push((format!("{metric} latency"), file));
+        plots.push((format!("{metric} latency ({window})"), file));
     }
+    // Every time axis counts seconds from loadgen's start.
     let t0 = env
         .get("loadgen_start_unix")
         .and_then(|t| t.parse().ok())
+        .or(num(&summary, "start_unix"))
         .unwrap_or_else(|| server.first().map(|s| s.t).unwrap_or(0.0));
-    let marks: Vec<f64> = [
-        num(&summary, "steady_start_unix"),
-        num(&summary, "steady_end_unix"),
-    ]
-    .into_iter()
-    .flatten()
-    .filter(|t| *t > 0.0)
-    .map(|t| t - t0)
-    .collect();
-    plots::server(&dir.join("server.svg"), &server, &loadgen, t0, &marks)?;
+    let at = |key: &str| num(&summary, key).filter(|t| *t > 0.0).map(|t| t - t0);
+    let windows = plots::Windows {
+        warmup: at("warmup_start_unix").zip(at("steady_start_unix")),
+        steady: at("steady_start_unix").zip(at("steady_end_unix")),
+    };
+    plots::server(&dir.join("server.svg"), &server, &loadgen, t0, &windows)?;
     plots.push(("server RSS and CPU over time".into(), "server.svg".into()));
+    // timeline.csv counts seconds from loadgen's own clock, a moment after the process
+    // started.
+    let offset = num(&summary, "start_unix").map_or(0.0, |s| s - t0);
     let timeline = read("timeline.csv").unwrap_or_default();
     let (mut hs, mut qs) = (Vec::new(), Vec::new());
     for line in timeline.lines().skip(1) {
@@ -304,11 +368,11 @@ fn report(dir: &Path) -> Result<(), String> {
             cols.get(2).and_then(|c| c.parse::<f64>().ok()),
             cols.get(4).and_then(|c| c.parse::<f64>().ok()),
         ) {
-            hs.push((t, h));
-            qs.push((t, q));
+            hs.push((t + offset, h));
+            qs.push((t + offset, q));
         }
     }
-    plots::timeline(&dir.join("timeline.svg"), hs, qs)?;
+    plots::timeline(&dir.join("timeline.svg"), hs, qs, &windows)?;
     plots.push((
         "loadgen per second: handshakes and queries".into(),
         "timeline.svg".into(),
@@ -338,7 +402,16 @@ fn report(dir: &Path) -> Result<(), String> {
         get("loadgen_cmd")
     );
     let _ = writeln!(md, "## Targets\n\n{}", targets(&scenario, &summary, &f));
-    let _ = writeln!(md, "## Server (from /proc samples every second)\n");
+    let _ = writeln!(md, "## Server, loadgen and machine\n");
+    let _ = writeln!(
+        md,
+        "CPU in the connect and steady windows is read by loadgen at each window's own \
+         edges when it knows the server's pid (`connect_cpu_s` and `steady_cpu_s` in \
+         `summary.json`). Otherwise it comes from the /proc samples taken every second, \
+         and only for a window of at least {MIN_SAMPLE_PERIODS} sampling periods: the \
+         samples cannot tell how the CPU of a period was spread inside it. Memory comes \
+         from the samples.\n"
+    );
     let _ = writeln!(md, "| figure | value |\n|---|---|");
     let rows = [
         ("steady window", show(f.steady_s, " s", 1)),
@@ -409,13 +482,18 @@ fn report(dir: &Path) -> Result<(), String> {
     );
     let _ = writeln!(
         md,
-        "Latency is measured from each action's scheduled time (QUERY due time; the send \
+        "Latency is measured from each action's scheduled time (QUERY due time; the due \
          time written in a message), so a late generator shows up as latency instead of \
          hiding it; `query_sent` is the raw send → answer time and `lag` the generator's own \
          lateness. Files: `summary.json`, `*.hgrm` (HdrHistogram percentile distributions, \
          ms), `timeline.csv`, `server.csv` / `loadgen-proc.csv` (/proc samples), \
          `server.log`, `loadgen.log`.\n"
     );
+    let interval = summary
+        .get("config")
+        .and_then(|c| num(c, "interval_s"))
+        .unwrap_or(0.0);
+    let _ = writeln!(md, "{}\n", delivery_note(interval));
     let _ = writeln!(md, "## Plots\n");
     for (title, file) in plots {
         let _ = writeln!(md, "### {title}\n\n![{title}]({file})\n");
@@ -430,6 +508,14 @@ fn main() -> ExitCode {
         [flag] if flag == "-h" || flag == "--help" => {
             print!("{HELP}");
             return ExitCode::SUCCESS;
+        }
+        [flag] if flag == "-V" || flag == "--version" => {
+            println!("loadgen-report {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        [flag] if flag.starts_with('-') => {
+            eprintln!("loadgen-report: unknown option {flag} (see --help)");
+            return ExitCode::from(2);
         }
         [dir] => PathBuf::from(dir),
         _ => {
@@ -446,5 +532,163 @@ fn main() -> ExitCode {
             eprintln!("loadgen-report: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// /proc samples once a second: `(t_unix, cpu seconds so far)`.
+    fn cpu_samples(points: &[(f64, f64)]) -> Vec<Sample> {
+        points
+            .iter()
+            .map(|&(t, cpu_s)| Sample {
+                t,
+                rss_kib: 1000.0,
+                cpu_s,
+            })
+            .collect()
+    }
+
+    /// A storm-like run: 200 connections set up in 0.33 s, inside one sample interval in
+    /// which the server used 70 ms of CPU (350 µs per connection).
+    fn short_connect_window() -> (Value, Vec<Sample>) {
+        let summary = json!({
+            "connected": 200,
+            "queries": 0,
+            "connect_start_unix": 100.30,
+            "connect_end_unix": 100.63,
+        });
+        let server = cpu_samples(&[(99.0, 0.0), (100.0, 0.0), (101.0, 0.07), (102.0, 0.08)]);
+        (summary, server)
+    }
+
+    #[test]
+    fn set_up_cost_comes_from_readings_at_the_window_edges() {
+        let (mut summary, server) = short_connect_window();
+        summary["connect_cpu_s"] =
+            json!({"window_s": 0.33, "server": 0.07, "loadgen": 0.05, "machine": 0.2});
+        let f = figures(&summary, &server, &server, &server, &BTreeMap::new());
+        let per_conn = f.cpu_us_per_handshake.unwrap();
+        assert!((per_conn - 350.0).abs() < 0.5, "{per_conn} µs");
+        assert!(
+            (f.handshakes_per_cpu_s.unwrap() - 2857.0).abs() < 1.0,
+            "{f:?}"
+        );
+        let loadgen = f.loadgen_cpu_connect_percent.unwrap();
+        assert!((loadgen - 15.15).abs() < 0.01, "{loadgen}");
+        let machine = f.machine_cpu_connect_percent.unwrap();
+        assert!((machine - 60.6).abs() < 0.1, "{machine}");
+    }
+
+    #[test]
+    fn a_window_shorter_than_the_sampling_gets_no_cpu_figure_from_the_samples() {
+        // Without readings at the edges, the 1 s samples cannot say how the 70 ms were
+        // spread: interpolating gives 115 µs per connection, a third of the truth.
+        let (summary, server) = short_connect_window();
+        let f = figures(&summary, &server, &server, &server, &BTreeMap::new());
+        assert_eq!(f.cpu_connect_s, None, "{f:?}");
+        assert_eq!(f.cpu_us_per_handshake, None, "{f:?}");
+        assert_eq!(f.handshakes_per_cpu_s, None, "{f:?}");
+        assert_eq!(f.loadgen_cpu_connect_percent, None, "{f:?}");
+        assert_eq!(f.machine_cpu_connect_percent, None, "{f:?}");
+        // A steady window of many samples is still measured from them.
+        let summary = json!({
+            "connected": 200,
+            "queries": 1000,
+            "steady_start_unix": 100.0,
+            "steady_end_unix": 130.0,
+        });
+        let samples: Vec<(f64, f64)> = (0..50).map(|i| (90.0 + i as f64, i as f64 * 0.1)).collect();
+        let server = cpu_samples(&samples);
+        let f = figures(&summary, &server, &server, &server, &BTreeMap::new());
+        assert!((f.cpu_percent.unwrap() - 10.0).abs() < 1e-6, "{f:?}");
+    }
+
+    /// A run folder as loadtest.sh leaves it, with a warm-up of 3 s between the ramp
+    /// (loadgen seconds 0-2) and a steady window of 10 s.
+    fn run_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("loadgen-report-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let t0 = 1000.0;
+        let summary = json!({
+            "clients": 200, "connected": 200, "errors": 0, "messages_lost": 0,
+            "queries": 660, "start_unix": t0 + 0.1,
+            "connect_start_unix": t0 + 0.1, "connect_end_unix": t0 + 1.9,
+            "warmup_start_unix": t0 + 2.0, "steady_start_unix": t0 + 5.0,
+            "steady_end_unix": t0 + 15.0,
+            "config": {"interval_s": 3.0, "msg_every_s": 5.0},
+        });
+        std::fs::write(dir.join("summary.json"), summary.to_string()).unwrap();
+        std::fs::write(
+            dir.join("run.env"),
+            format!("scenario=smoke\nloadgen_start_unix={t0}\nclk_tck=100\n"),
+        )
+        .unwrap();
+        let mut proc = String::from("t_unix,rss_kib,cpu_ticks,cpu_ns\n");
+        for i in 0..20 {
+            proc += &format!(
+                "{},{},{},{}\n",
+                t0 - 2.0 + i as f64,
+                5000 + i * 100,
+                i,
+                i * 10_000_000
+            );
+        }
+        for f in ["server.csv", "loadgen-proc.csv", "machine.csv"] {
+            std::fs::write(dir.join(f), &proc).unwrap();
+        }
+        let mut timeline =
+            String::from("t_s,stage,handshakes,in_channel,queries,query_p99_us,errors\n");
+        for t in 1..=16 {
+            let stage = match t {
+                1..=2 => "Ramp",
+                3..=5 => "Warmup",
+                6..=15 => "Steady",
+                _ => "Quit",
+            };
+            let queries = if (6..=15).contains(&t) { 66 } else { 0 };
+            timeline += &format!(
+                "{t},{stage},{},200,{queries},500,0\n",
+                if t <= 2 { 100 } else { 0 }
+            );
+        }
+        std::fs::write(dir.join("timeline.csv"), timeline).unwrap();
+        dir
+    }
+
+    #[test]
+    fn every_plot_over_time_marks_the_warm_up_and_the_steady_window() {
+        let dir = run_dir("marks");
+        report(&dir).unwrap();
+        for svg in ["timeline.svg", "server.svg"] {
+            let text = std::fs::read_to_string(dir.join(svg)).unwrap();
+            assert!(text.contains("warm-up"), "{svg} does not label the warm-up");
+            // The steady window's edges, in orange.
+            assert!(
+                text.contains("#E67800"),
+                "{svg} does not mark the steady window"
+            );
+        }
+        let text = std::fs::read_to_string(dir.join("latency-query.svg")).unwrap();
+        assert!(
+            text.contains("steady window"),
+            "latency-query.svg: which window?"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_report_explains_delivery_latency_under_polling() {
+        let dir = run_dir("delivery");
+        report(&dir).unwrap();
+        let md = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
+        assert!(md.contains("Delivery latency"), "{md}");
+        assert!(md.contains("0–3 s by design"), "{md}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -69,19 +69,40 @@ pub fn latency(path: &Path, title: &str, points: &[Point]) -> Result<()> {
 /// A named, coloured line of (x, y) points.
 type Series<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
 
+/// The run's windows on a time axis (seconds since loadgen started): every plot over time
+/// shades the warm-up and marks the steady window's edges, so that no reader takes the
+/// warm-up's figures for the steady state.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Windows {
+    /// From the end of the ramp to the start of the steady window.
+    pub warmup: Option<(f64, f64)>,
+    pub steady: Option<(f64, f64)>,
+}
+
+/// The orange of the steady window's edges.
+const STEADY: RGBColor = RGBColor(230, 120, 0);
+/// The grey of the warm-up.
+const WARMUP: RGBColor = RGBColor(225, 225, 225);
+
+/// What the marks mean, for a panel's caption.
+pub const MARKS: &str = "warm-up shaded, steady window between the orange lines";
+
 /// A time series panel.
 fn series_panel(
     area: &DrawingArea<SVGBackend, Shift>,
     title: &str,
     y_desc: &str,
     series: &[Series],
-    marks: &[f64],
+    windows: &Windows,
 ) -> Result<()> {
     let all = series.iter().flat_map(|s| s.2.iter());
     let (mut x_max, mut y_max) = (1.0f64, 0.0f64);
     for &(x, y) in all {
         x_max = x_max.max(x);
         y_max = y_max.max(y);
+    }
+    for (_, end) in [windows.warmup, windows.steady].into_iter().flatten() {
+        x_max = x_max.max(end);
     }
     let y_max = if y_max > 0.0 { y_max * 1.1 } else { 1.0 };
     let mut chart = ChartBuilder::on(area)
@@ -97,12 +118,30 @@ fn series_panel(
         .y_desc(y_desc)
         .draw()
         .map_err(err)?;
-    for &m in marks {
+    let label = |text: &'static str, x: f64| {
+        Text::new(
+            text,
+            (x, y_max * 0.98),
+            ("sans-serif", 13).into_font().color(&BLACK),
+        )
+    };
+    if let Some((a, b)) = windows.warmup {
         chart
-            .draw_series(LineSeries::new(
-                [(m, 0.0), (m, y_max)],
-                RGBColor(230, 120, 0).stroke_width(2),
-            ))
+            .draw_series([Rectangle::new([(a, 0.0), (b, y_max)], WARMUP.filled())])
+            .map_err(err)?;
+        chart.draw_series([label("warm-up", a)]).map_err(err)?;
+    }
+    if let Some((a, b)) = windows.steady {
+        for m in [a, b] {
+            chart
+                .draw_series(LineSeries::new(
+                    [(m, 0.0), (m, y_max)],
+                    STEADY.stroke_width(2),
+                ))
+                .map_err(err)?;
+        }
+        chart
+            .draw_series([label("steady window", a)])
             .map_err(err)?;
     }
     for (name, color, data) in series {
@@ -124,14 +163,13 @@ fn series_panel(
     Ok(())
 }
 
-/// Server RSS and CPU over time (seconds since `t0`), with the steady window marked by
-/// two vertical lines.
+/// Server RSS and CPU over time (seconds since `t0`), with the run's windows marked.
 pub fn server(
     path: &Path,
     server: &[Sample],
     loadgen: &[Sample],
     t0: f64,
-    marks: &[f64],
+    windows: &Windows,
 ) -> Result<()> {
     let root = SVGBackend::new(path, (900, 720)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
@@ -143,10 +181,10 @@ pub fn server(
         .collect();
     series_panel(
         &top,
-        "kaichat-server RSS (steady window between the orange lines)",
+        &format!("kaichat-server RSS ({MARKS})"),
         "RSS (MiB)",
         &[("server RSS", BLUE, rss)],
-        marks,
+        windows,
     )?;
     let cpu = |samples: &[Sample]| -> Vec<(f64, f64)> {
         cpu_percent_series(samples)
@@ -163,13 +201,20 @@ pub fn server(
             ("kaichat-server", RED, cpu(server)),
             ("loadgen", GREEN, cpu(loadgen)),
         ],
-        marks,
+        windows,
     )?;
     root.present().map_err(err)
 }
 
-/// loadgen's own per-second view: handshakes per second and QUERY answers per second.
-pub fn timeline(path: &Path, handshakes: Vec<(f64, f64)>, queries: Vec<(f64, f64)>) -> Result<()> {
+/// loadgen's own per-second view (seconds since loadgen started): handshakes per second
+/// and answers per second to the QUERYs due in the steady window, with the run's windows
+/// marked.
+pub fn timeline(
+    path: &Path,
+    handshakes: Vec<(f64, f64)>,
+    queries: Vec<(f64, f64)>,
+    windows: &Windows,
+) -> Result<()> {
     let root = SVGBackend::new(path, (900, 720)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let (top, bottom) = root.split_vertically(360);
@@ -178,14 +223,14 @@ pub fn timeline(path: &Path, handshakes: Vec<(f64, f64)>, queries: Vec<(f64, f64
         "Handshakes completed per second",
         "handshakes/s",
         &[("handshakes", BLUE, handshakes)],
-        &[],
+        windows,
     )?;
     series_panel(
         &bottom,
-        "QUERY answers per second (steady window)",
+        "Answers per second to QUERYs due in the steady window (none in the warm-up)",
         "queries/s",
         &[("queries", RED, queries)],
-        &[],
+        windows,
     )?;
     root.present().map_err(err)
 }

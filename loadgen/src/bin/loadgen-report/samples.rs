@@ -56,6 +56,16 @@ pub fn cpu_between(samples: &[Sample], t0: f64, t1: f64) -> Option<f64> {
     Some(at(samples, t1, |s| s.cpu_s)? - at(samples, t0, |s| s.cpu_s)?)
 }
 
+/// The usual time between two samples (the median gap), seconds.
+pub fn period(samples: &[Sample]) -> Option<f64> {
+    let mut gaps: Vec<f64> = samples.windows(2).map(|w| w[1].t - w[0].t).collect();
+    if gaps.is_empty() {
+        return None;
+    }
+    gaps.sort_by(f64::total_cmp);
+    Some(gaps[gaps.len() / 2])
+}
+
 /// RSS of the last sample taken at or before `t`.
 pub fn rss_before(samples: &[Sample], t: f64) -> Option<f64> {
     samples
@@ -140,5 +150,7 @@ mod tests {
         let cpu = cpu_percent_series(&s);
         assert_eq!(cpu.len(), 3);
         assert!((cpu[2].1 - 30.0).abs() < 1e-6);
+        assert_eq!(period(&s), Some(1.0));
+        assert_eq!(period(&s[..1]), None);
     }
 }

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use rustyline::error::ReadlineError;
 use rustyline::DefaultEditor;
 
-use crate::screen::Screen;
+use super::screen::Screen;
 
 /// One thing typed.
 #[derive(Debug, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! What the person sees: every event as one line, either decorated for a terminal (printed
 //! above the line being typed through rustyline's external printer) or in the plain,
-//! documented format for pipes (see the top of `kaichat.rs`).
+//! documented format for pipes (see the top of `terminal/mod.rs`).
 //!
 //! Text from the server is never printed raw: control characters are escaped so that a
 //! peer cannot move the cursor or garble the line being typed.
@@ -36,6 +36,10 @@ pub enum Line {
     Info(String),
     /// The client's help text.
     Help(&'static str),
+    /// The connection was lost (why, and when the client connects again).
+    Disconnected(String),
+    /// Set up again after a loss, with this name.
+    Reconnected(String),
     Bye,
 }
 
@@ -113,7 +117,7 @@ fn or_dash(channel: &str) -> &str {
     }
 }
 
-/// The plain format, documented at the top of `kaichat.rs`.
+/// The plain format, documented at the top of `terminal/mod.rs`.
 pub fn plain(line: &Line, time: &str) -> String {
     match line {
         Line::Established(name) => format!("established {name}"),
@@ -134,6 +138,8 @@ pub fn plain(line: &Line, time: &str) -> String {
             .map(|l| format!("info {l}"))
             .collect::<Vec<_>>()
             .join("\n"),
+        Line::Disconnected(why) => format!("disconnected {why}"),
+        Line::Reconnected(name) => format!("reconnected {name}"),
         Line::Bye => "bye".to_string(),
     }
 }
@@ -179,6 +185,8 @@ pub fn decorated(line: &Line, time: &str, colour: bool) -> String {
         Line::Error(text) => format!("{dim}{time}{reset} {}!! error: {text}{reset}", c(RED)),
         Line::Info(text) => format!("{dim}-- {text}{reset}"),
         Line::Help(text) => text.trim_end().to_string(),
+        Line::Disconnected(why) => format!("{}!! disconnected: {why}{reset}", c(RED)),
+        Line::Reconnected(name) => format!("{}-- reconnected as {name}{reset}", c(GREEN)),
         Line::Bye => format!("{dim}-- bye{reset}"),
     }
 }

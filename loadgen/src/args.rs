@@ -1,0 +1,371 @@
+//! The command line: flags in, a checked [`Config`] (or help, or the version) out.
+//!
+//! Every mistake is one line that starts with the flag it is about (`--clients: '-5' is
+//! not a number`), so that `main` can print it and exit with status 2. Nothing here opens
+//! a socket; the only outside lookup is resolving `--server`'s host name.
+
+use std::ffi::OsString;
+use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::config::{parse_rate, parse_seconds, Config};
+use crate::sources;
+
+/// The port `--server` means when it names none.
+pub const DEFAULT_PORT: u16 = 29200;
+
+/// What `loadgen --help` prints.
+pub const HELP: &str = "\
+loadgen: simulate many KaiChat clients from one process and measure the server
+
+USAGE:
+  loadgen [OPTIONS]
+
+Each client connects (TLS unless --plaintext), runs the set-up (PING, version,
+CLIENT_INFO), joins channel @load<i mod K>, then QUERYs every --interval seconds with a
+random phase, and sends a message every --msg-every seconds during the steady window.
+The run is: ramp (connect everyone), warm-up, steady window (--duration s), end (QUIT
+everywhere). Figures of the steady window only are reported as steady.
+Latency is measured from each action's scheduled time (free of coordinated omission).
+
+OPTIONS:
+  --server HOST:PORT   the server: an IPv4 address or a host name, and a port; :PORT
+                       alone means 127.0.0.1:PORT, a host alone port 29200
+                                                               [127.0.0.1:29200]
+  --server-pid PID     the server's process id, when it runs on this machine: its CPU
+                       time is read at the edges of the connect and steady windows
+                       and written to summary.json
+  --server-name NAME   name checked in the server certificate
+                                     [the --server host if it is a name, else localhost]
+  --clients N          simulated clients                      [100]
+  --channels K         channels, clients spread evenly        [10]
+  --interval SECS      QUERY period per client; fractions allowed; 0 = flat out (next
+                       QUERY as soon as the answer is complete)  [3]
+  --warmup SECS        wait between ramp and steady window, so that every client's
+                       first QUERY (which carries its channel's replay) is done
+                                                       [one --interval, at most 10]
+  --duration SECS      steady window after the warm-up          [30]
+  --ramp PER_SEC       new connections per second; 0 = as fast as possible [1000]
+  --max-setup N        most connections in set-up at once      [1000]
+  --msg-every SECS     message period per client in the steady window; 0 = none [0]
+  --sources RANGE      source addresses, round-robin, e.g. 127.0.0.1-127.0.0.40 or a
+                       comma list                               [127.0.0.1]
+  --ca PEM             CA certificate to trust                  [certs/ca.pem]
+  --plaintext          no TLS (the server must run with --plaintext)
+  --no-verify          skip the client's certificate and handshake-signature checks
+                       (handshake-rate benchmarks on loopback only: the server's work is
+                       the same, loadgen's per-handshake CPU is lower)
+  --out DIR            write summary.json, *.hgrm and timeline.csv into DIR (checked
+                       for writing before the run starts)
+  --seed N             seed of the random phases                [1]
+  --user-prefix STR    usernames are STR<number>                [lg]
+  --first-id N         number of the first client (several processes side by side) [0]
+  --timeout SECS       client-side deadline per set-up step and per answer [30]
+  --quiet              no progress lines on stderr
+  -h, --help           this text
+  -V, --version        print the version
+
+Exit status: 0 when the run completed (read the summary for errors), 1 when it could not
+run, 2 for a command-line mistake.
+";
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Command {
+    Run(Box<Config>),
+    Help,
+    Version,
+}
+
+/// The flags still to read; every read names its flag in its error.
+struct Flags(pico_args::Arguments);
+
+impl Flags {
+    fn value<T>(
+        &mut self,
+        name: &'static str,
+        parse: fn(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, String> {
+        self.0
+            .opt_value_from_fn(name, parse)
+            .map_err(|e| flag_error(name, e))
+    }
+}
+
+fn flag_error(name: &str, e: pico_args::Error) -> String {
+    match e {
+        pico_args::Error::OptionWithoutAValue(_) => format!("{name}: a value is required"),
+        pico_args::Error::Utf8ArgumentParsingFailed { cause, .. } => format!("{name}: {cause}"),
+        pico_args::Error::NonUtf8Argument => format!("{name}: the value is not UTF-8"),
+        other => format!("{name}: {other}"),
+    }
+}
+
+fn number<T: FromStr>(text: &str) -> Result<T, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number"))
+}
+
+fn text(text: &str) -> Result<String, String> {
+    Ok(text.to_string())
+}
+
+fn path(text: &str) -> Result<PathBuf, String> {
+    Ok(PathBuf::from(text))
+}
+
+fn sources_list(text: &str) -> Result<Vec<Ipv4Addr>, String> {
+    sources::parse_sources(text).map_err(|e| e.to_string())
+}
+
+/// Where `--server` points, and the host name it gave (if it gave a name rather than an
+/// address), which is the default name to check in the server's certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Server {
+    pub addr: SocketAddr,
+    pub name: Option<String>,
+}
+
+/// Parses `--server`: `HOST:PORT`, `HOST`, `:PORT`, with HOST an IPv4 address or a name
+/// (resolved here, to an IPv4 address: the sources are IPv4).
+pub fn parse_server(text: &str) -> Result<Server, String> {
+    let (host, port) = match text.rsplit_once(':') {
+        Some((host, port)) => {
+            let port: u16 = port
+                .parse()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("'{port}' is not a port number (1-65535)"))?;
+            (host, port)
+        }
+        None => (text, DEFAULT_PORT),
+    };
+    if host.contains(':') || host.starts_with('[') {
+        return Err(format!(
+            "'{text}': IPv6 is not supported (the source addresses are IPv4)"
+        ));
+    }
+    if host.is_empty() {
+        return Ok(Server {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            name: None,
+        });
+    }
+    if let Ok(ip) = host.parse::<Ipv4Addr>() {
+        return Ok(Server {
+            addr: SocketAddr::from((ip, port)),
+            name: None,
+        });
+    }
+    if host.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        // The resolver would read "29201" as the address 0.0.114.209.
+        return Err(format!(
+            "'{text}' is not an address (for a port on this machine write :{host})"
+        ));
+    }
+    let addrs = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve '{host}': {e}"))?;
+    let addr = addrs
+        .into_iter()
+        .find(SocketAddr::is_ipv4)
+        .ok_or_else(|| format!("'{host}' has no IPv4 address"))?;
+    Ok(Server {
+        addr,
+        name: Some(host.to_string()),
+    })
+}
+
+/// Reads the command line (without the program name).
+pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
+    let mut args = pico_args::Arguments::from_vec(args);
+    if args.contains(["-h", "--help"]) {
+        return Ok(Command::Help);
+    }
+    if args.contains(["-V", "--version"]) {
+        return Ok(Command::Version);
+    }
+    let mut flags = Flags(args);
+    let f = &mut flags;
+    let server = f.value("--server", parse_server)?.unwrap_or(Server {
+        addr: SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_PORT)),
+        name: None,
+    });
+    let server_name = f
+        .value("--server-name", text)?
+        .or(server.name)
+        .unwrap_or_else(|| "localhost".into());
+    let clients = f.value("--clients", number::<u32>)?.unwrap_or(100);
+    let channels = f.value("--channels", number::<u32>)?.unwrap_or(10);
+    let interval = f
+        .value("--interval", parse_seconds)?
+        .unwrap_or(Duration::from_secs(3));
+    let warmup = f
+        .value("--warmup", parse_seconds)?
+        .unwrap_or_else(|| interval.min(Duration::from_secs(10)));
+    let duration = f
+        .value("--duration", parse_seconds)?
+        .unwrap_or(Duration::from_secs(30));
+    let msg_every = f
+        .value("--msg-every", parse_seconds)?
+        .unwrap_or(Duration::ZERO);
+    let timeout = f
+        .value("--timeout", parse_seconds)?
+        .unwrap_or(Duration::from_secs(30));
+    let ramp = f.value("--ramp", parse_rate)?.unwrap_or(1000.0);
+    let max_setup = f.value("--max-setup", number::<u32>)?.unwrap_or(1000);
+    let sources = f
+        .value("--sources", sources_list)?
+        .unwrap_or_else(|| vec![Ipv4Addr::LOCALHOST]);
+    let ca = f
+        .value("--ca", path)?
+        .unwrap_or_else(|| kaichat::tls::DEV_CA.into());
+    let out = f.value("--out", path)?;
+    let seed = f.value("--seed", number::<u64>)?.unwrap_or(1);
+    let user_prefix = f
+        .value("--user-prefix", text)?
+        .unwrap_or_else(|| "lg".into());
+    let first_id = f.value("--first-id", number::<u32>)?.unwrap_or(0);
+    let server_pid = f.value("--server-pid", number::<u32>)?;
+    let mut args = flags.0;
+    let plaintext = args.contains("--plaintext");
+    let no_verify = args.contains("--no-verify");
+    let quiet = args.contains("--quiet");
+    let rest = args.finish();
+    if let Some(first) = rest.first() {
+        return Err(format!("unexpected argument {}", first.to_string_lossy()));
+    }
+    let config = Config {
+        server: server.addr,
+        server_name,
+        clients,
+        channels,
+        interval,
+        warmup,
+        duration,
+        ramp,
+        max_setup,
+        msg_every,
+        sources,
+        ca,
+        plaintext,
+        no_verify,
+        out,
+        seed,
+        user_prefix,
+        first_id,
+        timeout,
+        quiet,
+        server_pid,
+    };
+    config.validate()?;
+    Ok(Command::Run(Box::new(config)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Config, String> {
+        match parse(args.iter().map(OsString::from).collect())? {
+            Command::Run(config) => Ok(*config),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn error(args: &[&str]) -> String {
+        run(args).unwrap_err()
+    }
+
+    #[test]
+    fn every_value_error_names_its_flag() {
+        assert_eq!(
+            error(&["--clients", "-5"]),
+            "--clients: '-5' is not a number"
+        );
+        assert_eq!(error(&["--clients"]), "--clients: a value is required");
+        for (flag, value) in [
+            ("--channels", "x"),
+            ("--max-setup", "1.5"),
+            ("--seed", "-1"),
+            ("--first-id", "many"),
+            ("--server-pid", "server"),
+            ("--interval", "-1"),
+            ("--warmup", "soon"),
+            ("--duration", "NaN"),
+            ("--msg-every", "-3"),
+            ("--timeout", "x"),
+            ("--ramp", "fast"),
+            ("--sources", "localhost"),
+            ("--server", "127.0.0.1:http"),
+        ] {
+            let e = error(&[flag, value]);
+            assert!(e.starts_with(&format!("{flag}: ")), "{flag} {value}: {e}");
+            assert!(!e.contains("failed to parse"), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+        assert_eq!(
+            error(&["--interval", "-1"]),
+            "--interval: '-1' is not a number of seconds"
+        );
+        assert_eq!(error(&["--bogus"]), "unexpected argument --bogus");
+    }
+
+    #[test]
+    fn server_accepts_host_names_and_a_bare_port() {
+        let c = run(&["--server", "localhost:29201"]).unwrap();
+        assert_eq!(c.server, "127.0.0.1:29201".parse().unwrap());
+        let c = run(&["--server", ":29201"]).unwrap();
+        assert_eq!(c.server, "127.0.0.1:29201".parse().unwrap());
+        assert_eq!(c.server_name, "localhost");
+        let c = run(&["--server", "127.0.0.7:1234"]).unwrap();
+        assert_eq!(c.server, "127.0.0.7:1234".parse().unwrap());
+        let c = run(&["--server", "localhost"]).unwrap();
+        assert_eq!(c.server.port(), DEFAULT_PORT);
+        assert_eq!(run(&[]).unwrap().server, "127.0.0.1:29200".parse().unwrap());
+    }
+
+    #[test]
+    fn a_server_host_name_is_the_default_certificate_name() {
+        let s = parse_server("localhost:1").unwrap();
+        assert_eq!(s.name.as_deref(), Some("localhost"));
+        assert_eq!(parse_server("127.0.0.1:1").unwrap().name, None);
+        let c = run(&["--server", "localhost:1", "--server-name", "chat.example"]).unwrap();
+        assert_eq!(c.server_name, "chat.example");
+    }
+
+    #[test]
+    fn bad_servers() {
+        for bad in [
+            ":0",
+            ":70000",
+            "[::1]:29200",
+            "::1",
+            "29201",
+            "no-such-host.invalid:1",
+        ] {
+            let e = parse_server(bad).unwrap_err();
+            assert!(!e.is_empty(), "{bad}");
+        }
+        assert!(parse_server("29201").unwrap_err().contains(":29201"));
+    }
+
+    #[test]
+    fn help_and_version() {
+        assert!(matches!(
+            parse(vec!["--version".into()]).unwrap(),
+            Command::Version
+        ));
+        assert!(matches!(
+            parse(vec!["-V".into()]).unwrap(),
+            Command::Version
+        ));
+        assert!(matches!(
+            parse(vec!["--clients".into(), "x".into(), "-h".into()]).unwrap(),
+            Command::Help
+        ));
+    }
+}

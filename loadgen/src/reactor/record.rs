@@ -1,0 +1,195 @@
+//! What the clients' events mean as measurements: latency histograms, counters, errors
+//! and disconnects by cause, and the ledger entries (messages sent, memberships) that the
+//! loss accounting judges at the end.
+//!
+//! The reactor calls one method per event and decides nothing here: which window a QUERY
+//! belongs to is the stages' answer ([`Phase`]), passed in. Nothing here touches a socket
+//! or reads a clock.
+
+use std::time::Instant;
+
+use crate::clock::{Clock, Window};
+use crate::conn::Conn;
+use crate::cpu::WindowCpu;
+use crate::ledger::{self, Loss, Member, Sent};
+use crate::message::{parse_skipped, Stamp};
+use crate::stats::{Causes, Counters, Metrics};
+
+use super::stages::Phase;
+use super::Tick;
+
+/// Everything a run produced.
+#[derive(Debug)]
+pub struct Outcome {
+    pub counters: Counters,
+    pub metrics: Metrics,
+    pub errors: Causes,
+    pub disconnects: Causes,
+    pub loss: Loss,
+    pub timeline: Vec<Tick>,
+    /// Highest number of clients in their channel at once.
+    pub peak_members: u64,
+    /// The run's clock: the output turns the instants here into seconds with it.
+    pub clock: Clock,
+    /// First TCP connect start → last CLIENT_INFO acknowledgement.
+    pub connect: Option<Window>,
+    /// The end of the ramp, when the warm-up began.
+    pub warmup_start: Option<Instant>,
+    /// The steady window the QUERY figures describe.
+    pub steady: Option<Window>,
+    /// CPU time used in the connect and steady windows, read at their edges.
+    pub connect_cpu: Option<WindowCpu>,
+    pub steady_cpu: Option<WindowCpu>,
+    /// Clients that completed the drain (or, without messages, were in their channel at
+    /// the end).
+    pub finished: u64,
+}
+
+/// The measurements of a run in progress.
+#[derive(Debug, Default)]
+pub struct Record {
+    pub counters: Counters,
+    pub metrics: Metrics,
+    pub errors: Causes,
+    pub disconnects: Causes,
+    /// Ledger: every message handed to a connection.
+    pub sent: Vec<Sent>,
+    /// Ledger: every client that joined, once its connection is over.
+    pub members: Vec<Member>,
+    pub first_connect: Option<Instant>,
+    pub last_established: Option<Instant>,
+    pub peak_members: u64,
+}
+
+impl Record {
+    /// A TCP connect is starting.
+    pub fn connect_started(&mut self, now: Instant) {
+        self.counters.connects_started += 1;
+        self.first_connect.get_or_insert(now);
+    }
+
+    /// CLIENT_INFO was acknowledged for a connection started at `connect_start`.
+    pub fn established(&mut self, connect_start: Instant, now: Instant) {
+        self.metrics
+            .connect
+            .record(now.saturating_duration_since(connect_start));
+        self.counters.established += 1;
+        self.last_established = Some(now);
+    }
+
+    /// First TCP connect start → last CLIENT_INFO acknowledgement, once there was one.
+    pub fn connect_window(&self) -> Option<Window> {
+        Some(Window {
+            start: self.first_connect?,
+            end: self.last_established?,
+        })
+    }
+
+    /// A JOIN was acknowledged; `members_now` clients are in their channel.
+    pub fn joined(&mut self, members_now: u64) {
+        self.counters.joined += 1;
+        self.peak_members = self.peak_members.max(members_now);
+    }
+
+    /// A chat message arrived for `conn`; its stamp was written with `clock`.
+    pub fn message_read(&mut self, conn: &mut Conn, text: &[u8], clock: &Clock, now: Instant) {
+        self.counters.messages_received += 1;
+        match Stamp::parse(text, clock) {
+            Some(stamp) => {
+                self.metrics
+                    .delivery
+                    .record(now.saturating_duration_since(stamp.due));
+                if conn.joined.is_some_and(|joined| stamp.sent > joined) {
+                    conn.received_owed += 1;
+                }
+            }
+            None => self.counters.messages_foreign += 1,
+        }
+    }
+
+    /// A notice arrived for `conn`.
+    pub fn notice(&mut self, conn: &mut Conn, text: &[u8], is_error: bool) {
+        self.counters.notices += 1;
+        if is_error {
+            self.errors.add(&format!("error notice: {}", short(text)));
+        } else if let Some(n) = parse_skipped(text) {
+            self.counters.skip_notices += 1;
+            self.counters.skipped_entries += n;
+            conn.skipped += n;
+        }
+    }
+
+    /// A PDU the client state machine found out of place.
+    pub fn unexpected(&mut self, cause: &str) {
+        self.counters.unexpected_pdus += 1;
+        self.errors.add(cause);
+    }
+
+    /// A QUERY answer completed at `now`. `due` is the scheduled QUERY's due time (`None`
+    /// for an end-of-run QUERY), `sent` when it was handed to the connection.
+    pub fn answer(&mut self, due: Option<Instant>, phase: Phase, sent: Instant, now: Instant) {
+        self.counters.queries_total += 1;
+        let Some(due) = due else {
+            return;
+        };
+        let latency = now.saturating_duration_since(due);
+        match phase {
+            Phase::Steady => {
+                self.metrics.query.record(latency);
+                self.metrics
+                    .query_sent
+                    .record(now.saturating_duration_since(sent));
+                self.metrics.window_query.record(latency);
+                self.counters.queries += 1;
+            }
+            Phase::Before => self.metrics.query_ramp.record(latency),
+            Phase::After => {}
+        }
+    }
+
+    /// A scheduled QUERY due at `due` went out at `now`.
+    pub fn query_sent(&mut self, due: Instant, phase: Phase, now: Instant) {
+        if phase != Phase::Before {
+            self.metrics.lag.record(now.saturating_duration_since(due));
+        }
+    }
+
+    /// A message due at `due` was handed to `conn`'s connection at `now`.
+    pub fn message_sent(&mut self, conn: &Conn, due: Instant, now: Instant) {
+        self.counters.messages_sent += 1;
+        self.metrics.lag.record(now.saturating_duration_since(due));
+        self.sent.push(Sent {
+            channel: conn.channel,
+            sender: conn.id,
+            sent: now,
+        });
+    }
+
+    /// A connection is over; `cause` is `None` for an orderly end.
+    pub fn closed(&mut self, conn: &Conn, cause: Option<&str>) {
+        if let Some(cause) = cause {
+            // A connection lost after it joined is also a disconnect.
+            self.errors.add(cause);
+            if !conn.setting_up() {
+                self.disconnects.add(cause);
+            }
+        }
+        if let Some(member) = conn.membership() {
+            self.members.push(member);
+        }
+    }
+
+    /// The loss accounting over every message sent and every member.
+    pub fn loss(&self) -> Loss {
+        ledger::account(&self.sent, &self.members)
+    }
+}
+
+/// At most 60 bytes of a server text, for a cause name (printable, one line).
+pub(super) fn short(text: &[u8]) -> String {
+    let cut = &text[..text.len().min(60)];
+    String::from_utf8_lossy(cut)
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
