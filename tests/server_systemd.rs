@@ -32,6 +32,8 @@ struct Notified {
     child: Child,
     addr: SocketAddr,
     stderr: Arc<Mutex<String>>,
+    /// Reads stderr until the process closes it.
+    reader: Option<thread::JoinHandle<()>>,
 }
 
 impl Notified {
@@ -51,7 +53,7 @@ impl Notified {
         let (first_tx, first_rx) = mpsc::channel();
         let log = Arc::clone(&stderr);
         let pipe = child.stderr.take().unwrap();
-        thread::spawn(move || {
+        let reader = thread::spawn(move || {
             for line in BufReader::new(pipe).lines() {
                 let Ok(line) = line else { break };
                 log.lock().unwrap().push_str(&format!("{line}\n"));
@@ -71,6 +73,7 @@ impl Notified {
             child,
             addr,
             stderr,
+            reader: Some(reader),
         }
     }
 
@@ -99,8 +102,9 @@ impl Notified {
             }
             thread::sleep(Duration::from_millis(10));
         };
-        // Give the reader the last lines.
-        thread::sleep(Duration::from_millis(100));
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
         let stderr = self.stderr.lock().unwrap().clone();
         (status, stderr)
     }
