@@ -1,6 +1,7 @@
 //! KaiChat's I/O half: the server's reactor (`server`), whole PDUs over a socket through
 //! rustls or in plaintext (`transport`, used by the server and loadgen), rustls
-//! configurations from PEM files (`tls`) and the open-file limit (`fd_limit`).
+//! configurations from PEM files (`tls`), the open-file limit (`fd_limit`) and the build's
+//! version (`VERSION`).
 //!
 //! The protocol itself (PDUs, the session and client state machines, the hub, the timer
 //! wheel) is the sans-IO crate `kaichat_proto`; this crate moves its bytes. The data path
@@ -13,3 +14,13 @@ pub mod server;
 pub mod terminal;
 pub mod tls;
 pub mod transport;
+
+/// This build's version, as every binary's `--version` prints it: the package version,
+/// then the git commit when built from a checkout, as in "0.1.0 (abc1234)"; the package
+/// version alone otherwise. Set by `build.rs`; needs no feature, so loadgen has it too.
+pub const VERSION: &str = env!("KAICHAT_VERSION");
+
+/// [`VERSION`], for callers that prefer a function.
+pub fn version() -> &'static str {
+    VERSION
+}

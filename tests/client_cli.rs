@@ -726,7 +726,7 @@ fn flags_name_themselves_in_errors_and_accept_a_bare_port() {
     assert!(version.status.success(), "{version:#?}");
     assert_eq!(
         version.stdout,
-        [format!("kaichat {}", env!("CARGO_PKG_VERSION"))]
+        [format!("kaichat {}", kaichat::version())]
     );
 
     let server = ChatServer::start();

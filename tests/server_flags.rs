@@ -250,7 +250,7 @@ fn version_prints_the_name_and_version_and_exits_0() {
         assert_eq!(exit.code, Some(0), "{flag}: stderr {:?}", exit.stderr);
         assert_eq!(
             exit.stdout,
-            format!("kaichat-server {}\n", env!("CARGO_PKG_VERSION"))
+            format!("kaichat-server {}\n", kaichat::version())
         );
         assert_eq!(exit.stderr, "");
     }

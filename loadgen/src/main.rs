@@ -34,7 +34,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Command::Version) => {
-            println!("loadgen {}", env!("CARGO_PKG_VERSION"));
+            println!("loadgen {}", kaichat::version());
             return ExitCode::SUCCESS;
         }
         Err(e) => {

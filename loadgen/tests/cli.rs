@@ -57,7 +57,7 @@ fn a_bad_value_is_one_line_that_names_its_flag() {
 
 #[test]
 fn versions() {
-    let version = env!("CARGO_PKG_VERSION");
+    let version = kaichat::version();
     let out = loadgen(&["--version"]);
     assert!(out.status.success());
     assert_eq!(text(&out.stdout), format!("loadgen {version}\n"));

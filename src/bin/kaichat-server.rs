@@ -1,15 +1,21 @@
 //! `kaichat-server`: argument parsing and wiring only; the reactor is `kaichat::server`.
 
+#[path = "kaichat-server/notify.rs"]
+mod notify;
+#[path = "kaichat-server/settings.rs"]
+mod settings;
+
 use std::ffi::OsString;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::str::FromStr;
+use std::sync::Arc;
 
 use kaichat::fd_limit::RESERVED_FDS;
-use kaichat::server::{Config, Server, Shutdown, DEFAULT_HISTORY, DEFAULT_REPLAY};
+use kaichat::server::{Config, Server, Shutdown};
 use kaichat::tls;
-use kaichat_proto::session::Deadlines;
+use notify::Notifier;
+use settings::{Setting, Settings, DEFAULT_PORT, MAX_SECONDS};
 
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -32,31 +38,13 @@ pub static malloc_conf: Option<&'static std::ffi::c_char> = Some(
     },
 );
 
-/// The protocol's port (contract section 1).
-const DEFAULT_PORT: u16 = 29200;
-/// The longest deadline or interval accepted, a year. Longer means "never" in practice, which
-/// 0 says; and the session adds a deadline to its clock in u64 seconds, so a value near
-/// u64::MAX wrapped (closing every client at once) or panicked in a debug build.
-const MAX_SECONDS: u64 = 365 * 24 * 60 * 60;
-
-/// Every flag that takes a value, to tell "given twice" from "unknown".
-const VALUE_FLAGS: [&str; 9] = [
-    "--listen",
-    "--cert",
-    "--key",
-    "--handshake-timeout",
-    "--idle-timeout",
-    "--history",
-    "--replay",
-    "--max-clients",
-    "--stats-interval",
-];
+/// Flags that are not settings: they say where settings come from, or what to do instead of
+/// serving.
+const CONFIG: &str = "--config";
+const PRINT_CONFIG: &str = "--print-config";
 
 /// The help text, with the defaults the server actually uses.
 fn help() -> String {
-    let deadlines = Deadlines::default();
-    let handshake = deadlines.handshake;
-    let idle = deadlines.idle;
     format!(
         "\
 kaichat-server {version}: the KaiChat v1 chat server (TLS on TCP port {DEFAULT_PORT})
@@ -65,49 +53,43 @@ USAGE:
   kaichat-server [OPTIONS]
 
 OPTIONS:
-  --listen HOST:PORT        address to listen on; a host name listens on its first address
-                            that binds, :PORT on all interfaces
-                            [default: all interfaces, port {DEFAULT_PORT}]
-  --cert PEM                certificate chain, leaf first [default: {cert}]
-  --key PEM                 private key of the certificate [default: {key}]
-  --handshake-timeout SECS  deadline of each set-up phase: accept to PING, PONG to
-                            version, version to accepted name [default: {handshake}; 0 = off]
-  --idle-timeout SECS       close established clients silent this long [default: {idle}; 0 = off]
-  --history N               entries retained per channel [default: {DEFAULT_HISTORY}; at least 1]
-  --replay N                last entries shown to a client joining a channel [default: {DEFAULT_REPLAY}]
-  --max-clients N           connections served at once; more wait in the listen backlog
-                            [default: the open-file limit minus {RESERVED_FDS}]
-  --plaintext               no TLS, for debugging and benchmarks only
-  --stats-interval SECS     print a statistics line to stderr this often [default: 0 = off]
+{options}  {CONFIG} FILE             read settings from a TOML file first: one key per option
+                            above, named as the flag without its dashes (history = 50);
+                            the flags given override the file
+  {PRINT_CONFIG}            print the settings in effect (defaults, file, flags) as TOML
+                            that {CONFIG} reads back, and exit
   -h, --help                print this help
   -V, --version             print the version
 
 Durations are whole seconds, at most {MAX_SECONDS} (a year). The bundled certificate in
 certs/ is for development only. SIGINT or SIGTERM closes every client with a TLS
-close_notify, prints a final statistics line and exits 0.
+close_notify, prints a final statistics line and exits 0. Started by systemd as a
+Type=notify service, it reports READY=1 once listening and STOPPING=1 on shutdown.
 ",
-        version = env!("CARGO_PKG_VERSION"),
-        cert = tls::DEV_CERT,
-        key = tls::DEV_KEY,
+        version = kaichat::version(),
+        options = settings::options_help(),
     )
 }
 
-struct Args {
-    /// Addresses to try in order; the first that binds is used.
-    listen: Option<Vec<SocketAddr>>,
-    cert: Option<PathBuf>,
-    key: Option<PathBuf>,
-    deadlines: Deadlines,
-    history: usize,
-    replay: usize,
-    max_clients: Option<usize>,
-    plaintext: bool,
-    stats_interval: u64,
+/// Why the server will not start: a line for stderr, and whether `--help` can help.
+enum Refusal {
+    /// A flag is wrong.
+    Flag(String),
+    /// The configuration file is: its error names the file (and the line and key).
+    File(String),
+}
+
+impl From<String> for Refusal {
+    fn from(message: String) -> Refusal {
+        Refusal::Flag(message)
+    }
 }
 
 /// What the command line asks for.
 enum Request {
-    Run(Args),
+    Run(Settings),
+    /// `--print-config`, with where the settings came from.
+    PrintConfig(Settings, String),
     Help,
     Version,
 }
@@ -129,99 +111,34 @@ fn value(
     }
 }
 
-/// `flag`'s value as text.
-fn text(
-    args: &mut pico_args::Arguments,
-    flag: &'static str,
-    what: &str,
-) -> Result<Option<String>, String> {
-    value(args, flag, what)?
-        .map(|v| {
-            v.into_string()
-                .map_err(|v| format!("{flag}: '{}' is not {what}", v.to_string_lossy()))
-        })
-        .transpose()
-}
-
-/// `flag`'s value as a number.
-fn number<T: FromStr>(
-    args: &mut pico_args::Arguments,
-    flag: &'static str,
-    what: &str,
-) -> Result<Option<T>, String> {
-    text(args, flag, what)?
-        .map(|t| {
-            t.parse()
-                .map_err(|_| format!("{flag}: '{t}' is not {what}"))
-        })
-        .transpose()
-}
-
-/// `flag`'s value as a duration in whole seconds, 0 meaning off.
-fn seconds(args: &mut pico_args::Arguments, flag: &'static str) -> Result<Option<u64>, String> {
-    let secs: Option<u64> = number(args, flag, "a number of seconds")?;
-    match secs {
-        Some(n) if n > MAX_SECONDS => Err(format!(
-            "{flag}: {n} seconds is more than a year ({MAX_SECONDS}); 0 turns it off"
-        )),
-        other => Ok(other),
-    }
-}
-
-/// `flag`'s value as a count of at least 1.
-fn at_least_one(
-    args: &mut pico_args::Arguments,
-    flag: &'static str,
-    what: &str,
-) -> Result<Option<usize>, String> {
-    match number(args, flag, what)? {
-        Some(0) => Err(format!("{flag}: must be at least 1")),
-        other => Ok(other),
-    }
-}
-
-/// The wildcard addresses, IPv6 first: on most systems `[::]` takes IPv4 too, and a
-/// machine without IPv6 falls back to `0.0.0.0`.
-fn all_interfaces(port: u16) -> Vec<SocketAddr> {
-    vec![
-        SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)),
-        SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
-    ]
-}
-
-/// `--listen`: `HOST:PORT` (a name, an IPv4 address or a bracketed IPv6 address), or `:PORT`
-/// for all interfaces. Returns the addresses to try, in order.
-fn listen_addresses(text: &str) -> Result<Vec<SocketAddr>, String> {
-    const FORM: &str = "HOST:PORT, [IPv6]:PORT, or :PORT for all interfaces";
-    if let Ok(addr) = text.parse::<SocketAddr>() {
-        return Ok(vec![addr]);
-    }
-    let Some((host, port)) = text.rsplit_once(':') else {
-        return Err(format!("--listen: '{text}' has no port ({FORM})"));
-    };
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("--listen: '{port}' in '{text}' is not a port number (0 to 65535)"))?;
-    if host.is_empty() {
-        return Ok(all_interfaces(port));
-    }
-    if host.contains(':') && !host.starts_with('[') {
-        return Err(format!(
-            "--listen: '{text}': an IPv6 address needs brackets, as in [::1]:{port}"
-        ));
-    }
-    let mut addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("--listen: cannot resolve '{host}': {e}"))?
+/// Why an argument was left over once every flag took its own.
+fn leftover(extra: &str) -> String {
+    let value_flags: Vec<&str> = Setting::ALL
+        .into_iter()
+        .filter(|s| s.takes_value())
+        .map(Setting::flag)
+        .chain([CONFIG])
         .collect();
-    addrs.dedup();
-    if addrs.is_empty() {
-        return Err(format!("--listen: '{host}' has no address"));
+    let switches: Vec<&str> = Setting::ALL
+        .into_iter()
+        .filter(|s| !s.takes_value())
+        .map(Setting::flag)
+        .chain([PRINT_CONFIG])
+        .collect();
+    let before_equals = extra.split('=').next().unwrap_or_default();
+    if value_flags.contains(&extra) || switches.contains(&extra) {
+        format!("{extra}: given more than once")
+    } else if extra.contains('=') && value_flags.contains(&before_equals) {
+        format!("{before_equals}: put the value after a space, not '='")
+    } else if extra.starts_with('-') {
+        format!("unknown flag '{extra}'")
+    } else {
+        format!("unexpected argument '{extra}'")
     }
-    Ok(addrs)
 }
 
-fn parse_args() -> Result<Request, String> {
+/// The settings: built-in defaults, then the `--config` file, then the flags.
+fn parse_args() -> Result<Request, Refusal> {
     let mut args = pico_args::Arguments::from_env();
     if args.contains(["-h", "--help"]) {
         return Ok(Request::Help);
@@ -229,37 +146,49 @@ fn parse_args() -> Result<Request, String> {
     if args.contains(["-V", "--version"]) {
         return Ok(Request::Version);
     }
-    let defaults = Deadlines::default();
-    let listen = text(&mut args, "--listen", "an address (HOST:PORT or :PORT)")?;
-    let parsed = Args {
-        listen: listen.as_deref().map(listen_addresses).transpose()?,
-        cert: value(&mut args, "--cert", "a PEM certificate file")?.map(PathBuf::from),
-        key: value(&mut args, "--key", "a PEM private key file")?.map(PathBuf::from),
-        deadlines: Deadlines {
-            handshake: seconds(&mut args, "--handshake-timeout")?.unwrap_or(defaults.handshake),
-            idle: seconds(&mut args, "--idle-timeout")?.unwrap_or(defaults.idle),
-        },
-        history: at_least_one(&mut args, "--history", "a number of entries")?
-            .unwrap_or(DEFAULT_HISTORY),
-        replay: number(&mut args, "--replay", "a number of entries")?.unwrap_or(DEFAULT_REPLAY),
-        max_clients: at_least_one(&mut args, "--max-clients", "a number of clients")?,
-        plaintext: args.contains("--plaintext"),
-        stats_interval: seconds(&mut args, "--stats-interval")?.unwrap_or(0),
-    };
-    if let Some(extra) = args.finish().first() {
-        let extra = extra.to_string_lossy();
-        let before_equals = extra.split('=').next().unwrap_or_default();
-        return Err(if VALUE_FLAGS.contains(&extra.as_ref()) {
-            format!("{extra}: given more than once")
-        } else if extra.contains('=') && VALUE_FLAGS.contains(&before_equals) {
-            format!("{before_equals}: put the value after a space, not '='")
-        } else if extra.starts_with('-') {
-            format!("unknown flag '{extra}'")
+    let config = value(&mut args, CONFIG, "a TOML configuration file")?.map(PathBuf::from);
+    let print = args.contains(PRINT_CONFIG);
+    let mut flags = Vec::new();
+    for setting in Setting::ALL {
+        let given = if setting.takes_value() {
+            value(&mut args, setting.flag(), setting.what())?.map(Some)
         } else {
-            format!("unexpected argument '{extra}'")
-        });
+            args.contains(setting.flag()).then_some(None)
+        };
+        if let Some(given) = given {
+            flags.push((setting, settings::from_flag(setting, given)?));
+        }
     }
-    Ok(Request::Run(parsed))
+    if let Some(extra) = args.finish().first() {
+        return Err(leftover(&extra.to_string_lossy()).into());
+    }
+    let mut settings = Settings::default();
+    let mut origin = "the built-in defaults".to_string();
+    if let Some(path) = &config {
+        for (setting, value) in settings::read_file(path).map_err(Refusal::File)? {
+            settings.set(setting, value);
+        }
+        origin.push_str(&format!(", then {}", path.display()));
+    }
+    if !flags.is_empty() {
+        origin.push_str(", then the command line");
+    }
+    for (setting, value) in flags {
+        settings.set(setting, value);
+    }
+    Ok(if print {
+        Request::PrintConfig(settings, origin)
+    } else {
+        Request::Run(settings)
+    })
+}
+
+/// Raises the open-file limit and returns how many clients it leaves room for: the default
+/// of `max-clients`.
+fn fd_clients() -> usize {
+    // Without a readable limit, assume the common default of 1024.
+    let fd_limit = kaichat::fd_limit::raise().unwrap_or(1024);
+    usize::try_from(fd_limit.saturating_sub(RESERVED_FDS).max(1)).unwrap_or(usize::MAX)
 }
 
 /// Binds the first of `candidates` that can be bound; returns the server and the address it
@@ -283,7 +212,7 @@ fn bind_first(config: Config, candidates: &[SocketAddr]) -> Result<(Server, Sock
 
 /// The process owns its signals: a thread waits for SIGINT or SIGTERM and stops the
 /// server, which then closes every client cleanly.
-fn stop_on_signals(shutdown: Shutdown) -> std::io::Result<()> {
+fn stop_on_signals(shutdown: Shutdown, notifier: Option<Arc<Notifier>>) -> std::io::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
@@ -292,38 +221,64 @@ fn stop_on_signals(shutdown: Shutdown) -> std::io::Result<()> {
         .name("signals".to_string())
         .spawn(move || {
             if signals.forever().next().is_some() {
+                if let Some(notifier) = &notifier {
+                    tell(notifier, "STOPPING=1");
+                }
                 shutdown.trigger();
             }
         })?;
     Ok(())
 }
 
+/// Tells systemd a change of state; a failure is said on stderr and changes nothing else.
+fn tell(notifier: &Notifier, state: &str) {
+    if let Err(e) = notifier.send(state) {
+        eprintln!("kaichat-server: {e}");
+    }
+}
+
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(Request::Run(args)) => args,
+    let settings = match parse_args() {
+        Ok(Request::Run(settings)) => settings,
+        Ok(Request::PrintConfig(settings, origin)) => {
+            return match settings.to_toml(&origin, fd_clients()) {
+                Ok(toml) => {
+                    print!("{toml}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("kaichat-server: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         Ok(Request::Help) => {
             print!("{}", help());
             return ExitCode::SUCCESS;
         }
         Ok(Request::Version) => {
-            println!("kaichat-server {}", env!("CARGO_PKG_VERSION"));
+            println!("kaichat-server {}", kaichat::version());
             return ExitCode::SUCCESS;
         }
-        Err(e) => {
+        Err(Refusal::Flag(e)) => {
             eprintln!("kaichat-server: {e} (see --help)");
             return ExitCode::from(2);
         }
+        Err(Refusal::File(e)) => {
+            eprintln!("kaichat-server: {e}");
+            return ExitCode::from(2);
+        }
     };
-    // Without a readable limit, assume the common default of 1024.
-    let fd_limit = kaichat::fd_limit::raise().unwrap_or(1024);
-    let fd_clients =
-        usize::try_from(fd_limit.saturating_sub(RESERVED_FDS).max(1)).unwrap_or(usize::MAX);
-    let max_clients = args.max_clients.unwrap_or(fd_clients);
+    // Raised whether or not max-clients is set: the clients need the descriptors.
+    let fd_clients = fd_clients();
+    let max_clients = settings.max_clients.unwrap_or(fd_clients);
 
-    let dev_pair = args.cert.is_none() && args.key.is_none();
-    let cert = args.cert.unwrap_or_else(|| tls::dev_file(tls::DEV_CERT));
-    let key = args.key.unwrap_or_else(|| tls::dev_file(tls::DEV_KEY));
-    let tls_config = if args.plaintext {
+    let dev_pair = settings.cert.is_none() && settings.key.is_none();
+    let cert = settings
+        .cert
+        .unwrap_or_else(|| tls::dev_file(tls::DEV_CERT));
+    let key = settings.key.unwrap_or_else(|| tls::dev_file(tls::DEV_KEY));
+    let tls_config = if settings.plaintext {
         None
     } else {
         match tls::server_config(&cert, &key) {
@@ -334,15 +289,15 @@ fn main() -> ExitCode {
             }
         }
     };
-    let candidates = args.listen.unwrap_or_else(|| all_interfaces(DEFAULT_PORT));
+    let candidates = settings.listen.addrs;
     let config = Config {
         listen: candidates[0], // bind_first sets each candidate in turn
         tls: tls_config,
-        deadlines: args.deadlines,
-        history: args.history,
-        replay: args.replay,
+        deadlines: settings.deadlines,
+        history: settings.history,
+        replay: settings.replay,
         max_clients,
-        stats_interval: args.stats_interval,
+        stats_interval: settings.stats_interval,
         limits: kaichat::server::AddressLimits::default(),
     };
     let (mut server, addr) = match bind_first(config, &candidates) {
@@ -352,7 +307,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let security = if args.plaintext {
+    let security = if settings.plaintext {
         "PLAINTEXT, no TLS: for debugging and benchmarks only".to_string()
     } else if dev_pair {
         format!(
@@ -362,10 +317,22 @@ fn main() -> ExitCode {
     } else {
         format!("TLS, certificate {}", cert.display())
     };
-    eprintln!("kaichat-server: listening on {addr} ({security}; max {max_clients} clients)");
-    if let Err(e) = stop_on_signals(server.shutdown_handle()) {
+    let notifier = Notifier::from_env().map(|n| n.map(Arc::new));
+    let stopping = notifier.as_ref().ok().and_then(Option::clone);
+    // Before READY=1: systemd may send SIGTERM as soon as it hears it.
+    if let Err(e) = stop_on_signals(server.shutdown_handle(), stopping) {
         eprintln!("kaichat-server: cannot install the SIGINT/SIGTERM handlers: {e}");
         return ExitCode::FAILURE;
+    }
+    // The first line on stderr, which scripts and tests read for the address.
+    eprintln!("kaichat-server: listening on {addr} ({security}; max {max_clients} clients)");
+    match &notifier {
+        Ok(Some(notifier)) => tell(
+            notifier,
+            &format!("READY=1\nSTATUS=listening on {addr}, max {max_clients} clients"),
+        ),
+        Ok(None) => {}
+        Err(e) => eprintln!("kaichat-server: {e}; systemd is not told that the server is ready"),
     }
     match server.run() {
         Ok(stats) => {

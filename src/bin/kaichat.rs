@@ -23,7 +23,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Parsed::Version) => {
-            println!("kaichat {}", env!("CARGO_PKG_VERSION"));
+            println!("kaichat {}", kaichat::version());
             return ExitCode::SUCCESS;
         }
         Err(e) => {

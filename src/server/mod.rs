@@ -215,7 +215,7 @@ impl Server {
     pub fn run(&mut self) -> io::Result<String> {
         let mut events = Events::with_capacity(1024);
         let mut fired = Vec::new();
-        let mut last_stats = 0;
+        let mut last_stats: u64 = 0;
         loop {
             let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
@@ -264,9 +264,11 @@ impl Server {
                     return Ok(self.finish_shutdown());
                 }
             }
+            // Counted in whole seconds of the clock, as the poll wakes on second boundaries:
+            // a line every `interval` seconds, not every `interval` seconds and a bit.
             let interval = self.config.stats_interval;
-            if interval > 0 && now >= last_stats + interval.saturating_mul(1000) {
-                last_stats = now;
+            if interval > 0 && now / 1000 >= last_stats.saturating_add(interval) {
+                last_stats = now / 1000;
                 eprintln!("kaichat-server: stats: {}", self.stats_line());
             }
         }

@@ -510,7 +510,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         [flag] if flag == "-V" || flag == "--version" => {
-            println!("loadgen-report {}", env!("CARGO_PKG_VERSION"));
+            println!("loadgen-report {}", kaichat::version());
             return ExitCode::SUCCESS;
         }
         [flag] if flag.starts_with('-') => {

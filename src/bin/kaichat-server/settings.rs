@@ -1,0 +1,592 @@
+//! What the operator asked for: one list of settings, each both a command-line flag
+//! (`--history 50`) and a key of the TOML configuration file (`history = 50`), with the
+//! same name, the same values and the same checks. Built-in defaults, then the file, then
+//! the flags. It never opens a socket or a certificate: binding and loading are the
+//! caller's, so `--print-config` works on a machine that cannot read the key.
+
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+use kaichat::fd_limit::RESERVED_FDS;
+use kaichat::server::{DEFAULT_HISTORY, DEFAULT_REPLAY};
+use kaichat::tls;
+use kaichat_proto::session::Deadlines;
+use toml::de::{DeTable, DeValue};
+
+/// The protocol's port (contract section 1).
+pub const DEFAULT_PORT: u16 = 29200;
+/// The longest deadline or interval accepted, a year. Longer means "never" in practice, which
+/// 0 says; and the session adds a deadline to its clock in u64 seconds, so a value near
+/// u64::MAX wrapped (closing every client at once) or panicked in a debug build.
+pub const MAX_SECONDS: u64 = 365 * 24 * 60 * 60;
+/// Where the help text of a flag starts.
+const HELP_COLUMN: usize = 28;
+
+/// Every setting, a flag and a file key at once. A new one added here makes the compiler
+/// ask for its name, help text and place in [`Settings`] (and, until it is in
+/// [`Setting::ALL`], clippy's `-D warnings` for a variant never constructed), so a flag
+/// cannot lack its key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Setting {
+    Listen,
+    Cert,
+    Key,
+    HandshakeTimeout,
+    IdleTimeout,
+    History,
+    Replay,
+    MaxClients,
+    Plaintext,
+    StatsInterval,
+}
+
+/// What a setting's value is, with the words its errors use.
+enum Kind {
+    /// `HOST:PORT`, `[IPv6]:PORT` or `:PORT`.
+    Address,
+    /// A file name; says which file ("a PEM certificate file").
+    File(&'static str),
+    /// Whole seconds, at most [`MAX_SECONDS`]; 0 turns the thing off.
+    Seconds,
+    /// A count of something ("a number of entries"), at least `min`.
+    Count { what: &'static str, min: usize },
+    /// On or off: a flag without a value, `true` or `false` in the file.
+    Switch,
+}
+
+impl Setting {
+    /// In the order of `--help` and `--print-config`.
+    pub const ALL: [Setting; 10] = [
+        Setting::Listen,
+        Setting::Cert,
+        Setting::Key,
+        Setting::HandshakeTimeout,
+        Setting::IdleTimeout,
+        Setting::History,
+        Setting::Replay,
+        Setting::MaxClients,
+        Setting::Plaintext,
+        Setting::StatsInterval,
+    ];
+
+    /// The flag, and without its dashes the file's key; with what its value looks like in
+    /// `--help`.
+    fn spec(self) -> (&'static str, &'static str, Kind) {
+        match self {
+            Setting::Listen => ("--listen", "HOST:PORT", Kind::Address),
+            Setting::Cert => ("--cert", "PEM", Kind::File("a PEM certificate file")),
+            Setting::Key => ("--key", "PEM", Kind::File("a PEM private key file")),
+            Setting::HandshakeTimeout => ("--handshake-timeout", "SECS", Kind::Seconds),
+            Setting::IdleTimeout => ("--idle-timeout", "SECS", Kind::Seconds),
+            Setting::History => (
+                "--history",
+                "N",
+                Kind::Count {
+                    what: "a number of entries",
+                    min: 1,
+                },
+            ),
+            Setting::Replay => (
+                "--replay",
+                "N",
+                Kind::Count {
+                    what: "a number of entries",
+                    min: 0,
+                },
+            ),
+            Setting::MaxClients => (
+                "--max-clients",
+                "N",
+                Kind::Count {
+                    what: "a number of clients",
+                    min: 1,
+                },
+            ),
+            Setting::Plaintext => ("--plaintext", "", Kind::Switch),
+            Setting::StatsInterval => ("--stats-interval", "SECS", Kind::Seconds),
+        }
+    }
+
+    /// The description in `--help`, with the default the server uses.
+    fn help(self) -> String {
+        let deadlines = Deadlines::default();
+        match self {
+            Setting::Listen => format!(
+                "address to listen on; a host name listens on its first address\n\
+                 that binds, :PORT on all interfaces\n\
+                 [default: all interfaces, port {DEFAULT_PORT}]"
+            ),
+            Setting::Cert => format!("certificate chain, leaf first [default: {}]", tls::DEV_CERT),
+            Setting::Key => format!("private key of the certificate [default: {}]", tls::DEV_KEY),
+            Setting::HandshakeTimeout => format!(
+                "deadline of each set-up phase: accept to PING, PONG to\n\
+                 version, version to accepted name [default: {}; 0 = off]",
+                deadlines.handshake
+            ),
+            Setting::IdleTimeout => format!(
+                "close established clients silent this long [default: {}; 0 = off]",
+                deadlines.idle
+            ),
+            Setting::History => {
+                format!("entries retained per channel [default: {DEFAULT_HISTORY}; at least 1]")
+            }
+            Setting::Replay => format!(
+                "last entries shown to a client joining a channel [default: {DEFAULT_REPLAY}]"
+            ),
+            Setting::MaxClients => format!(
+                "connections served at once; more wait in the listen backlog\n\
+                 [default: the open-file limit minus {RESERVED_FDS}]"
+            ),
+            Setting::Plaintext => "no TLS, for debugging and benchmarks only".to_string(),
+            Setting::StatsInterval => {
+                "print a statistics line to stderr this often [default: 0 = off]".to_string()
+            }
+        }
+    }
+
+    /// The command-line flag: `--idle-timeout`.
+    pub fn flag(self) -> &'static str {
+        self.spec().0
+    }
+
+    /// The file's key: `idle-timeout`.
+    pub fn key(self) -> &'static str {
+        &self.flag()[2..]
+    }
+
+    /// Whether the flag takes a value (all but switches do).
+    pub fn takes_value(self) -> bool {
+        !matches!(self.spec().2, Kind::Switch)
+    }
+
+    /// What the value is, in the words of errors: "a number of seconds".
+    pub fn what(self) -> &'static str {
+        match self.spec().2 {
+            Kind::Address => "an address (HOST:PORT or :PORT)",
+            Kind::File(what) => what,
+            Kind::Seconds => "a number of seconds",
+            Kind::Count { what, .. } => what,
+            Kind::Switch => "true or false",
+        }
+    }
+
+    fn from_key(key: &str) -> Option<Setting> {
+        Setting::ALL.into_iter().find(|s| s.key() == key)
+    }
+}
+
+/// The `OPTIONS` lines of `--help` for every setting.
+pub fn options_help() -> String {
+    let indent = " ".repeat(HELP_COLUMN);
+    let mut out = String::new();
+    for setting in Setting::ALL {
+        let (flag, placeholder, _) = setting.spec();
+        let head = format!("  {flag} {placeholder}");
+        let head = head.trim_end();
+        let pad = HELP_COLUMN.saturating_sub(head.len()).max(2);
+        let help = setting.help().replace('\n', &format!("\n{indent}"));
+        let _ = writeln!(out, "{head}{}{help}", " ".repeat(pad));
+    }
+    out
+}
+
+/// A checked value, before it takes its place in [`Settings`].
+#[derive(Clone, Debug)]
+pub enum Value {
+    Address(Listen),
+    File(PathBuf),
+    Seconds(u64),
+    Count(usize),
+    Switch(bool),
+}
+
+/// `--listen` as written, and the addresses it stands for, to try in order.
+#[derive(Clone, Debug)]
+pub struct Listen {
+    pub text: String,
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// Everything the command line and the file can set. `None` leaves the choice to the
+/// server: the development certificate, a client limit from the open-file limit.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub listen: Listen,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub deadlines: Deadlines,
+    pub history: usize,
+    pub replay: usize,
+    pub max_clients: Option<usize>,
+    pub plaintext: bool,
+    pub stats_interval: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            listen: Listen {
+                text: format!(":{DEFAULT_PORT}"),
+                addrs: all_interfaces(DEFAULT_PORT),
+            },
+            cert: None,
+            key: None,
+            deadlines: Deadlines::default(),
+            history: DEFAULT_HISTORY,
+            replay: DEFAULT_REPLAY,
+            max_clients: None,
+            plaintext: false,
+            stats_interval: 0,
+        }
+    }
+}
+
+impl Settings {
+    /// Puts a value checked by [`from_flag`] or [`read_file`] in its place.
+    pub fn set(&mut self, setting: Setting, value: Value) {
+        match setting {
+            Setting::Listen => self.listen = value.address(),
+            Setting::Cert => self.cert = Some(value.file()),
+            Setting::Key => self.key = Some(value.file()),
+            Setting::HandshakeTimeout => self.deadlines.handshake = value.seconds(),
+            Setting::IdleTimeout => self.deadlines.idle = value.seconds(),
+            Setting::History => self.history = value.count(),
+            Setting::Replay => self.replay = value.count(),
+            Setting::MaxClients => self.max_clients = Some(value.count()),
+            Setting::Plaintext => self.plaintext = value.switch(),
+            Setting::StatsInterval => self.stats_interval = value.seconds(),
+        }
+    }
+
+    /// The value in effect, as TOML; `None` when the server chooses.
+    fn toml_value(&self, setting: Setting) -> Option<String> {
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| toml_string(&p.to_string_lossy()));
+        match setting {
+            Setting::Listen => Some(toml_string(&self.listen.text)),
+            Setting::Cert => path(&self.cert),
+            Setting::Key => path(&self.key),
+            Setting::HandshakeTimeout => Some(self.deadlines.handshake.to_string()),
+            Setting::IdleTimeout => Some(self.deadlines.idle.to_string()),
+            Setting::History => Some(self.history.to_string()),
+            Setting::Replay => Some(self.replay.to_string()),
+            Setting::MaxClients => self.max_clients.map(|n| n.to_string()),
+            Setting::Plaintext => Some(self.plaintext.to_string()),
+            Setting::StatsInterval => Some(self.stats_interval.to_string()),
+        }
+    }
+
+    /// The settings as a TOML document that `--config` reads back to the same settings:
+    /// a line per key, in `--help` order; one the server chooses is a comment saying what
+    /// it chooses (`fd_clients`: the client limit the open-file limit allows now).
+    pub fn to_toml(&self, origin: &str, fd_clients: usize) -> Result<String, String> {
+        // A file name that is not UTF-8 cannot be written in TOML; refuse rather than print
+        // a name that reads back as another file.
+        for (setting, path) in [(Setting::Cert, &self.cert), (Setting::Key, &self.key)] {
+            if let Some(path) = path.as_ref().filter(|p| p.to_str().is_none()) {
+                return Err(format!(
+                    "{}: '{}' is not UTF-8, so it cannot be written in TOML",
+                    setting.flag(),
+                    path.display()
+                ));
+            }
+        }
+        let mut out = format!(
+            "# kaichat-server {}: the settings in effect: {origin}\n",
+            kaichat::version()
+        );
+        for setting in Setting::ALL {
+            let key = setting.key();
+            if let Some(value) = self.toml_value(setting) {
+                let _ = writeln!(out, "{key} = {value}");
+                continue;
+            }
+            let chosen = match setting {
+                Setting::Cert => format!("the bundled development certificate {}", tls::DEV_CERT),
+                Setting::Key => format!("the bundled development key {}", tls::DEV_KEY),
+                Setting::MaxClients => {
+                    format!("the open-file limit minus {RESERVED_FDS}, here {fd_clients}")
+                }
+                _ => unreachable!("{key} always has a value"),
+            };
+            let _ = writeln!(out, "# {key}: not set: {chosen}");
+        }
+        Ok(out)
+    }
+}
+
+impl Value {
+    // The setting's kind decides the value's variant (`check`), so a mismatch is a bug in
+    // this file, not an input error.
+    fn address(self) -> Listen {
+        match self {
+            Value::Address(listen) => listen,
+            other => unreachable!("not an address: {other:?}"),
+        }
+    }
+
+    fn file(self) -> PathBuf {
+        match self {
+            Value::File(path) => path,
+            other => unreachable!("not a file: {other:?}"),
+        }
+    }
+
+    fn seconds(self) -> u64 {
+        match self {
+            Value::Seconds(secs) => secs,
+            other => unreachable!("not seconds: {other:?}"),
+        }
+    }
+
+    fn count(self) -> usize {
+        match self {
+            Value::Count(n) => n,
+            other => unreachable!("not a count: {other:?}"),
+        }
+    }
+
+    fn switch(self) -> bool {
+        match self {
+            Value::Switch(on) => on,
+            other => unreachable!("not a switch: {other:?}"),
+        }
+    }
+}
+
+/// A value as given, before it is checked.
+enum Given<'a> {
+    /// A flag's value; `None` for a switch that is present.
+    Flag(Option<std::ffi::OsString>),
+    /// A file's value and its text as written there.
+    File(&'a DeValue<'a>, &'a str),
+}
+
+/// Checks a setting's value; errors start with `place` (the flag, or the file, line and key)
+/// and say what was expected, in the same words for the flag and the key.
+fn check(setting: Setting, place: &str, given: Given) -> Result<Value, String> {
+    let kind = setting.spec().2;
+    let what = setting.what();
+    let not = |shown: &str| format!("{place}: {shown} is not {what}");
+    // A flag's value is text; a file's must have the TOML type the kind needs.
+    let value = match given {
+        Given::Flag(None) => return Ok(Value::Switch(true)),
+        Given::Flag(Some(os)) => match os.into_string() {
+            Ok(text) => Raw::Text(text),
+            // Any bytes name a file on Unix; everything else is text.
+            Err(os) if matches!(kind, Kind::File(_)) => return Ok(Value::File(os.into())),
+            Err(os) => return Err(not(&format!("'{}'", os.to_string_lossy()))),
+        },
+        Given::File(value, written) => match (&kind, value) {
+            (Kind::Address | Kind::File(_), DeValue::String(s)) => Raw::Text(s.to_string()),
+            (Kind::Seconds | Kind::Count { .. }, DeValue::Integer(i)) => {
+                match u64::from_str_radix(i.as_str(), i.radix()) {
+                    Ok(n) => Raw::Number(n),
+                    Err(_) => return Err(not(written)),
+                }
+            }
+            (Kind::Switch, DeValue::Boolean(on)) => return Ok(Value::Switch(*on)),
+            // A number or a switch in quotes: say what to write instead.
+            (Kind::Seconds | Kind::Count { .. }, DeValue::String(s))
+                if s.parse::<u64>().is_ok() =>
+            {
+                return Err(format!("{}: write it without quotes", not(written)))
+            }
+            (Kind::Switch, DeValue::String(s)) if s.parse::<bool>().is_ok() => {
+                return Err(format!("{}: write it without quotes", not(written)))
+            }
+            (Kind::Address | Kind::File(_), _) => {
+                return Err(format!("{}: write it as a string, in quotes", not(written)))
+            }
+            _ => return Err(not(written)),
+        },
+    };
+    let number = |raw: Raw| -> Result<u64, String> {
+        match raw {
+            Raw::Number(n) => Ok(n),
+            Raw::Text(t) => t.parse().map_err(|_| not(&format!("'{t}'"))),
+        }
+    };
+    match kind {
+        Kind::Address => listen_addresses(place, &value.text()).map(Value::Address),
+        Kind::File(_) => Ok(Value::File(value.text().into())),
+        Kind::Seconds => match number(value)? {
+            n if n > MAX_SECONDS => Err(format!(
+                "{place}: {n} seconds is more than a year ({MAX_SECONDS}); 0 turns it off"
+            )),
+            n => Ok(Value::Seconds(n)),
+        },
+        Kind::Count { min, .. } => {
+            let n = usize::try_from(number(value)?).unwrap_or(usize::MAX);
+            if n < min {
+                Err(format!("{place}: must be at least {min}"))
+            } else {
+                Ok(Value::Count(n))
+            }
+        }
+        Kind::Switch => unreachable!("a switch was handled above"),
+    }
+}
+
+/// A value before its kind's checks.
+enum Raw {
+    Text(String),
+    Number(u64),
+}
+
+impl Raw {
+    fn text(&self) -> String {
+        match self {
+            Raw::Text(t) => t.clone(),
+            Raw::Number(n) => n.to_string(),
+        }
+    }
+}
+
+/// Checks a flag's value (`None` for a switch that is given).
+pub fn from_flag(setting: Setting, value: Option<std::ffi::OsString>) -> Result<Value, String> {
+    check(setting, setting.flag(), Given::Flag(value))
+}
+
+/// Reads a TOML configuration file: its settings, checked, in the order they are written.
+/// Every error is one line naming the file, and the line and key when there is one.
+pub fn read_file(path: &Path) -> Result<Vec<(Setting, Value)>, String> {
+    let file = path.display();
+    let bytes = std::fs::read(path)
+        .map_err(|e| format!("{file}: cannot read the configuration file: {e}"))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let line = line_of(&e.as_bytes()[..e.utf8_error().valid_up_to()]);
+        format!("{file}:{line}: not UTF-8 text, so not TOML")
+    })?;
+    let table = DeTable::parse(&text).map_err(|e| {
+        let span = e.span().unwrap_or_default();
+        let line = line_of(&text.as_bytes()[..span.start]);
+        let message = e.message().trim().replace('\n', "; ");
+        // The text the parser stopped at, when there is some: the key of "duplicate key".
+        match text.get(span).map(str::trim).filter(|t| !t.is_empty()) {
+            Some(at) => format!("{file}:{line}: not valid TOML: {message}: {}", shorten(at)),
+            None => format!("{file}:{line}: not valid TOML: {message}"),
+        }
+    })?;
+    let mut entries: Vec<_> = table.get_ref().iter().collect();
+    entries.sort_by_key(|(key, _)| key.span().start);
+    let mut settings = Vec::new();
+    for (key, value) in entries {
+        let line = line_of(&text.as_bytes()[..key.span().start]);
+        let Some(setting) = Setting::from_key(key.get_ref()) else {
+            let known: Vec<&str> = Setting::ALL.iter().map(|s| s.key()).collect();
+            return Err(format!(
+                "{file}:{line}: unknown key '{}' (the keys are {})",
+                key.get_ref(),
+                known.join(", ")
+            ));
+        };
+        // A table's span is its header or dotted key, which would read as its value.
+        let written = match value.get_ref() {
+            DeValue::Table(_) => "a table".to_string(),
+            _ => shorten(&text[value.span()]),
+        };
+        let place = format!("{file}:{line}: {}", setting.key());
+        let checked = check(setting, &place, Given::File(value.get_ref(), &written))?;
+        settings.push((setting, checked));
+    }
+    Ok(settings)
+}
+
+/// The 1-based line at the end of `before`.
+fn line_of(before: &[u8]) -> usize {
+    1 + before.iter().filter(|&&b| b == b'\n').count()
+}
+
+/// A value as written, cut to fit an error line.
+fn shorten(written: &str) -> String {
+    let first = written.lines().next().unwrap_or_default();
+    if first.chars().count() > 40 || first.len() < written.trim_end().len() {
+        format!("{}…", first.chars().take(40).collect::<String>())
+    } else {
+        first.to_string()
+    }
+}
+
+/// A TOML basic string: quotes, backslashes and control characters escaped.
+fn toml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04X}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The wildcard addresses, IPv6 first: on most systems `[::]` takes IPv4 too, and a
+/// machine without IPv6 falls back to `0.0.0.0`.
+pub fn all_interfaces(port: u16) -> Vec<SocketAddr> {
+    vec![
+        SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)),
+        SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
+    ]
+}
+
+/// `listen`: `HOST:PORT` (a name, an IPv4 address or a bracketed IPv6 address), or `:PORT`
+/// for all interfaces. Returns the addresses to try, in order; errors start with `place`.
+fn listen_addresses(place: &str, text: &str) -> Result<Listen, String> {
+    const FORM: &str = "HOST:PORT, [IPv6]:PORT, or :PORT for all interfaces";
+    let listen = |addrs| {
+        Ok(Listen {
+            text: text.to_string(),
+            addrs,
+        })
+    };
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return listen(vec![addr]);
+    }
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(format!("{place}: '{text}' has no port ({FORM})"));
+    };
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{place}: '{port}' in '{text}' is not a port number (0 to 65535)"))?;
+    if host.is_empty() {
+        return listen(all_interfaces(port));
+    }
+    if host.contains(':') && !host.starts_with('[') {
+        return Err(format!(
+            "{place}: '{text}': an IPv6 address needs brackets, as in [::1]:{port}"
+        ));
+    }
+    let mut addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("{place}: cannot resolve '{host}': {e}"))?
+        .collect();
+    addrs.dedup();
+    if addrs.is_empty() {
+        return Err(format!("{place}: '{host}' has no address"));
+    }
+    listen(addrs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_strings_escape_what_toml_needs() {
+        assert_eq!(toml_string(r#"a "b" \c"#), r#""a \"b\" \\c""#);
+        assert_eq!(toml_string("x\u{7}y"), r#""x\u0007y""#);
+    }
+
+    #[test]
+    fn lines_count_from_one() {
+        assert_eq!(line_of(b""), 1);
+        assert_eq!(line_of(b"a\nb\n"), 3);
+    }
+}
