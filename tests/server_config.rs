@@ -249,6 +249,13 @@ fn print_config_reads_back_to_the_same_settings() {
         "--plaintext",
         "--stats-interval",
         "60",
+        "--max-per-address",
+        "0",
+        "--accept-rate",
+        "5",
+        "--accept-burst",
+        "7",
+        "--limit-loopback",
     ];
     for args in [&[][..], all_set] {
         let printed = print_config(args);
@@ -271,6 +278,10 @@ fn print_config_reads_back_to_the_same_settings() {
         "max-clients = 9",
         "plaintext = true",
         "stats-interval = 60",
+        "max-per-address = 0",
+        "accept-rate = 5",
+        "accept-burst = 7",
+        "limit-loopback = true",
     ] {
         assert!(
             printed.lines().any(|l| l == line),

@@ -272,6 +272,7 @@ fn main() -> ExitCode {
     // Raised whether or not max-clients is set: the clients need the descriptors.
     let fd_clients = fd_clients();
     let max_clients = settings.max_clients.unwrap_or(fd_clients);
+    let limits = settings.address_limits();
 
     let dev_pair = settings.cert.is_none() && settings.key.is_none();
     let cert = settings
@@ -298,7 +299,7 @@ fn main() -> ExitCode {
         replay: settings.replay,
         max_clients,
         stats_interval: settings.stats_interval,
-        limits: kaichat::server::AddressLimits::default(),
+        limits,
     };
     let (mut server, addr) = match bind_first(config, &candidates) {
         Ok(bound) => bound,

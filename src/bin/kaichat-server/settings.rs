@@ -9,6 +9,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use kaichat::fd_limit::RESERVED_FDS;
+use kaichat::server::{AddressLimits, DEFAULT_ACCEPT_RATE, DEFAULT_MAX_PER_ADDRESS, MAX_RATE};
 use kaichat::server::{DEFAULT_HISTORY, DEFAULT_REPLAY};
 use kaichat::tls;
 use kaichat_proto::session::Deadlines;
@@ -39,6 +40,10 @@ pub enum Setting {
     MaxClients,
     Plaintext,
     StatsInterval,
+    MaxPerAddress,
+    AcceptRate,
+    AcceptBurst,
+    LimitLoopback,
 }
 
 /// What a setting's value is, with the words its errors use.
@@ -57,7 +62,7 @@ enum Kind {
 
 impl Setting {
     /// In the order of `--help` and `--print-config`.
-    pub const ALL: [Setting; 10] = [
+    pub const ALL: [Setting; 14] = [
         Setting::Listen,
         Setting::Cert,
         Setting::Key,
@@ -68,6 +73,10 @@ impl Setting {
         Setting::MaxClients,
         Setting::Plaintext,
         Setting::StatsInterval,
+        Setting::MaxPerAddress,
+        Setting::AcceptRate,
+        Setting::AcceptBurst,
+        Setting::LimitLoopback,
     ];
 
     /// The flag, and without its dashes the file's key; with what its value looks like in
@@ -105,6 +114,31 @@ impl Setting {
             ),
             Setting::Plaintext => ("--plaintext", "", Kind::Switch),
             Setting::StatsInterval => ("--stats-interval", "SECS", Kind::Seconds),
+            Setting::MaxPerAddress => (
+                "--max-per-address",
+                "N",
+                Kind::Count {
+                    what: "a number of connections",
+                    min: 0,
+                },
+            ),
+            Setting::AcceptRate => (
+                "--accept-rate",
+                "N",
+                Kind::Count {
+                    what: "a number of connections per second",
+                    min: 0,
+                },
+            ),
+            Setting::AcceptBurst => (
+                "--accept-burst",
+                "N",
+                Kind::Count {
+                    what: "a number of connections",
+                    min: 1,
+                },
+            ),
+            Setting::LimitLoopback => ("--limit-loopback", "", Kind::Switch),
         }
     }
 
@@ -142,6 +176,23 @@ impl Setting {
             Setting::StatsInterval => {
                 "print a statistics line to stderr this often [default: 0 = off]".to_string()
             }
+            Setting::MaxPerAddress => format!(
+                "connections one client IP address may hold at once (an\n\
+                 IPv4-mapped IPv6 address is its IPv4 address); more are\n\
+                 closed on accept, before any TLS\n\
+                 [default: {DEFAULT_MAX_PER_ADDRESS}; 0 = no limit]"
+            ),
+            Setting::AcceptRate => format!(
+                "new connections per second one address may open, on average;\n\
+                 faster ones are closed on accept, before any TLS\n\
+                 [default: {DEFAULT_ACCEPT_RATE}; 0 = no limit]"
+            ),
+            Setting::AcceptBurst => "new connections one address may open at once, before\n\
+                 accept-rate applies [default: twice accept-rate]"
+                .to_string(),
+            Setting::LimitLoopback => "apply the two limits above to loopback addresses too\n\
+                 (127.0.0.0/8, ::1), which are exempt by default"
+                .to_string(),
         }
     }
 
@@ -221,6 +272,11 @@ pub struct Settings {
     pub max_clients: Option<usize>,
     pub plaintext: bool,
     pub stats_interval: u64,
+    pub max_per_address: usize,
+    pub accept_rate: usize,
+    /// `None`: twice the rate.
+    pub accept_burst: Option<usize>,
+    pub limit_loopback: bool,
 }
 
 impl Default for Settings {
@@ -238,6 +294,10 @@ impl Default for Settings {
             max_clients: None,
             plaintext: false,
             stats_interval: 0,
+            max_per_address: DEFAULT_MAX_PER_ADDRESS as usize,
+            accept_rate: DEFAULT_ACCEPT_RATE as usize,
+            accept_burst: None,
+            limit_loopback: false,
         }
     }
 }
@@ -256,6 +316,26 @@ impl Settings {
             Setting::MaxClients => self.max_clients = Some(value.count()),
             Setting::Plaintext => self.plaintext = value.switch(),
             Setting::StatsInterval => self.stats_interval = value.seconds(),
+            Setting::MaxPerAddress => self.max_per_address = value.count(),
+            Setting::AcceptRate => self.accept_rate = value.count(),
+            Setting::AcceptBurst => self.accept_burst = Some(value.count()),
+            Setting::LimitLoopback => self.limit_loopback = value.switch(),
+        }
+    }
+
+    /// The limits per client address; a rate or burst above [`MAX_RATE`] is that much (no
+    /// limit in practice), as is a count above `u32::MAX`.
+    pub fn address_limits(&self) -> AddressLimits {
+        let at_most = |n: usize, max: u32| u32::try_from(n).unwrap_or(u32::MAX).min(max);
+        let accept_rate = at_most(self.accept_rate, MAX_RATE);
+        AddressLimits {
+            max_per_address: at_most(self.max_per_address, u32::MAX),
+            accept_rate,
+            accept_burst: match self.accept_burst {
+                Some(burst) => at_most(burst, MAX_RATE),
+                None => accept_rate.saturating_mul(2).clamp(1, MAX_RATE),
+            },
+            limit_loopback: self.limit_loopback,
         }
     }
 
@@ -273,6 +353,10 @@ impl Settings {
             Setting::MaxClients => self.max_clients.map(|n| n.to_string()),
             Setting::Plaintext => Some(self.plaintext.to_string()),
             Setting::StatsInterval => Some(self.stats_interval.to_string()),
+            Setting::MaxPerAddress => Some(self.max_per_address.to_string()),
+            Setting::AcceptRate => Some(self.accept_rate.to_string()),
+            Setting::AcceptBurst => self.accept_burst.map(|n| n.to_string()),
+            Setting::LimitLoopback => Some(self.limit_loopback.to_string()),
         }
     }
 
@@ -307,6 +391,10 @@ impl Settings {
                 Setting::MaxClients => {
                     format!("the open-file limit minus {RESERVED_FDS}, here {fd_clients}")
                 }
+                Setting::AcceptBurst => format!(
+                    "twice accept-rate, here {}",
+                    self.address_limits().accept_burst
+                ),
                 _ => unreachable!("{key} always has a value"),
             };
             let _ = writeln!(out, "# {key}: not set: {chosen}");
