@@ -351,3 +351,65 @@ fn a_rejected_version_is_counted_as_such_not_as_a_quit() {
         "final statistics: {last}"
     );
 }
+
+/// The shutdown's bound with sockets full at SIGTERM: a client whose socket is full (an
+/// answer backed up in every buffer on the way) and that reads from then on gets the
+/// whole answer and close_notify within the shutdown's grace (1 s); one whose socket is
+/// just as full and that never reads does not hold the server past it (nor past the
+/// bound of its own close, 1 to 2 s, which would also let it go).
+/// (`a_shutdown_finishes_the_answer_in_flight_then_close_notify` checks the reader's
+/// answer alone, without a bound on the time or a client that never reads.)
+#[test]
+fn a_sigterm_with_full_sockets_ends_within_the_grace_with_close_notify_for_a_reader() {
+    let history = BACKED_UP.to_string();
+    let server = Server::start(&["--history", &history, "--replay", &history]);
+    let (_filler, mut reader) = backed_up_reader(&server, "@full");
+    // The same channel's answer, to a member that never reads it.
+    let mut stuck = server.member("stuck", "@full");
+    shrink_receive_buffer(&stuck, SMALL_BUFFER);
+    stuck.send(&Pdu::query(LE));
+    thread::sleep(Duration::from_millis(300));
+    stuck.send(&Pdu::ping(LE));
+
+    let (go, start) = std::sync::mpsc::channel::<Instant>();
+    let reading = thread::spawn(move || {
+        let sigterm = start.recv().unwrap();
+        let answer = reader.read_answer();
+        let end = reader.expect_closed();
+        (answer, end, sigterm.elapsed(), reader)
+    });
+    let sigterm = Instant::now();
+    // SAFETY: kill(2) on the pid of the test's own child, not reaped yet.
+    unsafe {
+        libc::kill(server.pid(), libc::SIGTERM);
+    }
+    go.send(sigterm).unwrap();
+    let end = server.terminate(Duration::from_secs(10));
+    let exited_after = sigterm.elapsed();
+    let (answer, reader_end, close_notify_after, reader) = reading.join().unwrap();
+
+    assert_eq!(end.status.and_then(|s| s.code()), Some(0), "{}", end.stderr);
+    assert!(
+        exited_after < Duration::from_millis(2500),
+        "the server took {exited_after:?} to exit after SIGTERM: a client that never reads held it"
+    );
+    assert_whole_answer(&answer, BACKED_UP);
+    assert!(
+        matches!(reader_end, RecvError::Closed { partial: 0 }),
+        "after the whole answer: expected close_notify, got {reader_end:?}"
+    );
+    assert!(
+        close_notify_after < Duration::from_millis(2500),
+        "close_notify came {close_notify_after:?} after SIGTERM"
+    );
+    assert_eof_not_reset(&reader);
+    eprintln!(
+        "close_notify {close_notify_after:?} after SIGTERM, server exited after {exited_after:?}"
+    );
+    // The one that never read: its connection is gone with the server.
+    let (_, stuck_end) = read_to_end(&mut stuck);
+    assert!(
+        !matches!(stuck_end, RecvError::TimedOut { .. }),
+        "{stuck_end:?}"
+    );
+}
