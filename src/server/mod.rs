@@ -6,9 +6,10 @@
 //! 1. poll, with a zero timeout while work is pending, else until the next second;
 //! 2. dispatch events: a listener is marked ready, a connection does a bounded turn;
 //! 3. serve connections whose last turn ran out of budget;
-//! 4. fire due deadlines;
-//! 5. accept into a queue and start a bounded number of new sessions (TLS handshakes cost
-//!    about 100 µs each, so a connection storm must not starve established clients);
+//! 4. on a new second, give back what a burst grew; fire due deadlines;
+//! 5. accept into a queue, closing at once what an address's limits refuse (before any
+//!    TLS: `admission.rs`), and start a bounded number of new sessions (TLS handshakes
+//!    cost about 100 µs each, so a connection storm must not starve established clients);
 //! 6. free the slots of the connections that finished closing, in one place.
 //!
 //! A connection that closes says goodbye over several turns (a lingering close, in
