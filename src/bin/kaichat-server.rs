@@ -1,6 +1,7 @@
 //! `kaichat-server`: argument parsing and wiring only; the reactor is `kaichat::server`.
 
 use std::ffi::OsString;
+use std::io::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +11,7 @@ use kaichat::fd_limit::RESERVED_FDS;
 use kaichat::server::{Config, Server, Shutdown, DEFAULT_HISTORY, DEFAULT_REPLAY};
 use kaichat::tls;
 use kaichat_proto::session::Deadlines;
+use log::LevelFilter;
 
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -22,7 +24,7 @@ const DEFAULT_PORT: u16 = 29200;
 const MAX_SECONDS: u64 = 365 * 24 * 60 * 60;
 
 /// Every flag that takes a value, to tell "given twice" from "unknown".
-const VALUE_FLAGS: [&str; 9] = [
+const VALUE_FLAGS: [&str; 10] = [
     "--listen",
     "--cert",
     "--key",
@@ -32,6 +34,7 @@ const VALUE_FLAGS: [&str; 9] = [
     "--replay",
     "--max-clients",
     "--stats-interval",
+    "--log",
 ];
 
 /// The help text, with the defaults the server actually uses.
@@ -60,13 +63,19 @@ OPTIONS:
   --max-clients N           connections served at once; more wait in the listen backlog
                             [default: the open-file limit minus {RESERVED_FDS}]
   --plaintext               no TLS, for debugging and benchmarks only
-  --stats-interval SECS     print a statistics line to stderr this often [default: 0 = off]
+  --stats-interval SECS     log a statistics line this often [default: 0 = off]
+  --log LEVEL               log lines of this level and above: error, warn, info or debug
+                            [default: info, or what RUST_LOG says when --log is not given]
   -h, --help                print this help
   -V, --version             print the version
 
 Durations are whole seconds, at most {MAX_SECONDS} (a year). The bundled certificate in
 certs/ is for development only. SIGINT or SIGTERM closes every client with a TLS
-close_notify, prints a final statistics line and exits 0.
+close_notify, logs a final statistics line and exits 0.
+
+Logs go to stderr, one line each: UTC time (RFC 3339), level, what happened. At info, a
+line per connection accepted, set up and closed (with its reason and duration); warnings
+for TLS, socket and accept errors. No message a client sends is ever logged.
 ",
         version = env!("CARGO_PKG_VERSION"),
         cert = tls::DEV_CERT,
@@ -85,6 +94,8 @@ struct Args {
     max_clients: Option<usize>,
     plaintext: bool,
     stats_interval: u64,
+    /// None: RUST_LOG decides, or info.
+    log: Option<LevelFilter>,
 }
 
 /// What the command line asks for.
@@ -203,6 +214,48 @@ fn listen_addresses(text: &str) -> Result<Vec<SocketAddr>, String> {
     Ok(addrs)
 }
 
+/// `--log`: one of the four levels.
+fn log_level(text: &str) -> Result<LevelFilter, String> {
+    match text {
+        "error" => Ok(LevelFilter::Error),
+        "warn" => Ok(LevelFilter::Warn),
+        "info" => Ok(LevelFilter::Info),
+        "debug" => Ok(LevelFilter::Debug),
+        _ => Err(format!(
+            "--log: '{text}' is not a level (error, warn, info or debug)"
+        )),
+    }
+}
+
+/// Installs the logger for the whole process (the library only calls `log`'s macros).
+/// `--log LEVEL` sets KaiChat's own lines, and lets libraries (rustls) say only warnings
+/// and errors; without it, RUST_LOG is read with env_logger's full syntax
+/// (`RUST_LOG=debug,rustls=trace`), and without either it is `--log info`. One line per
+/// record on stderr: UTC time in RFC 3339 with milliseconds, the level, the message.
+fn install_logger(level: Option<LevelFilter>) {
+    let mut builder = env_logger::Builder::new();
+    match (level, std::env::var_os("RUST_LOG")) {
+        (None, Some(_)) => {
+            builder.parse_env(env_logger::Env::default());
+        }
+        (level, _) => {
+            let level = level.unwrap_or(LevelFilter::Info);
+            builder
+                .filter_level(level.min(LevelFilter::Warn))
+                // Every target of ours starts so: kaichat::server, kaichat_server.
+                .filter_module("kaichat", level);
+        }
+    }
+    builder
+        .format(|out, record| {
+            let time = out.timestamp_millis();
+            writeln!(out, "{time} {:<5} {}", record.level(), record.args())
+        })
+        .write_style(env_logger::WriteStyle::Never)
+        .target(env_logger::Target::Stderr)
+        .init();
+}
+
 fn parse_args() -> Result<Request, String> {
     let mut args = pico_args::Arguments::from_env();
     if args.contains(["-h", "--help"]) {
@@ -227,6 +280,9 @@ fn parse_args() -> Result<Request, String> {
         max_clients: at_least_one(&mut args, "--max-clients", "a number of clients")?,
         plaintext: args.contains("--plaintext"),
         stats_interval: seconds(&mut args, "--stats-interval")?.unwrap_or(0),
+        log: text(&mut args, "--log", "a level (error, warn, info or debug)")?
+            .map(|t| log_level(&t))
+            .transpose()?,
     };
     if let Some(extra) = args.finish().first() {
         let extra = extra.to_string_lossy();
@@ -296,6 +352,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    install_logger(args.log);
     // Without a readable limit, assume the common default of 1024.
     let fd_limit = kaichat::fd_limit::raise().unwrap_or(1024);
     let fd_clients =
@@ -343,18 +400,19 @@ fn main() -> ExitCode {
     } else {
         format!("TLS, certificate {}", cert.display())
     };
-    eprintln!("kaichat-server: listening on {addr} ({security}; max {max_clients} clients)");
+    // The first line: tests and scripts read the address from it.
+    log::info!("listening on {addr} ({security}; max {max_clients} clients)");
     if let Err(e) = stop_on_signals(server.shutdown_handle()) {
-        eprintln!("kaichat-server: cannot install the SIGINT/SIGTERM handlers: {e}");
+        log::error!("cannot install the SIGINT/SIGTERM handlers: {e}");
         return ExitCode::FAILURE;
     }
     match server.run() {
         Ok(stats) => {
-            eprintln!("kaichat-server: shut down: {stats}");
+            log::info!("shut down: {stats}");
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("kaichat-server: event loop failed: {e}");
+            log::error!("event loop failed: {e}");
             ExitCode::FAILURE
         }
     }

@@ -14,6 +14,9 @@
 //! registered once for reading and writing, an edge sets an event bit, and a bit is
 //! cleared only when the socket says `WouldBlock`. Pausing a connection for backpressure is
 //! therefore clearing an interest bit, and resuming needs no new edge and no `reregister`.
+//!
+//! A connection's life is logged here, one line per event (accepted, set up, closed) and a
+//! warning per TLS or socket error; never what a PDU says.
 
 use std::io::{self, Read};
 
@@ -25,7 +28,7 @@ use rustls::ServerConnection;
 use super::readiness::Readiness;
 use super::stats::{CloseReason, Stats};
 use super::{Clock, TimerKey};
-use crate::transport::{Fill, Transport};
+use crate::transport::{Fill, Transport, TransportError};
 use kaichat_proto::hub::Hub;
 use kaichat_proto::session::{Deadlines, Session, Step};
 use kaichat_proto::timer_wheel::TimerWheel;
@@ -139,6 +142,8 @@ pub struct Connection {
     socket: TcpStream,
     transport: Transport<ServerConnection>,
     session: Session,
+    /// The reactor's millisecond of the accept, for the duration logged at close.
+    accepted_at: u64,
     readiness: Readiness,
     timer: Timer,
     /// On the reactor's list of connections whose turn ran out of budget.
@@ -159,6 +164,7 @@ impl Connection {
             socket,
             transport,
             session: Session::new(accepted_at),
+            accepted_at,
             readiness: Readiness::new(),
             timer: Timer {
                 generation,
@@ -167,6 +173,17 @@ impl Connection {
             pending: false,
             stage: Stage::Open,
         }
+    }
+
+    /// The connection's number in the logs: its generation, unique among the last 2^32
+    /// connections.
+    pub fn id(&self) -> u32 {
+        self.timer.generation
+    }
+
+    /// The socket's peer, for the log line of the accept.
+    pub fn peer(&self) -> io::Result<std::net::SocketAddr> {
+        self.socket.peer_addr()
     }
 
     /// A poll event for this connection's socket.
@@ -223,7 +240,10 @@ impl Connection {
         if !self.readiness.can_write() {
             return Ok(false);
         }
-        let done = self.transport.flush(&mut self.socket)?;
+        let done = self
+            .transport
+            .flush(&mut self.socket)
+            .map_err(|e| failed(self.timer.generation, e))?;
         if !done {
             self.readiness.write_blocked();
         }
@@ -258,10 +278,16 @@ impl Connection {
             }
             if let Some(pdu) = self.transport.next_pdu() {
                 stats.pdus_in += 1;
+                let established = self.session.user().is_some();
                 if let Step::Close(ending) =
                     self.session.on_pdu(&pdu, now, hub, &mut self.transport)
                 {
                     return Err(ending.into());
+                }
+                if !established {
+                    if let Some(user) = self.session.user() {
+                        log::info!("connection {} set up as {user}", self.timer.generation);
+                    }
                 }
                 continue;
             }
@@ -271,7 +297,10 @@ impl Connection {
             if !self.readiness.can_read() {
                 return Ok(Turn::Idle);
             }
-            let fill = self.transport.fill(&mut self.socket)?;
+            let fill = self
+                .transport
+                .fill(&mut self.socket)
+                .map_err(|e| failed(self.timer.generation, e))?;
             if fill != Fill::Blocked {
                 // Bytes (or the peer's close) arrived after the turn began.
                 now = clock.now();
@@ -343,14 +372,34 @@ impl Connection {
 
     // --- Closing --------------------------------------------------------------------------
 
-    /// Closes the connection for `reason`, decided at `now`: counts it, and starts saying
-    /// goodbye, which the next turn carries on. Nothing if it is closing already (the
-    /// first reason counts).
+    /// Closes the connection for `reason`, decided at `now`: counts it, logs it, and starts
+    /// saying goodbye, which the next turn carries on. Nothing if it is closing already
+    /// (the first reason counts).
     pub fn close(&mut self, reason: CloseReason, now: u64, stats: &mut Stats) {
         if !matches!(self.stage, Stage::Open) {
             return;
         }
         stats.closed(reason);
+        if log::log_enabled!(log::Level::Info) {
+            let lived = now.saturating_sub(self.accepted_at);
+            let id = self.timer.generation;
+            let (secs, millis) = (lived / 1000, lived % 1000);
+            let kind = match (reason, self.session.user()) {
+                (CloseReason::Timeout, None) => " (set-up)",
+                (CloseReason::Timeout, Some(_)) => " (idle)",
+                _ => "",
+            };
+            match self.session.user() {
+                Some(user) => log::info!(
+                    "connection {id} closed: {}{kind}, {user}, after {secs}.{millis:03} s",
+                    reason.name()
+                ),
+                None => log::info!(
+                    "connection {id} closed: {}{kind}, after {secs}.{millis:03} s",
+                    reason.name()
+                ),
+            }
+        }
         self.stage = Stage::Lingering(Linger {
             reason,
             until_second: u32::try_from(now.saturating_add(LINGER_MS).div_ceil(1000))
@@ -464,6 +513,16 @@ impl Connection {
     }
 }
 
+/// A transport error that closes connection `id`: logged as a warning (what failed, never
+/// what was said), and turned into the reason counted.
+fn failed(id: u32, e: TransportError) -> CloseReason {
+    match &e {
+        TransportError::Tls(tls) => log::warn!("connection {id}: TLS error: {tls}"),
+        TransportError::Io(io) => log::warn!("connection {id}: socket error: {io}"),
+    }
+    e.into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::Connection;
@@ -474,8 +533,9 @@ mod tests {
     #[test]
     fn connection_state_is_small() {
         let size = std::mem::size_of::<Connection>();
-        // 176 bytes on x86_64 today: socket, boxed transport, session, readiness, timer, and
-        // the stage of a lingering close (8 bytes: its reason, flags and bound in seconds).
-        assert!(size <= 176, "Connection grew to {size} bytes");
+        // 184 bytes on x86_64 today: socket, boxed transport, session, readiness, timer, the
+        // stage of a lingering close (8 bytes: its reason, flags and bound in seconds), and
+        // the accept's millisecond for the duration the log gives at close.
+        assert!(size <= 184, "Connection grew to {size} bytes");
     }
 }

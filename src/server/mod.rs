@@ -15,6 +15,9 @@
 //! `connection.rs`) and keeps its slot until then, for at most about two seconds. A
 //! shutdown request closes every connection so, stops accepting, and lets the loop run for
 //! at most one more second.
+//!
+//! Log lines go through the `log` facade, whose logger the binary installs: a line per
+//! connection event at info, errors of TLS, sockets and accept at warn.
 
 mod connection;
 mod listener;
@@ -240,7 +243,7 @@ impl Server {
             let interval = self.config.stats_interval;
             if interval > 0 && now >= last_stats + interval.saturating_mul(1000) {
                 last_stats = now;
-                eprintln!("kaichat-server: stats: {}", self.stats_line());
+                log::info!("stats: {}", self.stats_line());
             }
         }
     }
@@ -290,7 +293,10 @@ impl Server {
             Expiry::None => {}
             Expiry::Timeout => self.close(key, CloseReason::Timeout),
             // The bound on closing: a client that does not read or does not close.
-            Expiry::Abandon => self.released.push(key),
+            Expiry::Abandon => {
+                log::debug!("connection {}: goodbye cut short at its bound", conn.id());
+                self.released.push(key);
+            }
         }
     }
 
@@ -309,6 +315,9 @@ impl Server {
                 }
                 Accepted::Empty => self.listener_ready = false,
                 Accepted::OutOfDescriptors => {
+                    log::warn!(
+                        "out of file descriptors: a client was turned away, accepting paused"
+                    );
                     self.stats.refused_no_fd += 1;
                     self.out_of_fds = true;
                 }
@@ -326,7 +335,10 @@ impl Server {
             let transport = match &self.config.tls {
                 Some(tls) => match rustls::ServerConnection::new(Arc::clone(tls)) {
                     Ok(conn) => Transport::tls(conn),
-                    Err(_) => continue,
+                    Err(e) => {
+                        log::warn!("cannot start a TLS session for a client: {e}");
+                        continue;
+                    }
                 },
                 None => Transport::plain(),
             };
@@ -343,6 +355,7 @@ impl Server {
                 )
                 .is_err()
             {
+                log::warn!("cannot register a client's socket with the poll");
                 continue;
             }
             self.next_generation = self.next_generation.wrapping_add(1);
@@ -353,6 +366,12 @@ impl Server {
                 accepted_at,
                 self.next_generation,
             ));
+            if log::log_enabled!(log::Level::Info) {
+                match conn.peer() {
+                    Ok(peer) => log::info!("connection {} accepted from {peer}", conn.id()),
+                    Err(e) => log::info!("connection {} accepted (peer unknown: {e})", conn.id()),
+                }
+            }
             conn.arm_deadline(key, &self.config.deadlines, &mut self.wheel);
         }
     }
