@@ -211,11 +211,13 @@ fn a_bad_level_is_one_line_and_exit_status_2() {
 }
 
 #[test]
-fn help_describes_log_with_its_default() {
+fn help_describes_the_new_flags_with_their_defaults() {
     let out = Process::new(server_bin()).arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
     for wanted in [
+        "  --metrics-listen HOST:PORT",
+        "[default: off]",
         "  --log LEVEL",
         "[default: info, or what RUST_LOG says when --log is not given]",
         "No message a client sends is ever logged",

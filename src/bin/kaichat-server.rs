@@ -8,7 +8,10 @@ use std::process::ExitCode;
 use std::str::FromStr;
 
 use kaichat::fd_limit::RESERVED_FDS;
-use kaichat::server::{Config, Server, Shutdown, DEFAULT_HISTORY, DEFAULT_REPLAY};
+use kaichat::server::{
+    Config, Server, Shutdown, DEFAULT_HISTORY, DEFAULT_REPLAY, METRICS_CONNECTIONS,
+    METRICS_TIMEOUT_MS,
+};
 use kaichat::tls;
 use kaichat_proto::session::Deadlines;
 use log::LevelFilter;
@@ -24,7 +27,7 @@ const DEFAULT_PORT: u16 = 29200;
 const MAX_SECONDS: u64 = 365 * 24 * 60 * 60;
 
 /// Every flag that takes a value, to tell "given twice" from "unknown".
-const VALUE_FLAGS: [&str; 10] = [
+const VALUE_FLAGS: [&str; 11] = [
     "--listen",
     "--cert",
     "--key",
@@ -34,6 +37,7 @@ const VALUE_FLAGS: [&str; 10] = [
     "--replay",
     "--max-clients",
     "--stats-interval",
+    "--metrics-listen",
     "--log",
 ];
 
@@ -64,6 +68,9 @@ OPTIONS:
                             [default: the open-file limit minus {RESERVED_FDS}]
   --plaintext               no TLS, for debugging and benchmarks only
   --stats-interval SECS     log a statistics line this often [default: 0 = off]
+  --metrics-listen HOST:PORT  serve Prometheus metrics over plain HTTP at
+                            http://HOST:PORT/metrics, from the server's own thread
+                            [default: off]; keep it on a private address
   --log LEVEL               log lines of this level and above: error, warn, info or debug
                             [default: info, or what RUST_LOG says when --log is not given]
   -h, --help                print this help
@@ -75,11 +82,15 @@ close_notify, logs a final statistics line and exits 0.
 
 Logs go to stderr, one line each: UTC time (RFC 3339), level, what happened. At info, a
 line per connection accepted, set up and closed (with its reason and duration); warnings
-for TLS, socket and accept errors. No message a client sends is ever logged.
+for TLS, socket and accept errors. No message a client sends is ever logged. The metrics
+endpoint answers GET /metrics only, to at most {metrics_clients} connections at once, each
+closed after one answer or {metrics_timeout} s.
 ",
         version = env!("CARGO_PKG_VERSION"),
         cert = tls::DEV_CERT,
         key = tls::DEV_KEY,
+        metrics_clients = METRICS_CONNECTIONS,
+        metrics_timeout = METRICS_TIMEOUT_MS / 1000,
     )
 }
 
@@ -94,6 +105,7 @@ struct Args {
     max_clients: Option<usize>,
     plaintext: bool,
     stats_interval: u64,
+    metrics_listen: Option<SocketAddr>,
     /// None: RUST_LOG decides, or info.
     log: Option<LevelFilter>,
 }
@@ -214,6 +226,21 @@ fn listen_addresses(text: &str) -> Result<Vec<SocketAddr>, String> {
     Ok(addrs)
 }
 
+/// `--metrics-listen`: `HOST:PORT` or `[IPv6]:PORT`; a name listens on its first address.
+fn metrics_address(text: &str) -> Result<SocketAddr, String> {
+    let form = "HOST:PORT, e.g. 127.0.0.1:9464";
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if !text.contains(':') {
+        return Err(format!("--metrics-listen: '{text}' has no port ({form})"));
+    }
+    text.to_socket_addrs()
+        .map_err(|e| format!("--metrics-listen: '{text}' is not an address ({form}): {e}"))?
+        .next()
+        .ok_or_else(|| format!("--metrics-listen: '{text}' has no address"))
+}
+
 /// `--log`: one of the four levels.
 fn log_level(text: &str) -> Result<LevelFilter, String> {
     match text {
@@ -280,6 +307,9 @@ fn parse_args() -> Result<Request, String> {
         max_clients: at_least_one(&mut args, "--max-clients", "a number of clients")?,
         plaintext: args.contains("--plaintext"),
         stats_interval: seconds(&mut args, "--stats-interval")?.unwrap_or(0),
+        metrics_listen: text(&mut args, "--metrics-listen", "an address (HOST:PORT)")?
+            .map(|t| metrics_address(&t))
+            .transpose()?,
         log: text(&mut args, "--log", "a level (error, warn, info or debug)")?
             .map(|t| log_level(&t))
             .transpose()?,
@@ -400,8 +430,26 @@ fn main() -> ExitCode {
     } else {
         format!("TLS, certificate {}", cert.display())
     };
+    let metrics = match args
+        .metrics_listen
+        .map(|m| server.serve_metrics(m))
+        .transpose()
+    {
+        Ok(bound) => bound,
+        Err(e) => {
+            let wanted = args
+                .metrics_listen
+                .map(|m| m.to_string())
+                .unwrap_or_default();
+            eprintln!("kaichat-server: --metrics-listen: cannot listen on {wanted}: {e}");
+            return ExitCode::from(2);
+        }
+    };
     // The first line: tests and scripts read the address from it.
     log::info!("listening on {addr} ({security}; max {max_clients} clients)");
+    if let Some(metrics) = metrics {
+        log::info!("metrics on http://{metrics}/metrics");
+    }
     if let Err(e) = stop_on_signals(server.shutdown_handle()) {
         log::error!("cannot install the SIGINT/SIGTERM handlers: {e}");
         return ExitCode::FAILURE;
