@@ -249,6 +249,10 @@ fn print_config_reads_back_to_the_same_settings() {
         "--plaintext",
         "--stats-interval",
         "60",
+        "--metrics-listen",
+        "127.0.0.1:9464",
+        "--log",
+        "warn",
     ];
     for args in [&[][..], all_set] {
         let printed = print_config(args);
@@ -271,6 +275,8 @@ fn print_config_reads_back_to_the_same_settings() {
         "max-clients = 9",
         "plaintext = true",
         "stats-interval = 60",
+        "metrics-listen = \"127.0.0.1:9464\"",
+        "log = \"warn\"",
     ] {
         assert!(
             printed.lines().any(|l| l == line),
@@ -441,7 +447,7 @@ fn the_files_settings_reach_the_server() {
         "closed too early"
     );
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !server.stderr().contains("kaichat-server: stats: ") {
+    while !server.stderr().contains(" INFO  stats: ") {
         assert!(
             Instant::now() < deadline,
             "no statistics line: {}",
