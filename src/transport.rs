@@ -9,7 +9,6 @@
 use std::io::{self, Read, Write};
 use std::ops::DerefMut;
 
-use mio::net::TcpStream;
 use rustls::ConnectionCommon;
 
 use kaichat_proto::outbox::Outbox;
@@ -104,8 +103,9 @@ where
         Transport::Plain(PlainState::default())
     }
 
-    /// Reads once from the socket (one TLS read is at most about 4 KiB).
-    pub fn fill(&mut self, socket: &mut TcpStream) -> Result<Fill, TransportError> {
+    /// Reads once from the socket (one TLS read is at most about 4 KiB). The socket is any
+    /// reader over the connection's stream, so that the server can count what it reads.
+    pub fn fill(&mut self, socket: &mut impl Read) -> Result<Fill, TransportError> {
         match self {
             Transport::Tls(tls) => tls.fill(socket),
             Transport::Plain(plain) => plain.fill(socket),
@@ -178,7 +178,7 @@ where
     }
 
     /// Writes output until it is all written (true) or the socket is full (false).
-    pub fn flush(&mut self, socket: &mut TcpStream) -> Result<bool, TransportError> {
+    pub fn flush(&mut self, socket: &mut impl Write) -> Result<bool, TransportError> {
         match self {
             Transport::Tls(tls) => tls.flush(socket),
             Transport::Plain(plain) => plain.flush(socket),
@@ -239,12 +239,12 @@ fn classify(
 
 /// Passes reads through to the socket and notes whether the last one came back short,
 /// which saves the `WouldBlock` read per request that draining would otherwise cost.
-struct ShortReadProbe<'a> {
-    socket: &'a mut TcpStream,
+struct ShortReadProbe<'a, S> {
+    socket: &'a mut S,
     short: bool,
 }
 
-impl Read for ShortReadProbe<'_> {
+impl<S: Read> Read for ShortReadProbe<'_, S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.socket.read(buf)?;
         self.short = n < buf.len();
@@ -256,7 +256,7 @@ impl<C, D> TlsState<C>
 where
     C: DerefMut<Target = ConnectionCommon<D>>,
 {
-    fn fill(&mut self, socket: &mut TcpStream) -> Result<Fill, TransportError> {
+    fn fill(&mut self, socket: &mut impl Read) -> Result<Fill, TransportError> {
         if self.peer_closed {
             return Ok(Fill::Closed);
         }
@@ -283,7 +283,7 @@ where
         Ok(fill)
     }
 
-    fn flush(&mut self, socket: &mut TcpStream) -> Result<bool, TransportError> {
+    fn flush(&mut self, socket: &mut impl Write) -> Result<bool, TransportError> {
         while self.conn.wants_write() {
             match self.conn.write_tls(socket) {
                 Ok(_) => {}
@@ -298,7 +298,7 @@ where
 }
 
 impl PlainState {
-    fn fill(&mut self, socket: &mut TcpStream) -> Result<Fill, TransportError> {
+    fn fill(&mut self, socket: &mut impl Read) -> Result<Fill, TransportError> {
         if self.peer_closed {
             return Ok(Fill::Closed);
         }
@@ -318,7 +318,7 @@ impl PlainState {
         classify(result, short, &mut self.peer_closed)
     }
 
-    fn flush(&mut self, socket: &mut TcpStream) -> Result<bool, TransportError> {
+    fn flush(&mut self, socket: &mut impl Write) -> Result<bool, TransportError> {
         while self.written < self.output.len() {
             match socket.write(&self.output[self.written..]) {
                 Ok(0) => return Err(TransportError::Io(io::ErrorKind::WriteZero.into())),

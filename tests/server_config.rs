@@ -249,6 +249,10 @@ fn print_config_reads_back_to_the_same_settings() {
         "--plaintext",
         "--stats-interval",
         "60",
+        "--metrics-listen",
+        "127.0.0.1:9464",
+        "--log",
+        "warn",
         "--max-per-address",
         "0",
         "--accept-rate",
@@ -278,6 +282,8 @@ fn print_config_reads_back_to_the_same_settings() {
         "max-clients = 9",
         "plaintext = true",
         "stats-interval = 60",
+        "metrics-listen = \"127.0.0.1:9464\"",
+        "log = \"warn\"",
         "max-per-address = 0",
         "accept-rate = 5",
         "accept-burst = 7",
@@ -452,7 +458,7 @@ fn the_files_settings_reach_the_server() {
         "closed too early"
     );
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !server.stderr().contains("kaichat-server: stats: ") {
+    while !server.stderr().contains(" INFO  stats: ") {
         assert!(
             Instant::now() < deadline,
             "no statistics line: {}",

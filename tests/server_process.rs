@@ -187,10 +187,15 @@ fn stats_interval_prints_periodic_lines() {
     let mut c = server.login("stats");
     thread::sleep(Duration::from_millis(2600));
     c.assert_alive();
-    let lines = server.stderr().lines().count();
+    // Connection events are logged too: count the statistics lines themselves.
+    let lines = server
+        .stderr()
+        .lines()
+        .filter(|l| l.contains(" stats: uptime="))
+        .count();
     assert!(
-        lines >= 3,
-        "expected the start line and at least two statistics lines, got:\n{}",
+        lines >= 2,
+        "expected at least two statistics lines, got:\n{}",
         server.stderr()
     );
 }

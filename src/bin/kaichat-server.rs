@@ -6,6 +6,7 @@ mod notify;
 mod settings;
 
 use std::ffi::OsString;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use kaichat::fd_limit::RESERVED_FDS;
 use kaichat::server::{Config, Server, Shutdown};
 use kaichat::tls;
+use log::LevelFilter;
 use notify::Notifier;
 use settings::{Setting, Settings, DEFAULT_PORT, MAX_SECONDS};
 
@@ -63,8 +65,12 @@ OPTIONS:
 
 Durations are whole seconds, at most {MAX_SECONDS} (a year). The bundled certificate in
 certs/ is for development only. SIGINT or SIGTERM closes every client with a TLS
-close_notify, prints a final statistics line and exits 0. Started by systemd as a
+close_notify, logs a final statistics line and exits 0. Started by systemd as a
 Type=notify service, it reports READY=1 once listening and STOPPING=1 on shutdown.
+
+Logs go to stderr, one line each: UTC time (RFC 3339), level, what happened. At info, a
+line per connection accepted, set up and closed (with its reason and duration); warnings
+for TLS, socket and accept errors. No message a client sends is ever logged.
 ",
         version = kaichat::version(),
         options = settings::options_help(),
@@ -230,6 +236,50 @@ fn stop_on_signals(shutdown: Shutdown, notifier: Option<Arc<Notifier>>) -> std::
     Ok(())
 }
 
+/// Installs the logger for the whole process (the library only calls `log`'s macros).
+/// `--log LEVEL` sets KaiChat's own lines, and lets libraries (rustls) say only warnings
+/// and errors; without it, RUST_LOG is read with env_logger's full syntax
+/// (`RUST_LOG=debug,rustls=trace`), and without either it is `--log info`. One line per
+/// record on stderr: UTC time in RFC 3339 with milliseconds, the level, the message.
+fn install_logger(level: Option<LevelFilter>) {
+    let mut builder = env_logger::Builder::new();
+    match (level, std::env::var_os("RUST_LOG")) {
+        (None, Some(_)) => {
+            builder.parse_env(env_logger::Env::default());
+        }
+        (level, _) => {
+            let level = level.unwrap_or(LevelFilter::Info);
+            builder
+                .filter_level(level.min(LevelFilter::Warn))
+                // Every target of ours starts so: kaichat::server, kaichat_server.
+                .filter_module("kaichat", level);
+        }
+    }
+    builder
+        .format(|out, record| {
+            let time = out.timestamp_millis();
+            writeln!(out, "{time} {:<5} {}", record.level(), record.args())
+        })
+        .write_style(env_logger::WriteStyle::Never)
+        .target(env_logger::Target::Stderr)
+        .init();
+}
+
+/// Binds the metrics endpoint on the first of `--metrics-listen`'s addresses that binds.
+fn serve_metrics(server: &mut Server, candidates: &[SocketAddr]) -> Result<SocketAddr, String> {
+    let mut failures = Vec::new();
+    for &addr in candidates {
+        match server.serve_metrics(addr) {
+            Ok(bound) => return Ok(bound),
+            Err(e) => failures.push(format!("{addr} ({e})")),
+        }
+    }
+    Err(format!(
+        "--metrics-listen: cannot listen on {}",
+        failures.join(", nor on ")
+    ))
+}
+
 /// Tells systemd a change of state; a failure is said on stderr and changes nothing else.
 fn tell(notifier: &Notifier, state: &str) {
     if let Err(e) = notifier.send(state) {
@@ -269,6 +319,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    install_logger(settings.log);
     // Raised whether or not max-clients is set: the clients need the descriptors.
     let fd_clients = fd_clients();
     let max_clients = settings.max_clients.unwrap_or(fd_clients);
@@ -318,15 +369,30 @@ fn main() -> ExitCode {
     } else {
         format!("TLS, certificate {}", cert.display())
     };
+    let metrics = match settings
+        .metrics_listen
+        .as_ref()
+        .map(|listen| serve_metrics(&mut server, &listen.addrs))
+        .transpose()
+    {
+        Ok(bound) => bound,
+        Err(e) => {
+            eprintln!("kaichat-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let notifier = Notifier::from_env().map(|n| n.map(Arc::new));
     let stopping = notifier.as_ref().ok().and_then(Option::clone);
     // Before READY=1: systemd may send SIGTERM as soon as it hears it.
     if let Err(e) = stop_on_signals(server.shutdown_handle(), stopping) {
-        eprintln!("kaichat-server: cannot install the SIGINT/SIGTERM handlers: {e}");
+        log::error!("cannot install the SIGINT/SIGTERM handlers: {e}");
         return ExitCode::FAILURE;
     }
     // The first line on stderr, which scripts and tests read for the address.
-    eprintln!("kaichat-server: listening on {addr} ({security}; max {max_clients} clients)");
+    log::info!("listening on {addr} ({security}; max {max_clients} clients)");
+    if let Some(metrics) = metrics {
+        log::info!("metrics on http://{metrics}/metrics");
+    }
     match &notifier {
         Ok(Some(notifier)) => tell(
             notifier,
@@ -337,11 +403,11 @@ fn main() -> ExitCode {
     }
     match server.run() {
         Ok(stats) => {
-            eprintln!("kaichat-server: shut down: {stats}");
+            log::info!("shut down: {stats}");
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("kaichat-server: event loop failed: {e}");
+            log::error!("event loop failed: {e}");
             ExitCode::FAILURE
         }
     }

@@ -14,8 +14,14 @@
 //! registered once for reading and writing, an edge sets an event bit, and a bit is
 //! cleared only when the socket says `WouldBlock`. Pausing a connection for backpressure is
 //! therefore clearing an interest bit, and resuming needs no new edge and no `reregister`.
+//!
+//! What the metrics count about a connection is counted here, as it happens: PDUs by
+//! command, socket bytes, set-ups, backpressure pauses and the QUERY answer latency, each
+//! a field increment in `Stats`. Its life is logged here too, one line per event (accepted,
+//! set up, closed) and a warning per TLS or socket error; never what a PDU says.
 
-use std::io::{self, Read};
+use std::io::{self, IoSlice, Read, Write};
+use std::num::NonZeroU32;
 
 use mio::event::Event;
 use mio::net::TcpStream;
@@ -24,10 +30,12 @@ use rustls::ServerConnection;
 
 use super::admission::Claim;
 use super::readiness::Readiness;
-use super::stats::{CloseReason, Stats};
+use super::stats::{CloseReason, DeadlineKind, Stats};
 use super::{Clock, TimerKey};
-use crate::transport::{Fill, Transport};
+use crate::transport::{Fill, Transport, TransportError};
 use kaichat_proto::hub::Hub;
+use kaichat_proto::outbox::Outbox;
+use kaichat_proto::pdu::{Command, Pdu};
 use kaichat_proto::session::{Deadlines, Session, Step};
 use kaichat_proto::timer_wheel::TimerWheel;
 
@@ -60,8 +68,8 @@ pub enum Turn {
 pub enum Expiry {
     /// Nothing: a stale entry, or the deadline moved later and was re-armed.
     None,
-    /// The session's deadline passed: close it.
-    Timeout,
+    /// The session's deadline (a set-up phase's or the idle one) passed: close it.
+    Timeout(DeadlineKind),
     /// The bound on closing passed: free the slot now, whatever is left unsaid.
     Abandon,
 }
@@ -141,17 +149,86 @@ impl Timer {
     }
 }
 
+/// Where a connection is in its life, as the metrics show it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Life {
+    /// Accepted, no name accepted yet (TLS handshake, PING, version, CLIENT_INFO).
+    SettingUp,
+    Established,
+    /// Saying goodbye (lingering) or done, until its slot is freed.
+    Closing,
+}
+
 pub struct Connection {
     socket: TcpStream,
     transport: Transport<ServerConnection>,
     session: Session,
+    /// The reactor's millisecond of the accept, for the duration logged at close.
+    accepted_at: u64,
     readiness: Readiness,
     timer: Timer,
+    /// While a QUERY's answer is on its way: the reactor's microsecond (modulo 2^32, about
+    /// 71 minutes, so 4 bytes) at which the QUERY was taken off the connection.
+    query_from: Option<NonZeroU32>,
     /// On the reactor's list of connections whose turn ran out of budget.
     pending: bool,
     stage: Stage,
     /// Its place in its address's count (per-address limits), given back on release.
     claim: Option<Claim>,
+}
+
+/// The connection's socket seen through the byte counters of the metrics: what the
+/// transport reads and writes (TLS records, or plaintext PDUs).
+struct Metered<'a> {
+    socket: &'a mut TcpStream,
+    stats: &'a mut Stats,
+}
+
+impl Read for Metered<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.socket.read(buf)?;
+        self.stats.bytes_in += n as u64;
+        Ok(n)
+    }
+}
+
+impl Write for Metered<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.socket.write(buf)?;
+        self.stats.bytes_out += n as u64;
+        Ok(n)
+    }
+
+    /// rustls writes its queued records with one `writev`: keep it one.
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let n = self.socket.write_vectored(bufs)?;
+        self.stats.bytes_out += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.socket.flush()
+    }
+}
+
+/// The session's outbox: the transport, with each PDU counted by command on its way.
+struct Counted<'a> {
+    transport: &'a mut Transport<ServerConnection>,
+    stats: &'a mut Stats,
+}
+
+impl Outbox for Counted<'_> {
+    fn send(&mut self, pdu: &Pdu) {
+        self.stats.pdu_sent(pdu);
+        self.transport.send(pdu);
+    }
+}
+
+/// A microsecond of the reactor's clock as [`Connection::query_from`] keeps it.
+fn micros_stamp(micros: u64) -> NonZeroU32 {
+    // Truncation is the point: differences are taken modulo 2^32. A stamp of exactly 0
+    // reads as 1, a microsecond off.
+    NonZeroU32::new(micros as u32).unwrap_or(NonZeroU32::MIN)
 }
 
 impl Connection {
@@ -168,15 +245,37 @@ impl Connection {
             socket,
             transport,
             session: Session::new(accepted_at),
+            accepted_at,
             readiness: Readiness::new(),
             timer: Timer {
                 generation,
                 armed: 0,
             },
+            query_from: None,
             pending: false,
             stage: Stage::Open,
             claim,
         }
+    }
+
+    /// The connection's number in the logs: its generation, unique among the last 2^32
+    /// connections.
+    pub fn id(&self) -> u32 {
+        self.timer.generation
+    }
+
+    /// Where the connection is in its life.
+    pub fn life(&self) -> Life {
+        match self.stage {
+            Stage::Open if self.session.user().is_some() => Life::Established,
+            Stage::Open => Life::SettingUp,
+            Stage::Lingering(_) | Stage::Done => Life::Closing,
+        }
+    }
+
+    /// The socket's peer, for the log line of the accept.
+    pub fn peer(&self) -> io::Result<std::net::SocketAddr> {
+        self.socket.peer_addr()
     }
 
     /// A poll event for this connection's socket.
@@ -207,7 +306,7 @@ impl Connection {
                 Err(reason) => self.close(reason, clock.now(), stats),
             }
         }
-        self.linger(hub, &mut budget)
+        self.linger(hub, &mut budget, stats)
     }
 
     fn serve_open(
@@ -218,22 +317,43 @@ impl Connection {
         stats: &mut Stats,
     ) -> Result<Turn, CloseReason> {
         let result = self.work(hub, clock, budget, stats);
-        self.flush()?;
+        let written = self.flush(stats)?;
         if self.transport.overflowed() {
             return Err(CloseReason::Overflow);
+        }
+        if written && !self.session.answering() {
+            self.answered(clock, stats);
         }
         result
     }
 
+    /// The answer to the QUERY read last, if one is on its way, is complete and written
+    /// out: its latency is observed.
+    fn answered(&mut self, clock: &Clock, stats: &mut Stats) {
+        if let Some(from) = self.query_from.take() {
+            let now = micros_stamp(clock.micros()).get();
+            stats
+                .query_latency
+                .observe(u64::from(now.wrapping_sub(from.get())));
+        }
+    }
+
     /// Writes what is queued while the socket takes it; true once everything is written.
-    fn flush(&mut self) -> Result<bool, CloseReason> {
+    fn flush(&mut self, stats: &mut Stats) -> Result<bool, CloseReason> {
         if !self.transport.wants_write() {
             return Ok(true);
         }
         if !self.readiness.can_write() {
             return Ok(false);
         }
-        let done = self.transport.flush(&mut self.socket)?;
+        let mut socket = Metered {
+            socket: &mut self.socket,
+            stats,
+        };
+        let done = self
+            .transport
+            .flush(&mut socket)
+            .map_err(|e| failed(self.timer.generation, e))?;
         if !done {
             self.readiness.write_blocked();
         }
@@ -251,8 +371,10 @@ impl Connection {
         loop {
             // Backpressure: above the bound, neither produce nor read until it drains.
             if self.transport.queued() >= OUTPUT_BOUND {
-                if !self.flush()? {
-                    self.readiness.pause_reading();
+                if !self.flush(stats)? {
+                    if self.readiness.pause_reading() {
+                        stats.output_pauses += 1;
+                    }
                     return Ok(Turn::Idle);
                 }
                 self.readiness.resume_reading();
@@ -262,16 +384,36 @@ impl Connection {
             }
             *budget -= 1;
             if self.session.answering() {
-                self.session
-                    .continue_answer(hub, ANSWER_BATCH, &mut self.transport);
+                let mut out = Counted {
+                    transport: &mut self.transport,
+                    stats,
+                };
+                self.session.continue_answer(hub, ANSWER_BATCH, &mut out);
                 continue;
             }
             if let Some(pdu) = self.transport.next_pdu() {
-                stats.pdus_in += 1;
-                if let Step::Close(ending) =
-                    self.session.on_pdu(&pdu, now, hub, &mut self.transport)
-                {
+                let command = self.session.command_of(&pdu);
+                stats.pdu_received(command);
+                let established = self.session.user().is_some();
+                if established && command == Some(Command::Query) {
+                    // An answer still being written when the next QUERY is read is
+                    // complete (no PDU is read while one is produced): observed now, a
+                    // little early, rather than lost.
+                    self.answered(clock, stats);
+                    self.query_from = Some(micros_stamp(clock.micros()));
+                }
+                let mut out = Counted {
+                    transport: &mut self.transport,
+                    stats,
+                };
+                if let Step::Close(ending) = self.session.on_pdu(&pdu, now, hub, &mut out) {
                     return Err(ending.into());
+                }
+                if !established {
+                    if let Some(user) = self.session.user() {
+                        stats.setups += 1;
+                        log::info!("connection {} set up as {user}", self.timer.generation);
+                    }
                 }
                 continue;
             }
@@ -281,7 +423,14 @@ impl Connection {
             if !self.readiness.can_read() {
                 return Ok(Turn::Idle);
             }
-            let fill = self.transport.fill(&mut self.socket)?;
+            let mut socket = Metered {
+                socket: &mut self.socket,
+                stats,
+            };
+            let fill = self
+                .transport
+                .fill(&mut socket)
+                .map_err(|e| failed(self.timer.generation, e))?;
             if fill != Fill::Blocked {
                 // Bytes (or the peer's close) arrived after the turn began.
                 now = clock.now();
@@ -345,7 +494,9 @@ impl Connection {
             return Expiry::None;
         }
         match (self.deadline(deadlines), self.stage) {
-            (Some(deadline), Stage::Open) if deadline <= now => Expiry::Timeout,
+            (Some(deadline), Stage::Open) if deadline <= now => {
+                Expiry::Timeout(self.set_up_or_idle())
+            }
             (Some(deadline), _) if deadline <= now => {
                 self.stage = Stage::Done;
                 Expiry::Abandon
@@ -359,14 +510,46 @@ impl Connection {
 
     // --- Closing --------------------------------------------------------------------------
 
-    /// Closes the connection for `reason`, decided at `now`: counts it, and starts saying
-    /// goodbye, which the next turn carries on. Nothing if it is closing already (the
-    /// first reason counts).
+    /// Which of the session's deadlines runs now.
+    fn set_up_or_idle(&self) -> DeadlineKind {
+        match self.session.user() {
+            Some(_) => DeadlineKind::Idle,
+            None => DeadlineKind::Handshake,
+        }
+    }
+
+    /// Closes the connection for `reason`, decided at `now`: counts it, logs it, and starts
+    /// saying goodbye, which the next turn carries on. Nothing if it is closing already
+    /// (the first reason counts).
     pub fn close(&mut self, reason: CloseReason, now: u64, stats: &mut Stats) {
         if !matches!(self.stage, Stage::Open) {
             return;
         }
         stats.closed(reason);
+        // An answer cut short has no latency worth observing.
+        self.query_from = None;
+        if log::log_enabled!(log::Level::Info) {
+            let lived = now.saturating_sub(self.accepted_at);
+            let id = self.timer.generation;
+            let (secs, millis) = (lived / 1000, lived % 1000);
+            let kind = match reason {
+                CloseReason::Timeout => match self.set_up_or_idle() {
+                    DeadlineKind::Handshake => " (set-up)",
+                    _ => " (idle)",
+                },
+                _ => "",
+            };
+            match self.session.user() {
+                Some(user) => log::info!(
+                    "connection {id} closed: {}{kind}, {user}, after {secs}.{millis:03} s",
+                    reason.name()
+                ),
+                None => log::info!(
+                    "connection {id} closed: {}{kind}, after {secs}.{millis:03} s",
+                    reason.name()
+                ),
+            }
+        }
         self.stage = Stage::Lingering(Linger {
             reason,
             until_second: u32::try_from(now.saturating_add(LINGER_MS).div_ceil(1000))
@@ -387,13 +570,13 @@ impl Connection {
     /// One turn of a lingering close: produce what is owed, write it, shut the write side,
     /// and discard input until the client's EOF. `Done` once all of that happened, or the
     /// socket failed; said once, when it happens.
-    fn linger(&mut self, hub: &mut Hub, budget: &mut usize) -> Turn {
+    fn linger(&mut self, hub: &mut Hub, budget: &mut usize, stats: &mut Stats) -> Turn {
         let Stage::Lingering(mut linger) = self.stage else {
             return Turn::Idle;
         };
         // A failure of the socket ends the close: nothing more can be said on it.
         let turn = self
-            .say_goodbye(&mut linger, hub, budget)
+            .say_goodbye(&mut linger, hub, budget, stats)
             .unwrap_or(Turn::Done);
         self.stage = match turn {
             Turn::Done => {
@@ -411,6 +594,7 @@ impl Connection {
         linger: &mut Linger,
         hub: &mut Hub,
         budget: &mut usize,
+        stats: &mut Stats,
     ) -> Result<Turn, CloseReason> {
         if linger.reason == CloseReason::IoError {
             // The socket is broken: nothing can be said on it.
@@ -420,15 +604,18 @@ impl Connection {
         //    then close_notify (after a TLS error, the alert rustls queued instead).
         while !linger.said_goodbye {
             if self.session.answering() && linger.reason.finishes_answer() {
-                if self.transport.queued() >= OUTPUT_BOUND && !self.flush()? {
+                if self.transport.queued() >= OUTPUT_BOUND && !self.flush(stats)? {
                     break;
                 }
                 if *budget == 0 {
                     return Ok(Turn::More);
                 }
                 *budget -= 1;
-                self.session
-                    .continue_answer(hub, ANSWER_BATCH, &mut self.transport);
+                let mut out = Counted {
+                    transport: &mut self.transport,
+                    stats,
+                };
+                self.session.continue_answer(hub, ANSWER_BATCH, &mut out);
                 continue;
             }
             // Everything owed is produced: the name and the channel are free from here.
@@ -439,7 +626,7 @@ impl Connection {
             linger.said_goodbye = true;
         }
         // 2. Write it out, then shut the write side: the client reads close_notify and EOF.
-        if linger.said_goodbye && !linger.write_shut && self.flush()? {
+        if linger.said_goodbye && !linger.write_shut && self.flush(stats)? {
             self.socket
                 .shutdown(std::net::Shutdown::Write)
                 .map_err(|_| CloseReason::IoError)?;
@@ -457,9 +644,10 @@ impl Connection {
             match self.socket.read(&mut discard) {
                 Ok(0) => linger.peer_eof = true,
                 Ok(n) if n < DISCARD_CHUNK && !self.readiness.hung_up() => {
+                    stats.bytes_in += n as u64;
                     self.readiness.read_drained()
                 }
-                Ok(_) => {}
+                Ok(n) => stats.bytes_in += n as u64,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readiness.read_drained(),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Err(CloseReason::IoError),
@@ -482,6 +670,16 @@ impl Connection {
     }
 }
 
+/// A transport error that closes connection `id`: logged as a warning (what failed, never
+/// what was said), and turned into the reason counted.
+fn failed(id: u32, e: TransportError) -> CloseReason {
+    match &e {
+        TransportError::Tls(tls) => log::warn!("connection {id}: TLS error: {tls}"),
+        TransportError::Io(io) => log::warn!("connection {id}: socket error: {io}"),
+    }
+    e.into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::Connection;
@@ -492,10 +690,11 @@ mod tests {
     #[test]
     fn connection_state_is_small() {
         let size = std::mem::size_of::<Connection>();
-        // 176 bytes on x86_64 today: socket, boxed transport, session, readiness, timer, the
-        // stage of a lingering close (8 bytes: its reason, flags and bound in seconds), and
-        // the claim on its address's count (4 bytes, in what was padding: an address would
-        // have taken 16 more).
-        assert!(size <= 176, "Connection grew to {size} bytes");
+        // 192 bytes on x86_64 today: socket, boxed transport, session, readiness, timer, the
+        // stage of a lingering close (8 bytes: its reason, flags and bound in seconds), for
+        // the metrics and logs the accept's millisecond and a QUERY's microsecond (4), and
+        // the claim on its address's count (4 bytes, a slab key: the address itself would
+        // take 16), which took the struct from 184 to 192.
+        assert!(size <= 192, "Connection grew to {size} bytes");
     }
 }

@@ -16,11 +16,19 @@
 //! `connection.rs`) and keeps its slot until then, for at most about two seconds. A
 //! shutdown request closes every connection so, stops accepting, and lets the loop run for
 //! at most one more second.
+//!
+//! Operations are edges of the loop. Log lines go through the `log` facade, whose logger
+//! the binary installs: a line per connection event at info, errors of TLS, sockets and
+//! accept at warn. The optional metrics endpoint (`scrape.rs`, a plaintext HTTP listener in
+//! the same poll) reads the plain counters of `stats.rs`, encoded (`exposition.rs`) only
+//! when scraped.
 
 mod admission;
 mod connection;
+mod exposition;
 mod listener;
 mod readiness;
+mod scrape;
 mod stats;
 
 use std::collections::VecDeque;
@@ -36,12 +44,15 @@ use slab::Slab;
 
 use crate::transport::Transport;
 use admission::{Admission, Claim, Refusal};
-use connection::{Connection, Expiry, Turn};
+use connection::{Connection, Expiry, Life, Turn};
+use exposition::{Lives, Snapshot};
 use kaichat_proto::hub::Hub;
 use kaichat_proto::session::Deadlines;
 use kaichat_proto::timer_wheel::TimerWheel;
 use listener::{Accepted, Listener};
-use stats::{CloseReason, Stats};
+use scrape::Endpoint;
+pub use scrape::{MAX_SCRAPES as METRICS_CONNECTIONS, SCRAPE_TIMEOUT_MS as METRICS_TIMEOUT_MS};
+use stats::{CloseReason, DeadlineKind, Stats};
 
 pub use admission::{AddressLimits, DEFAULT_ACCEPT_RATE, DEFAULT_MAX_PER_ADDRESS, MAX_RATE};
 
@@ -112,6 +123,11 @@ impl Clock {
         u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// Microseconds since the server started, for latencies shorter than a millisecond.
+    pub fn micros(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
     /// Time left until the clock's next whole second, when the wheel's next slot is due.
     fn until_next_second(&self) -> Duration {
         let into_second = self.start.elapsed().subsec_nanos();
@@ -152,6 +168,8 @@ pub struct Server {
     listener_ready: bool,
     /// Accepting paused after the process ran out of descriptors, until a slot frees.
     out_of_fds: bool,
+    /// Accepting paused at `--max-clients` (counted once per pause).
+    at_max_clients: bool,
     /// Connections whose turn ran out of budget with work left.
     pending: Vec<usize>,
     /// Connections done closing, whose slots are freed at the end of the iteration.
@@ -161,6 +179,8 @@ pub struct Server {
     next_generation: u32,
     clock: Clock,
     stats: Stats,
+    /// The metrics endpoint, once [`Server::serve_metrics`] opened it.
+    metrics: Option<Endpoint>,
 }
 
 impl Server {
@@ -190,13 +210,24 @@ impl Server {
             admission,
             listener_ready: false,
             out_of_fds: false,
+            at_max_clients: false,
             pending: Vec::new(),
             released: Vec::new(),
             stop_at: None,
             next_generation: 0,
             clock: Clock::new(),
             stats: Stats::default(),
+            metrics: None,
         })
+    }
+
+    /// Serves the metrics (Prometheus text format, `GET /metrics` over plain HTTP) on
+    /// `addr`, from this server's own loop. Returns the address bound.
+    pub fn serve_metrics(&mut self, addr: SocketAddr) -> io::Result<SocketAddr> {
+        let endpoint = Endpoint::bind(addr, self.poll.registry())?;
+        let bound = endpoint.local_addr()?;
+        self.metrics = Some(endpoint);
+        Ok(bound)
     }
 
     /// A handle that stops [`Server::run`] from any thread (a signal handler's thread, a
@@ -229,6 +260,12 @@ impl Server {
                 match event.token() {
                     SHUTDOWN => {}
                     LISTENER => self.listener_ready = true,
+                    scrape::LISTENER => {
+                        if let Some(metrics) = &mut self.metrics {
+                            metrics.listener_ready();
+                        }
+                    }
+                    token if scrape::owns(token) => self.scrape_event(token, event),
                     Token(key) => {
                         if let Some(conn) = self.connections.get_mut(key) {
                             conn.on_event(event);
@@ -255,6 +292,12 @@ impl Server {
             for entry in fired.drain(..) {
                 self.deadline_fired(entry, now);
             }
+            if let Some(metrics) = &mut self.metrics {
+                metrics.expire(now, self.poll.registry());
+                if self.stop_at.is_none() {
+                    metrics.accept(now, self.poll.registry());
+                }
+            }
             if self.stop_at.is_none() {
                 self.accept();
                 self.start_sessions();
@@ -270,7 +313,7 @@ impl Server {
             let interval = self.config.stats_interval;
             if interval > 0 && now / 1000 >= last_stats.saturating_add(interval) {
                 last_stats = now / 1000;
-                eprintln!("kaichat-server: stats: {}", self.stats_line());
+                log::info!("stats: {}", self.stats_line());
             }
         }
     }
@@ -282,13 +325,38 @@ impl Server {
             return Duration::ZERO;
         }
         let second = self.clock.until_next_second();
-        match self.stop_at {
-            Some(stop_at) => {
-                let left = Duration::from_millis(stop_at.saturating_sub(self.clock.now()));
+        let stop_at = self.stop_at.into_iter();
+        let scrape_due = self.metrics.as_ref().and_then(Endpoint::next_deadline);
+        match stop_at.chain(scrape_due).min() {
+            Some(due) => {
+                let left = Duration::from_millis(due.saturating_sub(self.clock.now()));
                 second.min(left)
             }
             None => second,
         }
+    }
+
+    /// A poll event for a metrics connection: a turn for it, with the metrics text made
+    /// only if it asked for them.
+    fn scrape_event(&mut self, token: Token, event: &mio::event::Event) {
+        let Some(metrics) = &mut self.metrics else {
+            return;
+        };
+        let Some(key) = metrics.on_event(token, event) else {
+            return;
+        };
+        let (stats, hub, clock) = (&self.stats, &self.hub, &self.clock);
+        let (connections, queued) = (&self.connections, self.accept_queue.len());
+        let max_clients = self.config.max_clients;
+        metrics.serve(key, self.poll.registry(), || {
+            exposition::encode(&Snapshot {
+                stats,
+                hub,
+                lives: lives(connections, queued),
+                max_clients,
+                uptime_ms: clock.now(),
+            })
+        });
     }
 
     /// Gives connection `key` a turn of work, then re-arms its deadline.
@@ -318,9 +386,16 @@ impl Server {
         };
         match conn.deadline_fired(entry, now, &self.config.deadlines, &mut self.wheel) {
             Expiry::None => {}
-            Expiry::Timeout => self.close(key, CloseReason::Timeout),
+            Expiry::Timeout(kind) => {
+                self.stats.expired(kind);
+                self.close(key, CloseReason::Timeout);
+            }
             // The bound on closing: a client that does not read or does not close.
-            Expiry::Abandon => self.released.push(key),
+            Expiry::Abandon => {
+                self.stats.expired(DeadlineKind::Linger);
+                log::debug!("connection {}: goodbye cut short at its bound", conn.id());
+                self.released.push(key);
+            }
         }
     }
 
@@ -336,10 +411,18 @@ impl Server {
     /// flood of them must not hold the loop.
     fn accept(&mut self) {
         for _ in 0..ACCEPTS_PER_ITERATION {
-            // Otherwise stay ready: accepting resumes when a connection closes.
-            if !self.can_accept() {
+            if !self.listener_ready || self.out_of_fds {
                 return;
             }
+            if self.connections.len() + self.accept_queue.len() >= self.config.max_clients {
+                // Stay ready: accepting resumes when a connection closes.
+                if !self.at_max_clients {
+                    self.at_max_clients = true;
+                    self.stats.paused_max_clients += 1;
+                }
+                return;
+            }
+            self.at_max_clients = false;
             match self.listener.accept() {
                 Accepted::Stream(socket, peer) => {
                     // Read after the accept: the client connected before, never after.
@@ -363,6 +446,9 @@ impl Server {
                 }
                 Accepted::Empty => self.listener_ready = false,
                 Accepted::OutOfDescriptors => {
+                    log::warn!(
+                        "out of file descriptors: a client was turned away, accepting paused"
+                    );
                     self.stats.refused_no_fd += 1;
                     self.out_of_fds = true;
                 }
@@ -385,7 +471,8 @@ impl Server {
             let transport = match &self.config.tls {
                 Some(tls) => match rustls::ServerConnection::new(Arc::clone(tls)) {
                     Ok(conn) => Transport::tls(conn),
-                    Err(_) => {
+                    Err(e) => {
+                        log::warn!("cannot start a TLS session for a client: {e}");
                         self.unclaim(claim);
                         continue;
                     }
@@ -405,6 +492,7 @@ impl Server {
                 )
                 .is_err()
             {
+                log::warn!("cannot register a client's socket with the poll");
                 self.unclaim(claim);
                 continue;
             }
@@ -417,6 +505,12 @@ impl Server {
                 self.next_generation,
                 claim,
             ));
+            if log::log_enabled!(log::Level::Info) {
+                match conn.peer() {
+                    Ok(peer) => log::info!("connection {} accepted from {peer}", conn.id()),
+                    Err(e) => log::info!("connection {} accepted (peer unknown: {e})", conn.id()),
+                }
+            }
             conn.arm_deadline(key, &self.config.deadlines, &mut self.wheel);
         }
     }
@@ -490,6 +584,9 @@ impl Server {
     /// Stops accepting and closes every connection; the loop runs on until they are done
     /// saying goodbye or the grace is over.
     fn begin_shutdown(&mut self, now: u64) {
+        if let Some(metrics) = &mut self.metrics {
+            metrics.shut(self.poll.registry());
+        }
         let _ = self.poll.registry().deregister(self.listener.socket_mut());
         self.listener_ready = false;
         // Accepted but never served: these clients see the connection closed.
@@ -520,4 +617,21 @@ impl Server {
         self.stats
             .line(self.clock.now() / 1000, self.connections.len(), &self.hub)
     }
+}
+
+/// Connections by where they are in their life; sockets accepted and waiting for their
+/// session count as setting up.
+fn lives(connections: &Slab<Connection>, queued: usize) -> Lives {
+    let mut lives = Lives {
+        setting_up: queued,
+        ..Lives::default()
+    };
+    for (_, conn) in connections {
+        match conn.life() {
+            Life::SettingUp => lives.setting_up += 1,
+            Life::Established => lives.established += 1,
+            Life::Closing => lives.closing += 1,
+        }
+    }
+    lives
 }

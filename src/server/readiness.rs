@@ -97,9 +97,12 @@ impl Readiness {
         self.event.remove(Ready::WRITABLE);
     }
 
-    /// Backpressure: stop reading (and so stop answering) until the output drains.
-    pub fn pause_reading(&mut self) {
+    /// Backpressure: stop reading (and so stop answering) until the output drains. True
+    /// if reading was wanted until now (a new pause, which the metrics count).
+    pub fn pause_reading(&mut self) -> bool {
+        let was_reading = self.interest.contains(Ready::READABLE);
         self.interest.remove(Ready::READABLE);
+        was_reading
     }
 
     /// The output drained below its bound: reading may go on.
@@ -140,7 +143,8 @@ mod tests {
         assert!(!r.can_read() && !r.can_write());
         r.event = Ready::READABLE | Ready::WRITABLE;
         assert!(r.can_read() && r.can_write());
-        r.pause_reading();
+        assert!(r.pause_reading(), "a new pause");
+        assert!(!r.pause_reading(), "paused already");
         assert!(!r.can_read());
         // No new edge comes while paused; the old one is still there on resume.
         r.resume_reading();

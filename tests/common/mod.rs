@@ -124,6 +124,9 @@ impl Server {
         let mut command = Process::new(server_bin());
         command
             .args(&args)
+            // The first line must be the info line with the address, whatever the
+            // environment of the test run says about logging.
+            .env_remove("RUST_LOG")
             .current_dir(manifest())
             .stdin(Stdio::null())
             .stdout(Stdio::null())

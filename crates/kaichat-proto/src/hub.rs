@@ -213,6 +213,15 @@ impl Hub {
     pub fn messages(&self) -> u64 {
         self.messages
     }
+
+    /// History entries (messages and notices) retained in all open channels. Counted when
+    /// asked, one step per channel, so posting stays a ring push.
+    pub fn retained(&self) -> usize {
+        self.channels
+            .iter()
+            .map(|(_, c)| c.history.entries.len())
+            .sum()
+    }
 }
 
 #[cfg(test)]

@@ -169,14 +169,25 @@ impl Session {
         })
     }
 
+    /// The command this session reads in `pdu`: in the connection's byte order once the
+    /// version negotiation fixed it, in either order before; None for an unknown code.
+    /// Exactly what [`Session::on_pdu`] acts on, for callers that count PDUs by command.
+    pub fn command_of(&self, pdu: &Pdu) -> Option<Command> {
+        self.decode(pdu).map(|(command, _)| command)
+    }
+
+    fn decode(&self, pdu: &Pdu) -> Option<(Command, ByteOrder)> {
+        let fixed = self.order_fixed.then_some(self.order);
+        match pdu.decode_command(fixed) {
+            Decoded::Known { command, order } => Some((command, order)),
+            Decoded::Unknown(_) => None,
+        }
+    }
+
     /// Handles one whole PDU received at `now` (milliseconds; the time it was read, not
     /// earlier, or a deadline could fire early).
     pub fn on_pdu(&mut self, pdu: &Pdu, now: u64, hub: &mut Hub, out: &mut impl Outbox) -> Step {
-        let fixed = self.order_fixed.then_some(self.order);
-        let command = match pdu.decode_command(fixed) {
-            Decoded::Known { command, order } => Some((command, order)),
-            Decoded::Unknown(_) => None,
-        };
+        let command = self.decode(pdu);
         if command.is_some_and(|(c, _)| c == Command::Quit) {
             return Step::Close(Ending::Quit);
         }

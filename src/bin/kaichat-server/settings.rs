@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 
 use kaichat::fd_limit::RESERVED_FDS;
 use kaichat::server::{AddressLimits, DEFAULT_ACCEPT_RATE, DEFAULT_MAX_PER_ADDRESS, MAX_RATE};
-use kaichat::server::{DEFAULT_HISTORY, DEFAULT_REPLAY};
+use kaichat::server::{DEFAULT_HISTORY, DEFAULT_REPLAY, METRICS_CONNECTIONS, METRICS_TIMEOUT_MS};
 use kaichat::tls;
 use kaichat_proto::session::Deadlines;
+use log::LevelFilter;
 use toml::de::{DeTable, DeValue};
 
 /// The protocol's port (contract section 1).
@@ -40,6 +41,8 @@ pub enum Setting {
     MaxClients,
     Plaintext,
     StatsInterval,
+    MetricsListen,
+    Log,
     MaxPerAddress,
     AcceptRate,
     AcceptBurst,
@@ -58,11 +61,13 @@ enum Kind {
     Count { what: &'static str, min: usize },
     /// On or off: a flag without a value, `true` or `false` in the file.
     Switch,
+    /// A log level: error, warn, info or debug.
+    Level,
 }
 
 impl Setting {
     /// In the order of `--help` and `--print-config`.
-    pub const ALL: [Setting; 14] = [
+    pub const ALL: [Setting; 16] = [
         Setting::Listen,
         Setting::Cert,
         Setting::Key,
@@ -73,6 +78,8 @@ impl Setting {
         Setting::MaxClients,
         Setting::Plaintext,
         Setting::StatsInterval,
+        Setting::MetricsListen,
+        Setting::Log,
         Setting::MaxPerAddress,
         Setting::AcceptRate,
         Setting::AcceptBurst,
@@ -114,6 +121,8 @@ impl Setting {
             ),
             Setting::Plaintext => ("--plaintext", "", Kind::Switch),
             Setting::StatsInterval => ("--stats-interval", "SECS", Kind::Seconds),
+            Setting::MetricsListen => ("--metrics-listen", "HOST:PORT", Kind::Address),
+            Setting::Log => ("--log", "LEVEL", Kind::Level),
             Setting::MaxPerAddress => (
                 "--max-per-address",
                 "N",
@@ -174,8 +183,18 @@ impl Setting {
             ),
             Setting::Plaintext => "no TLS, for debugging and benchmarks only".to_string(),
             Setting::StatsInterval => {
-                "print a statistics line to stderr this often [default: 0 = off]".to_string()
+                "log a statistics line this often [default: 0 = off]".to_string()
             }
+            Setting::MetricsListen => format!(
+                "serve Prometheus metrics over plain HTTP at\n\
+                 http://HOST:PORT/metrics, from the server's own thread\n\
+                 [default: off]; keep it on a private address; at most\n\
+                 {METRICS_CONNECTIONS} connections at once, each closed after {} s",
+                METRICS_TIMEOUT_MS / 1000
+            ),
+            Setting::Log => "log lines of this level and above: error, warn, info or debug\n\
+                 [default: info, or what RUST_LOG says when --log is not given]"
+                .to_string(),
             Setting::MaxPerAddress => format!(
                 "connections one client IP address may hold at once (an\n\
                  IPv4-mapped IPv6 address is its IPv4 address); more are\n\
@@ -219,6 +238,7 @@ impl Setting {
             Kind::Seconds => "a number of seconds",
             Kind::Count { what, .. } => what,
             Kind::Switch => "true or false",
+            Kind::Level => "a level (error, warn, info or debug)",
         }
     }
 
@@ -250,6 +270,7 @@ pub enum Value {
     Seconds(u64),
     Count(usize),
     Switch(bool),
+    Level(LevelFilter),
 }
 
 /// `--listen` as written, and the addresses it stands for, to try in order.
@@ -272,6 +293,10 @@ pub struct Settings {
     pub max_clients: Option<usize>,
     pub plaintext: bool,
     pub stats_interval: u64,
+    /// `None`: no metrics endpoint.
+    pub metrics_listen: Option<Listen>,
+    /// `None`: RUST_LOG decides, else info.
+    pub log: Option<LevelFilter>,
     pub max_per_address: usize,
     pub accept_rate: usize,
     /// `None`: twice the rate.
@@ -294,6 +319,8 @@ impl Default for Settings {
             max_clients: None,
             plaintext: false,
             stats_interval: 0,
+            metrics_listen: None,
+            log: None,
             max_per_address: DEFAULT_MAX_PER_ADDRESS as usize,
             accept_rate: DEFAULT_ACCEPT_RATE as usize,
             accept_burst: None,
@@ -316,6 +343,8 @@ impl Settings {
             Setting::MaxClients => self.max_clients = Some(value.count()),
             Setting::Plaintext => self.plaintext = value.switch(),
             Setting::StatsInterval => self.stats_interval = value.seconds(),
+            Setting::MetricsListen => self.metrics_listen = Some(value.address()),
+            Setting::Log => self.log = Some(value.level()),
             Setting::MaxPerAddress => self.max_per_address = value.count(),
             Setting::AcceptRate => self.accept_rate = value.count(),
             Setting::AcceptBurst => self.accept_burst = Some(value.count()),
@@ -353,6 +382,10 @@ impl Settings {
             Setting::MaxClients => self.max_clients.map(|n| n.to_string()),
             Setting::Plaintext => Some(self.plaintext.to_string()),
             Setting::StatsInterval => Some(self.stats_interval.to_string()),
+            Setting::MetricsListen => self.metrics_listen.as_ref().map(|l| toml_string(&l.text)),
+            Setting::Log => self
+                .log
+                .map(|l| toml_string(&l.as_str().to_ascii_lowercase())),
             Setting::MaxPerAddress => Some(self.max_per_address.to_string()),
             Setting::AcceptRate => Some(self.accept_rate.to_string()),
             Setting::AcceptBurst => self.accept_burst.map(|n| n.to_string()),
@@ -391,6 +424,8 @@ impl Settings {
                 Setting::MaxClients => {
                     format!("the open-file limit minus {RESERVED_FDS}, here {fd_clients}")
                 }
+                Setting::MetricsListen => "no metrics endpoint".to_string(),
+                Setting::Log => "RUST_LOG, else info".to_string(),
                 Setting::AcceptBurst => format!(
                     "twice accept-rate, here {}",
                     self.address_limits().accept_burst
@@ -440,6 +475,13 @@ impl Value {
             other => unreachable!("not a switch: {other:?}"),
         }
     }
+
+    fn level(self) -> LevelFilter {
+        match self {
+            Value::Level(level) => level,
+            other => unreachable!("not a level: {other:?}"),
+        }
+    }
 }
 
 /// A value as given, before it is checked.
@@ -466,7 +508,9 @@ fn check(setting: Setting, place: &str, given: Given) -> Result<Value, String> {
             Err(os) => return Err(not(&format!("'{}'", os.to_string_lossy()))),
         },
         Given::File(value, written) => match (&kind, value) {
-            (Kind::Address | Kind::File(_), DeValue::String(s)) => Raw::Text(s.to_string()),
+            (Kind::Address | Kind::File(_) | Kind::Level, DeValue::String(s)) => {
+                Raw::Text(s.to_string())
+            }
             (Kind::Seconds | Kind::Count { .. }, DeValue::Integer(i)) => {
                 match u64::from_str_radix(i.as_str(), i.radix()) {
                     Ok(n) => Raw::Number(n),
@@ -483,7 +527,7 @@ fn check(setting: Setting, place: &str, given: Given) -> Result<Value, String> {
             (Kind::Switch, DeValue::String(s)) if s.parse::<bool>().is_ok() => {
                 return Err(format!("{}: write it without quotes", not(written)))
             }
-            (Kind::Address | Kind::File(_), _) => {
+            (Kind::Address | Kind::File(_) | Kind::Level, _) => {
                 return Err(format!("{}: write it as a string, in quotes", not(written)))
             }
             _ => return Err(not(written)),
@@ -513,6 +557,13 @@ fn check(setting: Setting, place: &str, given: Given) -> Result<Value, String> {
             }
         }
         Kind::Switch => unreachable!("a switch was handled above"),
+        Kind::Level => match value.text().as_str() {
+            "error" => Ok(Value::Level(LevelFilter::Error)),
+            "warn" => Ok(Value::Level(LevelFilter::Warn)),
+            "info" => Ok(Value::Level(LevelFilter::Info)),
+            "debug" => Ok(Value::Level(LevelFilter::Debug)),
+            other => Err(not(&format!("'{other}'"))),
+        },
     }
 }
 

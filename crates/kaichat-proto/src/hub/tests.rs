@@ -202,3 +202,18 @@ fn channel_names_are_case_sensitive() {
     assert_ne!(a, b);
     assert_eq!(hub.channel_name(a), Some(&channel("@Rust")));
 }
+
+#[test]
+fn retained_counts_entries_up_to_each_bound_and_drops_a_closed_channel() {
+    let mut hub = Hub::new(3, 0);
+    assert_eq!(hub.retained(), 0);
+    let (a, _) = hub.join(&channel("@a"), &user("amy"));
+    hub.join(&channel("@b"), &user("bob"));
+    assert_eq!(hub.retained(), 2, "a joined notice in each channel");
+    for i in 0..5 {
+        hub.post(a, user("amy"), format!("m{i}").as_bytes());
+    }
+    assert_eq!(hub.retained(), 3 + 1, "@a is at its bound of 3");
+    hub.leave(a, &user("amy"));
+    assert_eq!(hub.retained(), 1, "@a closed with its last member");
+}

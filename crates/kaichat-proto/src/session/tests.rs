@@ -535,6 +535,25 @@ fn the_clients_version_negotiation_fixes_the_order_not_its_ping() {
     }
 }
 
+#[test]
+fn command_of_reads_either_order_until_the_version_fixes_one() {
+    for order in ORDERS {
+        let mut hub = Hub::new(10, 5);
+        let mut s = Session::new(0);
+        assert_eq!(
+            s.command_of(&Pdu::ping(other(order))),
+            Some(Command::PingPong)
+        );
+        assert_eq!(s.command_of(&raw_command([9, 0, 0, 0])), None);
+        feed(&mut s, &mut hub, &Pdu::ping(order), 0);
+        feed(&mut s, &mut hub, &Pdu::client_version(order, 1), 0);
+        // Fixed: what the session would call an unknown command is counted as one.
+        assert_eq!(s.command_of(&Pdu::query(order)), Some(Command::Query));
+        assert_eq!(s.command_of(&Pdu::query(other(order))), None);
+        assert_eq!(s.command_of(&Pdu::quit(other(order))), Some(Command::Quit));
+    }
+}
+
 // --- CLIENT_INFO (contract section 4, step 4) -------------------------------------------
 
 #[test]
