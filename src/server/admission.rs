@@ -86,6 +86,15 @@ pub enum Refusal {
     AcceptRate,
 }
 
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Refusal::MaxPerAddress => "its address holds --max-per-address connections",
+            Refusal::AcceptRate => "its address opens connections faster than --accept-rate",
+        })
+    }
+}
+
 /// An admitted connection's place in its address's count, given back to
 /// [`Admission::release`] when the connection's slot is freed: the slab key of its
 /// address's entry, plus one (the niche makes `Option<Claim>` 4 bytes). An entry with a

@@ -261,6 +261,21 @@ pub fn encode(snapshot: &Snapshot) -> String {
         pauses,
     );
 
+    let refusals = Family::<CauseLabel, Counter>::default();
+    for (cause, count) in [
+        ("max_per_address", stats.refused_max_per_address),
+        ("accept_rate", stats.refused_accept_rate),
+    ] {
+        refusals.get_or_create(&CauseLabel { cause }).inc_by(count);
+    }
+    registry.register(
+        "connections_refused",
+        "Client connections closed right after accept, before any TLS, by the limit of \
+         their address they were over: max_per_address (--max-per-address connections \
+         open), accept_rate (new connections faster than --accept-rate)",
+        refusals,
+    );
+
     registry.register_with_unit(
         "uptime",
         "Time since the server started",
@@ -318,6 +333,7 @@ mod tests {
         stats.expired(DeadlineKind::Idle);
         stats.query_latency.observe(70);
         stats.query_latency.observe(2_000_000);
+        stats.refused_accept_rate = 4;
         let hub = Hub::new(10, 5);
         let text = encode(&Snapshot {
             stats: &stats,
@@ -357,6 +373,14 @@ mod tests {
             ("kaichat_received_bytes_total", 0.0),
             ("kaichat_uptime_seconds", 1.5),
             ("kaichat_max_clients", 100.0),
+            (
+                "kaichat_connections_refused_total{cause=\"max_per_address\"}",
+                0.0,
+            ),
+            (
+                "kaichat_connections_refused_total{cause=\"accept_rate\"}",
+                4.0,
+            ),
         ] {
             assert_eq!(sample(&text, name), Some(value), "{name} in:\n{text}");
         }

@@ -439,9 +439,14 @@ impl Server {
                         }
                         // Over a limit of its address: closed now (dropped), before any
                         // TLS work. The client sees the connection end before or during
-                        // its handshake.
-                        Err(Refusal::MaxPerAddress) => self.stats.refused_max_per_address += 1,
-                        Err(Refusal::AcceptRate) => self.stats.refused_accept_rate += 1,
+                        // its handshake. Logged at debug only: a flood would flood the log.
+                        Err(refusal) => {
+                            match refusal {
+                                Refusal::MaxPerAddress => self.stats.refused_max_per_address += 1,
+                                Refusal::AcceptRate => self.stats.refused_accept_rate += 1,
+                            }
+                            log::debug!("a connection from {} refused: {refusal}", peer.ip());
+                        }
                     }
                 }
                 Accepted::Empty => self.listener_ready = false,
