@@ -724,10 +724,7 @@ fn flags_name_themselves_in_errors_and_accept_a_bare_port() {
 
     let version = Kaichat::start_raw("version", &["--version"]).finish();
     assert!(version.status.success(), "{version:#?}");
-    assert_eq!(
-        version.stdout,
-        [format!("kaichat {}", kaichat::version())]
-    );
+    assert_eq!(version.stdout, [format!("kaichat {}", kaichat::version())]);
 
     let server = ChatServer::start();
     let port = server.addr.rsplit(':').next().expect("port");
