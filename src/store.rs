@@ -381,13 +381,17 @@ struct Shared {
     stopping: AtomicBool,
 }
 
+/// How the writer confirms commits under `always`: (channel, end of what is committed),
+/// then a wake of the loop.
+type Confirm = (mpsc::Sender<(ChannelName, u64)>, Arc<mio::Waker>);
+
 /// The writer thread's state.
 struct Writer {
     store: Opened,
     /// Channel names to row ids, as committed.
     ids: HashMap<ChannelName, i64>,
     shared: Arc<Shared>,
-    confirm: Option<(mpsc::Sender<(ChannelName, u64)>, Arc<mio::Waker>)>,
+    confirm: Option<Confirm>,
 }
 
 impl Writer {

@@ -249,6 +249,10 @@ fn print_config_reads_back_to_the_same_settings() {
         "--plaintext",
         "--stats-interval",
         "60",
+        "--store",
+        "/tmp/history.db",
+        "--sync",
+        "always",
     ];
     for args in [&[][..], all_set] {
         let printed = print_config(args);
@@ -271,6 +275,8 @@ fn print_config_reads_back_to_the_same_settings() {
         "max-clients = 9",
         "plaintext = true",
         "stats-interval = 60",
+        "store = \"/tmp/history.db\"",
+        "sync = \"always\"",
     ] {
         assert!(
             printed.lines().any(|l| l == line),

@@ -41,7 +41,7 @@ fn record(name: &str, seq: u64, text: &str) -> Record {
         channel: channel(name),
         seq,
         time_ms: 1_700_000_000_000 + seq,
-        sender: if seq % 2 == 0 {
+        sender: if seq.is_multiple_of(2) {
             None
         } else {
             Some(Username::new(b"amy").unwrap())

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use kaichat::fd_limit::RESERVED_FDS;
 use kaichat::server::{DEFAULT_HISTORY, DEFAULT_REPLAY};
+use kaichat::store::SyncPolicy;
 use kaichat::tls;
 use kaichat_proto::session::Deadlines;
 use toml::de::{DeTable, DeValue};
@@ -39,6 +40,8 @@ pub enum Setting {
     MaxClients,
     Plaintext,
     StatsInterval,
+    Store,
+    Sync,
 }
 
 /// What a setting's value is, with the words its errors use.
@@ -53,11 +56,13 @@ enum Kind {
     Count { what: &'static str, min: usize },
     /// On or off: a flag without a value, `true` or `false` in the file.
     Switch,
+    /// A durability policy: `always`, `batch` or `off`.
+    Sync,
 }
 
 impl Setting {
     /// In the order of `--help` and `--print-config`.
-    pub const ALL: [Setting; 10] = [
+    pub const ALL: [Setting; 12] = [
         Setting::Listen,
         Setting::Cert,
         Setting::Key,
@@ -68,6 +73,8 @@ impl Setting {
         Setting::MaxClients,
         Setting::Plaintext,
         Setting::StatsInterval,
+        Setting::Store,
+        Setting::Sync,
     ];
 
     /// The flag, and without its dashes the file's key; with what its value looks like in
@@ -105,6 +112,8 @@ impl Setting {
             ),
             Setting::Plaintext => ("--plaintext", "", Kind::Switch),
             Setting::StatsInterval => ("--stats-interval", "SECS", Kind::Seconds),
+            Setting::Store => ("--store", "PATH", Kind::File("an SQLite database file")),
+            Setting::Sync => ("--sync", "POLICY", Kind::Sync),
         }
     }
 
@@ -142,6 +151,17 @@ impl Setting {
             Setting::StatsInterval => {
                 "print a statistics line to stderr this often [default: 0 = off]".to_string()
             }
+            Setting::Store => "keep history in an SQLite database at PATH (created if\n\
+                 missing; see docs/STORE.md): the last --history entries of\n\
+                 every channel survive a restart, and a channel's history stays\n\
+                 when its last member leaves [default: none: history in memory,\n\
+                 freed with the channel's last member]"
+                .to_string(),
+            Setting::Sync => "durability of --store: always = an entry is on disk before\n\
+                 anyone is sent it; batch = a crash loses at most the last ~100 ms\n\
+                 of entries; off = SQLite never syncs (an OS crash may lose more).\n\
+                 A clean stop (SIGINT, SIGTERM) loses nothing [default: batch]"
+                .to_string(),
         }
     }
 
@@ -168,6 +188,7 @@ impl Setting {
             Kind::Seconds => "a number of seconds",
             Kind::Count { what, .. } => what,
             Kind::Switch => "true or false",
+            Kind::Sync => "always, batch or off",
         }
     }
 
@@ -199,6 +220,7 @@ pub enum Value {
     Seconds(u64),
     Count(usize),
     Switch(bool),
+    Sync(SyncPolicy),
 }
 
 /// `--listen` as written, and the addresses it stands for, to try in order.
@@ -221,6 +243,8 @@ pub struct Settings {
     pub max_clients: Option<usize>,
     pub plaintext: bool,
     pub stats_interval: u64,
+    pub store: Option<PathBuf>,
+    pub sync: SyncPolicy,
 }
 
 impl Default for Settings {
@@ -238,6 +262,8 @@ impl Default for Settings {
             max_clients: None,
             plaintext: false,
             stats_interval: 0,
+            store: None,
+            sync: SyncPolicy::Batch,
         }
     }
 }
@@ -256,6 +282,8 @@ impl Settings {
             Setting::MaxClients => self.max_clients = Some(value.count()),
             Setting::Plaintext => self.plaintext = value.switch(),
             Setting::StatsInterval => self.stats_interval = value.seconds(),
+            Setting::Store => self.store = Some(value.file()),
+            Setting::Sync => self.sync = value.sync(),
         }
     }
 
@@ -273,6 +301,8 @@ impl Settings {
             Setting::MaxClients => self.max_clients.map(|n| n.to_string()),
             Setting::Plaintext => Some(self.plaintext.to_string()),
             Setting::StatsInterval => Some(self.stats_interval.to_string()),
+            Setting::Store => path(&self.store),
+            Setting::Sync => Some(toml_string(self.sync.name())),
         }
     }
 
@@ -282,7 +312,11 @@ impl Settings {
     pub fn to_toml(&self, origin: &str, fd_clients: usize) -> Result<String, String> {
         // A file name that is not UTF-8 cannot be written in TOML; refuse rather than print
         // a name that reads back as another file.
-        for (setting, path) in [(Setting::Cert, &self.cert), (Setting::Key, &self.key)] {
+        for (setting, path) in [
+            (Setting::Cert, &self.cert),
+            (Setting::Key, &self.key),
+            (Setting::Store, &self.store),
+        ] {
             if let Some(path) = path.as_ref().filter(|p| p.to_str().is_none()) {
                 return Err(format!(
                     "{}: '{}' is not UTF-8, so it cannot be written in TOML",
@@ -307,6 +341,7 @@ impl Settings {
                 Setting::MaxClients => {
                     format!("the open-file limit minus {RESERVED_FDS}, here {fd_clients}")
                 }
+                Setting::Store => "history in memory only".to_string(),
                 _ => unreachable!("{key} always has a value"),
             };
             let _ = writeln!(out, "# {key}: not set: {chosen}");
@@ -352,6 +387,13 @@ impl Value {
             other => unreachable!("not a switch: {other:?}"),
         }
     }
+
+    fn sync(self) -> SyncPolicy {
+        match self {
+            Value::Sync(policy) => policy,
+            other => unreachable!("not a policy: {other:?}"),
+        }
+    }
 }
 
 /// A value as given, before it is checked.
@@ -378,7 +420,9 @@ fn check(setting: Setting, place: &str, given: Given) -> Result<Value, String> {
             Err(os) => return Err(not(&format!("'{}'", os.to_string_lossy()))),
         },
         Given::File(value, written) => match (&kind, value) {
-            (Kind::Address | Kind::File(_), DeValue::String(s)) => Raw::Text(s.to_string()),
+            (Kind::Address | Kind::File(_) | Kind::Sync, DeValue::String(s)) => {
+                Raw::Text(s.to_string())
+            }
             (Kind::Seconds | Kind::Count { .. }, DeValue::Integer(i)) => {
                 match u64::from_str_radix(i.as_str(), i.radix()) {
                     Ok(n) => Raw::Number(n),
@@ -395,7 +439,7 @@ fn check(setting: Setting, place: &str, given: Given) -> Result<Value, String> {
             (Kind::Switch, DeValue::String(s)) if s.parse::<bool>().is_ok() => {
                 return Err(format!("{}: write it without quotes", not(written)))
             }
-            (Kind::Address | Kind::File(_), _) => {
+            (Kind::Address | Kind::File(_) | Kind::Sync, _) => {
                 return Err(format!("{}: write it as a string, in quotes", not(written)))
             }
             _ => return Err(not(written)),
@@ -425,6 +469,12 @@ fn check(setting: Setting, place: &str, given: Given) -> Result<Value, String> {
             }
         }
         Kind::Switch => unreachable!("a switch was handled above"),
+        Kind::Sync => {
+            let text = value.text();
+            SyncPolicy::parse(&text)
+                .map(Value::Sync)
+                .ok_or_else(|| not(&format!("'{text}'")))
+        }
     }
 }
 
