@@ -48,7 +48,6 @@ use stats::{CloseReason, Stats};
 /// Tokens at the top of the range; slab keys (connections) start at 0.
 const SHUTDOWN: Token = Token(usize::MAX - 1);
 const LISTENER: Token = Token(usize::MAX - 2);
-const STORE: Token = Token(usize::MAX - 3);
 
 /// Work units a connection gets per turn before others are served.
 const TURN_BUDGET: usize = 32;
@@ -193,11 +192,9 @@ impl Server {
             self.hub
                 .restore(channel.name, channel.end_seq, channel.entries);
         }
-        let waker = if always {
-            Some(Arc::new(Waker::new(self.poll.registry(), STORE)?))
-        } else {
-            None
-        };
+        // mio allows one Waker per Poll: the writer shares the shutdown handle's, and each
+        // iteration looks at the store's confirmations whatever woke it.
+        let waker = always.then(|| Arc::clone(&self.shutdown.waker));
         self.store = Some(store.start(waker)?);
         Ok(())
     }
@@ -230,7 +227,7 @@ impl Server {
             let now = self.clock.now();
             for event in events.iter() {
                 match event.token() {
-                    SHUTDOWN | STORE => {}
+                    SHUTDOWN => {}
                     LISTENER => self.listener_ready = true,
                     Token(key) => {
                         if let Some(conn) = self.connections.get_mut(key) {
