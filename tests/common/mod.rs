@@ -110,7 +110,7 @@ impl Server {
     /// the hard limit stays unlimited so that [`Server::lift_file_size_limit`] can raise
     /// it): a full disk, as far as its writes can tell.
     pub fn start_with_file_size_limit(extra: &[&str], bytes: u64) -> Server {
-        let unlimited = libc::RLIM_INFINITY as u64;
+        let unlimited = libc::RLIM_INFINITY;
         Server::spawn(extra, false, Some((libc::RLIMIT_FSIZE, bytes, unlimited)))
     }
 
