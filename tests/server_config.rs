@@ -253,6 +253,10 @@ fn print_config_reads_back_to_the_same_settings() {
         "127.0.0.1:9464",
         "--log",
         "warn",
+        "--store",
+        "/tmp/history.db",
+        "--sync",
+        "always",
     ];
     for args in [&[][..], all_set] {
         let printed = print_config(args);
@@ -277,6 +281,8 @@ fn print_config_reads_back_to_the_same_settings() {
         "stats-interval = 60",
         "metrics-listen = \"127.0.0.1:9464\"",
         "log = \"warn\"",
+        "store = \"/tmp/history.db\"",
+        "sync = \"always\"",
     ] {
         assert!(
             printed.lines().any(|l| l == line),

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use kaichat::fd_limit::RESERVED_FDS;
 use kaichat::server::{DEFAULT_HISTORY, DEFAULT_REPLAY, METRICS_CONNECTIONS, METRICS_TIMEOUT_MS};
+use kaichat::store::SyncPolicy;
 use kaichat::tls;
 use kaichat_proto::session::Deadlines;
 use log::LevelFilter;
@@ -42,6 +43,8 @@ pub enum Setting {
     StatsInterval,
     MetricsListen,
     Log,
+    Store,
+    Sync,
 }
 
 /// What a setting's value is, with the words its errors use.
@@ -58,11 +61,13 @@ enum Kind {
     Switch,
     /// A log level: error, warn, info or debug.
     Level,
+    /// A durability policy: `always`, `batch` or `off`.
+    Sync,
 }
 
 impl Setting {
     /// In the order of `--help` and `--print-config`.
-    pub const ALL: [Setting; 12] = [
+    pub const ALL: [Setting; 14] = [
         Setting::Listen,
         Setting::Cert,
         Setting::Key,
@@ -75,6 +80,8 @@ impl Setting {
         Setting::StatsInterval,
         Setting::MetricsListen,
         Setting::Log,
+        Setting::Store,
+        Setting::Sync,
     ];
 
     /// The flag, and without its dashes the file's key; with what its value looks like in
@@ -114,6 +121,8 @@ impl Setting {
             Setting::StatsInterval => ("--stats-interval", "SECS", Kind::Seconds),
             Setting::MetricsListen => ("--metrics-listen", "HOST:PORT", Kind::Address),
             Setting::Log => ("--log", "LEVEL", Kind::Level),
+            Setting::Store => ("--store", "PATH", Kind::File("an SQLite database file")),
+            Setting::Sync => ("--sync", "POLICY", Kind::Sync),
         }
     }
 
@@ -161,6 +170,17 @@ impl Setting {
             Setting::Log => "log lines of this level and above: error, warn, info or debug\n\
                  [default: info, or what RUST_LOG says when --log is not given]"
                 .to_string(),
+            Setting::Store => "keep history in an SQLite database at PATH (created if\n\
+                 missing; see docs/STORE.md): the last --history entries of\n\
+                 every channel survive a restart, and a channel's history stays\n\
+                 when its last member leaves [default: none: history in memory,\n\
+                 freed with the channel's last member]"
+                .to_string(),
+            Setting::Sync => "durability of --store: always = an entry is on disk before\n\
+                 anyone is sent it; batch = a crash loses at most the last ~100 ms\n\
+                 of entries; off = SQLite never syncs (an OS crash may lose more).\n\
+                 A clean stop (SIGINT, SIGTERM) loses nothing [default: batch]"
+                .to_string(),
         }
     }
 
@@ -188,6 +208,7 @@ impl Setting {
             Kind::Count { what, .. } => what,
             Kind::Switch => "true or false",
             Kind::Level => "a level (error, warn, info or debug)",
+            Kind::Sync => "always, batch or off",
         }
     }
 
@@ -220,6 +241,7 @@ pub enum Value {
     Count(usize),
     Switch(bool),
     Level(LevelFilter),
+    Sync(SyncPolicy),
 }
 
 /// `--listen` as written, and the addresses it stands for, to try in order.
@@ -246,6 +268,8 @@ pub struct Settings {
     pub metrics_listen: Option<Listen>,
     /// `None`: RUST_LOG decides, else info.
     pub log: Option<LevelFilter>,
+    pub store: Option<PathBuf>,
+    pub sync: SyncPolicy,
 }
 
 impl Default for Settings {
@@ -265,6 +289,8 @@ impl Default for Settings {
             stats_interval: 0,
             metrics_listen: None,
             log: None,
+            store: None,
+            sync: SyncPolicy::Batch,
         }
     }
 }
@@ -285,6 +311,8 @@ impl Settings {
             Setting::StatsInterval => self.stats_interval = value.seconds(),
             Setting::MetricsListen => self.metrics_listen = Some(value.address()),
             Setting::Log => self.log = Some(value.level()),
+            Setting::Store => self.store = Some(value.file()),
+            Setting::Sync => self.sync = value.sync(),
         }
     }
 
@@ -306,6 +334,8 @@ impl Settings {
             Setting::Log => self
                 .log
                 .map(|l| toml_string(&l.as_str().to_ascii_lowercase())),
+            Setting::Store => path(&self.store),
+            Setting::Sync => Some(toml_string(self.sync.name())),
         }
     }
 
@@ -315,7 +345,11 @@ impl Settings {
     pub fn to_toml(&self, origin: &str, fd_clients: usize) -> Result<String, String> {
         // A file name that is not UTF-8 cannot be written in TOML; refuse rather than print
         // a name that reads back as another file.
-        for (setting, path) in [(Setting::Cert, &self.cert), (Setting::Key, &self.key)] {
+        for (setting, path) in [
+            (Setting::Cert, &self.cert),
+            (Setting::Key, &self.key),
+            (Setting::Store, &self.store),
+        ] {
             if let Some(path) = path.as_ref().filter(|p| p.to_str().is_none()) {
                 return Err(format!(
                     "{}: '{}' is not UTF-8, so it cannot be written in TOML",
@@ -342,6 +376,7 @@ impl Settings {
                 }
                 Setting::MetricsListen => "no metrics endpoint".to_string(),
                 Setting::Log => "RUST_LOG, else info".to_string(),
+                Setting::Store => "history in memory only".to_string(),
                 _ => unreachable!("{key} always has a value"),
             };
             let _ = writeln!(out, "# {key}: not set: {chosen}");
@@ -394,6 +429,13 @@ impl Value {
             other => unreachable!("not a level: {other:?}"),
         }
     }
+
+    fn sync(self) -> SyncPolicy {
+        match self {
+            Value::Sync(policy) => policy,
+            other => unreachable!("not a policy: {other:?}"),
+        }
+    }
 }
 
 /// A value as given, before it is checked.
@@ -420,7 +462,7 @@ fn check(setting: Setting, place: &str, given: Given) -> Result<Value, String> {
             Err(os) => return Err(not(&format!("'{}'", os.to_string_lossy()))),
         },
         Given::File(value, written) => match (&kind, value) {
-            (Kind::Address | Kind::File(_) | Kind::Level, DeValue::String(s)) => {
+            (Kind::Address | Kind::File(_) | Kind::Level | Kind::Sync, DeValue::String(s)) => {
                 Raw::Text(s.to_string())
             }
             (Kind::Seconds | Kind::Count { .. }, DeValue::Integer(i)) => {
@@ -439,7 +481,7 @@ fn check(setting: Setting, place: &str, given: Given) -> Result<Value, String> {
             (Kind::Switch, DeValue::String(s)) if s.parse::<bool>().is_ok() => {
                 return Err(format!("{}: write it without quotes", not(written)))
             }
-            (Kind::Address | Kind::File(_) | Kind::Level, _) => {
+            (Kind::Address | Kind::File(_) | Kind::Level | Kind::Sync, _) => {
                 return Err(format!("{}: write it as a string, in quotes", not(written)))
             }
             _ => return Err(not(written)),
@@ -476,6 +518,12 @@ fn check(setting: Setting, place: &str, given: Given) -> Result<Value, String> {
             "debug" => Ok(Value::Level(LevelFilter::Debug)),
             other => Err(not(&format!("'{other}'"))),
         },
+        Kind::Sync => {
+            let text = value.text();
+            SyncPolicy::parse(&text)
+                .map(Value::Sync)
+                .ok_or_else(|| not(&format!("'{text}'")))
+        }
     }
 }
 
