@@ -10,6 +10,7 @@
 
 pub mod fd_limit;
 pub mod server;
+pub mod store;
 #[cfg(feature = "cli")]
 pub mod terminal;
 pub mod tls;

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use kaichat::fd_limit::RESERVED_FDS;
 use kaichat::server::{Config, Server, Shutdown};
+use kaichat::store::Opened;
 use kaichat::tls;
 use log::LevelFilter;
 use notify::Notifier;
@@ -71,6 +72,15 @@ Type=notify service, it reports READY=1 once listening and STOPPING=1 on shutdow
 Logs go to stderr, one line each: UTC time (RFC 3339), level, what happened. At info, a
 line per connection accepted, set up and closed (with its reason and duration); warnings
 for TLS, socket and accept errors. No message a client sends is ever logged.
+
+With --store, the history is kept in SQLite, loaded before the server listens, and
+written by a thread of its own: the event loop never waits for the disk. Durability
+(--sync): always = a message is on disk before any client is sent it (readers see it one
+commit later); batch = a crash (SIGKILL, OOM) loses at most the entries of the last
+~100 ms, a power loss possibly the last commits too; off = as batch, without syncs. A
+clean stop (SIGINT, SIGTERM) writes everything before exiting. If the disk fills or
+fails, the server keeps serving from memory, warns once a minute, counts what is not
+persisted (store_not_persisted in the statistics line), and resumes when it can.
 ",
         version = kaichat::version(),
         options = settings::options_help(),
@@ -341,6 +351,26 @@ fn main() -> ExitCode {
             }
         }
     };
+    // The store is opened, checked and loaded before the listener opens: a client is never
+    // served from a history that is still loading, and a bad store is a start-up error.
+    let store = match &settings.store {
+        Some(path) => {
+            // A write past RLIMIT_FSIZE must fail with EFBIG (a full disk, to the writer)
+            // rather than kill the server.
+            // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+            unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+            let opened = Opened::open(path, settings.history, settings.sync)
+                .and_then(|opened| opened.load().map(|loaded| (opened, loaded)));
+            match opened {
+                Ok(store) => Some(store),
+                Err(e) => {
+                    eprintln!("kaichat-server: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        None => None,
+    };
     let candidates = settings.listen.addrs;
     let config = Config {
         listen: candidates[0], // bind_first sets each candidate in turn
@@ -359,6 +389,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let mut history = "history in memory".to_string();
+    if let (Some((opened, loaded)), Some(path)) = (store, &settings.store) {
+        let entries: usize = loaded.iter().map(|c| c.entries.len()).sum();
+        history = format!(
+            "history in {} ({} channels, {entries} entries loaded; sync {})",
+            path.display(),
+            loaded.len(),
+            settings.sync.name()
+        );
+        if let Err(e) = server.use_store(opened, loaded) {
+            eprintln!("kaichat-server: cannot start the store's writer: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let security = if settings.plaintext {
         "PLAINTEXT, no TLS: for debugging and benchmarks only".to_string()
     } else if dev_pair {
@@ -389,7 +433,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     // The first line on stderr, which scripts and tests read for the address.
-    log::info!("listening on {addr} ({security}; max {max_clients} clients)");
+    log::info!("listening on {addr} ({security}; max {max_clients} clients; {history})");
     if let Some(metrics) = metrics {
         log::info!("metrics on http://{metrics}/metrics");
     }

@@ -22,6 +22,10 @@
 //! accept at warn. The optional metrics endpoint (`scrape.rs`, a plaintext HTTP listener in
 //! the same poll) reads the plain counters of `stats.rs`, encoded (`exposition.rs`) only
 //! when scraped.
+//!
+//! With a store ([`Server::use_store`]), the end of each iteration hands the entries the
+//! hub journaled to the store's writer thread (never waiting for it), and under `always`
+//! advances the hub's durable watermark from the writer's confirmations.
 
 mod admission;
 mod connection;
@@ -42,11 +46,12 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
+use crate::store::{LoadedChannel, Opened, Record, Store, SyncPolicy};
 use crate::transport::Transport;
 use admission::{Admission, Claim, Refusal};
 use connection::{Connection, Expiry, Life, Turn};
 use exposition::{Lives, Snapshot};
-use kaichat_proto::hub::Hub;
+use kaichat_proto::hub::{Appended, Hub};
 use kaichat_proto::session::Deadlines;
 use kaichat_proto::timer_wheel::TimerWheel;
 use listener::{Accepted, Listener};
@@ -181,6 +186,10 @@ pub struct Server {
     stats: Stats,
     /// The metrics endpoint, once [`Server::serve_metrics`] opened it.
     metrics: Option<Endpoint>,
+    /// None: history in memory only.
+    store: Option<Store>,
+    /// The hub's journal, taken each iteration (kept to reuse its allocation).
+    appended: Vec<Appended>,
 }
 
 impl Server {
@@ -218,6 +227,8 @@ impl Server {
             clock: Clock::new(),
             stats: Stats::default(),
             metrics: None,
+            store: None,
+            appended: Vec::new(),
         })
     }
 
@@ -228,6 +239,22 @@ impl Server {
         let bound = endpoint.local_addr()?;
         self.metrics = Some(endpoint);
         Ok(bound)
+    }
+
+    /// Keeps history in `store` from now on: the hub is rebuilt from `loaded` (what
+    /// [`Opened::load`] read), and the store's writer thread starts. Call before `run`.
+    pub fn use_store(&mut self, store: Opened, loaded: Vec<LoadedChannel>) -> io::Result<()> {
+        let always = store.sync() == SyncPolicy::Always;
+        self.hub = Hub::with_store(self.config.history, self.config.replay, always);
+        for channel in loaded {
+            self.hub
+                .restore(channel.name, channel.end_seq, channel.entries);
+        }
+        // mio allows one Waker per Poll: the writer shares the shutdown handle's, and each
+        // iteration looks at the store's confirmations whatever woke it.
+        let waker = always.then(|| Arc::clone(&self.shutdown.waker));
+        self.store = Some(store.start(waker)?);
+        Ok(())
     }
 
     /// A handle that stops [`Server::run`] from any thread (a signal handler's thread, a
@@ -303,6 +330,7 @@ impl Server {
                 self.start_sessions();
             }
             self.reap();
+            self.persist();
             if let Some(stop_at) = self.stop_at {
                 if self.connections.is_empty() || self.clock.now() >= stop_at {
                     return Ok(self.finish_shutdown());
@@ -324,7 +352,11 @@ impl Server {
         if !self.pending.is_empty() || !self.accept_queue.is_empty() || self.can_accept() {
             return Duration::ZERO;
         }
-        let second = self.clock.until_next_second();
+        let mut second = self.clock.until_next_second();
+        if self.store.as_ref().is_some_and(Store::behind) {
+            // Entries wait for room in the writer's channel: look again soon.
+            second = second.min(Duration::from_millis(10));
+        }
         let stop_at = self.stop_at.into_iter();
         let scrape_due = self.metrics.as_ref().and_then(Endpoint::next_deadline);
         match stop_at.chain(scrape_due).min() {
@@ -606,7 +638,7 @@ impl Server {
     }
 
     /// Frees every connection still there when the grace is over, and returns the final
-    /// statistics line.
+    /// statistics line. With a store, waits for its writer to commit everything first.
     fn finish_shutdown(&mut self) -> String {
         for conn in self.connections.drain() {
             let claim = conn.release(&mut self.hub, self.poll.registry());
@@ -614,13 +646,53 @@ impl Server {
                 self.admission.release(claim, self.clock.now());
             }
         }
-        self.stats_line()
+        self.persist();
+        let line = self.stats_line();
+        match self.store.take() {
+            Some(store) => format!("{line} {}", store.finish()),
+            None => line,
+        }
+    }
+
+    /// Hands what the hub appended to the store, advances the durable watermark from the
+    /// writer's confirmations, and warns (once a minute) while the store is in trouble.
+    fn persist(&mut self) {
+        let Some(store) = &mut self.store else {
+            return;
+        };
+        self.hub.take_appended(&mut self.appended);
+        if !self.appended.is_empty() {
+            let time_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            for a in self.appended.drain(..) {
+                store.append(Record {
+                    channel: a.channel,
+                    seq: a.seq,
+                    time_ms,
+                    sender: a.sender,
+                    text: a.text,
+                });
+            }
+        } else {
+            store.pump();
+        }
+        let hub = &mut self.hub;
+        store.confirmed(|name, end| hub.made_durable(name, end));
+        if let Some(warning) = store.warning(self.clock.now()) {
+            eprintln!("kaichat-server: {warning}");
+        }
     }
 
     /// One line of counters, for the periodic and the final statistics.
     pub fn stats_line(&self) -> String {
-        self.stats
-            .line(self.clock.now() / 1000, self.connections.len(), &self.hub)
+        let line = self
+            .stats
+            .line(self.clock.now() / 1000, self.connections.len(), &self.hub);
+        match &self.store {
+            Some(store) => format!("{line} {}", store.status()),
+            None => line,
+        }
     }
 }
 

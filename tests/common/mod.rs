@@ -103,10 +103,41 @@ impl Server {
 
     /// Starts the server (TLS) with its open-file limit, soft and hard, set to `nofile`.
     pub fn start_with_fd_limit(extra: &[&str], nofile: u64) -> Server {
-        Server::spawn(extra, false, Some(nofile))
+        Server::spawn(extra, false, Some((libc::RLIMIT_NOFILE, nofile, nofile)))
     }
 
-    fn spawn(extra: &[&str], plaintext: bool, nofile: Option<u64>) -> Server {
+    /// Starts the server (TLS) unable to write a file past `bytes` (the soft RLIMIT_FSIZE;
+    /// the hard limit stays unlimited so that [`Server::lift_file_size_limit`] can raise
+    /// it): a full disk, as far as its writes can tell.
+    pub fn start_with_file_size_limit(extra: &[&str], bytes: u64) -> Server {
+        let unlimited = libc::RLIM_INFINITY;
+        Server::spawn(extra, false, Some((libc::RLIMIT_FSIZE, bytes, unlimited)))
+    }
+
+    /// Raises the running server's soft RLIMIT_FSIZE to its hard limit: the disk has room
+    /// again.
+    pub fn lift_file_size_limit(&self) {
+        let unlimited = libc::rlimit {
+            rlim_cur: libc::RLIM_INFINITY,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        // SAFETY: prlimit on our own child's pid, with a valid limit and no old-limit output.
+        let raised = unsafe {
+            libc::prlimit(
+                self.pid(),
+                libc::RLIMIT_FSIZE,
+                &unlimited,
+                std::ptr::null_mut(),
+            )
+        };
+        assert_eq!(raised, 0, "prlimit: {}", io::Error::last_os_error());
+    }
+
+    fn spawn(
+        extra: &[&str],
+        plaintext: bool,
+        limit: Option<(libc::__rlimit_resource_t, u64, u64)>,
+    ) -> Server {
         let mut args: Vec<String> = Vec::new();
         if !extra.contains(&"--listen") {
             args.extend(["--listen".into(), "127.0.0.1:0".into()]);
@@ -131,16 +162,16 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        if let Some(nofile) = nofile {
+        if let Some((resource, soft, hard)) = limit {
             use std::os::unix::process::CommandExt;
             // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
             unsafe {
                 command.pre_exec(move || {
                     let lim = libc::rlimit {
-                        rlim_cur: nofile as libc::rlim_t,
-                        rlim_max: nofile as libc::rlim_t,
+                        rlim_cur: soft as libc::rlim_t,
+                        rlim_max: hard as libc::rlim_t,
                     };
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    if libc::setrlimit(resource, &lim) != 0 {
                         return Err(io::Error::last_os_error());
                     }
                     Ok(())
@@ -181,7 +212,10 @@ impl Server {
         let Some(addr) = addr else {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("cannot parse the address from the first stderr line {first:?}");
+            panic!(
+                "cannot parse the address from the first stderr line {first:?}; stderr: {:?}",
+                log.lock().unwrap()
+            );
         };
         Server {
             child: Some(child),

@@ -5,6 +5,13 @@
 //! sequence number) into it. A QUERY answer is read from the ring entry by entry as the
 //! client's socket drains ([`Hub::next_entry`]), so a large backlog costs no memory per
 //! client. The hub never sees a socket, a PDU or a clock.
+//!
+//! With a store ([`Hub::with_store`]) the hub stays the only owner of chat state: it
+//! journals every entry it appends ([`Hub::take_appended`]) for the caller to hand to the
+//! store, is loaded from it at start-up ([`Hub::restore`]), and keeps a channel's history
+//! when its last member leaves. Under the `always` durability policy it also keeps a durable
+//! watermark per channel ([`Hub::made_durable`]): a QUERY answer stops at the last entry
+//! the store confirmed, so no one is sent an entry that a crash could still lose.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -47,6 +54,26 @@ struct Channel {
     name: ChannelName,
     members: u32,
     history: History,
+    /// With a durable watermark: the sequence number after the last entry the store has
+    /// confirmed committed.
+    durable_end: u64,
+}
+
+/// An entry the hub appended, for the store (see [`Hub::take_appended`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub channel: ChannelName,
+    pub seq: u64,
+    pub sender: Option<Username>,
+    pub text: Box<[u8]>,
+}
+
+/// What the hub keeps for a store.
+struct StoreLink {
+    /// Entries appended since the caller last took them.
+    journal: Vec<Appended>,
+    /// `always`: answers stop at each channel's durable watermark.
+    wait_durable: bool,
 }
 
 /// The next thing a QUERY answer carries (see [`Hub::next_entry`]).
@@ -67,6 +94,8 @@ pub struct Hub {
     history_limit: usize,
     replay: u64,
     messages: u64,
+    /// None: history lives in memory only, and a channel is freed with its last member.
+    store: Option<StoreLink>,
 }
 
 impl Hub {
@@ -80,6 +109,67 @@ impl Hub {
             history_limit: history_limit.max(1),
             replay: replay as u64,
             messages: 0,
+            store: None,
+        }
+    }
+
+    /// A hub backed by a store: every appended entry is journaled for it, and a channel's
+    /// history outlives its last member (it is the store's, to be loaded after a restart).
+    /// With `wait_durable` (the `always` policy) answers stop at the durable watermark.
+    pub fn with_store(history_limit: usize, replay: usize, wait_durable: bool) -> Hub {
+        Hub {
+            store: Some(StoreLink {
+                journal: Vec::new(),
+                wait_durable,
+            }),
+            ..Hub::new(history_limit, replay)
+        }
+    }
+
+    /// Loads a channel's retained history from the store, before any client connects:
+    /// `entries` are the last ones before sequence number `end_seq`, oldest first (only the
+    /// last `history_limit` are kept). They count as durable. The channel exists, empty of
+    /// members, until its next joiner.
+    pub fn restore(&mut self, name: ChannelName, end_seq: u64, entries: Vec<Entry>) {
+        let mut entries = VecDeque::from(entries);
+        while entries.len() > self.history_limit {
+            entries.pop_front();
+        }
+        let history = History {
+            first_seq: end_seq.saturating_sub(entries.len() as u64),
+            entries,
+            limit: self.history_limit,
+        };
+        let channel = Channel {
+            name,
+            members: 0,
+            durable_end: history.end_seq(),
+            history,
+        };
+        match self.by_name.get(&name) {
+            Some(&id) => self.channels[id] = channel,
+            None => {
+                let id = self.channels.insert(channel);
+                self.by_name.insert(name, id);
+            }
+        }
+    }
+
+    /// Moves the entries appended since the last call into `into` (which is cleared
+    /// first), in the order they were appended. Always empty without a store.
+    pub fn take_appended(&mut self, into: &mut Vec<Appended>) {
+        into.clear();
+        if let Some(link) = &mut self.store {
+            std::mem::swap(&mut link.journal, into);
+        }
+    }
+
+    /// The store confirms that channel `name`'s entries before `end` are committed: under
+    /// `always`, answers may now include them.
+    pub fn made_durable(&mut self, name: &ChannelName, end: u64) {
+        if let Some(&id) = self.by_name.get(name) {
+            let channel = &mut self.channels[id];
+            channel.durable_end = channel.durable_end.max(end);
         }
     }
 
@@ -108,6 +198,7 @@ impl Hub {
                         first_seq: 0,
                         limit: self.history_limit,
                     },
+                    durable_end: 0,
                 });
                 self.by_name.insert(*name, id);
                 id
@@ -124,13 +215,14 @@ impl Hub {
     }
 
     /// Removes `user` from channel `id`: appends `<user> left`, or closes the channel and
-    /// frees its history when `user` was its last member.
+    /// frees its history when `user` was its last member. With a store the channel and its
+    /// history stay (the notice is appended), as they would after a restart.
     pub fn leave(&mut self, id: ChannelId, user: &Username) {
         let Some(channel) = self.channels.get_mut(id) else {
             return;
         };
         channel.members -= 1;
-        if channel.members == 0 {
+        if channel.members == 0 && self.store.is_none() {
             let channel = self.channels.remove(id);
             self.by_name.remove(&channel.name);
         } else {
@@ -140,18 +232,35 @@ impl Hub {
 
     fn notice(&mut self, id: ChannelId, user: &Username, what: &[u8]) {
         let text = [user.as_bytes(), what].concat().into_boxed_slice();
-        self.channels[id].history.push(Entry { sender: None, text });
+        self.append(id, Entry { sender: None, text });
     }
 
     /// Appends a chat message from `sender` to channel `id`.
     pub fn post(&mut self, id: ChannelId, sender: Username, text: &[u8]) {
-        if let Some(channel) = self.channels.get_mut(id) {
-            channel.history.push(Entry {
-                sender: Some(sender),
-                text: text.into(),
-            });
+        if self.channels.contains(id) {
+            self.append(
+                id,
+                Entry {
+                    sender: Some(sender),
+                    text: text.into(),
+                },
+            );
             self.messages += 1;
         }
+    }
+
+    /// The one place an entry enters a history (and the store's journal).
+    fn append(&mut self, id: ChannelId, entry: Entry) {
+        let channel = &mut self.channels[id];
+        if let Some(link) = &mut self.store {
+            link.journal.push(Appended {
+                channel: channel.name,
+                seq: channel.history.end_seq(),
+                sender: entry.sender,
+                text: entry.text.clone(),
+            });
+        }
+        channel.history.push(entry);
     }
 
     /// The name of channel `id`, while it exists.
@@ -159,10 +268,18 @@ impl Hub {
         self.channels.get(id).map(|c| &c.name)
     }
 
-    /// The sequence number the next entry of channel `id` will get: where a QUERY answer
-    /// made now ends.
+    /// Where a QUERY answer made now ends: the sequence number the next entry of channel
+    /// `id` will get, or under `always` the channel's durable watermark.
     pub fn end_seq(&self, id: ChannelId) -> u64 {
-        self.channels.get(id).map_or(0, |c| c.history.end_seq())
+        let wait_durable = self.store.as_ref().is_some_and(|l| l.wait_durable);
+        self.channels.get(id).map_or(0, |c| {
+            let end = c.history.end_seq();
+            if wait_durable {
+                end.min(c.durable_end)
+            } else {
+                end
+            }
+        })
     }
 
     /// The next item of a QUERY answer for `reader`, whose read position `cursor` moves

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use kaichat::fd_limit::RESERVED_FDS;
 use kaichat::server::{AddressLimits, DEFAULT_ACCEPT_RATE, DEFAULT_MAX_PER_ADDRESS, MAX_RATE};
 use kaichat::server::{DEFAULT_HISTORY, DEFAULT_REPLAY, METRICS_CONNECTIONS, METRICS_TIMEOUT_MS};
+use kaichat::store::SyncPolicy;
 use kaichat::tls;
 use kaichat_proto::session::Deadlines;
 use log::LevelFilter;
@@ -43,6 +44,8 @@ pub enum Setting {
     StatsInterval,
     MetricsListen,
     Log,
+    Store,
+    Sync,
     MaxPerAddress,
     AcceptRate,
     AcceptBurst,
@@ -63,11 +66,13 @@ enum Kind {
     Switch,
     /// A log level: error, warn, info or debug.
     Level,
+    /// A durability policy: `always`, `batch` or `off`.
+    Sync,
 }
 
 impl Setting {
     /// In the order of `--help` and `--print-config`.
-    pub const ALL: [Setting; 16] = [
+    pub const ALL: [Setting; 18] = [
         Setting::Listen,
         Setting::Cert,
         Setting::Key,
@@ -80,6 +85,8 @@ impl Setting {
         Setting::StatsInterval,
         Setting::MetricsListen,
         Setting::Log,
+        Setting::Store,
+        Setting::Sync,
         Setting::MaxPerAddress,
         Setting::AcceptRate,
         Setting::AcceptBurst,
@@ -123,6 +130,8 @@ impl Setting {
             Setting::StatsInterval => ("--stats-interval", "SECS", Kind::Seconds),
             Setting::MetricsListen => ("--metrics-listen", "HOST:PORT", Kind::Address),
             Setting::Log => ("--log", "LEVEL", Kind::Level),
+            Setting::Store => ("--store", "PATH", Kind::File("an SQLite database file")),
+            Setting::Sync => ("--sync", "POLICY", Kind::Sync),
             Setting::MaxPerAddress => (
                 "--max-per-address",
                 "N",
@@ -195,6 +204,17 @@ impl Setting {
             Setting::Log => "log lines of this level and above: error, warn, info or debug\n\
                  [default: info, or what RUST_LOG says when --log is not given]"
                 .to_string(),
+            Setting::Store => "keep history in an SQLite database at PATH (created if\n\
+                 missing; see docs/STORE.md): the last --history entries of\n\
+                 every channel survive a restart, and a channel's history stays\n\
+                 when its last member leaves [default: none: history in memory,\n\
+                 freed with the channel's last member]"
+                .to_string(),
+            Setting::Sync => "durability of --store: always = an entry is on disk before\n\
+                 anyone is sent it; batch = a crash loses at most the last ~100 ms\n\
+                 of entries; off = SQLite never syncs (an OS crash may lose more).\n\
+                 A clean stop (SIGINT, SIGTERM) loses nothing [default: batch]"
+                .to_string(),
             Setting::MaxPerAddress => format!(
                 "connections one client IP address may hold at once (an\n\
                  IPv4-mapped IPv6 address is its IPv4 address); more are\n\
@@ -239,6 +259,7 @@ impl Setting {
             Kind::Count { what, .. } => what,
             Kind::Switch => "true or false",
             Kind::Level => "a level (error, warn, info or debug)",
+            Kind::Sync => "always, batch or off",
         }
     }
 
@@ -271,6 +292,7 @@ pub enum Value {
     Count(usize),
     Switch(bool),
     Level(LevelFilter),
+    Sync(SyncPolicy),
 }
 
 /// `--listen` as written, and the addresses it stands for, to try in order.
@@ -297,6 +319,8 @@ pub struct Settings {
     pub metrics_listen: Option<Listen>,
     /// `None`: RUST_LOG decides, else info.
     pub log: Option<LevelFilter>,
+    pub store: Option<PathBuf>,
+    pub sync: SyncPolicy,
     pub max_per_address: usize,
     pub accept_rate: usize,
     /// `None`: twice the rate.
@@ -321,6 +345,8 @@ impl Default for Settings {
             stats_interval: 0,
             metrics_listen: None,
             log: None,
+            store: None,
+            sync: SyncPolicy::Batch,
             max_per_address: DEFAULT_MAX_PER_ADDRESS as usize,
             accept_rate: DEFAULT_ACCEPT_RATE as usize,
             accept_burst: None,
@@ -345,6 +371,8 @@ impl Settings {
             Setting::StatsInterval => self.stats_interval = value.seconds(),
             Setting::MetricsListen => self.metrics_listen = Some(value.address()),
             Setting::Log => self.log = Some(value.level()),
+            Setting::Store => self.store = Some(value.file()),
+            Setting::Sync => self.sync = value.sync(),
             Setting::MaxPerAddress => self.max_per_address = value.count(),
             Setting::AcceptRate => self.accept_rate = value.count(),
             Setting::AcceptBurst => self.accept_burst = Some(value.count()),
@@ -386,6 +414,8 @@ impl Settings {
             Setting::Log => self
                 .log
                 .map(|l| toml_string(&l.as_str().to_ascii_lowercase())),
+            Setting::Store => path(&self.store),
+            Setting::Sync => Some(toml_string(self.sync.name())),
             Setting::MaxPerAddress => Some(self.max_per_address.to_string()),
             Setting::AcceptRate => Some(self.accept_rate.to_string()),
             Setting::AcceptBurst => self.accept_burst.map(|n| n.to_string()),
@@ -399,7 +429,11 @@ impl Settings {
     pub fn to_toml(&self, origin: &str, fd_clients: usize) -> Result<String, String> {
         // A file name that is not UTF-8 cannot be written in TOML; refuse rather than print
         // a name that reads back as another file.
-        for (setting, path) in [(Setting::Cert, &self.cert), (Setting::Key, &self.key)] {
+        for (setting, path) in [
+            (Setting::Cert, &self.cert),
+            (Setting::Key, &self.key),
+            (Setting::Store, &self.store),
+        ] {
             if let Some(path) = path.as_ref().filter(|p| p.to_str().is_none()) {
                 return Err(format!(
                     "{}: '{}' is not UTF-8, so it cannot be written in TOML",
@@ -426,6 +460,7 @@ impl Settings {
                 }
                 Setting::MetricsListen => "no metrics endpoint".to_string(),
                 Setting::Log => "RUST_LOG, else info".to_string(),
+                Setting::Store => "history in memory only".to_string(),
                 Setting::AcceptBurst => format!(
                     "twice accept-rate, here {}",
                     self.address_limits().accept_burst
@@ -482,6 +517,13 @@ impl Value {
             other => unreachable!("not a level: {other:?}"),
         }
     }
+
+    fn sync(self) -> SyncPolicy {
+        match self {
+            Value::Sync(policy) => policy,
+            other => unreachable!("not a policy: {other:?}"),
+        }
+    }
 }
 
 /// A value as given, before it is checked.
@@ -508,7 +550,7 @@ fn check(setting: Setting, place: &str, given: Given) -> Result<Value, String> {
             Err(os) => return Err(not(&format!("'{}'", os.to_string_lossy()))),
         },
         Given::File(value, written) => match (&kind, value) {
-            (Kind::Address | Kind::File(_) | Kind::Level, DeValue::String(s)) => {
+            (Kind::Address | Kind::File(_) | Kind::Level | Kind::Sync, DeValue::String(s)) => {
                 Raw::Text(s.to_string())
             }
             (Kind::Seconds | Kind::Count { .. }, DeValue::Integer(i)) => {
@@ -527,7 +569,7 @@ fn check(setting: Setting, place: &str, given: Given) -> Result<Value, String> {
             (Kind::Switch, DeValue::String(s)) if s.parse::<bool>().is_ok() => {
                 return Err(format!("{}: write it without quotes", not(written)))
             }
-            (Kind::Address | Kind::File(_) | Kind::Level, _) => {
+            (Kind::Address | Kind::File(_) | Kind::Level | Kind::Sync, _) => {
                 return Err(format!("{}: write it as a string, in quotes", not(written)))
             }
             _ => return Err(not(written)),
@@ -564,6 +606,12 @@ fn check(setting: Setting, place: &str, given: Given) -> Result<Value, String> {
             "debug" => Ok(Value::Level(LevelFilter::Debug)),
             other => Err(not(&format!("'{other}'"))),
         },
+        Kind::Sync => {
+            let text = value.text();
+            SyncPolicy::parse(&text)
+                .map(Value::Sync)
+                .ok_or_else(|| not(&format!("'{text}'")))
+        }
     }
 }
 

@@ -217,3 +217,105 @@ fn retained_counts_entries_up_to_each_bound_and_drops_a_closed_channel() {
     hub.leave(a, &user("amy"));
     assert_eq!(hub.retained(), 1, "@a closed with its last member");
 }
+
+// --- With a store -------------------------------------------------------------------------
+
+fn texts(appended: &[Appended]) -> Vec<(u64, String)> {
+    appended
+        .iter()
+        .map(|a| (a.seq, String::from_utf8_lossy(&a.text).into_owned()))
+        .collect()
+}
+
+#[test]
+fn without_a_store_nothing_is_journaled_and_an_empty_channel_is_freed() {
+    let mut hub = Hub::new(10, 5);
+    let (id, _) = hub.join(&channel("@a"), &user("amy"));
+    hub.post(id, user("amy"), b"hi");
+    let mut appended = Vec::new();
+    hub.take_appended(&mut appended);
+    assert!(appended.is_empty());
+    hub.leave(id, &user("amy"));
+    assert_eq!(hub.channels(), 0);
+}
+
+#[test]
+fn with_a_store_every_entry_is_journaled_in_order_with_its_sequence_number() {
+    let mut hub = Hub::with_store(10, 5, false);
+    let (id, _) = hub.join(&channel("@a"), &user("amy"));
+    hub.post(id, user("amy"), b"hi");
+    let (id2, _) = hub.join(&channel("@b"), &user("bob"));
+    hub.leave(id2, &user("bob"));
+    let mut appended = Vec::new();
+    hub.take_appended(&mut appended);
+    assert_eq!(
+        texts(&appended),
+        [
+            (0, "amy joined".to_string()),
+            (1, "hi".to_string()),
+            (0, "bob joined".to_string()),
+            (1, "bob left".to_string())
+        ]
+    );
+    assert_eq!(appended[1].sender, Some(user("amy")));
+    assert_eq!(appended[2].channel, channel("@b"));
+    hub.take_appended(&mut appended);
+    assert!(appended.is_empty(), "taken once");
+}
+
+#[test]
+fn with_a_store_an_emptied_channel_keeps_its_history_for_the_next_joiner() {
+    let mut hub = Hub::with_store(10, 5, false);
+    let (id, _) = hub.join(&channel("@a"), &user("amy"));
+    hub.post(id, user("amy"), b"remember me");
+    hub.leave(id, &user("amy"));
+    assert_eq!(hub.channels(), 1);
+    let (id, mut cursor) = hub.join(&channel("@a"), &user("bob"));
+    assert_eq!(
+        read_all(&hub, id, &mut cursor, &user("bob")),
+        [
+            "SERVER: amy joined",
+            "amy: remember me",
+            "SERVER: amy left",
+            "SERVER: bob joined"
+        ]
+    );
+}
+
+#[test]
+fn a_restored_channel_replays_its_loaded_tail_and_numbers_on_from_it() {
+    let mut hub = Hub::with_store(3, 10, false);
+    let entries: Vec<Entry> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|t| Entry {
+            sender: Some(user("amy")),
+            text: t.as_bytes().into(),
+        })
+        .collect();
+    hub.restore(channel("@a"), 40, entries);
+    let (id, mut cursor) = hub.join(&channel("@a"), &user("bob"));
+    // The limit of 3 keeps b..d (seq 37..39); bob's notice evicts b.
+    assert_eq!(
+        read_all(&hub, id, &mut cursor, &user("bob")),
+        ["amy: c", "amy: d", "SERVER: bob joined"]
+    );
+    let mut appended = Vec::new();
+    hub.take_appended(&mut appended);
+    assert_eq!(texts(&appended), [(40, "bob joined".to_string())]);
+}
+
+#[test]
+fn under_always_an_answer_stops_at_the_durable_watermark() {
+    let mut hub = Hub::with_store(10, 10, true);
+    let (id, mut cursor) = hub.join(&channel("@a"), &user("amy"));
+    hub.post(id, user("bob"), b"one");
+    assert!(read_all(&hub, id, &mut cursor, &user("amy")).is_empty());
+    hub.made_durable(&channel("@a"), 1);
+    assert_eq!(
+        read_all(&hub, id, &mut cursor, &user("amy")),
+        ["SERVER: amy joined"]
+    );
+    hub.made_durable(&channel("@a"), 2);
+    hub.made_durable(&channel("@a"), 1); // late, out-of-order confirmations never go back
+    assert_eq!(read_all(&hub, id, &mut cursor, &user("amy")), ["bob: one"]);
+}

@@ -1,0 +1,255 @@
+//! `--store`: history that survives a restart (docs/STORE.md), against the real binary:
+//! a clean stop and a restart, a SIGKILL under load with each durability policy, and a
+//! disk that fills while clients chat.
+
+mod common;
+
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A temporary directory of its own, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "kaichat-server-store-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn db(&self) -> String {
+        self.0.join("history.db").to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn text(list: &[(String, String)]) -> Vec<String> {
+    list.iter().map(|(s, t)| format!("{s}: {t}")).collect()
+}
+
+#[test]
+fn history_survives_sigterm_and_a_rejoiner_sees_the_same_replay() {
+    let dir = TempDir::new("restart");
+    let db = dir.db();
+    let args = ["--store", &db, "--history", "50", "--replay", "40"];
+    let server = Server::start(&args);
+    let mut alice = server.member("alice", "@kept");
+    for i in 0..20 {
+        alice.say(&format!("message {i}"));
+    }
+    alice.assert_alive(); // every message is processed
+    let mut bob = server.member("bob", "@kept");
+    let before = bob.query_entries();
+    assert_eq!(
+        before.len(),
+        22,
+        "alice joined, 20 messages, bob joined: {before:?}"
+    );
+    // The last member leaving keeps the channel's history (a store's rule).
+    bob.leave();
+    alice.leave();
+    let end = server.terminate(Duration::from_secs(10));
+    assert_eq!(
+        end.status.map(|s| s.code()),
+        Some(Some(0)),
+        "{}",
+        end.stderr
+    );
+    assert!(
+        end.stderr.contains("store_not_persisted=0"),
+        "a clean stop persists everything: {}",
+        end.stderr
+    );
+
+    let server = Server::start(&args);
+    let first = server.stderr();
+    assert!(first.contains("1 channels, 24 entries loaded"), "{first}");
+    let mut bob = server.member("bob", "@kept");
+    let after = bob.query_entries();
+    // The same replay, plus what the round trip itself appended.
+    let mut expected = text(&before);
+    expected.extend(
+        [
+            "SERVER: bob left",
+            "SERVER: alice left",
+            "SERVER: bob joined",
+        ]
+        .map(String::from),
+    );
+    assert_eq!(text(&after), expected);
+}
+
+/// Senders post under load while a reader collects what it is sent; then SIGKILL, restart,
+/// and return what the reader had received that the restarted server no longer has.
+fn kill_under_load(sync: &str) -> (usize, usize) {
+    let dir = TempDir::new(&format!("kill-{sync}"));
+    let db = dir.db();
+    let args = [
+        "--store",
+        &db,
+        "--sync",
+        sync,
+        "--history",
+        "100000",
+        "--replay",
+        "100000",
+    ];
+    let server = Server::start(&args);
+    let mut reader = server.member("reader", "@load");
+    let senders: Vec<_> = (0..4)
+        .map(|n| {
+            let mut c = server.member(&format!("s{n}"), "@load");
+            thread::spawn(move || {
+                let start = Instant::now();
+                let mut i = 0;
+                // About 2,000 messages a second in all: load a store is meant to keep up with.
+                while start.elapsed() < Duration::from_secs(3) {
+                    c.say(&format!("s{n} message {i}"));
+                    i += 1;
+                    if i % 20 == 0 {
+                        c.assert_alive();
+                        thread::sleep(Duration::from_millis(10));
+                    }
+                }
+                c
+            })
+        })
+        .collect();
+    let mut received = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(2500) {
+        received.extend(reader.query_entries());
+    }
+    // Killed while the senders still send: the writer is busy.
+    let end = server.signal_and_wait(libc::SIGKILL, Duration::from_secs(5));
+    assert!(end.status.is_some());
+    for s in senders {
+        let _ = s.join();
+    }
+    let messages: Vec<String> = text(&received)
+        .into_iter()
+        .filter(|t| t.contains(" message "))
+        .collect();
+    assert!(messages.len() > 100, "too little load: {}", messages.len());
+
+    let server = Server::start(&args);
+    let mut reader = server.member("reader", "@load");
+    let kept = text(&reader.query_entries());
+    let missing: Vec<&String> = messages.iter().filter(|m| !kept.contains(m)).collect();
+    // Whatever is missing is the end of what was received, never a hole before kept ones.
+    if let Some(first_missing) = missing.first() {
+        let at = messages.iter().position(|m| m == *first_missing).unwrap();
+        assert!(
+            messages[at..].iter().all(|m| !kept.contains(m)),
+            "a hole in the stored history at {first_missing}"
+        );
+    }
+    println!(
+        "--sync {sync}: the reader received {} messages before SIGKILL; {} missing after restart",
+        messages.len(),
+        missing.len()
+    );
+    (messages.len(), missing.len())
+}
+
+#[test]
+fn sigkill_under_always_loses_nothing_any_client_received() {
+    let (_, missing) = kill_under_load("always");
+    assert_eq!(missing, 0);
+}
+
+#[test]
+fn sigkill_under_batch_loses_at_most_the_last_batch() {
+    let (received, missing) = kill_under_load("batch");
+    // The writer commits what has queued up, in batches of at most 4096 entries.
+    assert!(missing <= 4096, "{missing} of {received} lost");
+}
+
+/// The server's stats lines so far that mention the store.
+fn store_lines(server: &Server) -> Vec<String> {
+    server
+        .stderr()
+        .lines()
+        .filter(|l| l.contains("store"))
+        .map(String::from)
+        .collect()
+}
+
+fn wait_for(server: &Server, what: &str, within: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if server.stderr().contains(what) {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn a_full_disk_keeps_the_server_serving_and_writing_resumes_when_space_is_back() {
+    let dir = TempDir::new("full");
+    let db = dir.db();
+    let args = ["--store", &db, "--stats-interval", "1", "--replay", "1000"];
+    // Room for the empty store, not for much history: 2,000-byte messages fill it.
+    let server = Server::start_with_file_size_limit(&args, 96 * 1024);
+    let mut alice = server.member("alice", "@full");
+    let mut bob = server.member("bob", "@full");
+    let long = "x".repeat(1990);
+    for i in 0..80 {
+        alice.say(&format!("{i:03} {long}"));
+    }
+    alice.assert_alive();
+    assert!(
+        wait_for(&server, "store: cannot write", Duration::from_secs(5)),
+        "no warning: {:?}",
+        store_lines(&server)
+    );
+    assert!(wait_for(&server, "store_failing=1", Duration::from_secs(3)));
+    // Still serving, from memory.
+    let got = bob.query_entries();
+    assert_eq!(got.iter().filter(|(s, _)| s == "alice").count(), 80);
+    alice.say("after the disk filled");
+    alice.assert_alive();
+    assert_eq!(bob.query_entries().len(), 1);
+
+    // Space is back.
+    server.lift_file_size_limit();
+    let start = Instant::now();
+    let recovered = loop {
+        let lines = store_lines(&server);
+        let last = lines.last().cloned().unwrap_or_default();
+        if last.contains("store_lag=0") && !last.contains("store_failing") {
+            break true;
+        }
+        if start.elapsed() > Duration::from_secs(6) {
+            break false;
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    assert!(recovered, "{:?}", store_lines(&server));
+    let end = server.terminate(Duration::from_secs(10));
+    assert!(
+        end.stderr.contains("store_not_persisted=0"),
+        "{}",
+        end.stderr
+    );
+
+    // Everything said while the disk was full is on disk now.
+    let server = Server::start(&["--store", &db, "--replay", "1000"]);
+    let mut carol = server.member("carol", "@full");
+    let kept = carol.query_entries();
+    assert_eq!(kept.iter().filter(|(s, _)| s == "alice").count(), 81);
+}
