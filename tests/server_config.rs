@@ -6,62 +6,23 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Command as Process, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
 
-/// What a run of the binary that exits by itself gave.
-struct Exit {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
 /// Runs the server with `args` from the repository root; fails the test if it is still
 /// running after 10 s.
 fn run(args: &[&str]) -> Exit {
-    let mut child = Process::new(server_bin())
-        .args(args)
-        .current_dir(manifest())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot start kaichat-server");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > Duration::from_secs(10) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{args:?}: still running after 10 s");
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    Exit {
-        code: status.code(),
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
+    let exit = run_to_exit(args, Duration::from_secs(10));
+    assert!(
+        !exit.timed_out,
+        "{args:?}: still running after 10 s; stderr: {:?}",
+        exit.stderr
+    );
+    exit
 }
 
 /// `--print-config` with `args`: the TOML, without its first line (a comment naming the

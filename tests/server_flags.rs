@@ -4,66 +4,23 @@
 
 mod common;
 
-use std::io::Read;
 use std::net::SocketAddr;
-use std::process::{Command as Process, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use kaichat::server::{DEFAULT_HISTORY, DEFAULT_REPLAY};
 use kaichat_proto::session::Deadlines;
 
-/// What a run of the binary that is expected to exit by itself gave.
-struct Exit {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs the server with `args` (from the repository root) and waits up to 5 s for it to
-/// exit; a server still running then is killed and the test fails.
+/// Runs the server with `args` from the repository root; fails the test if it is still
+/// running after 5 s.
 fn run(args: &[&str]) -> Exit {
-    let mut child = Process::new(server_bin())
-        .args(args)
-        .current_dir(manifest())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot start kaichat-server");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_reader = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_reader = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > Duration::from_secs(5) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{args:?}: still running after 5 s; stderr: {:?}",
-                err_reader.join().unwrap()
-            );
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    Exit {
-        code: status.code(),
-        stdout: out_reader.join().unwrap(),
-        stderr: err_reader.join().unwrap(),
-    }
+    let exit = run_to_exit(args, Duration::from_secs(5));
+    assert!(
+        !exit.timed_out,
+        "{args:?}: still running after 5 s; stderr: {:?}",
+        exit.stderr
+    );
+    exit
 }
 
 /// Runs `args`, expects exit status 2 and exactly one line on stderr, and returns it.

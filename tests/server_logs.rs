@@ -199,7 +199,7 @@ fn rust_log_is_read_when_log_is_not_given_and_log_wins_over_it() {
 
 #[test]
 fn a_bad_level_is_one_line_and_exit_status_2() {
-    let (code, stderr, _) = run_to_exit(
+    let Exit { code, stderr, .. } = run_to_exit(
         &["--listen", "127.0.0.1:0", "--log", "loud"],
         Duration::from_secs(5),
     );

@@ -303,7 +303,7 @@ fn a_bad_metrics_address_is_one_line_and_exit_status_2() {
     ] {
         let mut all = vec!["--listen", "127.0.0.1:0"];
         all.extend_from_slice(args);
-        let (code, stderr, _) = run_to_exit(&all, Duration::from_secs(5));
+        let Exit { code, stderr, .. } = run_to_exit(&all, Duration::from_secs(5));
         assert_eq!(code, Some(2), "{args:?}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
         assert!(stderr.contains(wanted), "{args:?}: {stderr}");
@@ -311,7 +311,7 @@ fn a_bad_metrics_address_is_one_line_and_exit_status_2() {
     // A port already taken.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().to_string();
-    let (code, stderr, _) = run_to_exit(
+    let Exit { code, stderr, .. } = run_to_exit(
         &["--listen", "127.0.0.1:0", "--metrics-listen", &port],
         Duration::from_secs(5),
     );

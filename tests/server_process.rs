@@ -9,7 +9,12 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn assert_one_line_exit_2(args: &[&str]) {
-    let (code, stderr, timed_out) = run_to_exit(args, Duration::from_secs(5));
+    let Exit {
+        code,
+        stderr,
+        timed_out,
+        ..
+    } = run_to_exit(args, Duration::from_secs(5));
     assert!(
         !timed_out,
         "{args:?}: the server did not exit (it should refuse)"

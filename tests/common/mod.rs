@@ -362,9 +362,19 @@ impl Drop for Server {
     }
 }
 
-/// Runs the server binary with `args` (nothing added) and waits up to `timeout` for it to
-/// exit. Returns the exit code (`None` if killed by a signal or by the timeout) and stderr.
-pub fn run_to_exit(args: &[&str], timeout: Duration) -> (Option<i32>, String, bool) {
+/// What a run of the server binary that ends by itself gave.
+pub struct Exit {
+    /// `None` when killed by a signal or at the timeout.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    /// Still running at the timeout, and killed.
+    pub timed_out: bool,
+}
+
+/// Runs the server binary with `args` (nothing added) from the repository root and waits
+/// up to `timeout` for it to exit; one still running then is killed.
+pub fn run_to_exit(args: &[&str], timeout: Duration) -> Exit {
     let mut child = Process::new(server_bin())
         .args(args)
         .current_dir(manifest())
@@ -398,9 +408,12 @@ pub fn run_to_exit(args: &[&str], timeout: Duration) -> (Option<i32>, String, bo
         }
         thread::sleep(Duration::from_millis(10));
     };
-    let err = err_reader.join().unwrap();
-    let _ = out_reader.join();
-    (status.code(), err, timed_out)
+    Exit {
+        code: status.code(),
+        stdout: out_reader.join().unwrap(),
+        stderr: err_reader.join().unwrap(),
+        timed_out,
+    }
 }
 
 /// The value of `name=` in a statistics line (`accepted=12` gives 12 for `accepted`).
