@@ -370,6 +370,19 @@ fn schema_version(conn: &Connection) -> Result<u32, Refused> {
     }
 }
 
+/// Where the writer stands, in entries since start (see [`Store::progress`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreProgress {
+    /// Committed to the database.
+    pub committed: u64,
+    /// Handed over or queued, not yet committed.
+    pub lag: u64,
+    /// Dropped after the overflow queue was full: not in the database.
+    pub not_persisted: u64,
+    /// The last write failed and is being retried.
+    pub failing: bool,
+}
+
 /// What the writer tells the loop without a message.
 #[derive(Default)]
 struct Shared {
@@ -566,6 +579,16 @@ impl Store {
     pub fn lag(&self) -> u64 {
         let committed = self.shared.committed.load(Ordering::Acquire);
         self.sent.saturating_sub(committed) + self.overflow.len() as u64
+    }
+
+    /// The writer's progress, for the metrics endpoint.
+    pub fn progress(&self) -> StoreProgress {
+        StoreProgress {
+            committed: self.shared.committed.load(Ordering::Acquire),
+            lag: self.lag(),
+            not_persisted: self.not_persisted,
+            failing: lock(&self.shared.failing).is_some(),
+        }
     }
 
     /// For the statistics line.

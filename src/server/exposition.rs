@@ -21,6 +21,7 @@ use prometheus_client::registry::{Registry, Unit};
 use super::stats::{
     rss_kib, CloseReason, DeadlineKind, Latency, Stats, COMMANDS, LATENCY_BOUNDS_US,
 };
+use crate::store::StoreProgress;
 use kaichat_proto::hub::Hub;
 
 /// The `Content-Type` of what [`encode`] returns.
@@ -41,6 +42,8 @@ pub struct Snapshot<'a> {
     pub lives: Lives,
     pub max_clients: usize,
     pub uptime_ms: u64,
+    /// `None` without `--store`.
+    pub store: Option<StoreProgress>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -276,6 +279,31 @@ pub fn encode(snapshot: &Snapshot) -> String {
         refusals,
     );
 
+    if let Some(store) = snapshot.store {
+        registry.register(
+            "store_committed_entries",
+            "History entries the store's writer committed to the database since start",
+            counter(store.committed),
+        );
+        registry.register(
+            "store_lag_entries",
+            "History entries handed to the store's writer or queued for it, not yet committed",
+            gauge(usize::try_from(store.lag).unwrap_or(usize::MAX)),
+        );
+        registry.register(
+            "store_not_persisted_entries",
+            "History entries dropped from the store's queue when it was full: kept in memory \
+             only, not in the database",
+            counter(store.not_persisted),
+        );
+        registry.register(
+            "store_failing",
+            "1 while the store's last write failed (a full disk, an I/O error) and is being \
+             retried; 0 otherwise",
+            gauge(usize::from(store.failing)),
+        );
+    }
+
     registry.register_with_unit(
         "uptime",
         "Time since the server started",
@@ -345,6 +373,7 @@ mod tests {
             },
             max_clients: 100,
             uptime_ms: 1500,
+            store: None,
         });
         for (name, value) in [
             ("kaichat_connections{state=\"established\"}", 2.0),
@@ -388,5 +417,40 @@ mod tests {
             text.contains("# TYPE kaichat_query_answer_duration_seconds histogram\n"),
             "{text}"
         );
+        assert!(
+            !text.contains("kaichat_store_"),
+            "no store, no store metrics"
+        );
+    }
+
+    #[test]
+    fn the_store_writers_progress_comes_out_when_there_is_a_store() {
+        let stats = Stats::default();
+        let hub = Hub::new(10, 5);
+        let text = encode(&Snapshot {
+            stats: &stats,
+            hub: &hub,
+            lives: Lives {
+                setting_up: 0,
+                established: 0,
+                closing: 0,
+            },
+            max_clients: 100,
+            uptime_ms: 0,
+            store: Some(StoreProgress {
+                committed: 120,
+                lag: 7,
+                not_persisted: 3,
+                failing: true,
+            }),
+        });
+        for (name, value) in [
+            ("kaichat_store_committed_entries_total", 120.0),
+            ("kaichat_store_lag_entries", 7.0),
+            ("kaichat_store_not_persisted_entries_total", 3.0),
+            ("kaichat_store_failing", 1.0),
+        ] {
+            assert_eq!(sample(&text, name), Some(value), "{name} in:\n{text}");
+        }
     }
 }

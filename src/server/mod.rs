@@ -378,6 +378,7 @@ impl Server {
             return;
         };
         let (stats, hub, clock) = (&self.stats, &self.hub, &self.clock);
+        let store = self.store.as_ref().map(Store::progress);
         let (connections, queued) = (&self.connections, self.accept_queue.len());
         let max_clients = self.config.max_clients;
         metrics.serve(key, self.poll.registry(), || {
@@ -387,6 +388,7 @@ impl Server {
                 lives: lives(connections, queued),
                 max_clients,
                 uptime_ms: clock.now(),
+                store,
             })
         });
     }
