@@ -6,7 +6,13 @@
 //! The protocol itself (PDUs, the session and client state machines, the hub, the timer
 //! wheel) is the sans-IO crate `kaichat_proto`; this crate moves its bytes. The data path
 //! reads in one direction: socket → TLS → PDU framing → session → hub → answer → TLS →
-//! socket. `server` and `transport` touch sockets; the binaries wire them up.
+//! socket. `server`, `transport` and `terminal` touch sockets, `store` the disk; the
+//! binaries wire them up.
+//!
+//! Where unit tests live, in this crate, kaichat-proto and loadgen alike: a module's unit
+//! tests are its child module `tests`, declared last as `#[cfg(test)] mod tests;` and
+//! written in their own file beside it, `<module>/tests.rs` (`server/stats.rs` →
+//! `server/stats/tests.rs`; a module of a binary loaded by `#[path]` names the file).
 
 pub mod fd_limit;
 pub mod server;

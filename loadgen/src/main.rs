@@ -1,6 +1,7 @@
 //! `loadgen`: simulates thousands of KaiChat clients from one single-threaded process and
 //! measures the server. This file wires the parts together: `args` reads the command
-//! line, `reactor` runs the load, `report` writes what it measured.
+//! line, `reactor` runs the load, `report` writes what it measured. Unit tests follow the
+//! workspace's rule (see the `kaichat` crate's doc): `<module>/tests.rs`.
 
 // serde_json's `json!` for the summary object nests deeper than the default limit.
 #![recursion_limit = "256"]

@@ -1,0 +1,153 @@
+use super::*;
+use serde_json::json;
+
+/// /proc samples once a second: `(t_unix, cpu seconds so far)`.
+fn cpu_samples(points: &[(f64, f64)]) -> Vec<Sample> {
+    points
+        .iter()
+        .map(|&(t, cpu_s)| Sample {
+            t,
+            rss_kib: 1000.0,
+            cpu_s,
+        })
+        .collect()
+}
+
+/// A storm-like run: 200 connections set up in 0.33 s, inside one sample interval in
+/// which the server used 70 ms of CPU (350 µs per connection).
+fn short_connect_window() -> (Value, Vec<Sample>) {
+    let summary = json!({
+        "connected": 200,
+        "queries": 0,
+        "connect_start_unix": 100.30,
+        "connect_end_unix": 100.63,
+    });
+    let server = cpu_samples(&[(99.0, 0.0), (100.0, 0.0), (101.0, 0.07), (102.0, 0.08)]);
+    (summary, server)
+}
+
+#[test]
+fn set_up_cost_comes_from_readings_at_the_window_edges() {
+    let (mut summary, server) = short_connect_window();
+    summary["connect_cpu_s"] =
+        json!({"window_s": 0.33, "server": 0.07, "loadgen": 0.05, "machine": 0.2});
+    let f = figures(&summary, &server, &server, &server, &BTreeMap::new());
+    let per_conn = f.cpu_us_per_handshake.unwrap();
+    assert!((per_conn - 350.0).abs() < 0.5, "{per_conn} µs");
+    assert!(
+        (f.handshakes_per_cpu_s.unwrap() - 2857.0).abs() < 1.0,
+        "{f:?}"
+    );
+    let loadgen = f.loadgen_cpu_connect_percent.unwrap();
+    assert!((loadgen - 15.15).abs() < 0.01, "{loadgen}");
+    let machine = f.machine_cpu_connect_percent.unwrap();
+    assert!((machine - 60.6).abs() < 0.1, "{machine}");
+}
+
+#[test]
+fn a_window_shorter_than_the_sampling_gets_no_cpu_figure_from_the_samples() {
+    // Without readings at the edges, the 1 s samples cannot say how the 70 ms were
+    // spread: interpolating gives 115 µs per connection, a third of the truth.
+    let (summary, server) = short_connect_window();
+    let f = figures(&summary, &server, &server, &server, &BTreeMap::new());
+    assert_eq!(f.cpu_connect_s, None, "{f:?}");
+    assert_eq!(f.cpu_us_per_handshake, None, "{f:?}");
+    assert_eq!(f.handshakes_per_cpu_s, None, "{f:?}");
+    assert_eq!(f.loadgen_cpu_connect_percent, None, "{f:?}");
+    assert_eq!(f.machine_cpu_connect_percent, None, "{f:?}");
+    // A steady window of many samples is still measured from them.
+    let summary = json!({
+        "connected": 200,
+        "queries": 1000,
+        "steady_start_unix": 100.0,
+        "steady_end_unix": 130.0,
+    });
+    let samples: Vec<(f64, f64)> = (0..50).map(|i| (90.0 + i as f64, i as f64 * 0.1)).collect();
+    let server = cpu_samples(&samples);
+    let f = figures(&summary, &server, &server, &server, &BTreeMap::new());
+    assert!((f.cpu_percent.unwrap() - 10.0).abs() < 1e-6, "{f:?}");
+}
+
+/// A run folder as loadtest.sh leaves it, with a warm-up of 3 s between the ramp
+/// (loadgen seconds 0-2) and a steady window of 10 s.
+fn run_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("loadgen-report-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let t0 = 1000.0;
+    let summary = json!({
+        "clients": 200, "connected": 200, "errors": 0, "messages_lost": 0,
+        "queries": 660, "start_unix": t0 + 0.1,
+        "connect_start_unix": t0 + 0.1, "connect_end_unix": t0 + 1.9,
+        "warmup_start_unix": t0 + 2.0, "steady_start_unix": t0 + 5.0,
+        "steady_end_unix": t0 + 15.0,
+        "config": {"interval_s": 3.0, "msg_every_s": 5.0},
+    });
+    std::fs::write(dir.join("summary.json"), summary.to_string()).unwrap();
+    std::fs::write(
+        dir.join("run.env"),
+        format!("scenario=smoke\nloadgen_start_unix={t0}\nclk_tck=100\n"),
+    )
+    .unwrap();
+    let mut proc = String::from("t_unix,rss_kib,cpu_ticks,cpu_ns\n");
+    for i in 0..20 {
+        proc += &format!(
+            "{},{},{},{}\n",
+            t0 - 2.0 + i as f64,
+            5000 + i * 100,
+            i,
+            i * 10_000_000
+        );
+    }
+    for f in ["server.csv", "loadgen-proc.csv", "machine.csv"] {
+        std::fs::write(dir.join(f), &proc).unwrap();
+    }
+    let mut timeline =
+        String::from("t_s,stage,handshakes,in_channel,queries,query_p99_us,errors\n");
+    for t in 1..=16 {
+        let stage = match t {
+            1..=2 => "Ramp",
+            3..=5 => "Warmup",
+            6..=15 => "Steady",
+            _ => "Quit",
+        };
+        let queries = if (6..=15).contains(&t) { 66 } else { 0 };
+        timeline += &format!(
+            "{t},{stage},{},200,{queries},500,0\n",
+            if t <= 2 { 100 } else { 0 }
+        );
+    }
+    std::fs::write(dir.join("timeline.csv"), timeline).unwrap();
+    dir
+}
+
+#[test]
+fn every_plot_over_time_marks_the_warm_up_and_the_steady_window() {
+    let dir = run_dir("marks");
+    report(&dir).unwrap();
+    for svg in ["timeline.svg", "server.svg"] {
+        let text = std::fs::read_to_string(dir.join(svg)).unwrap();
+        assert!(text.contains("warm-up"), "{svg} does not label the warm-up");
+        // The steady window's edges, in orange.
+        assert!(
+            text.contains("#E67800"),
+            "{svg} does not mark the steady window"
+        );
+    }
+    let text = std::fs::read_to_string(dir.join("latency-query.svg")).unwrap();
+    assert!(
+        text.contains("steady window"),
+        "latency-query.svg: which window?"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_report_explains_delivery_latency_under_polling() {
+    let dir = run_dir("delivery");
+    report(&dir).unwrap();
+    let md = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
+    assert!(md.contains("Delivery latency"), "{md}");
+    assert!(md.contains("0–3 s by design"), "{md}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
