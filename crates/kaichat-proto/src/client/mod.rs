@@ -657,32 +657,20 @@ impl Client {
             // even when it answers nothing we know of (the request may have been taken for
             // refused after an ambiguous error notice).
             Command::JoinChannel => {
-                if self.phase != Phase::Established {
-                    return unsolicited;
-                }
-                if !from_server {
-                    return Ok(Some(Event::Unexpected(Unexpected::NotFromServer(command))));
-                }
-                let Ok(channel) = pdu.channel_name() else {
-                    return Ok(Some(Event::Unexpected(Unexpected::InvalidChannel(command))));
+                let channel = match self.channel_ack(pdu, command, from_server) {
+                    Ok(channel) => channel,
+                    Err(refused) => return Ok(Some(refused)),
                 };
-                self.owed.pop_channel();
                 self.channel = Some(channel);
                 // Query at once: the joiner's first answer is the recent history.
                 self.query_due = self.settings.query_interval.map(|_| now);
                 Ok(Some(Event::Joined { channel }))
             }
             Command::LeaveChannel => {
-                if self.phase != Phase::Established {
-                    return unsolicited;
-                }
-                if !from_server {
-                    return Ok(Some(Event::Unexpected(Unexpected::NotFromServer(command))));
-                }
-                let Ok(channel) = pdu.channel_name() else {
-                    return Ok(Some(Event::Unexpected(Unexpected::InvalidChannel(command))));
+                let channel = match self.channel_ack(pdu, command, from_server) {
+                    Ok(channel) => channel,
+                    Err(refused) => return Ok(Some(refused)),
                 };
-                self.owed.pop_channel();
                 // The server answers in order, so the channel left is the current one.
                 self.channel = None;
                 self.query_due = None;
@@ -740,6 +728,28 @@ impl Client {
             text,
             is_error,
         }))
+    }
+
+    /// Takes a JOIN or LEAVE acknowledgement's channel, once it has passed the checks both
+    /// share (established, from the server, a valid name) and settled the oldest request
+    /// owed; otherwise the event that reports why it was not taken.
+    fn channel_ack<'p>(
+        &mut self,
+        pdu: &'p Pdu,
+        command: Command,
+        from_server: bool,
+    ) -> Result<ChannelName, Event<'p>> {
+        if self.phase != Phase::Established {
+            return Err(Event::Unexpected(Unexpected::Unsolicited(command)));
+        }
+        if !from_server {
+            return Err(Event::Unexpected(Unexpected::NotFromServer(command)));
+        }
+        let Ok(channel) = pdu.channel_name() else {
+            return Err(Event::Unexpected(Unexpected::InvalidChannel(command)));
+        };
+        self.owed.pop_channel();
+        Ok(channel)
     }
 
     fn send_client_info(&mut self, now: Instant, out: &mut impl Outbox) {
