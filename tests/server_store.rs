@@ -75,7 +75,7 @@ fn history_survives_sigterm_and_a_rejoiner_sees_the_same_replay() {
 
     let server = Server::start(&args);
     let first = server.stderr();
-    assert!(first.contains("1 channels, 24 entries loaded"), "{first}");
+    assert!(first.contains("1 channel, 24 entries loaded"), "{first}");
     let mut bob = server.member("bob", "@kept");
     let after = bob.query_entries();
     // The same replay, plus what the round trip itself appended.

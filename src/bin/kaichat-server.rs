@@ -392,10 +392,13 @@ fn main() -> ExitCode {
     let mut history = "history in memory".to_string();
     if let (Some((opened, loaded)), Some(path)) = (store, &settings.store) {
         let entries: usize = loaded.iter().map(|c| c.entries.len()).sum();
+        let count =
+            |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
         history = format!(
-            "history in {} ({} channels, {entries} entries loaded; sync {})",
+            "history in {} ({}, {} loaded; sync {})",
             path.display(),
-            loaded.len(),
+            count(loaded.len(), "channel", "channels"),
+            count(entries, "entry", "entries"),
             settings.sync.name()
         );
         if let Err(e) = server.use_store(opened, loaded) {
