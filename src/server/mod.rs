@@ -28,19 +28,20 @@
 //! advances the hub's durable watermark from the writer's confirmations.
 
 mod admission;
+mod clock;
 mod connection;
 mod exposition;
 mod listener;
 mod readiness;
 mod scrape;
+mod shutdown;
 mod stats;
 
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -49,6 +50,7 @@ use slab::Slab;
 use crate::store::{LoadedChannel, Opened, Record, Store, SyncPolicy};
 use crate::transport::Transport;
 use admission::{Admission, Claim, Refusal};
+pub(crate) use clock::Clock;
 use connection::{Connection, Expiry, Life, Turn};
 use exposition::{Lives, Snapshot};
 use kaichat_proto::hub::{Appended, Hub};
@@ -57,6 +59,7 @@ use kaichat_proto::timer_wheel::TimerWheel;
 use listener::{Accepted, Listener};
 use scrape::Endpoint;
 pub use scrape::{MAX_SCRAPES as METRICS_CONNECTIONS, SCRAPE_TIMEOUT_MS as METRICS_TIMEOUT_MS};
+pub use shutdown::Shutdown;
 use stats::{CloseReason, DeadlineKind, Stats};
 
 pub use admission::{AddressLimits, DEFAULT_ACCEPT_RATE, DEFAULT_MAX_PER_ADDRESS, MAX_RATE};
@@ -110,53 +113,6 @@ struct Queued {
     claim: Option<Claim>,
 }
 
-/// The reactor's clock: milliseconds since the server started, rounded down. Read once per
-/// loop iteration for deadlines, and again by a connection after each socket read, so that
-/// a PDU is never stamped earlier than it arrived.
-pub(crate) struct Clock {
-    start: Instant,
-}
-
-impl Clock {
-    fn new() -> Clock {
-        Clock {
-            start: Instant::now(),
-        }
-    }
-
-    pub fn now(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    /// Microseconds since the server started, for latencies shorter than a millisecond.
-    pub fn micros(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX)
-    }
-
-    /// Time left until the clock's next whole second, when the wheel's next slot is due.
-    fn until_next_second(&self) -> Duration {
-        let into_second = self.start.elapsed().subsec_nanos();
-        Duration::from_nanos(u64::from(1_000_000_000 - into_second))
-    }
-}
-
-/// Stops a running [`Server`]: sets a flag and wakes the reactor's poll. Cheap to clone and
-/// safe to trigger from any thread, any number of times.
-#[derive(Clone)]
-pub struct Shutdown {
-    requested: Arc<AtomicBool>,
-    waker: Arc<Waker>,
-}
-
-impl Shutdown {
-    /// Asks the server to close every client and return from `run`.
-    pub fn trigger(&self) {
-        self.requested.store(true, Ordering::Release);
-        // A failed wake can only mean the poll is gone, and then the server is too.
-        let _ = self.waker.wake();
-    }
-}
-
 pub struct Server {
     poll: Poll,
     listener: Listener,
@@ -200,10 +156,7 @@ impl Server {
         let mut listener = Listener::new(listener::bind(config.listen)?);
         poll.registry()
             .register(listener.socket_mut(), LISTENER, Interest::READABLE)?;
-        let shutdown = Shutdown {
-            requested: Arc::new(AtomicBool::new(false)),
-            waker: Arc::new(Waker::new(poll.registry(), SHUTDOWN)?),
-        };
+        let shutdown = Shutdown::new(Waker::new(poll.registry(), SHUTDOWN)?);
         // Room for every connection's address, and as many again whose rate of new
         // connections is remembered (admission.rs: the map's bound).
         let admission = Admission::new(config.limits, config.max_clients.saturating_mul(2));
@@ -301,7 +254,7 @@ impl Server {
                     }
                 }
             }
-            if self.stop_at.is_none() && self.shutdown.requested.load(Ordering::Acquire) {
+            if self.stop_at.is_none() && self.shutdown.requested() {
                 self.begin_shutdown(now);
             }
             for key in std::mem::take(&mut self.pending) {
