@@ -92,7 +92,8 @@ impl ByteOrder {
         }
     }
 
-    fn decode(self, bytes: [u8; 4]) -> u32 {
+    /// The code `bytes` hold, read in this order.
+    pub(crate) fn decode(self, bytes: [u8; 4]) -> u32 {
         match self {
             ByteOrder::Little => u32::from_le_bytes(bytes),
             ByteOrder::Big => u32::from_be_bytes(bytes),

@@ -407,9 +407,10 @@ impl Session {
 /// fixed byte order: the code as read, and the bytes, since a client that writes the other
 /// order sends a known code that reads as a huge one.
 fn unknown_command(raw: [u8; 4], order: ByteOrder) -> String {
-    let (code, read) = match order {
-        ByteOrder::Little => (u32::from_le_bytes(raw), "little-endian"),
-        ByteOrder::Big => (u32::from_be_bytes(raw), "big-endian"),
+    let code = order.decode(raw);
+    let read = match order {
+        ByteOrder::Little => "little-endian",
+        ByteOrder::Big => "big-endian",
     };
     let [a, b, c, d] = raw;
     format!(
