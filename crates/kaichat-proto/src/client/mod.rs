@@ -253,6 +253,8 @@ pub enum Event<'p> {
 
 /// Most JOIN_CHANNEL / LEAVE_CHANNEL requests that can wait for their answer at once.
 pub const MAX_PENDING_CHANNEL_REQUESTS: u8 = 32;
+// Each pending request is one bit of `Owed::channel_bits`.
+const _: () = assert!(MAX_PENDING_CHANNEL_REQUESTS as u32 <= u32::BITS);
 
 /// Answers the server still owes us. The server answers in order and each kind has its own
 /// answer PDU, so QUERY and PING need only a count. JOIN and LEAVE can also be refused by
@@ -262,7 +264,9 @@ pub const MAX_PENDING_CHANNEL_REQUESTS: u8 = 32;
 struct Owed {
     queries: u16,
     pings: u16,
-    /// Pending JOIN (1) and LEAVE (0) in the order sent, the oldest in bit 0.
+    /// Pending JOIN (1) and LEAVE (0) in the order sent, the oldest in bit 0. Bits from
+    /// `channel_len` up are always zero (pushes set at most bit `channel_len`, pops shift
+    /// zeros in), so no mask is needed to read it.
     channel_bits: u32,
     channel_len: u8,
     /// A SEND_MESSAGE went out while a JOIN or LEAVE was pending. Its refusal would be an
@@ -278,25 +282,14 @@ impl Owed {
     }
 
     fn joins(&self) -> u16 {
-        (self.channel_bits & self.mask()).count_ones() as u16
-    }
-
-    fn mask(&self) -> u32 {
-        match self.channel_len {
-            32.. => u32::MAX,
-            n => (1u32 << n) - 1,
-        }
+        self.channel_bits.count_ones() as u16
     }
 
     fn push_channel(&mut self, request: Request) -> Result<(), ClientError> {
         if self.channel_len >= MAX_PENDING_CHANNEL_REQUESTS {
             return Err(ClientError::TooManyPending);
         }
-        if request == Request::Join {
-            self.channel_bits |= 1 << self.channel_len;
-        } else {
-            self.channel_bits &= !(1 << self.channel_len);
-        }
+        self.channel_bits |= u32::from(request == Request::Join) << self.channel_len;
         self.channel_len += 1;
         Ok(())
     }
