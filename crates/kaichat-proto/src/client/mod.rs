@@ -669,7 +669,7 @@ impl Client {
                 self.query_due = None;
                 Ok(Some(Event::Left { channel }))
             }
-            Command::ReceiveMessage => self.receive(pdu, now),
+            Command::ReceiveMessage => self.receive(pdu, from_server, now),
         }
     }
 
@@ -678,10 +678,10 @@ impl Client {
     fn receive<'p>(
         &mut self,
         pdu: &'p Pdu,
+        from_server: bool,
         now: Instant,
     ) -> Result<Option<Event<'p>>, ClientError> {
         let channel = pdu.channel();
-        let from_server = pdu.username() == SERVER_NAME;
         if pdu.up_to_date() {
             if self.phase != Phase::Established || self.owed.queries == 0 || !from_server {
                 return Ok(Some(Event::Unexpected(Unexpected::Unsolicited(
