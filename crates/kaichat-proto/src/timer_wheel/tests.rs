@@ -110,6 +110,15 @@ fn cancel_by_invalidation_of_a_reused_slot() {
     wheel.advance(5000, &mut fired);
     let live_generation = 2;
     assert!(fired.iter().all(|&(_, gen)| gen != live_generation));
+    // The stale entry did fire (the owner is the one that ignores it), and the live one
+    // stays armed until its own due time.
+    assert_eq!(fired, vec![(0, 1)]);
+    assert_eq!(wheel.len(), 1);
+    fired.clear();
+    wheel.advance(29_999, &mut fired);
+    assert!(fired.is_empty());
+    wheel.advance(30_000, &mut fired);
+    assert_eq!(fired, vec![(0, live_generation)]);
 }
 
 #[test]
