@@ -33,6 +33,14 @@ struct Entry<K> {
     key: K,
 }
 
+/// Shrinks `slot` to twice what it holds (never below [`SLOT_MIN_CAPACITY`]) once it is
+/// less than `1 / fraction` full. The one place the wheel gives memory back.
+fn give_back<K>(slot: &mut Vec<Entry<K>>, fraction: usize) {
+    if slot.capacity() > SLOT_MIN_CAPACITY && slot.len() < slot.capacity() / fraction {
+        slot.shrink_to((slot.len() * 2).max(SLOT_MIN_CAPACITY));
+    }
+}
+
 /// A one-second-slot wheel of keys `K` (for the server, a connection's slab key with its
 /// generation and due millisecond).
 pub struct TimerWheel<K> {
@@ -91,9 +99,7 @@ impl<K: Copy> TimerWheel<K> {
             self.len -= before - slot.len();
             // Give back what a burst left: at a quarter full, halve. The 4x hysteresis
             // keeps the cost amortized O(1) per entry under any pattern of arrivals.
-            if slot.capacity() > SLOT_MIN_CAPACITY && slot.len() < slot.capacity() / 4 {
-                slot.shrink_to((slot.len() * 2).max(SLOT_MIN_CAPACITY));
-            }
+            give_back(slot, 4);
         }
         self.second = second;
     }
@@ -105,9 +111,7 @@ impl<K: Copy> TimerWheel<K> {
     pub fn retain(&mut self, mut live: impl FnMut(&K) -> bool) {
         for slot in &mut self.slots {
             slot.retain(|entry| live(&entry.key));
-            if slot.capacity() > SLOT_MIN_CAPACITY && slot.len() < slot.capacity() / 2 {
-                slot.shrink_to((slot.len() * 2).max(SLOT_MIN_CAPACITY));
-            }
+            give_back(slot, 2);
         }
         self.len = self.slots.iter().map(Vec::len).sum();
     }
