@@ -59,6 +59,26 @@ struct Channel {
     durable_end: u64,
 }
 
+impl Channel {
+    /// A channel without members whose history holds the last `limit` of `entries`, the
+    /// entries before sequence number `end_seq`, oldest first; all of them count as durable.
+    /// A new channel is `Channel::new(name, 0, Vec::new(), limit)`.
+    fn new(name: ChannelName, end_seq: u64, mut entries: Vec<Entry>, limit: usize) -> Channel {
+        entries.drain(..entries.len().saturating_sub(limit));
+        let history = History {
+            first_seq: end_seq.saturating_sub(entries.len() as u64),
+            entries: VecDeque::from(entries),
+            limit,
+        };
+        Channel {
+            name,
+            members: 0,
+            durable_end: history.end_seq(),
+            history,
+        }
+    }
+}
+
 /// An entry the hub appended, for the store (see [`Hub::take_appended`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Appended {
@@ -131,21 +151,7 @@ impl Hub {
     /// last `history_limit` are kept). They count as durable. The channel exists, empty of
     /// members, until its next joiner.
     pub fn restore(&mut self, name: ChannelName, end_seq: u64, entries: Vec<Entry>) {
-        let mut entries = VecDeque::from(entries);
-        while entries.len() > self.history_limit {
-            entries.pop_front();
-        }
-        let history = History {
-            first_seq: end_seq.saturating_sub(entries.len() as u64),
-            entries,
-            limit: self.history_limit,
-        };
-        let channel = Channel {
-            name,
-            members: 0,
-            durable_end: history.end_seq(),
-            history,
-        };
+        let channel = Channel::new(name, end_seq, entries, self.history_limit);
         match self.by_name.get(&name) {
             Some(&id) => self.channels[id] = channel,
             None => {
@@ -190,16 +196,8 @@ impl Hub {
         let id = match self.by_name.get(name) {
             Some(&id) => id,
             None => {
-                let id = self.channels.insert(Channel {
-                    name: *name,
-                    members: 0,
-                    history: History {
-                        entries: VecDeque::new(),
-                        first_seq: 0,
-                        limit: self.history_limit,
-                    },
-                    durable_end: 0,
-                });
+                let channel = Channel::new(*name, 0, Vec::new(), self.history_limit);
+                let id = self.channels.insert(channel);
                 self.by_name.insert(*name, id);
                 id
             }
