@@ -694,6 +694,11 @@ fn leave_allowed_while_join_pending() {
     let mut out: Vec<Pdu> = Vec::new();
     client.join(&ch("@c"), t0, &mut out).unwrap();
     assert!(client.leave(t0, &mut out).is_ok());
+    // The LEAVE went out after the JOIN, and both wait for their answers.
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[1], Pdu::leave(ByteOrder::Little));
+    assert_eq!(client.owed.channel_len, 2);
+    assert_eq!(client.owed.joins(), 1);
 }
 
 // --- Messages and queries. ---
