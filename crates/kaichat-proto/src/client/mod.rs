@@ -361,6 +361,14 @@ pub fn cut_message(text: &[u8]) -> (&[u8], bool) {
     (&text[..end], true)
 }
 
+/// The earlier of two optional instants; `None` only when both are.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 fn later(deadline: Option<Instant>, now: Instant) -> bool {
     deadline.is_some_and(|d| now >= d)
 }
@@ -416,10 +424,7 @@ impl Client {
     /// The next instant at which [`Client::poll`] has something to do: a deadline, or an
     /// automatic QUERY or PING. `None` when nothing is scheduled.
     pub fn next_wakeup(&self) -> Option<Instant> {
-        match (self.deadline, self.next_auto()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        earliest(self.deadline, self.next_auto())
     }
 
     // --- What the caller asks for. ---
@@ -774,10 +779,7 @@ impl Client {
     }
 
     fn next_auto(&self) -> Option<Instant> {
-        match (self.query_due_at(), self.ping_due_at()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        earliest(self.query_due_at(), self.ping_due_at())
     }
 
     /// When the next automatic QUERY is due. One at a time: the next waits for the
