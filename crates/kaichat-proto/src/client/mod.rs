@@ -391,11 +391,6 @@ impl Client {
 
     // --- What the caller can read. ---
 
-    /// The settings this client was made with.
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
     /// The byte order of every PDU this client sends and accepts.
     pub fn order(&self) -> ByteOrder {
         self.settings.order
