@@ -167,6 +167,9 @@ fn a_2000_byte_message_has_no_nul() {
     let text = vec![b'm'; 2000];
     let pdu = Pdu::send_message(ByteOrder::Little, &text);
     assert_eq!(pdu.params_text().len(), 2000);
+    // The whole params area is the message, byte for byte, and the prefix is untouched.
+    assert_eq!(pdu.params(), &text[..]);
+    assert!(pdu.prefix().iter().all(|&b| b == 0));
 }
 
 mod round_trip {
