@@ -654,13 +654,16 @@ impl Connection {
             }
             *budget -= 1;
             let mut discard = [0u8; DISCARD_CHUNK];
-            match self.socket.read(&mut discard) {
+            let mut socket = Metered {
+                socket: &mut self.socket,
+                stats,
+            };
+            match socket.read(&mut discard) {
                 Ok(0) => linger.peer_eof = true,
                 Ok(n) if n < DISCARD_CHUNK && !self.readiness.hung_up() => {
-                    stats.bytes_in += n as u64;
                     self.readiness.read_drained()
                 }
-                Ok(n) => stats.bytes_in += n as u64,
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readiness.read_drained(),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Err(CloseReason::IoError),
