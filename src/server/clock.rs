@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 /// The reactor's clock: milliseconds since the server started, rounded down. Read once per
-/// loop iteration for deadlines, and again by a connection after each socket read, so that
-/// a PDU is never stamped earlier than it arrived.
+/// loop iteration for deadlines, and by a connection for the first PDU it takes after a
+/// socket read, so that a PDU is never stamped earlier than it arrived.
 pub(crate) struct Clock {
     start: Instant,
 }

@@ -330,8 +330,15 @@ impl Connection {
     /// The answer to the QUERY read last, if one is on its way, is complete and written
     /// out: its latency is observed.
     fn answered(&mut self, clock: &Clock, stats: &mut Stats) {
+        if self.query_from.is_some() {
+            self.answered_at(clock.micros(), stats);
+        }
+    }
+
+    /// [`Self::answered`] with the clock already read, in microseconds.
+    fn answered_at(&mut self, micros: u64, stats: &mut Stats) {
         if let Some(from) = self.query_from.take() {
-            let now = micros_stamp(clock.micros()).get();
+            let now = micros_stamp(micros).get();
             stats
                 .query_latency
                 .observe(u64::from(now.wrapping_sub(from.get())));
@@ -367,7 +374,9 @@ impl Connection {
         budget: &mut usize,
         stats: &mut Stats,
     ) -> Result<Turn, CloseReason> {
-        let mut now = clock.now();
+        // The time PDUs are handed over with: read when the first one needs it, and again
+        // after a socket read brings bytes; never before the bytes it stamps arrived.
+        let mut stamp: Option<u64> = None;
         loop {
             // Backpressure: above the bound, neither produce nor read until it drains.
             if self.transport.queued() >= OUTPUT_BOUND {
@@ -398,10 +407,14 @@ impl Connection {
                 if established && command == Some(Command::Query) {
                     // An answer still being written when the next QUERY is read is
                     // complete (no PDU is read while one is produced): observed now, a
-                    // little early, rather than lost.
-                    self.answered(clock, stats);
-                    self.query_from = Some(micros_stamp(clock.micros()));
+                    // little early, rather than lost. One clock read serves the latency
+                    // and, in whole milliseconds, the PDU's time.
+                    let micros = clock.micros();
+                    self.answered_at(micros, stats);
+                    self.query_from = Some(micros_stamp(micros));
+                    stamp.get_or_insert(micros / 1000);
                 }
+                let now = *stamp.get_or_insert_with(|| clock.now());
                 let mut out = Counted {
                     transport: &mut self.transport,
                     stats,
@@ -432,8 +445,8 @@ impl Connection {
                 .fill(&mut socket)
                 .map_err(|e| failed(self.timer.generation, e))?;
             if fill != Fill::Blocked {
-                // Bytes (or the peer's close) arrived after the turn began.
-                now = clock.now();
+                // Bytes (or the peer's close) arrived: PDUs from here on need a later time.
+                stamp = None;
             }
             match fill {
                 Fill::Progress | Fill::Closed => {}
@@ -641,13 +654,16 @@ impl Connection {
             }
             *budget -= 1;
             let mut discard = [0u8; DISCARD_CHUNK];
-            match self.socket.read(&mut discard) {
+            let mut socket = Metered {
+                socket: &mut self.socket,
+                stats,
+            };
+            match socket.read(&mut discard) {
                 Ok(0) => linger.peer_eof = true,
                 Ok(n) if n < DISCARD_CHUNK && !self.readiness.hung_up() => {
-                    stats.bytes_in += n as u64;
                     self.readiness.read_drained()
                 }
-                Ok(n) => stats.bytes_in += n as u64,
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readiness.read_drained(),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Err(CloseReason::IoError),

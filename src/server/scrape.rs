@@ -156,24 +156,17 @@ impl Endpoint {
 
     /// Closes the connections whose time is up at `now`.
     pub fn expire(&mut self, now: u64, registry: &Registry) {
-        if self.scrapes.is_empty() {
-            return;
-        }
-        let late: Vec<usize> = self
-            .scrapes
-            .iter()
-            .filter(|(_, scrape)| scrape.deadline <= now)
-            .map(|(key, _)| key)
-            .collect();
-        for key in late {
-            if let Some(scrape) = self.scrapes.get(key) {
-                log::debug!(
-                    "metrics: {} closed after {SCRAPE_TIMEOUT_MS} ms",
-                    scrape.peer
-                );
+        self.scrapes.retain(|_, scrape| {
+            if scrape.deadline > now {
+                return true;
             }
-            self.close(key, registry);
-        }
+            log::debug!(
+                "metrics: {} closed after {SCRAPE_TIMEOUT_MS} ms",
+                scrape.peer
+            );
+            let _ = registry.deregister(&mut scrape.socket);
+            false
+        });
     }
 
     /// The earliest deadline of an open metrics connection, for the poll's timeout.
@@ -185,9 +178,8 @@ impl Endpoint {
     pub fn shut(&mut self, registry: &Registry) {
         let _ = registry.deregister(&mut self.listener);
         self.ready = false;
-        let keys: Vec<usize> = self.scrapes.iter().map(|(key, _)| key).collect();
-        for key in keys {
-            self.close(key, registry);
+        for mut scrape in self.scrapes.drain() {
+            let _ = registry.deregister(&mut scrape.socket);
         }
     }
 
