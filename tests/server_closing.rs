@@ -37,25 +37,7 @@ fn shrink_receive_buffer(c: &TestClient, bytes: usize) {
         .expect("SO_RCVBUF");
 }
 
-/// A member of `channel` that posts `n` messages of 2000 bytes, tagged with their number.
-fn fill_channel(server: &Server, channel: &str, n: usize) -> TestClient {
-    let mut filler = server.member("filler", channel);
-    let mut batch = Vec::new();
-    for i in 0..n {
-        let mut text = vec![b'm'; 2000];
-        text[..5].copy_from_slice(format!("{i:05}").as_bytes());
-        batch.extend_from_slice(Pdu::send_message(LE, &text).as_bytes());
-        if batch.len() >= 100 * PDU_LEN {
-            filler.write(&batch);
-            batch.clear();
-        }
-    }
-    filler.write(&batch);
-    filler.assert_alive();
-    filler
-}
-
-/// Checks that a whole answer to a member of a channel filled by [`fill_channel`] with `n`
+/// Checks that a whole answer to a member of a channel filled by `fill_channel` with `n`
 /// messages was read: it holds the last message posted (the joiner's own notice follows).
 fn assert_whole_answer(answer: &[Pdu], n: usize) {
     let last = format!("{:05}", n - 1);
