@@ -51,6 +51,16 @@ fn assert_whole_answer(answer: &[Pdu], n: usize) {
     );
 }
 
+/// QUERY and QUIT in one write (QUIT is read once the whole answer is produced), then,
+/// while the answer backs up, one more PDU that the server will never read.
+fn query_and_quit_then_an_unread_ping(c: &mut TestClient) {
+    let mut both = Pdu::query(LE).as_bytes().to_vec();
+    both.extend_from_slice(Pdu::quit(LE).as_bytes());
+    c.write(&both);
+    thread::sleep(Duration::from_millis(300));
+    c.send(&Pdu::ping(LE));
+}
+
 /// After the TLS close_notify, the TCP stream itself ends with EOF: the server shut down
 /// its write side and did not reset the connection.
 fn assert_eof_not_reset(c: &TestClient) {
@@ -69,13 +79,7 @@ fn quit_after_a_long_answer_delivers_all_of_it_then_close_notify() {
     let _filler = fill_channel(&server, "@busy", 1000);
     let mut c = server.member("reader", "@busy");
     shrink_receive_buffer(&c, SMALL_BUFFER);
-    // QUERY and QUIT in one write: QUIT is read once the whole answer is produced.
-    let mut both = Pdu::query(LE).as_bytes().to_vec();
-    both.extend_from_slice(Pdu::quit(LE).as_bytes());
-    c.write(&both);
-    // While the answer backs up, one more PDU that the server will never read.
-    thread::sleep(Duration::from_millis(300));
-    c.send(&Pdu::ping(LE));
+    query_and_quit_then_an_unread_ping(&mut c);
     let started = Instant::now();
     let answer = c.read_answer();
     assert_whole_answer(&answer, 1000);
@@ -305,11 +309,7 @@ fn a_client_that_never_closes_gets_everything_and_is_let_go_after_the_bound() {
     let _filler = fill_channel(&server, "@open", 1000);
     let mut c = server.member("open", "@open");
     shrink_receive_buffer(&c, SMALL_BUFFER);
-    let mut both = Pdu::query(LE).as_bytes().to_vec();
-    both.extend_from_slice(Pdu::quit(LE).as_bytes());
-    c.write(&both);
-    thread::sleep(Duration::from_millis(300));
-    c.send(&Pdu::ping(LE));
+    query_and_quit_then_an_unread_ping(&mut c);
     let answer = c.read_answer();
     assert_whole_answer(&answer, 1000);
     c.expect_clean_close();
