@@ -37,25 +37,7 @@ fn shrink_receive_buffer(c: &TestClient, bytes: usize) {
         .expect("SO_RCVBUF");
 }
 
-/// A member of `channel` that posts `n` messages of 2000 bytes, tagged with their number.
-fn fill_channel(server: &Server, channel: &str, n: usize) -> TestClient {
-    let mut filler = server.member("filler", channel);
-    let mut batch = Vec::new();
-    for i in 0..n {
-        let mut text = vec![b'm'; 2000];
-        text[..5].copy_from_slice(format!("{i:05}").as_bytes());
-        batch.extend_from_slice(Pdu::send_message(LE, &text).as_bytes());
-        if batch.len() >= 100 * PDU_LEN {
-            filler.write(&batch);
-            batch.clear();
-        }
-    }
-    filler.write(&batch);
-    filler.assert_alive();
-    filler
-}
-
-/// Checks that a whole answer to a member of a channel filled by [`fill_channel`] with `n`
+/// Checks that a whole answer to a member of a channel filled by `fill_channel` with `n`
 /// messages was read: it holds the last message posted (the joiner's own notice follows).
 fn assert_whole_answer(answer: &[Pdu], n: usize) {
     let last = format!("{:05}", n - 1);
@@ -67,6 +49,16 @@ fn assert_whole_answer(answer: &[Pdu], n: usize) {
         "the answer ({} PDUs) lacks message {last}",
         answer.len(),
     );
+}
+
+/// QUERY and QUIT in one write (QUIT is read once the whole answer is produced), then,
+/// while the answer backs up, one more PDU that the server will never read.
+fn query_and_quit_then_an_unread_ping(c: &mut TestClient) {
+    let mut both = Pdu::query(LE).as_bytes().to_vec();
+    both.extend_from_slice(Pdu::quit(LE).as_bytes());
+    c.write(&both);
+    thread::sleep(Duration::from_millis(300));
+    c.send(&Pdu::ping(LE));
 }
 
 /// After the TLS close_notify, the TCP stream itself ends with EOF: the server shut down
@@ -87,13 +79,7 @@ fn quit_after_a_long_answer_delivers_all_of_it_then_close_notify() {
     let _filler = fill_channel(&server, "@busy", 1000);
     let mut c = server.member("reader", "@busy");
     shrink_receive_buffer(&c, SMALL_BUFFER);
-    // QUERY and QUIT in one write: QUIT is read once the whole answer is produced.
-    let mut both = Pdu::query(LE).as_bytes().to_vec();
-    both.extend_from_slice(Pdu::quit(LE).as_bytes());
-    c.write(&both);
-    // While the answer backs up, one more PDU that the server will never read.
-    thread::sleep(Duration::from_millis(300));
-    c.send(&Pdu::ping(LE));
+    query_and_quit_then_an_unread_ping(&mut c);
     let started = Instant::now();
     let answer = c.read_answer();
     assert_whole_answer(&answer, 1000);
@@ -323,11 +309,7 @@ fn a_client_that_never_closes_gets_everything_and_is_let_go_after_the_bound() {
     let _filler = fill_channel(&server, "@open", 1000);
     let mut c = server.member("open", "@open");
     shrink_receive_buffer(&c, SMALL_BUFFER);
-    let mut both = Pdu::query(LE).as_bytes().to_vec();
-    both.extend_from_slice(Pdu::quit(LE).as_bytes());
-    c.write(&both);
-    thread::sleep(Duration::from_millis(300));
-    c.send(&Pdu::ping(LE));
+    query_and_quit_then_an_unread_ping(&mut c);
     let answer = c.read_answer();
     assert_whole_answer(&answer, 1000);
     c.expect_clean_close();

@@ -217,6 +217,14 @@ fn a_client_pinging_every_400ms_outlives_a_one_second_idle_deadline() {
         pings += 1;
     }
     c.assert_alive();
+    // The deadline is live, not off: once the PINGs stop, it closes the client.
+    let last = Instant::now();
+    assert_window(
+        "silent after the PINGs",
+        closed_after(&mut c, last),
+        0.9,
+        3.5,
+    );
 }
 
 #[test]
@@ -250,6 +258,16 @@ fn a_ping_600ms_after_connecting_beats_a_one_second_handshake_deadline() {
     for c in clients {
         c.join().unwrap();
     }
+    // The deadline is live, not off: a connection that stays silent is closed.
+    let start = Instant::now();
+    let mut silent = server.client();
+    silent.finish_tls();
+    assert_window(
+        "silent after TLS",
+        closed_after(&mut silent, start),
+        0.9,
+        3.5,
+    );
 }
 
 #[test]
@@ -266,5 +284,6 @@ fn a_silent_client_is_closed_no_sooner_than_its_idle_deadline() {
             took >= Duration::from_secs(1),
             "closed {took:?} after its last PING, with a 1 s idle deadline"
         );
+        assert_window("silent after its last PING", took, 1.0, 3.5);
     }
 }

@@ -174,17 +174,7 @@ fn deadlines_and_backpressure_are_counted_by_kind() {
 
     // An answer (about 6.8 MB) larger than every buffer on the way, to a client that does
     // not read it: the server stops reading that client until its output drains.
-    let mut filler = server.member("filler", "@full");
-    let mut batch = Vec::new();
-    for _ in 0..3000 {
-        batch.extend_from_slice(Pdu::send_message(ByteOrder::Little, &[b'x'; 2000]).as_bytes());
-        if batch.len() >= 100 * PDU_LEN {
-            filler.write(&batch);
-            batch.clear();
-        }
-    }
-    filler.write(&batch);
-    filler.assert_alive();
+    let mut filler = fill_channel(&server, "@full", 3000);
     let mut stuck = server.member("stuck", "@full");
     socket2::SockRef::from(stuck.tcp())
         .set_recv_buffer_size(64 * 1024)

@@ -235,20 +235,7 @@ fn a_slow_reader_does_not_delay_others_and_is_cut_when_idle() {
     let server = Server::start(&["--idle-timeout", "3", "--replay", "1000"]);
 
     // A big backlog: 1000 messages of 2000 bytes (2.26 MB per full QUERY answer).
-    let mut filler = server.member("filler", "@big");
-    let mut batch = Vec::new();
-    for i in 0..1000 {
-        let mut text = vec![b'b'; 2000];
-        let tag = format!("{i:04}");
-        text[..4].copy_from_slice(tag.as_bytes());
-        batch.extend_from_slice(Pdu::send_message(LE, &text).as_bytes());
-        if batch.len() >= 100 * PDU_LEN {
-            filler.write(&batch);
-            batch.clear();
-        }
-    }
-    filler.write(&batch);
-    filler.assert_alive();
+    let mut filler = fill_channel(&server, "@big", 1000);
 
     // Another channel with ordinary traffic.
     let mut quick = server.member("quick", "@small");

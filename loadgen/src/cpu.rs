@@ -108,7 +108,9 @@ impl CpuProbe {
     /// A process's CPU time: nanoseconds on CPU from the `schedstat` of each of its
     /// threads when the kernel keeps them (`/proc/PID/schedstat` alone is the main
     /// thread's), else user + system clock ticks from `stat`. A thread that exits inside a
-    /// window takes its time with it; the server and loadgen are single-threaded.
+    /// window takes its time with it: loadgen is single-threaded, and the server's other
+    /// threads (signals, the store's writer, jemalloc's background purger) live as long as
+    /// it does.
     fn process(&self, pid: &str) -> Option<Duration> {
         let threads = || -> Option<Duration> {
             let mut sum = Duration::ZERO;

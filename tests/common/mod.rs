@@ -889,6 +889,26 @@ pub fn connect_tcp_from(source: std::net::IpAddr, addr: SocketAddr) -> io::Resul
     Ok(tcp)
 }
 
+/// A member "filler" of `channel` that posts `n` messages of 2000 bytes, each starting
+/// with its number in five digits, written in batches of 100 PDUs: a backlog larger than
+/// the socket buffers.
+pub fn fill_channel(server: &Server, channel: &str, n: usize) -> TestClient {
+    let mut filler = server.member("filler", channel);
+    let mut batch = Vec::new();
+    for i in 0..n {
+        let mut text = vec![b'm'; 2000];
+        text[..5].copy_from_slice(format!("{i:05}").as_bytes());
+        batch.extend_from_slice(Pdu::send_message(ByteOrder::Little, &text).as_bytes());
+        if batch.len() >= 100 * PDU_LEN {
+            filler.write(&batch);
+            batch.clear();
+        }
+    }
+    filler.write(&batch);
+    filler.assert_alive();
+    filler
+}
+
 /// (sender, text) of a RECEIVE_MESSAGE.
 pub fn entry(pdu: &Pdu) -> (String, String) {
     (
