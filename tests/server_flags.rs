@@ -209,6 +209,10 @@ fn help_states_the_defaults_the_server_uses() {
         ("--idle-timeout", d.idle.to_string()),
         ("--history", DEFAULT_HISTORY.to_string()),
         ("--replay", DEFAULT_REPLAY.to_string()),
+        (
+            "--listen",
+            format!("all interfaces, port {}", kaichat::DEFAULT_PORT),
+        ),
     ] {
         let text = option(flag);
         assert!(
