@@ -22,6 +22,10 @@ pub mod terminal;
 pub mod tls;
 pub mod transport;
 
+/// The protocol's TCP port (contract section 1): where the server listens and where the
+/// client connects when not told otherwise.
+pub const DEFAULT_PORT: u16 = 29200;
+
 /// This build's version, as every binary's `--version` prints it: the package version,
 /// then the git commit when built from a checkout, as in "0.1.0 (abc1234)"; the package
 /// version alone otherwise. Set by `build.rs`; needs no feature, so loadgen has it too.

@@ -13,16 +13,11 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// Runs the server with `args` from the repository root; fails the test if it is still
-/// running after 10 s.
+/// How long a run that should end by itself may take.
+const WITHIN: Duration = Duration::from_secs(10);
+
 fn run(args: &[&str]) -> Exit {
-    let exit = run_to_exit(args, Duration::from_secs(10));
-    assert!(
-        !exit.timed_out,
-        "{args:?}: still running after 10 s; stderr: {:?}",
-        exit.stderr
-    );
-    exit
+    run_finished(args, WITHIN)
 }
 
 /// `--print-config` with `args`: the TOML, without its first line (a comment naming the
@@ -41,14 +36,8 @@ fn print_config(args: &[&str]) -> String {
     rest.to_string()
 }
 
-/// Runs `args`, expects exit status 2 and one line on stderr, and returns it.
 fn refusal(args: &[&str]) -> String {
-    let exit = run(args);
-    assert_eq!(exit.code, Some(2), "{args:?}: stderr {:?}", exit.stderr);
-    assert_eq!(exit.stdout, "", "{args:?}");
-    let lines: Vec<&str> = exit.stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "{args:?}: one line, got {:?}", exit.stderr);
-    lines[0].to_string()
+    refusal_within(args, WITHIN)
 }
 
 /// A new file with `text` under cargo's scratch directory for tests.

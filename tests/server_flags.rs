@@ -11,39 +11,15 @@ use common::*;
 use kaichat::server::{DEFAULT_HISTORY, DEFAULT_REPLAY};
 use kaichat_proto::session::Deadlines;
 
-/// Runs the server with `args` from the repository root; fails the test if it is still
-/// running after 5 s.
+/// How long a run that should end by itself may take.
+const WITHIN: Duration = Duration::from_secs(5);
+
 fn run(args: &[&str]) -> Exit {
-    let exit = run_to_exit(args, Duration::from_secs(5));
-    assert!(
-        !exit.timed_out,
-        "{args:?}: still running after 5 s; stderr: {:?}",
-        exit.stderr
-    );
-    exit
+    run_finished(args, WITHIN)
 }
 
-/// Runs `args`, expects exit status 2 and exactly one line on stderr, and returns it.
 fn refusal(args: &[&str]) -> String {
-    let exit = run(args);
-    assert_eq!(
-        exit.code,
-        Some(2),
-        "{args:?}: exit status; stderr {:?}",
-        exit.stderr
-    );
-    let lines: Vec<&str> = exit
-        .stderr
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "{args:?}: one line on stderr, got {:?}",
-        exit.stderr
-    );
-    lines[0].to_string()
+    refusal_within(args, WITHIN)
 }
 
 #[test]
@@ -233,6 +209,10 @@ fn help_states_the_defaults_the_server_uses() {
         ("--idle-timeout", d.idle.to_string()),
         ("--history", DEFAULT_HISTORY.to_string()),
         ("--replay", DEFAULT_REPLAY.to_string()),
+        (
+            "--listen",
+            format!("all interfaces, port {}", kaichat::DEFAULT_PORT),
+        ),
     ] {
         let text = option(flag);
         assert!(

@@ -207,23 +207,34 @@ fn fd_clients() -> usize {
     usize::try_from(fd_limit.saturating_sub(RESERVED_FDS).max(1)).unwrap_or(usize::MAX)
 }
 
-/// Binds the first of `candidates` that can be bound; returns the server and the address it
-/// listens on. The error names every address tried, with why it failed.
-fn bind_first(config: Config, candidates: &[SocketAddr]) -> Result<(Server, SocketAddr), String> {
+/// Calls `bind` on each of `candidates` in turn (the addresses of one `--listen` or
+/// `--metrics-listen`) and returns what the first that binds gives. The error names every
+/// address tried, with why it failed.
+fn first_that_binds<T>(
+    candidates: &[SocketAddr],
+    mut bind: impl FnMut(SocketAddr) -> std::io::Result<T>,
+) -> Result<T, String> {
     let mut failures = Vec::new();
-    for &listen in candidates {
-        match Server::bind(Config {
-            listen,
-            ..config.clone()
-        }) {
-            Ok(server) => {
-                let addr = server.local_addr().unwrap_or(listen);
-                return Ok((server, addr));
-            }
-            Err(e) => failures.push(format!("{listen} ({e})")),
+    for &addr in candidates {
+        match bind(addr) {
+            Ok(bound) => return Ok(bound),
+            Err(e) => failures.push(format!("{addr} ({e})")),
         }
     }
     Err(format!("cannot listen on {}", failures.join(", nor on ")))
+}
+
+/// Binds the first of `candidates` that can be bound; returns the server and the address it
+/// listens on.
+fn bind_first(config: Config, candidates: &[SocketAddr]) -> Result<(Server, SocketAddr), String> {
+    first_that_binds(candidates, |listen| {
+        let server = Server::bind(Config {
+            listen,
+            ..config.clone()
+        })?;
+        let addr = server.local_addr().unwrap_or(listen);
+        Ok((server, addr))
+    })
 }
 
 /// The process owns its signals: a thread waits for SIGINT or SIGTERM and stops the
@@ -277,17 +288,8 @@ fn install_logger(level: Option<LevelFilter>) {
 
 /// Binds the metrics endpoint on the first of `--metrics-listen`'s addresses that binds.
 fn serve_metrics(server: &mut Server, candidates: &[SocketAddr]) -> Result<SocketAddr, String> {
-    let mut failures = Vec::new();
-    for &addr in candidates {
-        match server.serve_metrics(addr) {
-            Ok(bound) => return Ok(bound),
-            Err(e) => failures.push(format!("{addr} ({e})")),
-        }
-    }
-    Err(format!(
-        "--metrics-listen: cannot listen on {}",
-        failures.join(", nor on ")
-    ))
+    first_that_binds(candidates, |addr| server.serve_metrics(addr))
+        .map_err(|e| format!("--metrics-listen: {e}"))
 }
 
 /// Tells systemd a change of state; a failure is said on stderr and changes nothing else.

@@ -416,6 +416,43 @@ pub fn run_to_exit(args: &[&str], timeout: Duration) -> Exit {
     }
 }
 
+/// Runs the server binary with `args` from the repository root; fails the test if it is
+/// still running after `timeout`.
+pub fn run_finished(args: &[&str], timeout: Duration) -> Exit {
+    let exit = run_to_exit(args, timeout);
+    assert!(
+        !exit.timed_out,
+        "{args:?}: still running after {timeout:?}; stderr: {:?}",
+        exit.stderr
+    );
+    exit
+}
+
+/// Runs `args` as [`run_finished`] does, expects what a command-line mistake gives (exit
+/// status 2, nothing on stdout, exactly one line on stderr) and returns that line.
+pub fn refusal_within(args: &[&str], timeout: Duration) -> String {
+    let exit = run_finished(args, timeout);
+    assert_eq!(
+        exit.code,
+        Some(2),
+        "{args:?}: exit status; stderr {:?}",
+        exit.stderr
+    );
+    assert_eq!(exit.stdout, "", "{args:?}");
+    let lines: Vec<&str> = exit.stderr.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{args:?}: one line on stderr, got {:?}",
+        exit.stderr
+    );
+    assert!(
+        !lines[0].trim().is_empty(),
+        "{args:?}: a blank line on stderr"
+    );
+    lines[0].to_string()
+}
+
 /// The value of `name=` in a statistics line (`accepted=12` gives 12 for `accepted`).
 pub fn stat_in(line: &str, name: &str) -> Option<u64> {
     line.split_whitespace()

@@ -17,8 +17,8 @@ use kaichat_proto::session::Deadlines;
 use log::LevelFilter;
 use toml::de::{DeTable, DeValue};
 
-/// The protocol's port (contract section 1).
-pub const DEFAULT_PORT: u16 = 29200;
+pub use kaichat::DEFAULT_PORT;
+
 /// The longest deadline or interval accepted, a year. Longer means "never" in practice, which
 /// 0 says; and the session adds a deadline to its clock in u64 seconds, so a value near
 /// u64::MAX wrapped (closing every client at once) or panicked in a debug build.

@@ -8,8 +8,7 @@ use std::time::Duration;
 use kaichat::terminal::channel_name;
 use kaichat_proto::names::{ChannelName, Username};
 
-/// The contract's default port (section 1).
-pub const DEFAULT_PORT: u16 = 29200;
+pub use kaichat::DEFAULT_PORT;
 
 pub const HELP: &str = "\
 kaichat: the KaiChat v1 terminal client

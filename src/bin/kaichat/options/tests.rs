@@ -14,6 +14,15 @@ fn defaults() {
     assert_eq!((o.host.as_str(), o.port), ("localhost", 29200));
     assert_eq!(o.query_interval, Duration::from_secs(3));
     assert!(!o.plaintext && o.user.is_none() && o.channel.is_none() && o.ca.is_none());
+    // The help states the defaults the client uses.
+    assert_eq!(o.port, DEFAULT_PORT);
+    assert!(
+        HELP.contains(&format!(
+            "[default:\n                           localhost:{DEFAULT_PORT}]"
+        )),
+        "--server's default in the help: {HELP}"
+    );
+    assert!(HELP.contains("fetch new messages this often while in a channel [default: 3]"));
 }
 
 #[test]
