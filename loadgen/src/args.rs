@@ -13,8 +13,8 @@ use std::time::Duration;
 use crate::config::{parse_rate, parse_seconds, Config};
 use crate::sources;
 
-/// The port `--server` means when it names none.
-pub const DEFAULT_PORT: u16 = 29200;
+// The port `--server` means when it names none is the contract's, defined once.
+use kaichat::DEFAULT_PORT;
 
 /// What `loadgen --help` prints.
 pub const HELP: &str = "\
