@@ -13,9 +13,9 @@ use kaichat_proto::hub::Hub;
 use kaichat_proto::pdu::{Command, Decoded, Pdu};
 use kaichat_proto::session::Ending;
 
-/// The label of each slot of a by-command count: the nine commands by code, in the
-/// contract's names, then what is no command.
-pub const COMMANDS: [&str; 10] = [
+/// The label of each slot of a by-command count: the fifteen commands of versions 1 and 2
+/// by code, in the contracts' names, then what is no command.
+pub const COMMANDS: [&str; 16] = [
     "QUIT",
     "VERSION_NEGOTIATION",
     "CLIENT_INFO",
@@ -25,6 +25,12 @@ pub const COMMANDS: [&str; 10] = [
     "LEAVE_CHANNEL",
     "PING_PONG",
     "QUERY",
+    "LIST_CHANNELS",
+    "NAMES",
+    "KICK",
+    "BAN",
+    "UNBAN",
+    "OPER",
     "unknown",
 ];
 

@@ -37,7 +37,18 @@ pub const MAX_MESSAGE: usize = PARAMS_LEN;
 /// The reserved name the server writes in the username field.
 pub const SERVER_NAME: &[u8] = b"SERVER";
 /// The protocol version this implementation speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
+/// Where a version-2 RECEIVE_MESSAGE carries its time stamp (v2 contract section 2a): ms
+/// since the Unix epoch, u64 big-endian. Zero on version 1.
+pub const TIME: std::ops::Range<usize> = 62..70;
+/// In a NAMES listing PDU: 1 when it lists channel operators (v2 contract section 3).
+pub const OPERATORS: usize = 62;
+/// Bytes of names (with their separating spaces and the closing NUL) a NAMES PDU holds.
+pub const NAMES_ROOM: usize = PARAMS_LEN;
+/// The channel field that names the whole server in a BAN or UNBAN (v2 section 5).
+pub const SERVER_WIDE: &[u8] = b"*";
+/// Longest OPER password, in bytes (v2 contract section 4).
+pub const MAX_PASSWORD: usize = 200;
 
 /// The command codes of contract section 3.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -51,10 +62,18 @@ pub enum Command {
     LeaveChannel = 6,
     PingPong = 7,
     Query = 8,
+    /// Version 2 only, from here on (v2 contract section 7).
+    ListChannels = 9,
+    Names = 10,
+    Kick = 11,
+    Ban = 12,
+    Unban = 13,
+    Oper = 14,
 }
 
 impl Command {
-    /// The command for a code, if the code is one of the nine.
+    /// The command for a code, if it is one of the fifteen of any version (0 to 8 in v1,
+    /// 9 to 14 added by v2; [`Command::since_version`] tells which).
     pub fn from_code(code: u32) -> Option<Command> {
         Some(match code {
             0 => Command::Quit,
@@ -66,6 +85,12 @@ impl Command {
             6 => Command::LeaveChannel,
             7 => Command::PingPong,
             8 => Command::Query,
+            9 => Command::ListChannels,
+            10 => Command::Names,
+            11 => Command::Kick,
+            12 => Command::Ban,
+            13 => Command::Unban,
+            14 => Command::Oper,
             _ => return None,
         })
     }
@@ -73,6 +98,37 @@ impl Command {
     /// The wire code.
     pub fn code(self) -> u32 {
         self as u32
+    }
+
+    /// The protocol version that defines this command: on a connection of an older
+    /// version it is an unknown command.
+    pub fn since_version(self) -> u16 {
+        if self.code() >= Command::ListChannels.code() {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// The name the contracts give the command.
+    pub fn name(self) -> &'static str {
+        match self {
+            Command::Quit => "QUIT",
+            Command::VersionNegotiation => "VERSION_NEGOTIATION",
+            Command::ClientInfo => "CLIENT_INFO",
+            Command::JoinChannel => "JOIN_CHANNEL",
+            Command::SendMessage => "SEND_MESSAGE",
+            Command::ReceiveMessage => "RECEIVE_MESSAGE",
+            Command::LeaveChannel => "LEAVE_CHANNEL",
+            Command::PingPong => "PING_PONG",
+            Command::Query => "QUERY",
+            Command::ListChannels => "LIST_CHANNELS",
+            Command::Names => "NAMES",
+            Command::Kick => "KICK",
+            Command::Ban => "BAN",
+            Command::Unban => "UNBAN",
+            Command::Oper => "OPER",
+        }
     }
 }
 
@@ -245,6 +301,39 @@ impl Pdu {
         u16::from_be_bytes([self.bytes[PARAMS.start], self.bytes[PARAMS.start + 1]])
     }
 
+    /// The time stamp of a version-2 RECEIVE_MESSAGE: ms since the Unix epoch (0 on v1).
+    pub fn time(&self) -> u64 {
+        let mut be = [0u8; 8];
+        be.copy_from_slice(&self.bytes[TIME]);
+        u64::from_be_bytes(be)
+    }
+
+    /// params[at..at + 4] as a big-endian u32: the counts of listings (v2 section 3).
+    pub fn param_u32(&self, at: usize) -> u32 {
+        let mut be = [0u8; 4];
+        be.copy_from_slice(&self.bytes[PARAMS.start + at..PARAMS.start + at + 4]);
+        u32::from_be_bytes(be)
+    }
+
+    /// Whether a NAMES listing PDU lists channel operators (prefix[62] = 1).
+    pub fn lists_operators(&self) -> bool {
+        self.bytes[OPERATORS] == 1
+    }
+
+    /// The target username of a KICK, BAN or UNBAN (params[0..10], up to its first NUL).
+    pub fn target(&self) -> &[u8] {
+        field_text(&self.bytes[PARAMS.start..PARAMS.start + MAX_USERNAME])
+    }
+
+    /// The reason of a KICK or BAN: params[11..] up to its first NUL, when params[10] is
+    /// the separating space; empty otherwise.
+    pub fn reason(&self) -> &[u8] {
+        match self.bytes[PARAMS.start + MAX_USERNAME] {
+            b' ' => field_text(&self.bytes[PARAMS.start + MAX_USERNAME + 1..]),
+            _ => &[],
+        }
+    }
+
     /// Sets the username field of the prefix.
     pub fn set_username(&mut self, name: &[u8]) -> &mut Pdu {
         put_field(&mut self.bytes[USERNAME], name);
@@ -270,6 +359,26 @@ impl Pdu {
     /// Sets the params to `text`, NUL-padded (cut at 2000 bytes).
     pub fn set_params_text(&mut self, text: &[u8]) -> &mut Pdu {
         put_field(&mut self.bytes[PARAMS], text);
+        self
+    }
+
+    /// Sets the time stamp (v2): ms since the Unix epoch.
+    pub fn set_time(&mut self, ms: u64) -> &mut Pdu {
+        self.bytes[TIME].copy_from_slice(&ms.to_be_bytes());
+        self
+    }
+
+    /// Sets params[at..at + 4] to `value`, big-endian.
+    pub fn set_param_u32(&mut self, at: usize, value: u32) -> &mut Pdu {
+        self.bytes[PARAMS.start + at..PARAMS.start + at + 4].copy_from_slice(&value.to_be_bytes());
+        self
+    }
+
+    /// Sets the raw channel field (with the separating space): for `*` and for names a
+    /// client has not checked.
+    pub fn set_channel_field(&mut self, field: &[u8]) -> &mut Pdu {
+        self.bytes[SEPARATOR] = b' ';
+        put_field(&mut self.bytes[CHANNEL], field);
         self
     }
 
@@ -395,6 +504,70 @@ impl Pdu {
     /// has no channel.
     pub fn notice(order: ByteOrder, channel: Option<&ChannelName>, text: &[u8]) -> Pdu {
         Pdu::receive(order, SERVER_NAME, channel, text)
+    }
+
+    /// LIST_CHANNELS (client, v2).
+    pub fn list_channels(order: ByteOrder) -> Pdu {
+        Pdu::new(Command::ListChannels, order)
+    }
+
+    /// NAMES (client, v2) of `channel`, or of the client's own channel when empty.
+    pub fn names(order: ByteOrder, channel: &[u8]) -> Pdu {
+        let mut pdu = Pdu::new(Command::Names, order);
+        pdu.set_channel_field(channel);
+        pdu
+    }
+
+    /// KICK, BAN or UNBAN (client, v2): `channel` (empty: the client's own; `*` for a
+    /// server ban), the target username, and an optional reason.
+    pub fn moderation(
+        command: Command,
+        order: ByteOrder,
+        channel: &[u8],
+        target: &[u8],
+        reason: &[u8],
+    ) -> Pdu {
+        let mut pdu = Pdu::new(command, order);
+        pdu.set_channel_field(channel);
+        let params = &mut pdu.bytes[PARAMS];
+        put_field(&mut params[..MAX_USERNAME], target);
+        params[MAX_USERNAME] = b' ';
+        put_field(&mut params[MAX_USERNAME + 1..], reason);
+        pdu
+    }
+
+    /// UNBAN of a server ban (client, v2): channel `*`, params = the address as text.
+    pub fn unban_address(order: ByteOrder, address: &[u8]) -> Pdu {
+        let mut pdu = Pdu::new(Command::Unban, order);
+        pdu.set_channel_field(SERVER_WIDE).set_params_text(address);
+        pdu
+    }
+
+    /// OPER (client, v2): params = the password, NUL-terminated.
+    pub fn oper(order: ByteOrder, password: &[u8]) -> Pdu {
+        let mut pdu = Pdu::new(Command::Oper, order);
+        pdu.set_params_text(&password[..password.len().min(MAX_PASSWORD)]);
+        pdu
+    }
+
+    /// A server PDU of a listing (LIST_CHANNELS or NAMES, v2 section 3): username field
+    /// `SERVER`, the channel field, flag 0; the caller fills the params.
+    pub fn listing(command: Command, order: ByteOrder, channel: Option<&ChannelName>) -> Pdu {
+        let mut pdu = Pdu::new(command, order);
+        pdu.set_username(SERVER_NAME).set_channel(channel);
+        pdu
+    }
+
+    /// The end PDU of a listing: flag 1, params[0..4] = how many were listed.
+    pub fn listing_end(
+        command: Command,
+        order: ByteOrder,
+        channel: Option<&ChannelName>,
+        count: u32,
+    ) -> Pdu {
+        let mut pdu = Pdu::listing(command, order, channel);
+        pdu.set_up_to_date(true).set_param_u32(0, count);
+        pdu
     }
 
     /// The up-to-date RECEIVE_MESSAGE that ends every QUERY answer; outside a channel its

@@ -17,7 +17,7 @@
 use crate::hub::{ChannelId, Hub, Next};
 use crate::names::Username;
 use crate::outbox::Outbox;
-use crate::pdu::{ByteOrder, Command, Decoded, Pdu, PROTOCOL_VERSION, SERVER_NAME};
+use crate::pdu::{ByteOrder, Command, Decoded, Pdu, SERVER_NAME};
 
 /// The server's deadlines in whole seconds (contract section 7); 0 turns one off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -197,7 +197,7 @@ impl Session {
                     // Before the order is fixed, the server answers in the PING's order.
                     self.order = order;
                     out.send(&Pdu::ping(order));
-                    out.send(&Pdu::server_version(order, PROTOCOL_VERSION));
+                    out.send(&Pdu::server_version(order, 1));
                     self.enter_setup(State::AwaitVersion, now);
                 }
                 Step::Continue
@@ -207,13 +207,13 @@ impl Session {
                     self.order = order;
                     self.order_fixed = true;
                     let version = pdu.version();
-                    if (1..=PROTOCOL_VERSION).contains(&version) {
+                    if version == 1 {
                         self.enter_setup(State::AwaitClientInfo, now);
                         Step::Continue
                     } else {
                         let text = format!(
                             "error: unsupported protocol version {version}: this server \
-                             speaks version {PROTOCOL_VERSION}, a big-endian u16 in params[0..2]"
+                             speaks version 1, a big-endian u16 in params[0..2]"
                         );
                         self.error(text.as_bytes(), hub, out);
                         Step::Close(Ending::VersionRejected)
@@ -342,7 +342,19 @@ impl Session {
                 self.error(text.as_bytes(), hub, out)
             }
             // QUIT closed the connection before this match.
-            (Some(Command::Quit) | None, _) => {
+            (
+                Some(
+                    Command::Quit
+                    | Command::ListChannels
+                    | Command::Names
+                    | Command::Kick
+                    | Command::Ban
+                    | Command::Unban
+                    | Command::Oper,
+                )
+                | None,
+                _,
+            ) => {
                 let text = unknown_command(pdu.command_bytes(), order);
                 self.error(text.as_bytes(), hub, out)
             }

@@ -42,3 +42,13 @@ fn a_latency_falls_in_the_first_bucket_whose_bound_it_does_not_exceed() {
     assert_eq!(latency.buckets[LATENCY_BOUNDS_US.len()], 1, "above 1 s");
     assert_eq!((latency.count, latency.sum_us), (5, 2_000_102));
 }
+
+#[test]
+fn every_command_has_its_own_label() {
+    for code in 0..=255u32 {
+        if let Some(command) = Command::from_code(code) {
+            assert_eq!(COMMANDS[command_slot(Some(command))], command.name());
+        }
+    }
+    assert_eq!(COMMANDS[command_slot(None)], "unknown");
+}

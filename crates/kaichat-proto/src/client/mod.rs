@@ -618,7 +618,7 @@ impl Client {
                     self.quit(now, out);
                     return Err(ClientError::NoCommonVersion { server_highest });
                 }
-                let version = server_highest.min(PROTOCOL_VERSION);
+                let version = server_highest.min(1);
                 self.emit(&Pdu::client_version(self.order(), version), now, out);
                 self.name_deadline = Some(now);
                 self.deadline = self.after(self.settings.setup_timeout, now);
@@ -670,6 +670,13 @@ impl Client {
                 Ok(Some(Event::Left { channel }))
             }
             Command::ReceiveMessage => self.receive(pdu, from_server, now),
+            // Version 2 (not spoken by this client yet).
+            Command::ListChannels
+            | Command::Names
+            | Command::Kick
+            | Command::Ban
+            | Command::Unban
+            | Command::Oper => unsolicited,
         }
     }
 

@@ -1082,10 +1082,10 @@ fn wrong_byte_order_is_an_unknown_command() {
     );
     assert_eq!(client.phase(), Phase::AwaitPong);
     let mut odd = Pdu::ping(ByteOrder::Big);
-    odd.bytes_mut()[256..260].copy_from_slice(&[0, 0, 0, 9]);
+    odd.bytes_mut()[256..260].copy_from_slice(&[0, 0, 0, 15]);
     assert_eq!(
         unexpected(client.handle(&odd, t0, &mut out)),
-        Unexpected::UnknownCommand([0, 0, 0, 9])
+        Unexpected::UnknownCommand([0, 0, 0, 15])
     );
 }
 
@@ -1281,7 +1281,7 @@ fn refusals_say_what_was_wrong_and_the_limit() {
     assert_eq!(
         ClientError::NoCommonVersion { server_highest: 0 }.to_string(),
         "no common protocol version: the server speaks up to version 0, this client speaks \
-         version 1"
+         version 2"
     );
 }
 

@@ -56,8 +56,8 @@ fn quit_is_zero_in_either_order() {
 #[test]
 fn unknown_codes() {
     let mut pdu = Pdu::ping(ByteOrder::Little);
-    pdu.bytes_mut()[256..260].copy_from_slice(&[9, 0, 0, 0]);
-    assert_eq!(pdu.decode_command(None), Decoded::Unknown([9, 0, 0, 0]));
+    pdu.bytes_mut()[256..260].copy_from_slice(&[15, 0, 0, 0]);
+    assert_eq!(pdu.decode_command(None), Decoded::Unknown([15, 0, 0, 0]));
     pdu.bytes_mut()[256..260].copy_from_slice(&[1, 0, 0, 1]);
     assert_eq!(pdu.decode_command(None), Decoded::Unknown([1, 0, 0, 1]));
     pdu.bytes_mut()[256..260].copy_from_slice(&[0, 1, 0, 0]);

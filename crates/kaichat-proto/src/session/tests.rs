@@ -544,7 +544,7 @@ fn command_of_reads_either_order_until_the_version_fixes_one() {
             s.command_of(&Pdu::ping(other(order))),
             Some(Command::PingPong)
         );
-        assert_eq!(s.command_of(&raw_command([9, 0, 0, 0])), None);
+        assert_eq!(s.command_of(&raw_command([15, 0, 0, 0])), None);
         feed(&mut s, &mut hub, &Pdu::ping(order), 0);
         feed(&mut s, &mut hub, &Pdu::client_version(order, 1), 0);
         // Fixed: what the session would call an unknown command is counted as one.
