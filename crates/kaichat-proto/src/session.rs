@@ -101,8 +101,9 @@ struct Established {
     answer: Option<Answer>,
     /// Removed from a channel by a KICK or BAN: the channel and the notice, to be sent
     /// (LEAVE_CHANNEL, then the notice) once no answer is in flight.
-    removed: Option<(ChannelName, Box<[u8]>)>,
-    oper: Oper,
+    removed: Option<Box<(ChannelName, Box<[u8]>)>>,
+    /// An OPER in progress (rare, so boxed: a session stays small).
+    oper: Option<Box<Oper>>,
     /// The rate limit's state (GCRA): the theoretical arrival time of the next message, µs
     /// of the session's clock. 0 starts the bucket full.
     rate_tat_us: u64,
@@ -122,6 +123,13 @@ struct Membership {
 enum Answer {
     /// A QUERY answer: entries up to `end`, then the up-to-date PDU.
     Query { end: u64 },
+    /// A listing (rarer, and larger: boxed, so a session stays small).
+    Listing(Box<Listing>),
+}
+
+/// A listing in flight (v2 section 3).
+#[derive(Debug)]
+enum Listing {
     /// A LIST_CHANNELS listing: channels after `after`, `count` listed so far.
     Channels {
         after: Option<ChannelName>,
@@ -141,7 +149,6 @@ enum Answer {
 /// Where an OPER request stands (v2 section 4).
 #[derive(Debug)]
 enum Oper {
-    None,
     /// The password waits for the caller to take it ([`Session::take_oper_request`]) and
     /// verify it; asked at `since` (ms).
     Verifying {
@@ -149,9 +156,7 @@ enum Oper {
         password: Option<Box<[u8]>>,
     },
     /// Refused: the error notice goes out at `at` (ms), not before.
-    Refusing {
-        at: u64,
-    },
+    Refusing { at: u64 },
 }
 
 /// One connection's protocol state.
@@ -236,7 +241,12 @@ impl Session {
     /// is being verified or its refusal delayed.
     pub fn answering(&self) -> bool {
         self.established()
-            .is_some_and(|e| e.answer.is_some() || !matches!(e.oper, Oper::None))
+            .is_some_and(|e| e.answer.is_some() || e.oper.is_some())
+    }
+
+    /// Whether an answer or listing is being sent.
+    pub fn answer_in_flight(&self) -> bool {
+        self.established().is_some_and(|e| e.answer.is_some())
     }
 
     /// Whether [`Session::continue_output`] has something to send now: an answer, a
@@ -270,9 +280,9 @@ impl Session {
 
     /// When the session wants [`Session::wake`] called (a delayed OPER refusal), in ms.
     pub fn wake_at(&self) -> Option<u64> {
-        match self.established()?.oper {
-            Oper::Refusing { at } => Some(at),
-            _ => None,
+        match self.established()?.oper.as_deref()? {
+            Oper::Refusing { at } => Some(*at),
+            Oper::Verifying { .. } => None,
         }
     }
 
@@ -376,7 +386,7 @@ impl Session {
             member: None,
             answer: None,
             removed: None,
-            oper: Oper::None,
+            oper: None,
             rate_tat_us: 0,
         });
         self.clock_from = now;
@@ -428,10 +438,10 @@ impl Session {
             },
             Some(Command::PingPong) => reply.send(&Pdu::ping(order)),
             Some(Command::ListChannels) => {
-                e.answer = Some(Answer::Channels {
+                e.answer = Some(Answer::Listing(Box::new(Listing::Channels {
                     after: None,
                     count: 0,
-                })
+                })))
             }
             Some(Command::Names) => e.names(pdu, hub, &mut reply),
             Some(c @ (Command::Kick | Command::Ban | Command::Unban)) => {
@@ -439,16 +449,18 @@ impl Session {
             }
             Some(Command::Oper) => {
                 let password = pdu.params_text();
-                e.oper = if hub.rules().oper && (1..=MAX_PASSWORD).contains(&password.len()) {
-                    Oper::Verifying {
-                        since: now,
-                        password: Some(password.into()),
-                    }
-                } else {
-                    Oper::Refusing {
-                        at: now.saturating_add(OPER_REFUSAL_DELAY_MS),
-                    }
-                };
+                e.oper = Some(Box::new(
+                    if hub.rules().oper && (1..=MAX_PASSWORD).contains(&password.len()) {
+                        Oper::Verifying {
+                            since: now,
+                            password: Some(password.into()),
+                        }
+                    } else {
+                        Oper::Refusing {
+                            at: now.saturating_add(OPER_REFUSAL_DELAY_MS),
+                        }
+                    },
+                ));
             }
             Some(Command::ReceiveMessage) => {
                 let channel = e.channel_name(hub);
@@ -487,10 +499,10 @@ impl Session {
     /// configured hash (slowly, away from the loop) and answers [`Session::oper_checked`].
     pub fn take_oper_request(&mut self) -> Option<Box<[u8]>> {
         match &mut self.state {
-            State::Established(Established {
-                oper: Oper::Verifying { password, .. },
-                ..
-            }) => password.take(),
+            State::Established(e) => match e.oper.as_deref_mut()? {
+                Oper::Verifying { password, .. } => password.take(),
+                Oper::Refusing { .. } => None,
+            },
             _ => None,
         }
     }
@@ -503,19 +515,20 @@ impl Session {
         let State::Established(e) = &mut self.state else {
             return;
         };
-        let Oper::Verifying { since, .. } = e.oper else {
+        let Some(Oper::Verifying { since, .. }) = e.oper.as_deref() else {
             return;
         };
+        let since = *since;
         if accepted {
             hub.make_server_operator(&e.user);
-            e.oper = Oper::None;
+            e.oper = None;
             let mut ack = Pdu::new(Command::Oper, order);
             ack.set_username(SERVER_NAME);
             out.send(&ack);
         } else {
-            e.oper = Oper::Refusing {
+            e.oper = Some(Box::new(Oper::Refusing {
                 at: since.saturating_add(OPER_REFUSAL_DELAY_MS).max(now),
-            };
+            }));
         }
     }
 
@@ -525,9 +538,9 @@ impl Session {
         let State::Established(e) = &mut self.state else {
             return;
         };
-        if let Oper::Refusing { at } = e.oper {
+        if let Some(&Oper::Refusing { at }) = e.oper.as_deref() {
             if at <= now {
-                e.oper = Oper::None;
+                e.oper = None;
                 let channel = e.channel_name(hub);
                 let mut reply = Reply {
                     order,
@@ -547,7 +560,7 @@ impl Session {
         if let State::Established(e) = &mut self.state {
             if e.member.as_ref().is_some_and(|m| m.channel == channel) {
                 e.member = None;
-                e.removed = Some((name, notice));
+                e.removed = Some(Box::new((name, notice)));
             }
         }
     }
@@ -577,7 +590,7 @@ impl Session {
                 e.step_answer(hub, &mut reply);
                 continue;
             }
-            if let Some((name, notice)) = e.removed.take() {
+            if let Some((name, notice)) = e.removed.take().map(|r| *r) {
                 reply.send(&Pdu::channel_ack(Command::LeaveChannel, order, &name));
                 if e.version >= 2 {
                     reply.notice(Some(&name), &notice);
@@ -774,13 +787,13 @@ impl Established {
         };
         match hub.open_channel(&name) {
             Some(channel) => {
-                self.answer = Some(Answer::Names {
+                self.answer = Some(Answer::Listing(Box::new(Listing::Names {
                     channel,
                     name,
                     operators: true,
                     after: 0,
                     count: 0,
-                })
+                })))
             }
             None => {
                 let text = format!("error: {name} is not open: it has no members");
@@ -820,68 +833,71 @@ impl Established {
                     true
                 }
             },
-            Some(Answer::Channels { after, count }) => match hub.next_channel(after.as_ref()) {
-                Some(listed) => {
-                    let mut pdu = Pdu::listing(Command::ListChannels, order, Some(&listed.name));
-                    pdu.set_param_u32(0, listed.members)
-                        .set_param_u32(4, listed.retained);
-                    reply.send(&pdu);
-                    *after = Some(listed.name);
-                    *count += 1;
-                    false
-                }
-                None => {
-                    reply.send(&Pdu::listing_end(
-                        Command::ListChannels,
-                        order,
-                        None,
-                        *count,
-                    ));
-                    true
-                }
-            },
-            Some(Answer::Names {
-                channel,
-                name,
-                operators,
-                after,
-                count,
-            }) => {
-                // The channel closed (and its handle may be another's now): nothing more.
-                let open = hub.channel_name(*channel) == Some(&*name);
-                let mut pdu = Pdu::listing(Command::Names, order, Some(name));
-                let mut used = 0;
-                if open {
-                    let params = &mut pdu.bytes_mut()[PREFIX_LEN + 4..];
-                    for (key, user) in hub.members_after(*channel, *operators, *after) {
-                        let sep = usize::from(used > 0);
-                        let bytes = user.as_bytes();
-                        // Whole names, then the NUL, within the params.
-                        if used + sep + bytes.len() + 1 > NAMES_ROOM {
-                            break;
-                        }
-                        if sep == 1 {
-                            params[used] = b' ';
-                        }
-                        params[used + sep..used + sep + bytes.len()].copy_from_slice(bytes);
-                        used += sep + bytes.len();
-                        *after = key;
+            Some(Answer::Listing(listing)) => match &mut **listing {
+                Listing::Channels { after, count } => match hub.next_channel(after.as_ref()) {
+                    Some(listed) => {
+                        let mut pdu =
+                            Pdu::listing(Command::ListChannels, order, Some(&listed.name));
+                        pdu.set_param_u32(0, listed.members)
+                            .set_param_u32(4, listed.retained);
+                        reply.send(&pdu);
+                        *after = Some(listed.name);
                         *count += 1;
+                        false
+                    }
+                    None => {
+                        reply.send(&Pdu::listing_end(
+                            Command::ListChannels,
+                            order,
+                            None,
+                            *count,
+                        ));
+                        true
+                    }
+                },
+                Listing::Names {
+                    channel,
+                    name,
+                    operators,
+                    after,
+                    count,
+                } => {
+                    // The channel closed (and its handle may be another's now): nothing more.
+                    let open = hub.channel_name(*channel) == Some(&*name);
+                    let mut pdu = Pdu::listing(Command::Names, order, Some(name));
+                    let mut used = 0;
+                    if open {
+                        let params = &mut pdu.bytes_mut()[PREFIX_LEN + 4..];
+                        for (key, user) in hub.members_after(*channel, *operators, *after) {
+                            let sep = usize::from(used > 0);
+                            let bytes = user.as_bytes();
+                            // Whole names, then the NUL, within the params.
+                            if used + sep + bytes.len() + 1 > NAMES_ROOM {
+                                break;
+                            }
+                            if sep == 1 {
+                                params[used] = b' ';
+                            }
+                            params[used + sep..used + sep + bytes.len()].copy_from_slice(bytes);
+                            used += sep + bytes.len();
+                            *after = key;
+                            *count += 1;
+                        }
+                    }
+                    if used > 0 {
+                        pdu.bytes_mut()[OPERATORS] = u8::from(*operators);
+                        reply.send(&pdu);
+                        false
+                    } else if *operators && open {
+                        *operators = false;
+                        *after = 0;
+                        false
+                    } else {
+                        reply.send(&Pdu::listing_end(Command::Names, order, Some(name), *count));
+                        true
                     }
                 }
-                if used > 0 {
-                    pdu.bytes_mut()[OPERATORS] = u8::from(*operators);
-                    reply.send(&pdu);
-                    false
-                } else if *operators && open {
-                    *operators = false;
-                    *after = 0;
-                    false
-                } else {
-                    reply.send(&Pdu::listing_end(Command::Names, order, Some(name), *count));
-                    true
-                }
-            }
+            },
         };
         if done {
             self.answer = None;
@@ -969,7 +985,7 @@ impl Established {
             if let Some(m) = self.member.take_if(|m| Some(m.channel) == open) {
                 let banned = command == Command::Ban;
                 let notice = Hub::removal_notice(&name, &self.user, reason, banned);
-                self.removed = Some((name, notice));
+                self.removed = Some(Box::new((name, notice)));
                 drop(m);
             }
         }
