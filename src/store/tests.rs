@@ -322,7 +322,11 @@ fn entry_kinds_and_times_are_kept() {
         .unwrap()
         .load()
         .unwrap();
-    let kinds: Vec<(Kind, u64)> = loaded[0].entries.iter().map(|e| (e.kind, e.time_ms)).collect();
+    let kinds: Vec<(Kind, u64)> = loaded[0]
+        .entries
+        .iter()
+        .map(|e| (e.kind, e.time_ms))
+        .collect();
     assert_eq!(
         kinds,
         [

@@ -788,7 +788,10 @@ impl TestClient {
         let version = self.expect(Command::VersionNegotiation);
         assert_eq!(version.username(), b"SERVER", "server version prefix");
         let highest = version.version();
-        assert!(matches!(highest, 1 | 2), "server's highest version: {highest}");
+        assert!(
+            matches!(highest, 1 | 2),
+            "server's highest version: {highest}"
+        );
         assert_eq!(
             &version.params()[..2],
             &[0, highest as u8],
