@@ -352,6 +352,54 @@ fn a_v2_query_answers_only_what_was_not_pushed_behind_a_backlog() {
     drop(filler);
 }
 
+#[test]
+fn a_v2_reader_that_fell_behind_resumes_with_a_skip_notice_that_accounts_for_every_entry() {
+    let server = Server::start(&["--history", "100"]);
+    let mut slow = server.member_v2("slow", "@slow");
+    expect_entry(&mut slow, "SERVER", "slow joined");
+    // 3000 messages of 2000 bytes (6.8 MB) while the reader reads nothing: more than the
+    // socket buffers hold (at most 4 MiB of send buffer here, and a receive buffer that
+    // grows only as it is read), with 100 entries retained: pushing pauses, and entries
+    // owed to it are evicted meanwhile.
+    const N: usize = 3000;
+    let filler = fill_channel(&server, "@slow", N);
+    let (pdus, _) = sync(&mut slow);
+    let mut accounted = 0;
+    let mut skips = 0;
+    let mut next = 0; // the lowest message number still possible
+    for pdu in &pdus {
+        assert_eq!(slow.command_of(pdu), Command::ReceiveMessage, "{pdu:?}");
+        assert_stamped(pdu);
+        let (sender, text) = entry(pdu);
+        if let Some(n) = text.strip_suffix(" messages were skipped") {
+            assert_eq!(sender, "SERVER");
+            let n: usize = n.parse().expect("a count");
+            assert!(n > 0);
+            accounted += n;
+            next += n;
+            skips += 1;
+        } else if sender == "SERVER" {
+            assert_eq!(text, "filler joined");
+            accounted += 1;
+            next += 1;
+        } else {
+            assert_eq!(sender, "filler");
+            let number: usize = text[..5].parse().expect("a message number");
+            // Entry n + 1 of the channel after `slow joined` is message n.
+            assert_eq!(number + 1, next, "out of order or skipped silently");
+            accounted += 1;
+            next += 1;
+        }
+    }
+    assert!(skips >= 1, "the reader never fell behind: no skip notice");
+    assert_eq!(
+        accounted,
+        N + 1,
+        "every entry is sent or counted as skipped"
+    );
+    drop(filler);
+}
+
 // ---------------------------------------------------------------------------------------
 // LIST_CHANNELS and NAMES
 // ---------------------------------------------------------------------------------------
