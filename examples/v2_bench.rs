@@ -432,8 +432,7 @@ fn slow_reader(readers: usize, slow: usize, rate: u64, secs: u64) {
         handles.push(thread::spawn(move || {
             let mut samples = Vec::new();
             let mut received = 0u64;
-            loop {
-                let Ok(pdu) = c.recv() else { break };
+            while let Ok(pdu) = c.recv() {
                 if phase.load(Ordering::Relaxed) == STOP {
                     break;
                 }
