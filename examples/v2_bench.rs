@@ -17,7 +17,9 @@
 //! `cargo run --release --example v2_bench -- list 10000`, `... names 19000`,
 //! `... slow 50 1`. Every run stops by itself (the server is killed at the end); the
 //! server binary is `target/release/kaichat-server` unless `KAICHAT_SERVER` names another.
-//! Clients connect from 127.0.0.2 to 127.0.0.9 (each address has its own ports).
+//! Clients connect from 127.0.0.2 to 127.0.0.9 (each address has its own ports). With
+//! `LISTER_RATE=BYTES_PER_SEC` in the environment, the listing client reads no faster than
+//! that (a client on a slower link).
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -232,6 +234,22 @@ impl Drop for Server {
     }
 }
 
+/// CPU time (user + system) of process `pid` so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = &stat[stat.rfind(')').map_or(0, |i| i + 1)..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis((ticks(11) + ticks(12)) * 1000 / hz)
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -348,8 +366,12 @@ fn listings(names: bool, n: usize, queriers: usize, window: Duration) {
     thread::sleep(Duration::from_secs(2));
     phase.store(QUIET, Ordering::Relaxed);
     let rss_quiet_start = server.rss_kib();
+    let pid = server.child.id();
+    let cpu_quiet = cpu_time(pid);
     thread::sleep(window);
+    let cpu_quiet = cpu_time(pid) - cpu_quiet;
     let rss_before = server.rss_kib();
+    let cpu_loaded = cpu_time(pid);
     let sampling = Arc::new(AtomicBool::new(true));
     let sampler = rss_sampler(server.child.id(), Arc::clone(&sampling));
     phase.store(LOADED, Ordering::Relaxed);
@@ -360,6 +382,9 @@ fn listings(names: bool, n: usize, queriers: usize, window: Duration) {
     } else {
         Command::ListChannels
     };
+    let lister_rate: Option<f64> = std::env::var("LISTER_RATE")
+        .ok()
+        .map(|r| r.parse().expect("LISTER_RATE: bytes a second"));
     while start.elapsed() < window {
         let request = if names {
             Pdu::names(ORDER, b"@big")
@@ -370,9 +395,18 @@ fn listings(names: bool, n: usize, queriers: usize, window: Duration) {
         // Not read for a while: an eager server would now hold the whole listing.
         thread::sleep(Duration::from_millis(200));
         let began = Instant::now();
+        let mut read = 0u64;
         loop {
             let pdu = lister.expect(command).expect("a listing PDU");
             pdus += 1;
+            read += 1;
+            if let Some(rate) = lister_rate {
+                // A reader on a link of `rate` bytes a second.
+                let due = began + Duration::from_secs_f64((read * PDU_LEN as u64) as f64 / rate);
+                if read % 8 == 0 && due > Instant::now() {
+                    thread::sleep(due - Instant::now());
+                }
+            }
             if pdu.up_to_date() {
                 // LIST also lists the queriers' channels.
                 let expected = if names { n } else { n + queriers };
@@ -383,6 +417,8 @@ fn listings(names: bool, n: usize, queriers: usize, window: Duration) {
         streaming += began.elapsed();
         listings += 1;
     }
+    let elapsed = start.elapsed();
+    let cpu_loaded = cpu_time(pid) - cpu_loaded;
     phase.store(STOP, Ordering::Relaxed);
     sampling.store(false, Ordering::Relaxed);
     let rss_max = sampler.join().unwrap();
@@ -408,6 +444,11 @@ fn listings(names: bool, n: usize, queriers: usize, window: Duration) {
          before the listings, {rss_max} KiB at most while they streamed (+{} KiB), \
          {rss_after} KiB after",
         rss_max.saturating_sub(rss_before)
+    );
+    println!(
+        "server CPU: {:.0} % of a core without listings, {:.0} % while listing",
+        cpu_quiet.as_secs_f64() * 100.0 / window.as_secs_f64(),
+        cpu_loaded.as_secs_f64() * 100.0 / elapsed.as_secs_f64()
     );
     println!("{queriers} queriers, QUERY once a second each:");
     println!("  without listings: {}", summary(quiet));
