@@ -403,7 +403,7 @@ fn listings(names: bool, n: usize, queriers: usize, window: Duration) {
             if let Some(rate) = lister_rate {
                 // A reader on a link of `rate` bytes a second.
                 let due = began + Duration::from_secs_f64((read * PDU_LEN as u64) as f64 / rate);
-                if read % 8 == 0 && due > Instant::now() {
+                if read.is_multiple_of(8) && due > Instant::now() {
                     thread::sleep(due - Instant::now());
                 }
             }
