@@ -19,7 +19,8 @@
 //! server binary is `target/release/kaichat-server` unless `KAICHAT_SERVER` names another.
 //! Clients connect from 127.0.0.2 to 127.0.0.9 (each address has its own ports). With
 //! `LISTER_RATE=BYTES_PER_SEC` in the environment, the listing client reads no faster than
-//! that (a client on a slower link).
+//! that (a client on a slower link); with `ALTERNATE=P`, `list` and `names` alternate P
+//! windows without and P with listings, each a P-th of the 10 s of each kind.
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -364,18 +365,19 @@ fn listings(names: bool, n: usize, queriers: usize, window: Duration) {
     let phase = Arc::new(AtomicU8::new(WARM));
     let handles = run_queriers(q, Duration::from_secs(1), Arc::clone(&phase));
     thread::sleep(Duration::from_secs(2));
-    phase.store(QUIET, Ordering::Relaxed);
-    let rss_quiet_start = server.rss_kib();
+    // ALTERNATE=P: P quiet windows and P listing windows, alternating, each 1/P of the
+    // whole (a stall of the machine then falls in either kind alike).
+    let pairs: u32 = std::env::var("ALTERNATE").ok().map_or(1, |p| {
+        p.parse().expect("ALTERNATE: a number of window pairs")
+    });
+    let slice = window / pairs.max(1);
     let pid = server.child.id();
-    let cpu_quiet = cpu_time(pid);
-    thread::sleep(window);
-    let cpu_quiet = cpu_time(pid) - cpu_quiet;
-    let rss_before = server.rss_kib();
-    let cpu_loaded = cpu_time(pid);
+    let rss_quiet_start = server.rss_kib();
+    let (mut cpu_quiet, mut cpu_loaded) = (Duration::ZERO, Duration::ZERO);
+    let mut elapsed = Duration::ZERO;
+    let mut rss_before = 0;
     let sampling = Arc::new(AtomicBool::new(true));
-    let sampler = rss_sampler(server.child.id(), Arc::clone(&sampling));
-    phase.store(LOADED, Ordering::Relaxed);
-    let start = Instant::now();
+    let mut sampler = None;
     let (mut listings, mut pdus, mut streaming) = (0u64, 0u64, Duration::ZERO);
     let command = if names {
         Command::Names
@@ -385,43 +387,57 @@ fn listings(names: bool, n: usize, queriers: usize, window: Duration) {
     let lister_rate: Option<f64> = std::env::var("LISTER_RATE")
         .ok()
         .map(|r| r.parse().expect("LISTER_RATE: bytes a second"));
-    while start.elapsed() < window {
-        let request = if names {
-            Pdu::names(ORDER, b"@big")
-        } else {
-            Pdu::list_channels(ORDER)
-        };
-        lister.send(&request).expect("listing request");
-        // Not read for a while: an eager server would now hold the whole listing.
-        thread::sleep(Duration::from_millis(200));
-        let began = Instant::now();
-        let mut read = 0u64;
-        loop {
-            let pdu = lister.expect(command).expect("a listing PDU");
-            pdus += 1;
-            read += 1;
-            if let Some(rate) = lister_rate {
-                // A reader on a link of `rate` bytes a second.
-                let due = began + Duration::from_secs_f64((read * PDU_LEN as u64) as f64 / rate);
-                if read.is_multiple_of(8) && due > Instant::now() {
-                    thread::sleep(due - Instant::now());
+    for _ in 0..pairs.max(1) {
+        phase.store(QUIET, Ordering::Relaxed);
+        let cpu = cpu_time(pid);
+        thread::sleep(slice);
+        cpu_quiet += cpu_time(pid) - cpu;
+        if sampler.is_none() {
+            rss_before = server.rss_kib();
+            sampler = Some(rss_sampler(pid, Arc::clone(&sampling)));
+        }
+        let cpu = cpu_time(pid);
+        phase.store(LOADED, Ordering::Relaxed);
+        let start = Instant::now();
+        while start.elapsed() < slice {
+            let request = if names {
+                Pdu::names(ORDER, b"@big")
+            } else {
+                Pdu::list_channels(ORDER)
+            };
+            lister.send(&request).expect("listing request");
+            // Not read for a while: an eager server would now hold the whole listing.
+            thread::sleep(Duration::from_millis(200));
+            let began = Instant::now();
+            let mut read = 0u64;
+            loop {
+                let pdu = lister.expect(command).expect("a listing PDU");
+                pdus += 1;
+                read += 1;
+                if let Some(rate) = lister_rate {
+                    // A reader on a link of `rate` bytes a second.
+                    let due =
+                        began + Duration::from_secs_f64((read * PDU_LEN as u64) as f64 / rate);
+                    if read.is_multiple_of(8) && due > Instant::now() {
+                        thread::sleep(due - Instant::now());
+                    }
+                }
+                if pdu.up_to_date() {
+                    // LIST also lists the queriers' channels.
+                    let expected = if names { n } else { n + queriers };
+                    assert_eq!(pdu.param_u32(0) as usize, expected, "the listing's count");
+                    break;
                 }
             }
-            if pdu.up_to_date() {
-                // LIST also lists the queriers' channels.
-                let expected = if names { n } else { n + queriers };
-                assert_eq!(pdu.param_u32(0) as usize, expected, "the listing's count");
-                break;
-            }
+            streaming += began.elapsed();
+            listings += 1;
         }
-        streaming += began.elapsed();
-        listings += 1;
+        elapsed += start.elapsed();
+        cpu_loaded += cpu_time(pid) - cpu;
     }
-    let elapsed = start.elapsed();
-    let cpu_loaded = cpu_time(pid) - cpu_loaded;
     phase.store(STOP, Ordering::Relaxed);
     sampling.store(false, Ordering::Relaxed);
-    let rss_max = sampler.join().unwrap();
+    let rss_max = sampler.map_or(0, |s| s.join().unwrap());
     let rss_after = server.rss_kib();
     let (mut quiet, mut loaded) = (Vec::new(), Vec::new());
     for h in handles {
