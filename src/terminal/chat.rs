@@ -72,6 +72,8 @@ impl Chat {
                     .keepalive
                     .unwrap_or(config.query_interval.min(KEEPALIVE)),
             ),
+            // Version 1 until the terminal shows what version 2 sends.
+            max_version: 1,
             ..Settings::default()
         };
         let security = if config.target.tls.is_some() {

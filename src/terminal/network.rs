@@ -619,6 +619,14 @@ impl Network {
         let mut status = None;
         let line = match event {
             Event::Pong | Event::Unexpected(_) => return,
+            // Version 2: not asked for yet (the terminal offers version 1).
+            Event::Removed { .. }
+            | Event::Channel { .. }
+            | Event::ChannelsEnd { .. }
+            | Event::Names { .. }
+            | Event::NamesEnd { .. }
+            | Event::Moderated { .. }
+            | Event::Operator => return,
             Event::VersionAgreed { .. } => {
                 if shared.client.phase() != Phase::AwaitName {
                     return;
@@ -686,6 +694,7 @@ impl Network {
                         }
                     }
                     Request::Leave => "leave",
+                    _ => "request",
                 };
                 Line::Refused {
                     what,
@@ -696,6 +705,7 @@ impl Network {
                 sender,
                 channel,
                 text,
+                ..
             } => Line::Message {
                 sender: sanitize(sender),
                 channel: sanitize(channel),
@@ -705,6 +715,7 @@ impl Network {
                 channel,
                 text,
                 is_error,
+                ..
             } => {
                 if is_error {
                     let text = sanitize(&text[ERROR_PREFIX.len()..]);

@@ -102,6 +102,8 @@ impl Reactor<'_> {
             reply_timeout: cfg.timeout,
             query_interval: None,
             keepalive_interval: None,
+            // Version 1 (polling) until loadgen measures version 2's pushes.
+            max_version: 1,
             ..Settings::default()
         });
         let name =
@@ -280,6 +282,17 @@ impl Reactor<'_> {
                 Event::Unexpected(what) => {
                     self.record
                         .unexpected(&format!("protocol: unexpected {what:?}"));
+                }
+                // Version 2 answers and removals: loadgen asks for none of them.
+                Event::Removed { .. }
+                | Event::Channel { .. }
+                | Event::ChannelsEnd { .. }
+                | Event::Names { .. }
+                | Event::NamesEnd { .. }
+                | Event::Moderated { .. }
+                | Event::Operator => {
+                    self.record
+                        .unexpected(&format!("protocol: unexpected {event:?}"));
                 }
             }
         }
