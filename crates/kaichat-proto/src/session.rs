@@ -981,13 +981,13 @@ impl Established {
         }
         reply.send(&acknowledgement(pdu));
         // An operator that removed itself: the hub sends no event for it, it is done here.
-        if command != Command::Unban && target == self.user {
-            if let Some(m) = self.member.take_if(|m| Some(m.channel) == open) {
-                let banned = command == Command::Ban;
-                let notice = Hub::removal_notice(&name, &self.user, reason, banned);
-                self.removed = Some(Box::new((name, notice)));
-                drop(m);
-            }
+        if command != Command::Unban
+            && target == self.user
+            && self.member.take_if(|m| Some(m.channel) == open).is_some()
+        {
+            let banned = command == Command::Ban;
+            let notice = Hub::removal_notice(&name, &self.user, reason, banned);
+            self.removed = Some(Box::new((name, notice)));
         }
     }
 
