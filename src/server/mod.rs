@@ -470,10 +470,12 @@ impl Server {
                 }
             }
         }
+        // By index, and cleared after: the list keeps its allocation for the next message.
         self.hub.take_woken(&mut self.woken);
-        for key in std::mem::take(&mut self.woken) {
-            self.schedule(key);
+        for i in 0..self.woken.len() {
+            self.schedule(self.woken[i]);
         }
+        self.woken.clear();
     }
 
     /// Hands the verifier's verdicts to the connections that asked, if they are still there.
