@@ -775,15 +775,8 @@ impl Established {
     /// NAMES (v2 section 3): of the named channel, or of the client's own.
     fn names(&mut self, pdu: &Pdu, hub: &Hub, reply: &mut Reply<'_, impl Outbox>) {
         let current = self.channel_name(hub);
-        let name = match (pdu.channel(), current) {
-            (b"", Some(name)) => name,
-            (b"", None) => {
-                return reply.error(None, b"error: no channel given and not in a channel")
-            }
-            (field, _) => match ChannelName::new(field) {
-                Ok(name) => name,
-                Err(e) => return reply.error(current.as_ref(), format!("error: {e}").as_bytes()),
-            },
+        let Some(name) = named_channel(pdu.channel(), current, reply) else {
+            return;
         };
         match hub.open_channel(&name) {
             Some(channel) => {
@@ -918,15 +911,8 @@ impl Established {
         if field == SERVER_WIDE {
             return self.moderate_server(command, pdu, hub, reply);
         }
-        let name = match (field, current) {
-            (b"", Some(name)) => name,
-            (b"", None) => {
-                return reply.error(None, b"error: no channel given and not in a channel")
-            }
-            (field, _) => match ChannelName::new(field) {
-                Ok(name) => name,
-                Err(e) => return reply.error(current.as_ref(), format!("error: {e}").as_bytes()),
-            },
+        let Some(name) = named_channel(field, current, reply) else {
+            return;
         };
         let target = match Username::new(pdu.target()) {
             Ok(target) => target,
@@ -1046,6 +1032,30 @@ impl Established {
             }
         }
         reply.send(&acknowledgement(pdu));
+    }
+}
+
+/// The channel a NAMES, KICK, BAN or UNBAN names in its channel `field`: that one, or the
+/// client's `current` one when the field is empty. None after the error notice saying why
+/// there is none.
+fn named_channel(
+    field: &[u8],
+    current: Option<ChannelName>,
+    reply: &mut Reply<'_, impl Outbox>,
+) -> Option<ChannelName> {
+    match (field, current) {
+        (b"", Some(name)) => Some(name),
+        (b"", None) => {
+            reply.error(None, b"error: no channel given and not in a channel");
+            None
+        }
+        (field, _) => match ChannelName::new(field) {
+            Ok(name) => Some(name),
+            Err(e) => {
+                reply.error(current.as_ref(), format!("error: {e}").as_bytes());
+                None
+            }
+        },
     }
 }
 
