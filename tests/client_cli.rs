@@ -39,29 +39,256 @@ fn two_clients_exchange_messages_in_a_channel() {
     amy.expect_notice("@room", "bob joined");
 
     amy.send("hello bob, ça va?");
+    // Version 2: each is shown its own messages, from the server's echo.
+    amy.expect_message("amy", "@room", "hello bob, ça va?");
     bob.expect_message("amy", "@room", "hello bob, ça va?");
     bob.send("hi amy");
     bob.send("second line");
     amy.expect_message("bob", "@room", "hi amy");
     amy.expect_message("bob", "@room", "second line");
 
-    let amy_end = amy.finish();
-    assert_clean_exit("amy", &amy_end);
+    bob.expect_message("bob", "@room", "second line");
+
+    assert_clean_exit("amy", &amy.finish());
+    // The server pushes `amy left` on its next loop turn for bob: bob's next message
+    // gives it one at once. (The server's loop does not carry out the push of a
+    // departure made while reaping a closed connection by itself yet.)
+    bob.send("still here");
     bob.expect_notice("@room", "amy left");
+    assert_clean_exit("bob", &bob.finish());
+}
+
+/// Every `message` line of `lines` whose text is `text`, as (time, sender).
+fn messages_with_text<'a>(lines: &'a [String], text: &str) -> Vec<(&'a str, &'a str)> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.splitn(5, ' ').collect();
+            (f.len() == 5 && f[0] == "message" && f[4] == text).then(|| (f[1], f[2]))
+        })
+        .collect()
+}
+
+#[test]
+fn version_2_pushes_without_polling_and_replays_with_the_time_said() {
+    let server = ChatServer::start();
+    // A query interval no test waits for: on version 2 nothing depends on it.
+    let ca = common_client::path_arg("certs/ca.pem");
+    let start = |user: &str| {
+        Kaichat::start_raw(
+            user,
+            &[
+                "--server",
+                &server.addr,
+                "--ca",
+                &ca,
+                "--query-interval",
+                "600",
+                "--user",
+                user,
+                "--channel",
+                "@push",
+            ],
+        )
+    };
+    let mut amy = start("amy");
+    amy.expect("joined @push");
+    let mut bob = start("bob");
+    bob.expect("joined @push");
+    amy.expect_notice("@push", "bob joined");
+    bob.send("pushed to you");
+    let seen_by_amy = amy.expect_message("bob", "@push", "pushed to you");
+    // The echo: bob's own message, as the server stored it.
+    let echoed = bob.expect_message("bob", "@push", "pushed to you");
+    let time = |line: &str| line.split(' ').nth(1).unwrap_or_default().to_string();
+    assert_eq!(
+        time(&seen_by_amy),
+        time(&echoed),
+        "one entry, one time stamp"
+    );
+
+    // Past the next second: a line shown at the time it arrives would show another time.
+    let later = std::time::SystemTime::now() + std::time::Duration::from_millis(1100);
+    while std::time::SystemTime::now() < later {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // A client that comes later gets the replay, each line with the time it was said.
+    let mut cy = start("cy");
+    cy.expect("joined @push");
+    let replayed = cy.expect_message("bob", "@push", "pushed to you");
+    assert_eq!(time(&replayed), time(&seen_by_amy), "{replayed}");
+    cy.expect_notice("@push", "cy joined");
+
+    // Rejoining shows the whole conversation, own messages included.
+    bob.send("!leave");
+    bob.expect("left @push");
+    bob.send("!join @push");
+    bob.expect("joined @push");
+    bob.expect_notice("@push", "bob joined");
     let bob_end = bob.finish();
     assert_clean_exit("bob", &bob_end);
-    // Nobody is shown their own messages.
-    for (name, ended) in [("amy", &amy_end), ("bob", &bob_end)] {
-        let own = format!(" {name} @room ");
-        assert!(
-            !ended
-                .stdout
-                .iter()
-                .any(|l| l.starts_with("message") && l.contains(&own)),
-            "{name} saw its own message: {:#?}",
-            ended.stdout
-        );
+    let own = messages_with_text(&bob_end.stdout, "pushed to you");
+    assert!(own.len() >= 2, "echo and replay: {:#?}", bob_end.stdout);
+    assert!(own
+        .iter()
+        .all(|(t, sender)| *t == time(&echoed) && *sender == "bob"));
+    assert_clean_exit("amy", &amy.finish());
+    assert_clean_exit("cy", &cy.finish());
+}
+
+#[test]
+fn version_1_against_a_v1_server_and_when_forced() {
+    // A version-1 server: kaichat falls back to version 1 and polls.
+    let server = ChatServer::start_with(&["--max-version", "1"]);
+    let mut amy = Kaichat::start(&server, "amy", &["--user", "amy", "--channel", "@old"]);
+    amy.expect("joined @old");
+    let mut bob = Kaichat::start(&server, "bob", &["--user", "bob", "--channel", "@old"]);
+    bob.expect("joined @old");
+    amy.expect_notice("@old", "bob joined");
+    amy.send("polled");
+    bob.expect_message("amy", "@old", "polled");
+    bob.send("polled back");
+    amy.expect_message("bob", "@old", "polled back");
+    // Version-2 commands are not sent, and say why.
+    amy.send("!list");
+    let info = amy.expect("info not sent: ");
+    assert!(info.contains("version 2"), "{info}");
+    amy.send("!kick bob");
+    amy.expect("info not sent: ");
+    let amy_end = amy.finish();
+    assert_clean_exit("amy", &amy_end);
+    assert_clean_exit("bob", &bob.finish());
+    // Version 1 never shows a client its own messages.
+    assert!(
+        messages_with_text(&amy_end.stdout, "polled").is_empty(),
+        "{:#?}",
+        amy_end.stdout
+    );
+
+    // --protocol 1 with a version-2 server: version 1 all the same.
+    let server = ChatServer::start();
+    let mut old = Kaichat::start(
+        &server,
+        "old",
+        &["--protocol", "1", "--user", "old", "--channel", "@mix"],
+    );
+    old.expect("joined @mix");
+    let mut new = Kaichat::start(&server, "new", &["--user", "new", "--channel", "@mix"]);
+    new.expect("joined @mix");
+    old.expect_notice("@mix", "new joined");
+    old.send("from v1");
+    new.expect_message("old", "@mix", "from v1");
+    new.send("from v2");
+    old.expect_message("new", "@mix", "from v2");
+    new.expect_message("new", "@mix", "from v2");
+    let old_end = old.finish();
+    assert_clean_exit("old", &old_end);
+    assert!(
+        messages_with_text(&old_end.stdout, "from v1").is_empty(),
+        "{:#?}",
+        old_end.stdout
+    );
+    assert_clean_exit("new", &new.finish());
+}
+
+#[test]
+fn list_names_kick_ban_unban() {
+    let server = ChatServer::start();
+    // amy opens @room: she is its operator.
+    let mut amy = Kaichat::start(&server, "amy", &["--user", "amy", "--channel", "@room"]);
+    amy.expect("joined @room");
+    let mut bob = Kaichat::start(&server, "bob", &["--user", "bob", "--channel", "@room"]);
+    bob.expect("joined @room");
+    let mut cy = Kaichat::start(&server, "cy", &["--user", "cy", "--channel", "@other"]);
+    cy.expect("joined @other");
+    amy.expect_notice("@room", "bob joined");
+
+    amy.send("!list");
+    let other = amy.expect("channel @other ");
+    assert_eq!(other.split(' ').nth(2), Some("1"), "{other}");
+    let room = amy.expect("channel @room ");
+    assert_eq!(room.split(' ').nth(2), Some("2"), "{room}");
+    amy.expect("channels 2");
+
+    amy.send("!names");
+    amy.expect("names @room 2 @amy bob");
+    bob.send("!names other");
+    bob.expect("names @other 1 @cy");
+    bob.send("!names @nowhere");
+    let refused = bob.expect("refused names ");
+    assert!(refused.contains("@nowhere"), "{refused}");
+
+    // bob is no operator of @room.
+    bob.send("!kick amy");
+    bob.expect("refused kick you are not an operator of @room");
+
+    amy.send("!kick bob enough spam");
+    amy.expect("done kick @room bob");
+    bob.expect("removed @room");
+    bob.expect_notice("@room", "you were kicked from @room by amy: enough spam");
+    amy.expect_notice("@room", "bob was kicked by amy: enough spam");
+    // Removed: bob is in no channel, so a line names a channel to join.
+    bob.send("room");
+    bob.expect("joined @room");
+    amy.expect_notice("@room", "bob joined");
+
+    amy.send("!ban bob");
+    amy.expect("done ban @room bob");
+    bob.expect("removed @room");
+    bob.expect_notice("@room", "you were banned from @room by amy");
+    bob.send("!join @room");
+    bob.expect("refused join you are banned from @room");
+    amy.send("!unban bob");
+    amy.expect("done unban @room bob");
+    bob.send("!join @room");
+    bob.expect("joined @room");
+
+    for (name, who) in [("amy", amy), ("bob", bob), ("cy", cy)] {
+        assert_clean_exit(name, &who.finish());
     }
+}
+
+#[test]
+fn oper_with_the_wrong_and_the_right_password() {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let salt = SaltString::encode_b64(&[7u8; 16]).expect("salt");
+    let hash = argon2::Argon2::default()
+        .hash_password(b"open sesame", &salt)
+        .expect("hash")
+        .to_string();
+    let path = temp_path("oper.hash");
+    std::fs::write(&path, format!("{hash}\n")).expect("write hash");
+    let path_arg = path.display().to_string();
+    let server = ChatServer::start_with(&["--oper-password-file", &path_arg]);
+
+    let mut bob = Kaichat::start(&server, "bob", &["--user", "bob", "--channel", "@bobs"]);
+    bob.expect("joined @bobs");
+    let mut amy = Kaichat::start(&server, "amy", &["--user", "amy", "--channel", "@bobs"]);
+    amy.expect("joined @bobs");
+    amy.send("!kick bob");
+    amy.expect("refused kick you are not an operator of @bobs");
+    // In plain mode the password is the next input line.
+    amy.send("!oper");
+    amy.send("sesame");
+    amy.expect("refused oper not an operator password");
+    amy.send("!oper secret");
+    amy.expect("info usage: !oper");
+    amy.send("!oper");
+    amy.send("open sesame");
+    amy.expect("operator");
+    // A server operator has the powers of a channel operator everywhere.
+    amy.send("!kick bob");
+    amy.expect("done kick @bobs bob");
+    bob.expect("removed @bobs");
+    let _ = std::fs::remove_file(&path);
+    let amy_end = amy.finish();
+    assert_clean_exit("amy", &amy_end);
+    assert!(
+        !amy_end.stdout.iter().any(|l| l.contains("sesame")),
+        "the password is never shown: {:#?}",
+        amy_end.stdout
+    );
+    assert_clean_exit("bob", &bob.finish());
 }
 
 #[test]
