@@ -959,3 +959,101 @@ fn flags_name_themselves_in_errors_and_accept_a_bare_port() {
     amy.expect("established amy");
     assert_clean_exit("amy", &amy.finish());
 }
+
+/// The chat on a real terminal (a pseudo-terminal): line editing with echo, and `!oper`'s
+/// password read with the echo off, so it never appears on the screen.
+#[test]
+fn on_a_terminal_the_oper_password_is_not_shown() {
+    use std::fs::File;
+    use std::io::{Read, Write};
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::process::{Command, Stdio};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let salt = SaltString::encode_b64(&[9u8; 16]).expect("salt");
+    let hash = argon2::Argon2::default()
+        .hash_password(b"open sesame", &salt)
+        .expect("hash")
+        .to_string();
+    let path = temp_path("tty-oper.hash");
+    std::fs::write(&path, format!("{hash}\n")).expect("write hash");
+    let path_arg = path.display().to_string();
+    let server = ChatServer::start_with(&["--oper-password-file", &path_arg]);
+
+    let (mut master, slave) = {
+        let (mut master, mut slave) = (-1, -1);
+        let mut size = libc::winsize {
+            ws_row: 40,
+            ws_col: 120,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: openpty writes two descriptors it opened; we own them from here on.
+        let done = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                &mut size,
+            )
+        };
+        assert_eq!(done, 0, "openpty: {}", std::io::Error::last_os_error());
+        // SAFETY: both are open descriptors that nothing else owns.
+        unsafe { (File::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) }
+    };
+    let ca = common_client::path_arg("certs/ca.pem");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kaichat"))
+        .args(["--server", &server.addr, "--ca", &ca])
+        .args(["--user", "amy", "--channel", "@tty"])
+        .env("NO_COLOR", "1")
+        .env("TERM", "xterm")
+        .stdin(Stdio::from(slave.try_clone().expect("dup")))
+        .stdout(Stdio::from(slave.try_clone().expect("dup")))
+        .stderr(Stdio::from(slave))
+        .spawn()
+        .expect("start kaichat");
+    let screen = Arc::new(Mutex::new(Vec::new()));
+    let mut reader = master.try_clone().expect("dup master");
+    let shown = Arc::clone(&screen);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = reader.read(&mut buf) {
+            shown
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend_from_slice(&buf[..n]);
+        }
+    });
+    let text =
+        || String::from_utf8_lossy(&screen.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    let mut wait_for = |what: &str, child: &mut std::process::Child| {
+        let until = Instant::now() + common_client::WAIT;
+        while !text().contains(what) {
+            if Instant::now() > until {
+                let _ = child.kill();
+                panic!("the terminal never showed {what:?}:\n{}", text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for("joined @tty", &mut child);
+    master.write_all(b"!oper\r").expect("type");
+    wait_for("operator password: ", &mut child);
+    master.write_all(b"open sesame\r").expect("type");
+    wait_for("you are now a server operator", &mut child);
+    master.write_all(b"!quit\r").expect("type");
+    wait_for("-- bye", &mut child);
+    let until = Instant::now() + common_client::WAIT;
+    while child.try_wait().ok().flatten().is_none() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = std::fs::remove_file(&path);
+    let seen = text();
+    // What is typed at the chat prompt is echoed; the password is not.
+    assert!(seen.contains("!oper"), "{seen}");
+    assert!(!seen.contains("sesame"), "the password was shown:\n{seen}");
+}

@@ -378,6 +378,8 @@ impl Network {
         client.start(now, connection.transport());
         self.shared.lock().client = client;
         self.link = Link::Up(connection);
+        // A NAMES answer cut short by the loss of the last connection is not finished.
+        self.names = Default::default();
         Ok(())
     }
 
