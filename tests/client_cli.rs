@@ -984,7 +984,7 @@ fn on_a_terminal_the_oper_password_is_not_shown() {
 
     let (mut master, slave) = {
         let (mut master, mut slave) = (-1, -1);
-        let mut size = libc::winsize {
+        let size = libc::winsize {
             ws_row: 40,
             ws_col: 120,
             ws_xpixel: 0,
@@ -997,7 +997,7 @@ fn on_a_terminal_the_oper_password_is_not_shown() {
                 &mut slave,
                 std::ptr::null_mut(),
                 std::ptr::null(),
-                &mut size,
+                &size,
             )
         };
         assert_eq!(done, 0, "openpty: {}", std::io::Error::last_os_error());
@@ -1029,7 +1029,7 @@ fn on_a_terminal_the_oper_password_is_not_shown() {
     });
     let text =
         || String::from_utf8_lossy(&screen.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
-    let mut wait_for = |what: &str, child: &mut std::process::Child| {
+    let wait_for = |what: &str, child: &mut std::process::Child| {
         let until = Instant::now() + common_client::WAIT;
         while !text().contains(what) {
             if Instant::now() > until {
