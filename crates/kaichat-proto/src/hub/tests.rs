@@ -10,12 +10,20 @@ fn channel(name: &str) -> ChannelName {
     ChannelName::new(name.as_bytes()).unwrap()
 }
 
-/// Everything a QUERY made now would return to `reader`, as text lines.
+/// Claims `name` (connection 0, no address) unless it is held already, then joins `name`
+/// to channel `ch` at time 0 as a version-1 reader (no push).
+fn join(hub: &mut Hub, ch: &ChannelName, name: &Username) -> (ChannelId, u64) {
+    hub.claim_name(*name, 0, None);
+    hub.join(ch, name, false, 0).unwrap()
+}
+
+/// Everything a QUERY made now would return to the version-1 reader `reader` (its own
+/// messages left out), as text lines.
 fn read_all(hub: &Hub, id: ChannelId, cursor: &mut u64, reader: &Username) -> Vec<String> {
     let end = hub.end_seq(id);
     let mut out = Vec::new();
     loop {
-        match hub.next_entry(id, cursor, end, reader) {
+        match hub.next_entry(id, cursor, end, Some(reader)) {
             Next::Skipped(n) => out.push(format!("skipped {n}")),
             Next::Entry(e) => out.push(format!(
                 "{}: {}",
@@ -30,20 +38,20 @@ fn read_all(hub: &Hub, id: ChannelId, cursor: &mut u64, reader: &Username) -> Ve
 #[test]
 fn names_are_unique_ignoring_case_and_freed() {
     let mut hub = Hub::new(10, 5);
-    assert!(hub.claim_name(user("Amy")));
-    assert!(!hub.claim_name(user("aMY")));
+    assert!(hub.claim_name(user("Amy"), 0, None));
+    assert!(!hub.claim_name(user("aMY"), 0, None));
     assert_eq!(hub.users(), 1);
     hub.release_name(&user("AMY"));
-    assert!(hub.claim_name(user("amy")));
+    assert!(hub.claim_name(user("amy"), 0, None));
 }
 
 #[test]
 fn joiner_sees_own_joined_notice_and_others_messages() {
     let mut hub = Hub::new(10, 5);
     let (amy, bob) = (user("amy"), user("bob"));
-    let (id, mut amy_cursor) = hub.join(&channel("@c"), &amy);
-    hub.post(id, amy, b"hello");
-    let (id2, mut bob_cursor) = hub.join(&channel("@c"), &bob);
+    let (id, mut amy_cursor) = join(&mut hub, &channel("@c"), &amy);
+    hub.post(id, amy, b"hello", 0);
+    let (id2, mut bob_cursor) = join(&mut hub, &channel("@c"), &bob);
     assert_eq!(id, id2);
     assert_eq!(
         read_all(&hub, id, &mut bob_cursor, &bob),
@@ -60,29 +68,37 @@ fn joiner_sees_own_joined_notice_and_others_messages() {
 #[test]
 fn own_messages_compared_ignoring_case() {
     let mut hub = Hub::new(10, 5);
-    let (id, _) = hub.join(&channel("@c"), &user("Amy"));
-    hub.post(id, user("Amy"), b"old");
-    let (_, mut cursor) = hub.join(&channel("@c"), &user("amy"));
+    let (id, _) = join(&mut hub, &channel("@c"), &user("bob"));
+    join(&mut hub, &channel("@c"), &user("Amy"));
+    hub.post(id, user("Amy"), b"old", 0);
+    hub.leave(id, &user("Amy"), 0);
+    hub.release_name(&user("Amy"));
+    let (_, mut cursor) = join(&mut hub, &channel("@c"), &user("amy"));
     assert_eq!(
         read_all(&hub, id, &mut cursor, &user("AMY")),
-        ["SERVER: Amy joined", "SERVER: amy joined"]
+        [
+            "SERVER: bob joined",
+            "SERVER: Amy joined",
+            "SERVER: Amy left",
+            "SERVER: amy joined"
+        ]
     );
 }
 
 #[test]
 fn replay_shows_only_the_last_r_entries() {
     let mut hub = Hub::new(100, 2);
-    let (id, _) = hub.join(&channel("@c"), &user("amy"));
+    let (id, _) = join(&mut hub, &channel("@c"), &user("amy"));
     for i in 0..5 {
-        hub.post(id, user("amy"), format!("m{i}").as_bytes());
+        hub.post(id, user("amy"), format!("m{i}").as_bytes(), 0);
     }
-    let (_, mut cursor) = hub.join(&channel("@c"), &user("bob"));
+    let (_, mut cursor) = join(&mut hub, &channel("@c"), &user("bob"));
     assert_eq!(
         read_all(&hub, id, &mut cursor, &user("bob")),
         ["amy: m3", "amy: m4", "SERVER: bob joined"]
     );
     let mut none = Hub::new(100, 0);
-    let (id, mut cursor) = none.join(&channel("@c"), &user("amy"));
+    let (id, mut cursor) = join(&mut none, &channel("@c"), &user("amy"));
     assert_eq!(
         read_all(&none, id, &mut cursor, &user("amy")),
         ["SERVER: amy joined"]
@@ -92,10 +108,10 @@ fn replay_shows_only_the_last_r_entries() {
 #[test]
 fn history_is_bounded_and_evictions_are_reported() {
     let mut hub = Hub::new(3, 0);
-    let (id, mut amy_cursor) = hub.join(&channel("@c"), &user("amy"));
-    let (_, _) = hub.join(&channel("@c"), &user("bob"));
+    let (id, mut amy_cursor) = join(&mut hub, &channel("@c"), &user("amy"));
+    let (_, _) = join(&mut hub, &channel("@c"), &user("bob"));
     for i in 0..6 {
-        hub.post(id, user("bob"), format!("m{i}").as_bytes());
+        hub.post(id, user("bob"), format!("m{i}").as_bytes(), 0);
     }
     // amy had read nothing: joined, joined, m0, m1, m2 were evicted (5 entries).
     assert_eq!(
@@ -107,16 +123,16 @@ fn history_is_bounded_and_evictions_are_reported() {
 #[test]
 fn answer_ends_where_the_query_was_made() {
     let mut hub = Hub::new(10, 0);
-    let (id, _) = hub.join(&channel("@c"), &user("amy"));
-    let (_, mut cursor) = hub.join(&channel("@c"), &user("bob"));
+    let (id, _) = join(&mut hub, &channel("@c"), &user("amy"));
+    let (_, mut cursor) = join(&mut hub, &channel("@c"), &user("bob"));
     let end = hub.end_seq(id);
-    hub.post(id, user("amy"), b"later");
+    hub.post(id, user("amy"), b"later", 0);
     assert!(matches!(
-        hub.next_entry(id, &mut cursor, end, &user("bob")),
+        hub.next_entry(id, &mut cursor, end, Some(&user("bob"))),
         Next::Entry(_)
     ));
     assert!(matches!(
-        hub.next_entry(id, &mut cursor, end, &user("bob")),
+        hub.next_entry(id, &mut cursor, end, Some(&user("bob"))),
         Next::Done
     ));
     assert_eq!(
@@ -128,23 +144,23 @@ fn answer_ends_where_the_query_was_made() {
 #[test]
 fn eviction_in_the_middle_of_an_answer_is_reported_there() {
     let mut hub = Hub::new(2, 0);
-    let (id, _) = hub.join(&channel("@c"), &user("amy"));
-    let (_, mut cursor) = hub.join(&channel("@c"), &user("bob")); // bob joined
-    hub.post(id, user("amy"), b"a");
+    let (id, _) = join(&mut hub, &channel("@c"), &user("amy"));
+    let (_, mut cursor) = join(&mut hub, &channel("@c"), &user("bob")); // bob joined
+    hub.post(id, user("amy"), b"a", 0);
     let end = hub.end_seq(id);
     assert!(matches!(
-        hub.next_entry(id, &mut cursor, end, &user("bob")),
+        hub.next_entry(id, &mut cursor, end, Some(&user("bob"))),
         Next::Entry(_)
     ));
     // While bob's answer is in flight, two more messages evict "a".
-    hub.post(id, user("amy"), b"b");
-    hub.post(id, user("amy"), b"c");
+    hub.post(id, user("amy"), b"b", 0);
+    hub.post(id, user("amy"), b"c", 0);
     assert!(matches!(
-        hub.next_entry(id, &mut cursor, end, &user("bob")),
+        hub.next_entry(id, &mut cursor, end, Some(&user("bob"))),
         Next::Skipped(1)
     ));
     assert!(matches!(
-        hub.next_entry(id, &mut cursor, end, &user("bob")),
+        hub.next_entry(id, &mut cursor, end, Some(&user("bob"))),
         Next::Done
     ));
     assert_eq!(
@@ -157,22 +173,21 @@ fn eviction_in_the_middle_of_an_answer_is_reported_there() {
 fn channel_closes_with_its_last_member() {
     let mut hub = Hub::new(10, 10);
     let (amy, bob) = (user("amy"), user("bob"));
-    let (id, _) = hub.join(&channel("@c"), &amy);
-    hub.join(&channel("@c"), &bob);
-    hub.post(id, amy, b"secret");
-    hub.leave(id, &amy);
+    let (id, _) = join(&mut hub, &channel("@c"), &amy);
+    join(&mut hub, &channel("@c"), &bob);
+    hub.post(id, amy, b"secret", 0);
+    hub.leave(id, &amy, 0);
     assert_eq!(hub.channels(), 1);
     let mut cursor = 0;
+    // amy, the operator, left: bob, the only member left, is the operator now.
     assert_eq!(
-        read_all(&hub, id, &mut cursor, &bob)
-            .last()
-            .map(String::as_str),
-        Some("SERVER: amy left")
+        read_all(&hub, id, &mut cursor, &bob)[3..],
+        ["SERVER: amy left", "SERVER: bob is now an operator"]
     );
-    hub.leave(id, &bob);
+    hub.leave(id, &bob, 0);
     assert_eq!(hub.channels(), 0);
     // Created again, it starts empty.
-    let (id, mut cursor) = hub.join(&channel("@c"), &amy);
+    let (id, mut cursor) = join(&mut hub, &channel("@c"), &amy);
     assert_eq!(
         read_all(&hub, id, &mut cursor, &amy),
         ["SERVER: amy joined"]
@@ -184,10 +199,10 @@ fn a_joiner_is_not_told_of_entries_its_own_notice_evicted() {
     // History limit equal to replay: the `joined` notice pushes the oldest replayed
     // entry out, which the joiner never had to read.
     let mut hub = Hub::new(3, 3);
-    let (id, _) = hub.join(&channel("@c"), &user("amy"));
-    hub.post(id, user("amy"), b"m1");
-    hub.post(id, user("amy"), b"m2");
-    let (_, mut cursor) = hub.join(&channel("@c"), &user("bob"));
+    let (id, _) = join(&mut hub, &channel("@c"), &user("amy"));
+    hub.post(id, user("amy"), b"m1", 0);
+    hub.post(id, user("amy"), b"m2", 0);
+    let (_, mut cursor) = join(&mut hub, &channel("@c"), &user("bob"));
     assert_eq!(
         read_all(&hub, id, &mut cursor, &user("bob")),
         ["amy: m1", "amy: m2", "SERVER: bob joined"]
@@ -197,8 +212,8 @@ fn a_joiner_is_not_told_of_entries_its_own_notice_evicted() {
 #[test]
 fn channel_names_are_case_sensitive() {
     let mut hub = Hub::new(10, 10);
-    let (a, _) = hub.join(&channel("@Rust"), &user("amy"));
-    let (b, _) = hub.join(&channel("@rust"), &user("bob"));
+    let (a, _) = join(&mut hub, &channel("@Rust"), &user("amy"));
+    let (b, _) = join(&mut hub, &channel("@rust"), &user("bob"));
     assert_ne!(a, b);
     assert_eq!(hub.channel_name(a), Some(&channel("@Rust")));
 }
@@ -207,14 +222,14 @@ fn channel_names_are_case_sensitive() {
 fn retained_counts_entries_up_to_each_bound_and_drops_a_closed_channel() {
     let mut hub = Hub::new(3, 0);
     assert_eq!(hub.retained(), 0);
-    let (a, _) = hub.join(&channel("@a"), &user("amy"));
-    hub.join(&channel("@b"), &user("bob"));
+    let (a, _) = join(&mut hub, &channel("@a"), &user("amy"));
+    join(&mut hub, &channel("@b"), &user("bob"));
     assert_eq!(hub.retained(), 2, "a joined notice in each channel");
     for i in 0..5 {
-        hub.post(a, user("amy"), format!("m{i}").as_bytes());
+        hub.post(a, user("amy"), format!("m{i}").as_bytes(), 0);
     }
     assert_eq!(hub.retained(), 3 + 1, "@a is at its bound of 3");
-    hub.leave(a, &user("amy"));
+    hub.leave(a, &user("amy"), 0);
     assert_eq!(hub.retained(), 1, "@a closed with its last member");
 }
 
@@ -223,29 +238,29 @@ fn retained_counts_entries_up_to_each_bound_and_drops_a_closed_channel() {
 fn texts(appended: &[Appended]) -> Vec<(u64, String)> {
     appended
         .iter()
-        .map(|a| (a.seq, String::from_utf8_lossy(&a.text).into_owned()))
+        .map(|a| (a.seq, String::from_utf8_lossy(&a.entry.text).into_owned()))
         .collect()
 }
 
 #[test]
 fn without_a_store_nothing_is_journaled_and_an_empty_channel_is_freed() {
     let mut hub = Hub::new(10, 5);
-    let (id, _) = hub.join(&channel("@a"), &user("amy"));
-    hub.post(id, user("amy"), b"hi");
+    let (id, _) = join(&mut hub, &channel("@a"), &user("amy"));
+    hub.post(id, user("amy"), b"hi", 0);
     let mut appended = Vec::new();
     hub.take_appended(&mut appended);
     assert!(appended.is_empty());
-    hub.leave(id, &user("amy"));
+    hub.leave(id, &user("amy"), 0);
     assert_eq!(hub.channels(), 0);
 }
 
 #[test]
 fn with_a_store_every_entry_is_journaled_in_order_with_its_sequence_number() {
     let mut hub = Hub::with_store(10, 5, false);
-    let (id, _) = hub.join(&channel("@a"), &user("amy"));
-    hub.post(id, user("amy"), b"hi");
-    let (id2, _) = hub.join(&channel("@b"), &user("bob"));
-    hub.leave(id2, &user("bob"));
+    let (id, _) = join(&mut hub, &channel("@a"), &user("amy"));
+    hub.post(id, user("amy"), b"hi", 0);
+    let (id2, _) = join(&mut hub, &channel("@b"), &user("bob"));
+    hub.leave(id2, &user("bob"), 0);
     let mut appended = Vec::new();
     hub.take_appended(&mut appended);
     assert_eq!(
@@ -257,7 +272,7 @@ fn with_a_store_every_entry_is_journaled_in_order_with_its_sequence_number() {
             (1, "bob left".to_string())
         ]
     );
-    assert_eq!(appended[1].sender, Some(user("amy")));
+    assert_eq!(appended[1].entry.sender, Some(user("amy")));
     assert_eq!(appended[2].channel, channel("@b"));
     hub.take_appended(&mut appended);
     assert!(appended.is_empty(), "taken once");
@@ -266,11 +281,11 @@ fn with_a_store_every_entry_is_journaled_in_order_with_its_sequence_number() {
 #[test]
 fn with_a_store_an_emptied_channel_keeps_its_history_for_the_next_joiner() {
     let mut hub = Hub::with_store(10, 5, false);
-    let (id, _) = hub.join(&channel("@a"), &user("amy"));
-    hub.post(id, user("amy"), b"remember me");
-    hub.leave(id, &user("amy"));
+    let (id, _) = join(&mut hub, &channel("@a"), &user("amy"));
+    hub.post(id, user("amy"), b"remember me", 0);
+    hub.leave(id, &user("amy"), 0);
     assert_eq!(hub.channels(), 1);
-    let (id, mut cursor) = hub.join(&channel("@a"), &user("bob"));
+    let (id, mut cursor) = join(&mut hub, &channel("@a"), &user("bob"));
     assert_eq!(
         read_all(&hub, id, &mut cursor, &user("bob")),
         [
@@ -289,11 +304,13 @@ fn a_restored_channel_replays_its_loaded_tail_and_numbers_on_from_it() {
         .iter()
         .map(|t| Entry {
             sender: Some(user("amy")),
+            kind: Kind::Chat,
+            time_ms: 0,
             text: t.as_bytes().into(),
         })
         .collect();
     hub.restore(channel("@a"), 40, entries);
-    let (id, mut cursor) = hub.join(&channel("@a"), &user("bob"));
+    let (id, mut cursor) = join(&mut hub, &channel("@a"), &user("bob"));
     // The limit of 3 keeps b..d (seq 37..39); bob's notice evicts b.
     assert_eq!(
         read_all(&hub, id, &mut cursor, &user("bob")),
@@ -307,8 +324,8 @@ fn a_restored_channel_replays_its_loaded_tail_and_numbers_on_from_it() {
 #[test]
 fn under_always_an_answer_stops_at_the_durable_watermark() {
     let mut hub = Hub::with_store(10, 10, true);
-    let (id, mut cursor) = hub.join(&channel("@a"), &user("amy"));
-    hub.post(id, user("bob"), b"one");
+    let (id, mut cursor) = join(&mut hub, &channel("@a"), &user("amy"));
+    hub.post(id, user("bob"), b"one", 0);
     assert!(read_all(&hub, id, &mut cursor, &user("amy")).is_empty());
     hub.made_durable(&channel("@a"), 1);
     assert_eq!(
