@@ -319,9 +319,13 @@ impl Session {
                         self.enter_setup(State::AwaitClientInfo { version }, now);
                         Step::Continue
                     } else {
+                        let spoken = match highest {
+                            1 => "version 1".to_string(),
+                            _ => format!("versions 1 to {highest}"),
+                        };
                         let text = format!(
                             "error: unsupported protocol version {version}: this server \
-                             speaks versions 1 to {highest}, a big-endian u16 in params[0..2]"
+                             speaks {spoken}, a big-endian u16 in params[0..2]"
                         );
                         out.send(&Pdu::notice(self.order, None, text.as_bytes()));
                         Step::Close(Ending::VersionRejected)
