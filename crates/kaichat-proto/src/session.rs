@@ -967,7 +967,7 @@ impl Established {
                 }
             }
         }
-        reply.send(&acknowledgement(pdu));
+        reply.send(&acknowledgement(command, reply.order, pdu));
         // An operator that removed itself: the hub sends no event for it, it is done here.
         if command != Command::Unban && target == self.user {
             if let Some(m) = self.member.take_if(|m| Some(m.channel) == open) {
@@ -1033,14 +1033,22 @@ impl Established {
                 )
             }
         }
-        reply.send(&acknowledgement(pdu));
+        reply.send(&acknowledgement(command, reply.order, pdu));
     }
 }
 
-/// The acknowledgement of a KICK, BAN or UNBAN: the request back, from `SERVER` (its
-/// command field is already in the connection's fixed order).
-fn acknowledgement(request: &Pdu) -> Pdu {
-    let mut ack = request.clone();
+/// The acknowledgement of a KICK, BAN or UNBAN (v2 section 5): the request back from
+/// `SERVER`, with the channel field, target and reason (or, for UNBAN `*`, the address) the
+/// request gave. Built from those fields rather than copied, so that whatever a client left
+/// after a field's first NUL or past the channel field is not echoed: a sender zeroes it
+/// (v1 section 2).
+fn acknowledgement(command: Command, order: ByteOrder, request: &Pdu) -> Pdu {
+    let mut ack = if command == Command::Unban && request.channel() == SERVER_WIDE {
+        Pdu::unban_address(order, request.params_text())
+    } else {
+        let (channel, target, reason) = (request.channel(), request.target(), request.reason());
+        Pdu::moderation(command, order, channel, target, reason)
+    };
     ack.set_username(SERVER_NAME);
     ack
 }
