@@ -100,8 +100,9 @@ struct Established {
     /// The answer being sent; no PDU is read until it is complete.
     answer: Option<Answer>,
     /// Removed from a channel by a KICK or BAN: the channel and the notice, to be sent
-    /// (LEAVE_CHANNEL, then the notice) once no answer is in flight.
-    removed: Option<(ChannelName, Box<[u8]>)>,
+    /// (LEAVE_CHANNEL, then the notice) once no answer is in flight, and whether the
+    /// LEAVE_CHANNEL has gone out (one PDU per step keeps the output budget).
+    removed: Option<(ChannelName, Box<[u8]>, bool)>,
     oper: Oper,
     /// The rate limit's state (GCRA): the theoretical arrival time of the next message, µs
     /// of the session's clock. 0 starts the bucket full.
@@ -551,7 +552,7 @@ impl Session {
         if let State::Established(e) = &mut self.state {
             if e.member.as_ref().is_some_and(|m| m.channel == channel) {
                 e.member = None;
-                e.removed = Some((name, notice));
+                e.removed = Some((name, notice, false));
             }
         }
     }
@@ -581,8 +582,12 @@ impl Session {
                 e.step_answer(hub, &mut reply);
                 continue;
             }
-            if let Some((name, notice)) = e.removed.take() {
-                reply.send(&Pdu::channel_ack(Command::LeaveChannel, order, &name));
+            if let Some((name, _, left @ false)) = &mut e.removed {
+                reply.send(&Pdu::channel_ack(Command::LeaveChannel, order, name));
+                *left = true;
+                continue;
+            }
+            if let Some((name, notice, _)) = e.removed.take() {
                 if e.version >= 2 {
                     reply.notice(Some(&name), &notice);
                 } else {
@@ -973,7 +978,7 @@ impl Established {
             if let Some(m) = self.member.take_if(|m| Some(m.channel) == open) {
                 let banned = command == Command::Ban;
                 let notice = Hub::removal_notice(&name, &self.user, reason, banned);
-                self.removed = Some((name, notice));
+                self.removed = Some((name, notice, false));
                 drop(m);
             }
         }
