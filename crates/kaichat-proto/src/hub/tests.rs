@@ -1,5 +1,7 @@
 //! Unit tests of the hub: names, channels, the bounded history and what a QUERY reads.
 
+use std::net::IpAddr;
+
 use super::*;
 
 fn user(name: &str) -> Username {
@@ -335,4 +337,310 @@ fn under_always_an_answer_stops_at_the_durable_watermark() {
     hub.made_durable(&channel("@a"), 2);
     hub.made_durable(&channel("@a"), 1); // late, out-of-order confirmations never go back
     assert_eq!(read_all(&hub, id, &mut cursor, &user("amy")), ["bob: one"]);
+}
+
+// --- Version 2: operators, removals, bans, listings, pushes, time stamps -------------------
+
+/// Claims `name` for connection `conn` from `peer` and joins `ch` at `now`; `push` for a
+/// version-2 reader.
+fn join_as(
+    hub: &mut Hub,
+    ch: &str,
+    name: &str,
+    conn: ConnRef,
+    push: bool,
+    now: u64,
+) -> (ChannelId, u64) {
+    assert!(hub.claim_name(user(name), conn, None));
+    hub.join(&channel(ch), &user(name), push, now).unwrap()
+}
+
+/// Every entry a version-2 reader at `cursor` is sent now, as `kind text` lines.
+fn read_kinds(hub: &Hub, id: ChannelId, cursor: &mut u64) -> Vec<String> {
+    let end = hub.end_seq(id);
+    let mut out = Vec::new();
+    while let Next::Entry(e) = hub.next_entry(id, cursor, end, None) {
+        out.push(format!("{:?} {}", e.kind, String::from_utf8_lossy(&e.text)));
+    }
+    out
+}
+
+fn operators(hub: &Hub, id: ChannelId) -> Vec<String> {
+    hub.members_after(id, true, 0)
+        .map(|(_, u)| u.to_string())
+        .collect()
+}
+
+fn members(hub: &Hub, id: ChannelId) -> Vec<String> {
+    hub.members_after(id, false, 0)
+        .map(|(_, u)| u.to_string())
+        .collect()
+}
+
+#[test]
+fn the_opener_is_operator_and_the_earliest_joiner_inherits_with_a_notice() {
+    let mut hub = Hub::new(100, 0);
+    let (id, _) = join_as(&mut hub, "@c", "amy", 0, true, 0);
+    let (_, mut cursor) = join_as(&mut hub, "@c", "bob", 1, true, 0);
+    join_as(&mut hub, "@c", "carl", 2, true, 0);
+    assert_eq!(operators(&hub, id), ["amy"]);
+    assert_eq!(members(&hub, id), ["bob", "carl"]);
+    // A member who is not the operator leaving hands nothing on.
+    join_as(&mut hub, "@c", "dan", 3, false, 0);
+    hub.leave(id, &user("dan"), 0);
+    hub.leave(id, &user("amy"), 0);
+    assert_eq!(operators(&hub, id), ["bob"]);
+    assert_eq!(members(&hub, id), ["carl"]);
+    assert_eq!(
+        read_kinds(&hub, id, &mut cursor),
+        [
+            "Notice bob joined",
+            "Notice carl joined",
+            "Notice dan joined",
+            "Notice dan left",
+            "Notice amy left",
+            "Operator bob is now an operator"
+        ]
+    );
+    assert!(hub.is_operator(id, &user("BOB")));
+    assert!(!hub.is_operator(id, &user("carl")));
+}
+
+#[test]
+fn a_version_1_reader_is_sent_a_removal_as_left_and_no_operator_entry() {
+    let entry = |kind, text: &str| Entry {
+        sender: None,
+        kind,
+        time_ms: 0,
+        text: text.as_bytes().into(),
+    };
+    let mut room = [0u8; V1_TEXT_ROOM];
+    let removal = entry(Kind::Removal, "abcdefghij was kicked by amy: reasons");
+    assert_eq!(removal.v1_text(&mut room), Some(&b"abcdefghij left"[..]));
+    let operator = entry(Kind::Operator, "bob is now an operator");
+    assert_eq!(operator.v1_text(&mut room), None);
+    let left = entry(Kind::Notice, "bob left");
+    assert_eq!(left.v1_text(&mut room), Some(&b"bob left"[..]));
+}
+
+#[test]
+fn a_removal_appends_one_entry_and_tells_the_target_unless_it_removed_itself() {
+    let mut hub = Hub::new(100, 0);
+    let (id, _) = join_as(&mut hub, "@c", "amy", 0, true, 0);
+    let (_, mut cursor) = join_as(&mut hub, "@c", "bob", 1, false, 0);
+    join_as(&mut hub, "@c", "carl", 2, true, 0);
+    assert!(hub.remove(id, &user("bob"), &user("amy"), b"spam", false, 0));
+    assert!(hub.remove(id, &user("carl"), &user("amy"), b"", true, 0));
+    assert!(!hub.is_member(id, &user("bob")));
+    let mut events = Vec::new();
+    hub.take_events(&mut events);
+    assert_eq!(
+        events,
+        [
+            Event::Removed {
+                conn: 1,
+                channel: id,
+                name: channel("@c"),
+                notice: b"you were kicked from @c by amy: spam"[..].into(),
+            },
+            Event::Removed {
+                conn: 2,
+                channel: id,
+                name: channel("@c"),
+                notice: b"you were banned from @c by amy"[..].into(),
+            }
+        ]
+    );
+    // Not a member (any more): nothing happens.
+    assert!(!hub.remove(id, &user("bob"), &user("amy"), b"", false, 0));
+    assert!(!hub.remove(id, &user("zed"), &user("amy"), b"", false, 0));
+    // The operator removes itself: no event, its session acts on its own request.
+    join_as(&mut hub, "@c", "dan", 3, true, 0);
+    assert!(hub.remove(id, &user("amy"), &user("amy"), b"", false, 0));
+    hub.take_events(&mut events);
+    assert_eq!(events.len(), 2);
+    assert_eq!(
+        read_kinds(&hub, id, &mut cursor)[2..],
+        [
+            "Removal bob was kicked by amy: spam",
+            "Removal carl was banned by amy",
+            "Notice dan joined",
+            "Removal amy was kicked by amy",
+            "Operator dan is now an operator"
+        ]
+    );
+}
+
+#[test]
+fn a_ban_list_refuses_joins_ignoring_case_and_outlives_its_channel() {
+    let mut hub = Hub::new(100, 0);
+    let (id, _) = join_as(&mut hub, "@c", "amy", 0, true, 0);
+    assert_eq!(hub.ban(&channel("@c"), &user("Bob")), Ok(true));
+    assert_eq!(
+        hub.ban(&channel("@c"), &user("BOB")),
+        Ok(false),
+        "already on it"
+    );
+    hub.claim_name(user("bob"), 1, None);
+    assert_eq!(
+        hub.join(&channel("@c"), &user("bob"), true, 0),
+        Err(JoinRefusal::Banned)
+    );
+    assert!(!hub.is_member(id, &user("bob")));
+    // Channel names compare byte for byte: @C is another channel.
+    assert!(hub.join(&channel("@C"), &user("bob"), true, 0).is_ok());
+    hub.leave(id, &user("amy"), 0);
+    assert_eq!(hub.open_channel(&channel("@c")), None);
+    assert!(hub.is_banned(&channel("@c"), &user("bob")));
+    assert!(hub.unban(&channel("@c"), &user("bob")));
+    assert!(!hub.unban(&channel("@c"), &user("bob")), "once");
+    assert!(!hub.is_banned(&channel("@c"), &user("bob")));
+}
+
+#[test]
+fn a_ban_list_holds_at_most_max_bans_names() {
+    let mut hub = Hub::new(100, 0);
+    let c = channel("@c");
+    for i in 0..MAX_BANS {
+        assert_eq!(hub.ban(&c, &user(&format!("n{i}"))), Ok(true));
+    }
+    assert_eq!(hub.ban(&c, &user("zed")), Err(()));
+    assert_eq!(hub.ban(&c, &user("n7")), Ok(false));
+    // Another channel has its own list.
+    assert_eq!(hub.ban(&channel("@d"), &user("zed")), Ok(true));
+    hub.restore_bans(
+        channel("@e"),
+        (0..MAX_BANS + 5).map(|i| user(&format!("n{i}"))),
+    );
+    assert_eq!(hub.ban(&channel("@e"), &user("zed")), Err(()));
+}
+
+#[test]
+fn a_server_ban_asks_for_the_address_to_close_and_lasts_until_lifted() {
+    let mut hub = Hub::new(100, 0);
+    let address = IpAddr::from([192, 0, 2, 7]);
+    assert!(hub.claim_name(user("amy"), 0, Some(address)));
+    assert_eq!(hub.address_of(&user("AMY")), Some(address));
+    assert!(hub.ban_address(address));
+    assert!(!hub.ban_address(address), "banned already");
+    let mut events = Vec::new();
+    hub.take_events(&mut events);
+    assert_eq!(
+        events,
+        [Event::CloseAddress(address), Event::CloseAddress(address)]
+    );
+    assert!(hub.is_address_banned(&address));
+    assert!(hub.unban_address(&address));
+    assert!(!hub.unban_address(&address));
+    assert!(!hub.is_address_banned(&address));
+}
+
+#[test]
+fn server_operators_moderate_every_channel_until_they_disconnect() {
+    let mut hub = Hub::new(100, 0);
+    let (id, _) = join_as(&mut hub, "@c", "amy", 0, true, 0);
+    hub.claim_name(user("root"), 1, None);
+    assert!(!hub.is_operator(id, &user("root")));
+    hub.make_server_operator(&user("root"));
+    assert!(hub.is_server_operator(&user("ROOT")));
+    assert!(hub.is_operator(id, &user("root")), "without being a member");
+    // Listed as a member, not as an operator of the channel.
+    hub.join(&channel("@c"), &user("root"), true, 0).unwrap();
+    assert_eq!(operators(&hub, id), ["amy"]);
+    hub.leave(id, &user("root"), 0);
+    hub.release_name(&user("root"));
+    hub.claim_name(user("root"), 2, None);
+    assert!(!hub.is_server_operator(&user("root")));
+}
+
+#[test]
+fn next_channel_steps_through_open_channels_in_ascending_byte_order() {
+    let mut hub = Hub::new(100, 0);
+    for (ch, name) in [
+        ("@b", "u1"),
+        ("@B", "u2"),
+        ("@aa", "u3"),
+        ("@a", "u4"),
+        ("@aa", "u5"),
+    ] {
+        join_as(&mut hub, ch, name, 0, false, 0);
+    }
+    let mut listed = Vec::new();
+    let mut after = None;
+    while let Some(l) = hub.next_channel(after.as_ref()) {
+        listed.push(format!("{} {} {}", l.name, l.members, l.retained));
+        after = Some(l.name);
+    }
+    assert_eq!(listed, ["@B 1 1", "@a 1 1", "@aa 2 2", "@b 1 1"]);
+    // A channel closed since the last step is not listed; one opened after it is.
+    let b = hub.open_channel(&channel("@b")).unwrap();
+    hub.leave(b, &user("u1"), 0);
+    join_as(&mut hub, "@ab", "u6", 0, false, 0);
+    let next = hub.next_channel(Some(&channel("@aa"))).map(|l| l.name);
+    assert_eq!(next, Some(channel("@ab")));
+    assert_eq!(hub.next_channel(Some(&channel("@ab"))), None);
+}
+
+#[test]
+fn members_after_resumes_in_join_order() {
+    let mut hub = Hub::new(100, 0);
+    let (id, _) = join_as(&mut hub, "@c", "op", 0, false, 0);
+    for name in ["m1", "m2", "m3"] {
+        join_as(&mut hub, "@c", name, 0, false, 0);
+    }
+    let keys: Vec<(u64, String)> = hub
+        .members_after(id, false, 0)
+        .map(|(k, u)| (k, u.to_string()))
+        .collect();
+    assert_eq!(keys.len(), 3);
+    let rest: Vec<String> = hub
+        .members_after(id, false, keys[0].0)
+        .map(|(_, u)| u.to_string())
+        .collect();
+    assert_eq!(rest, ["m2", "m3"]);
+}
+
+#[test]
+fn only_push_readers_are_woken_by_an_append() {
+    let mut hub = Hub::new(100, 0);
+    let (id, _) = join_as(&mut hub, "@c", "amy", 7, false, 0);
+    let mut woken = Vec::new();
+    hub.take_woken(&mut woken);
+    assert!(woken.is_empty(), "no push reader");
+    join_as(&mut hub, "@c", "bob", 8, true, 0);
+    join_as(&mut hub, "@d", "carl", 9, true, 0);
+    hub.take_woken(&mut woken);
+    woken.sort_unstable();
+    assert_eq!(woken, [8, 9]);
+    woken.clear();
+    hub.post(id, user("amy"), b"hi", 0);
+    hub.post(id, user("amy"), b"again", 0);
+    hub.take_woken(&mut woken);
+    assert_eq!(woken, [8], "once per channel until taken");
+}
+
+#[test]
+fn entries_are_stamped_with_the_wall_clock_time_they_were_appended() {
+    let mut hub = Hub::new(100, 0);
+    hub.set_epoch(1_000_000);
+    let (id, mut cursor) = join_as(&mut hub, "@c", "amy", 0, true, 250);
+    hub.post(id, user("amy"), b"hi", 400);
+    let end = hub.end_seq(id);
+    let mut times = Vec::new();
+    while let Next::Entry(e) = hub.next_entry(id, &mut cursor, end, None) {
+        times.push(e.time_ms);
+    }
+    assert_eq!(times, [1_000_250, 1_000_400]);
+    assert_eq!(hub.wall_ms(5), 1_000_005);
+}
+
+#[test]
+fn a_version_2_reader_gets_its_own_messages() {
+    let mut hub = Hub::new(100, 0);
+    let (id, mut cursor) = join_as(&mut hub, "@c", "amy", 0, true, 0);
+    hub.post(id, user("amy"), b"mine", 0);
+    assert_eq!(
+        read_kinds(&hub, id, &mut cursor),
+        ["Notice amy joined", "Chat mine"]
+    );
 }

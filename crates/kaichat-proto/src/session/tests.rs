@@ -1745,6 +1745,1432 @@ fn a_deadline_of_zero_is_off() {
     }
 }
 
+// --- Version 2: helpers (shared/spec/kaichat-v2.md) -----------------------------------------
+
+/// The wall-clock time (ms since the Unix epoch) at the tests' clock zero: entries and
+/// notices made at `now` are stamped `EPOCH + now`.
+const EPOCH: u64 = 1_764_547_200_000;
+
+/// A hub whose channels keep `history` entries and replay `replay`, stamping from `EPOCH`.
+fn v2_hub(history: usize, replay: usize) -> Hub {
+    let mut hub = Hub::new(history, replay);
+    hub.set_epoch(EPOCH);
+    hub
+}
+
+/// A hub that offers `max_version` and otherwise has the default rules.
+fn hub_offering(max_version: u16) -> Hub {
+    let mut hub = v2_hub(10, 5);
+    hub.set_rules(Rules {
+        max_version,
+        ..Rules::default()
+    });
+    hub
+}
+
+/// Everything the session has to send at `now` (the answer in flight, a removal's notices,
+/// pushes), pulled in one go.
+fn pull(s: &mut Session, hub: &Hub, now: u64) -> Vec<Pdu> {
+    let mut out = Vec::new();
+    assert!(s.continue_output(hub, now, WHOLE, &mut out));
+    assert!(!s.has_output(hub), "done, yet output is left");
+    out
+}
+
+/// A version-2 session of connection `conn`, little-endian, member of `channel` as `name`,
+/// with what the JOIN pushed (the replay and its own `joined`) already pulled.
+fn v2_member(hub: &mut Hub, conn: ConnRef, name: &[u8], channel: &[u8]) -> Session {
+    let mut s = established(hub, LE, 2, conn, name);
+    let (_, out) = feed(&mut s, hub, &join(LE, name, channel), 0);
+    assert_eq!(command_of(&out[0], LE), Command::JoinChannel);
+    pull(&mut s, hub, 0);
+    s
+}
+
+/// A version-1 session of connection `conn`, little-endian, member of `channel` as `name`,
+/// that has read everything (one QUERY).
+fn v1_member(hub: &mut Hub, conn: ConnRef, name: &[u8], channel: &[u8]) -> Session {
+    let mut s = established(hub, LE, 1, conn, name);
+    let (_, out) = feed(&mut s, hub, &join(LE, name, channel), 0);
+    assert_eq!(command_of(&out[0], LE), Command::JoinChannel);
+    query(&mut s, hub);
+    s
+}
+
+/// What a little-endian client reads in `out`, one line per PDU: RECEIVE_MESSAGE as
+/// [`render`] writes it (checked the same way, but for the time stamp of prefix[62..70]),
+/// anything else as its name and channel field.
+fn lines(out: &[Pdu]) -> Vec<String> {
+    out.iter()
+        .map(|pdu| match command_of(pdu, LE) {
+            Command::ReceiveMessage => {
+                let mut unstamped = pdu.clone();
+                unstamped.bytes_mut()[TIME].fill(0);
+                render(&unstamped, LE)
+            }
+            command => format!("{} {}", command.name(), text(pdu.channel())),
+        })
+        .collect()
+}
+
+/// The time stamp of each PDU, relative to `EPOCH` (None for a zero stamp).
+fn stamps(out: &[Pdu]) -> Vec<Option<u64>> {
+    out.iter()
+        .map(|pdu| (pdu.time() != 0).then(|| pdu.time() - EPOCH))
+        .collect()
+}
+
+/// Carries out the hub's events as the reactor does, where `sessions[conn]` is connection
+/// `conn`; returns the addresses whose connections must close.
+fn carry_out(hub: &mut Hub, sessions: &mut [&mut Session]) -> Vec<IpAddr> {
+    let mut events = Vec::new();
+    hub.take_events(&mut events);
+    let mut close = Vec::new();
+    for event in events {
+        match event {
+            Event::Removed {
+                conn,
+                channel,
+                name,
+                notice,
+            } => sessions[conn].removed(channel, name, notice),
+            Event::CloseAddress(address) => close.push(address),
+        }
+    }
+    close
+}
+
+/// The connections the hub woke for pushes since the last call, sorted, once each.
+fn woken(hub: &mut Hub) -> Vec<ConnRef> {
+    let mut conns = Vec::new();
+    hub.take_woken(&mut conns);
+    conns.sort_unstable();
+    conns.dedup();
+    conns
+}
+
+fn moderation(command: Command, channel: &[u8], target: &[u8], reason: &[u8]) -> Pdu {
+    Pdu::moderation(command, LE, channel, target, reason)
+}
+
+/// Feeds a PDU that must be refused: exactly one error notice, returned; nothing changes
+/// in the session or the hub, and no other connection is affected.
+fn refused(s: &mut Session, hub: &mut Hub, pdu: &Pdu) -> String {
+    let before = snapshot(s, hub);
+    let retained = hub.retained();
+    let text = notice_for(s, hub, pdu);
+    assert_eq!(snapshot(s, hub), before, "{text}");
+    assert_eq!(hub.retained(), retained, "{text}");
+    let mut events = Vec::new();
+    hub.take_events(&mut events);
+    assert!(events.is_empty(), "{text}: {events:?}");
+    text
+}
+
+// --- Version 2: negotiation (v2 section 1) ---------------------------------------------------
+
+#[test]
+fn the_server_offers_version_2_and_a_client_may_select_1_or_2() {
+    for order in ORDERS {
+        for version in [1, 2] {
+            let mut hub = Hub::new(10, 5);
+            let mut s = Session::new(0);
+            let (_, out) = feed(&mut s, &mut hub, &Pdu::ping(order), 0);
+            assert_eq!(
+                out[1].as_bytes(),
+                &exact(Command::VersionNegotiation, order, b"SERVER", &[0, 2])
+            );
+            let (step, out) = feed(&mut s, &mut hub, &Pdu::client_version(order, version), 0);
+            assert_eq!((step, out.len()), (Step::Continue, 0));
+            feed(&mut s, &mut hub, &Pdu::client_info(order, b"amy"), 0);
+            assert_eq!(s.version(), Some(version));
+        }
+    }
+}
+
+#[test]
+fn a_version_1_only_server_offers_1_and_refuses_2() {
+    let mut hub = hub_offering(1);
+    let mut s = Session::new(0);
+    let (_, out) = feed(&mut s, &mut hub, &Pdu::ping(LE), 0);
+    assert_eq!(
+        out[1].as_bytes(),
+        &exact(Command::VersionNegotiation, LE, b"SERVER", &[0, 1])
+    );
+    let (step, out) = feed(&mut s, &mut hub, &Pdu::client_version(LE, 2), 0);
+    assert_eq!(step, Step::Close(Ending::VersionRejected));
+    assert_eq!(
+        error_text(&out, LE),
+        "error: unsupported protocol version 2: this server speaks version 1, a big-endian \
+         u16 in params[0..2]"
+    );
+    assert_eq!(hub.users(), 0);
+}
+
+/// The v2 PDUs of codes 9 to 14, as a client would send them.
+fn v2_requests(order: ByteOrder) -> [Pdu; 6] {
+    [
+        Pdu::list_channels(order),
+        Pdu::names(order, b"@c"),
+        Pdu::moderation(Command::Kick, order, b"@c", b"bob", b""),
+        Pdu::moderation(Command::Ban, order, b"@c", b"bob", b""),
+        Pdu::moderation(Command::Unban, order, b"@c", b"bob", b""),
+        Pdu::oper(order, b"secret"),
+    ]
+}
+
+#[test]
+fn codes_9_to_14_are_unknown_commands_on_a_version_1_connection() {
+    for max_version in [1, 2] {
+        for order in ORDERS {
+            let mut hub = hub_offering(max_version);
+            hub.set_rules(Rules {
+                oper: true,
+                ..*hub.rules()
+            });
+            let _bob = member(&mut hub, order, b"bob", b"@c");
+            let mut amy = member(&mut hub, order, b"amy", b"@c");
+            query(&mut amy, &mut hub);
+            for (code, pdu) in (9..).zip(v2_requests(order)) {
+                let read = match order {
+                    LE => format!("{code:02x} 00 00 00, read little-endian"),
+                    BE => format!("00 00 00 {code:02x}, read big-endian"),
+                };
+                assert_eq!(
+                    refused(&mut amy, &mut hub, &pdu),
+                    format!(
+                        "error: unknown command code {code} (command field {read}, the byte \
+                         order this connection fixed): the codes of version 1 are 0 to 8"
+                    )
+                );
+                assert!(!amy.answering(), "{code}");
+            }
+            assert_eq!(query_lines(&mut amy, &mut hub), ["up-to-date @c"]);
+        }
+    }
+}
+
+#[test]
+fn code_15_is_unknown_on_a_version_2_connection() {
+    let mut hub = v2_hub(10, 5);
+    let mut amy = established(&mut hub, LE, 2, 0, b"amy");
+    assert_eq!(
+        refused(&mut amy, &mut hub, &raw_command([15, 0, 0, 0])),
+        "error: unknown command code 15 (command field 0f 00 00 00, read little-endian, the \
+         byte order this connection fixed): the codes of version 2 are 0 to 14"
+    );
+}
+
+#[test]
+fn codes_9_to_14_are_ignored_before_a_connection_is_established() {
+    for order in ORDERS {
+        let mut hub = Hub::new(10, 5);
+        let pdus = v2_requests(order);
+        let mut s = Session::new(0);
+        all_ignored(&mut s, &mut hub, &pdus, 0);
+        feed(&mut s, &mut hub, &Pdu::ping(order), 0);
+        all_ignored(&mut s, &mut hub, &pdus, 0);
+        feed(&mut s, &mut hub, &Pdu::client_version(order, 2), 0);
+        all_ignored(&mut s, &mut hub, &pdus, 0);
+        assert_eq!(s.phase(), Phase::AwaitClientInfo);
+    }
+}
+
+// --- Version 2: push delivery, echo and time stamps (v2 sections 2 and 2a) -------------------
+
+#[test]
+fn a_v2_joiner_is_pushed_the_replay_then_its_joined_notice_then_live_entries() {
+    let mut hub = v2_hub(100, 3);
+    hub.set_rules(Rules {
+        rate_limit: 0,
+        ..Rules::default()
+    });
+    let mut bob = v1_member(&mut hub, 1, b"bob", b"@c");
+    for i in 0..5 {
+        say(&mut bob, &mut hub, format!("m{i}").as_bytes());
+    }
+    let mut amy = established(&mut hub, LE, 2, 0, b"amy");
+    woken(&mut hub);
+    // The JOIN is acknowledged at once; the pushes follow as the socket drains.
+    let (_, out) = feed(&mut amy, &mut hub, &join(LE, b"amy", b"@c"), 0);
+    assert_eq!(lines(&out), ["JOIN_CHANNEL @c"]);
+    assert!(amy.has_output(&hub));
+    assert_eq!(woken(&mut hub), [0], "amy's own notice wakes amy");
+    assert_eq!(
+        lines(&pull(&mut amy, &hub, 0)),
+        [
+            "bob @c: m2",
+            "bob @c: m3",
+            "bob @c: m4",
+            "SERVER @c: amy joined"
+        ]
+    );
+    // Live: each new entry wakes the v2 readers, and is pushed once.
+    say(&mut bob, &mut hub, b"live");
+    assert_eq!(woken(&mut hub), [0]);
+    assert_eq!(lines(&pull(&mut amy, &hub, 0)), ["bob @c: live"]);
+    assert!(pull(&mut amy, &hub, 0).is_empty());
+}
+
+#[test]
+fn a_push_moves_the_read_position_and_a_query_answers_only_what_was_not_pushed() {
+    let mut hub = v2_hub(100, 0);
+    let mut bob = v1_member(&mut hub, 1, b"bob", b"@c");
+    let mut amy = v2_member(&mut hub, 0, b"amy", b"@c");
+    say(&mut bob, &mut hub, b"pushed");
+    assert_eq!(lines(&pull(&mut amy, &hub, 0)), ["bob @c: pushed"]);
+    // Everything was pushed: the QUERY answer is only the up-to-date PDU.
+    let (_, out) = feed(&mut amy, &mut hub, &Pdu::query(LE), 0);
+    assert!(out.is_empty());
+    assert_eq!(lines(&pull(&mut amy, &hub, 0)), ["up-to-date @c"]);
+    // Not pushed yet (the socket did not drain): the QUERY answer carries it, then the
+    // up-to-date PDU, and there is nothing left to push after it: QUERY is a sync point.
+    say(&mut bob, &mut hub, b"unpushed");
+    feed(&mut amy, &mut hub, &Pdu::query(LE), 0);
+    assert_eq!(
+        lines(&pull(&mut amy, &hub, 0)),
+        ["bob @c: unpushed", "up-to-date @c"]
+    );
+    assert!(!amy.has_output(&hub));
+}
+
+#[test]
+fn a_v2_client_gets_its_own_messages_back_and_a_v1_client_does_not() {
+    let mut hub = v2_hub(100, 10);
+    let mut bob = v1_member(&mut hub, 1, b"bob", b"@c");
+    let mut amy = v2_member(&mut hub, 0, b"amy", b"@c");
+    query(&mut bob, &mut hub);
+    say(&mut amy, &mut hub, b"from amy");
+    say(&mut bob, &mut hub, b"from bob");
+    assert_eq!(
+        lines(&pull(&mut amy, &hub, 0)),
+        ["amy @c: from amy", "bob @c: from bob"]
+    );
+    assert_eq!(
+        query_lines(&mut bob, &mut hub),
+        ["amy @c: from amy", "up-to-date @c"]
+    );
+    // In a QUERY answer and in the replay, too.
+    say(&mut amy, &mut hub, b"again");
+    feed(&mut amy, &mut hub, &Pdu::query(LE), 0);
+    assert_eq!(
+        lines(&pull(&mut amy, &hub, 0)),
+        ["amy @c: again", "up-to-date @c"]
+    );
+    let mut carl = established(&mut hub, LE, 2, 2, b"carl");
+    feed(&mut carl, &mut hub, &join(LE, b"carl", b"@c"), 0);
+    let replay = lines(&pull(&mut carl, &hub, 0));
+    assert!(
+        replay.contains(&"amy @c: from amy".to_string()),
+        "{replay:?}"
+    );
+}
+
+#[test]
+fn version_1_members_are_never_woken_or_pushed_to() {
+    let mut hub = v2_hub(100, 10);
+    let mut bob = v1_member(&mut hub, 1, b"bob", b"@c");
+    let mut carl = v1_member(&mut hub, 2, b"carl", b"@c");
+    woken(&mut hub);
+    say(&mut carl, &mut hub, b"hello");
+    assert!(
+        woken(&mut hub).is_empty(),
+        "a channel of v1 readers wakes no one"
+    );
+    assert!(!bob.has_output(&hub));
+    assert!(pull(&mut bob, &hub, 0).is_empty());
+    let _amy = v2_member(&mut hub, 0, b"amy", b"@c");
+    say(&mut carl, &mut hub, b"again");
+    assert_eq!(woken(&mut hub), [0]);
+    assert!(pull(&mut bob, &hub, 0).is_empty());
+    assert_eq!(
+        query_lines(&mut bob, &mut hub),
+        [
+            "SERVER @c: carl joined",
+            "carl @c: hello",
+            "SERVER @c: amy joined",
+            "carl @c: again",
+            "up-to-date @c"
+        ]
+    );
+}
+
+#[test]
+fn v2_entries_carry_the_time_they_were_appended() {
+    let mut hub = v2_hub(100, 10);
+    let mut bob = established(&mut hub, LE, 2, 1, b"bob");
+    feed(&mut bob, &mut hub, &join(LE, b"bob", b"@c"), 1_000);
+    feed(&mut bob, &mut hub, &Pdu::send_message(LE, b"early"), 2_000);
+    let mut amy = established(&mut hub, LE, 2, 0, b"amy");
+    feed(&mut amy, &mut hub, &join(LE, b"amy", b"@c"), 3_000);
+    feed(&mut bob, &mut hub, &Pdu::send_message(LE, b"late"), 4_000);
+    // Pulled later: the replay and the live entry keep the time they were appended.
+    let out = pull(&mut amy, &hub, 9_000);
+    assert_eq!(
+        lines(&out),
+        [
+            "SERVER @c: bob joined",
+            "bob @c: early",
+            "SERVER @c: amy joined",
+            "bob @c: late"
+        ]
+    );
+    assert_eq!(
+        stamps(&out),
+        [Some(1_000), Some(2_000), Some(3_000), Some(4_000)]
+    );
+    // u64 big-endian at prefix[62..70].
+    assert_eq!(&out[3].as_bytes()[62..70], &(EPOCH + 4_000).to_be_bytes());
+    // A QUERY answer's entries too; its up-to-date PDU carries the time it was made.
+    feed(
+        &mut bob,
+        &mut hub,
+        &Pdu::send_message(LE, b"queried"),
+        10_000,
+    );
+    feed(&mut amy, &mut hub, &Pdu::query(LE), 11_000);
+    let out = pull(&mut amy, &hub, 12_000);
+    assert_eq!(lines(&out), ["bob @c: queried", "up-to-date @c"]);
+    assert_eq!(stamps(&out), [Some(10_000), Some(12_000)]);
+}
+
+#[test]
+fn v2_notices_made_for_one_client_carry_the_time_they_were_made() {
+    let mut hub = v2_hub(100, 10);
+    let mut amy = established(&mut hub, LE, 2, 0, b"amy");
+    // An error notice.
+    let (_, out) = feed(&mut amy, &mut hub, &Pdu::leave(LE), 5_000);
+    error_text(&out, LE);
+    assert_eq!(stamps(&out), [Some(5_000)]);
+    // The up-to-date PDU outside a channel.
+    let (_, out) = feed(&mut amy, &mut hub, &Pdu::query(LE), 6_000);
+    assert_eq!(lines(&out), ["up-to-date "]);
+    assert_eq!(stamps(&out), [Some(6_000)]);
+}
+
+#[test]
+fn version_1_pdus_carry_no_time_stamp() {
+    let mut hub = v2_hub(100, 10);
+    let mut bob = v2_member(&mut hub, 1, b"bob", b"@c");
+    let mut amy = established(&mut hub, LE, 1, 0, b"amy");
+    feed(&mut amy, &mut hub, &join(LE, b"amy", b"@c"), 3_000);
+    feed(&mut bob, &mut hub, &Pdu::send_message(LE, b"hi"), 4_000);
+    let (_, mut out) = feed(&mut amy, &mut hub, &Pdu::leave(LE), 5_000);
+    feed(&mut amy, &mut hub, &join(LE, b"amy", b"@c"), 6_000);
+    feed(&mut amy, &mut hub, &Pdu::query(LE), 7_000);
+    out.extend(pull(&mut amy, &hub, 8_000));
+    let (_, error) = feed(&mut amy, &mut hub, &Pdu::send_message(LE, b""), 9_000);
+    out.extend(error);
+    assert!(out.len() >= 5, "{out:?}");
+    for pdu in &out {
+        assert!(
+            pdu.as_bytes()[TIME.start..PREFIX_LEN]
+                .iter()
+                .all(|&b| b == 0),
+            "{pdu:?}"
+        );
+    }
+}
+
+/// bob (v1, connection 1) and amy (v2, connection 0) in `@c` of a hub keeping `history`
+/// entries; amy has been pushed everything so far.
+fn pushing(history: usize) -> (Hub, Session, Session) {
+    let mut hub = v2_hub(history, 0);
+    hub.set_rules(Rules {
+        rate_limit: 0,
+        ..Rules::default()
+    });
+    let bob = v1_member(&mut hub, 1, b"bob", b"@c");
+    let amy = v2_member(&mut hub, 0, b"amy", b"@c");
+    (hub, amy, bob)
+}
+
+#[test]
+fn pushes_pause_under_the_output_bound_and_resume_where_they_stopped() {
+    let (mut hub, mut amy, mut bob) = pushing(100);
+    for i in 0..10 {
+        say(&mut bob, &mut hub, format!("m{i}").as_bytes());
+    }
+    // The reactor's bound lets 3 PDUs out at a time; more is appended while it waits.
+    let mut out = Vec::new();
+    assert!(!amy.continue_output(&hub, 0, 3, &mut out));
+    assert_eq!(out.len(), 3);
+    assert!(amy.has_output(&hub));
+    // A zero budget sends nothing and loses nothing.
+    assert!(!amy.continue_output(&hub, 0, 0, &mut out));
+    assert_eq!(out.len(), 3);
+    for i in 10..12 {
+        say(&mut bob, &mut hub, format!("m{i}").as_bytes());
+    }
+    let mut calls = 0;
+    while !amy.continue_output(&hub, 0, 3, &mut out) {
+        calls += 1;
+        assert!(calls < 10, "the pushes never end");
+    }
+    let expected: Vec<String> = (0..12).map(|i| format!("bob @c: m{i}")).collect();
+    assert_eq!(lines(&out), expected);
+}
+
+#[test]
+fn pushing_resumes_with_the_skip_notice_when_unsent_entries_were_evicted() {
+    let (mut hub, mut amy, mut bob) = pushing(4);
+    for i in 0..3 {
+        say(&mut bob, &mut hub, format!("m{i}").as_bytes());
+    }
+    let mut out = Vec::new();
+    assert!(!amy.continue_output(&hub, 0, 1, &mut out));
+    assert_eq!(lines(&out), ["bob @c: m0"]);
+    // Paused: m1 and m2 were not sent; six more evict them and m3, m4.
+    for i in 3..9 {
+        say(&mut bob, &mut hub, format!("m{i}").as_bytes());
+    }
+    let out = pull(&mut amy, &hub, 7_000);
+    assert_eq!(
+        lines(&out),
+        [
+            "SERVER @c: 4 messages were skipped",
+            "bob @c: m5",
+            "bob @c: m6",
+            "bob @c: m7",
+            "bob @c: m8"
+        ]
+    );
+    // The skip notice is made at the time it is sent.
+    assert_eq!(stamps(&out[..1]), [Some(7_000)]);
+}
+
+#[test]
+fn a_push_is_never_inserted_inside_a_query_answer() {
+    let (mut hub, mut amy, mut bob) = pushing(100);
+    for i in 0..4 {
+        say(&mut bob, &mut hub, format!("m{i}").as_bytes());
+    }
+    feed(&mut amy, &mut hub, &Pdu::query(LE), 0);
+    let mut out = Vec::new();
+    assert!(!amy.continue_output(&hub, 0, 2, &mut out));
+    // Appended while the answer streams: after the up-to-date PDU, as pushes.
+    say(&mut bob, &mut hub, b"late");
+    while !amy.continue_output(&hub, 0, 2, &mut out) {}
+    assert_eq!(
+        lines(&out),
+        [
+            "bob @c: m0",
+            "bob @c: m1",
+            "bob @c: m2",
+            "bob @c: m3",
+            "up-to-date @c",
+            "bob @c: late"
+        ]
+    );
+}
+
+// --- Version 2: listings (v2 section 3) ------------------------------------------------------
+
+/// Checks a whole LIST_CHANNELS or NAMES listing byte by byte (every PDU from `SERVER` with
+/// the request's command, flag 0 but on the one end PDU, the last) and renders it: LIST
+/// lines as `@name members retained`, NAMES lines as `operators: names` or
+/// `members: names`, the end as `end <channel> <count>`.
+fn listing(out: &[Pdu], command: Command) -> Vec<String> {
+    let flags: Vec<u8> = out.iter().map(|p| p.as_bytes()[UP_TO_DATE]).collect();
+    assert_eq!(flags.last(), Some(&1), "{out:?}");
+    assert!(flags[..flags.len() - 1].iter().all(|&f| f == 0), "{out:?}");
+    out.iter()
+        .map(|pdu| {
+            assert_eq!(command_of(pdu, LE), command);
+            let bytes = pdu.as_bytes();
+            assert_eq!(pdu.username(), SERVER_NAME);
+            assert_eq!(bytes[SEPARATOR], b' ');
+            let stamp_free = if command == Command::Names { 63 } else { 62 };
+            assert!(
+                bytes[stamp_free..PREFIX_LEN].iter().all(|&b| b == 0),
+                "{pdu:?}"
+            );
+            let channel = text(pdu.channel());
+            if pdu.up_to_date() {
+                assert!(bytes[PARAMS_AT + 4..].iter().all(|&b| b == 0), "{pdu:?}");
+                assert_eq!(bytes[62], 0);
+                return format!("end {channel} {}", pdu.param_u32(0));
+            }
+            match command {
+                Command::ListChannels => {
+                    assert!(bytes[PARAMS_AT + 8..].iter().all(|&b| b == 0), "{pdu:?}");
+                    format!("{channel} {} {}", pdu.param_u32(0), pdu.param_u32(4))
+                }
+                _ => {
+                    let names = pdu.params_text();
+                    let rest = &pdu.params()[names.len()..];
+                    assert!(rest.iter().all(|&b| b == 0), "NUL-terminated, zero after");
+                    assert_eq!(channel, "@c");
+                    let role = match bytes[OPERATORS] {
+                        1 => "operators",
+                        0 => "members",
+                        flag => panic!("operators flag {flag}"),
+                    };
+                    format!("{role}: {}", text(names))
+                }
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn list_channels_names_each_open_channel_in_ascending_byte_order_then_the_count() {
+    let mut hub = v2_hub(100, 0);
+    let _bob = v1_member(&mut hub, 1, b"bob", b"@b");
+    let _carl = v1_member(&mut hub, 2, b"carl", b"@B");
+    let _dan = v1_member(&mut hub, 3, b"dan", b"@aa");
+    let _eve = v1_member(&mut hub, 4, b"eve", b"@aa");
+    let mut gone = v1_member(&mut hub, 5, b"gone", b"@closed");
+    feed(&mut gone, &mut hub, &Pdu::leave(LE), 0);
+    let mut amy = v2_member(&mut hub, 0, b"amy", b"@a");
+    say(&mut amy, &mut hub, b"x");
+    let (_, out) = feed(&mut amy, &mut hub, &Pdu::list_channels(LE), 0);
+    assert!(
+        out.is_empty() && amy.answering(),
+        "produced as the socket drains"
+    );
+    let out = pull(&mut amy, &hub, 0);
+    // The push of amy's message waits until the listing has ended.
+    assert_eq!(lines(&out[5..]), ["amy @a: x"]);
+    assert_eq!(
+        listing(&out[..5], Command::ListChannels),
+        ["@B 1 1", "@a 1 2", "@aa 2 2", "@b 1 1", "end  4"]
+    );
+    // Streamed a PDU at a time, it is the same listing.
+    feed(&mut amy, &mut hub, &Pdu::list_channels(LE), 0);
+    let mut streamed: Vec<Pdu> = Vec::new();
+    while !amy.continue_output(&hub, 0, 1, &mut streamed) {}
+    assert_eq!(streamed, out[..5]);
+}
+
+#[test]
+fn list_channels_with_no_channel_open_is_the_end_pdu_alone() {
+    let mut hub = v2_hub(100, 0);
+    let mut amy = established(&mut hub, LE, 2, 0, b"amy");
+    feed(&mut amy, &mut hub, &Pdu::list_channels(LE), 0);
+    let out = pull(&mut amy, &hub, 0);
+    assert_eq!(listing(&out, Command::ListChannels), ["end  0"]);
+}
+
+#[test]
+fn names_lists_the_operator_first_then_members_in_join_order() {
+    let mut hub = v2_hub(100, 0);
+    let mut amy = v2_member(&mut hub, 0, b"amy", b"@c");
+    let _dan = v1_member(&mut hub, 1, b"dan", b"@c");
+    let _bob = v1_member(&mut hub, 2, b"bob", b"@c");
+    let _carl = v2_member(&mut hub, 3, b"carl", b"@c");
+    let mut eve = established(&mut hub, LE, 2, 4, b"eve");
+    // Of the own channel (empty channel field)...
+    let (_, out) = feed(&mut amy, &mut hub, &Pdu::names(LE, b""), 0);
+    assert!(out.is_empty());
+    let out = pull(&mut amy, &hub, 0);
+    let expected = ["operators: amy", "members: dan bob carl", "end @c 4"];
+    assert_eq!(listing(&out[..3], Command::Names), expected);
+    // ...or of a named one, by a client that is not in it.
+    feed(&mut eve, &mut hub, &Pdu::names(LE, b"@c"), 0);
+    assert_eq!(listing(&pull(&mut eve, &hub, 0), Command::Names), expected);
+    // amy leaves: dan, the earliest joiner, is the operator.
+    feed(&mut amy, &mut hub, &Pdu::leave(LE), 0);
+    feed(&mut eve, &mut hub, &Pdu::names(LE, b"@c"), 0);
+    assert_eq!(
+        listing(&pull(&mut eve, &hub, 0), Command::Names),
+        ["operators: dan", "members: bob carl", "end @c 3"]
+    );
+}
+
+#[test]
+fn names_sends_as_many_whole_names_as_fit_in_2000_bytes_with_the_nul() {
+    let mut hub = v2_hub(1, 0);
+    let names: Vec<String> = (0..300).map(|i| format!("member{i:04}")).collect();
+    let mut op = v2_member(&mut hub, 0, names[0].as_bytes(), b"@c");
+    let members: Vec<Session> = (1..300)
+        .map(|i| v1_member(&mut hub, i, names[i].as_bytes(), b"@c"))
+        .collect();
+    assert_eq!(members.len(), 299);
+    pull(&mut op, &hub, 0);
+    feed(&mut op, &mut hub, &Pdu::names(LE, b""), 0);
+    let out = pull(&mut op, &hub, 0);
+    let rendered = listing(&out, Command::Names);
+    assert_eq!(
+        rendered.first().map(String::as_str),
+        Some("operators: member0000")
+    );
+    assert_eq!(rendered.last().map(String::as_str), Some("end @c 300"));
+    let chunks = &out[1..out.len() - 1];
+    assert!(chunks.len() >= 2, "299 names of 10 bytes need two PDUs");
+    let mut listed = Vec::new();
+    for (i, pdu) in chunks.iter().enumerate() {
+        assert!(!pdu.lists_operators());
+        let chunk = pdu.params_text();
+        assert!(chunk.len() < PARAMS_LEN, "room for the NUL");
+        if i + 1 < chunks.len() {
+            // As many as fit: the next name (and its space) would not have.
+            assert!(
+                chunk.len() + 1 + 10 + 1 > PARAMS_LEN,
+                "{} bytes",
+                chunk.len()
+            );
+        }
+        listed.extend(chunk.split(|&b| b == b' ').map(text));
+    }
+    assert_eq!(listed, names[1..]);
+}
+
+#[test]
+fn names_of_a_channel_that_is_not_open_is_an_error_and_no_listing() {
+    let mut hub = v2_hub(100, 0);
+    let mut amy = established(&mut hub, LE, 2, 0, b"amy");
+    let mut bob = v1_member(&mut hub, 1, b"bob", b"@c");
+    let cases: [(Pdu, String); 3] = [
+        (
+            Pdu::names(LE, b""),
+            "error: no channel given and not in a channel".into(),
+        ),
+        (
+            Pdu::names(LE, b"@nope"),
+            "error: @nope is not open: it has no members".into(),
+        ),
+        (
+            Pdu::names(LE, b"nope"),
+            format!("error: channel name 'nope' does not start with @: {CHANNEL_RULE}"),
+        ),
+    ];
+    for (pdu, expected) in cases {
+        assert_eq!(refused(&mut amy, &mut hub, &pdu), expected);
+        assert!(!amy.answering());
+    }
+    // Closed with its last member.
+    feed(&mut bob, &mut hub, &Pdu::leave(LE), 0);
+    assert_eq!(
+        refused(&mut amy, &mut hub, &Pdu::names(LE, b"@c")),
+        "error: @c is not open: it has no members"
+    );
+}
+
+// --- Version 2: operators (v2 section 4) -----------------------------------------------------
+
+#[test]
+fn the_earliest_joiner_inherits_operator_and_only_v2_readers_are_told() {
+    let mut hub = v2_hub(100, 0);
+    let mut amy = v2_member(&mut hub, 0, b"amy", b"@c");
+    let mut bob = v1_member(&mut hub, 1, b"bob", b"@c");
+    let mut carl = v2_member(&mut hub, 2, b"carl", b"@c");
+    let mut dan = v1_member(&mut hub, 3, b"dan", b"@c");
+    pull(&mut amy, &hub, 0);
+    query(&mut bob, &mut hub);
+    pull(&mut carl, &hub, 0);
+    let id = carl.membership().map(|m| m.channel).unwrap();
+    assert!(hub.is_operator(id, &Username::new(b"amy").unwrap()));
+    assert!(!hub.is_operator(id, &Username::new(b"bob").unwrap()));
+    // The operator leaves: bob, who joined earliest, inherits.
+    feed(&mut amy, &mut hub, &Pdu::leave(LE), 0);
+    assert!(hub.is_operator(id, &Username::new(b"bob").unwrap()));
+    assert!(!hub.is_operator(id, &Username::new(b"carl").unwrap()));
+    assert_eq!(
+        lines(&pull(&mut carl, &hub, 0)),
+        ["SERVER @c: amy left", "SERVER @c: bob is now an operator"]
+    );
+    assert_eq!(
+        query_lines(&mut dan, &mut hub),
+        ["SERVER @c: amy left", "up-to-date @c"]
+    );
+    // A member who is not the operator leaving hands nothing on.
+    feed(&mut dan, &mut hub, &Pdu::leave(LE), 0);
+    assert_eq!(lines(&pull(&mut carl, &hub, 0)), ["SERVER @c: dan left"]);
+    // The v1 operator disconnects: carl is the last, and the operator.
+    bob.close(&mut hub, 0);
+    assert_eq!(
+        lines(&pull(&mut carl, &hub, 0)),
+        ["SERVER @c: bob left", "SERVER @c: carl is now an operator"]
+    );
+    assert!(hub.is_operator(id, &Username::new(b"carl").unwrap()));
+}
+
+#[test]
+fn an_operator_notice_counts_in_a_v1_readers_skip_notice() {
+    let mut hub = v2_hub(3, 0);
+    hub.set_rules(Rules {
+        rate_limit: 0,
+        ..Rules::default()
+    });
+    let mut amy = v2_member(&mut hub, 0, b"amy", b"@c");
+    let mut bob = v1_member(&mut hub, 1, b"bob", b"@c");
+    let mut carl = v1_member(&mut hub, 2, b"carl", b"@c");
+    feed(&mut amy, &mut hub, &Pdu::leave(LE), 0);
+    // `amy left` and `bob is now an operator` are evicted before carl reads them.
+    for i in 0..3 {
+        say(&mut bob, &mut hub, format!("m{i}").as_bytes());
+    }
+    assert_eq!(
+        query_lines(&mut carl, &mut hub),
+        [
+            "SERVER @c: 2 messages were skipped",
+            "bob @c: m0",
+            "bob @c: m1",
+            "bob @c: m2",
+            "up-to-date @c"
+        ]
+    );
+}
+
+#[test]
+fn a_refused_oper_is_answered_only_after_a_second_and_is_not_read_meanwhile() {
+    let mut hub = v2_hub(100, 0);
+    hub.set_rules(Rules {
+        oper: true,
+        ..Rules::default()
+    });
+    let mut amy = established(&mut hub, LE, 2, 0, b"amy");
+    for _ in 0..2 {
+        // Repeated failures are not faster.
+        let (_, out) = feed(&mut amy, &mut hub, &Pdu::oper(LE, b"wrong"), 10_000);
+        assert!(out.is_empty());
+        assert!(amy.answering(), "no PDU is read while OPER is pending");
+        assert_eq!(amy.take_oper_request().as_deref(), Some(&b"wrong"[..]));
+        assert_eq!(amy.take_oper_request(), None, "taken once");
+        let mut out = Vec::new();
+        amy.oper_checked(false, 10_300, &mut hub, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(amy.wake_at(), Some(11_000));
+        amy.wake(10_999, &hub, &mut out);
+        assert!(out.is_empty() && amy.answering());
+        amy.wake(11_000, &hub, &mut out);
+        assert_eq!(error_text(&out, LE), "error: not an operator password");
+        assert_eq!(stamps(&out), [Some(11_000)]);
+        assert!(!amy.answering() && amy.wake_at().is_none());
+        assert!(!hub.is_server_operator(&Username::new(b"amy").unwrap()));
+    }
+    // A verification slower than a second is refused as soon as it ends.
+    feed(&mut amy, &mut hub, &Pdu::oper(LE, b"slow"), 20_000);
+    amy.take_oper_request();
+    amy.oper_checked(false, 25_000, &mut hub, &mut Vec::<Pdu>::new());
+    assert_eq!(amy.wake_at(), Some(25_000));
+}
+
+#[test]
+fn oper_without_a_configured_password_or_with_an_empty_one_is_refused_after_a_second() {
+    for (oper, password) in [(false, &b"secret"[..]), (true, b"")] {
+        let mut hub = v2_hub(100, 0);
+        hub.set_rules(Rules {
+            oper,
+            ..Rules::default()
+        });
+        let mut amy = established(&mut hub, LE, 2, 0, b"amy");
+        let (_, out) = feed(&mut amy, &mut hub, &Pdu::oper(LE, password), 4_000);
+        assert!(out.is_empty());
+        assert_eq!(amy.take_oper_request(), None, "nothing to verify");
+        assert_eq!(amy.wake_at(), Some(5_000));
+        let mut out = Vec::new();
+        amy.wake(5_000, &hub, &mut out);
+        assert_eq!(error_text(&out, LE), "error: not an operator password");
+    }
+}
+
+/// Takes `s` through an accepted OPER at `now`.
+fn make_oper(s: &mut Session, hub: &mut Hub, now: u64) {
+    let (_, out) = feed(s, hub, &Pdu::oper(LE, b"secret"), now);
+    assert!(out.is_empty());
+    assert_eq!(s.take_oper_request().as_deref(), Some(&b"secret"[..]));
+    let mut out = Vec::new();
+    s.oper_checked(true, now + 200, hub, &mut out);
+    assert_eq!(
+        out.iter().map(Pdu::as_bytes).collect::<Vec<_>>(),
+        [&exact(Command::Oper, LE, b"SERVER", b"")]
+    );
+    assert!(!s.answering() && s.wake_at().is_none());
+    assert!(hub.is_server_operator(s.user().unwrap()));
+}
+
+#[test]
+fn an_accepted_oper_is_acknowledged_and_moderates_every_channel() {
+    let mut hub = v2_hub(100, 0);
+    hub.set_rules(Rules {
+        oper: true,
+        ..Rules::default()
+    });
+    let mut amy = established(&mut hub, LE, 2, 0, b"amy");
+    let mut eve = v2_member(&mut hub, 1, b"eve", b"@d");
+    let mut fay = v2_member(&mut hub, 2, b"fay", b"@d");
+    make_oper(&mut amy, &mut hub, 1_000);
+    // Not a member of @d, and yet allowed.
+    let (_, out) = feed(
+        &mut amy,
+        &mut hub,
+        &moderation(Command::Kick, b"@d", b"fay", b""),
+        0,
+    );
+    assert_eq!(lines(&out), ["KICK @d"]);
+    carry_out(&mut hub, &mut [&mut amy, &mut eve, &mut fay]);
+    assert_eq!(fay.phase(), Phase::Connected);
+    // A channel operator cannot kick or ban a server operator.
+    feed(&mut amy, &mut hub, &join(LE, b"amy", b"@d"), 0);
+    for command in [Command::Kick, Command::Ban] {
+        assert_eq!(
+            refused(&mut eve, &mut hub, &moderation(command, b"", b"amy", b"")),
+            "error: amy is a server operator: a channel operator cannot kick or ban one"
+        );
+    }
+    // Powers end with the connection.
+    amy.close(&mut hub, 0);
+    let amy = established(&mut hub, LE, 2, 0, b"amy");
+    assert!(!hub.is_server_operator(amy.user().unwrap()));
+}
+
+// --- Version 2: moderation (v2 section 5) ----------------------------------------------------
+
+/// `@c` opened by amy (v2, connection 0, its operator), then joined by bob (v2, 1), carl
+/// (v2, 2) and dan (v1, 3); everyone has read everything. Server operators may be made
+/// (`oper` rule on).
+fn moderated() -> (Hub, [Session; 4]) {
+    let mut hub = v2_hub(100, 0);
+    hub.set_rules(Rules {
+        oper: true,
+        ..Rules::default()
+    });
+    let mut amy = v2_member(&mut hub, 0, b"amy", b"@c");
+    let mut bob = v2_member(&mut hub, 1, b"bob", b"@c");
+    let mut carl = v2_member(&mut hub, 2, b"carl", b"@c");
+    let dan = v1_member(&mut hub, 3, b"dan", b"@c");
+    pull(&mut amy, &hub, 0);
+    pull(&mut bob, &hub, 0);
+    pull(&mut carl, &hub, 0);
+    (hub, [amy, bob, carl, dan])
+}
+
+#[test]
+fn a_kick_is_acknowledged_with_the_request_back_from_server() {
+    let (mut hub, [mut amy, ..]) = moderated();
+    let mut kick = moderation(Command::Kick, b"@c", b"bob", b"spam");
+    // Whatever the client wrote as its name and after the fields is not echoed.
+    kick.set_username(b"amy");
+    kick.bytes_mut()[200] = b'?';
+    kick.bytes_mut()[PARAMS_AT + 100] = b'?';
+    let (_, out) = feed(&mut amy, &mut hub, &kick, 0);
+    let params = [&b"bob"[..], &[0; 7], b" spam"].concat();
+    assert_eq!(
+        out.iter().map(Pdu::as_bytes).collect::<Vec<_>>(),
+        [&exact(Command::Kick, LE, &ack_prefix(b"@c"), &params)]
+    );
+}
+
+#[test]
+fn a_kicked_v2_member_is_sent_leave_channel_then_the_notice() {
+    let (mut hub, [mut amy, mut bob, mut carl, mut dan]) = moderated();
+    // Usernames compare ignoring case.
+    let (_, out) = feed(
+        &mut amy,
+        &mut hub,
+        &moderation(Command::Kick, b"", b"BOB", b"spam"),
+        5_000,
+    );
+    // The request back: its channel field was empty (the sender's own channel).
+    assert_eq!(lines(&out), ["KICK "]);
+    let close = carry_out(&mut hub, &mut [&mut amy, &mut bob, &mut carl, &mut dan]);
+    assert!(close.is_empty());
+    // Out of the channel at once; told as soon as its socket drains.
+    assert_eq!(bob.phase(), Phase::Connected);
+    let out = pull(&mut bob, &hub, 6_000);
+    assert_eq!(
+        out[0].as_bytes(),
+        &exact(Command::LeaveChannel, LE, &ack_prefix(b"@c"), b"")
+    );
+    assert_eq!(
+        lines(&out[1..]),
+        ["SERVER @c: you were kicked from @c by amy: spam"]
+    );
+    assert_eq!(stamps(&out[1..]), [Some(6_000)]);
+    // bob is no longer in @c: no push of its own removal, no more messages.
+    say(&mut carl, &mut hub, b"after");
+    assert!(pull(&mut bob, &hub, 0).is_empty());
+    let id = carl.membership().map(|m| m.channel).unwrap();
+    assert!(!hub.is_member(id, &Username::new(b"bob").unwrap()));
+}
+
+#[test]
+fn a_kicked_v1_member_is_sent_leave_channel_then_an_error_notice() {
+    let (mut hub, [mut amy, mut bob, mut carl, mut dan]) = moderated();
+    feed(
+        &mut amy,
+        &mut hub,
+        &moderation(Command::Kick, b"@c", b"dan", b"rude"),
+        0,
+    );
+    carry_out(&mut hub, &mut [&mut amy, &mut bob, &mut carl, &mut dan]);
+    assert_eq!(dan.phase(), Phase::Connected);
+    let out = pull(&mut dan, &hub, 0);
+    assert_eq!(
+        lines(&out),
+        [
+            "LEAVE_CHANNEL @c",
+            "SERVER @c: error: you were kicked from @c by amy: rude"
+        ]
+    );
+    error_text(&out[1..], LE);
+}
+
+#[test]
+fn bystanders_see_a_kick_as_their_version_defines_it() {
+    let (mut hub, [mut amy, mut bob, mut carl, mut dan]) = moderated();
+    feed(
+        &mut amy,
+        &mut hub,
+        &moderation(Command::Kick, b"@c", b"bob", b"spam"),
+        7_000,
+    );
+    carry_out(&mut hub, &mut [&mut amy, &mut bob, &mut carl, &mut dan]);
+    assert_eq!(
+        lines(&pull(&mut carl, &hub, 0)),
+        ["SERVER @c: bob was kicked by amy: spam"]
+    );
+    feed(
+        &mut amy,
+        &mut hub,
+        &moderation(Command::Kick, b"@c", b"carl", b""),
+        8_000,
+    );
+    carry_out(&mut hub, &mut [&mut amy, &mut bob, &mut carl, &mut dan]);
+    // The operator (v2) is pushed the removal entries, with their time.
+    let out = pull(&mut amy, &hub, 9_000);
+    assert_eq!(
+        lines(&out),
+        [
+            "SERVER @c: bob was kicked by amy: spam",
+            "SERVER @c: carl was kicked by amy"
+        ]
+    );
+    assert_eq!(stamps(&out), [Some(7_000), Some(8_000)]);
+    assert_eq!(
+        lines(&pull(&mut carl, &hub, 0)),
+        [
+            "LEAVE_CHANNEL @c",
+            "SERVER @c: you were kicked from @c by amy"
+        ]
+    );
+    // A v1 reader is sent the v1 notice.
+    assert_eq!(
+        query_lines(&mut dan, &mut hub),
+        [
+            "SERVER @c: bob left",
+            "SERVER @c: carl left",
+            "up-to-date @c"
+        ]
+    );
+}
+
+#[test]
+fn an_operator_can_kick_itself_and_the_earliest_joiner_inherits() {
+    let (mut hub, [mut amy, mut bob, mut carl, mut dan]) = moderated();
+    let (_, out) = feed(
+        &mut amy,
+        &mut hub,
+        &moderation(Command::Kick, b"", b"amy", b""),
+        0,
+    );
+    assert_eq!(lines(&out), ["KICK "]);
+    assert!(carry_out(&mut hub, &mut [&mut amy, &mut bob, &mut carl, &mut dan]).is_empty());
+    assert_eq!(amy.phase(), Phase::Connected);
+    assert_eq!(
+        lines(&pull(&mut amy, &hub, 0)),
+        [
+            "LEAVE_CHANNEL @c",
+            "SERVER @c: you were kicked from @c by amy"
+        ]
+    );
+    assert_eq!(
+        lines(&pull(&mut carl, &hub, 0)),
+        [
+            "SERVER @c: amy was kicked by amy",
+            "SERVER @c: bob is now an operator"
+        ]
+    );
+}
+
+#[test]
+fn a_removal_waits_until_the_listing_in_flight_has_ended() {
+    let (mut hub, [mut amy, mut bob, mut carl, mut dan]) = moderated();
+    feed(&mut bob, &mut hub, &Pdu::names(LE, b""), 0);
+    let mut out = Vec::new();
+    assert!(!bob.continue_output(&hub, 0, 1, &mut out));
+    feed(
+        &mut amy,
+        &mut hub,
+        &moderation(Command::Kick, b"", b"bob", b""),
+        0,
+    );
+    carry_out(&mut hub, &mut [&mut amy, &mut bob, &mut carl, &mut dan]);
+    out.extend(pull(&mut bob, &hub, 0));
+    assert_eq!(
+        lines(&out),
+        [
+            "NAMES @c",
+            "NAMES @c",
+            "NAMES @c",
+            "LEAVE_CHANNEL @c",
+            "SERVER @c: you were kicked from @c by amy"
+        ]
+    );
+    assert!(out[2].up_to_date(), "the listing ended before the removal");
+}
+
+#[test]
+fn a_removal_is_sent_one_pdu_per_unit_of_budget() {
+    let (mut hub, [mut amy, mut bob, mut carl, mut dan]) = moderated();
+    feed(
+        &mut amy,
+        &mut hub,
+        &moderation(Command::Kick, b"", b"bob", b""),
+        0,
+    );
+    carry_out(&mut hub, &mut [&mut amy, &mut bob, &mut carl, &mut dan]);
+    let mut out = Vec::new();
+    assert!(!bob.continue_output(&hub, 0, 1, &mut out));
+    assert_eq!(lines(&out), ["LEAVE_CHANNEL @c"]);
+    assert!(bob.has_output(&hub));
+    assert!(!bob.continue_output(&hub, 0, 1, &mut out));
+    assert_eq!(out.len(), 2);
+    assert!(bob.continue_output(&hub, 0, 1, &mut out));
+    assert_eq!(
+        lines(&out),
+        [
+            "LEAVE_CHANNEL @c",
+            "SERVER @c: you were kicked from @c by amy"
+        ]
+    );
+}
+
+#[test]
+fn a_ban_removes_the_member_and_refuses_its_joins_in_any_letter_case() {
+    let (mut hub, [mut amy, mut bob, mut carl, mut dan]) = moderated();
+    let (_, out) = feed(
+        &mut amy,
+        &mut hub,
+        &moderation(Command::Ban, b"@c", b"bob", b"flood"),
+        0,
+    );
+    assert_eq!(lines(&out), ["BAN @c"]);
+    carry_out(&mut hub, &mut [&mut amy, &mut bob, &mut carl, &mut dan]);
+    assert_eq!(
+        lines(&pull(&mut bob, &hub, 0)),
+        [
+            "LEAVE_CHANNEL @c",
+            "SERVER @c: you were banned from @c by amy: flood"
+        ]
+    );
+    assert_eq!(
+        lines(&pull(&mut carl, &hub, 0)),
+        ["SERVER @c: bob was banned by amy: flood"]
+    );
+    assert_eq!(
+        query_lines(&mut dan, &mut hub),
+        ["SERVER @c: bob left", "up-to-date @c"]
+    );
+    assert_eq!(
+        refused(&mut bob, &mut hub, &join(LE, b"bob", b"@c")),
+        "error: you are banned from @c"
+    );
+    assert_eq!(bob.phase(), Phase::Connected);
+    // Under another letter case, after reconnecting: banned all the same.
+    bob.close(&mut hub, 0);
+    let mut again = established(&mut hub, LE, 1, 1, b"BOB");
+    assert_eq!(
+        refused(&mut again, &mut hub, &join(LE, b"BOB", b"@c")),
+        "error: you are banned from @c"
+    );
+    // A banned member of another channel stays there when refused.
+    feed(&mut again, &mut hub, &join(LE, b"BOB", b"@other"), 0);
+    assert_eq!(
+        refused(&mut again, &mut hub, &join(LE, b"BOB", b"@c")),
+        "error: you are banned from @c"
+    );
+    assert_eq!(again.phase(), Phase::InChannel);
+}
+
+#[test]
+fn a_ban_of_someone_not_in_the_channel_is_listed_and_banning_twice_changes_nothing() {
+    let (mut hub, [mut amy, ..]) = moderated();
+    for _ in 0..2 {
+        let retained = hub.retained();
+        let (_, out) = feed(
+            &mut amy,
+            &mut hub,
+            &moderation(Command::Ban, b"@c", b"zed", b""),
+            0,
+        );
+        assert_eq!(lines(&out), ["BAN @c"]);
+        assert_eq!(hub.retained(), retained, "no removal entry");
+    }
+    let mut zed = established(&mut hub, LE, 2, 4, b"zed");
+    assert_eq!(
+        refused(&mut zed, &mut hub, &join(LE, b"zed", b"@c")),
+        "error: you are banned from @c"
+    );
+}
+
+#[test]
+fn a_ban_list_outlives_its_channel() {
+    let (mut hub, [mut amy, mut bob, mut carl, mut dan]) = moderated();
+    feed(
+        &mut amy,
+        &mut hub,
+        &moderation(Command::Ban, b"", b"zed", b""),
+        0,
+    );
+    for s in [&mut amy, &mut bob, &mut carl, &mut dan] {
+        s.close(&mut hub, 0);
+    }
+    assert_eq!(hub.channels(), 0, "closed with its last member");
+    let mut zed = established(&mut hub, LE, 2, 4, b"zed");
+    assert_eq!(
+        refused(&mut zed, &mut hub, &join(LE, b"zed", b"@c")),
+        "error: you are banned from @c"
+    );
+}
+
+#[test]
+fn unban_lifts_a_ban_once() {
+    let (mut hub, [mut amy, mut bob, mut carl, mut dan]) = moderated();
+    feed(
+        &mut amy,
+        &mut hub,
+        &moderation(Command::Ban, b"", b"bob", b""),
+        0,
+    );
+    carry_out(&mut hub, &mut [&mut amy, &mut bob, &mut carl, &mut dan]);
+    let (_, out) = feed(
+        &mut amy,
+        &mut hub,
+        &moderation(Command::Unban, b"@c", b"BOB", b""),
+        0,
+    );
+    assert_eq!(lines(&out), ["UNBAN @c"]);
+    let (_, out) = feed(&mut bob, &mut hub, &join(LE, b"bob", b"@c"), 0);
+    assert_eq!(lines(&out), ["JOIN_CHANNEL @c"]);
+    assert_eq!(
+        refused(
+            &mut amy,
+            &mut hub,
+            &moderation(Command::Unban, b"", b"bob", b"")
+        ),
+        "error: bob is not banned from @c"
+    );
+}
+
+#[test]
+fn a_ban_list_holds_at_most_1000_names() {
+    let (mut hub, [mut amy, ..]) = moderated();
+    let channel = ChannelName::new(b"@c").unwrap();
+    for i in 0..MAX_BANS {
+        let name = Username::new(format!("n{i:04}").as_bytes()).unwrap();
+        assert_eq!(hub.ban(&channel, &name), Ok(true));
+    }
+    assert_eq!(
+        refused(
+            &mut amy,
+            &mut hub,
+            &moderation(Command::Ban, b"", b"zed", b"")
+        ),
+        "error: ban list of @c is full: at most 1000 names"
+    );
+    // One already on it is acknowledged; one taken off makes room.
+    let (_, out) = feed(
+        &mut amy,
+        &mut hub,
+        &moderation(Command::Ban, b"", b"n0001", b""),
+        0,
+    );
+    assert_eq!(lines(&out), ["BAN "]);
+    feed(
+        &mut amy,
+        &mut hub,
+        &moderation(Command::Unban, b"", b"n0001", b""),
+        0,
+    );
+    let (_, out) = feed(
+        &mut amy,
+        &mut hub,
+        &moderation(Command::Ban, b"", b"zed", b""),
+        0,
+    );
+    assert_eq!(lines(&out), ["BAN "]);
+}
+
+#[test]
+fn a_server_ban_closes_every_connection_of_the_address_and_unban_lifts_it() {
+    let (mut hub, [mut amy, mut bob, mut carl, mut dan]) = moderated();
+    make_oper(&mut amy, &mut hub, 0);
+    let (_, out) = feed(
+        &mut amy,
+        &mut hub,
+        &moderation(Command::Ban, b"*", b"BOB", b""),
+        0,
+    );
+    assert_eq!(lines(&out), ["BAN *"]);
+    let close = carry_out(&mut hub, &mut [&mut amy, &mut bob, &mut carl, &mut dan]);
+    // bob's address, which dan shares: the reactor closes both.
+    let address = IpAddr::from([10, 0, 0, 1]);
+    assert_eq!(close, [address]);
+    assert_eq!((bob.peer(), dan.peer()), (Some(address), Some(address)));
+    assert!(hub.is_address_banned(&address));
+    let (_, out) = feed(&mut amy, &mut hub, &Pdu::unban_address(LE, b"10.0.0.1"), 0);
+    assert_eq!(lines(&out), ["UNBAN *"]);
+    assert!(!hub.is_address_banned(&address));
+}
+
+#[test]
+fn each_refused_moderation_says_why_and_changes_nothing() {
+    let (mut hub, [amy, bob, _carl, _dan]) = moderated();
+    let eve = established(&mut hub, LE, 2, 4, b"eve");
+    let fay = v2_member(&mut hub, 5, b"fay", b"@d");
+    // amy operates @c; bob is a member of it; eve is in no channel; fay operates @d.
+    let mut sessions = [amy, bob, eve, fay];
+    let [amy, bob, eve, fay] = [0, 1, 2, 3];
+    let (kick, ban, unban) = (Command::Kick, Command::Ban, Command::Unban);
+    let not_op = "error: you are not an operator of @c";
+    let only_server = "error: only a server operator can ban from the whole server (*)";
+    let cases: [(usize, Pdu, String); 13] = [
+        (bob, moderation(kick, b"", b"carl", b""), not_op.into()),
+        (bob, moderation(ban, b"@c", b"carl", b""), not_op.into()),
+        (bob, moderation(unban, b"@c", b"carl", b""), not_op.into()),
+        (eve, moderation(kick, b"@c", b"carl", b""), not_op.into()),
+        (
+            amy,
+            moderation(kick, b"@d", b"fay", b""),
+            "error: you are not an operator of @d".into(),
+        ),
+        (
+            amy,
+            moderation(kick, b"@gone", b"fay", b""),
+            "error: you are not an operator of @gone".into(),
+        ),
+        (
+            amy,
+            moderation(kick, b"", b"fay", b""),
+            "error: fay is not in @c".into(),
+        ),
+        (
+            amy,
+            moderation(kick, b"", b"a b", b""),
+            format!("error: no such user: username 'a b' contains a space: {USERNAME_RULE}"),
+        ),
+        (
+            amy,
+            moderation(kick, b"", b"", b""),
+            format!("error: no such user: username is empty: {USERNAME_RULE}"),
+        ),
+        (
+            amy,
+            moderation(kick, b"#c", b"bob", b""),
+            format!("error: channel name '#c' does not start with @: {CHANNEL_RULE}"),
+        ),
+        (
+            eve,
+            moderation(kick, b"", b"bob", b""),
+            "error: no channel given and not in a channel".into(),
+        ),
+        (amy, moderation(ban, b"*", b"bob", b""), only_server.into()),
+        (amy, Pdu::unban_address(LE, b"10.0.0.1"), only_server.into()),
+    ];
+    for (who, pdu, expected) in cases {
+        assert_eq!(refused(&mut sessions[who], &mut hub, &pdu), expected);
+    }
+    // What only a server operator can get wrong.
+    make_oper(&mut sessions[fay], &mut hub, 0);
+    let cases: [(Pdu, &str); 4] = [
+        (
+            moderation(kick, b"*", b"bob", b""),
+            "error: KICK needs a channel: * is only for BAN and UNBAN",
+        ),
+        (
+            moderation(ban, b"*", b"zed", b""),
+            "error: zed is not connected: a server ban takes the address of a connected user",
+        ),
+        (
+            Pdu::unban_address(LE, b"nope"),
+            "error: 'nope' is not an IP address (UNBAN * takes the address as text)",
+        ),
+        (
+            Pdu::unban_address(LE, b"10.0.0.9"),
+            "error: 10.0.0.9 is not banned",
+        ),
+    ];
+    for (pdu, expected) in cases {
+        assert_eq!(refused(&mut sessions[fay], &mut hub, &pdu), expected);
+    }
+}
+
+// --- Rate limit (v2 section 6) ---------------------------------------------------------------
+
+const SLOW_DOWN: &str =
+    "error: slow down, message not sent: at most 10 messages a second, 20 at once";
+
+/// A member of `@c` of the given version, under the default rules (10 a second, 20 at once).
+fn sender(hub: &mut Hub, version: u16) -> Session {
+    let mut s = established(hub, LE, version, 0, b"amy");
+    feed(&mut s, hub, &join(LE, b"amy", b"@c"), 0);
+    s
+}
+
+/// Sends `n` messages at `now`, each of which must be accepted.
+fn send_accepted(s: &mut Session, hub: &mut Hub, n: usize, now: u64) {
+    for i in 0..n {
+        let (_, out) = feed(s, hub, &Pdu::send_message(LE, b"m"), now);
+        assert!(out.is_empty(), "message {i} at {now} ms: {out:?}");
+    }
+}
+
+#[test]
+fn the_rate_limit_allows_a_burst_then_refuses_until_it_refills_in_both_versions() {
+    for version in [1, 2] {
+        let mut hub = v2_hub(1000, 0);
+        let mut amy = sender(&mut hub, version);
+        send_accepted(&mut amy, &mut hub, 20, 1_000);
+        let pdu = Pdu::send_message(LE, b"one too many");
+        let (_, out) = feed(&mut amy, &mut hub, &pdu, 1_000);
+        assert_eq!(error_text(&out, LE), SLOW_DOWN);
+        assert_eq!(hub.messages(), 20, "dropped, and said so");
+        // One message every 100 ms refills.
+        let (_, out) = feed(&mut amy, &mut hub, &pdu, 1_099);
+        assert_eq!(error_text(&out, LE), SLOW_DOWN);
+        send_accepted(&mut amy, &mut hub, 1, 1_100);
+        let (_, out) = feed(&mut amy, &mut hub, &pdu, 1_100);
+        assert_eq!(error_text(&out, LE), SLOW_DOWN);
+        // Idle for two seconds: the whole burst again, and no more.
+        send_accepted(&mut amy, &mut hub, 20, 3_100);
+        let (_, out) = feed(&mut amy, &mut hub, &pdu, 3_100);
+        assert_eq!(error_text(&out, LE), SLOW_DOWN);
+        assert_eq!(hub.messages(), 41);
+    }
+}
+
+#[test]
+fn a_rate_limit_of_zero_is_off() {
+    let mut hub = v2_hub(10, 0);
+    hub.set_rules(Rules {
+        rate_limit: 0,
+        ..Rules::default()
+    });
+    let mut amy = sender(&mut hub, 1);
+    send_accepted(&mut amy, &mut hub, 1000, 0);
+    assert_eq!(hub.messages(), 1000);
+}
+
+#[test]
+fn the_slow_down_notice_names_the_configured_limit() {
+    let mut hub = v2_hub(10, 0);
+    hub.set_rules(Rules {
+        rate_limit: 5,
+        rate_burst: 3,
+        ..Rules::default()
+    });
+    let mut amy = sender(&mut hub, 2);
+    send_accepted(&mut amy, &mut hub, 3, 0);
+    assert_eq!(
+        refused(&mut amy, &mut hub, &Pdu::send_message(LE, b"m")),
+        "error: slow down, message not sent: at most 5 messages a second, 3 at once"
+    );
+    send_accepted(&mut amy, &mut hub, 1, 200);
+}
+
 // --- Robustness -----------------------------------------------------------------------------
 
 /// The session documents that no PDU may be handed to it while an answer is in flight, and
