@@ -1777,12 +1777,34 @@ fn oper_accepted_or_refused_late_without_timing_out() {
 }
 
 #[test]
+fn time_stamps_are_zero_on_version_1() {
+    let t0 = Instant::now();
+    let order = ByteOrder::Little;
+    let mut client = in_channel(order, t0);
+    let mut out: Vec<Pdu> = Vec::new();
+    let junk = stamped(Pdu::receive(order, b"bob", Some(&ch("@c")), b"hi"), 12_345);
+    assert!(matches!(
+        client.handle(&junk, t0, &mut out),
+        Ok(Some(Event::Message { time: 0, .. }))
+    ));
+    let junk = stamped(Pdu::notice(order, Some(&ch("@c")), b"bob left"), 12_345);
+    assert!(matches!(
+        client.handle(&junk, t0, &mut out),
+        Ok(Some(Event::Notice { time: 0, .. }))
+    ));
+}
+
+#[test]
 fn v2_requests_are_refused_on_a_v1_connection() {
     let t0 = Instant::now();
     let order = ByteOrder::Little;
     let mut client = in_channel(order, t0);
     let mut out: Vec<Pdu> = Vec::new();
     let v1 = Err(ClientError::NeedsVersion2 { agreed: 1 });
+    assert_eq!(
+        ClientError::NeedsVersion2 { agreed: 1 }.to_string(),
+        "this needs protocol version 2, and this connection speaks version 1"
+    );
     assert_eq!(client.list_channels(t0, &mut out), v1);
     assert_eq!(client.names(None, t0, &mut out), v1);
     assert_eq!(client.kick(None, &name("bob"), b"", t0, &mut out), v1);
