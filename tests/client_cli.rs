@@ -155,9 +155,20 @@ fn version_1_against_a_v1_server_and_when_forced() {
     assert!(info.contains("version 2"), "{info}");
     amy.send("!kick bob");
     amy.expect("info not sent: ");
+    // A script's line after !oper is the password even here: never sent as a message.
+    amy.send("!oper");
+    amy.send("password");
+    amy.expect("info not sent: ");
     let amy_end = amy.finish();
     assert_clean_exit("amy", &amy_end);
-    assert_clean_exit("bob", &bob.finish());
+    // bob's last QUERY fetches everything amy sent before she quit.
+    let bob_end = bob.finish();
+    assert_clean_exit("bob", &bob_end);
+    assert!(
+        messages_with_text(&bob_end.stdout, "password").is_empty(),
+        "{:#?}",
+        bob_end.stdout
+    );
     // Version 1 never shows a client its own messages.
     assert!(
         messages_with_text(&amy_end.stdout, "polled").is_empty(),

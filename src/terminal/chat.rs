@@ -298,6 +298,14 @@ impl Chat {
 
     /// `!oper`: the password is read without echo (on a terminal) and never kept.
     fn oper(&mut self) {
+        // On a terminal, not worth typing a password that cannot be sent. (A script's next
+        // line is the password whatever happens: it must never become a chat message.)
+        let version = self.link.as_ref().map_or(0, |wire| wire.client.version());
+        if version == 1 && self.interactive {
+            let e = kaichat_proto::client::ClientError::NeedsVersion2 { agreed: 1 };
+            self.screen.show(Line::Info(format!("not sent: {e}")));
+            return;
+        }
         let Some(password) = self.console.read_secret("operator password: ") else {
             self.screen.show(Line::Info("!oper cancelled".into()));
             return;
