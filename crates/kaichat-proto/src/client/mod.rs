@@ -70,8 +70,8 @@ pub struct Settings {
     /// owes. Restarted by every such answer. (JOIN and LEAVE are not timed: a refusal
     /// cannot always be told from a refused message, see [`Event::Refused`].)
     pub reply_timeout: Duration,
-    /// Send QUERY this often while in a channel ([`Client::poll`]); `None` leaves querying
-    /// to the caller.
+    /// On version 1, send QUERY this often while in a channel ([`Client::poll`]); `None`
+    /// leaves querying to the caller. Not used on version 2, where the server pushes.
     pub query_interval: Option<Duration>,
     /// Send PING when nothing was sent for this long and no answer is owed, so that the
     /// server's idle deadline (120 s) never ends the connection; `None` turns it off. It
