@@ -99,14 +99,24 @@ struct Established {
     member: Option<Membership>,
     /// The answer being sent; no PDU is read until it is complete.
     answer: Option<Answer>,
-    /// Removed from a channel by a KICK or BAN: the channel and the notice, to be sent
-    /// (LEAVE_CHANNEL, then the notice) once no answer is in flight, and whether the
-    /// LEAVE_CHANNEL has gone out (one PDU per step keeps the output budget).
-    removed: Option<(ChannelName, Box<[u8]>, bool)>,
-    oper: Oper,
+    /// Removed from a channel by a KICK or BAN: LEAVE_CHANNEL, then the notice, to be sent
+    /// once no answer is in flight.
+    removed: Option<Box<Removal>>,
+    /// An OPER in progress (rare, so boxed: a session stays small).
+    oper: Option<Box<Oper>>,
     /// The rate limit's state (GCRA): the theoretical arrival time of the next message, µs
     /// of the session's clock. 0 starts the bucket full.
     rate_tat_us: u64,
+}
+
+/// A removal by KICK or BAN that the client is still to be told of (v2 section 5).
+#[derive(Debug)]
+struct Removal {
+    channel: ChannelName,
+    notice: Box<[u8]>,
+    /// The LEAVE_CHANNEL has gone out and the notice is next: one PDU per step keeps
+    /// [`Session::continue_output`]'s budget.
+    left: bool,
 }
 
 /// A client's place in its channel. Replaced whole on JOIN and dropped on LEAVE (or a
@@ -123,6 +133,13 @@ struct Membership {
 enum Answer {
     /// A QUERY answer: entries up to `end`, then the up-to-date PDU.
     Query { end: u64 },
+    /// A listing (rarer, and larger: boxed, so a session stays small).
+    Listing(Box<Listing>),
+}
+
+/// A listing in flight (v2 section 3).
+#[derive(Debug)]
+enum Listing {
     /// A LIST_CHANNELS listing: channels after `after`, `count` listed so far.
     Channels {
         after: Option<ChannelName>,
@@ -142,7 +159,6 @@ enum Answer {
 /// Where an OPER request stands (v2 section 4).
 #[derive(Debug)]
 enum Oper {
-    None,
     /// The password waits for the caller to take it ([`Session::take_oper_request`]) and
     /// verify it; asked at `since` (ms).
     Verifying {
@@ -150,9 +166,7 @@ enum Oper {
         password: Option<Box<[u8]>>,
     },
     /// Refused: the error notice goes out at `at` (ms), not before.
-    Refusing {
-        at: u64,
-    },
+    Refusing { at: u64 },
 }
 
 /// One connection's protocol state.
@@ -237,7 +251,12 @@ impl Session {
     /// is being verified or its refusal delayed.
     pub fn answering(&self) -> bool {
         self.established()
-            .is_some_and(|e| e.answer.is_some() || !matches!(e.oper, Oper::None))
+            .is_some_and(|e| e.answer.is_some() || e.oper.is_some())
+    }
+
+    /// Whether an answer or listing is being sent.
+    pub fn answer_in_flight(&self) -> bool {
+        self.established().is_some_and(|e| e.answer.is_some())
     }
 
     /// Whether [`Session::continue_output`] has something to send now: an answer, a
@@ -271,9 +290,9 @@ impl Session {
 
     /// When the session wants [`Session::wake`] called (a delayed OPER refusal), in ms.
     pub fn wake_at(&self) -> Option<u64> {
-        match self.established()?.oper {
-            Oper::Refusing { at } => Some(at),
-            _ => None,
+        match self.established()?.oper.as_deref()? {
+            Oper::Refusing { at } => Some(*at),
+            Oper::Verifying { .. } => None,
         }
     }
 
@@ -381,7 +400,7 @@ impl Session {
             member: None,
             answer: None,
             removed: None,
-            oper: Oper::None,
+            oper: None,
             rate_tat_us: 0,
         });
         self.clock_from = now;
@@ -433,10 +452,10 @@ impl Session {
             },
             Some(Command::PingPong) => reply.send(&Pdu::ping(order)),
             Some(Command::ListChannels) => {
-                e.answer = Some(Answer::Channels {
+                e.answer = Some(Answer::Listing(Box::new(Listing::Channels {
                     after: None,
                     count: 0,
-                })
+                })))
             }
             Some(Command::Names) => e.names(pdu, hub, &mut reply),
             Some(c @ (Command::Kick | Command::Ban | Command::Unban)) => {
@@ -444,16 +463,18 @@ impl Session {
             }
             Some(Command::Oper) => {
                 let password = pdu.params_text();
-                e.oper = if hub.rules().oper && (1..=MAX_PASSWORD).contains(&password.len()) {
-                    Oper::Verifying {
-                        since: now,
-                        password: Some(password.into()),
-                    }
-                } else {
-                    Oper::Refusing {
-                        at: now.saturating_add(OPER_REFUSAL_DELAY_MS),
-                    }
-                };
+                e.oper = Some(Box::new(
+                    if hub.rules().oper && (1..=MAX_PASSWORD).contains(&password.len()) {
+                        Oper::Verifying {
+                            since: now,
+                            password: Some(password.into()),
+                        }
+                    } else {
+                        Oper::Refusing {
+                            at: now.saturating_add(OPER_REFUSAL_DELAY_MS),
+                        }
+                    },
+                ));
             }
             Some(Command::ReceiveMessage) => {
                 let channel = e.channel_name(hub);
@@ -492,10 +513,10 @@ impl Session {
     /// configured hash (slowly, away from the loop) and answers [`Session::oper_checked`].
     pub fn take_oper_request(&mut self) -> Option<Box<[u8]>> {
         match &mut self.state {
-            State::Established(Established {
-                oper: Oper::Verifying { password, .. },
-                ..
-            }) => password.take(),
+            State::Established(e) => match e.oper.as_deref_mut()? {
+                Oper::Verifying { password, .. } => password.take(),
+                Oper::Refusing { .. } => None,
+            },
             _ => None,
         }
     }
@@ -508,19 +529,20 @@ impl Session {
         let State::Established(e) = &mut self.state else {
             return;
         };
-        let Oper::Verifying { since, .. } = e.oper else {
+        let Some(Oper::Verifying { since, .. }) = e.oper.as_deref() else {
             return;
         };
+        let since = *since;
         if accepted {
             hub.make_server_operator(&e.user);
-            e.oper = Oper::None;
+            e.oper = None;
             let mut ack = Pdu::new(Command::Oper, order);
             ack.set_username(SERVER_NAME);
             out.send(&ack);
         } else {
-            e.oper = Oper::Refusing {
+            e.oper = Some(Box::new(Oper::Refusing {
                 at: since.saturating_add(OPER_REFUSAL_DELAY_MS).max(now),
-            };
+            }));
         }
     }
 
@@ -530,9 +552,9 @@ impl Session {
         let State::Established(e) = &mut self.state else {
             return;
         };
-        if let Oper::Refusing { at } = e.oper {
+        if let Some(&Oper::Refusing { at }) = e.oper.as_deref() {
             if at <= now {
-                e.oper = Oper::None;
+                e.oper = None;
                 let channel = e.channel_name(hub);
                 let mut reply = Reply {
                     order,
@@ -552,7 +574,11 @@ impl Session {
         if let State::Established(e) = &mut self.state {
             if e.member.as_ref().is_some_and(|m| m.channel == channel) {
                 e.member = None;
-                e.removed = Some((name, notice, false));
+                e.removed = Some(Box::new(Removal {
+                    channel: name,
+                    notice,
+                    left: false,
+                }));
             }
         }
     }
@@ -582,12 +608,21 @@ impl Session {
                 e.step_answer(hub, &mut reply);
                 continue;
             }
-            if let Some((name, _, left @ false)) = &mut e.removed {
-                reply.send(&Pdu::channel_ack(Command::LeaveChannel, order, name));
-                *left = true;
+            if let Some(removal) = e.removed.as_mut().filter(|r| !r.left) {
+                reply.send(&Pdu::channel_ack(
+                    Command::LeaveChannel,
+                    order,
+                    &removal.channel,
+                ));
+                removal.left = true;
                 continue;
             }
-            if let Some((name, notice, _)) = e.removed.take() {
+            if let Some(Removal {
+                channel: name,
+                notice,
+                ..
+            }) = e.removed.take().map(|r| *r)
+            {
                 if e.version >= 2 {
                     reply.notice(Some(&name), &notice);
                 } else {
@@ -771,25 +806,18 @@ impl Established {
     /// NAMES (v2 section 3): of the named channel, or of the client's own.
     fn names(&mut self, pdu: &Pdu, hub: &Hub, reply: &mut Reply<'_, impl Outbox>) {
         let current = self.channel_name(hub);
-        let name = match (pdu.channel(), current) {
-            (b"", Some(name)) => name,
-            (b"", None) => {
-                return reply.error(None, b"error: no channel given and not in a channel")
-            }
-            (field, _) => match ChannelName::new(field) {
-                Ok(name) => name,
-                Err(e) => return reply.error(current.as_ref(), format!("error: {e}").as_bytes()),
-            },
+        let Some(name) = named_channel(pdu.channel(), current, reply) else {
+            return;
         };
         match hub.open_channel(&name) {
             Some(channel) => {
-                self.answer = Some(Answer::Names {
+                self.answer = Some(Answer::Listing(Box::new(Listing::Names {
                     channel,
                     name,
                     operators: true,
                     after: 0,
                     count: 0,
-                })
+                })))
             }
             None => {
                 let text = format!("error: {name} is not open: it has no members");
@@ -829,68 +857,71 @@ impl Established {
                     true
                 }
             },
-            Some(Answer::Channels { after, count }) => match hub.next_channel(after.as_ref()) {
-                Some(listed) => {
-                    let mut pdu = Pdu::listing(Command::ListChannels, order, Some(&listed.name));
-                    pdu.set_param_u32(0, listed.members)
-                        .set_param_u32(4, listed.retained);
-                    reply.send(&pdu);
-                    *after = Some(listed.name);
-                    *count += 1;
-                    false
-                }
-                None => {
-                    reply.send(&Pdu::listing_end(
-                        Command::ListChannels,
-                        order,
-                        None,
-                        *count,
-                    ));
-                    true
-                }
-            },
-            Some(Answer::Names {
-                channel,
-                name,
-                operators,
-                after,
-                count,
-            }) => {
-                // The channel closed (and its handle may be another's now): nothing more.
-                let open = hub.channel_name(*channel) == Some(&*name);
-                let mut pdu = Pdu::listing(Command::Names, order, Some(name));
-                let mut used = 0;
-                if open {
-                    let params = &mut pdu.bytes_mut()[PREFIX_LEN + 4..];
-                    for (key, user) in hub.members_after(*channel, *operators, *after) {
-                        let sep = usize::from(used > 0);
-                        let bytes = user.as_bytes();
-                        // Whole names, then the NUL, within the params.
-                        if used + sep + bytes.len() + 1 > NAMES_ROOM {
-                            break;
-                        }
-                        if sep == 1 {
-                            params[used] = b' ';
-                        }
-                        params[used + sep..used + sep + bytes.len()].copy_from_slice(bytes);
-                        used += sep + bytes.len();
-                        *after = key;
+            Some(Answer::Listing(listing)) => match &mut **listing {
+                Listing::Channels { after, count } => match hub.next_channel(after.as_ref()) {
+                    Some(listed) => {
+                        let mut pdu =
+                            Pdu::listing(Command::ListChannels, order, Some(&listed.name));
+                        pdu.set_param_u32(0, listed.members)
+                            .set_param_u32(4, listed.retained);
+                        reply.send(&pdu);
+                        *after = Some(listed.name);
                         *count += 1;
+                        false
+                    }
+                    None => {
+                        reply.send(&Pdu::listing_end(
+                            Command::ListChannels,
+                            order,
+                            None,
+                            *count,
+                        ));
+                        true
+                    }
+                },
+                Listing::Names {
+                    channel,
+                    name,
+                    operators,
+                    after,
+                    count,
+                } => {
+                    // The channel closed (and its handle may be another's now): nothing more.
+                    let open = hub.channel_name(*channel) == Some(&*name);
+                    let mut pdu = Pdu::listing(Command::Names, order, Some(name));
+                    let mut used = 0;
+                    if open {
+                        let params = &mut pdu.bytes_mut()[PREFIX_LEN + 4..];
+                        for (key, user) in hub.members_after(*channel, *operators, *after) {
+                            let sep = usize::from(used > 0);
+                            let bytes = user.as_bytes();
+                            // Whole names, then the NUL, within the params.
+                            if used + sep + bytes.len() + 1 > NAMES_ROOM {
+                                break;
+                            }
+                            if sep == 1 {
+                                params[used] = b' ';
+                            }
+                            params[used + sep..used + sep + bytes.len()].copy_from_slice(bytes);
+                            used += sep + bytes.len();
+                            *after = key;
+                            *count += 1;
+                        }
+                    }
+                    if used > 0 {
+                        pdu.bytes_mut()[OPERATORS] = u8::from(*operators);
+                        reply.send(&pdu);
+                        false
+                    } else if *operators && open {
+                        *operators = false;
+                        *after = 0;
+                        false
+                    } else {
+                        reply.send(&Pdu::listing_end(Command::Names, order, Some(name), *count));
+                        true
                     }
                 }
-                if used > 0 {
-                    pdu.bytes_mut()[OPERATORS] = u8::from(*operators);
-                    reply.send(&pdu);
-                    false
-                } else if *operators && open {
-                    *operators = false;
-                    *after = 0;
-                    false
-                } else {
-                    reply.send(&Pdu::listing_end(Command::Names, order, Some(name), *count));
-                    true
-                }
-            }
+            },
         };
         if done {
             self.answer = None;
@@ -911,15 +942,8 @@ impl Established {
         if field == SERVER_WIDE {
             return self.moderate_server(command, pdu, hub, reply);
         }
-        let name = match (field, current) {
-            (b"", Some(name)) => name,
-            (b"", None) => {
-                return reply.error(None, b"error: no channel given and not in a channel")
-            }
-            (field, _) => match ChannelName::new(field) {
-                Ok(name) => name,
-                Err(e) => return reply.error(current.as_ref(), format!("error: {e}").as_bytes()),
-            },
+        let Some(name) = named_channel(field, current, reply) else {
+            return;
         };
         let target = match Username::new(pdu.target()) {
             Ok(target) => target,
@@ -974,13 +998,17 @@ impl Established {
         }
         reply.send(&acknowledgement(command, reply.order, pdu));
         // An operator that removed itself: the hub sends no event for it, it is done here.
-        if command != Command::Unban && target == self.user {
-            if let Some(m) = self.member.take_if(|m| Some(m.channel) == open) {
-                let banned = command == Command::Ban;
-                let notice = Hub::removal_notice(&name, &self.user, reason, banned);
-                self.removed = Some((name, notice, false));
-                drop(m);
-            }
+        if command != Command::Unban
+            && target == self.user
+            && self.member.take_if(|m| Some(m.channel) == open).is_some()
+        {
+            let banned = command == Command::Ban;
+            let notice = Hub::removal_notice(&name, &self.user, reason, banned);
+            self.removed = Some(Box::new(Removal {
+                channel: name,
+                notice,
+                left: false,
+            }));
         }
     }
 
@@ -1039,6 +1067,30 @@ impl Established {
             }
         }
         reply.send(&acknowledgement(command, reply.order, pdu));
+    }
+}
+
+/// The channel a NAMES, KICK, BAN or UNBAN names in its channel `field`: that one, or the
+/// client's `current` one when the field is empty. None after the error notice saying why
+/// there is none.
+fn named_channel(
+    field: &[u8],
+    current: Option<ChannelName>,
+    reply: &mut Reply<'_, impl Outbox>,
+) -> Option<ChannelName> {
+    match (field, current) {
+        (b"", Some(name)) => Some(name),
+        (b"", None) => {
+            reply.error(None, b"error: no channel given and not in a channel");
+            None
+        }
+        (field, _) => match ChannelName::new(field) {
+            Ok(name) => Some(name),
+            Err(e) => {
+                reply.error(current.as_ref(), format!("error: {e}").as_bytes());
+                None
+            }
+        },
     }
 }
 

@@ -504,7 +504,7 @@ fn a_ban_list_holds_at_most_max_bans_names() {
     for i in 0..MAX_BANS {
         assert_eq!(hub.ban(&c, &user(&format!("n{i}"))), Ok(true));
     }
-    assert_eq!(hub.ban(&c, &user("zed")), Err(()));
+    assert_eq!(hub.ban(&c, &user("zed")), Err(BanListFull));
     assert_eq!(hub.ban(&c, &user("n7")), Ok(false));
     // Another channel has its own list.
     assert_eq!(hub.ban(&channel("@d"), &user("zed")), Ok(true));
@@ -512,7 +512,7 @@ fn a_ban_list_holds_at_most_max_bans_names() {
         channel("@e"),
         (0..MAX_BANS + 5).map(|i| user(&format!("n{i}"))),
     );
-    assert_eq!(hub.ban(&channel("@e"), &user("zed")), Err(()));
+    assert_eq!(hub.ban(&channel("@e"), &user("zed")), Err(BanListFull));
 }
 
 #[test]
