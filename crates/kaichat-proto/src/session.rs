@@ -100,7 +100,7 @@ struct Established {
     /// The answer being sent; no PDU is read until it is complete.
     answer: Option<Answer>,
     /// Removed from a channel by a KICK or BAN: LEAVE_CHANNEL, then the notice, to be sent
-    /// once no answer is in flight.
+    /// once no answer is in flight. Rare, so boxed: a session stays small.
     removed: Option<Box<Removal>>,
     /// An OPER in progress (rare, so boxed: a session stays small).
     oper: Option<Box<Oper>>,
