@@ -99,16 +99,24 @@ struct Established {
     member: Option<Membership>,
     /// The answer being sent; no PDU is read until it is complete.
     answer: Option<Answer>,
-    /// Removed from a channel by a KICK or BAN: the channel and the notice, to be sent
-    /// (LEAVE_CHANNEL, then the notice) once no answer is in flight, and whether the
-    /// LEAVE_CHANNEL has gone out (one PDU per step keeps the output budget). Rare, so
-    /// boxed: a session stays small.
-    removed: Option<Box<(ChannelName, Box<[u8]>, bool)>>,
+    /// Removed from a channel by a KICK or BAN: LEAVE_CHANNEL, then the notice, to be sent
+    /// once no answer is in flight. Rare, so boxed: a session stays small.
+    removed: Option<Box<Removal>>,
     /// An OPER in progress (rare, so boxed: a session stays small).
     oper: Option<Box<Oper>>,
     /// The rate limit's state (GCRA): the theoretical arrival time of the next message, µs
     /// of the session's clock. 0 starts the bucket full.
     rate_tat_us: u64,
+}
+
+/// A removal by KICK or BAN that the client is still to be told of (v2 section 5).
+#[derive(Debug)]
+struct Removal {
+    channel: ChannelName,
+    notice: Box<[u8]>,
+    /// The LEAVE_CHANNEL has gone out and the notice is next: one PDU per step keeps
+    /// [`Session::continue_output`]'s budget.
+    left: bool,
 }
 
 /// A client's place in its channel. Replaced whole on JOIN and dropped on LEAVE (or a
@@ -566,7 +574,11 @@ impl Session {
         if let State::Established(e) = &mut self.state {
             if e.member.as_ref().is_some_and(|m| m.channel == channel) {
                 e.member = None;
-                e.removed = Some(Box::new((name, notice, false)));
+                e.removed = Some(Box::new(Removal {
+                    channel: name,
+                    notice,
+                    left: false,
+                }));
             }
         }
     }
@@ -596,12 +608,21 @@ impl Session {
                 e.step_answer(hub, &mut reply);
                 continue;
             }
-            if let Some((name, _, left @ false)) = e.removed.as_deref_mut() {
-                reply.send(&Pdu::channel_ack(Command::LeaveChannel, order, name));
-                *left = true;
+            if let Some(removal) = e.removed.as_mut().filter(|r| !r.left) {
+                reply.send(&Pdu::channel_ack(
+                    Command::LeaveChannel,
+                    order,
+                    &removal.channel,
+                ));
+                removal.left = true;
                 continue;
             }
-            if let Some((name, notice, _)) = e.removed.take().map(|r| *r) {
+            if let Some(Removal {
+                channel: name,
+                notice,
+                ..
+            }) = e.removed.take().map(|r| *r)
+            {
                 if e.version >= 2 {
                     reply.notice(Some(&name), &notice);
                 } else {
@@ -983,7 +1004,11 @@ impl Established {
         {
             let banned = command == Command::Ban;
             let notice = Hub::removal_notice(&name, &self.user, reason, banned);
-            self.removed = Some(Box::new((name, notice, false)));
+            self.removed = Some(Box::new(Removal {
+                channel: name,
+                notice,
+                left: false,
+            }));
         }
     }
 

@@ -644,3 +644,51 @@ fn a_version_2_reader_gets_its_own_messages() {
         ["Notice amy joined", "Chat mine"]
     );
 }
+
+#[test]
+fn with_a_store_ban_changes_are_journaled_in_order_and_only_real_changes() {
+    let address = IpAddr::from([192, 0, 2, 7]);
+    let mut hub = Hub::with_store(10, 5, false);
+    hub.ban(&channel("@c"), &user("bob")).unwrap();
+    hub.ban(&channel("@c"), &user("BOB")).unwrap(); // already on it: no change
+    hub.unban(&channel("@c"), &user("bob"));
+    hub.unban(&channel("@c"), &user("bob")); // not on it: no change
+    hub.ban_address(address);
+    hub.ban_address(address);
+    hub.unban_address(&address);
+    // Loaded from the store: not journaled back to it.
+    hub.restore_bans(channel("@d"), [user("zed")]);
+    hub.restore_server_bans([address]);
+    let mut changes = Vec::new();
+    hub.take_ban_changes(&mut changes);
+    let on = |banned| BanChange::Channel {
+        channel: channel("@c"),
+        name: user("bob"),
+        banned,
+    };
+    assert_eq!(
+        changes,
+        [
+            on(true),
+            on(false),
+            BanChange::Address {
+                address,
+                banned: true
+            },
+            BanChange::Address {
+                address,
+                banned: false
+            }
+        ]
+    );
+    assert!(hub.is_banned(&channel("@d"), &user("ZED")));
+    assert!(hub.is_address_banned(&address));
+    changes.clear();
+    hub.take_ban_changes(&mut changes);
+    assert!(changes.is_empty(), "taken once");
+    // Without a store nothing is journaled.
+    let mut memory = Hub::new(10, 5);
+    memory.ban(&channel("@c"), &user("bob")).unwrap();
+    memory.take_ban_changes(&mut changes);
+    assert!(changes.is_empty());
+}

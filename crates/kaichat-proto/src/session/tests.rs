@@ -1,6 +1,8 @@
 //! Unit tests of the server's session state machine: every transition and every error
-//! notice of contract sections 4 to 7 (`shared/spec/kaichat-v1.md`), then a property test
-//! that feeds random PDUs to sessions in every phase sharing one hub.
+//! notice of version 1 (contract sections 4 to 7; `docs/PROTOCOL.md` part 1), one test per
+//! rule of version 2 (negotiation, push, echo, time stamps, listings, operators,
+//! moderation, OPER, the rate limit; `docs/PROTOCOL.md` part 2), then a property test that
+//! feeds random PDUs to version-1 and version-2 sessions in every phase sharing one hub.
 //!
 //! The tests speak bytes: they check the PDUs a session writes field by field, as a client
 //! reading the wire would, not through the builders that wrote them.
@@ -362,6 +364,128 @@ fn set_up(phase: Phase) -> bool {
         phase,
         Phase::AwaitPing | Phase::AwaitVersion | Phase::AwaitClientInfo
     )
+}
+
+// Version 2 (`docs/PROTOCOL.md` part 2).
+
+/// The wall-clock time (ms since the Unix epoch) at the tests' clock zero: entries and
+/// notices made at `now` are stamped `EPOCH + now`.
+const EPOCH: u64 = 1_764_547_200_000;
+
+/// A hub whose channels keep `history` entries and replay `replay`, stamping from `EPOCH`.
+fn v2_hub(history: usize, replay: usize) -> Hub {
+    let mut hub = Hub::new(history, replay);
+    hub.set_epoch(EPOCH);
+    hub
+}
+
+/// A hub that offers `max_version` and otherwise has the default rules.
+fn hub_offering(max_version: u16) -> Hub {
+    let mut hub = v2_hub(10, 5);
+    hub.set_rules(Rules {
+        max_version,
+        ..Rules::default()
+    });
+    hub
+}
+
+/// Everything the session has to send at `now` (the answer in flight, a removal's notices,
+/// pushes), pulled in one go.
+fn pull(s: &mut Session, hub: &Hub, now: u64) -> Vec<Pdu> {
+    let mut out = Vec::new();
+    assert!(s.continue_output(hub, now, WHOLE, &mut out));
+    assert!(!s.has_output(hub), "done, yet output is left");
+    out
+}
+
+/// A version-2 session of connection `conn`, little-endian, member of `channel` as `name`,
+/// with what the JOIN pushed (the replay and its own `joined`) already pulled.
+fn v2_member(hub: &mut Hub, conn: ConnRef, name: &[u8], channel: &[u8]) -> Session {
+    let mut s = established(hub, LE, 2, conn, name);
+    let (_, out) = feed(&mut s, hub, &join(LE, name, channel), 0);
+    assert_eq!(command_of(&out[0], LE), Command::JoinChannel);
+    pull(&mut s, hub, 0);
+    s
+}
+
+/// A version-1 session of connection `conn`, little-endian, member of `channel` as `name`,
+/// that has read everything (one QUERY).
+fn v1_member(hub: &mut Hub, conn: ConnRef, name: &[u8], channel: &[u8]) -> Session {
+    let mut s = established(hub, LE, 1, conn, name);
+    let (_, out) = feed(&mut s, hub, &join(LE, name, channel), 0);
+    assert_eq!(command_of(&out[0], LE), Command::JoinChannel);
+    query(&mut s, hub);
+    s
+}
+
+/// What a little-endian client reads in `out`, one line per PDU: RECEIVE_MESSAGE as
+/// [`render`] writes it (checked the same way, but for the time stamp of prefix[62..70]),
+/// anything else as its name and channel field.
+fn lines(out: &[Pdu]) -> Vec<String> {
+    out.iter()
+        .map(|pdu| match command_of(pdu, LE) {
+            Command::ReceiveMessage => {
+                let mut unstamped = pdu.clone();
+                unstamped.bytes_mut()[TIME].fill(0);
+                render(&unstamped, LE)
+            }
+            command => format!("{} {}", command.name(), text(pdu.channel())),
+        })
+        .collect()
+}
+
+/// The time stamp of each PDU, relative to `EPOCH` (None for a zero stamp).
+fn stamps(out: &[Pdu]) -> Vec<Option<u64>> {
+    out.iter()
+        .map(|pdu| (pdu.time() != 0).then(|| pdu.time() - EPOCH))
+        .collect()
+}
+
+/// Carries out the hub's events as the reactor does, where `sessions[conn]` is connection
+/// `conn`; returns the addresses whose connections must close.
+fn carry_out(hub: &mut Hub, sessions: &mut [&mut Session]) -> Vec<IpAddr> {
+    let mut events = Vec::new();
+    hub.take_events(&mut events);
+    let mut close = Vec::new();
+    for event in events {
+        match event {
+            Event::Removed {
+                conn,
+                channel,
+                name,
+                notice,
+            } => sessions[conn].removed(channel, name, notice),
+            Event::CloseAddress(address) => close.push(address),
+        }
+    }
+    close
+}
+
+/// The connections the hub woke for pushes since the last call, sorted, once each.
+fn woken(hub: &mut Hub) -> Vec<ConnRef> {
+    let mut conns = Vec::new();
+    hub.take_woken(&mut conns);
+    conns.sort_unstable();
+    conns.dedup();
+    conns
+}
+
+fn moderation(command: Command, channel: &[u8], target: &[u8], reason: &[u8]) -> Pdu {
+    Pdu::moderation(command, LE, channel, target, reason)
+}
+
+/// Feeds a PDU that must be refused: exactly one error notice, returned; nothing changes
+/// in the session or the hub, and no other connection is affected.
+fn refused(s: &mut Session, hub: &mut Hub, pdu: &Pdu) -> String {
+    let before = snapshot(s, hub);
+    let retained = hub.retained();
+    let text = notice_for(s, hub, pdu);
+    assert_eq!(snapshot(s, hub), before, "{text}");
+    assert_eq!(hub.retained(), retained, "{text}");
+    let mut events = Vec::new();
+    hub.take_events(&mut events);
+    assert!(events.is_empty(), "{text}: {events:?}");
+    text
 }
 
 // --- Set-up (contract section 4) -------------------------------------------------------
@@ -1743,128 +1867,6 @@ fn a_deadline_of_zero_is_off() {
             assert_eq!(s.deadline(&idle_only), passed_at(0, 120), "{phase:?}");
         }
     }
-}
-
-// --- Version 2: helpers (shared/spec/kaichat-v2.md) -----------------------------------------
-
-/// The wall-clock time (ms since the Unix epoch) at the tests' clock zero: entries and
-/// notices made at `now` are stamped `EPOCH + now`.
-const EPOCH: u64 = 1_764_547_200_000;
-
-/// A hub whose channels keep `history` entries and replay `replay`, stamping from `EPOCH`.
-fn v2_hub(history: usize, replay: usize) -> Hub {
-    let mut hub = Hub::new(history, replay);
-    hub.set_epoch(EPOCH);
-    hub
-}
-
-/// A hub that offers `max_version` and otherwise has the default rules.
-fn hub_offering(max_version: u16) -> Hub {
-    let mut hub = v2_hub(10, 5);
-    hub.set_rules(Rules {
-        max_version,
-        ..Rules::default()
-    });
-    hub
-}
-
-/// Everything the session has to send at `now` (the answer in flight, a removal's notices,
-/// pushes), pulled in one go.
-fn pull(s: &mut Session, hub: &Hub, now: u64) -> Vec<Pdu> {
-    let mut out = Vec::new();
-    assert!(s.continue_output(hub, now, WHOLE, &mut out));
-    assert!(!s.has_output(hub), "done, yet output is left");
-    out
-}
-
-/// A version-2 session of connection `conn`, little-endian, member of `channel` as `name`,
-/// with what the JOIN pushed (the replay and its own `joined`) already pulled.
-fn v2_member(hub: &mut Hub, conn: ConnRef, name: &[u8], channel: &[u8]) -> Session {
-    let mut s = established(hub, LE, 2, conn, name);
-    let (_, out) = feed(&mut s, hub, &join(LE, name, channel), 0);
-    assert_eq!(command_of(&out[0], LE), Command::JoinChannel);
-    pull(&mut s, hub, 0);
-    s
-}
-
-/// A version-1 session of connection `conn`, little-endian, member of `channel` as `name`,
-/// that has read everything (one QUERY).
-fn v1_member(hub: &mut Hub, conn: ConnRef, name: &[u8], channel: &[u8]) -> Session {
-    let mut s = established(hub, LE, 1, conn, name);
-    let (_, out) = feed(&mut s, hub, &join(LE, name, channel), 0);
-    assert_eq!(command_of(&out[0], LE), Command::JoinChannel);
-    query(&mut s, hub);
-    s
-}
-
-/// What a little-endian client reads in `out`, one line per PDU: RECEIVE_MESSAGE as
-/// [`render`] writes it (checked the same way, but for the time stamp of prefix[62..70]),
-/// anything else as its name and channel field.
-fn lines(out: &[Pdu]) -> Vec<String> {
-    out.iter()
-        .map(|pdu| match command_of(pdu, LE) {
-            Command::ReceiveMessage => {
-                let mut unstamped = pdu.clone();
-                unstamped.bytes_mut()[TIME].fill(0);
-                render(&unstamped, LE)
-            }
-            command => format!("{} {}", command.name(), text(pdu.channel())),
-        })
-        .collect()
-}
-
-/// The time stamp of each PDU, relative to `EPOCH` (None for a zero stamp).
-fn stamps(out: &[Pdu]) -> Vec<Option<u64>> {
-    out.iter()
-        .map(|pdu| (pdu.time() != 0).then(|| pdu.time() - EPOCH))
-        .collect()
-}
-
-/// Carries out the hub's events as the reactor does, where `sessions[conn]` is connection
-/// `conn`; returns the addresses whose connections must close.
-fn carry_out(hub: &mut Hub, sessions: &mut [&mut Session]) -> Vec<IpAddr> {
-    let mut events = Vec::new();
-    hub.take_events(&mut events);
-    let mut close = Vec::new();
-    for event in events {
-        match event {
-            Event::Removed {
-                conn,
-                channel,
-                name,
-                notice,
-            } => sessions[conn].removed(channel, name, notice),
-            Event::CloseAddress(address) => close.push(address),
-        }
-    }
-    close
-}
-
-/// The connections the hub woke for pushes since the last call, sorted, once each.
-fn woken(hub: &mut Hub) -> Vec<ConnRef> {
-    let mut conns = Vec::new();
-    hub.take_woken(&mut conns);
-    conns.sort_unstable();
-    conns.dedup();
-    conns
-}
-
-fn moderation(command: Command, channel: &[u8], target: &[u8], reason: &[u8]) -> Pdu {
-    Pdu::moderation(command, LE, channel, target, reason)
-}
-
-/// Feeds a PDU that must be refused: exactly one error notice, returned; nothing changes
-/// in the session or the hub, and no other connection is affected.
-fn refused(s: &mut Session, hub: &mut Hub, pdu: &Pdu) -> String {
-    let before = snapshot(s, hub);
-    let retained = hub.retained();
-    let text = notice_for(s, hub, pdu);
-    assert_eq!(snapshot(s, hub), before, "{text}");
-    assert_eq!(hub.retained(), retained, "{text}");
-    let mut events = Vec::new();
-    hub.take_events(&mut events);
-    assert!(events.is_empty(), "{text}: {events:?}");
-    text
 }
 
 // --- Version 2: negotiation (v2 section 1) ---------------------------------------------------
