@@ -178,20 +178,33 @@ fn version_1_against_a_v1_server_and_when_forced() {
 
     // --protocol 1 with a version-2 server: version 1 all the same.
     let server = ChatServer::start();
+    // new opens @mix: the operator.
+    let mut new = Kaichat::start(&server, "new", &["--user", "new", "--channel", "@mix"]);
+    new.expect("joined @mix");
     let mut old = Kaichat::start(
         &server,
         "old",
         &["--protocol", "1", "--user", "old", "--channel", "@mix"],
     );
     old.expect("joined @mix");
-    let mut new = Kaichat::start(&server, "new", &["--user", "new", "--channel", "@mix"]);
-    new.expect("joined @mix");
-    old.expect_notice("@mix", "new joined");
+    new.expect_notice("@mix", "old joined");
     old.send("from v1");
     new.expect_message("old", "@mix", "from v1");
     new.send("from v2");
     old.expect_message("new", "@mix", "from v2");
     new.expect_message("new", "@mix", "from v2");
+    // A version-1 target of a KICK: the LEAVE_CHANNEL, then the one notice v1 has for
+    // it, an error notice (which refuses nothing of its own).
+    new.send("!kick old bye");
+    new.expect("done kick @mix old");
+    old.expect("removed @mix");
+    let told = old.expect("error ");
+    assert!(
+        told.ends_with(" you were kicked from @mix by new: bye"),
+        "{told}"
+    );
+    old.send("!join @mix");
+    old.expect("joined @mix");
     let old_end = old.finish();
     assert_clean_exit("old", &old_end);
     assert!(

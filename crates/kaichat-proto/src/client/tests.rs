@@ -1913,6 +1913,34 @@ fn removal_before_a_pending_join_is_answered() {
 }
 
 #[test]
+fn an_operator_kicking_itself_gets_the_ack_then_leaves() {
+    // The server answers the KICK, then removes the kicker (v2 section 5).
+    let t0 = Instant::now();
+    let order = ByteOrder::Little;
+    let (mut client, mut out) = in_channel_v2(t0);
+    out.clear();
+    client.kick(None, &name("amy"), b"", t0, &mut out).unwrap();
+    let mut ack = out[0].clone();
+    ack.set_username(SERVER_NAME);
+    assert!(matches!(
+        client.handle(&ack, t0, &mut out),
+        Ok(Some(Event::Moderated {
+            request: Request::Kick,
+            target: b"amy",
+            ..
+        }))
+    ));
+    assert_eq!(client.channel(), Some(&ch("@c")));
+    let removal = Pdu::channel_ack(Command::LeaveChannel, order, &ch("@c"));
+    assert_eq!(
+        client.handle(&removal, t0, &mut out),
+        Ok(Some(Event::Removed { channel: ch("@c") }))
+    );
+    assert_eq!(client.channel(), None);
+    assert!(client.is_settled());
+}
+
+#[test]
 fn v1_removal_notice_is_not_a_refusal() {
     // A v1 target is told with an error notice it did not ask for (v2 section 5).
     let t0 = Instant::now();
