@@ -673,6 +673,9 @@ impl Server {
             // A slot is free: accept again if we had stopped.
             self.out_of_fds = false;
         }
+        // A release may have left a channel (`<user> left`, a new operator): its push
+        // readers get their turn in the next iteration, which polls without waiting.
+        self.carry_out();
     }
 
     /// Shrinks what a burst of connections grew and has since left mostly empty: the slab,
