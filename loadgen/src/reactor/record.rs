@@ -9,9 +9,10 @@
 use std::time::Instant;
 
 use crate::clock::{Clock, Window};
+use crate::config::Config;
 use crate::conn::Conn;
 use crate::cpu::WindowCpu;
-use crate::ledger::{self, Loss, Member, Sent};
+use crate::ledger::{self, Loss, Member, Read, Sent};
 use crate::message::{parse_skipped, Stamp};
 use crate::stats::{Causes, Counters, Metrics};
 
@@ -91,19 +92,80 @@ impl Record {
         self.peak_members = self.peak_members.max(members_now);
     }
 
-    /// A chat message arrived for `conn`; its stamp was written with `clock`.
-    pub fn message_read(&mut self, conn: &mut Conn, text: &[u8], clock: &Clock, now: Instant) {
-        self.counters.messages_received += 1;
-        match Stamp::parse(text, clock) {
-            Some(stamp) => {
-                self.metrics
-                    .delivery
-                    .record(now.saturating_duration_since(stamp.due));
-                if conn.joined.is_some_and(|joined| stamp.sent > joined) {
+    /// A chat message from `sender` arrived for `conn`; loadgen's stamps were written with
+    /// `clock`. Checks that it is of `conn`'s channel and not read twice, then counts it
+    /// as an echo (the member's own message, version 2) or as delivered.
+    pub fn message_read(
+        &mut self,
+        conn: &mut Conn,
+        sender: &[u8],
+        text: &[u8],
+        cfg: &Config,
+        clock: &Clock,
+        now: Instant,
+    ) {
+        let stamp = Stamp::parse(text, clock).filter(|s| cfg.client_of(sender) == Some(s.sender));
+        let Some(stamp) = stamp else {
+            // Not written by this process (or its sender field does not match its text).
+            self.counters.messages_received += 1;
+            self.counters.messages_foreign += 1;
+            return;
+        };
+        let reader = conn.reader();
+        let read = conn.seen.read(
+            &reader,
+            stamp.sender,
+            stamp.seq,
+            stamp.sent,
+            cfg.channels,
+            cfg.channel_size(),
+        );
+        let latency = now.saturating_duration_since(stamp.due);
+        match read {
+            Read::Delivered { owed } => {
+                self.counters.messages_received += 1;
+                // A replayed message (sent before this member joined) has no delivery
+                // latency to speak of.
+                if owed {
                     conn.received_owed += 1;
+                    self.metrics.delivery.record(latency);
+                    self.metrics.window_delivery.record(latency);
+                    if conn.version >= 2 {
+                        self.metrics.delivery_v2.record(latency);
+                    } else {
+                        self.metrics.delivery_v1.record(latency);
+                    }
                 }
             }
-            None => self.counters.messages_foreign += 1,
+            Read::Echo => {
+                self.counters.echoes_received += 1;
+                self.metrics.echo.record(latency);
+                conn.echoes += 1;
+            }
+            Read::Duplicate => {
+                self.counters.duplicates += 1;
+                self.errors.add("duplicate (or out-of-order) message");
+            }
+            Read::OtherChannel => self.errors.add("protocol: a message of another channel"),
+            Read::OwnToV1 => self
+                .errors
+                .add("protocol: own message sent back to a version-1 client"),
+        }
+    }
+
+    /// A keep-alive PING due at `due` went out at `now`.
+    pub fn ping_sent(&mut self, due: Instant, phase: Phase, now: Instant) {
+        self.counters.pings += 1;
+        if phase != Phase::Before {
+            self.metrics.lag.record(now.saturating_duration_since(due));
+        }
+    }
+
+    /// The PONG of a keep-alive PING due at `due` arrived at `now`.
+    pub fn pong(&mut self, due: Instant, phase: Phase, now: Instant) {
+        self.counters.pongs += 1;
+        if phase == Phase::Steady {
+            self.metrics.ping.record(now.saturating_duration_since(due));
         }
     }
 
