@@ -192,6 +192,7 @@ pub fn summary_json(config: &Config, outcome: &Outcome) -> Value {
         "messages_lost": outcome.loss.lost,
         "messages_duplicated": outcome.loss.surplus,
         "duplicates": c.duplicates,
+        "messages_pushed": c.pushed,
         "echoes_owed": outcome.loss.echoes_owed,
         "echoes_received": c.echoes_received,
         "echoes_owed_received": outcome.loss.echoes_received,
@@ -290,12 +291,14 @@ pub fn summary_table(config: &Config, outcome: &Outcome) -> String {
     if v2 > 0 {
         let _ = writeln!(
             out,
-            "  echoes received {}, owed {}, lost {}, duplicated {}; duplicate messages {}; \
-             keep-alive PINGs {}, PONGs {}",
+            "  echoes received {}, owed {}, lost {}, duplicated {}; pushed (messages and \
+             echoes read with no QUERY in flight) {}; duplicate messages {}; keep-alive \
+             PINGs {}, PONGs {}",
             c.echoes_received,
             outcome.loss.echoes_owed,
             outcome.loss.echoes_lost,
             outcome.loss.echoes_surplus,
+            c.pushed,
             c.duplicates,
             c.pings,
             c.pongs

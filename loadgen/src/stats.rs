@@ -185,6 +185,8 @@ pub struct Counters {
     pub messages_received: u64,
     /// Echoes read by version-2 senders.
     pub echoes_received: u64,
+    /// Messages and echoes that arrived with no QUERY in flight: pushed (version 2).
+    pub pushed: u64,
     /// Messages read a second time (or out of their sender's order): errors.
     pub duplicates: u64,
     /// Keep-alive PINGs sent and PONGs received (version 2).

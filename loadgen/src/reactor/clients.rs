@@ -296,8 +296,9 @@ impl Reactor<'_> {
                         .unexpected("protocol: unexpected LEAVE acknowledgement");
                 }
                 Event::Message { sender, text, .. } => {
+                    let asked = conn.client.queries_in_flight() > 0;
                     self.record
-                        .message_read(conn, sender, text, self.cfg, &self.clock, now);
+                        .message_read(conn, sender, text, asked, self.cfg, &self.clock, now);
                 }
                 Event::Notice { text, is_error, .. } => self.record.notice(conn, text, is_error),
                 Event::UpToDate { .. } => self.on_answer(key, now),

@@ -92,18 +92,26 @@ impl Record {
         self.peak_members = self.peak_members.max(members_now);
     }
 
-    /// A chat message from `sender` arrived for `conn`; loadgen's stamps were written with
-    /// `clock`. Checks that it is of `conn`'s channel and not read twice, then counts it
-    /// as an echo (the member's own message, version 2) or as delivered.
+    /// A chat message from `sender` arrived for `conn`, inside a QUERY answer (`asked`)
+    /// or pushed; loadgen's stamps were written with `clock`. Checks that it is of
+    /// `conn`'s channel, not read twice, and (version 1) asked for, then counts it as an
+    /// echo (the member's own message, version 2) or as delivered.
+    #[allow(clippy::too_many_arguments)]
     pub fn message_read(
         &mut self,
         conn: &mut Conn,
         sender: &[u8],
         text: &[u8],
+        asked: bool,
         cfg: &Config,
         clock: &Clock,
         now: Instant,
     ) {
+        if !asked && conn.version < 2 {
+            // Version 1 sends chat only inside QUERY answers (kaichat-v1 section 5).
+            self.errors
+                .add("protocol: a message pushed to a version-1 client");
+        }
         let stamp = Stamp::parse(text, clock).filter(|s| cfg.client_of(sender) == Some(s.sender));
         let Some(stamp) = stamp else {
             // Not written by this process (or its sender field does not match its text).
@@ -121,6 +129,9 @@ impl Record {
             cfg.channel_size(),
         );
         let latency = now.saturating_duration_since(stamp.due);
+        if !asked && matches!(read, Read::Delivered { .. } | Read::Echo) {
+            self.counters.pushed += 1;
+        }
         match read {
             Read::Delivered { owed } => {
                 self.counters.messages_received += 1;
@@ -255,3 +266,6 @@ pub(super) fn short(text: &[u8]) -> String {
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()
 }
+
+#[cfg(test)]
+mod tests;
