@@ -36,7 +36,7 @@ pub type Distribution<'a> = (&'a str, RGBColor, &'a [Point]);
 pub fn latency(path: &Path, title: &str, distributions: &[Distribution]) -> Result<()> {
     let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    let lines: Vec<(&str, RGBColor, Vec<(f64, f64)>)> = distributions
+    let lines: Vec<Series> = distributions
         .iter()
         .map(|(name, color, points)| {
             let data: Vec<(f64, f64)> = points
