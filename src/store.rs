@@ -14,6 +14,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
+use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,16 +23,16 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use kaichat_proto::hub::Entry;
+use kaichat_proto::hub::{Entry, Kind};
 use kaichat_proto::names::{ChannelName, Username};
 use rusqlite::{Connection, ErrorCode, OptionalExtension};
 
 /// The schema this server writes. A store of a newer version is refused.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// `MIGRATIONS[v]` takes a store from version `v` to `v + 1`, in one transaction. Version 0
 /// is an empty database (a new file).
-const MIGRATIONS: [&str; 1] = [
+const MIGRATIONS: [&str; 2] = [
     // 0 -> 1. Names are printable ASCII, so TEXT; message text is any bytes but NUL, so a
     // BLOB. Times are milliseconds since the Unix epoch. The ban tables are for protocol v2
     // (KICK/BAN/UNBAN); this server creates them and does not use them yet.
@@ -63,6 +64,11 @@ const MIGRATIONS: [&str; 1] = [
          reason BLOB,
          time_ms INTEGER NOT NULL
      );",
+    // 1 -> 2. Protocol v2 entry kinds (hub::Kind codes): 0 chat, 1 joined/left, 2 a
+    // removal by KICK or BAN, 3 `is now an operator`. Version-1 readers are sent the last
+    // two differently, so the kind must survive a restart. Older rows are chat or notices.
+    "ALTER TABLE entries ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;
+     UPDATE entries SET kind = 1 WHERE sender IS NULL;",
 ];
 
 /// Entries in flight between the loop and the writer.
@@ -138,13 +144,29 @@ pub struct LoadedChannel {
     pub entries: Vec<Entry>,
 }
 
-/// An entry for the writer: what the hub journaled, with the time of the append.
-pub struct Record {
-    pub channel: ChannelName,
-    pub seq: u64,
-    pub time_ms: u64,
-    pub sender: Option<Username>,
-    pub text: Box<[u8]>,
+/// A change for the writer: what the hub journaled.
+pub enum Record {
+    /// A history entry (its time stamp is the append's).
+    Entry {
+        channel: ChannelName,
+        seq: u64,
+        entry: Entry,
+    },
+    /// A name put on (`banned`) or taken off a channel's ban list (v2 section 5).
+    Ban {
+        channel: ChannelName,
+        name: Username,
+        banned: bool,
+    },
+    /// A server ban of an address put on or lifted.
+    ServerBan { address: IpAddr, banned: bool },
+}
+
+/// The ban lists and server bans, as loaded.
+#[derive(Debug, Default)]
+pub struct LoadedBans {
+    pub channels: Vec<(ChannelName, Vec<Username>)>,
+    pub addresses: Vec<IpAddr>,
 }
 
 /// The database and its lock, checked and migrated, before the writer starts.
@@ -248,7 +270,7 @@ impl Opened {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT c.name, e.seq, e.sender, e.text FROM entries e \
+                "SELECT c.name, e.seq, e.sender, e.text, e.time_ms, e.kind FROM entries e \
                  JOIN channels c ON c.id = e.channel ORDER BY e.channel, e.seq",
             )
             .map_err(|e| fail(&e))?;
@@ -285,7 +307,18 @@ impl Opened {
             if tail.len() == self.history {
                 tail.pop_front();
             }
-            tail.push_back(Entry { sender, text });
+            let time_ms: i64 = row.get(4).map_err(|e| fail(&e))?;
+            let kind: i64 = row.get(5).map_err(|e| fail(&e))?;
+            let kind = u8::try_from(kind)
+                .ok()
+                .and_then(Kind::from_code)
+                .ok_or_else(|| fail(&format!("entry {seq}: unknown kind {kind}")))?;
+            tail.push_back(Entry {
+                sender,
+                kind,
+                time_ms: u64::try_from(time_ms).unwrap_or(0),
+                text,
+            });
         }
         if let Some((name, end_seq)) = current {
             channels.push(LoadedChannel {
@@ -295,6 +328,50 @@ impl Opened {
             });
         }
         Ok(channels)
+    }
+
+    /// Every channel's ban list and the server bans. A row this server cannot read (a
+    /// name or address that is not valid) is an error naming it: the file was not written
+    /// by this server.
+    pub fn load_bans(&self) -> Result<LoadedBans, StoreError> {
+        let fail = |e: &dyn std::fmt::Display| {
+            StoreError(format!(
+                "store {}: cannot load the bans: {e}",
+                self.path.display()
+            ))
+        };
+        let mut bans = LoadedBans::default();
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT c.name, b.mask FROM channel_bans b \
+                 JOIN channels c ON c.id = b.channel ORDER BY c.name, b.time_ms",
+            )
+            .map_err(|e| fail(&e))?;
+        let mut rows = stmt.query([]).map_err(|e| fail(&e))?;
+        while let Some(row) = rows.next().map_err(|e| fail(&e))? {
+            let channel: String = row.get(0).map_err(|e| fail(&e))?;
+            let name: String = row.get(1).map_err(|e| fail(&e))?;
+            let channel = ChannelName::new(channel.as_bytes()).map_err(|e| fail(&e))?;
+            let name = Username::new(name.as_bytes()).map_err(|e| fail(&e))?;
+            match bans.channels.last_mut() {
+                Some((c, names)) if *c == channel => names.push(name),
+                _ => bans.channels.push((channel, vec![name])),
+            }
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT mask FROM server_bans ORDER BY time_ms")
+            .map_err(|e| fail(&e))?;
+        let mut rows = stmt.query([]).map_err(|e| fail(&e))?;
+        while let Some(row) = rows.next().map_err(|e| fail(&e))? {
+            let mask: String = row.get(0).map_err(|e| fail(&e))?;
+            let address = mask
+                .parse()
+                .map_err(|_| fail(&format!("server ban {mask:?} is not an IP address")))?;
+            bans.addresses.push(address);
+        }
+        Ok(bans)
     }
 
     /// Starts the writer thread, which owns the database from now on. With `confirm`, it
@@ -477,35 +554,82 @@ impl Writer {
     fn commit(&mut self, batch: &[Record]) -> rusqlite::Result<Vec<(ChannelName, u64)>> {
         let tx = self.store.conn.transaction()?;
         let mut ends: HashMap<ChannelName, (i64, u64)> = HashMap::new();
+        let ids = &mut self.ids;
+        let mut channel_id = |channel: &ChannelName| -> rusqlite::Result<i64> {
+            if let Some(&id) = ids.get(channel) {
+                return Ok(id);
+            }
+            let name = channel.to_string();
+            tx.execute("INSERT OR IGNORE INTO channels (name) VALUES (?1)", [&name])?;
+            let id = tx.query_row("SELECT id FROM channels WHERE name = ?1", [&name], |r| {
+                r.get(0)
+            })?;
+            ids.insert(*channel, id);
+            Ok(id)
+        };
         {
             let mut insert = tx.prepare_cached(
-                "INSERT OR REPLACE INTO entries (channel, seq, time_ms, sender, text) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT OR REPLACE INTO entries (channel, seq, time_ms, sender, text, kind) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             for record in batch {
-                let id = match self.ids.get(&record.channel) {
-                    Some(&id) => id,
-                    None => {
-                        let name = record.channel.to_string();
-                        tx.execute("INSERT OR IGNORE INTO channels (name) VALUES (?1)", [&name])?;
-                        let id = tx.query_row(
-                            "SELECT id FROM channels WHERE name = ?1",
-                            [&name],
-                            |r| r.get(0),
-                        )?;
-                        self.ids.insert(record.channel, id);
-                        id
+                let now_ms = || {
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                };
+                let (channel, seq, entry) = match record {
+                    Record::Entry {
+                        channel,
+                        seq,
+                        entry,
+                    } => (channel, *seq, entry),
+                    Record::Ban {
+                        channel,
+                        name,
+                        banned,
+                    } => {
+                        let id = channel_id(channel)?;
+                        // Names compare ignoring case: one row per name, in lower case.
+                        let mask = name.to_string().to_ascii_lowercase();
+                        if *banned {
+                            tx.execute(
+                                "INSERT OR IGNORE INTO channel_bans (channel, mask, time_ms) \
+                                 VALUES (?1, ?2, ?3)",
+                                (id, mask, now_ms()),
+                            )?;
+                        } else {
+                            tx.execute(
+                                "DELETE FROM channel_bans WHERE channel = ?1 AND mask = ?2",
+                                (id, mask),
+                            )?;
+                        }
+                        continue;
+                    }
+                    Record::ServerBan { address, banned } => {
+                        let mask = address.to_string();
+                        if *banned {
+                            tx.execute(
+                                "INSERT OR IGNORE INTO server_bans (mask, time_ms) VALUES (?1, ?2)",
+                                (mask, now_ms()),
+                            )?;
+                        } else {
+                            tx.execute("DELETE FROM server_bans WHERE mask = ?1", [mask])?;
+                        }
+                        continue;
                     }
                 };
+                let id = channel_id(channel)?;
                 insert.execute((
                     id,
-                    i64::try_from(record.seq).unwrap_or(i64::MAX),
-                    i64::try_from(record.time_ms).unwrap_or(i64::MAX),
-                    record.sender.map(|s| s.to_string()),
-                    &record.text[..],
+                    i64::try_from(seq).unwrap_or(i64::MAX),
+                    i64::try_from(entry.time_ms).unwrap_or(i64::MAX),
+                    entry.sender.map(|s| s.to_string()),
+                    &entry.text[..],
+                    entry.kind.code(),
                 ))?;
-                let end = ends.entry(record.channel).or_insert((id, 0));
-                end.1 = end.1.max(record.seq + 1);
+                let end = ends.entry(*channel).or_insert((id, 0));
+                end.1 = end.1.max(seq + 1);
             }
             // The file stays bounded: a channel keeps its last `history` entries.
             let mut trim =

@@ -37,16 +37,20 @@ fn channel(name: &str) -> ChannelName {
 }
 
 fn record(name: &str, seq: u64, text: &str) -> Record {
-    Record {
+    let sender = (!seq.is_multiple_of(2)).then(|| Username::new(b"amy").unwrap());
+    Record::Entry {
         channel: channel(name),
         seq,
-        time_ms: 1_700_000_000_000 + seq,
-        sender: if seq.is_multiple_of(2) {
-            None
-        } else {
-            Some(Username::new(b"amy").unwrap())
+        entry: Entry {
+            sender,
+            kind: if sender.is_some() {
+                Kind::Chat
+            } else {
+                Kind::Notice
+            },
+            time_ms: 1_700_000_000_000 + seq,
+            text: text.as_bytes().into(),
         },
-        text: text.as_bytes().into(),
     }
 }
 
@@ -136,10 +140,10 @@ fn a_smaller_history_bound_loads_only_the_last_entries() {
 }
 
 #[test]
-fn a_new_file_is_migrated_from_0_to_1_with_every_table() {
+fn a_new_file_is_migrated_to_the_current_schema_with_every_table() {
     let db = TempDb::new();
     let opened = Opened::open(&db.path(), 10, SyncPolicy::Always).unwrap();
-    assert_eq!(opened.version().unwrap(), 1);
+    assert_eq!(opened.version().unwrap(), SCHEMA_VERSION);
     let mut stmt = opened
         .conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
@@ -172,7 +176,7 @@ fn a_new_file_is_migrated_from_0_to_1_with_every_table() {
 }
 
 #[test]
-fn migrating_version_1_to_itself_changes_nothing() {
+fn migrating_the_current_version_to_itself_changes_nothing() {
     let db = TempDb::new();
     write(&db.path(), 10, vec![record("@a", 0, "kept")]);
     let mut opened = Opened::open(&db.path(), 10, SyncPolicy::Batch).unwrap();
@@ -187,9 +191,9 @@ fn migrating_version_1_to_itself_changes_nothing() {
             .collect()
     };
     let before = schema(&opened);
-    opened.migrate(1).unwrap();
+    opened.migrate(SCHEMA_VERSION).unwrap();
     assert_eq!(schema(&opened), before);
-    assert_eq!(opened.version().unwrap(), 1);
+    assert_eq!(opened.version().unwrap(), SCHEMA_VERSION);
     let rows: i64 = opened
         .conn
         .query_row("SELECT count(*) FROM kaichat_schema", [], |r| r.get(0))
@@ -262,13 +266,87 @@ fn a_store_from_a_newer_schema_is_refused() {
     let db = TempDb::new();
     drop(Opened::open(&db.path(), 10, SyncPolicy::Batch).unwrap());
     let conn = Connection::open(db.path()).unwrap();
-    conn.execute("UPDATE kaichat_schema SET version = 2", [])
+    conn.execute("UPDATE kaichat_schema SET version = 3", [])
         .unwrap();
     drop(conn);
     let e = refusal(&db.path());
     assert!(
-        e.contains("schema version 2 is newer than this server's (1)"),
+        e.contains("schema version 3 is newer than this server's (2)"),
         "{e}"
+    );
+}
+
+/// A version-1 file (before protocol v2's entry kinds) keeps its entries, and its notices
+/// become notices: a v1 reader is then sent them exactly as before.
+#[test]
+fn a_version_1_file_is_migrated_with_its_notices_as_notices() {
+    let db = TempDb::new();
+    {
+        let conn = Connection::open(db.path()).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch(
+            "UPDATE kaichat_schema SET version = 1;
+             INSERT INTO channels (id, name) VALUES (1, '@a');
+             INSERT INTO entries (channel, seq, time_ms, sender, text)
+                 VALUES (1, 0, 5, NULL, X'616D79206A6F696E6564'), (1, 1, 6, 'amy', X'6869');",
+        )
+        .unwrap();
+    }
+    let opened = Opened::open(&db.path(), 10, SyncPolicy::Batch).unwrap();
+    assert_eq!(opened.version().unwrap(), 2);
+    let loaded = opened.load().unwrap();
+    let kinds: Vec<(Kind, u64, Vec<u8>)> = loaded[0]
+        .entries
+        .iter()
+        .map(|e| (e.kind, e.time_ms, e.text.to_vec()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (Kind::Notice, 5, b"amy joined".to_vec()),
+            (Kind::Chat, 6, b"hi".to_vec())
+        ]
+    );
+}
+
+/// Kinds and time stamps survive a restart: a removal stays a removal.
+#[test]
+fn entry_kinds_and_times_are_kept() {
+    let db = TempDb::new();
+    let of_kind = |seq, text, kind| match record("@a", seq, text) {
+        Record::Entry {
+            channel,
+            seq,
+            mut entry,
+        } => {
+            entry.kind = kind;
+            Record::Entry {
+                channel,
+                seq,
+                entry,
+            }
+        }
+        other => other,
+    };
+    let removal = of_kind(0, "bob was kicked by amy", Kind::Removal);
+    let heir = of_kind(2, "cy is now an operator", Kind::Operator);
+    write(&db.path(), 10, vec![removal, record("@a", 1, "hi"), heir]);
+    let loaded = Opened::open(&db.path(), 10, SyncPolicy::Batch)
+        .unwrap()
+        .load()
+        .unwrap();
+    let kinds: Vec<(Kind, u64)> = loaded[0]
+        .entries
+        .iter()
+        .map(|e| (e.kind, e.time_ms))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (Kind::Removal, 1_700_000_000_000),
+            (Kind::Chat, 1_700_000_000_001),
+            (Kind::Operator, 1_700_000_000_002)
+        ]
     );
 }
 
@@ -321,4 +399,41 @@ fn under_always_each_commit_is_confirmed_and_wakes_the_loop() {
     }
     assert_eq!(durable, 2);
     store.finish();
+}
+
+/// Ban lists and server bans survive a restart (v2 section 8); a lifted one is gone.
+#[test]
+fn bans_are_kept_until_lifted() {
+    let db = TempDb::new();
+    let ban = |name: &str, banned| Record::Ban {
+        channel: channel("@a"),
+        name: Username::new(name.as_bytes()).unwrap(),
+        banned,
+    };
+    let address = |text: &str, banned| Record::ServerBan {
+        address: text.parse().unwrap(),
+        banned,
+    };
+    write(
+        &db.path(),
+        10,
+        vec![
+            ban("Eve", true),
+            ban("mallory", true),
+            ban("EVE", true),
+            ban("mallory", false),
+            address("192.0.2.7", true),
+            address("2001:db8::1", true),
+            address("192.0.2.7", false),
+        ],
+    );
+    let opened = Opened::open(&db.path(), 10, SyncPolicy::Batch).unwrap();
+    let bans = opened.load_bans().unwrap();
+    assert_eq!(bans.channels.len(), 1);
+    assert_eq!(bans.channels[0].0, channel("@a"));
+    assert_eq!(bans.channels[0].1, [Username::new(b"eve").unwrap()]);
+    assert_eq!(
+        bans.addresses,
+        ["2001:db8::1".parse::<std::net::IpAddr>().unwrap()]
+    );
 }

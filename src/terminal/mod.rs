@@ -90,9 +90,11 @@ pub struct Config {
     pub user: Option<Username>,
     pub channel: Option<ChannelName>,
     pub query_interval: Duration,
-    /// PING when nothing was sent for this long; `None`: the query interval, at most
-    /// [`KEEPALIVE`].
+    /// PING when nothing was sent for this long; `None`: [`KEEPALIVE`] (with
+    /// `max_version` 1: the query interval, at most [`KEEPALIVE`]).
     pub keepalive: Option<Duration>,
+    /// The highest protocol version to offer: 2, or 1 to force version 1 (polling).
+    pub max_version: u16,
 }
 
 /// Runs the chat until the person quits or the connection fails; the exit status to use.
@@ -109,9 +111,9 @@ pub fn run(config: Config) -> ExitCode {
     Chat::new(console, screen, interactive).run(config)
 }
 
-/// The longest default keep-alive: well inside the server's default 120-s idle deadline
-/// (contract section 7), whatever the query interval.
-pub const KEEPALIVE: Duration = Duration::from_secs(30);
+/// The longest default keep-alive: a quarter of the server's default 120-s idle deadline
+/// (v1 contract section 7, v2 section 2), whatever the query interval.
+pub const KEEPALIVE: Duration = kaichat_proto::client::KEEPALIVE;
 
 /// Ends the process on a fatal error from any thread, leaving the terminal usable.
 fn fatal(message: &str) -> ! {

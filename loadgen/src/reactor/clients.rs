@@ -15,7 +15,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::record::short;
+use super::record::{short, Arrival};
 use super::stages::{Phase, RunStage};
 use super::Reactor;
 use crate::config::Config;
@@ -295,16 +295,34 @@ impl Reactor<'_> {
                     self.record
                         .unexpected("protocol: unexpected LEAVE acknowledgement");
                 }
-                Event::Message { sender, text, .. } => {
-                    let asked = conn.client.queries_in_flight() > 0;
+                Event::Message {
+                    sender, text, time, ..
+                } => {
+                    let arrival = Arrival {
+                        sender,
+                        text,
+                        time_ms: time,
+                        asked: conn.client.queries_in_flight() > 0,
+                    };
                     self.record
-                        .message_read(conn, sender, text, asked, self.cfg, &self.clock, now);
+                        .message_read(conn, arrival, self.cfg, &self.clock, now);
                 }
                 Event::Notice { text, is_error, .. } => self.record.notice(conn, text, is_error),
                 Event::UpToDate { .. } => self.on_answer(key, now),
                 Event::Unexpected(what) => {
                     self.record
                         .unexpected(&format!("protocol: unexpected {what:?}"));
+                }
+                // Version 2 answers and removals: loadgen asks for none of them.
+                Event::Removed { .. }
+                | Event::Channel { .. }
+                | Event::ChannelsEnd { .. }
+                | Event::Names { .. }
+                | Event::NamesEnd { .. }
+                | Event::Moderated { .. }
+                | Event::Operator => {
+                    self.record
+                        .unexpected(&format!("protocol: unexpected {event:?}"));
                 }
             }
         }
@@ -421,12 +439,14 @@ impl Reactor<'_> {
 /// drives QUERY and PING itself (on its seeded schedules), so the machine's own automatic
 /// ones are off.
 fn client_settings(cfg: &Config, version: u16) -> Settings {
-    let _ = version;
     Settings {
         setup_timeout: cfg.timeout,
         reply_timeout: cfg.timeout,
         query_interval: None,
         keepalive_interval: None,
+        // The highest version offered: a v2 client agrees on 1 only with a v1-only
+        // server, which the VersionAgreed check then reports.
+        max_version: version,
         ..Settings::default()
     }
 }

@@ -92,21 +92,24 @@ impl Record {
         self.peak_members = self.peak_members.max(members_now);
     }
 
-    /// A chat message from `sender` arrived for `conn`, inside a QUERY answer (`asked`)
-    /// or pushed; loadgen's stamps were written with `clock`. Checks that it is of
-    /// `conn`'s channel, not read twice, and (version 1) asked for, then counts it as an
-    /// echo (the member's own message, version 2) or as delivered.
-    #[allow(clippy::too_many_arguments)]
+    /// A chat message arrived for `conn` at `now`; loadgen's stamps were written with
+    /// `clock`. Checks that it is of `conn`'s channel, not read twice, asked for
+    /// (version 1) or time-stamped (version 2), then counts it as an echo (the member's
+    /// own message, version 2) or as delivered.
     pub fn message_read(
         &mut self,
         conn: &mut Conn,
-        sender: &[u8],
-        text: &[u8],
-        asked: bool,
+        arrival: Arrival,
         cfg: &Config,
         clock: &Clock,
         now: Instant,
     ) {
+        let Arrival {
+            sender,
+            text,
+            time_ms,
+            asked,
+        } = arrival;
         if !asked && conn.version < 2 {
             // Version 1 sends chat only inside QUERY answers (kaichat-v1 section 5).
             self.errors
@@ -129,8 +132,14 @@ impl Record {
             cfg.channel_size(),
         );
         let latency = now.saturating_duration_since(stamp.due);
-        if !asked && matches!(read, Read::Delivered { .. } | Read::Echo) {
-            self.counters.pushed += 1;
+        if matches!(read, Read::Delivered { .. } | Read::Echo) {
+            if !asked {
+                self.counters.pushed += 1;
+            }
+            if conn.version >= 2 && !stamped_in_time(time_ms, clock, stamp.sent, now) {
+                self.errors
+                    .add("protocol: a time stamp outside the message's send and arrival");
+            }
         }
         match read {
             Read::Delivered { owed } => {
@@ -256,6 +265,30 @@ impl Record {
     pub fn loss(&self) -> Loss {
         ledger::account(&self.sent, &self.members)
     }
+}
+
+/// A chat message as it arrived.
+#[derive(Clone, Copy, Debug)]
+pub struct Arrival<'p> {
+    /// The sender field.
+    pub sender: &'p [u8],
+    pub text: &'p [u8],
+    /// The time stamp, ms since the Unix epoch (version 2; 0 on version 1).
+    pub time_ms: u64,
+    /// A QUERY was in flight: the message is part of its answer, not pushed.
+    pub asked: bool,
+}
+
+/// How far a version-2 time stamp may lie outside [send, arrival]: the stamp is whole
+/// milliseconds, and loadgen's wall-clock reading of an instant is its start-up reading
+/// plus monotonic time, which NTP may slew apart from the server's wall clock a little.
+const STAMP_SLACK_S: f64 = 1.0;
+
+/// Whether a version-2 time stamp (`time_ms`) says the server stored the message between
+/// its sending (`sent`) and its arrival (`now`), as kaichat-v2 section 2a requires.
+fn stamped_in_time(time_ms: u64, clock: &Clock, sent: Instant, now: Instant) -> bool {
+    let t = time_ms as f64 / 1000.0;
+    time_ms != 0 && t >= clock.unix(sent) - STAMP_SLACK_S && t <= clock.unix(now) + STAMP_SLACK_S
 }
 
 /// At most 60 bytes of a server text, for a cause name (printable, one line).

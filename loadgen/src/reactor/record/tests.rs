@@ -42,6 +42,23 @@ fn conn(cfg: &Config, id: u32, joined: Instant) -> Conn {
     }
 }
 
+/// A message arriving at `now`, time-stamped as a version-2 server does (version 1
+/// ignores the stamp).
+fn arrive<'p>(
+    sender: &'p [u8],
+    text: &'p str,
+    asked: bool,
+    clock: &Clock,
+    now: Instant,
+) -> Arrival<'p> {
+    Arrival {
+        sender,
+        text: text.as_bytes(),
+        time_ms: (clock.unix(now) * 1000.0) as u64,
+        asked,
+    }
+}
+
 /// The text client `sender` writes as its message `seq`, sent `sent_ms` after the epoch.
 fn text(clock: &Clock, sender: u32, seq: u32, sent_ms: u64) -> String {
     let at = clock.epoch() + Duration::from_millis(sent_ms);
@@ -77,18 +94,14 @@ fn messages_are_judged_by_protocol_push_echo_and_order() {
     // v2: pushed deliveries and an echo.
     r.message_read(
         &mut v2,
-        b"lg2",
-        m(2, 0).as_bytes(),
-        false,
+        arrive(b"lg2", &m(2, 0), false, &clock, now),
         &cfg,
         &clock,
         now,
     );
     r.message_read(
         &mut v2,
-        b"lg1",
-        m(1, 0).as_bytes(),
-        false,
+        arrive(b"lg1", &m(1, 0), false, &clock, now),
         &cfg,
         &clock,
         now,
@@ -103,9 +116,7 @@ fn messages_are_judged_by_protocol_push_echo_and_order() {
     // The same message again: a duplicate, an error, not a second receipt.
     r.message_read(
         &mut v2,
-        b"lg2",
-        m(2, 0).as_bytes(),
-        false,
+        arrive(b"lg2", &m(2, 0), false, &clock, now),
         &cfg,
         &clock,
         now,
@@ -116,22 +127,32 @@ fn messages_are_judged_by_protocol_push_echo_and_order() {
 
     // v1: inside a QUERY answer, fine; pushed, an error; its own message, an error.
     let mut r = Record::default();
-    r.message_read(&mut v1, b"lg3", m(3, 0).as_bytes(), true, &cfg, &clock, now);
+    r.message_read(
+        &mut v1,
+        arrive(b"lg3", &m(3, 0), true, &clock, now),
+        &cfg,
+        &clock,
+        now,
+    );
     assert_eq!(r.errors.total(), 0, "{:?}", r.errors);
     assert_eq!(r.metrics.delivery_v1.count(), 1);
     assert_eq!(r.metrics.delivery_v2.count(), 0);
     assert_eq!(r.counters.pushed, 0);
     r.message_read(
         &mut v1,
-        b"lg3",
-        m(3, 1).as_bytes(),
-        false,
+        arrive(b"lg3", &m(3, 1), false, &clock, now),
         &cfg,
         &clock,
         now,
     );
     assert_eq!(r.errors.total(), 1, "{:?}", r.errors);
-    r.message_read(&mut v1, b"lg0", m(0, 0).as_bytes(), true, &cfg, &clock, now);
+    r.message_read(
+        &mut v1,
+        arrive(b"lg0", &m(0, 0), true, &clock, now),
+        &cfg,
+        &clock,
+        now,
+    );
     assert_eq!(r.errors.total(), 2, "{:?}", r.errors);
     assert_eq!(v1.echoes, 0);
 
@@ -140,15 +161,50 @@ fn messages_are_judged_by_protocol_push_echo_and_order() {
     let mut r = Record::default();
     r.message_read(
         &mut v2,
-        b"lg3",
-        m(2, 5).as_bytes(),
-        false,
+        arrive(b"lg3", &m(2, 5), false, &clock, now),
         &cfg,
         &clock,
         now,
     );
-    r.message_read(&mut v2, b"amy", b"hello", false, &cfg, &clock, now);
+    r.message_read(
+        &mut v2,
+        arrive(b"amy", "hello", false, &clock, now),
+        &cfg,
+        &clock,
+        now,
+    );
     assert_eq!(r.counters.messages_foreign, 2);
     assert_eq!(r.errors.total(), 0);
     assert_eq!(v2.received_owed, 1);
+}
+
+#[test]
+fn a_version_2_message_must_carry_the_time_it_was_stored() {
+    let cfg = Config {
+        clients: 2,
+        channels: 1,
+        protocol: Protocol::V2,
+        ..Config::example()
+    };
+    let clock = Clock::start();
+    let joined = clock.epoch() + Duration::from_millis(10);
+    let now = clock.epoch() + Duration::from_millis(500);
+    let mut v2 = conn(&cfg, 0, joined);
+    let sent_ms = 100;
+    let message = text(&clock, 1, 0, sent_ms);
+    let at = |ms: f64| (clock.unix(clock.epoch()) * 1000.0 + ms) as u64;
+    // Stored between sending and arrival: fine; no stamp, or seconds off: an error.
+    for (time_ms, errors) in [(at(300.0), 0), (0, 1), (at(-5_000.0), 1), (at(9_000.0), 1)] {
+        let mut r = Record::default();
+        let mut seen = v2.seen.clone();
+        let arrival = Arrival {
+            sender: b"lg1",
+            text: message.as_bytes(),
+            time_ms,
+            asked: false,
+        };
+        r.message_read(&mut v2, arrival, &cfg, &clock, now);
+        assert_eq!(r.errors.total(), errors, "{time_ms}: {:?}", r.errors);
+        std::mem::swap(&mut v2.seen, &mut seen); // read it afresh next time
+    }
 }
