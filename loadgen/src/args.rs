@@ -31,7 +31,8 @@ protocol version (--protocol):
          carries;
   2      it never polls: the server pushes every entry of its channel as it is appended,
          its own messages included (the echo, counted apart); it PINGs every
-         --keepalive seconds;
+         --keepalive seconds. Against a server that offers only version 1 such a
+         client stops with an error (it does not fall back to polling);
   mixed  both in the same channels: --v2-share percent of each channel's members speak
          version 2, the others version 1, interleaved in joining order.
 The run is: ramp (connect everyone), warm-up, steady window (--duration s), end (QUIT

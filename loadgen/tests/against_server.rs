@@ -18,6 +18,11 @@ fn repo() -> PathBuf {
 
 /// Starts a server loop on a thread; it runs until the test process exits.
 fn start_server(tls: bool) -> std::net::SocketAddr {
+    start_server_with(tls, Rules::default())
+}
+
+/// [`start_server`] with the given rules (a v1-only server, for one).
+fn start_server_with(tls: bool, rules: Rules) -> std::net::SocketAddr {
     let tls = tls.then(|| {
         kaichat::tls::server_config(
             &repo().join(kaichat::tls::DEV_CERT),
@@ -34,7 +39,7 @@ fn start_server(tls: bool) -> std::net::SocketAddr {
         max_clients: 1000,
         stats_interval: 0,
         limits: kaichat::server::AddressLimits::default(),
-        rules: Rules::default(),
+        rules,
         oper_hash: None,
     })
     .expect("bind");
@@ -271,4 +276,32 @@ fn a_small_mixed_run_serves_each_protocol_what_it_promises() {
         count("delivery_v1") + count("delivery_v2"),
         count("delivery")
     );
+}
+
+#[test]
+fn v2_clients_against_a_v1_only_server_are_errors_not_pollers() {
+    let addr = start_server_with(
+        false,
+        Rules {
+            max_version: 1,
+            ..Rules::default()
+        },
+    );
+    let run = run_loadgen(
+        &addr.to_string(),
+        &["--protocol", "mixed", "--plaintext", "--quiet"],
+        "v1only",
+    );
+    let s = &run.summary;
+    let n = counts(s);
+    // The v1 half runs as ever; each v2 client stops at the version it was refused,
+    // rather than measuring polling under the name of push.
+    assert_eq!(n("connected"), 20, "{s}");
+    assert_eq!(n("errors"), 20, "{s}");
+    assert_eq!(
+        s["errors_by_cause"]["protocol: version 1 agreed, version 2 wanted"], 20,
+        "{s}"
+    );
+    assert_eq!(n("messages_lost"), 0, "{s}");
+    assert_eq!(n("echoes_owed"), 0, "{s}");
 }
