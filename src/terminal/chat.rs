@@ -134,7 +134,8 @@ impl Chat {
                 self.join(channel);
                 continue;
             }
-            let prompt = match self.channel() {
+            let prompted_in = self.channel();
+            let prompt = match &prompted_in {
                 Some(channel) => format!("{channel}> "),
                 None => "channel to join (@name)> ".to_string(),
             };
@@ -183,6 +184,16 @@ impl Chat {
                 Typed::Unban(name) => self.moderate("unban", &name, Command::Unban),
                 Typed::Oper => self.oper(),
                 Typed::Usage(usage) => self.screen.show(Line::Info(format!("usage: {usage}"))),
+                // Removed from the channel (KICK, BAN) while the person typed at its prompt:
+                // the line was meant as a message, not as a channel to join.
+                Typed::Text(_)
+                    if self.interactive && prompted_in.is_some() && self.channel().is_none() =>
+                {
+                    self.screen.show(Line::Info(format!(
+                        "not sent: you are no longer in {}; !join @name to join a channel",
+                        prompted_in.unwrap_or_default()
+                    )));
+                }
                 Typed::Text(text) if self.channel().is_none() => {
                     let channel = channel_name(&text);
                     match ChannelName::new(&channel) {
@@ -287,6 +298,14 @@ impl Chat {
 
     /// `!oper`: the password is read without echo (on a terminal) and never kept.
     fn oper(&mut self) {
+        // On a terminal, not worth typing a password that cannot be sent. (A script's next
+        // line is the password whatever happens: it must never become a chat message.)
+        let version = self.link.as_ref().map_or(0, |wire| wire.client.version());
+        if version == 1 && self.interactive {
+            let e = kaichat_proto::client::ClientError::NeedsVersion2 { agreed: 1 };
+            self.screen.show(Line::Info(format!("not sent: {e}")));
+            return;
+        }
         let Some(password) = self.console.read_secret("operator password: ") else {
             self.screen.show(Line::Info("!oper cancelled".into()));
             return;

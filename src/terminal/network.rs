@@ -110,6 +110,11 @@ impl Shared {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The protocol version of the current connection; 0 while none is agreed.
+    pub fn version(&self) -> u16 {
+        self.lock().client.version()
+    }
+
     /// The current channel, as the server acknowledged it; while reconnecting, the channel
     /// that will be joined again.
     pub fn channel(&self) -> Option<String> {
@@ -378,6 +383,8 @@ impl Network {
         client.start(now, connection.transport());
         self.shared.lock().client = client;
         self.link = Link::Up(connection);
+        // A NAMES answer cut short by the loss of the last connection is not finished.
+        self.names = Default::default();
         Ok(())
     }
 

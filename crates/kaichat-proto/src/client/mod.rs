@@ -70,8 +70,8 @@ pub struct Settings {
     /// owes. Restarted by every such answer. (JOIN and LEAVE are not timed: a refusal
     /// cannot always be told from a refused message, see [`Event::Refused`].)
     pub reply_timeout: Duration,
-    /// Send QUERY this often while in a channel ([`Client::poll`]); `None` leaves querying
-    /// to the caller.
+    /// On version 1, send QUERY this often while in a channel ([`Client::poll`]); `None`
+    /// leaves querying to the caller. Not used on version 2, where the server pushes.
     pub query_interval: Option<Duration>,
     /// Send PING when nothing was sent for this long and no answer is owed, so that the
     /// server's idle deadline (120 s) never ends the connection; `None` turns it off. It
@@ -209,8 +209,7 @@ impl fmt::Display for ClientError {
             ),
             ClientError::NeedsVersion2 { agreed } => write!(
                 f,
-                "not in protocol version {agreed}: the server or this client speaks only \
-                 version 1 here, and this needs version 2"
+                "this needs protocol version 2, and this connection speaks version {agreed}"
             ),
             ClientError::ReasonTooLong { len } => write!(
                 f,
@@ -1085,7 +1084,8 @@ impl Client {
             return Ok(Some(Event::UpToDate { channel }));
         }
         let text = pdu.params_text();
-        let time = pdu.time();
+        // v1 leaves prefix[62..] zero, but an old server may leave garbage there.
+        let time = if self.version >= 2 { pdu.time() } else { 0 };
         if !from_server {
             let sender = pdu.username();
             return Ok(Some(Event::Message {

@@ -1222,7 +1222,7 @@ fn random_server_pdus_never_panic_in_any_phase() {
         } else {
             ByteOrder::Big
         };
-        let mut client = match round % 5 {
+        let mut client = match round % 7 {
             0 => Client::new(settings(order)),
             1 => started(order, t0).0,
             2 => {
@@ -1231,7 +1231,18 @@ fn random_server_pdus_never_panic_in_any_phase() {
                 c
             }
             3 => established(order, t0),
-            _ => in_channel(order, t0),
+            4 => in_channel(order, t0),
+            // Version 2 (little-endian only, as the helper sets up), with requests owed.
+            _ if order == ByteOrder::Big => in_channel(order, t0),
+            5 => established_v2(t0),
+            _ => {
+                let (mut c, mut out) = in_channel_v2(t0);
+                c.list_channels(t0, &mut out).unwrap();
+                c.names(None, t0, &mut out).unwrap();
+                c.kick(None, &name("bob"), b"x", t0, &mut out).unwrap();
+                c.oper(b"pw", t0, &mut out).unwrap();
+                c
+            }
         };
         let mut out: Vec<u8> = Vec::new();
         for step in 0..20u64 {
@@ -1243,7 +1254,8 @@ fn random_server_pdus_never_panic_in_any_phase() {
                 chunk.copy_from_slice(&r[..chunk.len()]);
             }
             if !noise {
-                let code = (rng.next() % 10) as u32;
+                // Every code of both versions, and one past them.
+                let code = (rng.next() % 16) as u32;
                 let raw = match order {
                     ByteOrder::Little => code.to_le_bytes(),
                     ByteOrder::Big => code.to_be_bytes(),
@@ -1253,6 +1265,7 @@ fn random_server_pdus_never_panic_in_any_phase() {
                     bytes[..10].copy_from_slice(b"SERVER\0\0\0\0");
                 }
                 bytes[61] = (rng.next() % 3) as u8;
+                bytes[62] = (rng.next() % 3) as u8;
             }
             let pdu = Pdu::from_bytes(bytes);
             let now = t0 + Duration::from_millis(step * 700);
@@ -1777,12 +1790,34 @@ fn oper_accepted_or_refused_late_without_timing_out() {
 }
 
 #[test]
+fn time_stamps_are_zero_on_version_1() {
+    let t0 = Instant::now();
+    let order = ByteOrder::Little;
+    let mut client = in_channel(order, t0);
+    let mut out: Vec<Pdu> = Vec::new();
+    let junk = stamped(Pdu::receive(order, b"bob", Some(&ch("@c")), b"hi"), 12_345);
+    assert!(matches!(
+        client.handle(&junk, t0, &mut out),
+        Ok(Some(Event::Message { time: 0, .. }))
+    ));
+    let junk = stamped(Pdu::notice(order, Some(&ch("@c")), b"bob left"), 12_345);
+    assert!(matches!(
+        client.handle(&junk, t0, &mut out),
+        Ok(Some(Event::Notice { time: 0, .. }))
+    ));
+}
+
+#[test]
 fn v2_requests_are_refused_on_a_v1_connection() {
     let t0 = Instant::now();
     let order = ByteOrder::Little;
     let mut client = in_channel(order, t0);
     let mut out: Vec<Pdu> = Vec::new();
     let v1 = Err(ClientError::NeedsVersion2 { agreed: 1 });
+    assert_eq!(
+        ClientError::NeedsVersion2 { agreed: 1 }.to_string(),
+        "this needs protocol version 2, and this connection speaks version 1"
+    );
     assert_eq!(client.list_channels(t0, &mut out), v1);
     assert_eq!(client.names(None, t0, &mut out), v1);
     assert_eq!(client.kick(None, &name("bob"), b"", t0, &mut out), v1);
@@ -1874,6 +1909,34 @@ fn removal_before_a_pending_join_is_answered() {
         client.handle(&leave_ack, t0, &mut out),
         Ok(Some(Event::Left { channel: ch("@d") }))
     );
+    assert!(client.is_settled());
+}
+
+#[test]
+fn an_operator_kicking_itself_gets_the_ack_then_leaves() {
+    // The server answers the KICK, then removes the kicker (v2 section 5).
+    let t0 = Instant::now();
+    let order = ByteOrder::Little;
+    let (mut client, mut out) = in_channel_v2(t0);
+    out.clear();
+    client.kick(None, &name("amy"), b"", t0, &mut out).unwrap();
+    let mut ack = out[0].clone();
+    ack.set_username(SERVER_NAME);
+    assert!(matches!(
+        client.handle(&ack, t0, &mut out),
+        Ok(Some(Event::Moderated {
+            request: Request::Kick,
+            target: b"amy",
+            ..
+        }))
+    ));
+    assert_eq!(client.channel(), Some(&ch("@c")));
+    let removal = Pdu::channel_ack(Command::LeaveChannel, order, &ch("@c"));
+    assert_eq!(
+        client.handle(&removal, t0, &mut out),
+        Ok(Some(Event::Removed { channel: ch("@c") }))
+    );
+    assert_eq!(client.channel(), None);
     assert!(client.is_settled());
 }
 
