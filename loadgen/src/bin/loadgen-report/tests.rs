@@ -240,5 +240,14 @@ fn a_push_report_judges_the_push_targets_and_has_no_polling_note() {
     assert!(md.contains("| 3 (of 40 owed) | **missed** |"), "{md}");
     assert!(md.contains("compare with a poll-19k report"), "{md}");
     assert!(!md.contains("by design"), "{md}");
+    assert!(!md.contains("no close after QUIT"), "{md}");
+    // Connections the server had not closed after the final QUIT: explained as such.
+    let mut summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    summary["disconnects_by_cause"] = json!({"no close after QUIT": 150});
+    std::fs::write(dir.join("summary.json"), summary.to_string()).unwrap();
+    report(&dir).unwrap();
+    let md = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
+    assert!(md.contains("150 connections were not closed"), "{md}");
     let _ = std::fs::remove_dir_all(&dir);
 }
