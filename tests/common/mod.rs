@@ -356,6 +356,21 @@ impl Server {
         c.join(channel);
         c
     }
+
+    /// A client established under `name` with protocol version 2 (little-endian).
+    pub fn login_v2(&self, name: &str) -> TestClient {
+        let mut c = self.client();
+        c.handshake_v2(name);
+        c
+    }
+
+    /// A version-2 client established under `name` and in `channel`; what the server
+    /// pushes after the JOIN acknowledgement (the replay, the `joined` notice) is unread.
+    pub fn member_v2(&self, name: &str, channel: &str) -> TestClient {
+        let mut c = self.login_v2(name);
+        c.join(channel);
+        c
+    }
 }
 
 impl Drop for Server {
@@ -832,6 +847,15 @@ impl TestClient {
     pub fn handshake(&mut self, name: &str) {
         self.ping_version();
         self.send(&Pdu::client_version(self.order, 1));
+        self.client_info(name);
+    }
+
+    /// PING → PONG + version (which must be 2) → version 2 → CLIENT_INFO →
+    /// acknowledgement (v2 contract section 1).
+    pub fn handshake_v2(&mut self, name: &str) {
+        let highest = self.ping_version();
+        assert_eq!(highest, 2, "the server must offer version 2");
+        self.send(&Pdu::client_version(self.order, 2));
         self.client_info(name);
     }
 
