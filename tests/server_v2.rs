@@ -7,7 +7,6 @@
 mod common;
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
@@ -677,44 +676,6 @@ fn an_operator_can_kick_itself_and_the_next_member_becomes_operator() {
 // ---------------------------------------------------------------------------------------
 // Server operators
 // ---------------------------------------------------------------------------------------
-
-/// A file holding the argon2id PHC string of `password` (cheap parameters: the server
-/// verifies with the parameters the string names), removed on drop.
-struct OperFile(PathBuf);
-
-impl OperFile {
-    fn new(test: &str, password: &str) -> OperFile {
-        use argon2::password_hash::{PasswordHasher, SaltString};
-        let salt = SaltString::encode_b64(&[7; 16]).expect("a salt");
-        let params = argon2::Params::new(1024, 1, 1, None).expect("argon2 parameters");
-        let hasher =
-            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-        let phc = hasher
-            .hash_password(password.as_bytes(), &salt)
-            .expect("hash")
-            .to_string();
-        OperFile::with_text(test, &format!("{phc}\n"))
-    }
-
-    fn with_text(test: &str, text: &str) -> OperFile {
-        let path = std::env::temp_dir().join(format!(
-            "kaichat-server-v2-{}-{test}.phc",
-            std::process::id()
-        ));
-        std::fs::write(&path, text).expect("write the operator password file");
-        OperFile(path)
-    }
-
-    fn path(&self) -> &str {
-        self.0.to_str().expect("a UTF-8 temp path")
-    }
-}
-
-impl Drop for OperFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 /// OPER with `password`; the acknowledgement must follow.
 fn oper(c: &mut TestClient, password: &str) {

@@ -1093,3 +1093,41 @@ impl Gate {
         self.cond.notify_all();
     }
 }
+
+/// A file holding the argon2id PHC string of `password` (cheap parameters: the server
+/// verifies with the parameters the string names), removed on drop.
+pub struct OperFile(PathBuf);
+
+impl OperFile {
+    pub fn new(test: &str, password: &str) -> OperFile {
+        use argon2::password_hash::{PasswordHasher, SaltString};
+        let salt = SaltString::encode_b64(&[7; 16]).expect("a salt");
+        let params = argon2::Params::new(1024, 1, 1, None).expect("argon2 parameters");
+        let hasher =
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let phc = hasher
+            .hash_password(password.as_bytes(), &salt)
+            .expect("hash")
+            .to_string();
+        OperFile::with_text(test, &format!("{phc}\n"))
+    }
+
+    pub fn with_text(test: &str, text: &str) -> OperFile {
+        let path = std::env::temp_dir().join(format!(
+            "kaichat-server-v2-{}-{test}.phc",
+            std::process::id()
+        ));
+        std::fs::write(&path, text).expect("write the operator password file");
+        OperFile(path)
+    }
+
+    pub fn path(&self) -> &str {
+        self.0.to_str().expect("a UTF-8 temp path")
+    }
+}
+
+impl Drop for OperFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
