@@ -790,6 +790,9 @@ impl Server {
         if let Some(warning) = store.warning(self.clock.now()) {
             eprintln!("kaichat-server: {warning}");
         }
+        // A new durable watermark wakes the channel's push readers: their turn comes in the
+        // next iteration (which then polls without waiting), not at the next second.
+        self.carry_out();
     }
 
     /// One line of counters, for the periodic and the final statistics.
