@@ -319,6 +319,57 @@ fn v1_and_v2_clients_in_one_channel_each_see_what_their_version_promises() {
     assert_eq!(query_v1(&mut bob), entries(&[("SERVER", "carol joined")]));
 }
 
+/// A scratch directory, removed on drop.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new(test: &str) -> Scratch {
+        let dir =
+            std::env::temp_dir().join(format!("kaichat-server-v2-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a scratch directory");
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn with_sync_always_an_entry_is_pushed_once_the_store_commits_it() {
+    // Under `always`, pushes stop at what the store has committed; the commit, not another
+    // client's request, must release them.
+    let dir = Scratch::new("always");
+    let db = dir.0.join("history.db");
+    let server = Server::start(&[
+        "--store",
+        db.to_str().expect("a UTF-8 path"),
+        "--sync",
+        "always",
+    ]);
+    let mut alice = server.member_v2("alice", "@durable");
+    expect_entry(&mut alice, "SERVER", "alice joined");
+    let mut bob = server.member("bob", "@durable");
+    expect_entry(&mut alice, "SERVER", "bob joined");
+    // Five round trips, each message sent once the previous one arrived. A push held until
+    // the loop's next whole-second wake-up takes up to a second each (about 5 s for the
+    // five); pushed on the commit, they take a few fsyncs.
+    let start = Instant::now();
+    for i in 0..5 {
+        bob.say(&format!("kept {i}"));
+        let pdu = alice.expect(Command::ReceiveMessage);
+        assert_eq!(entry(&pdu), ("bob".into(), format!("kept {i}")), "{pdu:?}");
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "five committed messages took {:?} to be pushed",
+        start.elapsed()
+    );
+}
+
 #[test]
 fn a_v2_query_answers_only_what_was_not_pushed_behind_a_backlog() {
     let server = Server::start(&[]);
