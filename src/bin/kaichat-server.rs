@@ -50,7 +50,7 @@ const PRINT_CONFIG: &str = "--print-config";
 fn help() -> String {
     format!(
         "\
-kaichat-server {version}: the KaiChat v1 chat server (TLS on TCP port {DEFAULT_PORT})
+kaichat-server {version}: the KaiChat chat server, protocol versions 1 and 2 (TLS on TCP port {DEFAULT_PORT})
 
 USAGE:
   kaichat-server [OPTIONS]

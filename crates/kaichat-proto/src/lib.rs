@@ -1,4 +1,4 @@
-//! The sans-IO core of KaiChat v1: the PDU codec, the name rules, the server's session
+//! The sans-IO core of KaiChat, protocol versions 1 and 2: the PDU codec, the name rules, the server's session
 //! state machine, the chat state (hub), the timer wheel, the client state machine, and the
 //! `Outbox` the two state machines write their PDUs to.
 //!
@@ -6,8 +6,8 @@
 //! of it touches a socket, a clock or a thread. That is a compile-time fact: this crate
 //! depends on no I/O crate (mio, rustls, libc, socket2), so a stray `use mio` fails to
 //! build. The reactor (`kaichat::server`), the transport and the binaries live in the
-//! `kaichat` crate above it. The contract is the project's `kaichat-v1.md`, documented for
-//! client authors in `docs/PROTOCOL.md`.
+//! `kaichat` crate above it. The contracts (versions 1 and 2) are documented for client
+//! authors in `docs/PROTOCOL.md`.
 //!
 //! Where unit tests live: a module's unit tests are its child module `tests`, declared last
 //! in the module as `#[cfg(test)] mod tests;` and written in their own file beside it,
