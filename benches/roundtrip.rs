@@ -43,6 +43,8 @@ impl BenchServer {
             max_clients: 64,
             stats_interval: 0,
             limits: kaichat::server::AddressLimits::default(),
+            rules: kaichat_proto::hub::Rules::default(),
+            oper_hash: None,
         };
         let mut server = Server::bind(config).expect("cannot bind the bench server on 127.0.0.1");
         let addr = server.local_addr().expect("bound address");

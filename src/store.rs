@@ -22,16 +22,16 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use kaichat_proto::hub::Entry;
+use kaichat_proto::hub::{Entry, Kind};
 use kaichat_proto::names::{ChannelName, Username};
 use rusqlite::{Connection, ErrorCode, OptionalExtension};
 
 /// The schema this server writes. A store of a newer version is refused.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// `MIGRATIONS[v]` takes a store from version `v` to `v + 1`, in one transaction. Version 0
 /// is an empty database (a new file).
-const MIGRATIONS: [&str; 1] = [
+const MIGRATIONS: [&str; 2] = [
     // 0 -> 1. Names are printable ASCII, so TEXT; message text is any bytes but NUL, so a
     // BLOB. Times are milliseconds since the Unix epoch. The ban tables are for protocol v2
     // (KICK/BAN/UNBAN); this server creates them and does not use them yet.
@@ -63,6 +63,11 @@ const MIGRATIONS: [&str; 1] = [
          reason BLOB,
          time_ms INTEGER NOT NULL
      );",
+    // 1 -> 2. Protocol v2 entry kinds (hub::Kind codes): 0 chat, 1 joined/left, 2 a
+    // removal by KICK or BAN, 3 `is now an operator`. Version-1 readers are sent the last
+    // two differently, so the kind must survive a restart. Older rows are chat or notices.
+    "ALTER TABLE entries ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;
+     UPDATE entries SET kind = 1 WHERE sender IS NULL;",
 ];
 
 /// Entries in flight between the loop and the writer.
@@ -138,13 +143,11 @@ pub struct LoadedChannel {
     pub entries: Vec<Entry>,
 }
 
-/// An entry for the writer: what the hub journaled, with the time of the append.
+/// An entry for the writer: what the hub journaled (its time stamp is the append's).
 pub struct Record {
     pub channel: ChannelName,
     pub seq: u64,
-    pub time_ms: u64,
-    pub sender: Option<Username>,
-    pub text: Box<[u8]>,
+    pub entry: Entry,
 }
 
 /// The database and its lock, checked and migrated, before the writer starts.
@@ -248,7 +251,7 @@ impl Opened {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT c.name, e.seq, e.sender, e.text FROM entries e \
+                "SELECT c.name, e.seq, e.sender, e.text, e.time_ms, e.kind FROM entries e \
                  JOIN channels c ON c.id = e.channel ORDER BY e.channel, e.seq",
             )
             .map_err(|e| fail(&e))?;
@@ -285,7 +288,18 @@ impl Opened {
             if tail.len() == self.history {
                 tail.pop_front();
             }
-            tail.push_back(Entry { sender, text });
+            let time_ms: i64 = row.get(4).map_err(|e| fail(&e))?;
+            let kind: i64 = row.get(5).map_err(|e| fail(&e))?;
+            let kind = u8::try_from(kind)
+                .ok()
+                .and_then(Kind::from_code)
+                .ok_or_else(|| fail(&format!("entry {seq}: unknown kind {kind}")))?;
+            tail.push_back(Entry {
+                sender,
+                kind,
+                time_ms: u64::try_from(time_ms).unwrap_or(0),
+                text,
+            });
         }
         if let Some((name, end_seq)) = current {
             channels.push(LoadedChannel {
@@ -479,8 +493,8 @@ impl Writer {
         let mut ends: HashMap<ChannelName, (i64, u64)> = HashMap::new();
         {
             let mut insert = tx.prepare_cached(
-                "INSERT OR REPLACE INTO entries (channel, seq, time_ms, sender, text) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT OR REPLACE INTO entries (channel, seq, time_ms, sender, text, kind) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             for record in batch {
                 let id = match self.ids.get(&record.channel) {
@@ -500,9 +514,10 @@ impl Writer {
                 insert.execute((
                     id,
                     i64::try_from(record.seq).unwrap_or(i64::MAX),
-                    i64::try_from(record.time_ms).unwrap_or(i64::MAX),
-                    record.sender.map(|s| s.to_string()),
-                    &record.text[..],
+                    i64::try_from(record.entry.time_ms).unwrap_or(i64::MAX),
+                    record.entry.sender.map(|s| s.to_string()),
+                    &record.entry.text[..],
+                    record.entry.kind.code(),
                 ))?;
                 let end = ends.entry(record.channel).or_insert((id, 0));
                 end.1 = end.1.max(record.seq + 1);

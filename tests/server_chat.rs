@@ -301,7 +301,7 @@ fn a_joiner_is_replayed_the_last_r_entries() {
 
 #[test]
 fn the_default_replay_is_twenty_entries() {
-    let server = Server::start(&[]);
+    let server = Server::start(&["--rate-limit", "0"]);
     let mut a = server.member("old", "@r20");
     for i in 1..=30 {
         a.say(&format!("m{i}"));
@@ -513,7 +513,7 @@ fn only_the_clients_own_channel_is_returned() {
 
 #[test]
 fn answers_follow_request_order_and_a_long_answer_is_never_interleaved() {
-    let server = Server::start(&["--replay", "500"]);
+    let server = Server::start(&["--replay", "500", "--rate-limit", "0"]);
     let mut talker = server.member("talker", "@long");
     let mut batch = Vec::new();
     for i in 0..500 {

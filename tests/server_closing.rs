@@ -155,7 +155,7 @@ fn a_rejected_version_is_delivered_with_its_notice_then_close_notify() {
     let server = Server::start(&[]);
     let mut c = SmallWindowClient::connect(server.addr, TINY_BUFFER);
     let mut first = Pdu::ping(LE).as_bytes().to_vec();
-    first.extend_from_slice(Pdu::client_version(LE, 2).as_bytes());
+    first.extend_from_slice(Pdu::client_version(LE, 3).as_bytes());
     c.write(&first);
     // After the server decided to close: a PDU it will never read.
     thread::sleep(Duration::from_millis(300));
@@ -322,7 +322,7 @@ fn a_rejected_version_is_counted_as_such_not_as_a_quit() {
     let server = Server::start(&[]);
     let mut c = server.client();
     c.ping_version();
-    c.send(&Pdu::client_version(LE, 2));
+    c.send(&Pdu::client_version(LE, 3));
     c.expect_error();
     c.expect_clean_close();
     drop(c);

@@ -214,6 +214,14 @@ fn print_config_reads_back_to_the_same_settings() {
         "--accept-burst",
         "7",
         "--limit-loopback",
+        "--max-version",
+        "1",
+        "--oper-password-file",
+        "/etc/kaichat/oper.hash",
+        "--rate-limit",
+        "0",
+        "--rate-burst",
+        "5",
     ];
     for args in [&[][..], all_set] {
         let printed = print_config(args);
@@ -244,6 +252,10 @@ fn print_config_reads_back_to_the_same_settings() {
         "accept-rate = 5",
         "accept-burst = 7",
         "limit-loopback = true",
+        "max-version = 1",
+        "oper-password-file = \"/etc/kaichat/oper.hash\"",
+        "rate-limit = 0",
+        "rate-burst = 5",
     ] {
         assert!(
             printed.lines().any(|l| l == line),

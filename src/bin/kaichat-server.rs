@@ -338,6 +338,7 @@ fn main() -> ExitCode {
     let limits = settings.address_limits();
 
     let dev_pair = settings.cert.is_none() && settings.key.is_none();
+    let rules = settings.rules();
     let cert = settings
         .cert
         .unwrap_or_else(|| tls::dev_file(tls::DEV_CERT));
@@ -373,6 +374,16 @@ fn main() -> ExitCode {
         }
         None => None,
     };
+    let oper_hash = match &settings.oper_password_file {
+        Some(path) => match kaichat::server::oper::load_hash(path) {
+            Ok(phc) => Some(phc),
+            Err(e) => {
+                eprintln!("kaichat-server: --oper-password-file: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     let candidates = settings.listen.addrs;
     let config = Config {
         listen: candidates[0], // bind_first sets each candidate in turn
@@ -383,6 +394,8 @@ fn main() -> ExitCode {
         max_clients,
         stats_interval: settings.stats_interval,
         limits,
+        rules,
+        oper_hash,
     };
     let (mut server, addr) = match bind_first(config, &candidates) {
         Ok(bound) => bound,

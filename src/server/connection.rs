@@ -33,7 +33,8 @@ use super::readiness::Readiness;
 use super::stats::{CloseReason, DeadlineKind, Stats};
 use super::{Clock, TimerKey};
 use crate::transport::{Fill, Transport, TransportError};
-use kaichat_proto::hub::Hub;
+use kaichat_proto::hub::{ChannelId, Hub};
+use kaichat_proto::names::ChannelName;
 use kaichat_proto::outbox::Outbox;
 use kaichat_proto::pdu::{Command, Pdu};
 use kaichat_proto::session::{Deadlines, Session, Step};
@@ -72,6 +73,8 @@ pub enum Expiry {
     Timeout(DeadlineKind),
     /// The bound on closing passed: free the slot now, whatever is left unsaid.
     Abandon,
+    /// The session asked to be woken by now ([`Connection::wake`]).
+    Wake,
 }
 
 /// Where a connection is in its life.
@@ -234,17 +237,20 @@ fn micros_stamp(micros: u64) -> NonZeroU32 {
 impl Connection {
     /// A connection accepted at `accepted_at` (ms): its pre-PING deadline, TLS handshake
     /// included, runs from there.
+    /// `key` is its slab key, which the hub names it by.
     pub fn new(
         socket: TcpStream,
         transport: Transport<ServerConnection>,
         accepted_at: u64,
         generation: u32,
         claim: Option<Claim>,
+        key: usize,
     ) -> Connection {
+        let peer = socket.peer_addr().ok().map(|a| a.ip());
         Connection {
             socket,
             transport,
-            session: Session::new(accepted_at),
+            session: Session::accepted(accepted_at, key, peer),
             accepted_at,
             readiness: Readiness::new(),
             timer: Timer {
@@ -278,6 +284,48 @@ impl Connection {
         self.socket.peer_addr()
     }
 
+    /// The client's address, as known at accept.
+    pub fn peer_ip(&self) -> Option<std::net::IpAddr> {
+        self.session.peer()
+    }
+
+    /// Whether the connection's user is a server operator.
+    pub fn is_server_operator(&self, hub: &Hub) -> bool {
+        self.session
+            .user()
+            .is_some_and(|user| hub.is_server_operator(user))
+    }
+
+    /// The password of an OPER the session wants verified, once.
+    pub fn take_oper_request(&mut self) -> Option<Box<[u8]>> {
+        self.session.take_oper_request()
+    }
+
+    /// The verdict on the connection's OPER password; the caller gives it a turn next.
+    pub fn oper_checked(&mut self, accepted: bool, now: u64, hub: &mut Hub, stats: &mut Stats) {
+        let mut out = Counted {
+            transport: &mut self.transport,
+            stats,
+        };
+        self.session.oper_checked(accepted, now, hub, &mut out);
+    }
+
+    /// Does what the session had due by `now` (a delayed OPER refusal); the caller gives
+    /// the connection a turn next.
+    pub fn wake(&mut self, now: u64, hub: &Hub, stats: &mut Stats) {
+        let mut out = Counted {
+            transport: &mut self.transport,
+            stats,
+        };
+        self.session.wake(now, hub, &mut out);
+    }
+
+    /// Another connection's KICK or BAN removed this one's user from `channel`; the caller
+    /// gives the connection a turn next.
+    pub fn removed(&mut self, channel: ChannelId, name: ChannelName, notice: Box<[u8]>) {
+        self.session.removed(channel, name, notice);
+    }
+
     /// A poll event for this connection's socket.
     pub fn on_event(&mut self, event: &Event) {
         self.readiness.on_event(event);
@@ -306,7 +354,7 @@ impl Connection {
                 Err(reason) => self.close(reason, clock.now(), stats),
             }
         }
-        self.linger(hub, &mut budget, stats)
+        self.linger(hub, clock, &mut budget, stats)
     }
 
     fn serve_open(
@@ -321,7 +369,7 @@ impl Connection {
         if self.transport.overflowed() {
             return Err(CloseReason::Overflow);
         }
-        if written && !self.session.answering() {
+        if written && !self.session.answer_in_flight() {
             self.answered(clock, stats);
         }
         result
@@ -392,13 +440,21 @@ impl Connection {
                 return Ok(Turn::More);
             }
             *budget -= 1;
-            if self.session.answering() {
+            // What is owed goes first: the answer in flight, a removal's notices, and on
+            // version 2 the entries not pushed yet (v2 section 2).
+            if self.session.has_output(hub) {
+                let now = *stamp.get_or_insert_with(|| clock.now());
                 let mut out = Counted {
                     transport: &mut self.transport,
                     stats,
                 };
-                self.session.continue_answer(hub, ANSWER_BATCH, &mut out);
+                self.session
+                    .continue_output(hub, now, ANSWER_BATCH, &mut out);
                 continue;
+            }
+            // An OPER being verified, or its refusal delayed: the connection is not read.
+            if self.session.answering() {
+                return Ok(Turn::Idle);
             }
             if let Some(pdu) = self.transport.next_pdu() {
                 let command = self.session.command_of(&pdu);
@@ -467,7 +523,13 @@ impl Connection {
     /// the session's while open, the bound on closing while lingering.
     fn deadline(&self, deadlines: &Deadlines) -> Option<u64> {
         match self.stage {
-            Stage::Open => self.session.deadline(deadlines),
+            Stage::Open => {
+                let wake = self.session.wake_at();
+                match (self.session.deadline(deadlines), wake) {
+                    (Some(deadline), Some(wake)) => Some(deadline.min(wake)),
+                    (deadline, wake) => deadline.or(wake),
+                }
+            }
             Stage::Lingering(linger) => Some(u64::from(linger.until_second) * 1000),
             Stage::Done => None,
         }
@@ -506,10 +568,12 @@ impl Connection {
         if !self.timer.fired(generation, due) {
             return Expiry::None;
         }
+        let timed_out = self.session.deadline(deadlines).is_some_and(|d| d <= now);
         match (self.deadline(deadlines), self.stage) {
-            (Some(deadline), Stage::Open) if deadline <= now => {
+            (Some(deadline), Stage::Open) if deadline <= now && timed_out => {
                 Expiry::Timeout(self.set_up_or_idle())
             }
+            (Some(deadline), Stage::Open) if deadline <= now => Expiry::Wake,
             (Some(deadline), _) if deadline <= now => {
                 self.stage = Stage::Done;
                 Expiry::Abandon
@@ -583,18 +647,25 @@ impl Connection {
     /// One turn of a lingering close: produce what is owed, write it, shut the write side,
     /// and discard input until the client's EOF. `Done` once all of that happened, or the
     /// socket failed; said once, when it happens.
-    fn linger(&mut self, hub: &mut Hub, budget: &mut usize, stats: &mut Stats) -> Turn {
+    fn linger(
+        &mut self,
+        hub: &mut Hub,
+        clock: &Clock,
+        budget: &mut usize,
+        stats: &mut Stats,
+    ) -> Turn {
         let Stage::Lingering(mut linger) = self.stage else {
             return Turn::Idle;
         };
+        let now = clock.now();
         // A failure of the socket ends the close: nothing more can be said on it.
         let turn = self
-            .say_goodbye(&mut linger, hub, budget, stats)
+            .say_goodbye(&mut linger, hub, now, budget, stats)
             .unwrap_or(Turn::Done);
         self.stage = match turn {
             Turn::Done => {
                 // Releases the name and channel if the goodbye was never reached.
-                self.session.close(hub);
+                self.session.close(hub, now);
                 Stage::Done
             }
             _ => Stage::Lingering(linger),
@@ -606,6 +677,7 @@ impl Connection {
         &mut self,
         linger: &mut Linger,
         hub: &mut Hub,
+        now: u64,
         budget: &mut usize,
         stats: &mut Stats,
     ) -> Result<Turn, CloseReason> {
@@ -616,7 +688,7 @@ impl Connection {
         // 1. What is owed: the rest of an answer in flight, under the same output bound,
         //    then close_notify (after a TLS error, the alert rustls queued instead).
         while !linger.said_goodbye {
-            if self.session.answering() && linger.reason.finishes_answer() {
+            if self.session.answer_in_flight() && linger.reason.finishes_answer() {
                 if self.transport.queued() >= OUTPUT_BOUND && !self.flush(stats)? {
                     break;
                 }
@@ -628,11 +700,12 @@ impl Connection {
                     transport: &mut self.transport,
                     stats,
                 };
-                self.session.continue_answer(hub, ANSWER_BATCH, &mut out);
+                self.session
+                    .continue_output(hub, now, ANSWER_BATCH, &mut out);
                 continue;
             }
             // Everything owed is produced: the name and the channel are free from here.
-            self.session.close(hub);
+            self.session.close(hub, now);
             if linger.reason != CloseReason::TlsError {
                 self.transport.close_notify();
             }
@@ -679,8 +752,8 @@ impl Connection {
     /// the goodbye released them already), and the socket's registration; returns its
     /// place in its address's count, for the reactor to give back. The socket closes when
     /// the connection is dropped.
-    pub fn release(mut self, hub: &mut Hub, registry: &Registry) -> Option<Claim> {
-        self.session.close(hub);
+    pub fn release(mut self, hub: &mut Hub, registry: &Registry, now: u64) -> Option<Claim> {
+        self.session.close(hub, now);
         let _ = registry.deregister(&mut self.socket);
         self.claim
     }

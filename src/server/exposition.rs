@@ -268,6 +268,7 @@ pub fn encode(snapshot: &Snapshot) -> String {
     for (cause, count) in [
         ("max_per_address", stats.refused_max_per_address),
         ("accept_rate", stats.refused_accept_rate),
+        ("banned", stats.refused_banned),
     ] {
         refusals.get_or_create(&CauseLabel { cause }).inc_by(count);
     }
@@ -275,7 +276,8 @@ pub fn encode(snapshot: &Snapshot) -> String {
         "connections_refused",
         "Client connections closed right after accept, before any TLS, by the limit of \
          their address they were over: max_per_address (--max-per-address connections \
-         open), accept_rate (new connections faster than --accept-rate)",
+         open), accept_rate (new connections faster than --accept-rate), banned (a server \
+         ban of the address)",
         refusals,
     );
 

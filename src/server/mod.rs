@@ -32,6 +32,7 @@ mod clock;
 mod connection;
 mod exposition;
 mod listener;
+pub mod oper;
 mod readiness;
 mod scrape;
 mod shutdown;
@@ -53,10 +54,11 @@ use admission::{Admission, Claim, Refusal};
 pub(crate) use clock::Clock;
 use connection::{Connection, Expiry, Life, Turn};
 use exposition::{Lives, Snapshot};
-use kaichat_proto::hub::{Appended, Hub};
+use kaichat_proto::hub::{Appended, Event, Hub, Rules};
 use kaichat_proto::session::Deadlines;
 use kaichat_proto::timer_wheel::TimerWheel;
 use listener::{Accepted, Listener};
+use oper::Verifier;
 use scrape::Endpoint;
 pub use scrape::{MAX_SCRAPES as METRICS_CONNECTIONS, SCRAPE_TIMEOUT_MS as METRICS_TIMEOUT_MS};
 pub use shutdown::Shutdown;
@@ -99,6 +101,12 @@ pub struct Config {
     pub stats_interval: u64,
     /// Connections and new connections per second allowed to one client address.
     pub limits: AddressLimits,
+    /// The highest protocol version offered, the rate limit, and whether OPER can succeed
+    /// (`rules.oper` is set from `oper_hash` by [`Server::bind`]).
+    pub rules: Rules,
+    /// The server operator password's argon2id PHC string (`--oper-password-file`, read
+    /// with [`oper::load_hash`]); None: OPER always fails.
+    pub oper_hash: Option<String>,
 }
 
 /// A timer-wheel entry: slab key, generation of the connection in that slot, due ms.
@@ -146,6 +154,11 @@ pub struct Server {
     store: Option<Store>,
     /// The hub's journal, taken each iteration (kept to reuse its allocation).
     appended: Vec<Appended>,
+    /// Checks OPER passwords on its own thread; None without an operator password.
+    verifier: Option<Verifier>,
+    /// What the hub asked for, taken after each turn (kept to reuse their allocations).
+    events: Vec<Event>,
+    woken: Vec<usize>,
 }
 
 impl Server {
@@ -160,12 +173,23 @@ impl Server {
         // Room for every connection's address, and as many again whose rate of new
         // connections is remembered (admission.rs: the map's bound).
         let admission = Admission::new(config.limits, config.max_clients.saturating_mul(2));
+        let verifier = match &config.oper_hash {
+            Some(phc) => Some(Verifier::start(phc.clone(), Arc::clone(&shutdown.waker))?),
+            None => None,
+        };
+        let clock = Clock::new();
+        let mut hub = Hub::new(config.history, config.replay);
+        hub.set_rules(Rules {
+            oper: verifier.is_some(),
+            ..config.rules
+        });
+        hub.set_epoch(epoch_at(&clock));
         Ok(Server {
             poll,
             listener,
             shutdown,
             connections: Slab::new(),
-            hub: Hub::new(config.history, config.replay),
+            hub,
             wheel: TimerWheel::new(0),
             config,
             accept_queue: VecDeque::new(),
@@ -177,11 +201,14 @@ impl Server {
             released: Vec::new(),
             stop_at: None,
             next_generation: 0,
-            clock: Clock::new(),
+            clock,
             stats: Stats::default(),
             metrics: None,
             store: None,
             appended: Vec::new(),
+            verifier,
+            events: Vec::new(),
+            woken: Vec::new(),
         })
     }
 
@@ -198,7 +225,10 @@ impl Server {
     /// [`Opened::load`] read), and the store's writer thread starts. Call before `run`.
     pub fn use_store(&mut self, store: Opened, loaded: Vec<LoadedChannel>) -> io::Result<()> {
         let always = store.sync() == SyncPolicy::Always;
+        let rules = *self.hub.rules();
         self.hub = Hub::with_store(self.config.history, self.config.replay, always);
+        self.hub.set_rules(rules);
+        self.hub.set_epoch(epoch_at(&self.clock));
         for channel in loaded {
             self.hub
                 .restore(channel.name, channel.end_seq, channel.entries);
@@ -257,6 +287,7 @@ impl Server {
             if self.stop_at.is_none() && self.shutdown.requested() {
                 self.begin_shutdown(now);
             }
+            self.oper_verdicts(now);
             for key in std::mem::take(&mut self.pending) {
                 if let Some(conn) = self.connections.get_mut(key) {
                     conn.unlist_pending();
@@ -364,6 +395,89 @@ impl Server {
             Turn::Done => return self.released.push(key),
         }
         conn.arm_deadline(key, &self.config.deadlines, &mut self.wheel);
+        if let Some(password) = conn.take_oper_request() {
+            let generation = conn.id();
+            let queued = self
+                .verifier
+                .as_ref()
+                .is_some_and(|v| v.submit(key, generation, password));
+            if !queued {
+                // The verifier's queue is full: refused, after the same delay.
+                conn.oper_checked(false, self.clock.now(), &mut self.hub, &mut self.stats);
+                self.schedule(key);
+            }
+        }
+        self.carry_out();
+    }
+
+    /// Lists connection `key` for a turn in this loop iteration (or the next).
+    fn schedule(&mut self, key: usize) {
+        if let Some(conn) = self.connections.get_mut(key) {
+            if conn.list_pending() {
+                self.pending.push(key);
+            }
+        }
+    }
+
+    /// Carries out what the last turn's requests did to other connections (v2): a removal
+    /// from a channel, a server ban; and gives a turn to every push reader with new entries.
+    fn carry_out(&mut self) {
+        self.hub.take_events(&mut self.events);
+        for event in std::mem::take(&mut self.events) {
+            match event {
+                Event::Removed {
+                    conn,
+                    channel,
+                    name,
+                    notice,
+                } => {
+                    if let Some(c) = self.connections.get_mut(conn) {
+                        c.removed(channel, name, notice);
+                        self.schedule(conn);
+                    }
+                }
+                Event::CloseAddress(address) => {
+                    // Server operators stay: the one who banned may share the address.
+                    let hub = &self.hub;
+                    let doomed: Vec<usize> = self
+                        .connections
+                        .iter()
+                        .filter(|(_, c)| c.peer_ip() == Some(address) && !c.is_server_operator(hub))
+                        .map(|(key, _)| key)
+                        .collect();
+                    log::info!(
+                        "server ban of {address}: closing {} connections",
+                        doomed.len()
+                    );
+                    for key in doomed {
+                        if let Some(conn) = self.connections.get_mut(key) {
+                            conn.close(CloseReason::Banned, self.clock.now(), &mut self.stats);
+                            self.schedule(key);
+                        }
+                    }
+                }
+            }
+        }
+        self.hub.take_woken(&mut self.woken);
+        for key in std::mem::take(&mut self.woken) {
+            self.schedule(key);
+        }
+    }
+
+    /// Hands the verifier's verdicts to the connections that asked, if they are still there.
+    fn oper_verdicts(&mut self, now: u64) {
+        let Some(verifier) = &self.verifier else {
+            return;
+        };
+        let verdicts: Vec<oper::Verdict> = verifier.verdicts().collect();
+        for verdict in verdicts {
+            if let Some(conn) = self.connections.get_mut(verdict.key) {
+                if conn.id() == verdict.generation {
+                    conn.oper_checked(verdict.accepted, now, &mut self.hub, &mut self.stats);
+                    self.schedule(verdict.key);
+                }
+            }
+        }
     }
 
     fn deadline_fired(&mut self, entry: TimerKey, now: u64) {
@@ -376,6 +490,10 @@ impl Server {
             Expiry::Timeout(kind) => {
                 self.stats.expired(kind);
                 self.close(key, CloseReason::Timeout);
+            }
+            Expiry::Wake => {
+                conn.wake(now, &self.hub, &mut self.stats);
+                self.serve(key);
             }
             // The bound on closing: a client that does not read or does not close.
             Expiry::Abandon => {
@@ -414,6 +532,12 @@ impl Server {
                 Accepted::Stream(socket, peer) => {
                     // Read after the accept: the client connected before, never after.
                     let now = self.clock.now();
+                    if self.hub.is_address_banned(&peer.ip()) {
+                        // A server ban: closed now, before any TLS work (v2 section 5).
+                        self.stats.refused_banned += 1;
+                        log::debug!("a connection from {} refused: banned", peer.ip());
+                        continue;
+                    }
                     match self.admission.admit(peer.ip(), now) {
                         Ok(claim) => {
                             self.stats.accepted += 1;
@@ -496,6 +620,7 @@ impl Server {
                 accepted_at,
                 self.next_generation,
                 claim,
+                key,
             ));
             if log::log_enabled!(log::Level::Info) {
                 match conn.peer() {
@@ -528,7 +653,7 @@ impl Server {
     fn reap(&mut self) {
         for key in std::mem::take(&mut self.released) {
             if let Some(conn) = self.connections.try_remove(key) {
-                let claim = conn.release(&mut self.hub, self.poll.registry());
+                let claim = conn.release(&mut self.hub, self.poll.registry(), self.clock.now());
                 self.unclaim(claim);
             }
             // A slot is free: accept again if we had stopped.
@@ -595,8 +720,9 @@ impl Server {
     /// Frees every connection still there when the grace is over, and returns the final
     /// statistics line. With a store, waits for its writer to commit everything first.
     fn finish_shutdown(&mut self) -> String {
+        let now = self.clock.now();
         for conn in self.connections.drain() {
-            let claim = conn.release(&mut self.hub, self.poll.registry());
+            let claim = conn.release(&mut self.hub, self.poll.registry(), now);
             if let Some(claim) = claim {
                 self.admission.release(claim, self.clock.now());
             }
@@ -617,16 +743,11 @@ impl Server {
         };
         self.hub.take_appended(&mut self.appended);
         if !self.appended.is_empty() {
-            let time_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
             for a in self.appended.drain(..) {
                 store.append(Record {
                     channel: a.channel,
                     seq: a.seq,
-                    time_ms,
-                    sender: a.sender,
-                    text: a.text,
+                    entry: a.entry,
                 });
             }
         } else {
@@ -649,6 +770,15 @@ impl Server {
             None => line,
         }
     }
+}
+
+/// The wall-clock time (ms since the Unix epoch) at which `clock` read 0: time stamps are
+/// this plus the monotonic clock, so they never go backwards within a run.
+fn epoch_at(clock: &Clock) -> u64 {
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    wall.saturating_sub(clock.now())
 }
 
 /// Connections by where they are in their life; sockets accepted and waiting for their

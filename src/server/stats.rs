@@ -107,10 +107,12 @@ pub enum CloseReason {
     IoError,
     Overflow,
     Shutdown,
+    /// A server operator banned the client's address (v2 section 5).
+    Banned,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 8] = [
+    pub const ALL: [CloseReason; 9] = [
         CloseReason::Quit,
         CloseReason::VersionRejected,
         CloseReason::PeerClosed,
@@ -119,6 +121,7 @@ impl CloseReason {
         CloseReason::IoError,
         CloseReason::Overflow,
         CloseReason::Shutdown,
+        CloseReason::Banned,
     ];
 
     pub fn name(self) -> &'static str {
@@ -131,6 +134,7 @@ impl CloseReason {
             CloseReason::IoError => "io",
             CloseReason::Overflow => "overflow",
             CloseReason::Shutdown => "shutdown",
+            CloseReason::Banned => "banned",
         }
     }
 }
@@ -163,6 +167,8 @@ pub struct Stats {
     pub refused_max_per_address: u64,
     /// Connections closed at accept: their address opened them faster than `--accept-rate`.
     pub refused_accept_rate: u64,
+    /// Connections closed at accept: their address is under a server ban (v2 section 5).
+    pub refused_banned: u64,
     /// Times accepting paused because `--max-clients` connections were open.
     pub paused_max_clients: u64,
     /// Connections whose set-up completed (a name was accepted).
@@ -241,8 +247,8 @@ impl Stats {
         }
         let _ = write!(
             line,
-            " refused_max_per_address={} refused_accept_rate={}",
-            self.refused_max_per_address, self.refused_accept_rate
+            " refused_max_per_address={} refused_accept_rate={} refused_banned={}",
+            self.refused_max_per_address, self.refused_accept_rate, self.refused_banned
         );
         if self.refused_no_fd > 0 {
             let _ = write!(line, " refused_no_fd={}", self.refused_no_fd);

@@ -37,16 +37,20 @@ fn channel(name: &str) -> ChannelName {
 }
 
 fn record(name: &str, seq: u64, text: &str) -> Record {
+    let sender = (!seq.is_multiple_of(2)).then(|| Username::new(b"amy").unwrap());
     Record {
         channel: channel(name),
         seq,
-        time_ms: 1_700_000_000_000 + seq,
-        sender: if seq.is_multiple_of(2) {
-            None
-        } else {
-            Some(Username::new(b"amy").unwrap())
+        entry: Entry {
+            sender,
+            kind: if sender.is_some() {
+                Kind::Chat
+            } else {
+                Kind::Notice
+            },
+            time_ms: 1_700_000_000_000 + seq,
+            text: text.as_bytes().into(),
         },
-        text: text.as_bytes().into(),
     }
 }
 
@@ -136,10 +140,10 @@ fn a_smaller_history_bound_loads_only_the_last_entries() {
 }
 
 #[test]
-fn a_new_file_is_migrated_from_0_to_1_with_every_table() {
+fn a_new_file_is_migrated_to_the_current_schema_with_every_table() {
     let db = TempDb::new();
     let opened = Opened::open(&db.path(), 10, SyncPolicy::Always).unwrap();
-    assert_eq!(opened.version().unwrap(), 1);
+    assert_eq!(opened.version().unwrap(), SCHEMA_VERSION);
     let mut stmt = opened
         .conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
@@ -172,7 +176,7 @@ fn a_new_file_is_migrated_from_0_to_1_with_every_table() {
 }
 
 #[test]
-fn migrating_version_1_to_itself_changes_nothing() {
+fn migrating_the_current_version_to_itself_changes_nothing() {
     let db = TempDb::new();
     write(&db.path(), 10, vec![record("@a", 0, "kept")]);
     let mut opened = Opened::open(&db.path(), 10, SyncPolicy::Batch).unwrap();
@@ -187,9 +191,9 @@ fn migrating_version_1_to_itself_changes_nothing() {
             .collect()
     };
     let before = schema(&opened);
-    opened.migrate(1).unwrap();
+    opened.migrate(SCHEMA_VERSION).unwrap();
     assert_eq!(schema(&opened), before);
-    assert_eq!(opened.version().unwrap(), 1);
+    assert_eq!(opened.version().unwrap(), SCHEMA_VERSION);
     let rows: i64 = opened
         .conn
         .query_row("SELECT count(*) FROM kaichat_schema", [], |r| r.get(0))
@@ -262,13 +266,74 @@ fn a_store_from_a_newer_schema_is_refused() {
     let db = TempDb::new();
     drop(Opened::open(&db.path(), 10, SyncPolicy::Batch).unwrap());
     let conn = Connection::open(db.path()).unwrap();
-    conn.execute("UPDATE kaichat_schema SET version = 2", [])
+    conn.execute("UPDATE kaichat_schema SET version = 3", [])
         .unwrap();
     drop(conn);
     let e = refusal(&db.path());
     assert!(
-        e.contains("schema version 2 is newer than this server's (1)"),
+        e.contains("schema version 3 is newer than this server's (2)"),
         "{e}"
+    );
+}
+
+/// A version-1 file (before protocol v2's entry kinds) keeps its entries, and its notices
+/// become notices: a v1 reader is then sent them exactly as before.
+#[test]
+fn a_version_1_file_is_migrated_with_its_notices_as_notices() {
+    let db = TempDb::new();
+    {
+        let conn = Connection::open(db.path()).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch(
+            "UPDATE kaichat_schema SET version = 1;
+             INSERT INTO channels (id, name) VALUES (1, '@a');
+             INSERT INTO entries (channel, seq, time_ms, sender, text)
+                 VALUES (1, 0, 5, NULL, X'616D79206A6F696E6564'), (1, 1, 6, 'amy', X'6869');",
+        )
+        .unwrap();
+    }
+    let opened = Opened::open(&db.path(), 10, SyncPolicy::Batch).unwrap();
+    assert_eq!(opened.version().unwrap(), 2);
+    let loaded = opened.load().unwrap();
+    let kinds: Vec<(Kind, u64, Vec<u8>)> = loaded[0]
+        .entries
+        .iter()
+        .map(|e| (e.kind, e.time_ms, e.text.to_vec()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (Kind::Notice, 5, b"amy joined".to_vec()),
+            (Kind::Chat, 6, b"hi".to_vec())
+        ]
+    );
+}
+
+/// Kinds and time stamps survive a restart: a removal stays a removal.
+#[test]
+fn entry_kinds_and_times_are_kept() {
+    let db = TempDb::new();
+    let mut removal = record("@a", 0, "bob was kicked by amy");
+    removal.entry.kind = Kind::Removal;
+    let mut heir = record("@a", 2, "cy is now an operator");
+    heir.entry.kind = Kind::Operator;
+    write(&db.path(), 10, vec![removal, record("@a", 1, "hi"), heir]);
+    let loaded = Opened::open(&db.path(), 10, SyncPolicy::Batch)
+        .unwrap()
+        .load()
+        .unwrap();
+    let kinds: Vec<(Kind, u64)> = loaded[0]
+        .entries
+        .iter()
+        .map(|e| (e.kind, e.time_ms))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (Kind::Removal, 1_700_000_000_000),
+            (Kind::Chat, 1_700_000_000_001),
+            (Kind::Operator, 1_700_000_000_002)
+        ]
     );
 }
 

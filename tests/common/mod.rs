@@ -151,6 +151,11 @@ impl Server {
         if plaintext {
             args.push("--plaintext".into());
         }
+        // Tests send bursts of messages to fill histories and sockets: the rate limit
+        // (v2 section 6) is off unless a test turns it on to test it.
+        if !extra.contains(&"--rate-limit") {
+            args.extend(["--rate-limit".into(), "0".into()]);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut command = Process::new(server_bin());
         command
@@ -775,14 +780,24 @@ impl TestClient {
 
     // --- protocol steps ---
 
-    /// Sends PING; expects PONG and the server's VERSION_NEGOTIATION (both checked).
-    pub fn ping_version(&mut self) {
+    /// Sends PING; expects PONG and the server's VERSION_NEGOTIATION (both checked), and
+    /// returns the server's highest version (1 or 2).
+    pub fn ping_version(&mut self) -> u16 {
         self.send(&Pdu::ping(self.order));
         self.expect_pong();
         let version = self.expect(Command::VersionNegotiation);
         assert_eq!(version.username(), b"SERVER", "server version prefix");
-        assert_eq!(version.version(), 1, "server's highest version");
-        assert_eq!(&version.params()[..2], &[0, 1], "version is u16 big-endian");
+        let highest = version.version();
+        assert!(
+            matches!(highest, 1 | 2),
+            "server's highest version: {highest}"
+        );
+        assert_eq!(
+            &version.params()[..2],
+            &[0, highest as u8],
+            "version is u16 big-endian"
+        );
+        highest
     }
 
     /// The next PDU is a PONG: command 7, everything else zero.

@@ -1,31 +1,111 @@
-//! The shared chat state (contract section 5): which usernames connected clients hold,
-//! which channels exist (by their checked names), and each channel's bounded history ring.
+//! The shared chat state (v1 contract section 5, v2 sections 2 to 6): which usernames
+//! connected clients hold, which channels exist (by their checked names), who is in each
+//! and who operates it, each channel's bounded history ring, and the ban lists.
 //!
 //! A message is stored once, in its channel's ring; clients only hold a read position (a
-//! sequence number) into it. A QUERY answer is read from the ring entry by entry as the
-//! client's socket drains ([`Hub::next_entry`]), so a large backlog costs no memory per
-//! client. The hub never sees a socket, a PDU or a clock.
+//! sequence number) into it. A QUERY answer or a push is read from the ring entry by entry
+//! as the client's socket drains ([`Hub::next_entry`]), so a large backlog costs no memory
+//! per client. The hub never sees a socket, a PDU or a clock: times come in as arguments,
+//! milliseconds of the caller's monotonic clock, and entries are stamped with
+//! [`Hub::set_epoch`]'s wall-clock offset added.
+//!
+//! What one connection does to another (a KICK, a server ban) and who must be sent new
+//! entries (push delivery) are left for the caller as [`Event`]s ([`Hub::take_events`]) and
+//! woken connections ([`Hub::take_woken`]): the hub only names connections by the
+//! [`ConnRef`] the caller gave it.
 //!
 //! With a store ([`Hub::with_store`]) the hub stays the only owner of chat state: it
 //! journals every entry it appends ([`Hub::take_appended`]) for the caller to hand to the
 //! store, is loaded from it at start-up ([`Hub::restore`]), and keeps a channel's history
 //! when its last member leaves. Under the `always` durability policy it also keeps a durable
-//! watermark per channel ([`Hub::made_durable`]): a QUERY answer stops at the last entry
+//! watermark per channel ([`Hub::made_durable`]): answers and pushes stop at the last entry
 //! the store confirmed, so no one is sent an entry that a crash could still lose.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
+use std::ops::Bound;
 
 use slab::Slab;
 
 use crate::names::{ChannelName, Username};
+use crate::pdu::MAX_USERNAME;
 
-/// A channel's handle, valid while it has members.
+/// A channel's handle, valid while it exists (with members; with a store, also after).
 pub type ChannelId = usize;
 
+/// The caller's handle of a connection (the reactor's slab key). The hub only hands it
+/// back, in events and wake-ups.
+pub type ConnRef = usize;
+
+/// Names a channel's ban list holds at most (v2 section 5).
+pub const MAX_BANS: usize = 1000;
+
+/// What a history entry is (v2 section 1): readers of each version are sent it as their
+/// version defines it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A message from `sender`.
+    Chat,
+    /// `<user> joined`, `<user> left`.
+    Notice,
+    /// `<target> was kicked by <op>...` (KICK or BAN); a v1 reader is sent `<target> left`.
+    Removal,
+    /// `<user> is now an operator`; never sent to a v1 reader.
+    Operator,
+}
+
+impl Kind {
+    /// The number the store keeps for the kind.
+    pub fn code(self) -> u8 {
+        match self {
+            Kind::Chat => 0,
+            Kind::Notice => 1,
+            Kind::Removal => 2,
+            Kind::Operator => 3,
+        }
+    }
+
+    /// The kind for a stored number; None for one this server does not know.
+    pub fn from_code(code: u8) -> Option<Kind> {
+        Some(match code {
+            0 => Kind::Chat,
+            1 => Kind::Notice,
+            2 => Kind::Removal,
+            3 => Kind::Operator,
+            _ => return None,
+        })
+    }
+}
+
 /// A history entry: a chat message, or a channel notice from the server (`sender` None).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     pub sender: Option<Username>,
+    pub kind: Kind,
+    /// When it was appended: ms since the Unix epoch.
+    pub time_ms: u64,
     pub text: Box<[u8]>,
+}
+
+/// Room for the longest text a v1 reader is sent in place of a removal: `<name> left`.
+pub const V1_TEXT_ROOM: usize = MAX_USERNAME + 5;
+
+impl Entry {
+    /// The text a version-1 reader is sent for this entry, or None when a v1 reader is not
+    /// sent it at all (v2 section 1). A removal becomes `<target> left`, written in `room`.
+    pub fn v1_text<'a>(&'a self, room: &'a mut [u8; V1_TEXT_ROOM]) -> Option<&'a [u8]> {
+        match self.kind {
+            Kind::Chat | Kind::Notice => Some(&self.text),
+            Kind::Operator => None,
+            Kind::Removal => {
+                let target = self.text.split(|&b| b == b' ').next().unwrap_or(&[]);
+                let target = &target[..target.len().min(MAX_USERNAME)];
+                room[..target.len()].copy_from_slice(target);
+                room[target.len()..target.len() + 5].copy_from_slice(b" left");
+                Some(&room[..target.len() + 5])
+            }
+        }
+    }
 }
 
 /// A channel's bounded history. Entry `seq` numbers grow forever; the ring holds
@@ -50,13 +130,28 @@ impl History {
     }
 }
 
+/// A member of a channel, under its join number (members are kept in join order).
+struct Member {
+    user: Username,
+    conn: ConnRef,
+    operator: bool,
+    /// A version-2 reader: sent new entries as they are appended.
+    push: bool,
+}
+
 struct Channel {
     name: ChannelName,
-    members: u32,
+    /// By join number: ascending is the order they joined.
+    members: BTreeMap<u64, Member>,
+    operators: u32,
+    /// Members with `push`: whether an append must wake anyone.
+    pushers: u32,
     history: History,
     /// With a durable watermark: the sequence number after the last entry the store has
     /// confirmed committed.
     durable_end: u64,
+    /// On the hub's list of channels whose push readers have new entries.
+    woken: bool,
 }
 
 impl Channel {
@@ -72,11 +167,23 @@ impl Channel {
         };
         Channel {
             name,
-            members: 0,
+            members: BTreeMap::new(),
+            operators: 0,
+            pushers: 0,
             durable_end: history.end_seq(),
             history,
+            woken: false,
         }
     }
+}
+
+/// A connected client's name and what the hub knows of its connection.
+struct User {
+    conn: ConnRef,
+    peer: Option<IpAddr>,
+    /// Its channel and its join number there.
+    membership: Option<(ChannelId, u64)>,
+    server_operator: bool,
 }
 
 /// An entry the hub appended, for the store (see [`Hub::take_appended`]).
@@ -84,8 +191,7 @@ impl Channel {
 pub struct Appended {
     pub channel: ChannelName,
     pub seq: u64,
-    pub sender: Option<Username>,
-    pub text: Box<[u8]>,
+    pub entry: Entry,
 }
 
 /// What the hub keeps for a store.
@@ -96,7 +202,7 @@ struct StoreLink {
     wait_durable: bool,
 }
 
-/// The next thing a QUERY answer carries (see [`Hub::next_entry`]).
+/// The next thing a QUERY answer or a push carries (see [`Hub::next_entry`]).
 pub enum Next<'a> {
     /// Entries past the reader's position were evicted before it read them.
     Skipped(u64),
@@ -106,14 +212,79 @@ pub enum Next<'a> {
     Done,
 }
 
-/// Usernames that are connected, and the open channels.
+/// What one connection's request did to another connection, for the caller to carry out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// `conn`'s user was removed from channel `channel` (`name`) by a KICK or BAN: its
+    /// session must drop its membership and be sent `notice` (v2 section 5).
+    Removed {
+        conn: ConnRef,
+        channel: ChannelId,
+        name: ChannelName,
+        notice: Box<[u8]>,
+    },
+    /// A server ban: every connection from `address` must close (server operators' too).
+    CloseAddress(IpAddr),
+}
+
+/// Why a JOIN was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JoinRefusal {
+    Banned,
+}
+
+/// The server's rules that sessions apply (v2 sections 1, 4 and 6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rules {
+    /// The highest protocol version offered (1 or 2).
+    pub max_version: u16,
+    /// SEND_MESSAGE per second per connection; 0 turns the limit off.
+    pub rate_limit: u32,
+    /// Messages a connection may send at once before the rate applies.
+    pub rate_burst: u32,
+    /// Whether an operator password is configured (OPER can succeed).
+    pub oper: bool,
+}
+
+impl Default for Rules {
+    fn default() -> Rules {
+        Rules {
+            max_version: 2,
+            rate_limit: 10,
+            rate_burst: 20,
+            oper: false,
+        }
+    }
+}
+
+/// One line of a channel listing (LIST_CHANNELS, v2 section 3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listed {
+    pub name: ChannelName,
+    pub members: u32,
+    pub retained: u32,
+}
+
+/// Usernames that are connected, the open channels, and the ban lists.
 pub struct Hub {
-    users: HashSet<Username>,
+    users: HashMap<Username, User>,
     channels: Slab<Channel>,
-    by_name: HashMap<ChannelName, ChannelId>,
+    /// In ascending byte order, for listings.
+    by_name: BTreeMap<ChannelName, ChannelId>,
+    /// Ban lists by channel name: they outlive the channel (v2 section 5).
+    bans: HashMap<ChannelName, HashSet<Username>>,
+    server_bans: HashSet<IpAddr>,
     history_limit: usize,
     replay: u64,
     messages: u64,
+    /// Join numbers: ascending is join order, across channels.
+    next_join: u64,
+    /// Wall-clock ms at the caller's clock zero.
+    epoch_ms: u64,
+    rules: Rules,
+    /// Channels appended to with push readers, until [`Hub::take_woken`].
+    woken: Vec<ChannelId>,
+    events: Vec<Event>,
     /// None: history lives in memory only, and a channel is freed with its last member.
     store: Option<StoreLink>,
 }
@@ -123,12 +294,19 @@ impl Hub {
     /// the last `replay` of them.
     pub fn new(history_limit: usize, replay: usize) -> Hub {
         Hub {
-            users: HashSet::new(),
+            users: HashMap::new(),
             channels: Slab::new(),
-            by_name: HashMap::new(),
+            by_name: BTreeMap::new(),
+            bans: HashMap::new(),
+            server_bans: HashSet::new(),
             history_limit: history_limit.max(1),
             replay: replay as u64,
             messages: 0,
+            next_join: 1,
+            epoch_ms: 0,
+            rules: Rules::default(),
+            woken: Vec::new(),
+            events: Vec::new(),
             store: None,
         }
     }
@@ -146,6 +324,26 @@ impl Hub {
         }
     }
 
+    /// Sets the rules sessions apply.
+    pub fn set_rules(&mut self, rules: Rules) {
+        self.rules = rules;
+    }
+
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// Sets the wall-clock time (ms since the Unix epoch) at which the caller's clock
+    /// reads 0: entries are stamped `epoch + now`, so stamps never go backwards in a run.
+    pub fn set_epoch(&mut self, epoch_ms: u64) {
+        self.epoch_ms = epoch_ms;
+    }
+
+    /// The wall-clock time, ms since the Unix epoch, of the caller's `now`.
+    pub fn wall_ms(&self, now: u64) -> u64 {
+        self.epoch_ms.saturating_add(now)
+    }
+
     /// Loads a channel's retained history from the store, before any client connects:
     /// `entries` are the last ones before sequence number `end_seq`, oldest first (only the
     /// last `history_limit` are kept). They count as durable. The channel exists, empty of
@@ -161,6 +359,20 @@ impl Hub {
         }
     }
 
+    /// Loads a channel's ban list from the store (at most [`MAX_BANS`] are kept).
+    pub fn restore_bans(
+        &mut self,
+        channel: ChannelName,
+        names: impl IntoIterator<Item = Username>,
+    ) {
+        let list = self.bans.entry(channel).or_default();
+        for name in names {
+            if list.len() < MAX_BANS {
+                list.insert(name);
+            }
+        }
+    }
+
     /// Moves the entries appended since the last call into `into` (which is cleared
     /// first), in the order they were appended. Always empty without a store.
     pub fn take_appended(&mut self, into: &mut Vec<Appended>) {
@@ -171,17 +383,31 @@ impl Hub {
     }
 
     /// The store confirms that channel `name`'s entries before `end` are committed: under
-    /// `always`, answers may now include them.
+    /// `always`, answers and pushes may now include them.
     pub fn made_durable(&mut self, name: &ChannelName, end: u64) {
         if let Some(&id) = self.by_name.get(name) {
             let channel = &mut self.channels[id];
-            channel.durable_end = channel.durable_end.max(end);
+            if end > channel.durable_end {
+                channel.durable_end = end;
+                self.wake(id);
+            }
         }
     }
 
-    /// Takes `name` for a connection; false when a connected client has it (ignoring case).
-    pub fn claim_name(&mut self, name: Username) -> bool {
-        self.users.insert(name)
+    /// Takes `name` for connection `conn` (from `peer`, if known); false when a connected
+    /// client has it (ignoring case).
+    pub fn claim_name(&mut self, name: Username, conn: ConnRef, peer: Option<IpAddr>) -> bool {
+        if self.users.contains_key(&name) {
+            return false;
+        }
+        let user = User {
+            conn,
+            peer,
+            membership: None,
+            server_operator: false,
+        };
+        self.users.insert(name, user);
+        true
     }
 
     /// Frees a name taken with [`Hub::claim_name`].
@@ -189,10 +415,28 @@ impl Hub {
         self.users.remove(name);
     }
 
-    /// Adds `user` to the channel `name`, creating it if needed, and appends the
-    /// `<user> joined` notice. Returns the channel and the joiner's read position: the last
-    /// `replay` retained entries, so the joiner also sees its own `joined` notice.
-    pub fn join(&mut self, name: &ChannelName, user: &Username) -> (ChannelId, u64) {
+    /// Whether `name` is banned from channel `channel`.
+    pub fn is_banned(&self, channel: &ChannelName, name: &Username) -> bool {
+        self.bans
+            .get(channel)
+            .is_some_and(|list| list.contains(name))
+    }
+
+    /// Adds `user` (connected) to the channel `name`, creating it if needed, and appends
+    /// the `<user> joined` notice. The first member of a channel is its operator. `push`:
+    /// a version-2 reader, sent entries as they come. Returns the channel and the joiner's
+    /// read position: the last `replay` retained entries, so the joiner also sees its own
+    /// `joined` notice. Refused when `user` is on the channel's ban list.
+    pub fn join(
+        &mut self,
+        name: &ChannelName,
+        user: &Username,
+        push: bool,
+        now: u64,
+    ) -> Result<(ChannelId, u64), JoinRefusal> {
+        if self.is_banned(name, user) {
+            return Err(JoinRefusal::Banned);
+        }
         let id = match self.by_name.get(name) {
             Some(&id) => id,
             None => {
@@ -202,63 +446,198 @@ impl Hub {
                 id
             }
         };
+        let key = self.next_join;
+        self.next_join += 1;
+        let conn = self.users.get_mut(user).map_or(usize::MAX, |u| {
+            u.membership = Some((id, key));
+            u.conn
+        });
         let channel = &mut self.channels[id];
-        channel.members += 1;
-        let history = &channel.history;
-        let cursor = history.end_seq().saturating_sub(self.replay);
-        self.notice(id, user, b" joined");
+        let operator = channel.members.is_empty();
+        channel.members.insert(
+            key,
+            Member {
+                user: *user,
+                conn,
+                operator,
+                push,
+            },
+        );
+        channel.operators += u32::from(operator);
+        channel.pushers += u32::from(push);
+        let cursor = channel.history.end_seq().saturating_sub(self.replay);
+        self.notice(id, user, b" joined", Kind::Notice, now);
         // Entries the joiner's own notice evicted were never the joiner's to miss: no
         // skip notice for them.
-        (id, cursor.max(self.channels[id].history.first_seq))
+        Ok((id, cursor.max(self.channels[id].history.first_seq)))
     }
 
     /// Removes `user` from channel `id`: appends `<user> left`, or closes the channel and
     /// frees its history when `user` was its last member. With a store the channel and its
     /// history stay (the notice is appended), as they would after a restart.
-    pub fn leave(&mut self, id: ChannelId, user: &Username) {
+    pub fn leave(&mut self, id: ChannelId, user: &Username, now: u64) {
+        let mut text = user.as_bytes().to_vec();
+        text.extend_from_slice(b" left");
+        self.depart(id, user, Kind::Notice, text.into(), now);
+    }
+
+    /// Removes `target` from channel `id` by a KICK (or a BAN, `banned`) from `by`: the
+    /// channel's history gets `<target> was kicked by <by>[: <reason>]`, and unless the
+    /// target is `by` itself (whose session acts on its own request), an
+    /// [`Event::Removed`] tells the target's connection. False if `target` is not a member.
+    pub fn remove(
+        &mut self,
+        id: ChannelId,
+        target: &Username,
+        by: &Username,
+        reason: &[u8],
+        banned: bool,
+        now: u64,
+    ) -> bool {
+        let Some(name) = self.channel_name(id).copied() else {
+            return false;
+        };
+        let Some(conn) = self.member_conn(id, target) else {
+            return false;
+        };
+        let verb: &[u8] = if banned { b"banned" } else { b"kicked" };
+        let mut entry = [target.as_bytes(), b" was ", verb, b" by ", by.as_bytes()].concat();
+        if !reason.is_empty() {
+            entry.extend_from_slice(b": ");
+            entry.extend_from_slice(reason);
+        }
+        self.depart(id, target, Kind::Removal, entry.into(), now);
+        if target != by {
+            self.events.push(Event::Removed {
+                conn,
+                channel: id,
+                name,
+                notice: Hub::removal_notice(&name, by, reason, banned),
+            });
+        }
+        true
+    }
+
+    /// The text a removed client is sent for a removal of itself: what
+    /// [`Event::Removed`] carries for others.
+    pub fn removal_notice(
+        name: &ChannelName,
+        by: &Username,
+        reason: &[u8],
+        banned: bool,
+    ) -> Box<[u8]> {
+        let verb: &[u8] = if banned { b"banned" } else { b"kicked" };
+        let mut notice = [b"you were ", verb, b" from ", name.as_bytes(), b" by "].concat();
+        notice.extend_from_slice(by.as_bytes());
+        if !reason.is_empty() {
+            notice.extend_from_slice(b": ");
+            notice.extend_from_slice(reason);
+        }
+        notice.into()
+    }
+
+    /// Takes `user` out of channel `id` with the entry `text` of `kind`; then closes the
+    /// channel (no store, no member left) or hands operator on (v2 section 4).
+    fn depart(&mut self, id: ChannelId, user: &Username, kind: Kind, text: Box<[u8]>, now: u64) {
+        let Some(key) = self.users.get_mut(user).and_then(|u| {
+            let key = u.membership.filter(|&(c, _)| c == id).map(|(_, key)| key);
+            if key.is_some() {
+                u.membership = None;
+            }
+            key
+        }) else {
+            return;
+        };
         let Some(channel) = self.channels.get_mut(id) else {
             return;
         };
-        channel.members -= 1;
-        if channel.members == 0 && self.store.is_none() {
+        let Some(member) = channel.members.remove(&key) else {
+            return;
+        };
+        channel.operators -= u32::from(member.operator);
+        channel.pushers -= u32::from(member.push);
+        if channel.members.is_empty() && self.store.is_none() {
             let channel = self.channels.remove(id);
             self.by_name.remove(&channel.name);
-        } else {
-            self.notice(id, user, b" left");
+            return;
+        }
+        self.append(id, None, kind, text, now);
+        let channel = &mut self.channels[id];
+        if channel.operators == 0 {
+            if let Some(first) = channel.members.values_mut().next() {
+                first.operator = true;
+                channel.operators = 1;
+                let heir = first.user;
+                self.notice(id, &heir, b" is now an operator", Kind::Operator, now);
+            }
         }
     }
 
-    fn notice(&mut self, id: ChannelId, user: &Username, what: &[u8]) {
+    fn notice(&mut self, id: ChannelId, user: &Username, what: &[u8], kind: Kind, now: u64) {
         let text = [user.as_bytes(), what].concat().into_boxed_slice();
-        self.append(id, Entry { sender: None, text });
+        self.append(id, None, kind, text, now);
     }
 
     /// Appends a chat message from `sender` to channel `id`.
-    pub fn post(&mut self, id: ChannelId, sender: Username, text: &[u8]) {
+    pub fn post(&mut self, id: ChannelId, sender: Username, text: &[u8], now: u64) {
         if self.channels.contains(id) {
-            self.append(
-                id,
-                Entry {
-                    sender: Some(sender),
-                    text: text.into(),
-                },
-            );
+            self.append(id, Some(sender), Kind::Chat, text.into(), now);
             self.messages += 1;
         }
     }
 
     /// The one place an entry enters a history (and the store's journal).
-    fn append(&mut self, id: ChannelId, entry: Entry) {
+    fn append(
+        &mut self,
+        id: ChannelId,
+        sender: Option<Username>,
+        kind: Kind,
+        text: Box<[u8]>,
+        now: u64,
+    ) {
+        let entry = Entry {
+            sender,
+            kind,
+            time_ms: self.wall_ms(now),
+            text,
+        };
         let channel = &mut self.channels[id];
         if let Some(link) = &mut self.store {
             link.journal.push(Appended {
                 channel: channel.name,
                 seq: channel.history.end_seq(),
-                sender: entry.sender,
-                text: entry.text.clone(),
+                entry: entry.clone(),
             });
         }
         channel.history.push(entry);
+        self.wake(id);
+    }
+
+    /// Notes that channel `id`'s push readers have something new.
+    fn wake(&mut self, id: ChannelId) {
+        let channel = &mut self.channels[id];
+        if channel.pushers > 0 && !channel.woken {
+            channel.woken = true;
+            self.woken.push(id);
+        }
+    }
+
+    /// Moves into `into` the connections of the push readers of every channel that got new
+    /// entries (or a new durable watermark) since the last call: each needs a turn to be
+    /// sent them. A connection may be named more than once.
+    pub fn take_woken(&mut self, into: &mut Vec<ConnRef>) {
+        for id in self.woken.drain(..) {
+            if let Some(channel) = self.channels.get_mut(id) {
+                channel.woken = false;
+                let readers = channel.members.values().filter(|m| m.push);
+                into.extend(readers.map(|m| m.conn));
+            }
+        }
+    }
+
+    /// Moves the events since the last call into `into`, in order.
+    pub fn take_events(&mut self, into: &mut Vec<Event>) {
+        into.append(&mut self.events);
     }
 
     /// The name of channel `id`, while it exists.
@@ -266,8 +645,139 @@ impl Hub {
         self.channels.get(id).map(|c| &c.name)
     }
 
-    /// Where a QUERY answer made now ends: the sequence number the next entry of channel
-    /// `id` will get, or under `always` the channel's durable watermark.
+    /// The open channel (one with members) of that name.
+    pub fn open_channel(&self, name: &ChannelName) -> Option<ChannelId> {
+        let id = *self.by_name.get(name)?;
+        (!self.channels[id].members.is_empty()).then_some(id)
+    }
+
+    /// The connection of `user` if it is a member of channel `id`.
+    fn member_conn(&self, id: ChannelId, user: &Username) -> Option<ConnRef> {
+        let u = self.users.get(user)?;
+        let (channel, key) = u.membership?;
+        (channel == id).then(|| self.channels.get(id)?.members.get(&key).map(|m| m.conn))?
+    }
+
+    /// Whether `user` is a member of channel `id`.
+    pub fn is_member(&self, id: ChannelId, user: &Username) -> bool {
+        self.member_conn(id, user).is_some()
+    }
+
+    /// Whether `user` may moderate channel `id`: one of its operators, or a server operator.
+    pub fn is_operator(&self, id: ChannelId, user: &Username) -> bool {
+        let Some(u) = self.users.get(user) else {
+            return false;
+        };
+        if u.server_operator {
+            return true;
+        }
+        match u.membership {
+            Some((channel, key)) if channel == id => self
+                .channels
+                .get(id)
+                .and_then(|c| c.members.get(&key))
+                .is_some_and(|m| m.operator),
+            _ => false,
+        }
+    }
+
+    /// Whether the connected `user` is a server operator.
+    pub fn is_server_operator(&self, user: &Username) -> bool {
+        self.users.get(user).is_some_and(|u| u.server_operator)
+    }
+
+    /// Makes the connected `user` a server operator (OPER accepted) until it disconnects.
+    pub fn make_server_operator(&mut self, user: &Username) {
+        if let Some(u) = self.users.get_mut(user) {
+            u.server_operator = true;
+        }
+    }
+
+    /// Adds `name` to channel `channel`'s ban list: Ok(true) if it was not there, Ok(false)
+    /// if it was, Err(()) if the list is full ([`MAX_BANS`]).
+    pub fn ban(&mut self, channel: &ChannelName, name: &Username) -> Result<bool, ()> {
+        let list = self.bans.entry(*channel).or_default();
+        if list.contains(name) {
+            return Ok(false);
+        }
+        if list.len() >= MAX_BANS {
+            return Err(());
+        }
+        list.insert(*name);
+        Ok(true)
+    }
+
+    /// Takes `name` off channel `channel`'s ban list; false if it was not on it.
+    pub fn unban(&mut self, channel: &ChannelName, name: &Username) -> bool {
+        let Some(list) = self.bans.get_mut(channel) else {
+            return false;
+        };
+        let removed = list.remove(name);
+        if list.is_empty() {
+            self.bans.remove(channel);
+        }
+        removed
+    }
+
+    /// The address the connected `user` connects from, if known.
+    pub fn address_of(&self, user: &Username) -> Option<IpAddr> {
+        self.users.get(user)?.peer
+    }
+
+    /// Bans `address` server-wide (v2 section 5) and asks for its connections to close;
+    /// false if it was banned already (its connections are closed again all the same).
+    pub fn ban_address(&mut self, address: IpAddr) -> bool {
+        self.events.push(Event::CloseAddress(address));
+        self.server_bans.insert(address)
+    }
+
+    /// Lifts the server ban of `address`; false if there was none.
+    pub fn unban_address(&mut self, address: &IpAddr) -> bool {
+        self.server_bans.remove(address)
+    }
+
+    /// Whether new connections from `address` are closed right after accept.
+    pub fn is_address_banned(&self, address: &IpAddr) -> bool {
+        self.server_bans.contains(address)
+    }
+
+    /// The first open channel after `after` (all of them from the start for None), in
+    /// ascending byte order of the names: one step of a LIST_CHANNELS listing.
+    pub fn next_channel(&self, after: Option<&ChannelName>) -> Option<Listed> {
+        let range = match after {
+            Some(name) => self
+                .by_name
+                .range((Bound::Excluded(*name), Bound::Unbounded)),
+            None => self.by_name.range(..),
+        };
+        range.map(|(_, &id)| &self.channels[id]).find_map(|c| {
+            (!c.members.is_empty()).then(|| Listed {
+                name: c.name,
+                members: c.members.len() as u32,
+                retained: c.history.entries.len() as u32,
+            })
+        })
+    }
+
+    /// Members of channel `id` after join number `after`, in join order, that are
+    /// (`operators` true) or are not operators: one step of a NAMES listing. Each comes
+    /// with its join number, the position to resume after.
+    pub fn members_after(
+        &self,
+        id: ChannelId,
+        operators: bool,
+        after: u64,
+    ) -> impl Iterator<Item = (u64, &Username)> {
+        self.channels.get(id).into_iter().flat_map(move |c| {
+            c.members
+                .range((Bound::Excluded(after), Bound::Unbounded))
+                .filter(move |(_, m)| m.operator == operators)
+                .map(|(&key, m)| (key, &m.user))
+        })
+    }
+
+    /// Where a QUERY answer or a push made now ends: the sequence number the next entry of
+    /// channel `id` will get, or under `always` the channel's durable watermark.
     pub fn end_seq(&self, id: ChannelId) -> u64 {
         let wait_durable = self.store.as_ref().is_some_and(|l| l.wait_durable);
         self.channels.get(id).map_or(0, |c| {
@@ -280,15 +790,15 @@ impl Hub {
         })
     }
 
-    /// The next item of a QUERY answer for `reader`, whose read position `cursor` moves
-    /// past what is returned. Entries up to (not including) `end` are considered; the
-    /// reader's own messages are passed over.
+    /// The next item of a QUERY answer or push for a reader whose read position `cursor`
+    /// moves past what is returned. Entries up to (not including) `end` are considered;
+    /// the messages of `skip_own` (a v1 reader's own name) are passed over.
     pub fn next_entry(
         &self,
         id: ChannelId,
         cursor: &mut u64,
         end: u64,
-        reader: &Username,
+        skip_own: Option<&Username>,
     ) -> Next<'_> {
         let Some(channel) = self.channels.get(id) else {
             return Next::Done;
@@ -306,7 +816,7 @@ impl Hub {
             let index = (*cursor - history.first_seq) as usize;
             *cursor += 1;
             match history.entries.get(index) {
-                Some(entry) if entry.sender.is_some_and(|s| s == *reader) => continue,
+                Some(entry) if skip_own.is_some() && entry.sender.as_ref() == skip_own => continue,
                 Some(entry) => return Next::Entry(entry),
                 None => break,
             }
@@ -319,7 +829,7 @@ impl Hub {
         self.users.len()
     }
 
-    /// Number of open channels.
+    /// Number of channels (open ones, and with a store those kept without members).
     pub fn channels(&self) -> usize {
         self.channels.len()
     }
@@ -329,7 +839,7 @@ impl Hub {
         self.messages
     }
 
-    /// History entries (messages and notices) retained in all open channels. Counted when
+    /// History entries (messages and notices) retained in all channels. Counted when
     /// asked, one step per channel, so posting stays a ring push.
     pub fn retained(&self) -> usize {
         self.channels

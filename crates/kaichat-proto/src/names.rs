@@ -253,6 +253,19 @@ impl ChannelName {
     }
 }
 
+/// Ascending byte order of the names, the order of a channel listing (v2 section 3).
+impl Ord for ChannelName {
+    fn cmp(&self, other: &ChannelName) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl PartialOrd for ChannelName {
+    fn partial_cmp(&self, other: &ChannelName) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 impl fmt::Debug for ChannelName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ChannelName({self})")

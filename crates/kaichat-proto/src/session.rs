@@ -14,10 +14,17 @@
 //! socket drains. While an answer is in flight the reactor reads no further PDU from the
 //! client, which keeps the contract's rule that an answer is never interleaved.
 
-use crate::hub::{ChannelId, Hub, Next};
-use crate::names::Username;
+use std::net::IpAddr;
+
+use crate::hub::{
+    ChannelId, ConnRef, Entry, Hub, JoinRefusal, Next, Rules, MAX_BANS, V1_TEXT_ROOM,
+};
+use crate::names::{ChannelName, Username};
 use crate::outbox::Outbox;
-use crate::pdu::{ByteOrder, Command, Decoded, Pdu, SERVER_NAME};
+use crate::pdu::{
+    ByteOrder, Command, Decoded, Pdu, MAX_PASSWORD, NAMES_ROOM, OPERATORS, PREFIX_LEN, SERVER_NAME,
+    SERVER_WIDE,
+};
 
 /// The server's deadlines in whole seconds (contract section 7); 0 turns one off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,29 +74,89 @@ pub enum Ending {
     VersionRejected,
 }
 
-/// Where a connection stands. Everything that only exists once established (the name,
-/// the channel, the read position, an answer in flight) lives inside the variant that has
-/// it, so no combination the contract forbids can be represented.
+/// How long a refused OPER waits before its error notice, at least (v2 section 4), in ms.
+pub const OPER_REFUSAL_DELAY_MS: u64 = 1000;
+
+/// Where a connection stands. Everything that only exists once established lives inside
+/// the variant that has it, so no combination the contract forbids can be represented.
 #[derive(Debug)]
 enum State {
     AwaitPing,
     AwaitVersion,
-    AwaitClientInfo,
-    Established {
-        user: Username,
-        member: Option<Membership>,
+    /// The client selected `version`.
+    AwaitClientInfo {
+        version: u16,
     },
+    Established(Established),
 }
 
-/// A client's place in its channel. Replaced whole on JOIN and dropped on LEAVE, so a
-/// read position or an answer never outlives the channel it belongs to.
+/// An established connection.
+#[derive(Debug)]
+struct Established {
+    user: Username,
+    /// The version the client selected: 1 or 2.
+    version: u16,
+    member: Option<Membership>,
+    /// The answer being sent; no PDU is read until it is complete.
+    answer: Option<Answer>,
+    /// Removed from a channel by a KICK or BAN: the channel and the notice, to be sent
+    /// (LEAVE_CHANNEL, then the notice) once no answer is in flight.
+    removed: Option<Box<(ChannelName, Box<[u8]>)>>,
+    /// An OPER in progress (rare, so boxed: a session stays small).
+    oper: Option<Box<Oper>>,
+    /// The rate limit's state (GCRA): the theoretical arrival time of the next message, µs
+    /// of the session's clock. 0 starts the bucket full.
+    rate_tat_us: u64,
+}
+
+/// A client's place in its channel. Replaced whole on JOIN and dropped on LEAVE (or a
+/// removal), so a read position never outlives the channel it belongs to.
 #[derive(Debug)]
 struct Membership {
     channel: ChannelId,
     /// Read position in the channel's history.
     cursor: u64,
-    /// While a QUERY answer is being sent: the history position where it ends.
-    answer_end: Option<u64>,
+}
+
+/// An answer produced lazily under the output bound (v1 section 5, v2 section 3).
+#[derive(Debug)]
+enum Answer {
+    /// A QUERY answer: entries up to `end`, then the up-to-date PDU.
+    Query { end: u64 },
+    /// A listing (rarer, and larger: boxed, so a session stays small).
+    Listing(Box<Listing>),
+}
+
+/// A listing in flight (v2 section 3).
+#[derive(Debug)]
+enum Listing {
+    /// A LIST_CHANNELS listing: channels after `after`, `count` listed so far.
+    Channels {
+        after: Option<ChannelName>,
+        count: u32,
+    },
+    /// A NAMES listing of `channel` (`name`): operators first, then the others, each in
+    /// join order, resuming after join number `after`.
+    Names {
+        channel: ChannelId,
+        name: ChannelName,
+        operators: bool,
+        after: u64,
+        count: u32,
+    },
+}
+
+/// Where an OPER request stands (v2 section 4).
+#[derive(Debug)]
+enum Oper {
+    /// The password waits for the caller to take it ([`Session::take_oper_request`]) and
+    /// verify it; asked at `since` (ms).
+    Verifying {
+        since: u64,
+        password: Option<Box<[u8]>>,
+    },
+    /// Refused: the error notice goes out at `at` (ms), not before.
+    Refusing { at: u64 },
 }
 
 /// One connection's protocol state.
@@ -102,17 +169,28 @@ pub struct Session {
     /// Where the running deadline counts from, in milliseconds: the start of the current
     /// set-up phase (a rejected name does not restart it), or the last PDU once established.
     clock_from: u64,
+    /// The caller's handle of this connection, given to the hub with the name.
+    conn: ConnRef,
+    /// The client's address, for server bans.
+    peer: Option<IpAddr>,
 }
 
 impl Session {
     /// A session for a connection accepted at `now` (milliseconds): the pre-PING deadline
-    /// runs from here.
+    /// runs from here. For tests and tools that need no [`ConnRef`] or address.
     pub fn new(now: u64) -> Session {
+        Session::accepted(now, 0, None)
+    }
+
+    /// A session for connection `conn` from `peer`, accepted at `now` (ms).
+    pub fn accepted(now: u64, conn: ConnRef, peer: Option<IpAddr>) -> Session {
         Session {
             state: State::AwaitPing,
             order: ByteOrder::Little,
             order_fixed: false,
             clock_from: now,
+            conn,
+            peer,
         }
     }
 
@@ -120,11 +198,9 @@ impl Session {
         match &self.state {
             State::AwaitPing => Phase::AwaitPing,
             State::AwaitVersion => Phase::AwaitVersion,
-            State::AwaitClientInfo => Phase::AwaitClientInfo,
-            State::Established { member: None, .. } => Phase::Connected,
-            State::Established {
-                member: Some(_), ..
-            } => Phase::InChannel,
+            State::AwaitClientInfo { .. } => Phase::AwaitClientInfo,
+            State::Established(e) if e.member.is_none() => Phase::Connected,
+            State::Established(_) => Phase::InChannel,
         }
     }
 
@@ -136,21 +212,54 @@ impl Session {
     /// The accepted username, once established.
     pub fn user(&self) -> Option<&Username> {
         match &self.state {
-            State::Established { user, .. } => Some(user),
+            State::Established(e) => Some(&e.user),
             _ => None,
         }
     }
 
-    fn member(&self) -> Option<&Membership> {
+    /// The protocol version the client selected, once established.
+    pub fn version(&self) -> Option<u16> {
         match &self.state {
-            State::Established { member, .. } => member.as_ref(),
+            State::Established(e) => Some(e.version),
             _ => None,
         }
     }
 
-    /// Whether a QUERY answer is still being sent; no PDU may be read until it is done.
+    /// The client's address, as given at accept.
+    pub fn peer(&self) -> Option<IpAddr> {
+        self.peer
+    }
+
+    fn established(&self) -> Option<&Established> {
+        match &self.state {
+            State::Established(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Whether no PDU may be read now: an answer or listing is still being sent, or an OPER
+    /// is being verified or its refusal delayed.
     pub fn answering(&self) -> bool {
-        self.member().is_some_and(|m| m.answer_end.is_some())
+        self.established()
+            .is_some_and(|e| e.answer.is_some() || e.oper.is_some())
+    }
+
+    /// Whether an answer or listing is being sent.
+    pub fn answer_in_flight(&self) -> bool {
+        self.established().is_some_and(|e| e.answer.is_some())
+    }
+
+    /// Whether [`Session::continue_output`] has something to send now: an answer, a
+    /// removal's notices, or (version 2) entries not yet pushed.
+    pub fn has_output(&self, hub: &Hub) -> bool {
+        self.established().is_some_and(|e| {
+            e.answer.is_some()
+                || e.removed.is_some()
+                || (e.version >= 2
+                    && e.member
+                        .as_ref()
+                        .is_some_and(|m| m.cursor < hub.end_seq(m.channel)))
+        })
     }
 
     /// The first millisecond at which this connection has timed out, if a deadline runs:
@@ -159,7 +268,7 @@ impl Session {
     /// full length has passed; at exactly the length it could be up to 1 ms short.
     pub fn deadline(&self, deadlines: &Deadlines) -> Option<u64> {
         let seconds = match self.state {
-            State::Established { .. } => deadlines.idle,
+            State::Established(_) => deadlines.idle,
             _ => deadlines.handshake,
         };
         (seconds > 0).then(|| {
@@ -167,6 +276,14 @@ impl Session {
                 .saturating_add(seconds.saturating_mul(1000))
                 .saturating_add(1)
         })
+    }
+
+    /// When the session wants [`Session::wake`] called (a delayed OPER refusal), in ms.
+    pub fn wake_at(&self) -> Option<u64> {
+        match self.established()?.oper.as_deref()? {
+            Oper::Refusing { at } => Some(*at),
+            Oper::Verifying { .. } => None,
+        }
     }
 
     /// The command this session reads in `pdu`: in the connection's byte order once the
@@ -191,13 +308,14 @@ impl Session {
         if command.is_some_and(|(c, _)| c == Command::Quit) {
             return Step::Close(Ending::Quit);
         }
+        let highest = hub.rules().max_version;
         match self.state {
             State::AwaitPing => {
                 if let Some((Command::PingPong, order)) = command {
                     // Before the order is fixed, the server answers in the PING's order.
                     self.order = order;
                     out.send(&Pdu::ping(order));
-                    out.send(&Pdu::server_version(order, 1));
+                    out.send(&Pdu::server_version(order, highest));
                     self.enter_setup(State::AwaitVersion, now);
                 }
                 Step::Continue
@@ -207,29 +325,29 @@ impl Session {
                     self.order = order;
                     self.order_fixed = true;
                     let version = pdu.version();
-                    if version == 1 {
-                        self.enter_setup(State::AwaitClientInfo, now);
+                    if (1..=highest).contains(&version) {
+                        self.enter_setup(State::AwaitClientInfo { version }, now);
                         Step::Continue
                     } else {
                         let text = format!(
                             "error: unsupported protocol version {version}: this server \
-                             speaks version 1, a big-endian u16 in params[0..2]"
+                             speaks versions 1 to {highest}, a big-endian u16 in params[0..2]"
                         );
-                        self.error(text.as_bytes(), hub, out);
+                        out.send(&Pdu::notice(self.order, None, text.as_bytes()));
                         Step::Close(Ending::VersionRejected)
                     }
                 }
                 _ => Step::Continue,
             },
-            State::AwaitClientInfo => {
+            State::AwaitClientInfo { version } => {
                 if let Some((Command::ClientInfo, _)) = command {
-                    self.client_info(pdu, now, hub, out);
+                    self.client_info(pdu, version, now, hub, out);
                 }
                 Step::Continue
             }
-            State::Established { .. } => {
+            State::Established(_) => {
                 self.clock_from = now;
-                self.established(pdu, command.map(|(c, _)| c), hub, out);
+                self.on_request(pdu, command.map(|(c, _)| c), now, hub, out);
                 Step::Continue
             }
         }
@@ -240,194 +358,721 @@ impl Session {
         self.clock_from = now;
     }
 
-    fn client_info(&mut self, pdu: &Pdu, now: u64, hub: &mut Hub, out: &mut impl Outbox) {
+    fn client_info(
+        &mut self,
+        pdu: &Pdu,
+        version: u16,
+        now: u64,
+        hub: &mut Hub,
+        out: &mut impl Outbox,
+    ) {
         let user = match pdu.client_info_username() {
             Ok(user) => user,
             Err(e) => {
-                self.error(format!("error: {e}").as_bytes(), hub, out);
-                return;
+                let text = format!("error: {e}");
+                return out.send(&Pdu::notice(self.order, None, text.as_bytes()));
             }
         };
-        if !hub.claim_name(user) {
+        if !hub.claim_name(user, self.conn, self.peer) {
             let text = format!(
                 "error: username '{user}' is taken: a connected client has it (names are \
                  compared ignoring case)"
             );
-            self.error(text.as_bytes(), hub, out);
-            return;
+            return out.send(&Pdu::notice(self.order, None, text.as_bytes()));
         }
-        self.state = State::Established { user, member: None };
+        self.state = State::Established(Established {
+            user,
+            version,
+            member: None,
+            answer: None,
+            removed: None,
+            oper: None,
+            rate_tat_us: 0,
+        });
         self.clock_from = now;
         out.send(&Pdu::client_info_ack(self.order, user.as_bytes()));
     }
 
-    fn established(
+    /// A PDU of an established connection.
+    fn on_request(
         &mut self,
         pdu: &Pdu,
         command: Option<Command>,
+        now: u64,
         hub: &mut Hub,
         out: &mut impl Outbox,
     ) {
-        let State::Established { user, member } = &mut self.state else {
+        let order = self.order;
+        let State::Established(e) = &mut self.state else {
             return;
         };
-        let user = *user;
-        let order = self.order;
-        match (command, member) {
-            (Some(Command::JoinChannel), member) => {
-                let name = match pdu.channel_name() {
-                    Ok(name) => name,
-                    Err(e) => return self.error(format!("error: {e}").as_bytes(), hub, out),
-                };
-                if let Some(current) = member {
-                    if hub.channel_name(current.channel) == Some(&name) {
-                        return out.send(&Pdu::channel_ack(Command::JoinChannel, order, &name));
-                    }
-                    hub.leave(current.channel, &user);
-                }
-                let (channel, cursor) = hub.join(&name, &user);
-                *member = Some(Membership {
-                    channel,
-                    cursor,
-                    answer_end: None,
-                });
-                out.send(&Pdu::channel_ack(Command::JoinChannel, order, &name));
-            }
-            (Some(Command::LeaveChannel), member @ Some(_)) => {
-                if let Some(left) = member.take() {
+        let mut reply = Reply {
+            order,
+            version: e.version,
+            time: hub.wall_ms(now),
+            out,
+        };
+        // A command of a later version is unknown here (v2 section 1).
+        let command = command.filter(|c| c.since_version() <= e.version);
+        match command {
+            Some(Command::JoinChannel) => e.join(pdu, now, hub, &mut reply),
+            Some(Command::LeaveChannel) => match e.member.take() {
+                Some(left) => {
                     // A channel exists while it has members: it has a name until the
                     // `leave` below.
                     if let Some(name) = hub.channel_name(left.channel) {
-                        out.send(&Pdu::channel_ack(Command::LeaveChannel, order, name));
+                        reply.send(&Pdu::channel_ack(Command::LeaveChannel, order, name));
                     }
-                    hub.leave(left.channel, &user);
+                    hub.leave(left.channel, &e.user, now);
                 }
+                None => reply.error(None, b"error: cannot leave: not in a channel"),
+            },
+            Some(Command::SendMessage) => e.send_message(pdu, now, hub, &mut reply),
+            Some(Command::Query) => match &e.member {
+                Some(m) => {
+                    e.answer = Some(Answer::Query {
+                        end: hub.end_seq(m.channel),
+                    })
+                }
+                None => reply.marker(None),
+            },
+            Some(Command::PingPong) => reply.send(&Pdu::ping(order)),
+            Some(Command::ListChannels) => {
+                e.answer = Some(Answer::Listing(Box::new(Listing::Channels {
+                    after: None,
+                    count: 0,
+                })))
             }
-            (Some(Command::LeaveChannel), None) => {
-                self.error(b"error: cannot leave: not in a channel", hub, out)
+            Some(Command::Names) => e.names(pdu, hub, &mut reply),
+            Some(c @ (Command::Kick | Command::Ban | Command::Unban)) => {
+                e.moderate(c, pdu, now, hub, &mut reply)
             }
-            (Some(Command::SendMessage), Some(m)) if !pdu.params_text().is_empty() => {
-                hub.post(m.channel, user, pdu.params_text())
+            Some(Command::Oper) => {
+                let password = pdu.params_text();
+                e.oper = Some(Box::new(
+                    if hub.rules().oper && (1..=MAX_PASSWORD).contains(&password.len()) {
+                        Oper::Verifying {
+                            since: now,
+                            password: Some(password.into()),
+                        }
+                    } else {
+                        Oper::Refusing {
+                            at: now.saturating_add(OPER_REFUSAL_DELAY_MS),
+                        }
+                    },
+                ));
             }
-            (Some(Command::SendMessage), Some(_)) => self.error(
-                b"error: message not sent: it is empty (a message is 1 to 2000 bytes before \
-                  the first NUL)",
-                hub,
-                out,
-            ),
-            (Some(Command::SendMessage), None) => self.error(
-                b"error: message not sent: not in a channel, join one first",
-                hub,
-                out,
-            ),
-            (Some(Command::Query), Some(m)) => m.answer_end = Some(hub.end_seq(m.channel)),
-            (Some(Command::Query), None) => out.send(&Pdu::up_to_date_marker(order, None)),
-            (Some(Command::PingPong), _) => out.send(&Pdu::ping(order)),
-            (Some(Command::ReceiveMessage), _) => self.error(
-                b"error: RECEIVE_MESSAGE (5) is sent by the server only",
-                hub,
-                out,
-            ),
-            (Some(Command::VersionNegotiation), _) => self.error(
-                b"error: VERSION_NEGOTIATION (1) is only accepted during set-up, and this \
-                  connection is already established",
-                hub,
-                out,
-            ),
-            (Some(Command::ClientInfo), _) => {
+            Some(Command::ReceiveMessage) => {
+                let channel = e.channel_name(hub);
+                reply.error(
+                    channel.as_ref(),
+                    b"error: RECEIVE_MESSAGE (5) is sent by the server only",
+                )
+            }
+            Some(Command::VersionNegotiation) => {
+                let channel = e.channel_name(hub);
+                reply.error(
+                    channel.as_ref(),
+                    b"error: VERSION_NEGOTIATION (1) is only accepted during set-up, and this \
+                      connection is already established",
+                )
+            }
+            Some(Command::ClientInfo) => {
                 let text = format!(
                     "error: CLIENT_INFO (2) is only accepted during set-up, and this \
-                     connection is already established as '{user}'"
+                     connection is already established as '{}'",
+                    e.user
                 );
-                self.error(text.as_bytes(), hub, out)
+                let channel = e.channel_name(hub);
+                reply.error(channel.as_ref(), text.as_bytes())
             }
             // QUIT closed the connection before this match.
-            (
-                Some(
-                    Command::Quit
-                    | Command::ListChannels
-                    | Command::Names
-                    | Command::Kick
-                    | Command::Ban
-                    | Command::Unban
-                    | Command::Oper,
-                )
-                | None,
-                _,
-            ) => {
-                let text = unknown_command(pdu.command_bytes(), order);
-                self.error(text.as_bytes(), hub, out)
+            Some(Command::Quit) | None => {
+                let text = unknown_command(pdu.command_bytes(), order, e.version);
+                let channel = e.channel_name(hub);
+                reply.error(channel.as_ref(), text.as_bytes())
             }
         }
     }
 
-    fn error(&self, text: &[u8], hub: &Hub, out: &mut impl Outbox) {
-        let channel = self.member().and_then(|m| hub.channel_name(m.channel));
-        out.send(&Pdu::notice(self.order, channel, text));
+    /// The password of an OPER to verify, once: the caller checks it against the
+    /// configured hash (slowly, away from the loop) and answers [`Session::oper_checked`].
+    pub fn take_oper_request(&mut self) -> Option<Box<[u8]>> {
+        match &mut self.state {
+            State::Established(e) => match e.oper.as_deref_mut()? {
+                Oper::Verifying { password, .. } => password.take(),
+                Oper::Refusing { .. } => None,
+            },
+            _ => None,
+        }
     }
 
-    /// Sends up to `budget` more PDUs of the QUERY answer in flight. Returns true when the
-    /// answer is complete (its up-to-date PDU sent) or none was in flight.
-    pub fn continue_answer(&mut self, hub: &Hub, budget: usize, out: &mut impl Outbox) -> bool {
+    /// The verification of the OPER password ended at `now`: accepted, the connection is a
+    /// server operator and is acknowledged; refused, the error notice waits until a second
+    /// after the request ([`Session::wake_at`]).
+    pub fn oper_checked(&mut self, accepted: bool, now: u64, hub: &mut Hub, out: &mut impl Outbox) {
         let order = self.order;
-        let State::Established {
-            user,
-            member: Some(m),
-        } = &mut self.state
-        else {
+        let State::Established(e) = &mut self.state else {
+            return;
+        };
+        let Some(Oper::Verifying { since, .. }) = e.oper.as_deref() else {
+            return;
+        };
+        let since = *since;
+        if accepted {
+            hub.make_server_operator(&e.user);
+            e.oper = None;
+            let mut ack = Pdu::new(Command::Oper, order);
+            ack.set_username(SERVER_NAME);
+            out.send(&ack);
+        } else {
+            e.oper = Some(Box::new(Oper::Refusing {
+                at: since.saturating_add(OPER_REFUSAL_DELAY_MS).max(now),
+            }));
+        }
+    }
+
+    /// Does what was due by `now` ([`Session::wake_at`]): sends a delayed OPER refusal.
+    pub fn wake(&mut self, now: u64, hub: &Hub, out: &mut impl Outbox) {
+        let order = self.order;
+        let State::Established(e) = &mut self.state else {
+            return;
+        };
+        if let Some(&Oper::Refusing { at }) = e.oper.as_deref() {
+            if at <= now {
+                e.oper = None;
+                let channel = e.channel_name(hub);
+                let mut reply = Reply {
+                    order,
+                    version: e.version,
+                    time: hub.wall_ms(now),
+                    out,
+                };
+                reply.error(channel.as_ref(), b"error: not an operator password");
+            }
+        }
+    }
+
+    /// Another connection removed this one's user from channel `channel` (`name`) with a
+    /// KICK or BAN ([`crate::hub::Event::Removed`]): the membership is gone at once, and
+    /// LEAVE_CHANNEL and `notice` are sent once no answer is in flight.
+    pub fn removed(&mut self, channel: ChannelId, name: ChannelName, notice: Box<[u8]>) {
+        if let State::Established(e) = &mut self.state {
+            if e.member.as_ref().is_some_and(|m| m.channel == channel) {
+                e.member = None;
+                e.removed = Some(Box::new((name, notice)));
+            }
+        }
+    }
+
+    /// Sends up to `budget` more PDUs: the rest of the answer in flight, then a removal's
+    /// notices, then (version 2) the entries of the channel not yet pushed. Returns true
+    /// when nothing more is to be sent now.
+    pub fn continue_output(
+        &mut self,
+        hub: &Hub,
+        now: u64,
+        budget: usize,
+        out: &mut impl Outbox,
+    ) -> bool {
+        let order = self.order;
+        let State::Established(e) = &mut self.state else {
             return true;
         };
-        let Some(end) = m.answer_end else {
-            return true;
+        let mut reply = Reply {
+            order,
+            version: e.version,
+            time: hub.wall_ms(now),
+            out,
         };
-        let channel = hub.channel_name(m.channel);
         for _ in 0..budget {
-            match hub.next_entry(m.channel, &mut m.cursor, end, user) {
-                Next::Skipped(n) => {
-                    let text = format!("{n} messages were skipped");
-                    out.send(&Pdu::notice(order, channel, text.as_bytes()));
+            if e.answer.is_some() {
+                e.step_answer(hub, &mut reply);
+                continue;
+            }
+            if let Some((name, notice)) = e.removed.take().map(|r| *r) {
+                reply.send(&Pdu::channel_ack(Command::LeaveChannel, order, &name));
+                if e.version >= 2 {
+                    reply.notice(Some(&name), &notice);
+                } else {
+                    reply.error(Some(&name), &[b"error: ", &notice[..]].concat());
                 }
-                Next::Entry(entry) => {
-                    let sender = entry.sender.as_ref().map_or(SERVER_NAME, |s| s.as_bytes());
-                    out.send(&Pdu::receive(order, sender, channel, &entry.text));
+                continue;
+            }
+            match &mut e.member {
+                Some(m) if e.version >= 2 => {
+                    let end = hub.end_seq(m.channel);
+                    let channel = hub.channel_name(m.channel);
+                    match hub.next_entry(m.channel, &mut m.cursor, end, None) {
+                        Next::Skipped(n) => reply.skipped(channel, n),
+                        Next::Entry(entry) => reply.entry(channel, entry),
+                        Next::Done => return true,
+                    }
                 }
-                Next::Done => {
-                    out.send(&Pdu::up_to_date_marker(order, channel));
-                    m.answer_end = None;
-                    return true;
-                }
+                _ => return true,
             }
         }
         false
     }
 
-    /// Releases what the connection held: its channel (`<user> left`) and its name. Called
-    /// once, whatever closed the connection.
-    pub fn close(&mut self, hub: &mut Hub) {
-        if let State::Established { user, member } =
-            std::mem::replace(&mut self.state, State::AwaitPing)
-        {
-            if let Some(m) = member {
-                hub.leave(m.channel, &user);
+    /// Releases what the connection held: its channel (`<user> left`, at `now`) and its
+    /// name. Called once, whatever closed the connection.
+    pub fn close(&mut self, hub: &mut Hub, now: u64) {
+        if let State::Established(e) = std::mem::replace(&mut self.state, State::AwaitPing) {
+            if let Some(m) = e.member {
+                hub.leave(m.channel, &e.user, now);
             }
-            hub.release_name(&user);
+            hub.release_name(&e.user);
         }
     }
 }
 
+/// Where an established session writes, with what every PDU it makes needs: the
+/// connection's byte order and version, and the time (wall-clock ms) to stamp on v2.
+struct Reply<'o, O: Outbox> {
+    order: ByteOrder,
+    version: u16,
+    time: u64,
+    out: &'o mut O,
+}
+
+impl<O: Outbox> Reply<'_, O> {
+    fn send(&mut self, pdu: &Pdu) {
+        self.out.send(pdu);
+    }
+
+    /// A RECEIVE_MESSAGE made now (a notice, the up-to-date PDU): stamped on v2.
+    fn stamped(&mut self, mut pdu: Pdu) {
+        if self.version >= 2 {
+            pdu.set_time(self.time);
+        }
+        self.out.send(&pdu);
+    }
+
+    fn notice(&mut self, channel: Option<&ChannelName>, text: &[u8]) {
+        self.stamped(Pdu::notice(self.order, channel, text));
+    }
+
+    /// An error notice (v1 section 6), about `channel` if it concerns one.
+    fn error(&mut self, channel: Option<&ChannelName>, text: &[u8]) {
+        self.notice(channel, text);
+    }
+
+    fn marker(&mut self, channel: Option<&ChannelName>) {
+        self.stamped(Pdu::up_to_date_marker(self.order, channel));
+    }
+
+    fn skipped(&mut self, channel: Option<&ChannelName>, n: u64) {
+        let text = format!("{n} messages were skipped");
+        self.notice(channel, text.as_bytes());
+    }
+
+    /// A history entry, as this connection's version defines it (v2 sections 1 and 2a).
+    fn entry(&mut self, channel: Option<&ChannelName>, entry: &Entry) {
+        let sender = entry.sender.as_ref().map_or(SERVER_NAME, |s| s.as_bytes());
+        if self.version >= 2 {
+            let mut pdu = Pdu::receive(self.order, sender, channel, &entry.text);
+            pdu.set_time(entry.time_ms);
+            self.out.send(&pdu);
+        } else {
+            let mut room = [0u8; V1_TEXT_ROOM];
+            if let Some(text) = entry.v1_text(&mut room) {
+                self.out
+                    .send(&Pdu::receive(self.order, sender, channel, text));
+            }
+        }
+    }
+}
+
+impl Established {
+    fn channel_name(&self, hub: &Hub) -> Option<ChannelName> {
+        self.member
+            .as_ref()
+            .and_then(|m| hub.channel_name(m.channel).copied())
+    }
+
+    fn join(&mut self, pdu: &Pdu, now: u64, hub: &mut Hub, reply: &mut Reply<'_, impl Outbox>) {
+        let order = reply.order;
+        let current = self.channel_name(hub);
+        let name = match pdu.channel_name() {
+            Ok(name) => name,
+            Err(e) => return reply.error(current.as_ref(), format!("error: {e}").as_bytes()),
+        };
+        if current == Some(name) {
+            return reply.send(&Pdu::channel_ack(Command::JoinChannel, order, &name));
+        }
+        if hub.is_banned(&name, &self.user) {
+            let text = format!("error: you are banned from {name}");
+            return reply.error(current.as_ref(), text.as_bytes());
+        }
+        if let Some(left) = self.member.take() {
+            hub.leave(left.channel, &self.user, now);
+        }
+        let push = self.version >= 2;
+        match hub.join(&name, &self.user, push, now) {
+            Ok((channel, cursor)) => {
+                self.member = Some(Membership { channel, cursor });
+                reply.send(&Pdu::channel_ack(Command::JoinChannel, order, &name));
+            }
+            // Checked above; kept for the hub's word on it.
+            Err(JoinRefusal::Banned) => {
+                let text = format!("error: you are banned from {name}");
+                reply.error(None, text.as_bytes())
+            }
+        }
+    }
+
+    fn send_message(
+        &mut self,
+        pdu: &Pdu,
+        now: u64,
+        hub: &mut Hub,
+        reply: &mut Reply<'_, impl Outbox>,
+    ) {
+        let channel = self.channel_name(hub);
+        let Some(id) = self.member.as_ref().map(|m| m.channel) else {
+            return reply.error(
+                None,
+                b"error: message not sent: not in a channel, join one first",
+            );
+        };
+        let text = pdu.params_text();
+        if text.is_empty() {
+            return reply.error(
+                channel.as_ref(),
+                b"error: message not sent: it is empty (a message is 1 to 2000 bytes before \
+                  the first NUL)",
+            );
+        }
+        let rules = *hub.rules();
+        if !self.take_token(&rules, now) {
+            let text = format!(
+                "error: slow down, message not sent: at most {} messages a second, {} at once",
+                rules.rate_limit, rules.rate_burst
+            );
+            return reply.error(channel.as_ref(), text.as_bytes());
+        }
+        hub.post(id, self.user, text, now);
+    }
+
+    /// The rate limit (v2 section 6) as a GCRA: a message is allowed when the bucket,
+    /// refilled at `rate_limit` a second up to `rate_burst`, holds one.
+    fn take_token(&mut self, rules: &Rules, now: u64) -> bool {
+        if rules.rate_limit == 0 {
+            return true;
+        }
+        let interval = 1_000_000 / u64::from(rules.rate_limit).min(1_000_000);
+        let tolerance = interval * u64::from(rules.rate_burst.max(1) - 1);
+        let now_us = now.saturating_mul(1000);
+        let tat = self.rate_tat_us.max(now_us);
+        if tat - now_us > tolerance {
+            return false;
+        }
+        self.rate_tat_us = tat + interval;
+        true
+    }
+
+    /// NAMES (v2 section 3): of the named channel, or of the client's own.
+    fn names(&mut self, pdu: &Pdu, hub: &Hub, reply: &mut Reply<'_, impl Outbox>) {
+        let current = self.channel_name(hub);
+        let name = match (pdu.channel(), current) {
+            (b"", Some(name)) => name,
+            (b"", None) => {
+                return reply.error(None, b"error: no channel given and not in a channel")
+            }
+            (field, _) => match ChannelName::new(field) {
+                Ok(name) => name,
+                Err(e) => return reply.error(current.as_ref(), format!("error: {e}").as_bytes()),
+            },
+        };
+        match hub.open_channel(&name) {
+            Some(channel) => {
+                self.answer = Some(Answer::Listing(Box::new(Listing::Names {
+                    channel,
+                    name,
+                    operators: true,
+                    after: 0,
+                    count: 0,
+                })))
+            }
+            None => {
+                let text = format!("error: {name} is not open: it has no members");
+                reply.error(current.as_ref(), text.as_bytes())
+            }
+        }
+    }
+
+    /// One PDU of the answer in flight; the answer is dropped when its last PDU is sent.
+    fn step_answer(&mut self, hub: &Hub, reply: &mut Reply<'_, impl Outbox>) {
+        let order = reply.order;
+        let done = match &mut self.answer {
+            None => true,
+            Some(Answer::Query { end }) => match &mut self.member {
+                Some(m) => {
+                    let channel = hub.channel_name(m.channel);
+                    // A v1 reader is not sent its own messages (v1 section 5); v2 is.
+                    let skip_own = (reply.version < 2).then_some(&self.user);
+                    match hub.next_entry(m.channel, &mut m.cursor, *end, skip_own) {
+                        Next::Skipped(n) => {
+                            reply.skipped(channel, n);
+                            false
+                        }
+                        Next::Entry(entry) => {
+                            reply.entry(channel, entry);
+                            false
+                        }
+                        Next::Done => {
+                            reply.marker(channel);
+                            true
+                        }
+                    }
+                }
+                // Removed from the channel while answering: the answer ends here.
+                None => {
+                    reply.marker(None);
+                    true
+                }
+            },
+            Some(Answer::Listing(listing)) => match &mut **listing {
+                Listing::Channels { after, count } => match hub.next_channel(after.as_ref()) {
+                    Some(listed) => {
+                        let mut pdu =
+                            Pdu::listing(Command::ListChannels, order, Some(&listed.name));
+                        pdu.set_param_u32(0, listed.members)
+                            .set_param_u32(4, listed.retained);
+                        reply.send(&pdu);
+                        *after = Some(listed.name);
+                        *count += 1;
+                        false
+                    }
+                    None => {
+                        reply.send(&Pdu::listing_end(
+                            Command::ListChannels,
+                            order,
+                            None,
+                            *count,
+                        ));
+                        true
+                    }
+                },
+                Listing::Names {
+                    channel,
+                    name,
+                    operators,
+                    after,
+                    count,
+                } => {
+                    // The channel closed (and its handle may be another's now): nothing more.
+                    let open = hub.channel_name(*channel) == Some(&*name);
+                    let mut pdu = Pdu::listing(Command::Names, order, Some(name));
+                    let mut used = 0;
+                    if open {
+                        let params = &mut pdu.bytes_mut()[PREFIX_LEN + 4..];
+                        for (key, user) in hub.members_after(*channel, *operators, *after) {
+                            let sep = usize::from(used > 0);
+                            let bytes = user.as_bytes();
+                            // Whole names, then the NUL, within the params.
+                            if used + sep + bytes.len() + 1 > NAMES_ROOM {
+                                break;
+                            }
+                            if sep == 1 {
+                                params[used] = b' ';
+                            }
+                            params[used + sep..used + sep + bytes.len()].copy_from_slice(bytes);
+                            used += sep + bytes.len();
+                            *after = key;
+                            *count += 1;
+                        }
+                    }
+                    if used > 0 {
+                        pdu.bytes_mut()[OPERATORS] = u8::from(*operators);
+                        reply.send(&pdu);
+                        false
+                    } else if *operators && open {
+                        *operators = false;
+                        *after = 0;
+                        false
+                    } else {
+                        reply.send(&Pdu::listing_end(Command::Names, order, Some(name), *count));
+                        true
+                    }
+                }
+            },
+        };
+        if done {
+            self.answer = None;
+        }
+    }
+
+    /// KICK, BAN and UNBAN (v2 section 5).
+    fn moderate(
+        &mut self,
+        command: Command,
+        pdu: &Pdu,
+        now: u64,
+        hub: &mut Hub,
+        reply: &mut Reply<'_, impl Outbox>,
+    ) {
+        let current = self.channel_name(hub);
+        let field = pdu.channel();
+        if field == SERVER_WIDE {
+            return self.moderate_server(command, pdu, hub, reply);
+        }
+        let name = match (field, current) {
+            (b"", Some(name)) => name,
+            (b"", None) => {
+                return reply.error(None, b"error: no channel given and not in a channel")
+            }
+            (field, _) => match ChannelName::new(field) {
+                Ok(name) => name,
+                Err(e) => return reply.error(current.as_ref(), format!("error: {e}").as_bytes()),
+            },
+        };
+        let target = match Username::new(pdu.target()) {
+            Ok(target) => target,
+            Err(e) => {
+                let text = format!("error: no such user: {e}");
+                return reply.error(current.as_ref(), text.as_bytes());
+            }
+        };
+        let open = hub.open_channel(&name);
+        let allowed = hub.is_server_operator(&self.user)
+            || open.is_some_and(|id| hub.is_operator(id, &self.user));
+        if !allowed {
+            let text = format!("error: you are not an operator of {name}");
+            return reply.error(current.as_ref(), text.as_bytes());
+        }
+        if command != Command::Unban
+            && target != self.user
+            && hub.is_server_operator(&target)
+            && !hub.is_server_operator(&self.user)
+        {
+            let text = format!(
+                "error: {target} is a server operator: a channel operator cannot kick or ban one"
+            );
+            return reply.error(current.as_ref(), text.as_bytes());
+        }
+        let reason = pdu.reason();
+        match command {
+            Command::Kick => {
+                let removed =
+                    open.is_some_and(|id| hub.remove(id, &target, &self.user, reason, false, now));
+                if !removed {
+                    let text = format!("error: {target} is not in {name}");
+                    return reply.error(current.as_ref(), text.as_bytes());
+                }
+            }
+            Command::Ban => {
+                if hub.ban(&name, &target).is_err() {
+                    let text =
+                        format!("error: ban list of {name} is full: at most {MAX_BANS} names");
+                    return reply.error(current.as_ref(), text.as_bytes());
+                }
+                if let Some(id) = open {
+                    hub.remove(id, &target, &self.user, reason, true, now);
+                }
+            }
+            _ => {
+                if !hub.unban(&name, &target) {
+                    let text = format!("error: {target} is not banned from {name}");
+                    return reply.error(current.as_ref(), text.as_bytes());
+                }
+            }
+        }
+        reply.send(&acknowledgement(pdu));
+        // An operator that removed itself: the hub sends no event for it, it is done here.
+        if command != Command::Unban && target == self.user {
+            if let Some(m) = self.member.take_if(|m| Some(m.channel) == open) {
+                let banned = command == Command::Ban;
+                let notice = Hub::removal_notice(&name, &self.user, reason, banned);
+                self.removed = Some(Box::new((name, notice)));
+                drop(m);
+            }
+        }
+    }
+
+    /// BAN and UNBAN with channel `*`: a server ban by address (v2 section 5).
+    fn moderate_server(
+        &mut self,
+        command: Command,
+        pdu: &Pdu,
+        hub: &mut Hub,
+        reply: &mut Reply<'_, impl Outbox>,
+    ) {
+        let current = self.channel_name(hub);
+        if !hub.is_server_operator(&self.user) {
+            return reply.error(
+                current.as_ref(),
+                b"error: only a server operator can ban from the whole server (*)",
+            );
+        }
+        match command {
+            Command::Ban => {
+                let address = Username::new(pdu.target())
+                    .ok()
+                    .and_then(|target| hub.address_of(&target));
+                let Some(address) = address else {
+                    let text = format!(
+                        "error: {} is not connected: a server ban takes the address of a \
+                         connected user",
+                        String::from_utf8_lossy(pdu.target())
+                    );
+                    return reply.error(current.as_ref(), text.as_bytes());
+                };
+                hub.ban_address(address);
+            }
+            Command::Unban => {
+                let text = pdu.params_text();
+                let address = std::str::from_utf8(text)
+                    .ok()
+                    .and_then(|t| t.parse::<IpAddr>().ok());
+                let Some(address) = address else {
+                    let text = format!(
+                        "error: '{}' is not an IP address (UNBAN * takes the address as text)",
+                        String::from_utf8_lossy(text)
+                    );
+                    return reply.error(current.as_ref(), text.as_bytes());
+                };
+                if !hub.unban_address(&address) {
+                    let text = format!("error: {address} is not banned");
+                    return reply.error(current.as_ref(), text.as_bytes());
+                }
+            }
+            _ => {
+                return reply.error(
+                    current.as_ref(),
+                    b"error: KICK needs a channel: * is only for BAN and UNBAN",
+                )
+            }
+        }
+        reply.send(&acknowledgement(pdu));
+    }
+}
+
+/// The acknowledgement of a KICK, BAN or UNBAN: the request back, from `SERVER` (its
+/// command field is already in the connection's fixed order).
+fn acknowledgement(request: &Pdu) -> Pdu {
+    let mut ack = request.clone();
+    ack.set_username(SERVER_NAME);
+    ack
+}
+
 /// The error notice for a command field that is none of the codes in the connection's
-/// fixed byte order: the code as read, and the bytes, since a client that writes the other
-/// order sends a known code that reads as a huge one.
-fn unknown_command(raw: [u8; 4], order: ByteOrder) -> String {
+/// fixed byte order (or a code of a later version than the connection's): the code as
+/// read, and the bytes, since a client that writes the other order sends a known code that
+/// reads as a huge one.
+fn unknown_command(raw: [u8; 4], order: ByteOrder, version: u16) -> String {
     let code = order.decode(raw);
     let read = match order {
         ByteOrder::Little => "little-endian",
         ByteOrder::Big => "big-endian",
     };
+    let last = if version >= 2 { 14 } else { 8 };
     let [a, b, c, d] = raw;
     format!(
         "error: unknown command code {code} (command field {a:02x} {b:02x} {c:02x} {d:02x}, \
-         read {read}, the byte order this connection fixed): the codes are 0 to 8"
+         read {read}, the byte order this connection fixed): the codes of version {version} \
+         are 0 to {last}"
     )
 }
 

@@ -13,6 +13,7 @@ use kaichat::server::{AddressLimits, DEFAULT_ACCEPT_RATE, DEFAULT_MAX_PER_ADDRES
 use kaichat::server::{DEFAULT_HISTORY, DEFAULT_REPLAY, METRICS_CONNECTIONS, METRICS_TIMEOUT_MS};
 use kaichat::store::SyncPolicy;
 use kaichat::tls;
+use kaichat_proto::hub::Rules;
 use kaichat_proto::session::Deadlines;
 use log::LevelFilter;
 use toml::de::{DeTable, DeValue};
@@ -50,6 +51,10 @@ pub enum Setting {
     AcceptRate,
     AcceptBurst,
     LimitLoopback,
+    MaxVersion,
+    OperPasswordFile,
+    RateLimit,
+    RateBurst,
 }
 
 /// What a setting's value is, with the words its errors use.
@@ -68,11 +73,13 @@ enum Kind {
     Level,
     /// A durability policy: `always`, `batch` or `off`.
     Sync,
+    /// A protocol version this server speaks: 1 or 2.
+    Version,
 }
 
 impl Setting {
     /// In the order of `--help` and `--print-config`.
-    pub const ALL: [Setting; 18] = [
+    pub const ALL: [Setting; 22] = [
         Setting::Listen,
         Setting::Cert,
         Setting::Key,
@@ -91,6 +98,10 @@ impl Setting {
         Setting::AcceptRate,
         Setting::AcceptBurst,
         Setting::LimitLoopback,
+        Setting::MaxVersion,
+        Setting::OperPasswordFile,
+        Setting::RateLimit,
+        Setting::RateBurst,
     ];
 
     /// The flag, and without its dashes the file's key; with what its value looks like in
@@ -157,6 +168,28 @@ impl Setting {
                 },
             ),
             Setting::LimitLoopback => ("--limit-loopback", "", Kind::Switch),
+            Setting::MaxVersion => ("--max-version", "N", Kind::Version),
+            Setting::OperPasswordFile => (
+                "--oper-password-file",
+                "PATH",
+                Kind::File("a file holding an argon2id PHC string"),
+            ),
+            Setting::RateLimit => (
+                "--rate-limit",
+                "MSGS_PER_SEC",
+                Kind::Count {
+                    what: "a number of messages per second",
+                    min: 0,
+                },
+            ),
+            Setting::RateBurst => (
+                "--rate-burst",
+                "N",
+                Kind::Count {
+                    what: "a number of messages",
+                    min: 1,
+                },
+            ),
         }
     }
 
@@ -232,6 +265,26 @@ impl Setting {
             Setting::LimitLoopback => "apply the two limits above to loopback addresses too\n\
                  (127.0.0.0/8, ::1), which are exempt by default"
                 .to_string(),
+            Setting::MaxVersion => {
+                "highest protocol version offered: 2 (push delivery, listings,\n\
+                 operators) or 1 (a version-1-only server) [default: 2]"
+                    .to_string()
+            }
+            Setting::OperPasswordFile => "server operator password (OPER): a file holding its\n\
+                 argon2id hash as a PHC string, e.g. made with\n\
+                 argon2 SALT -id -e [default: none: OPER always fails]"
+                .to_string(),
+            Setting::RateLimit => format!(
+                "SEND_MESSAGE per second one connection may send on average;\n\
+                 more are dropped with an error notice\n\
+                 [default: {}; 0 = no limit]",
+                Rules::default().rate_limit
+            ),
+            Setting::RateBurst => format!(
+                "messages one connection may send at once before rate-limit\n\
+                 applies [default: {}]",
+                Rules::default().rate_burst
+            ),
         }
     }
 
@@ -260,6 +313,7 @@ impl Setting {
             Kind::Switch => "true or false",
             Kind::Level => "a level (error, warn, info or debug)",
             Kind::Sync => "always, batch or off",
+            Kind::Version => "a protocol version (1 or 2)",
         }
     }
 
@@ -326,6 +380,11 @@ pub struct Settings {
     /// `None`: twice the rate.
     pub accept_burst: Option<usize>,
     pub limit_loopback: bool,
+    pub max_version: u16,
+    /// `None`: no operator password, OPER always fails.
+    pub oper_password_file: Option<PathBuf>,
+    pub rate_limit: usize,
+    pub rate_burst: usize,
 }
 
 impl Default for Settings {
@@ -351,6 +410,10 @@ impl Default for Settings {
             accept_rate: DEFAULT_ACCEPT_RATE as usize,
             accept_burst: None,
             limit_loopback: false,
+            max_version: Rules::default().max_version,
+            oper_password_file: None,
+            rate_limit: Rules::default().rate_limit as usize,
+            rate_burst: Rules::default().rate_burst as usize,
         }
     }
 }
@@ -377,6 +440,10 @@ impl Settings {
             Setting::AcceptRate => self.accept_rate = value.count(),
             Setting::AcceptBurst => self.accept_burst = Some(value.count()),
             Setting::LimitLoopback => self.limit_loopback = value.switch(),
+            Setting::MaxVersion => self.max_version = value.count() as u16,
+            Setting::OperPasswordFile => self.oper_password_file = Some(value.file()),
+            Setting::RateLimit => self.rate_limit = value.count(),
+            Setting::RateBurst => self.rate_burst = value.count(),
         }
     }
 
@@ -393,6 +460,17 @@ impl Settings {
                 None => accept_rate.saturating_mul(2).clamp(1, MAX_RATE),
             },
             limit_loopback: self.limit_loopback,
+        }
+    }
+
+    /// The protocol rules sessions apply (`oper` is the server's to set).
+    pub fn rules(&self) -> Rules {
+        let at_most = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Rules {
+            max_version: self.max_version,
+            rate_limit: at_most(self.rate_limit),
+            rate_burst: at_most(self.rate_burst),
+            oper: false,
         }
     }
 
@@ -420,6 +498,10 @@ impl Settings {
             Setting::AcceptRate => Some(self.accept_rate.to_string()),
             Setting::AcceptBurst => self.accept_burst.map(|n| n.to_string()),
             Setting::LimitLoopback => Some(self.limit_loopback.to_string()),
+            Setting::MaxVersion => Some(self.max_version.to_string()),
+            Setting::OperPasswordFile => path(&self.oper_password_file),
+            Setting::RateLimit => Some(self.rate_limit.to_string()),
+            Setting::RateBurst => Some(self.rate_burst.to_string()),
         }
     }
 
@@ -433,6 +515,7 @@ impl Settings {
             (Setting::Cert, &self.cert),
             (Setting::Key, &self.key),
             (Setting::Store, &self.store),
+            (Setting::OperPasswordFile, &self.oper_password_file),
         ] {
             if let Some(path) = path.as_ref().filter(|p| p.to_str().is_none()) {
                 return Err(format!(
@@ -461,6 +544,7 @@ impl Settings {
                 Setting::MetricsListen => "no metrics endpoint".to_string(),
                 Setting::Log => "RUST_LOG, else info".to_string(),
                 Setting::Store => "history in memory only".to_string(),
+                Setting::OperPasswordFile => "no operator password: OPER always fails".to_string(),
                 Setting::AcceptBurst => format!(
                     "twice accept-rate, here {}",
                     self.address_limits().accept_burst
@@ -553,7 +637,7 @@ fn check(setting: Setting, place: &str, given: Given) -> Result<Value, String> {
             (Kind::Address | Kind::File(_) | Kind::Level | Kind::Sync, DeValue::String(s)) => {
                 Raw::Text(s.to_string())
             }
-            (Kind::Seconds | Kind::Count { .. }, DeValue::Integer(i)) => {
+            (Kind::Seconds | Kind::Count { .. } | Kind::Version, DeValue::Integer(i)) => {
                 match u64::from_str_radix(i.as_str(), i.radix()) {
                     Ok(n) => Raw::Number(n),
                     Err(_) => return Err(not(written)),
@@ -561,7 +645,7 @@ fn check(setting: Setting, place: &str, given: Given) -> Result<Value, String> {
             }
             (Kind::Switch, DeValue::Boolean(on)) => return Ok(Value::Switch(*on)),
             // A number or a switch in quotes: say what to write instead.
-            (Kind::Seconds | Kind::Count { .. }, DeValue::String(s))
+            (Kind::Seconds | Kind::Count { .. } | Kind::Version, DeValue::String(s))
                 if s.parse::<u64>().is_ok() =>
             {
                 return Err(format!("{}: write it without quotes", not(written)))
@@ -598,6 +682,12 @@ fn check(setting: Setting, place: &str, given: Given) -> Result<Value, String> {
                 Ok(Value::Count(n))
             }
         }
+        Kind::Version => match number(value)? {
+            n @ 1..=2 => Ok(Value::Count(n as usize)),
+            n => Err(format!(
+                "{place}: {n} is not a protocol version this server speaks: 1 or 2"
+            )),
+        },
         Kind::Switch => unreachable!("a switch was handled above"),
         Kind::Level => match value.text().as_str() {
             "error" => Ok(Value::Level(LevelFilter::Error)),
