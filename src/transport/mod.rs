@@ -14,6 +14,8 @@ use rustls::ConnectionCommon;
 use kaichat_proto::outbox::Outbox;
 use kaichat_proto::pdu::{Pdu, PDU_LEN};
 
+pub mod pool;
+
 /// Plaintext input is read in chunks up to this much buffered, like rustls's own bound.
 const PLAIN_INPUT_LIMIT: usize = 16 * 1024;
 /// Most bytes one plaintext read takes (rustls reads TLS in the same size).
@@ -130,8 +132,8 @@ where
                 bytes.copy_from_slice(&plain.input[..PDU_LEN]);
                 plain.input.drain(..PDU_LEN);
                 if plain.input.is_empty() {
-                    // Idle plaintext connections keep no buffer.
-                    plain.input = Vec::new();
+                    // Idle plaintext connections keep no buffer: it goes back to the pool.
+                    pool::give(std::mem::take(&mut plain.input));
                 }
             }
         }
@@ -212,7 +214,12 @@ where
                     _ => tls.overflow = true,
                 }
             }
-            Transport::Plain(plain) => plain.output.extend_from_slice(pdu.as_bytes()),
+            Transport::Plain(plain) => {
+                if plain.output.capacity() == 0 {
+                    plain.output = pool::take();
+                }
+                plain.output.extend_from_slice(pdu.as_bytes());
+            }
         }
     }
 }
@@ -313,6 +320,9 @@ impl PlainState {
         let result = socket.read(&mut chunk[..want]);
         let short = result.as_ref().is_ok_and(|&n| n < want);
         if let Ok(n) = result {
+            if n > 0 && self.input.capacity() == 0 {
+                self.input = pool::take();
+            }
             self.input.extend_from_slice(&chunk[..n]);
         }
         classify(result, short, &mut self.peer_closed)
@@ -328,7 +338,7 @@ impl PlainState {
                 Err(e) => return Err(TransportError::Io(e)),
             }
         }
-        self.output = Vec::new();
+        pool::give(std::mem::take(&mut self.output));
         self.written = 0;
         Ok(true)
     }
