@@ -83,12 +83,17 @@ run() {
   rss0=$(awk '/VmRSS/{print $2}' /proc/$sp/status)
   rm -rf "$out/run"
   timeout 150 "${pin_loadgen[@]}" target/release/loadgen "${flags[@]}" --sources 127.0.0.1-127.0.0.40 \
-    --server 127.0.0.1:$port --ca certs/ca.pem --quiet --out "$out/run" >/dev/null 2>&1 & lp=$!
+    --server 127.0.0.1:$port --ca certs/ca.pem --quiet --out "$out/run" >"$out/loadgen.log" 2>&1 & lp=$!
   sleep "$sample_from"; t1=$(awk '{print $14+$15}' /proc/$sp/stat)
   sleep "$sample_for"; t2=$(awk '{print $14+$15}' /proc/$sp/stat)
   rss1=$(awk '/VmRSS/{print $2}' /proc/$sp/status)
   wait $lp || true
   kill -TERM $sp; wait $sp || true
+  if [ ! -f "$out/run/summary.json" ]; then
+    echo "$label $bin: the run failed (no summary.json; left out of the medians); loadgen said:"
+    tail -n 5 "$out/loadgen.log"
+    return 0
+  fi
   python3 - "$out/run/summary.json" "$label" "$bin" $((t2 - t1)) "$ticks" "$sample_for" \
     $((rss1 - rss0)) "$clients" >>"$results" <<'EOF'
 import json, sys
@@ -116,6 +121,8 @@ print("median       cpu %   rss/conn KiB   query p99 ms   cpu/query us")
 med = {}
 for label in ("A", "B"):
     r = [x for x in rows if x[0] == label]
+    if not r:
+        sys.exit(f"no run of {label} ({names[label]}) completed")
     med[label] = [statistics.median(float(x[i]) for x in r) for i in (2, 3, 4, 5)]
     print(f"{label} ({names[label]})")
     print(f"          {med[label][0]:6.1f}   {med[label][1]:12.2f}   {med[label][2]:12.2f}   {med[label][3]:12.2f}")

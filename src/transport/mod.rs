@@ -15,6 +15,9 @@ use kaichat_proto::outbox::Outbox;
 use kaichat_proto::pdu::{Pdu, PDU_LEN};
 
 pub mod pool;
+mod unbuffered;
+
+pub use unbuffered::UnbufferedTls;
 
 /// Plaintext input is read in chunks up to this much buffered, like rustls's own bound.
 const PLAIN_INPUT_LIMIT: usize = 16 * 1024;
@@ -57,10 +60,13 @@ impl TransportError {
     }
 }
 
-/// One connection's transport; `C` is rustls's `ServerConnection` or `ClientConnection`.
+/// One connection's transport; `C` is rustls's `ServerConnection` or `ClientConnection`
+/// for the buffered API (loadgen's clients); the server uses the unbuffered one.
 #[derive(Debug)]
 pub enum Transport<C> {
     Tls(Box<TlsState<C>>),
+    /// The server's TLS: rustls's unbuffered API over buffers lent by the loop's pool.
+    Unbuffered(Box<UnbufferedTls>),
     Plain(PlainState),
 }
 
@@ -101,6 +107,11 @@ where
         }))
     }
 
+    /// The server's TLS session, over rustls's unbuffered API.
+    pub fn unbuffered(conn: rustls::server::UnbufferedServerConnection) -> Transport<C> {
+        Transport::Unbuffered(Box::new(UnbufferedTls::new(conn)))
+    }
+
     pub fn plain() -> Transport<C> {
         Transport::Plain(PlainState::default())
     }
@@ -110,6 +121,7 @@ where
     pub fn fill(&mut self, socket: &mut impl Read) -> Result<Fill, TransportError> {
         match self {
             Transport::Tls(tls) => tls.fill(socket),
+            Transport::Unbuffered(tls) => tls.fill(socket),
             Transport::Plain(plain) => plain.fill(socket),
         }
     }
@@ -125,6 +137,7 @@ where
                 tls.conn.reader().read_exact(&mut bytes).ok()?;
                 tls.plaintext -= PDU_LEN;
             }
+            Transport::Unbuffered(tls) => return tls.next_pdu(),
             Transport::Plain(plain) => {
                 if plain.input.len() < PDU_LEN {
                     return None;
@@ -144,6 +157,7 @@ where
     pub fn peer_closed(&self) -> bool {
         match self {
             Transport::Tls(tls) => tls.peer_closed,
+            Transport::Unbuffered(tls) => tls.peer_closed(),
             Transport::Plain(plain) => plain.peer_closed,
         }
     }
@@ -154,19 +168,25 @@ where
     pub fn closed_cleanly(&self) -> bool {
         match self {
             Transport::Tls(tls) => tls.goodbye,
+            Transport::Unbuffered(tls) => tls.closed_cleanly(),
             Transport::Plain(plain) => plain.peer_closed,
         }
     }
 
     /// Whether the TLS handshake is still under way (never in plaintext).
     pub fn is_handshaking(&self) -> bool {
-        matches!(self, Transport::Tls(tls) if tls.conn.is_handshaking())
+        match self {
+            Transport::Tls(tls) => tls.conn.is_handshaking(),
+            Transport::Unbuffered(tls) => tls.is_handshaking(),
+            Transport::Plain(_) => false,
+        }
     }
 
     /// Bytes produced and not yet known to be written.
     pub fn queued(&self) -> usize {
         match self {
             Transport::Tls(tls) => tls.queued,
+            Transport::Unbuffered(tls) => tls.queued(),
             Transport::Plain(plain) => plain.output.len() - plain.written,
         }
     }
@@ -175,6 +195,7 @@ where
     pub fn wants_write(&self) -> bool {
         match self {
             Transport::Tls(tls) => tls.conn.wants_write(),
+            Transport::Unbuffered(tls) => tls.wants_write(),
             Transport::Plain(plain) => plain.written < plain.output.len(),
         }
     }
@@ -183,20 +204,27 @@ where
     pub fn flush(&mut self, socket: &mut impl Write) -> Result<bool, TransportError> {
         match self {
             Transport::Tls(tls) => tls.flush(socket),
+            Transport::Unbuffered(tls) => tls.flush(socket),
             Transport::Plain(plain) => plain.flush(socket),
         }
     }
 
     /// Queues a TLS close_notify (nothing in plaintext).
     pub fn close_notify(&mut self) {
-        if let Transport::Tls(tls) = self {
-            tls.conn.send_close_notify();
+        match self {
+            Transport::Tls(tls) => tls.conn.send_close_notify(),
+            Transport::Unbuffered(tls) => tls.close_notify(),
+            Transport::Plain(_) => {}
         }
     }
 
     /// Whether a PDU could not be handed to rustls.
     pub fn overflowed(&self) -> bool {
-        matches!(self, Transport::Tls(tls) if tls.overflow)
+        match self {
+            Transport::Tls(tls) => tls.overflow,
+            Transport::Unbuffered(tls) => tls.overflowed(),
+            Transport::Plain(_) => false,
+        }
     }
 }
 
@@ -214,6 +242,7 @@ where
                     _ => tls.overflow = true,
                 }
             }
+            Transport::Unbuffered(tls) => tls.send(pdu),
             Transport::Plain(plain) => {
                 if plain.output.capacity() == 0 {
                     plain.output = pool::take();

@@ -21,17 +21,32 @@ thread_local! {
 /// An empty buffer: one given back earlier if there is one (its capacity kept), else a
 /// new one without capacity.
 pub fn take() -> Vec<u8> {
-    FREE.with(|free| free.borrow_mut().pop())
-        .unwrap_or_default()
+    let mut buf = FREE
+        .with(|free| free.borrow_mut().pop())
+        .unwrap_or_default();
+    buf.clear();
+    buf
 }
 
-/// Gives `buf` back for reuse (emptied), or frees it if it is too big or the pool is full.
-/// Nothing happens for a buffer that never allocated.
-pub fn give(mut buf: Vec<u8>) {
+/// A buffer of at least `len` bytes of whatever it held before (zeroes where it is new),
+/// for callers that write into it and track their own data: a reused buffer is not zeroed
+/// again.
+pub fn lend(len: usize) -> Vec<u8> {
+    let mut buf = FREE
+        .with(|free| free.borrow_mut().pop())
+        .unwrap_or_default();
+    if buf.len() < len {
+        buf.resize(len, 0);
+    }
+    buf
+}
+
+/// Gives `buf` back for reuse, or frees it if it is too big or the pool is full. Nothing
+/// happens for a buffer that never allocated. Its bytes stay as they are (see [`lend`]).
+pub fn give(buf: Vec<u8>) {
     if buf.capacity() == 0 || buf.capacity() > KEPT_CAPACITY {
         return;
     }
-    buf.clear();
     FREE.with(|free| {
         let mut free = free.borrow_mut();
         if free.len() < KEPT {
