@@ -1,10 +1,12 @@
-//! Moving bytes between a non-blocking socket and whole PDUs: through rustls (either side:
-//! the server's `ServerConnection`, loadgen's `ClientConnection`), or in plaintext for
-//! debugging and benchmarks. Knows nothing of what a PDU means.
+//! Moving bytes between a non-blocking socket and whole PDUs: through rustls (the server's
+//! `UnbufferedServerConnection` in `unbuffered.rs`; the buffered `ClientConnection` of
+//! loadgen and the terminal client here), or in plaintext for debugging and benchmarks.
+//! Knows nothing of what a PDU means.
 //!
-//! With TLS, a partial PDU waits inside rustls's plaintext buffer until 2260 bytes are
-//! there, so an idle connection holds no buffer of ours. Output is counted so that the
-//! server's reactor can stop producing (and stop reading) above a small bound.
+//! No connection keeps a buffer it is not using: the server's TLS bytes and plaintext
+//! input and output live in buffers lent by the thread's [`pool`] while they wait; a
+//! client's partial PDU waits inside rustls's plaintext buffer. Output is counted so that
+//! the server's reactor can stop producing (and stop reading) above a small bound.
 
 use std::io::{self, Read, Write};
 use std::ops::DerefMut;

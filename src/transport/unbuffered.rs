@@ -142,6 +142,7 @@ enum Step {
 }
 
 impl UnbufferedTls {
+    /// A session for one accepted socket, holding no buffer yet.
     pub fn new(conn: UnbufferedServerConnection) -> UnbufferedTls {
         UnbufferedTls {
             conn,
@@ -155,6 +156,7 @@ impl UnbufferedTls {
         }
     }
 
+    /// Whether the TLS handshake is still under way.
     pub fn is_handshaking(&self) -> bool {
         self.conn.is_handshaking()
     }
@@ -165,24 +167,30 @@ impl UnbufferedTls {
         self.peer_closed || self.failed
     }
 
+    /// Whether the peer's close_notify arrived.
     pub fn closed_cleanly(&self) -> bool {
         self.goodbye
     }
 
+    /// Bytes of ciphertext produced and not yet written to the socket.
     pub fn queued(&self) -> usize {
         self.outgoing.len()
     }
 
+    /// Whether there is ciphertext for the socket.
     pub fn wants_write(&self) -> bool {
         !self.outgoing.is_empty()
     }
 
+    /// Whether a PDU could not be encrypted (the connection must close).
     pub fn overflowed(&self) -> bool {
         self.overflow
     }
 
     /// Reads once from the socket (at most about 16 KiB), then lets rustls process every
-    /// whole record that is there.
+    /// whole record that is there. Errors: the socket's (`Io`); the peer broke TLS
+    /// (`Tls`, with rustls's alert queued for the flush); more than 80 KiB received that
+    /// complete nothing (`Io`, `InvalidData`). After an error nothing more is processed.
     pub fn fill(&mut self, socket: &mut impl Read) -> Result<Fill, TransportError> {
         if self.peer_closed || self.failed {
             return Ok(Fill::Closed);
