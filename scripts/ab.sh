@@ -2,13 +2,15 @@
 # Compares two kaichat-server binaries under one load scenario, alternating A, B, A, B...
 # in one sitting so that the shared machine's noise hits both alike, each run with a fresh
 # server. Prints, per run, the server's CPU (% of one core, sampled inside the steady
-# window), its RSS growth per connection, the query p99 and the messages lost; for
-# flat-out also the server CPU per QUERY. Then the median of each figure per binary.
+# window), its RSS growth per connection, the query and delivery p99 and the messages
+# lost; for flat-out also the server CPU per QUERY. Then the median of each figure per
+# binary.
 #
 #   scripts/ab.sh SERVER_A SERVER_B [ROUNDS]      (default 2 rounds)
-#   SCENARIO=poll-19k (default, ~75 s a run), poll-19k-nomsg, idle-19k (~40 s) or flat-out
-#   (~35 s); SERVER_CPU=n / LOADGEN_CPU=m pin the server and loadgen (taskset); LABEL_A,
-#   LABEL_B name the two in the output (scripts/vs-peer.sh uses all of these).
+#   SCENARIO=poll-19k (default, ~75 s a run), poll-19k-nomsg, push-19k or mixed-19k (the
+#   same load in protocol 2, or half and half), idle-19k (~40 s) or flat-out (~35 s);
+#   SERVER_CPU=n / LOADGEN_CPU=m pin the server and loadgen (taskset); LABEL_A, LABEL_B
+#   name the two in the output (scripts/vs-peer.sh uses all of these).
 #
 # Builds loadgen in release mode first. Traffic stays on 127.0.0.0/8; every run is bounded.
 set -euo pipefail
@@ -19,13 +21,16 @@ Usage: scripts/ab.sh SERVER_A SERVER_B [ROUNDS]
 Compares two kaichat-server binaries under one load scenario, alternating A, B, A, B...
 so that a shared machine's noise hits both alike, each run with a fresh server. Prints,
 per run, the server's CPU (% of one core, sampled inside the steady window), its RSS
-growth per connection, the query p99 and the messages lost (and, for flat-out, the
-server CPU per QUERY); then the median of each figure per binary.
+growth per connection, the query p99, the delivery p99 (of protocol-2 readers where
+there are any) and the messages lost, echoes included (and, for flat-out, the server CPU
+per QUERY); then the median of each figure per binary.
 
 ROUNDS defaults to 2. Environment:
   SCENARIO=poll-19k        19,000 clients, QUERY every 3 s, a message per client per
                            minute (the default, about 75 s a run)
   SCENARIO=poll-19k-nomsg  the same without messages
+  SCENARIO=push-19k        the same load in protocol 2: pushed, no polling
+  SCENARIO=mixed-19k       half protocol-1 pollers, half protocol-2 clients
   SCENARIO=idle-19k        19,000 clients connected and joined, no polling (about 40 s):
                            the RSS figure is the memory per idle connection
   SCENARIO=flat-out        2,000 clients querying back to back (about 35 s a run)
@@ -48,6 +53,11 @@ case $scenario in
     flags=(--clients $clients --channels 200 --interval 3 --duration 60 --msg-every $msg_every --ramp 2000)
     # The ramp takes ~10 s and the warm-up 3 s; sample 40 s of the 60 s steady window.
     sample_from=20 sample_for=40 ;;
+  push-19k|mixed-19k)
+    clients=19000
+    protocol=2; [ "$scenario" = mixed-19k ] && protocol=mixed
+    flags=(--protocol $protocol --clients $clients --channels 200 --interval 3 --warmup 3 --duration 60 --msg-every 60 --ramp 2000)
+    sample_from=20 sample_for=40 ;;
   idle-19k)
     clients=19000
     # Connected, set up and joined; --interval 600 puts each client's first QUERY (its
@@ -59,7 +69,7 @@ case $scenario in
     clients=2000
     flags=(--clients $clients --channels 20 --interval 0 --duration 30 --ramp 2000)
     sample_from=5 sample_for=20 ;;
-  *) echo "ab.sh: unknown SCENARIO '$scenario' (poll-19k, poll-19k-nomsg, idle-19k, flat-out)" >&2; exit 2 ;;
+  *) echo "ab.sh: unknown SCENARIO '$scenario' (poll-19k, poll-19k-nomsg, push-19k, mixed-19k, idle-19k, flat-out)" >&2; exit 2 ;;
 esac
 pin_server=() pin_loadgen=()
 if [ -n "${SERVER_CPU:-}" ] || [ -n "${LOADGEN_CPU:-}" ]; then
@@ -104,9 +114,14 @@ cpu = 100 * cpu_s / float(window)
 qps = s["queries_per_s"]
 per_query_us = 1e6 * cpu_s / (qps * float(window)) if qps else float("nan")
 p99_ms = s["latency_us"]["query"]["p99"] / 1000
-print(f"{label}\t{bin_}\t{cpu:.1f}\t{int(rss_kib) / int(clients):.2f}\t{p99_ms:.2f}\t{per_query_us:.2f}\t{s['messages_lost']}\t{s['errors']}")
+lat = s["latency_us"]
+# Protocol-2 readers' delivery where there are any (push-19k, mixed-19k), else everyone's.
+delivery = lat.get("delivery_v2", {}).get("count") and lat["delivery_v2"] or lat["delivery"]
+delivery_ms = delivery["p99"] / 1000
+lost = s["messages_lost"] + s.get("echoes_lost", 0)
+print(f"{label}\t{bin_}\t{cpu:.1f}\t{int(rss_kib) / int(clients):.2f}\t{p99_ms:.2f}\t{per_query_us:.2f}\t{lost}\t{s['errors']}\t{delivery_ms:.2f}")
 EOF
-  tail -n 1 "$results" | awk -F'\t' '{ printf "%s %-40s cpu %5.1f %%  rss/conn %5.2f KiB  query p99 %6.2f ms  cpu/query %6.2f us  lost %s  errors %s\n", $1, $2, $3, $4, $5, $6, $7, $8 }'
+  tail -n 1 "$results" | awk -F'\t' '{ printf "%s %-40s cpu %5.1f %%  rss/conn %5.2f KiB  query p99 %6.2f ms  delivery p99 %8.2f ms  cpu/query %6.2f us  lost %s  errors %s\n", $1, $2, $3, $4, $5, $9, $6, $7, $8 }'
 }
 
 echo "scenario $scenario, $rounds rounds, A = $label_a, B = $label_b${SERVER_CPU:+, server on CPU $SERVER_CPU}${LOADGEN_CPU:+, loadgen on CPU $LOADGEN_CPU}"

@@ -13,7 +13,8 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-Usage: scripts/loadtest.sh [smoke|poll-19k|idle-19k|storm|flat-out] [extra loadgen flags...]
+Usage: scripts/loadtest.sh [smoke|poll-19k|push-19k|mixed-19k|push-idle-19k|idle-19k|storm|flat-out]
+                           [extra loadgen flags...]
 
 Runs one load-test scenario against a fresh kaichat-server on 127.0.0.1 and writes
 report/<scenario>-<timestamp>/ with REPORT.md, SVG plots, latency histograms and the
@@ -21,8 +22,15 @@ raw CPU and memory samples.
 
 Scenarios:
   smoke      200 clients for 15 s: checks that everything works
-  poll-19k   19,000 clients in 200 channels polling every 3 s for 60 s
-  idle-19k   19,000 clients connected and joined, not polling (RSS per idle connection)
+  poll-19k   19,000 clients in 200 channels polling every 3 s for 60 s (protocol 1)
+  push-19k   the same load in protocol 2: 19,000 clients pushed to, no polling, one
+             message per client per minute, 60 s
+  mixed-19k  the same load, half protocol-1 pollers and half protocol-2 clients in the
+             same channels (delivery latency reported per protocol)
+  push-idle-19k
+             19,000 idle protocol-2 clients (no messages; a keep-alive PING every 30 s)
+  idle-19k   19,000 protocol-1 clients connected and joined, not polling (RSS per idle
+             connection)
   storm      as many TLS connections as fit, as fast as possible: set-ups per second
              of wall clock and of server CPU, server CPU per set-up (a full TLS 1.3
              handshake, PING, version, CLIENT_INFO, JOIN and the first answer)
@@ -62,6 +70,17 @@ case "$scenario" in
   poll-19k)
     flags=(--clients 19000 --channels 200 --interval 3 --duration 60 --msg-every 60 --ramp 2000)
     max_clients=19900 ;;
+  push-19k)
+    # No polling: the 3 s warm-up lets the last joiners' replays (pushed right after each
+    # JOIN) finish before the steady window.
+    flags=(--protocol 2 --clients 19000 --channels 200 --warmup 3 --duration 60 --msg-every 60 --ramp 2000)
+    max_clients=19900 ;;
+  mixed-19k)
+    flags=(--protocol mixed --clients 19000 --channels 200 --interval 3 --duration 60 --msg-every 60 --ramp 2000)
+    max_clients=19900 ;;
+  push-idle-19k)
+    flags=(--protocol 2 --clients 19000 --channels 200 --warmup 3 --duration 60 --msg-every 0 --ramp 2000)
+    max_clients=19900 ;;
   idle-19k)
     # --interval 600: each client's first QUERY comes at a random time up to 10 minutes
     # away, so nearly none polls in the 20 s window; no messages.
@@ -81,7 +100,7 @@ case "$scenario" in
     usage
     exit 0 ;;
   *)
-    echo "loadtest.sh: unknown scenario '$scenario' (smoke, poll-19k, idle-19k, storm, flat-out)" >&2
+    echo "loadtest.sh: unknown scenario '$scenario' (smoke, poll-19k, push-19k, mixed-19k, push-idle-19k, idle-19k, storm, flat-out)" >&2
     exit 2 ;;
 esac
 flags+=(--sources "$sources" --server "127.0.0.1:$PORT")

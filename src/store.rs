@@ -14,6 +14,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
+use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -143,11 +144,29 @@ pub struct LoadedChannel {
     pub entries: Vec<Entry>,
 }
 
-/// An entry for the writer: what the hub journaled (its time stamp is the append's).
-pub struct Record {
-    pub channel: ChannelName,
-    pub seq: u64,
-    pub entry: Entry,
+/// A change for the writer: what the hub journaled.
+pub enum Record {
+    /// A history entry (its time stamp is the append's).
+    Entry {
+        channel: ChannelName,
+        seq: u64,
+        entry: Entry,
+    },
+    /// A name put on (`banned`) or taken off a channel's ban list (v2 section 5).
+    Ban {
+        channel: ChannelName,
+        name: Username,
+        banned: bool,
+    },
+    /// A server ban of an address put on or lifted.
+    ServerBan { address: IpAddr, banned: bool },
+}
+
+/// The ban lists and server bans, as loaded.
+#[derive(Debug, Default)]
+pub struct LoadedBans {
+    pub channels: Vec<(ChannelName, Vec<Username>)>,
+    pub addresses: Vec<IpAddr>,
 }
 
 /// The database and its lock, checked and migrated, before the writer starts.
@@ -309,6 +328,50 @@ impl Opened {
             });
         }
         Ok(channels)
+    }
+
+    /// Every channel's ban list and the server bans. A row this server cannot read (a
+    /// name or address that is not valid) is an error naming it: the file was not written
+    /// by this server.
+    pub fn load_bans(&self) -> Result<LoadedBans, StoreError> {
+        let fail = |e: &dyn std::fmt::Display| {
+            StoreError(format!(
+                "store {}: cannot load the bans: {e}",
+                self.path.display()
+            ))
+        };
+        let mut bans = LoadedBans::default();
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT c.name, b.mask FROM channel_bans b \
+                 JOIN channels c ON c.id = b.channel ORDER BY c.name, b.time_ms",
+            )
+            .map_err(|e| fail(&e))?;
+        let mut rows = stmt.query([]).map_err(|e| fail(&e))?;
+        while let Some(row) = rows.next().map_err(|e| fail(&e))? {
+            let channel: String = row.get(0).map_err(|e| fail(&e))?;
+            let name: String = row.get(1).map_err(|e| fail(&e))?;
+            let channel = ChannelName::new(channel.as_bytes()).map_err(|e| fail(&e))?;
+            let name = Username::new(name.as_bytes()).map_err(|e| fail(&e))?;
+            match bans.channels.last_mut() {
+                Some((c, names)) if *c == channel => names.push(name),
+                _ => bans.channels.push((channel, vec![name])),
+            }
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT mask FROM server_bans ORDER BY time_ms")
+            .map_err(|e| fail(&e))?;
+        let mut rows = stmt.query([]).map_err(|e| fail(&e))?;
+        while let Some(row) = rows.next().map_err(|e| fail(&e))? {
+            let mask: String = row.get(0).map_err(|e| fail(&e))?;
+            let address = mask
+                .parse()
+                .map_err(|_| fail(&format!("server ban {mask:?} is not an IP address")))?;
+            bans.addresses.push(address);
+        }
+        Ok(bans)
     }
 
     /// Starts the writer thread, which owns the database from now on. With `confirm`, it
@@ -491,36 +554,82 @@ impl Writer {
     fn commit(&mut self, batch: &[Record]) -> rusqlite::Result<Vec<(ChannelName, u64)>> {
         let tx = self.store.conn.transaction()?;
         let mut ends: HashMap<ChannelName, (i64, u64)> = HashMap::new();
+        let ids = &mut self.ids;
+        let mut channel_id = |channel: &ChannelName| -> rusqlite::Result<i64> {
+            if let Some(&id) = ids.get(channel) {
+                return Ok(id);
+            }
+            let name = channel.to_string();
+            tx.execute("INSERT OR IGNORE INTO channels (name) VALUES (?1)", [&name])?;
+            let id = tx.query_row("SELECT id FROM channels WHERE name = ?1", [&name], |r| {
+                r.get(0)
+            })?;
+            ids.insert(*channel, id);
+            Ok(id)
+        };
         {
             let mut insert = tx.prepare_cached(
                 "INSERT OR REPLACE INTO entries (channel, seq, time_ms, sender, text, kind) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             for record in batch {
-                let id = match self.ids.get(&record.channel) {
-                    Some(&id) => id,
-                    None => {
-                        let name = record.channel.to_string();
-                        tx.execute("INSERT OR IGNORE INTO channels (name) VALUES (?1)", [&name])?;
-                        let id = tx.query_row(
-                            "SELECT id FROM channels WHERE name = ?1",
-                            [&name],
-                            |r| r.get(0),
-                        )?;
-                        self.ids.insert(record.channel, id);
-                        id
+                let now_ms = || {
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                };
+                let (channel, seq, entry) = match record {
+                    Record::Entry {
+                        channel,
+                        seq,
+                        entry,
+                    } => (channel, *seq, entry),
+                    Record::Ban {
+                        channel,
+                        name,
+                        banned,
+                    } => {
+                        let id = channel_id(channel)?;
+                        // Names compare ignoring case: one row per name, in lower case.
+                        let mask = name.to_string().to_ascii_lowercase();
+                        if *banned {
+                            tx.execute(
+                                "INSERT OR IGNORE INTO channel_bans (channel, mask, time_ms) \
+                                 VALUES (?1, ?2, ?3)",
+                                (id, mask, now_ms()),
+                            )?;
+                        } else {
+                            tx.execute(
+                                "DELETE FROM channel_bans WHERE channel = ?1 AND mask = ?2",
+                                (id, mask),
+                            )?;
+                        }
+                        continue;
+                    }
+                    Record::ServerBan { address, banned } => {
+                        let mask = address.to_string();
+                        if *banned {
+                            tx.execute(
+                                "INSERT OR IGNORE INTO server_bans (mask, time_ms) VALUES (?1, ?2)",
+                                (mask, now_ms()),
+                            )?;
+                        } else {
+                            tx.execute("DELETE FROM server_bans WHERE mask = ?1", [mask])?;
+                        }
+                        continue;
                     }
                 };
+                let id = channel_id(channel)?;
                 insert.execute((
                     id,
-                    i64::try_from(record.seq).unwrap_or(i64::MAX),
-                    i64::try_from(record.entry.time_ms).unwrap_or(i64::MAX),
-                    record.entry.sender.map(|s| s.to_string()),
-                    &record.entry.text[..],
-                    record.entry.kind.code(),
+                    i64::try_from(seq).unwrap_or(i64::MAX),
+                    i64::try_from(entry.time_ms).unwrap_or(i64::MAX),
+                    entry.sender.map(|s| s.to_string()),
+                    &entry.text[..],
+                    entry.kind.code(),
                 ))?;
-                let end = ends.entry(record.channel).or_insert((id, 0));
-                end.1 = end.1.max(record.seq + 1);
+                let end = ends.entry(*channel).or_insert((id, 0));
+                end.1 = end.1.max(seq + 1);
             }
             // The file stays bounded: a channel keeps its last `history` entries.
             let mut trim =

@@ -39,29 +39,278 @@ fn two_clients_exchange_messages_in_a_channel() {
     amy.expect_notice("@room", "bob joined");
 
     amy.send("hello bob, ça va?");
+    // Version 2: each is shown its own messages, from the server's echo.
+    amy.expect_message("amy", "@room", "hello bob, ça va?");
     bob.expect_message("amy", "@room", "hello bob, ça va?");
     bob.send("hi amy");
     bob.send("second line");
     amy.expect_message("bob", "@room", "hi amy");
     amy.expect_message("bob", "@room", "second line");
 
-    let amy_end = amy.finish();
-    assert_clean_exit("amy", &amy_end);
+    bob.expect_message("bob", "@room", "second line");
+
+    assert_clean_exit("amy", &amy.finish());
+    // Pushed by itself: the departure happens when the server frees amy's connection,
+    // with no request of bob's to give the loop a turn.
     bob.expect_notice("@room", "amy left");
+    assert_clean_exit("bob", &bob.finish());
+}
+
+/// Every `message` line of `lines` whose text is `text`, as (time, sender).
+fn messages_with_text<'a>(lines: &'a [String], text: &str) -> Vec<(&'a str, &'a str)> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.splitn(5, ' ').collect();
+            (f.len() == 5 && f[0] == "message" && f[4] == text).then(|| (f[1], f[2]))
+        })
+        .collect()
+}
+
+#[test]
+fn version_2_pushes_without_polling_and_replays_with_the_time_said() {
+    let server = ChatServer::start();
+    // A query interval no test waits for: on version 2 nothing depends on it.
+    let ca = common_client::path_arg("certs/ca.pem");
+    let start = |user: &str| {
+        Kaichat::start_raw(
+            user,
+            &[
+                "--server",
+                &server.addr,
+                "--ca",
+                &ca,
+                "--query-interval",
+                "600",
+                "--user",
+                user,
+                "--channel",
+                "@push",
+            ],
+        )
+    };
+    let mut amy = start("amy");
+    amy.expect("joined @push");
+    let mut bob = start("bob");
+    bob.expect("joined @push");
+    amy.expect_notice("@push", "bob joined");
+    bob.send("pushed to you");
+    let seen_by_amy = amy.expect_message("bob", "@push", "pushed to you");
+    // The echo: bob's own message, as the server stored it.
+    let echoed = bob.expect_message("bob", "@push", "pushed to you");
+    let time = |line: &str| line.split(' ').nth(1).unwrap_or_default().to_string();
+    assert_eq!(
+        time(&seen_by_amy),
+        time(&echoed),
+        "one entry, one time stamp"
+    );
+
+    // Past the next second: a line shown at the time it arrives would show another time.
+    let later = std::time::SystemTime::now() + std::time::Duration::from_millis(1100);
+    while std::time::SystemTime::now() < later {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // A client that comes later gets the replay, each line with the time it was said.
+    let mut cy = start("cy");
+    cy.expect("joined @push");
+    let replayed = cy.expect_message("bob", "@push", "pushed to you");
+    assert_eq!(time(&replayed), time(&seen_by_amy), "{replayed}");
+    cy.expect_notice("@push", "cy joined");
+
+    // Rejoining shows the whole conversation, own messages included.
+    bob.send("!leave");
+    bob.expect("left @push");
+    bob.send("!join @push");
+    bob.expect("joined @push");
+    bob.expect_notice("@push", "bob joined");
     let bob_end = bob.finish();
     assert_clean_exit("bob", &bob_end);
-    // Nobody is shown their own messages.
-    for (name, ended) in [("amy", &amy_end), ("bob", &bob_end)] {
-        let own = format!(" {name} @room ");
-        assert!(
-            !ended
-                .stdout
-                .iter()
-                .any(|l| l.starts_with("message") && l.contains(&own)),
-            "{name} saw its own message: {:#?}",
-            ended.stdout
-        );
+    let own = messages_with_text(&bob_end.stdout, "pushed to you");
+    assert!(own.len() >= 2, "echo and replay: {:#?}", bob_end.stdout);
+    assert!(own
+        .iter()
+        .all(|(t, sender)| *t == time(&echoed) && *sender == "bob"));
+    assert_clean_exit("amy", &amy.finish());
+    assert_clean_exit("cy", &cy.finish());
+}
+
+#[test]
+fn version_1_against_a_v1_server_and_when_forced() {
+    // A version-1 server: kaichat falls back to version 1 and polls.
+    let server = ChatServer::start_with(&["--max-version", "1"]);
+    let mut amy = Kaichat::start(&server, "amy", &["--user", "amy", "--channel", "@old"]);
+    amy.expect("joined @old");
+    let mut bob = Kaichat::start(&server, "bob", &["--user", "bob", "--channel", "@old"]);
+    bob.expect("joined @old");
+    amy.expect_notice("@old", "bob joined");
+    amy.send("polled");
+    bob.expect_message("amy", "@old", "polled");
+    bob.send("polled back");
+    amy.expect_message("bob", "@old", "polled back");
+    // Version-2 commands are not sent, and say why.
+    amy.send("!list");
+    let info = amy.expect("info not sent: ");
+    assert!(info.contains("version 2"), "{info}");
+    amy.send("!kick bob");
+    amy.expect("info not sent: ");
+    // A script's line after !oper is the password even here: never sent as a message.
+    amy.send("!oper");
+    amy.send("password");
+    amy.expect("info not sent: ");
+    let amy_end = amy.finish();
+    assert_clean_exit("amy", &amy_end);
+    // bob's last QUERY fetches everything amy sent before she quit.
+    let bob_end = bob.finish();
+    assert_clean_exit("bob", &bob_end);
+    assert!(
+        messages_with_text(&bob_end.stdout, "password").is_empty(),
+        "{:#?}",
+        bob_end.stdout
+    );
+    // Version 1 never shows a client its own messages.
+    assert!(
+        messages_with_text(&amy_end.stdout, "polled").is_empty(),
+        "{:#?}",
+        amy_end.stdout
+    );
+
+    // --protocol 1 with a version-2 server: version 1 all the same.
+    let server = ChatServer::start();
+    // new opens @mix: the operator.
+    let mut new = Kaichat::start(&server, "new", &["--user", "new", "--channel", "@mix"]);
+    new.expect("joined @mix");
+    let mut old = Kaichat::start(
+        &server,
+        "old",
+        &["--protocol", "1", "--user", "old", "--channel", "@mix"],
+    );
+    old.expect("joined @mix");
+    new.expect_notice("@mix", "old joined");
+    old.send("from v1");
+    new.expect_message("old", "@mix", "from v1");
+    new.send("from v2");
+    old.expect_message("new", "@mix", "from v2");
+    new.expect_message("new", "@mix", "from v2");
+    // A version-1 target of a KICK: the LEAVE_CHANNEL, then the one notice v1 has for
+    // it, an error notice (which refuses nothing of its own).
+    new.send("!kick old bye");
+    new.expect("done kick @mix old");
+    old.expect("removed @mix");
+    let told = old.expect("error ");
+    assert!(
+        told.ends_with(" you were kicked from @mix by new: bye"),
+        "{told}"
+    );
+    old.send("!join @mix");
+    old.expect("joined @mix");
+    let old_end = old.finish();
+    assert_clean_exit("old", &old_end);
+    assert!(
+        messages_with_text(&old_end.stdout, "from v1").is_empty(),
+        "{:#?}",
+        old_end.stdout
+    );
+    assert_clean_exit("new", &new.finish());
+}
+
+#[test]
+fn list_names_kick_ban_unban() {
+    let server = ChatServer::start();
+    // amy opens @room: she is its operator.
+    let mut amy = Kaichat::start(&server, "amy", &["--user", "amy", "--channel", "@room"]);
+    amy.expect("joined @room");
+    let mut bob = Kaichat::start(&server, "bob", &["--user", "bob", "--channel", "@room"]);
+    bob.expect("joined @room");
+    let mut cy = Kaichat::start(&server, "cy", &["--user", "cy", "--channel", "@other"]);
+    cy.expect("joined @other");
+    amy.expect_notice("@room", "bob joined");
+
+    amy.send("!list");
+    let other = amy.expect("channel @other ");
+    assert_eq!(other.split(' ').nth(2), Some("1"), "{other}");
+    let room = amy.expect("channel @room ");
+    assert_eq!(room.split(' ').nth(2), Some("2"), "{room}");
+    amy.expect("channels 2");
+
+    amy.send("!names");
+    amy.expect("names @room 2 @amy bob");
+    bob.send("!names other");
+    bob.expect("names @other 1 @cy");
+    bob.send("!names @nowhere");
+    let refused = bob.expect("refused names ");
+    assert!(refused.contains("@nowhere"), "{refused}");
+
+    // bob is no operator of @room.
+    bob.send("!kick amy");
+    bob.expect("refused kick you are not an operator of @room");
+
+    amy.send("!kick bob enough spam");
+    amy.expect("done kick @room bob");
+    bob.expect("removed @room");
+    bob.expect_notice("@room", "you were kicked from @room by amy: enough spam");
+    amy.expect_notice("@room", "bob was kicked by amy: enough spam");
+    // Removed: bob is in no channel, so a line names a channel to join.
+    bob.send("room");
+    bob.expect("joined @room");
+    amy.expect_notice("@room", "bob joined");
+
+    amy.send("!ban bob");
+    amy.expect("done ban @room bob");
+    bob.expect("removed @room");
+    bob.expect_notice("@room", "you were banned from @room by amy");
+    bob.send("!join @room");
+    bob.expect("refused join you are banned from @room");
+    amy.send("!unban bob");
+    amy.expect("done unban @room bob");
+    bob.send("!join @room");
+    bob.expect("joined @room");
+
+    for (name, who) in [("amy", amy), ("bob", bob), ("cy", cy)] {
+        assert_clean_exit(name, &who.finish());
     }
+}
+
+#[test]
+fn oper_with_the_wrong_and_the_right_password() {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let salt = SaltString::encode_b64(&[7u8; 16]).expect("salt");
+    let hash = argon2::Argon2::default()
+        .hash_password(b"open sesame", &salt)
+        .expect("hash")
+        .to_string();
+    let path = temp_path("oper.hash");
+    std::fs::write(&path, format!("{hash}\n")).expect("write hash");
+    let path_arg = path.display().to_string();
+    let server = ChatServer::start_with(&["--oper-password-file", &path_arg]);
+
+    let mut bob = Kaichat::start(&server, "bob", &["--user", "bob", "--channel", "@bobs"]);
+    bob.expect("joined @bobs");
+    let mut amy = Kaichat::start(&server, "amy", &["--user", "amy", "--channel", "@bobs"]);
+    amy.expect("joined @bobs");
+    amy.send("!kick bob");
+    amy.expect("refused kick you are not an operator of @bobs");
+    // In plain mode the password is the next input line.
+    amy.send("!oper");
+    amy.send("sesame");
+    amy.expect("refused oper not an operator password");
+    amy.send("!oper secret");
+    amy.expect("info usage: !oper");
+    amy.send("!oper");
+    amy.send("open sesame");
+    amy.expect("operator");
+    // A server operator has the powers of a channel operator everywhere.
+    amy.send("!kick bob");
+    amy.expect("done kick @bobs bob");
+    bob.expect("removed @bobs");
+    let _ = std::fs::remove_file(&path);
+    let amy_end = amy.finish();
+    assert_clean_exit("amy", &amy_end);
+    assert!(
+        !amy_end.stdout.iter().any(|l| l.contains("sesame")),
+        "the password is never shown: {:#?}",
+        amy_end.stdout
+    );
+    assert_clean_exit("bob", &bob.finish());
 }
 
 #[test]
@@ -731,4 +980,102 @@ fn flags_name_themselves_in_errors_and_accept_a_bare_port() {
     let mut amy = Kaichat::start_raw("amy", &["--server", &format!(":{port}"), "--user", "amy"]);
     amy.expect("established amy");
     assert_clean_exit("amy", &amy.finish());
+}
+
+/// The chat on a real terminal (a pseudo-terminal): line editing with echo, and `!oper`'s
+/// password read with the echo off, so it never appears on the screen.
+#[test]
+fn on_a_terminal_the_oper_password_is_not_shown() {
+    use std::fs::File;
+    use std::io::{Read, Write};
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::process::{Command, Stdio};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let salt = SaltString::encode_b64(&[9u8; 16]).expect("salt");
+    let hash = argon2::Argon2::default()
+        .hash_password(b"open sesame", &salt)
+        .expect("hash")
+        .to_string();
+    let path = temp_path("tty-oper.hash");
+    std::fs::write(&path, format!("{hash}\n")).expect("write hash");
+    let path_arg = path.display().to_string();
+    let server = ChatServer::start_with(&["--oper-password-file", &path_arg]);
+
+    let (mut master, slave) = {
+        let (mut master, mut slave) = (-1, -1);
+        let size = libc::winsize {
+            ws_row: 40,
+            ws_col: 120,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: openpty writes two descriptors it opened; we own them from here on.
+        let done = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                &size,
+            )
+        };
+        assert_eq!(done, 0, "openpty: {}", std::io::Error::last_os_error());
+        // SAFETY: both are open descriptors that nothing else owns.
+        unsafe { (File::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) }
+    };
+    let ca = common_client::path_arg("certs/ca.pem");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kaichat"))
+        .args(["--server", &server.addr, "--ca", &ca])
+        .args(["--user", "amy", "--channel", "@tty"])
+        .env("NO_COLOR", "1")
+        .env("TERM", "xterm")
+        .stdin(Stdio::from(slave.try_clone().expect("dup")))
+        .stdout(Stdio::from(slave.try_clone().expect("dup")))
+        .stderr(Stdio::from(slave))
+        .spawn()
+        .expect("start kaichat");
+    let screen = Arc::new(Mutex::new(Vec::new()));
+    let mut reader = master.try_clone().expect("dup master");
+    let shown = Arc::clone(&screen);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = reader.read(&mut buf) {
+            shown
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend_from_slice(&buf[..n]);
+        }
+    });
+    let text =
+        || String::from_utf8_lossy(&screen.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    let wait_for = |what: &str, child: &mut std::process::Child| {
+        let until = Instant::now() + common_client::WAIT;
+        while !text().contains(what) {
+            if Instant::now() > until {
+                let _ = child.kill();
+                panic!("the terminal never showed {what:?}:\n{}", text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for("joined @tty", &mut child);
+    master.write_all(b"!oper\r").expect("type");
+    wait_for("operator password: ", &mut child);
+    master.write_all(b"open sesame\r").expect("type");
+    wait_for("you are now a server operator", &mut child);
+    master.write_all(b"!quit\r").expect("type");
+    wait_for("-- bye", &mut child);
+    let until = Instant::now() + common_client::WAIT;
+    while child.try_wait().ok().flatten().is_none() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = std::fs::remove_file(&path);
+    let seen = text();
+    // What is typed at the chat prompt is echoed; the password is not.
+    assert!(seen.contains("!oper"), "{seen}");
+    assert!(!seen.contains("sesame"), "the password was shown:\n{seen}");
 }

@@ -31,7 +31,7 @@ fn each_setup_step_is_answered_exactly() {
         version.prefix()[6..].iter().all(|&b| b == 0),
         "prefix is NUL-padded"
     );
-    assert_eq!(&version.params()[..2], &[0, 1], "version 1, u16 big-endian");
+    assert_eq!(&version.params()[..2], &[0, 2], "version 2, u16 big-endian");
     assert!(version.params()[2..].iter().all(|&b| b == 0));
 
     c.send(&Pdu::client_version(LE, 1));
@@ -73,7 +73,7 @@ fn big_endian_client_gets_every_pdu_big_endian() {
         [0, 0, 0, 1],
         "server version in BE"
     );
-    assert_eq!(&version.params()[..2], &[0, 1]);
+    assert_eq!(&version.params()[..2], &[0, 2]);
     assert_eq!(version.username(), b"SERVER");
 
     c.send(&Pdu::client_version(BE, 1));

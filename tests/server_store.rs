@@ -256,3 +256,53 @@ fn a_full_disk_keeps_the_server_serving_and_writing_resumes_when_space_is_back()
     let kept = carol.query_entries();
     assert_eq!(kept.iter().filter(|(s, _)| s == "alice").count(), 81);
 }
+
+/// Ban lists and server bans outlive a restart (v2 section 8): after a clean stop, a
+/// banned name still cannot join, and a banned address is still closed at accept.
+#[test]
+fn bans_survive_a_restart() {
+    let dir = TempDir::new("bans");
+    let db = dir.db();
+    let file = OperFile::new("store-bans", "swordfish");
+    let args = ["--store", &db, "--oper-password-file", file.path()];
+    let server = Server::start(&args);
+    let mut root = server.client();
+    root.handshake_v2("root");
+    root.send(&Pdu::oper(root.order, b"swordfish"));
+    root.expect(Command::Oper);
+    // A server operator may ban from a channel that is not open (no one in it).
+    let ban = Pdu::moderation(Command::Ban, root.order, b"@kept", b"Eve", b"spam");
+    root.send(&ban);
+    root.expect(Command::Ban);
+    let mut victim = TestClient::connect_tls_from([127, 0, 0, 2].into(), server.addr);
+    victim.handshake_v2("victim");
+    let ban = Pdu::moderation(Command::Ban, root.order, b"*", b"victim", b"");
+    root.send(&ban);
+    root.expect(Command::Ban);
+    victim.expect_closed();
+    let end = server.terminate(Duration::from_secs(10));
+    assert_eq!(
+        end.status.map(|s| s.code()),
+        Some(Some(0)),
+        "{}",
+        end.stderr
+    );
+
+    let server = Server::start(&args);
+    let mut eve = server.client();
+    eve.handshake_v2("eve");
+    eve.send(&join_pdu(eve.order, b"eve", b"@kept"));
+    let refusal = eve.expect(Command::ReceiveMessage);
+    assert_eq!(
+        refusal.params_text(),
+        b"error: you are banned from @kept",
+        "{refusal:?}"
+    );
+    let mut again = TestClient::connect_tls_from([127, 0, 0, 2].into(), server.addr);
+    assert!(
+        again.try_finish_tls(Duration::from_secs(5)).is_err(),
+        "a banned address completed a TLS handshake after the restart"
+    );
+    let mut other = TestClient::connect_tls_from([127, 0, 0, 3].into(), server.addr);
+    other.handshake_v2("other");
+}

@@ -32,9 +32,14 @@ fn join(order: ByteOrder, name: &[u8], channel: &[u8]) -> Pdu {
 }
 
 fn set_up(who: u8, order: ByteOrder, name: &[u8]) -> Vec<Pdu> {
+    set_up_version(who, order, 1, name)
+}
+
+/// PING, VERSION_NEGOTIATION selecting `version`, CLIENT_INFO.
+fn set_up_version(who: u8, order: ByteOrder, version: u16, name: &[u8]) -> Vec<Pdu> {
     vec![
         to(who, 1, 0, Pdu::ping(order)),
-        to(who, 1, 0, Pdu::client_version(order, 1)),
+        to(who, 1, 0, Pdu::client_version(order, version)),
         to(who, 1, 0, Pdu::client_info(order, name)),
     ]
 }
@@ -82,10 +87,40 @@ fn seeds() -> Vec<(&'static str, Vec<Pdu>)> {
     refused.push(to(1, 1, 0, Pdu::ping(Little)));
     refused.push(to(1, 1, 0, Pdu::client_version(Little, 2)));
 
+    // Version 2: pushes, listings, moderation and OPER, with a v1 client in the channel.
+    let mut v2 = set_up_version(0, Little, 2, b"amy");
+    v2.extend(set_up_version(1, Big, 2, b"bob"));
+    v2.extend(set_up(2, Little, b"carl"));
+    let moderation = |who, order, command, channel: &[u8], target: &[u8], reason: &[u8]| {
+        to(who, 3, 0, Pdu::moderation(command, order, channel, target, reason))
+    };
+    v2.extend([
+        to(0, 3, 0, join(Little, b"amy", b"@a")),
+        to(1, 3, 0, join(Big, b"bob", b"@a")),
+        to(2, 3, 0, join(Little, b"carl", b"@a")),
+        to(0, 3, 0, Pdu::send_message(Little, b"hi all")),
+        to(1, 3, 0, Pdu::names(Big, b"")),
+        to(2, 3, 0, Pdu::list_channels(Little)),
+        to(0, 3, 0, Pdu::list_channels(Little)),
+        moderation(1, Big, Command::Kick, b"@a", b"carl", b"not an op"),
+        moderation(0, Little, Command::Kick, b"", b"bob", b"spam"),
+        moderation(0, Little, Command::Ban, b"@a", b"carl", b"again"),
+        to(2, 3, 0, join(Little, b"carl", b"@a")),
+        moderation(0, Little, Command::Unban, b"@a", b"carl", b""),
+        to(2, 3, 0, join(Little, b"carl", b"@a")),
+        to(1, 3, 0, Pdu::oper(Big, b"wrong")),
+        to(1, 3, 2, Pdu::oper(Big, b"secret")),
+        moderation(1, Big, Command::Ban, b"*", b"carl", b""),
+        to(1, 3, 0, Pdu::unban_address(Big, b"10.0.0.0")),
+        to(0, 3, 0, Pdu::leave(Little)),
+        to(1, 3, 0, Pdu::query(Big)),
+    ]);
+
     vec![
         ("one-client", one),
         ("two-clients", two),
         ("refusals", refused),
+        ("version-2", v2),
     ]
 }
 
@@ -98,6 +133,6 @@ fn main() -> std::io::Result<()> {
         let bytes: Vec<u8> = pdus.iter().flat_map(|p| p.as_bytes().to_vec()).collect();
         std::fs::write(dir.join(name), bytes)?;
     }
-    println!("wrote 3 seeds to {}", dir.display());
+    println!("wrote {} seeds to {}", seeds().len(), dir.display());
     Ok(())
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::config::{parse_rate, parse_seconds, Config};
+use crate::config::{parse_protocol, parse_rate, parse_seconds, parse_share, Config, Protocol};
 use crate::sources;
 
 // The port `--server` means when it names none is the contract's, defined once.
@@ -24,11 +24,27 @@ USAGE:
   loadgen [OPTIONS]
 
 Each client connects (TLS unless --plaintext), runs the set-up (PING, version,
-CLIENT_INFO), joins channel @load<i mod K>, then QUERYs every --interval seconds with a
-random phase, and sends a message every --msg-every seconds during the steady window.
+CLIENT_INFO), joins channel @load<i mod K> and, during the steady window, sends a
+message every --msg-every seconds with a random phase. How it reads depends on its
+protocol version (--protocol):
+  1      it QUERYs every --interval seconds (random phase) and reads what the answer
+         carries;
+  2      it never polls: the server pushes every entry of its channel as it is appended,
+         its own messages included (the echo, counted apart); it PINGs every
+         --keepalive seconds. Against a server that offers only version 1 such a
+         client stops with an error (it does not fall back to polling);
+  mixed  both in the same channels: --v2-share percent of each channel's members speak
+         version 2, the others version 1, interleaved in joining order.
 The run is: ramp (connect everyone), warm-up, steady window (--duration s), end (QUIT
 everywhere). Figures of the steady window only are reported as steady.
 Latency is measured from each action's scheduled time (free of coordinated omission).
+Delivery latency runs from the due time written inside a message to its arrival at
+another member: with version 2 the end-to-end push latency; with version 1 it includes
+the wait for the reader's next QUERY (up to --interval). Where both versions run, it is
+also reported per reader's version (delivery_v1, delivery_v2). Loss is accounted per
+member: every message sent to its channel while it was a member must arrive once (or be
+declared by a skip notice); a version-2 sender must also get the echo of each of its
+own messages; anything received twice is an error.
 
 OPTIONS:
   --server HOST:PORT   the server: an IPv4 address or a host name, and a port; :PORT
@@ -41,8 +57,14 @@ OPTIONS:
                                      [the --server host if it is a name, else localhost]
   --clients N          simulated clients                      [100]
   --channels K         channels, clients spread evenly        [10]
-  --interval SECS      QUERY period per client; fractions allowed; 0 = flat out (next
-                       QUERY as soon as the answer is complete)  [3]
+  --protocol 1|2|mixed protocol version of the clients (see above)   [1]
+  --v2-share PERCENT   with --protocol mixed: percent of each channel's members that
+                       speak version 2, 1-99                     [50]
+  --interval SECS      QUERY period per version-1 client; fractions allowed; 0 = flat
+                       out (next QUERY as soon as the answer is complete)  [3]
+  --keepalive SECS     PING period per version-2 client in its channel (the server's
+                       idle deadline is 120 s; clients must PING within a quarter of
+                       it); 0 = no PING                          [30]
   --warmup SECS        wait between ramp and steady window, so that every client's
                        first QUERY (which carries its channel's replay) is done
                                                        [one --interval, at most 10]
@@ -230,6 +252,17 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
         .unwrap_or_else(|| "lg".into());
     let first_id = f.value("--first-id", number::<u32>)?.unwrap_or(0);
     let server_pid = f.value("--server-pid", number::<u32>)?;
+    let mut protocol = f
+        .value("--protocol", parse_protocol)?
+        .unwrap_or(Protocol::V1);
+    match (f.value("--v2-share", parse_share)?, &mut protocol) {
+        (None, _) => {}
+        (Some(share), Protocol::Mixed { v2_percent }) => *v2_percent = share,
+        (Some(_), _) => return Err("--v2-share: only with --protocol mixed".into()),
+    }
+    let keepalive = f
+        .value("--keepalive", parse_seconds)?
+        .unwrap_or(Duration::from_secs(30));
     let mut args = flags.0;
     let plaintext = args.contains("--plaintext");
     let no_verify = args.contains("--no-verify");
@@ -260,6 +293,8 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
         timeout,
         quiet,
         server_pid,
+        protocol,
+        keepalive,
     };
     config.validate()?;
     Ok(Command::Run(Box::new(config)))

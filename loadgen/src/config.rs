@@ -51,15 +51,114 @@ pub struct Config {
     pub timeout: Duration,
     /// No progress lines.
     pub quiet: bool,
+    /// Which protocol version each client speaks (`--protocol`, `--v2-share`).
+    pub protocol: Protocol,
+    /// PING period of a version-2 client in its channel (it does not QUERY, so this keeps
+    /// the server's idle deadline away, kaichat-v2 section 2); zero means no PING.
+    pub keepalive: Duration,
     /// The server's process, when it runs on this machine: its CPU time is read at the
     /// edges of the connect and steady windows.
     pub server_pid: Option<u32>,
 }
 
+/// Which protocol version the clients speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// Version 1: members QUERY every `--interval` (kaichat-v1 section 8).
+    V1,
+    /// Version 2: members are pushed every entry, receive their own messages back (the
+    /// echo) and PING every `--keepalive` (kaichat-v2 sections 2 and 2a).
+    V2,
+    /// Both in the same channels: `v2_percent` % of each channel's members speak
+    /// version 2, the others version 1, interleaved in joining order.
+    Mixed { v2_percent: u8 },
+}
+
+impl Protocol {
+    /// The `--protocol` value that names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::V1 => "1",
+            Protocol::V2 => "2",
+            Protocol::Mixed { .. } => "mixed",
+        }
+    }
+
+    /// Percent of the clients that speak version 2.
+    pub fn v2_percent(self) -> u8 {
+        match self {
+            Protocol::V1 => 0,
+            Protocol::V2 => 100,
+            Protocol::Mixed { v2_percent } => v2_percent,
+        }
+    }
+}
+
+/// Parses `--protocol`: `1`, `2` or `mixed` (the share of version 2 is `--v2-share`).
+pub fn parse_protocol(text: &str) -> Result<Protocol, String> {
+    match text.trim() {
+        "1" => Ok(Protocol::V1),
+        "2" => Ok(Protocol::V2),
+        "mixed" => Ok(Protocol::Mixed { v2_percent: 50 }),
+        _ => Err(format!("'{text}' is not 1, 2 or mixed")),
+    }
+}
+
+/// Parses `--v2-share`: a whole percentage from 1 to 99 (0 and 100 are `--protocol 1`
+/// and `--protocol 2`).
+pub fn parse_share(text: &str) -> Result<u8, String> {
+    match text.trim().trim_end_matches('%').parse::<u8>() {
+        Ok(p) if (1..=99).contains(&p) => Ok(p),
+        _ => Err(format!("'{text}' is not a percentage from 1 to 99")),
+    }
+}
+
 impl Config {
+    /// The protocol version client `i` speaks. Client `i` is member `i / K` of channel
+    /// `i mod K` (in joining order); with [`Protocol::Mixed`], member `j` speaks version 2
+    /// when `floor((j+1)·p/100) > floor(j·p/100)`, which spreads the two versions evenly
+    /// through every channel (at 50 %: v1, v2, v1, v2, …) whatever K is. A split on `i`
+    /// alone would not: with an even K, odd clients all land in odd channels.
+    pub fn version(&self, i: u32) -> u16 {
+        let p = u64::from(self.protocol.v2_percent());
+        let j = u64::from(i / self.channels.max(1));
+        if (j + 1) * p / 100 > j * p / 100 {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// How many clients speak version 1 and version 2.
+    pub fn clients_by_version(&self) -> [u32; 2] {
+        let v2 = (0..self.clients).filter(|&i| self.version(i) == 2).count() as u32;
+        [self.clients - v2, v2]
+    }
+
     /// The username of client `i`.
     pub fn username(&self, i: u32) -> String {
         format!("{}{}", self.user_prefix, self.first_id + i)
+    }
+
+    /// The client of this process whose username `name` is (the inverse of
+    /// [`Config::username`]); `None` for any other name, another process's included.
+    pub fn client_of(&self, name: &[u8]) -> Option<u32> {
+        let digits = name.strip_prefix(self.user_prefix.as_bytes())?;
+        // `username` writes no sign and no leading zero.
+        if digits.is_empty() || (digits[0] == b'0' && digits.len() > 1) {
+            return None;
+        }
+        if !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let number: u32 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+        let i = number.checked_sub(self.first_id)?;
+        (i < self.clients).then_some(i)
+    }
+
+    /// Members of the fullest channel: `ceil(clients / channels)`.
+    pub fn channel_size(&self) -> u32 {
+        self.clients.div_ceil(self.channels.max(1))
     }
 
     /// The channel client `i` joins.
@@ -150,6 +249,8 @@ impl Config {
             timeout: Duration::from_secs(30),
             quiet: true,
             server_pid: None,
+            protocol: Protocol::V1,
+            keepalive: Duration::from_secs(30),
         }
     }
 }

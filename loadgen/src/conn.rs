@@ -10,7 +10,7 @@ use std::time::Instant;
 use kaichat_proto::client::Client;
 use mio::net::TcpStream;
 
-use crate::ledger::Member;
+use crate::ledger::{Member, Reader, Seen};
 use crate::schedule::{Periodic, QuerySchedule};
 use crate::transport::Transport;
 
@@ -34,7 +34,7 @@ pub enum Stage {
     SettingUp,
     /// JOIN_CHANNEL sent.
     Joining,
-    /// In its channel: querying (and sending) on schedule.
+    /// In its channel: querying or PINGing (and sending) on schedule.
     Active,
     /// End of the run: no new QUERY on schedule; the step's QUERY goes out once the
     /// outstanding one is answered (`sent`).
@@ -63,8 +63,16 @@ pub struct Conn {
     pub connect_start: Instant,
     /// When the JOIN acknowledgement arrived.
     pub joined: Option<Instant>,
+    /// The protocol version it speaks (`Config::version`), checked against the one the
+    /// set-up agreed.
+    pub version: u16,
+    /// Version 1 only: QUERY on schedule.
     pub queries: QuerySchedule,
     pub messages: Periodic,
+    /// Version 2 only: keep-alive PING on schedule.
+    pub pings: Periodic,
+    /// Due time of the PING whose PONG has not arrived.
+    pub ping_due: Option<Instant>,
     /// When the outstanding scheduled QUERY was handed to the connection.
     pub query_sent: Instant,
     /// A fence or drain QUERY is outstanding.
@@ -75,6 +83,10 @@ pub struct Conn {
     pub received_owed: u64,
     /// Entries the server said it skipped for this member.
     pub skipped: u64,
+    /// Echoes of its own messages read (version 2).
+    pub echoes: u64,
+    /// The sequence numbers read, per sender: finds duplicates.
+    pub seen: Seen,
     /// When this client next needs [`crate::reactor`]'s attention, and the timer entry that
     /// stands for it.
     pub wake_at: Option<Instant>,
@@ -103,16 +115,27 @@ impl Conn {
         matches!(self.stage, Stage::Ending { step: s, .. } if s == step)
     }
 
-    /// The next time anything is due: a QUERY, a message or a client-side deadline.
+    /// The next time anything is due: a QUERY, a message, a PING or a client-side deadline.
     pub fn next_wake(&self, deadline: Option<Instant>) -> Option<Instant> {
         [
             self.queries.next_wake(),
             self.messages.next_wake(),
+            self.pings.next_wake(),
             deadline,
         ]
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// This client as a reader of its channel.
+    pub fn reader(&self) -> Reader {
+        Reader {
+            client: self.id,
+            channel: self.channel,
+            version: self.version,
+            joined: self.joined,
+        }
     }
 
     /// The ledger's view of this client, once the run is over for it.
@@ -124,6 +147,8 @@ impl Conn {
             finished: self.finished,
             received_owed: self.received_owed,
             skipped: self.skipped,
+            version: self.version,
+            echoes: self.echoes,
         })
     }
 }

@@ -18,8 +18,9 @@ use crate::cpu::WindowCpu;
 use crate::reactor::Outcome;
 use crate::stats::{Latency, Percentiles};
 
-/// The metrics written as `.hgrm` files and into `latency_us`, by name.
-pub fn metrics(outcome: &Outcome) -> [(&'static str, &Latency); 6] {
+/// The metrics written as `.hgrm` files and into `latency_us`, by name. The last four
+/// only mean something where version-2 clients ran (`delivery_v1` where both did).
+pub fn metrics(outcome: &Outcome) -> [(&'static str, &Latency); 10] {
     let m = &outcome.metrics;
     [
         ("connect", &m.connect),
@@ -28,7 +29,21 @@ pub fn metrics(outcome: &Outcome) -> [(&'static str, &Latency); 6] {
         ("query_sent", &m.query_sent),
         ("query_ramp", &m.query_ramp),
         ("lag", &m.lag),
+        ("delivery_v1", &m.delivery_v1),
+        ("delivery_v2", &m.delivery_v2),
+        ("echo", &m.echo),
+        ("ping", &m.ping),
     ]
+}
+
+/// The metrics the summary table shows: the first six always, the others when they
+/// have samples.
+fn shown_metrics(outcome: &Outcome) -> impl Iterator<Item = (&'static str, &Latency)> {
+    metrics(outcome)
+        .into_iter()
+        .enumerate()
+        .filter(|(i, (_, h))| *i < 6 || h.count() > 0)
+        .map(|(_, m)| m)
 }
 
 fn percentiles_json(p: &Percentiles) -> Value {
@@ -176,6 +191,18 @@ pub fn summary_json(config: &Config, outcome: &Outcome) -> Value {
         "messages_owed_received": outcome.loss.received,
         "messages_lost": outcome.loss.lost,
         "messages_duplicated": outcome.loss.surplus,
+        "duplicates": c.duplicates,
+        "messages_pushed": c.pushed,
+        "echoes_owed": outcome.loss.echoes_owed,
+        "echoes_received": c.echoes_received,
+        "echoes_owed_received": outcome.loss.echoes_received,
+        "echoes_lost": outcome.loss.echoes_lost,
+        "echoes_duplicated": outcome.loss.echoes_surplus,
+        "pings": c.pings,
+        "pongs": c.pongs,
+        "protocol": config.protocol.name(),
+        "clients_v1": config.clients_by_version()[0],
+        "clients_v2": config.clients_by_version()[1],
         "messages_foreign": c.messages_foreign,
         "skip_notices": c.skip_notices,
         "skipped_entries": c.skipped_entries,
@@ -202,6 +229,9 @@ pub fn summary_json(config: &Config, outcome: &Outcome) -> Value {
             "ramp_per_s": config.ramp,
             "max_setup": config.max_setup,
             "msg_every_s": config.msg_every.as_secs_f64(),
+            "protocol": config.protocol.name(),
+            "v2_percent": config.protocol.v2_percent(),
+            "keepalive_s": config.keepalive.as_secs_f64(),
             "sources": config.sources.len(),
             "plaintext": config.plaintext,
             "no_verify": config.no_verify,
@@ -218,9 +248,11 @@ fn ms(us: u64) -> f64 {
 pub fn summary_table(config: &Config, outcome: &Outcome) -> String {
     let c = &outcome.counters;
     let mut out = String::new();
+    let [v1, v2] = config.clients_by_version();
     let _ = writeln!(
         out,
-        "loadgen: {} clients, {} channels, interval {} s, steady {:.1} s, {}",
+        "loadgen: {} clients ({v1} protocol v1, {v2} v2), {} channels, interval {} s, \
+         steady {:.1} s, {}",
         config.clients,
         config.channels,
         config.interval.as_secs_f64(),
@@ -256,6 +288,22 @@ pub fn summary_table(config: &Config, outcome: &Outcome) -> String {
         outcome.loss.surplus,
         c.skipped_entries
     );
+    if v2 > 0 {
+        let _ = writeln!(
+            out,
+            "  echoes received {}, owed {}, lost {}, duplicated {}; pushed (messages and \
+             echoes read with no QUERY in flight) {}; duplicate messages {}; keep-alive \
+             PINGs {}, PONGs {}",
+            c.echoes_received,
+            outcome.loss.echoes_owed,
+            outcome.loss.echoes_lost,
+            outcome.loss.echoes_surplus,
+            c.pushed,
+            c.duplicates,
+            c.pings,
+            c.pongs
+        );
+    }
     let _ = writeln!(
         out,
         "  errors {}, disconnects {}",
@@ -273,7 +321,7 @@ pub fn summary_table(config: &Config, outcome: &Outcome) -> String {
         "  {:<11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10}",
         "latency ms", "count", "p50", "p90", "p99", "p99.9", "max"
     );
-    for (name, h) in metrics(outcome) {
+    for (name, h) in shown_metrics(outcome) {
         let p = h.summary();
         let _ = writeln!(
             out,
@@ -292,18 +340,22 @@ pub fn summary_table(config: &Config, outcome: &Outcome) -> String {
 
 /// The per-second timeline as CSV.
 pub fn timeline_csv(outcome: &Outcome) -> String {
-    let mut out = String::from("t_s,stage,handshakes,in_channel,queries,query_p99_us,errors\n");
+    let mut out = String::from(
+        "t_s,stage,handshakes,in_channel,queries,query_p99_us,errors,delivered,delivery_p99_us\n",
+    );
     for t in &outcome.timeline {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{}",
             crate::reactor::second(t, &outcome.clock),
             t.stage.label(),
             t.handshakes,
             t.members,
             t.queries,
             t.query_p99.as_micros(),
-            t.errors
+            t.errors,
+            t.delivered,
+            t.delivery_p99.as_micros()
         );
     }
     out

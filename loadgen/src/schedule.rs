@@ -45,6 +45,8 @@ impl Rng {
 pub const STREAM_QUERY: u64 = 1;
 /// See [`STREAM_QUERY`].
 pub const STREAM_MESSAGE: u64 = 2;
+/// See [`STREAM_QUERY`].
+pub const STREAM_PING: u64 = 3;
 
 /// A client's phase within `period`: uniform in `[0, period)` in whole microseconds,
 /// fixed by seed and client.

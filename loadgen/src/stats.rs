@@ -150,6 +150,16 @@ pub struct Metrics {
     pub query_ramp: Latency,
     /// Message due (time written inside it) → another member reads it.
     pub delivery: Latency,
+    /// `delivery` split by the reader's protocol version: version 1 waits for its next
+    /// QUERY, version 2 is pushed (end-to-end latency).
+    pub delivery_v1: Latency,
+    pub delivery_v2: Latency,
+    /// Message due → its echo reaches its version-2 sender.
+    pub echo: Latency,
+    /// Keep-alive PING due → PONG (version 2), for PINGs due in the steady window.
+    pub ping: Latency,
+    /// Deliveries of the last progress second, for the progress line and timeline.
+    pub window_delivery: Latency,
     /// Generator lag: QUERY or message actually sent − due.
     pub lag: Latency,
     /// Queries of the last progress second, for the progress line.
@@ -171,8 +181,17 @@ pub struct Counters {
     pub queries_total: u64,
     /// SEND_MESSAGE PDUs handed to connections.
     pub messages_sent: u64,
-    /// Chat messages read (by every member, each counted).
+    /// Chat messages read (by every member, each counted), echoes not included.
     pub messages_received: u64,
+    /// Echoes read by version-2 senders.
+    pub echoes_received: u64,
+    /// Messages and echoes that arrived with no QUERY in flight: pushed (version 2).
+    pub pushed: u64,
+    /// Messages read a second time (or out of their sender's order): errors.
+    pub duplicates: u64,
+    /// Keep-alive PINGs sent and PONGs received (version 2).
+    pub pings: u64,
+    pub pongs: u64,
     /// Chat messages whose text was not a loadgen stamp.
     pub messages_foreign: u64,
     /// Notices read (joined/left/skipped/errors).

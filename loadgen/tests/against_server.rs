@@ -1,12 +1,14 @@
 //! loadgen end to end: the real `loadgen` binary against the real server loop (run
 //! in-process on a thread, on 127.0.0.1 port 0), over TLS with the development
-//! certificates and in plaintext. Small and short, so it belongs in `cargo test`: it
-//! checks that the summary a run writes is complete and proves no message was lost.
+//! certificates and in plaintext, in protocol 1, 2 and both mixed. Small and short, so it
+//! belongs in `cargo test`: it checks that the summary a run writes is complete and proves
+//! no message (nor echo) was lost, and that each protocol got what it promises.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use kaichat::server::{Config, Server, DEFAULT_HISTORY, DEFAULT_REPLAY};
+use kaichat_proto::hub::Rules;
 use kaichat_proto::session::Deadlines;
 use serde_json::Value;
 
@@ -16,6 +18,11 @@ fn repo() -> PathBuf {
 
 /// Starts a server loop on a thread; it runs until the test process exits.
 fn start_server(tls: bool) -> std::net::SocketAddr {
+    start_server_with(tls, Rules::default())
+}
+
+/// [`start_server`] with the given rules (a v1-only server, for one).
+fn start_server_with(tls: bool, rules: Rules) -> std::net::SocketAddr {
     let tls = tls.then(|| {
         kaichat::tls::server_config(
             &repo().join(kaichat::tls::DEV_CERT),
@@ -32,6 +39,8 @@ fn start_server(tls: bool) -> std::net::SocketAddr {
         max_clients: 1000,
         stats_interval: 0,
         limits: kaichat::server::AddressLimits::default(),
+        rules,
+        oper_hash: None,
     })
     .expect("bind");
     let addr = server.local_addr().unwrap();
@@ -177,4 +186,122 @@ fn a_small_plaintext_run_connects_everyone_and_loses_nothing() {
     // Without --server-pid there is no server figure, and no guess either.
     assert!(run.summary["connect_cpu_s"]["server"].is_null());
     assert!(run.summary["connect_cpu_s"]["loadgen"].as_f64().is_some());
+}
+
+/// Counts in a summary, by name.
+fn counts(summary: &Value) -> impl Fn(&str) -> u64 + '_ {
+    move |k: &str| {
+        summary[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{k}: {summary}"))
+    }
+}
+
+#[test]
+fn a_small_v2_run_is_pushed_everything_with_echoes_and_never_polls() {
+    let addr = start_server(true);
+    let run = run_loadgen(
+        &addr.to_string(),
+        &["--protocol", "2", "--keepalive", "0.5", "--quiet"],
+        "v2",
+    );
+    let s = &run.summary;
+    let n = counts(s);
+    assert_eq!(n("connected"), 40, "{s}");
+    assert_eq!(n("errors"), 0, "{s}");
+    assert_eq!(n("disconnects"), 0, "{s}");
+    assert_eq!(n("finished"), 40, "{s}");
+    assert_eq!(n("clients_v2"), 40, "{s}");
+    // No polling: no QUERY in the steady window; only each client's fence and drain.
+    assert_eq!(n("queries"), 0, "{s}");
+    assert_eq!(n("queries_total"), 80, "{s}");
+    // Keep-alive PINGs went out and were answered.
+    assert!(n("pings") >= 40, "{s}");
+    assert!(n("pongs") >= n("pings") - 40, "{s}");
+    // Every message reached the 9 other members, and its sender as an echo.
+    assert!(n("messages_sent") >= 120, "{s}");
+    assert_eq!(n("messages_owed"), n("messages_sent") * 9, "{s}");
+    assert_eq!(n("messages_owed_received"), n("messages_owed"), "{s}");
+    assert_eq!(n("messages_lost"), 0, "{s}");
+    assert_eq!(n("echoes_owed"), n("messages_sent"), "{s}");
+    assert_eq!(n("echoes_owed_received"), n("echoes_owed"), "{s}");
+    assert_eq!(n("echoes_lost"), 0, "{s}");
+    assert_eq!(n("duplicates"), 0, "{s}");
+    // Pushed: (nearly) everything arrived with no QUERY in flight, the fence and drain
+    // answers having little or nothing left to carry.
+    let read = n("messages_owed_received") + n("echoes_received");
+    assert!(n("messages_pushed") * 10 >= read * 9, "{s}");
+    let lat = &s["latency_us"];
+    assert_eq!(lat["delivery_v1"]["count"], 0, "{s}");
+    assert_eq!(
+        lat["delivery_v2"]["count"], s["messages_owed_received"],
+        "{s}"
+    );
+    assert_eq!(lat["echo"]["count"], s["echoes_owed"], "{s}");
+}
+
+#[test]
+fn a_small_mixed_run_serves_each_protocol_what_it_promises() {
+    let addr = start_server(false);
+    let run = run_loadgen(
+        &addr.to_string(),
+        &["--protocol", "mixed", "--plaintext", "--quiet"],
+        "mixed",
+    );
+    let s = &run.summary;
+    let n = counts(s);
+    assert_eq!(n("connected"), 40, "{s}");
+    assert_eq!(n("errors"), 0, "{s}");
+    assert_eq!(n("finished"), 40, "{s}");
+    assert_eq!((n("clients_v1"), n("clients_v2")), (20, 20), "{s}");
+    // The v1 half polls; each message reaches all 9 others, pollers and pushed alike.
+    assert!(n("queries") > 100, "{s}");
+    assert!(n("messages_sent") >= 120, "{s}");
+    assert_eq!(n("messages_owed"), n("messages_sent") * 9, "{s}");
+    assert_eq!(n("messages_owed_received"), n("messages_owed"), "{s}");
+    assert_eq!(n("messages_lost"), 0, "{s}");
+    // Only the v2 half's messages come back to their senders (a v1 client sent its own
+    // would be an error).
+    assert!(
+        n("echoes_owed") > 0 && n("echoes_owed") < n("messages_sent"),
+        "{s}"
+    );
+    assert_eq!(n("echoes_owed_received"), n("echoes_owed"), "{s}");
+    assert_eq!(n("echoes_lost"), 0, "{s}");
+    assert_eq!(n("duplicates"), 0, "{s}");
+    let lat = &s["latency_us"];
+    let count = |m: &str| lat[m]["count"].as_u64().unwrap();
+    assert!(count("delivery_v1") > 0 && count("delivery_v2") > 0, "{s}");
+    assert_eq!(
+        count("delivery_v1") + count("delivery_v2"),
+        count("delivery")
+    );
+}
+
+#[test]
+fn v2_clients_against_a_v1_only_server_are_errors_not_pollers() {
+    let addr = start_server_with(
+        false,
+        Rules {
+            max_version: 1,
+            ..Rules::default()
+        },
+    );
+    let run = run_loadgen(
+        &addr.to_string(),
+        &["--protocol", "mixed", "--plaintext", "--quiet"],
+        "v1only",
+    );
+    let s = &run.summary;
+    let n = counts(s);
+    // The v1 half runs as ever; each v2 client stops at the version it was refused,
+    // rather than measuring polling under the name of push.
+    assert_eq!(n("connected"), 20, "{s}");
+    assert_eq!(n("errors"), 20, "{s}");
+    assert_eq!(
+        s["errors_by_cause"]["protocol: version 1 agreed, version 2 wanted"], 20,
+        "{s}"
+    );
+    assert_eq!(n("messages_lost"), 0, "{s}");
+    assert_eq!(n("echoes_owed"), 0, "{s}");
 }

@@ -362,8 +362,11 @@ fn main() -> ExitCode {
             // rather than kill the server.
             // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
             unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
-            let opened = Opened::open(path, settings.history, settings.sync)
-                .and_then(|opened| opened.load().map(|loaded| (opened, loaded)));
+            let opened = Opened::open(path, settings.history, settings.sync).and_then(|opened| {
+                let loaded = opened.load()?;
+                let bans = opened.load_bans()?;
+                Ok((opened, loaded, bans))
+            });
             match opened {
                 Ok(store) => Some(store),
                 Err(e) => {
@@ -405,7 +408,7 @@ fn main() -> ExitCode {
         }
     };
     let mut history = "history in memory".to_string();
-    if let (Some((opened, loaded)), Some(path)) = (store, &settings.store) {
+    if let (Some((opened, loaded, bans)), Some(path)) = (store, &settings.store) {
         let entries: usize = loaded.iter().map(|c| c.entries.len()).sum();
         let count =
             |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
@@ -416,7 +419,7 @@ fn main() -> ExitCode {
             count(entries, "entry", "entries"),
             settings.sync.name()
         );
-        if let Err(e) = server.use_store(opened, loaded) {
+        if let Err(e) = server.use_store(opened, loaded, bans) {
             eprintln!("kaichat-server: cannot start the store's writer: {e}");
             return ExitCode::FAILURE;
         }

@@ -1,4 +1,4 @@
-//! `kaichat`: the KaiChat v1 terminal client. Argument parsing and wiring only: the chat
+//! `kaichat`: the KaiChat terminal client (protocol versions 1 and 2). Argument parsing and wiring only: the chat
 //! application is `kaichat::terminal`, the client side of the contract
 //! `kaichat_proto::client`.
 
@@ -58,6 +58,7 @@ fn main() -> ExitCode {
         channel: options.channel,
         query_interval: options.query_interval,
         keepalive: options.keepalive,
+        max_version: options.protocol,
     })
 }
 

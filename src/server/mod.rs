@@ -48,13 +48,13 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use crate::store::{LoadedChannel, Opened, Record, Store, SyncPolicy};
+use crate::store::{LoadedBans, LoadedChannel, Opened, Record, Store, SyncPolicy};
 use crate::transport::Transport;
 use admission::{Admission, Claim, Refusal};
 pub(crate) use clock::Clock;
 use connection::{Connection, Expiry, Life, Turn};
 use exposition::{Lives, Snapshot};
-use kaichat_proto::hub::{Appended, Event, Hub, Rules};
+use kaichat_proto::hub::{Appended, BanChange, Event, Hub, Rules};
 use kaichat_proto::session::Deadlines;
 use kaichat_proto::timer_wheel::TimerWheel;
 use listener::{Accepted, Listener};
@@ -152,8 +152,9 @@ pub struct Server {
     metrics: Option<Endpoint>,
     /// None: history in memory only.
     store: Option<Store>,
-    /// The hub's journal, taken each iteration (kept to reuse its allocation).
+    /// The hub's journals, taken each iteration (kept to reuse their allocations).
     appended: Vec<Appended>,
+    ban_changes: Vec<BanChange>,
     /// Checks OPER passwords on its own thread; None without an operator password.
     verifier: Option<Verifier>,
     /// What the hub asked for, taken after each turn (kept to reuse their allocations).
@@ -206,6 +207,7 @@ impl Server {
             metrics: None,
             store: None,
             appended: Vec::new(),
+            ban_changes: Vec::new(),
             verifier,
             events: Vec::new(),
             woken: Vec::new(),
@@ -221,9 +223,15 @@ impl Server {
         Ok(bound)
     }
 
-    /// Keeps history in `store` from now on: the hub is rebuilt from `loaded` (what
-    /// [`Opened::load`] read), and the store's writer thread starts. Call before `run`.
-    pub fn use_store(&mut self, store: Opened, loaded: Vec<LoadedChannel>) -> io::Result<()> {
+    /// Keeps history and bans in `store` from now on: the hub is rebuilt from `loaded` and
+    /// `bans` (what [`Opened::load`] and [`Opened::load_bans`] read), and the store's writer
+    /// thread starts. Call before `run`.
+    pub fn use_store(
+        &mut self,
+        store: Opened,
+        loaded: Vec<LoadedChannel>,
+        bans: LoadedBans,
+    ) -> io::Result<()> {
         let always = store.sync() == SyncPolicy::Always;
         let rules = *self.hub.rules();
         self.hub = Hub::with_store(self.config.history, self.config.replay, always);
@@ -233,6 +241,10 @@ impl Server {
             self.hub
                 .restore(channel.name, channel.end_seq, channel.entries);
         }
+        for (channel, names) in bans.channels {
+            self.hub.restore_bans(channel, names);
+        }
+        self.hub.restore_server_bans(bans.addresses);
         // mio allows one Waker per Poll: the writer shares the shutdown handle's, and each
         // iteration looks at the store's confirmations whatever woke it.
         let waker = always.then(|| Arc::clone(&self.shutdown.waker));
@@ -458,10 +470,12 @@ impl Server {
                 }
             }
         }
+        // By index, and cleared after: the list keeps its allocation for the next message.
         self.hub.take_woken(&mut self.woken);
-        for key in std::mem::take(&mut self.woken) {
-            self.schedule(key);
+        for i in 0..self.woken.len() {
+            self.schedule(self.woken[i]);
         }
+        self.woken.clear();
     }
 
     /// Hands the verifier's verdicts to the connections that asked, if they are still there.
@@ -662,6 +676,9 @@ impl Server {
             // A slot is free: accept again if we had stopped.
             self.out_of_fds = false;
         }
+        // A release may have left a channel (`<user> left`, a new operator): its push
+        // readers get their turn in the next iteration, which polls without waiting.
+        self.carry_out();
     }
 
     /// Shrinks what a burst of connections grew and has since left mostly empty: the slab,
@@ -745,12 +762,27 @@ impl Server {
             return;
         };
         self.hub.take_appended(&mut self.appended);
-        if !self.appended.is_empty() {
+        self.hub.take_ban_changes(&mut self.ban_changes);
+        if !self.appended.is_empty() || !self.ban_changes.is_empty() {
             for a in self.appended.drain(..) {
-                store.append(Record {
+                store.append(Record::Entry {
                     channel: a.channel,
                     seq: a.seq,
                     entry: a.entry,
+                });
+            }
+            for change in self.ban_changes.drain(..) {
+                store.append(match change {
+                    BanChange::Channel {
+                        channel,
+                        name,
+                        banned,
+                    } => Record::Ban {
+                        channel,
+                        name,
+                        banned,
+                    },
+                    BanChange::Address { address, banned } => Record::ServerBan { address, banned },
                 });
             }
         } else {

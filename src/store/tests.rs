@@ -38,7 +38,7 @@ fn channel(name: &str) -> ChannelName {
 
 fn record(name: &str, seq: u64, text: &str) -> Record {
     let sender = (!seq.is_multiple_of(2)).then(|| Username::new(b"amy").unwrap());
-    Record {
+    Record::Entry {
         channel: channel(name),
         seq,
         entry: Entry {
@@ -313,10 +313,23 @@ fn a_version_1_file_is_migrated_with_its_notices_as_notices() {
 #[test]
 fn entry_kinds_and_times_are_kept() {
     let db = TempDb::new();
-    let mut removal = record("@a", 0, "bob was kicked by amy");
-    removal.entry.kind = Kind::Removal;
-    let mut heir = record("@a", 2, "cy is now an operator");
-    heir.entry.kind = Kind::Operator;
+    let of_kind = |seq, text, kind| match record("@a", seq, text) {
+        Record::Entry {
+            channel,
+            seq,
+            mut entry,
+        } => {
+            entry.kind = kind;
+            Record::Entry {
+                channel,
+                seq,
+                entry,
+            }
+        }
+        other => other,
+    };
+    let removal = of_kind(0, "bob was kicked by amy", Kind::Removal);
+    let heir = of_kind(2, "cy is now an operator", Kind::Operator);
     write(&db.path(), 10, vec![removal, record("@a", 1, "hi"), heir]);
     let loaded = Opened::open(&db.path(), 10, SyncPolicy::Batch)
         .unwrap()
@@ -386,4 +399,41 @@ fn under_always_each_commit_is_confirmed_and_wakes_the_loop() {
     }
     assert_eq!(durable, 2);
     store.finish();
+}
+
+/// Ban lists and server bans survive a restart (v2 section 8); a lifted one is gone.
+#[test]
+fn bans_are_kept_until_lifted() {
+    let db = TempDb::new();
+    let ban = |name: &str, banned| Record::Ban {
+        channel: channel("@a"),
+        name: Username::new(name.as_bytes()).unwrap(),
+        banned,
+    };
+    let address = |text: &str, banned| Record::ServerBan {
+        address: text.parse().unwrap(),
+        banned,
+    };
+    write(
+        &db.path(),
+        10,
+        vec![
+            ban("Eve", true),
+            ban("mallory", true),
+            ban("EVE", true),
+            ban("mallory", false),
+            address("192.0.2.7", true),
+            address("2001:db8::1", true),
+            address("192.0.2.7", false),
+        ],
+    );
+    let opened = Opened::open(&db.path(), 10, SyncPolicy::Batch).unwrap();
+    let bans = opened.load_bans().unwrap();
+    assert_eq!(bans.channels.len(), 1);
+    assert_eq!(bans.channels[0].0, channel("@a"));
+    assert_eq!(bans.channels[0].1, [Username::new(b"eve").unwrap()]);
+    assert_eq!(
+        bans.addresses,
+        ["2001:db8::1".parse::<std::net::IpAddr>().unwrap()]
+    );
 }

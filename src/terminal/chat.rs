@@ -21,12 +21,19 @@ use super::{fatal, Config, KEEPALIVE};
 const ANSWER_WAIT: Duration = Duration::from_secs(35);
 const COMMANDS: &str = "\
 commands:
-  !join @name   switch to channel @name (the @ may be left out)
-  !leave        leave the current channel
-  !quit         leave and exit (Ctrl-C and Ctrl-D too)
-  !help         this list
-  !!text        send a line that starts with ! (here: !text)
-any other line is sent as a message to the current channel";
+  !join @name          switch to channel @name (the @ may be left out)
+  !leave               leave the current channel
+  !list                the open channels, with members and messages kept
+  !names [@name]       who is in this channel (or @name); operators are shown @op
+  !kick NAME [reason]  remove NAME from this channel (channel operators)
+  !ban NAME [reason]   remove NAME and keep them out of this channel (operators)
+  !unban NAME          let NAME join this channel again (operators)
+  !oper                become a server operator: asks for the password, not shown
+  !quit                leave and exit (Ctrl-C and Ctrl-D too)
+  !help                this list
+  !!text               send a line that starts with ! (here: !text)
+any other line is sent as a message to the current channel
+(!list, !names, !kick, !ban, !unban and !oper need a server that speaks version 2)";
 
 /// The input side's ends of the network thread.
 struct Wire {
@@ -62,16 +69,19 @@ impl Chat {
 
     /// Connects, sets up, and chats until the person quits; the exit status to use.
     pub fn run(&mut self, config: Config) -> ExitCode {
+        // Version 2 PINGs every KEEPALIVE (a quarter of the default idle deadline). Forced
+        // to version 1, a person who asks for frequent queries may be talking to a server
+        // with a short idle deadline: out of a channel, PING as often.
+        let keepalive = match config.max_version {
+            1 => config.query_interval.min(KEEPALIVE),
+            _ => KEEPALIVE,
+        };
         let settings = Settings {
             order: ByteOrder::Little,
+            // Used on version 1 only: on version 2 the server pushes.
             query_interval: Some(config.query_interval),
-            // A person who asks for frequent queries may be talking to a server with a
-            // short idle deadline: out of a channel, PING as often.
-            keepalive_interval: Some(
-                config
-                    .keepalive
-                    .unwrap_or(config.query_interval.min(KEEPALIVE)),
-            ),
+            keepalive_interval: Some(config.keepalive.unwrap_or(keepalive)),
+            max_version: config.max_version,
             ..Settings::default()
         };
         let security = if config.target.tls.is_some() {
@@ -124,7 +134,8 @@ impl Chat {
                 self.join(channel);
                 continue;
             }
-            let prompt = match self.channel() {
+            let prompted_in = self.channel();
+            let prompt = match &prompted_in {
                 Some(channel) => format!("{channel}> "),
                 None => "channel to join (@name)> ".to_string(),
             };
@@ -158,6 +169,31 @@ impl Chat {
                     Err(e) => self.screen.show(Line::Info(format!("cannot join: {e}"))),
                 },
                 Typed::Leave => self.leave(),
+                Typed::List => self.send(Command::List),
+                Typed::Names(None) => self.send(Command::Names(None)),
+                Typed::Names(Some(channel)) => match ChannelName::new(&channel) {
+                    Ok(channel) => self.send(Command::Names(Some(channel))),
+                    Err(e) => self.screen.show(Line::Info(format!("cannot list: {e}"))),
+                },
+                Typed::Kick(name, reason) => {
+                    self.moderate("kick", &name, |target| Command::Kick(target, reason))
+                }
+                Typed::Ban(name, reason) => {
+                    self.moderate("ban", &name, |target| Command::Ban(target, reason))
+                }
+                Typed::Unban(name) => self.moderate("unban", &name, Command::Unban),
+                Typed::Oper => self.oper(),
+                Typed::Usage(usage) => self.screen.show(Line::Info(format!("usage: {usage}"))),
+                // Removed from the channel (KICK, BAN) while the person typed at its prompt:
+                // the line was meant as a message, not as a channel to join.
+                Typed::Text(_)
+                    if self.interactive && prompted_in.is_some() && self.channel().is_none() =>
+                {
+                    self.screen.show(Line::Info(format!(
+                        "not sent: you are no longer in {}; !join @name to join a channel",
+                        prompted_in.unwrap_or_default()
+                    )));
+                }
                 Typed::Text(text) if self.channel().is_none() => {
                     let channel = channel_name(&text);
                     match ChannelName::new(&channel) {
@@ -250,6 +286,31 @@ impl Chat {
             return;
         }
         self.send(Command::Say(text.to_vec()));
+    }
+
+    /// `!kick`, `!ban`, `!unban`: the name is checked here, the rest by the server.
+    fn moderate(&mut self, what: &str, name: &[u8], command: impl FnOnce(Username) -> Command) {
+        match Username::new(name) {
+            Ok(target) => self.send(command(target)),
+            Err(e) => self.screen.show(Line::Info(format!("cannot {what}: {e}"))),
+        }
+    }
+
+    /// `!oper`: the password is read without echo (on a terminal) and never kept.
+    fn oper(&mut self) {
+        // On a terminal, not worth typing a password that cannot be sent. (A script's next
+        // line is the password whatever happens: it must never become a chat message.)
+        let version = self.link.as_ref().map_or(0, |wire| wire.client.version());
+        if version == 1 && self.interactive {
+            let e = kaichat_proto::client::ClientError::NeedsVersion2 { agreed: 1 };
+            self.screen.show(Line::Info(format!("not sent: {e}")));
+            return;
+        }
+        let Some(password) = self.console.read_secret("operator password: ") else {
+            self.screen.show(Line::Info("!oper cancelled".into()));
+            return;
+        };
+        self.send(Command::Oper(password));
     }
 
     /// The current channel, as the client state machine knows it.

@@ -5,7 +5,7 @@
 //! It also saves the terminal's settings at start, so that a fatal error in another thread
 //! can restore them before the process exits in the middle of a line edit.
 
-use std::io::{self, BufRead};
+use std::io::{self, BufRead, Write};
 use std::sync::OnceLock;
 
 use rustyline::error::ReadlineError;
@@ -67,6 +67,19 @@ impl Console {
         (Console::Plain(io::stdin().lock()), Screen::plain())
     }
 
+    /// A secret line (the `!oper` password): on a terminal, read with echo off and never
+    /// added to the history; otherwise the next input line. `None` when cancelled
+    /// (Ctrl-C, Ctrl-D, end of input).
+    pub fn read_secret(&mut self, prompt: &str) -> Option<Vec<u8>> {
+        match self {
+            Console::Terminal(_) => read_without_echo(prompt),
+            Console::Plain(_) => match self.read_line(prompt) {
+                Input::Line(line) => Some(line),
+                Input::End | Input::Interrupted => None,
+            },
+        }
+    }
+
     /// The next line. `prompt` is shown on a terminal only.
     pub fn read_line(&mut self, prompt: &str) -> Input {
         match self {
@@ -97,4 +110,58 @@ impl Console {
             }
         }
     }
+}
+
+/// Reads one line from the terminal with echo, line editing and signals off, so that
+/// nothing typed is shown and Ctrl-C cancels instead of killing the process with the echo
+/// still off. Backspace and Ctrl-U edit; Enter ends; Ctrl-C, or Ctrl-D on an empty line,
+/// cancels. The terminal's settings are put back before returning.
+fn read_without_echo(prompt: &str) -> Option<Vec<u8>> {
+    let fd = libc::STDIN_FILENO;
+    // SAFETY: `termios` is plain old data; tcgetattr only writes into it.
+    let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+    if unsafe { libc::tcgetattr(fd, &mut saved) } != 0 {
+        return None;
+    }
+    let mut quiet = saved;
+    quiet.c_lflag &= !(libc::ECHO | libc::ICANON | libc::ISIG);
+    quiet.c_cc[libc::VMIN] = 1;
+    quiet.c_cc[libc::VTIME] = 0;
+    // SAFETY: `quiet` is a copy of the settings tcgetattr gave for this descriptor.
+    if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) } != 0 {
+        return None;
+    }
+    let mut out = io::stdout();
+    let _ = write!(out, "{prompt}");
+    let _ = out.flush();
+    let mut secret = Vec::new();
+    let read = loop {
+        let mut byte = 0u8;
+        // SAFETY: reads at most one byte into `byte`.
+        let n = unsafe { libc::read(fd, (&mut byte as *mut u8).cast(), 1) };
+        if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        if n <= 0 {
+            break None;
+        }
+        match byte {
+            b'\r' | b'\n' => break Some(std::mem::take(&mut secret)),
+            0x03 => break None,                      // Ctrl-C
+            0x04 if secret.is_empty() => break None, // Ctrl-D
+            0x7f | 0x08 => {
+                secret.pop();
+            }
+            0x15 => secret.clear(), // Ctrl-U
+            0x00..=0x1f => {}
+            _ => secret.push(byte),
+        }
+    };
+    secret.fill(0);
+    // SAFETY: `saved` came from tcgetattr on the same descriptor.
+    unsafe {
+        libc::tcsetattr(fd, libc::TCSANOW, &saved);
+    }
+    let _ = writeln!(out);
+    read
 }

@@ -1,5 +1,8 @@
-//! The terminal chat application behind `kaichat` (issue 3): what the person types, what
-//! they see, and the connection that carries it. The client side of the contract is
+//! The terminal chat application behind `kaichat` (issues 3 and 9): what the person types,
+//! what they see, and the connection that carries it. It offers protocol version 2 (the
+//! server pushes every entry, the person's own messages included, each with its time
+//! stamp) and falls back to version 1 (polling with QUERY) against a v1 server, or when
+//! `--protocol 1` forces it. The client side of the contract is
 //! `kaichat_proto::client`; `src/bin/kaichat.rs` only parses the command line and calls
 //! [`run`].
 //!
@@ -19,8 +22,10 @@
 //! | `screen` | what the person sees: decorated lines, or the plain format below | no |
 //!
 //! # Plain mode (standard input is not a terminal)
-//! Every input line is a message or a command (`!quit`, `!leave`, `!join @name`, `!help`;
-//! `!!` at the start sends one `!`).
+//! Every input line is a message or a command (`!quit`, `!leave`, `!join @name`, `!list`,
+//! `!names [@name]`, `!kick NAME [reason]`, `!ban NAME [reason]`, `!unban NAME`, `!oper`,
+//! `!help`; `!!` at the start sends one `!`). After `!oper`, the next input line is the
+//! password (on a terminal it is read without echo).
 //! When a username is needed (no `--user`, or the server refused it) the next input line is
 //! the name; when not in a channel (no `--channel`, or after `!leave`) a line that is not a
 //! command is the channel to join (`@` is added when missing). At the end of input,
@@ -28,8 +33,9 @@
 //!
 //! Output is one line per event on standard output, fields separated by one space, with no
 //! escape codes. Text from the server has control characters escaped (`\n`, `\u{1b}`) and
-//! bytes that are not UTF-8 replaced, so it never spans lines. `TIME` is local `HH:MM:SS`;
-//! `CHANNEL` is `-` when the server gave none.
+//! bytes that are not UTF-8 replaced, so it never spans lines. `TIME` is local `HH:MM:SS`:
+//! on version 2 the time the server stored the entry (a replayed line shows when it was
+//! said), on version 1 the time it arrived. `CHANNEL` is `-` when the server gave none.
 //!
 //! ```text
 //! established NAME                    the server accepted NAME
@@ -38,9 +44,22 @@
 //! joined CHANNEL                      JOIN acknowledged: now in CHANNEL
 //! left CHANNEL                        LEAVE acknowledged
 //! refused join|leave REASON           the server refused a JOIN or LEAVE
-//! message TIME SENDER CHANNEL TEXT    a chat message from another user
+//! refused list|names|kick|ban|unban|oper REASON
+//!                                     the server refused a version-2 request
+//! message TIME SENDER CHANNEL TEXT    a chat message; on version 2 the person's own
+//!                                     messages too (the server's echo)
 //! notice TIME CHANNEL TEXT            a notice from SERVER (e.g. "bob joined")
 //! error TIME TEXT                     an error notice from SERVER, without "error: "
+//! channel CHANNEL MEMBERS HISTORY     one open channel, in a !list answer: its members
+//!                                     and the history entries it keeps
+//! channels COUNT                      the end of a !list answer
+//! names CHANNEL COUNT NAME...         a !names answer: operators first, marked @, then
+//!                                     the other members in the order they joined
+//! done kick|ban|unban CHANNEL NAME    the server did it (CHANNEL `*`: the whole server)
+//! removed CHANNEL                     an operator kicked or banned the person from
+//!                                     CHANNEL; a notice saying who and why follows
+//! operator                            !oper accepted: a server operator until the
+//!                                     connection ends
 //! info TEXT                           a remark of the client (message cut, help, a
 //!                                     failed attempt to reconnect, ...)
 //! disconnected REASON                 the connection was lost after set-up; kaichat
@@ -90,9 +109,11 @@ pub struct Config {
     pub user: Option<Username>,
     pub channel: Option<ChannelName>,
     pub query_interval: Duration,
-    /// PING when nothing was sent for this long; `None`: the query interval, at most
-    /// [`KEEPALIVE`].
+    /// PING when nothing was sent for this long; `None`: [`KEEPALIVE`] (with
+    /// `max_version` 1: the query interval, at most [`KEEPALIVE`]).
     pub keepalive: Option<Duration>,
+    /// The highest protocol version to offer: 2, or 1 to force version 1 (polling).
+    pub max_version: u16,
 }
 
 /// Runs the chat until the person quits or the connection fails; the exit status to use.
@@ -109,9 +130,9 @@ pub fn run(config: Config) -> ExitCode {
     Chat::new(console, screen, interactive).run(config)
 }
 
-/// The longest default keep-alive: well inside the server's default 120-s idle deadline
-/// (contract section 7), whatever the query interval.
-pub const KEEPALIVE: Duration = Duration::from_secs(30);
+/// The longest default keep-alive: a quarter of the server's default 120-s idle deadline
+/// (v1 contract section 7, v2 section 2), whatever the query interval.
+pub const KEEPALIVE: Duration = kaichat_proto::client::KEEPALIVE;
 
 /// Ends the process on a fatal error from any thread, leaving the terminal usable.
 fn fatal(message: &str) -> ! {

@@ -58,6 +58,15 @@ pub enum Command {
     Join(ChannelName),
     Leave,
     Say(Vec<u8>),
+    /// Version 2: LIST_CHANNELS, NAMES (of the current channel when `None`), KICK, BAN,
+    /// UNBAN in the current channel, OPER. Their answers are shown when they come; nobody
+    /// waits for them.
+    List,
+    Names(Option<ChannelName>),
+    Kick(Username, Vec<u8>),
+    Ban(Username, Vec<u8>),
+    Unban(Username),
+    Oper(Vec<u8>),
     /// Send one more QUERY and report [`Status::Drained`] when every answer is in.
     Drain,
     Quit,
@@ -99,6 +108,11 @@ pub struct Shared(Arc<Mutex<Conversation>>);
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Conversation> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The protocol version of the current connection; 0 while none is agreed.
+    pub fn version(&self) -> u16 {
+        self.lock().client.version()
     }
 
     /// The current channel, as the server acknowledged it; while reconnecting, the channel
@@ -175,6 +189,8 @@ struct Network {
     last_error: Option<(Instant, String)>,
     /// After QUIT: until when to wait for the server's close.
     closing: Option<Instant>,
+    /// A NAMES answer being gathered: operators, then the other members.
+    names: (Vec<String>, Vec<String>),
 }
 
 /// Connects (`name`, if any, is sent once the version is agreed) and starts the network
@@ -216,6 +232,7 @@ pub fn spawn(
         draining: false,
         last_error: None,
         closing: None,
+        names: Default::default(),
     };
     if let Err(cause) = network.connect(Instant::now()) {
         network.fail(&cause);
@@ -366,6 +383,8 @@ impl Network {
         client.start(now, connection.transport());
         self.shared.lock().client = client;
         self.link = Link::Up(connection);
+        // A NAMES answer cut short by the loss of the last connection is not finished.
+        self.names = Default::default();
         Ok(())
     }
 
@@ -524,6 +543,12 @@ impl Network {
                 self.heading = None;
             }),
             Command::Say(text) => client.send_message(&text, now, out),
+            Command::List => client.list_channels(now, out),
+            Command::Names(channel) => client.names(channel.as_ref(), now, out),
+            Command::Kick(target, reason) => client.kick(None, &target, &reason, now, out),
+            Command::Ban(target, reason) => client.ban(None, &target, &reason, now, out),
+            Command::Unban(target) => client.unban(None, &target, now, out),
+            Command::Oper(password) => client.oper(&password, now, out),
             Command::Drain => {
                 self.draining = true;
                 let sent = client.query(now, out);
@@ -597,6 +622,14 @@ impl Network {
                     self.held.push(text);
                 }
             }
+            Command::List
+            | Command::Names(_)
+            | Command::Kick(..)
+            | Command::Ban(..)
+            | Command::Unban(_)
+            | Command::Oper(_) => self.screen.show(Line::Info(
+                "not sent: not connected; try again once reconnected".into(),
+            )),
             // Answered once set up again (see `set_up_again`).
             Command::Drain => self.draining = true,
             Command::Quit => {}
@@ -617,8 +650,71 @@ impl Network {
             }
         };
         let mut status = None;
+        // The server's time stamp of the entry (version 2), else the time it arrived.
+        let mut time = 0;
         let line = match event {
             Event::Pong | Event::Unexpected(_) => return,
+            Event::Removed { channel } => {
+                // Not in a channel any more, and not to be rejoined after a loss.
+                self.heading = None;
+                shared.rejoin = None;
+                Line::Removed(sanitize(channel.as_bytes()))
+            }
+            Event::Channel {
+                channel,
+                members,
+                history,
+            } => Line::Channel {
+                channel: sanitize(channel),
+                members,
+                history,
+            },
+            Event::ChannelsEnd { count } => Line::Channels(count),
+            Event::Names {
+                operators, names, ..
+            } => {
+                let list = if operators {
+                    &mut self.names.0
+                } else {
+                    &mut self.names.1
+                };
+                list.extend(
+                    names
+                        .split(|b| *b == b' ')
+                        .filter(|n| !n.is_empty())
+                        .map(sanitize),
+                );
+                return;
+            }
+            Event::NamesEnd { channel, .. } => {
+                let (operators, members) = std::mem::take(&mut self.names);
+                Line::Names {
+                    channel: sanitize(channel),
+                    operators,
+                    members,
+                }
+            }
+            Event::Moderated {
+                request,
+                channel,
+                target,
+            } => {
+                // An empty channel field means our own channel.
+                let channel = match (channel.is_empty(), shared.client.channel()) {
+                    (true, Some(own)) => sanitize(own.as_bytes()),
+                    _ => sanitize(channel),
+                };
+                Line::Done {
+                    what: match request {
+                        Request::Kick => "kick",
+                        Request::Ban => "ban",
+                        _ => "unban",
+                    },
+                    channel,
+                    target: sanitize(target),
+                }
+            }
+            Event::Operator => Line::Operator,
             Event::VersionAgreed { .. } => {
                 if shared.client.phase() != Phase::AwaitName {
                     return;
@@ -671,9 +767,16 @@ impl Network {
                 Line::Left(sanitize(channel.as_bytes()))
             }
             Event::Refused { request, reason } => {
-                let origin = self.origins.pop_front();
+                // Only JOIN and LEAVE are tracked by origin (and waited for).
+                let origin = match request {
+                    Request::Join | Request::Leave => self.origins.pop_front(),
+                    _ => None,
+                };
                 if origin == Some(Origin::Person) {
                     status = Some(Status::Answered);
+                }
+                if request == Request::Names {
+                    self.names = Default::default();
                 }
                 let what = match request {
                     Request::Join => {
@@ -686,26 +789,40 @@ impl Network {
                         }
                     }
                     Request::Leave => "leave",
+                    Request::ListChannels => "list",
+                    Request::Names => "names",
+                    Request::Kick => "kick",
+                    Request::Ban => "ban",
+                    Request::Unban => "unban",
+                    Request::Oper => "oper",
                 };
                 Line::Refused {
                     what,
                     reason: sanitize(reason),
                 }
             }
+            // On version 2 our own messages come back too (the echo): shown like the others.
             Event::Message {
                 sender,
                 channel,
                 text,
-            } => Line::Message {
-                sender: sanitize(sender),
-                channel: sanitize(channel),
-                text: sanitize(text),
-            },
+                time: stamp,
+                ..
+            } => {
+                time = stamp;
+                Line::Message {
+                    sender: sanitize(sender),
+                    channel: sanitize(channel),
+                    text: sanitize(text),
+                }
+            }
             Event::Notice {
                 channel,
                 text,
                 is_error,
+                time: stamp,
             } => {
+                time = stamp;
                 if is_error {
                     let text = sanitize(&text[ERROR_PREFIX.len()..]);
                     self.last_error = Some((now, text.clone()));
@@ -725,7 +842,7 @@ impl Network {
                 return;
             }
         };
-        self.screen.show(line);
+        self.screen.show_at(line, time);
         if let Some(status) = status {
             let _ = self.status.send(status);
         }

@@ -356,6 +356,21 @@ impl Server {
         c.join(channel);
         c
     }
+
+    /// A client established under `name` with protocol version 2 (little-endian).
+    pub fn login_v2(&self, name: &str) -> TestClient {
+        let mut c = self.client();
+        c.handshake_v2(name);
+        c
+    }
+
+    /// A version-2 client established under `name` and in `channel`; what the server
+    /// pushes after the JOIN acknowledgement (the replay, the `joined` notice) is unread.
+    pub fn member_v2(&self, name: &str, channel: &str) -> TestClient {
+        let mut c = self.login_v2(name);
+        c.join(channel);
+        c
+    }
 }
 
 impl Drop for Server {
@@ -835,6 +850,15 @@ impl TestClient {
         self.client_info(name);
     }
 
+    /// PING → PONG + version (which must be 2) → version 2 → CLIENT_INFO →
+    /// acknowledgement (v2 contract section 1).
+    pub fn handshake_v2(&mut self, name: &str) {
+        let highest = self.ping_version();
+        assert_eq!(highest, 2, "the server must offer version 2");
+        self.send(&Pdu::client_version(self.order, 2));
+        self.client_info(name);
+    }
+
     /// JOIN_CHANNEL; expects the acknowledgement.
     pub fn join(&mut self, channel: &str) {
         let name = self.name.clone();
@@ -1067,5 +1091,43 @@ impl Gate {
     pub fn fail(&self) {
         self.state.lock().unwrap().1 = true;
         self.cond.notify_all();
+    }
+}
+
+/// A file holding the argon2id PHC string of `password` (cheap parameters: the server
+/// verifies with the parameters the string names), removed on drop.
+pub struct OperFile(PathBuf);
+
+impl OperFile {
+    pub fn new(test: &str, password: &str) -> OperFile {
+        use argon2::password_hash::{PasswordHasher, SaltString};
+        let salt = SaltString::encode_b64(&[7; 16]).expect("a salt");
+        let params = argon2::Params::new(1024, 1, 1, None).expect("argon2 parameters");
+        let hasher =
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let phc = hasher
+            .hash_password(password.as_bytes(), &salt)
+            .expect("hash")
+            .to_string();
+        OperFile::with_text(test, &format!("{phc}\n"))
+    }
+
+    pub fn with_text(test: &str, text: &str) -> OperFile {
+        let path = std::env::temp_dir().join(format!(
+            "kaichat-server-v2-{}-{test}.phc",
+            std::process::id()
+        ));
+        std::fs::write(&path, text).expect("write the operator password file");
+        OperFile(path)
+    }
+
+    pub fn path(&self) -> &str {
+        self.0.to_str().expect("a UTF-8 temp path")
+    }
+}
+
+impl Drop for OperFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }

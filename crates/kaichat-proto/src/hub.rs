@@ -194,10 +194,26 @@ pub struct Appended {
     pub entry: Entry,
 }
 
+/// A change of a ban list or of the server bans, for the store (see
+/// [`Hub::take_ban_changes`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BanChange {
+    /// `name` put on (`banned`) or taken off channel `channel`'s ban list.
+    Channel {
+        channel: ChannelName,
+        name: Username,
+        banned: bool,
+    },
+    /// A server ban of `address` put on or lifted.
+    Address { address: IpAddr, banned: bool },
+}
+
 /// What the hub keeps for a store.
 struct StoreLink {
     /// Entries appended since the caller last took them.
     journal: Vec<Appended>,
+    /// Ban changes since the caller last took them.
+    bans: Vec<BanChange>,
     /// `always`: answers stop at each channel's durable watermark.
     wait_durable: bool,
 }
@@ -226,6 +242,10 @@ pub enum Event {
     /// A server ban: every connection from `address` must close (server operators' too).
     CloseAddress(IpAddr),
 }
+
+/// A channel's ban list holds [`MAX_BANS`] names already.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BanListFull;
 
 /// Why a JOIN was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -318,6 +338,7 @@ impl Hub {
         Hub {
             store: Some(StoreLink {
                 journal: Vec::new(),
+                bans: Vec::new(),
                 wait_durable,
             }),
             ..Hub::new(history_limit, replay)
@@ -370,6 +391,25 @@ impl Hub {
             if list.len() < MAX_BANS {
                 list.insert(name);
             }
+        }
+    }
+
+    /// Loads the server bans from the store.
+    pub fn restore_server_bans(&mut self, addresses: impl IntoIterator<Item = IpAddr>) {
+        self.server_bans.extend(addresses);
+    }
+
+    /// Moves the ban changes since the last call into `into`, in order. Always empty
+    /// without a store.
+    pub fn take_ban_changes(&mut self, into: &mut Vec<BanChange>) {
+        if let Some(link) = &mut self.store {
+            into.append(&mut link.bans);
+        }
+    }
+
+    fn journal_ban(&mut self, change: BanChange) {
+        if let Some(link) = &mut self.store {
+            link.bans.push(change);
         }
     }
 
@@ -694,16 +734,21 @@ impl Hub {
     }
 
     /// Adds `name` to channel `channel`'s ban list: Ok(true) if it was not there, Ok(false)
-    /// if it was, Err(()) if the list is full ([`MAX_BANS`]).
-    pub fn ban(&mut self, channel: &ChannelName, name: &Username) -> Result<bool, ()> {
+    /// if it was, an error if the list is full ([`MAX_BANS`]).
+    pub fn ban(&mut self, channel: &ChannelName, name: &Username) -> Result<bool, BanListFull> {
         let list = self.bans.entry(*channel).or_default();
         if list.contains(name) {
             return Ok(false);
         }
         if list.len() >= MAX_BANS {
-            return Err(());
+            return Err(BanListFull);
         }
         list.insert(*name);
+        self.journal_ban(BanChange::Channel {
+            channel: *channel,
+            name: *name,
+            banned: true,
+        });
         Ok(true)
     }
 
@@ -715,6 +760,13 @@ impl Hub {
         let removed = list.remove(name);
         if list.is_empty() {
             self.bans.remove(channel);
+        }
+        if removed {
+            self.journal_ban(BanChange::Channel {
+                channel: *channel,
+                name: *name,
+                banned: false,
+            });
         }
         removed
     }
@@ -728,12 +780,26 @@ impl Hub {
     /// false if it was banned already (its connections are closed again all the same).
     pub fn ban_address(&mut self, address: IpAddr) -> bool {
         self.events.push(Event::CloseAddress(address));
-        self.server_bans.insert(address)
+        let new = self.server_bans.insert(address);
+        if new {
+            self.journal_ban(BanChange::Address {
+                address,
+                banned: true,
+            });
+        }
+        new
     }
 
     /// Lifts the server ban of `address`; false if there was none.
     pub fn unban_address(&mut self, address: &IpAddr) -> bool {
-        self.server_bans.remove(address)
+        let removed = self.server_bans.remove(address);
+        if removed {
+            self.journal_ban(BanChange::Address {
+                address: *address,
+                banned: false,
+            });
+        }
+        removed
     }
 
     /// Whether new connections from `address` are closed right after accept.
@@ -751,7 +817,7 @@ impl Hub {
             None => self.by_name.range(..),
         };
         range.map(|(_, &id)| &self.channels[id]).find_map(|c| {
-            (!c.members.is_empty()).then(|| Listed {
+            (!c.members.is_empty()).then_some(Listed {
                 name: c.name,
                 members: c.members.len() as u32,
                 retained: c.history.entries.len() as u32,

@@ -99,14 +99,24 @@ struct Established {
     member: Option<Membership>,
     /// The answer being sent; no PDU is read until it is complete.
     answer: Option<Answer>,
-    /// Removed from a channel by a KICK or BAN: the channel and the notice, to be sent
-    /// (LEAVE_CHANNEL, then the notice) once no answer is in flight.
-    removed: Option<Box<(ChannelName, Box<[u8]>)>>,
+    /// Removed from a channel by a KICK or BAN: LEAVE_CHANNEL, then the notice, to be sent
+    /// once no answer is in flight. Rare, so boxed: a session stays small.
+    removed: Option<Box<Removal>>,
     /// An OPER in progress (rare, so boxed: a session stays small).
     oper: Option<Box<Oper>>,
     /// The rate limit's state (GCRA): the theoretical arrival time of the next message, µs
     /// of the session's clock. 0 starts the bucket full.
     rate_tat_us: u64,
+}
+
+/// A removal by KICK or BAN that the client is still to be told of (v2 section 5).
+#[derive(Debug)]
+struct Removal {
+    channel: ChannelName,
+    notice: Box<[u8]>,
+    /// The LEAVE_CHANNEL has gone out and the notice is next: one PDU per step keeps
+    /// [`Session::continue_output`]'s budget.
+    left: bool,
 }
 
 /// A client's place in its channel. Replaced whole on JOIN and dropped on LEAVE (or a
@@ -329,9 +339,13 @@ impl Session {
                         self.enter_setup(State::AwaitClientInfo { version }, now);
                         Step::Continue
                     } else {
+                        let spoken = match highest {
+                            1 => "version 1".to_string(),
+                            _ => format!("versions 1 to {highest}"),
+                        };
                         let text = format!(
                             "error: unsupported protocol version {version}: this server \
-                             speaks versions 1 to {highest}, a big-endian u16 in params[0..2]"
+                             speaks {spoken}, a big-endian u16 in params[0..2]"
                         );
                         out.send(&Pdu::notice(self.order, None, text.as_bytes()));
                         Step::Close(Ending::VersionRejected)
@@ -560,7 +574,11 @@ impl Session {
         if let State::Established(e) = &mut self.state {
             if e.member.as_ref().is_some_and(|m| m.channel == channel) {
                 e.member = None;
-                e.removed = Some(Box::new((name, notice)));
+                e.removed = Some(Box::new(Removal {
+                    channel: name,
+                    notice,
+                    left: false,
+                }));
             }
         }
     }
@@ -590,8 +608,21 @@ impl Session {
                 e.step_answer(hub, &mut reply);
                 continue;
             }
-            if let Some((name, notice)) = e.removed.take().map(|r| *r) {
-                reply.send(&Pdu::channel_ack(Command::LeaveChannel, order, &name));
+            if let Some(removal) = e.removed.as_mut().filter(|r| !r.left) {
+                reply.send(&Pdu::channel_ack(
+                    Command::LeaveChannel,
+                    order,
+                    &removal.channel,
+                ));
+                removal.left = true;
+                continue;
+            }
+            if let Some(Removal {
+                channel: name,
+                notice,
+                ..
+            }) = e.removed.take().map(|r| *r)
+            {
                 if e.version >= 2 {
                     reply.notice(Some(&name), &notice);
                 } else {
@@ -775,15 +806,8 @@ impl Established {
     /// NAMES (v2 section 3): of the named channel, or of the client's own.
     fn names(&mut self, pdu: &Pdu, hub: &Hub, reply: &mut Reply<'_, impl Outbox>) {
         let current = self.channel_name(hub);
-        let name = match (pdu.channel(), current) {
-            (b"", Some(name)) => name,
-            (b"", None) => {
-                return reply.error(None, b"error: no channel given and not in a channel")
-            }
-            (field, _) => match ChannelName::new(field) {
-                Ok(name) => name,
-                Err(e) => return reply.error(current.as_ref(), format!("error: {e}").as_bytes()),
-            },
+        let Some(name) = named_channel(pdu.channel(), current, reply) else {
+            return;
         };
         match hub.open_channel(&name) {
             Some(channel) => {
@@ -918,15 +942,8 @@ impl Established {
         if field == SERVER_WIDE {
             return self.moderate_server(command, pdu, hub, reply);
         }
-        let name = match (field, current) {
-            (b"", Some(name)) => name,
-            (b"", None) => {
-                return reply.error(None, b"error: no channel given and not in a channel")
-            }
-            (field, _) => match ChannelName::new(field) {
-                Ok(name) => name,
-                Err(e) => return reply.error(current.as_ref(), format!("error: {e}").as_bytes()),
-            },
+        let Some(name) = named_channel(field, current, reply) else {
+            return;
         };
         let target = match Username::new(pdu.target()) {
             Ok(target) => target,
@@ -979,15 +996,19 @@ impl Established {
                 }
             }
         }
-        reply.send(&acknowledgement(pdu));
+        reply.send(&acknowledgement(command, reply.order, pdu));
         // An operator that removed itself: the hub sends no event for it, it is done here.
-        if command != Command::Unban && target == self.user {
-            if let Some(m) = self.member.take_if(|m| Some(m.channel) == open) {
-                let banned = command == Command::Ban;
-                let notice = Hub::removal_notice(&name, &self.user, reason, banned);
-                self.removed = Some(Box::new((name, notice)));
-                drop(m);
-            }
+        if command != Command::Unban
+            && target == self.user
+            && self.member.take_if(|m| Some(m.channel) == open).is_some()
+        {
+            let banned = command == Command::Ban;
+            let notice = Hub::removal_notice(&name, &self.user, reason, banned);
+            self.removed = Some(Box::new(Removal {
+                channel: name,
+                notice,
+                left: false,
+            }));
         }
     }
 
@@ -1045,14 +1066,46 @@ impl Established {
                 )
             }
         }
-        reply.send(&acknowledgement(pdu));
+        reply.send(&acknowledgement(command, reply.order, pdu));
     }
 }
 
-/// The acknowledgement of a KICK, BAN or UNBAN: the request back, from `SERVER` (its
-/// command field is already in the connection's fixed order).
-fn acknowledgement(request: &Pdu) -> Pdu {
-    let mut ack = request.clone();
+/// The channel a NAMES, KICK, BAN or UNBAN names in its channel `field`: that one, or the
+/// client's `current` one when the field is empty. None after the error notice saying why
+/// there is none.
+fn named_channel(
+    field: &[u8],
+    current: Option<ChannelName>,
+    reply: &mut Reply<'_, impl Outbox>,
+) -> Option<ChannelName> {
+    match (field, current) {
+        (b"", Some(name)) => Some(name),
+        (b"", None) => {
+            reply.error(None, b"error: no channel given and not in a channel");
+            None
+        }
+        (field, _) => match ChannelName::new(field) {
+            Ok(name) => Some(name),
+            Err(e) => {
+                reply.error(current.as_ref(), format!("error: {e}").as_bytes());
+                None
+            }
+        },
+    }
+}
+
+/// The acknowledgement of a KICK, BAN or UNBAN (v2 section 5): the request back from
+/// `SERVER`, with the channel field, target and reason (or, for UNBAN `*`, the address) the
+/// request gave. Built from those fields rather than copied, so that whatever a client left
+/// after a field's first NUL or past the channel field is not echoed: a sender zeroes it
+/// (v1 section 2).
+fn acknowledgement(command: Command, order: ByteOrder, request: &Pdu) -> Pdu {
+    let mut ack = if command == Command::Unban && request.channel() == SERVER_WIDE {
+        Pdu::unban_address(order, request.params_text())
+    } else {
+        let (channel, target, reason) = (request.channel(), request.target(), request.reason());
+        Pdu::moderation(command, order, channel, target, reason)
+    };
     ack.set_username(SERVER_NAME);
     ack
 }

@@ -99,3 +99,39 @@ fn help_and_version() {
         Command::Help
     ));
 }
+
+#[test]
+fn protocol_flags() {
+    let c = run(&[]).unwrap();
+    assert_eq!(c.protocol, Protocol::V1);
+    assert_eq!(c.keepalive, Duration::from_secs(30));
+    assert_eq!(run(&["--protocol", "2"]).unwrap().protocol, Protocol::V2);
+    let c = run(&["--protocol", "mixed", "--keepalive", "10"]).unwrap();
+    assert_eq!(c.protocol, Protocol::Mixed { v2_percent: 50 });
+    assert_eq!(c.keepalive, Duration::from_secs(10));
+    let c = run(&["--v2-share", "25", "--protocol", "mixed"]).unwrap();
+    assert_eq!(c.protocol, Protocol::Mixed { v2_percent: 25 });
+    assert_eq!(
+        error(&["--protocol", "3"]),
+        "--protocol: '3' is not 1, 2 or mixed"
+    );
+    assert_eq!(
+        error(&["--protocol", "2", "--v2-share", "50"]),
+        "--v2-share: only with --protocol mixed"
+    );
+    assert_eq!(
+        error(&["--v2-share", "50"]),
+        "--v2-share: only with --protocol mixed"
+    );
+    assert!(error(&["--protocol", "mixed", "--v2-share", "100"]).starts_with("--v2-share: "));
+    assert!(error(&["--keepalive", "-1"]).starts_with("--keepalive: "));
+    // The help text documents every choice.
+    for word in [
+        "--protocol 1|2|mixed",
+        "--v2-share PERCENT",
+        "--keepalive SECS",
+        "echo",
+    ] {
+        assert!(HELP.contains(word), "{word}");
+    }
+}

@@ -41,3 +41,87 @@ fn invalid_runs() {
     c.user_prefix = "a b".into();
     assert!(c.validate().is_err());
 }
+
+#[test]
+fn usernames_map_back_to_their_client() {
+    let mut c = config();
+    c.first_id = 1000;
+    assert_eq!(c.client_of(b"lg1000"), Some(0));
+    assert_eq!(c.client_of(b"lg1099"), Some(99));
+    for other in [
+        &b"lg1100"[..], // past --clients: another process's
+        b"lg999",       // before --first-id
+        b"lg01000",
+        b"lg",
+        b"xx1000",
+        b"lg+1000",
+        b"lg1000x",
+        b"SERVER",
+        b"lg99999999999999999999",
+    ] {
+        assert_eq!(c.client_of(other), None, "{other:?}");
+    }
+    for i in [0, 42, 99] {
+        assert_eq!(c.client_of(c.username(i).as_bytes()), Some(i));
+    }
+    assert_eq!(c.channel_size(), 15); // 100 clients in 7 channels
+}
+
+#[test]
+fn protocols() {
+    assert_eq!(parse_protocol("1"), Ok(Protocol::V1));
+    assert_eq!(parse_protocol("2"), Ok(Protocol::V2));
+    assert_eq!(
+        parse_protocol("mixed"),
+        Ok(Protocol::Mixed { v2_percent: 50 })
+    );
+    for bad in ["0", "3", "v2", "", "Mixed"] {
+        assert!(parse_protocol(bad).is_err(), "{bad}");
+    }
+    assert_eq!(parse_share("25"), Ok(25));
+    assert_eq!(parse_share("25%"), Ok(25));
+    for bad in ["0", "100", "-5", "half", "50.5"] {
+        assert!(parse_share(bad).is_err(), "{bad}");
+    }
+    let mut c = config();
+    assert!((0..c.clients).all(|i| c.version(i) == 1));
+    c.protocol = Protocol::V2;
+    assert!((0..c.clients).all(|i| c.version(i) == 2));
+    assert_eq!(c.clients_by_version(), [0, 100]);
+}
+
+#[test]
+fn a_mixed_run_splits_every_channel_not_the_channels() {
+    // With an even number of channels, a split on the client number's parity would put
+    // all of one version in every other channel.
+    for (channels, percent) in [(10, 50), (200, 50), (7, 50), (10, 25), (4, 90)] {
+        let c = Config {
+            clients: 1000,
+            channels,
+            protocol: Protocol::Mixed {
+                v2_percent: percent,
+            },
+            ..config()
+        };
+        for channel in 0..channels {
+            let members: Vec<u16> = (0..c.clients)
+                .filter(|i| i % channels == channel)
+                .map(|i| c.version(i))
+                .collect();
+            let v2 = members.iter().filter(|&&v| v == 2).count();
+            let want = members.len() * usize::from(percent) / 100;
+            assert_eq!(v2, want, "{channels} channels, {percent} %: {members:?}");
+        }
+        let [v1, v2] = c.clients_by_version();
+        assert_eq!(v1 + v2, 1000);
+    }
+    // At 50 %, members alternate: v1, v2, v1, v2 ...
+    let c = Config {
+        clients: 40,
+        channels: 10,
+        protocol: Protocol::Mixed { v2_percent: 50 },
+        ..config()
+    };
+    let channel0: Vec<u16> = [0, 10, 20, 30].iter().map(|&i| c.version(i)).collect();
+    assert_eq!(channel0, [1, 2, 1, 2]);
+}

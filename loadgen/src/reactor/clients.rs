@@ -15,12 +15,14 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::record::short;
+use super::record::{short, Arrival};
 use super::stages::{Phase, RunStage};
 use super::Reactor;
+use crate::config::Config;
 use crate::conn::{Conn, EndStep, Stage};
+use crate::ledger::Seen;
 use crate::message::Stamp;
-use crate::schedule::{phase, Periodic, QuerySchedule, STREAM_QUERY};
+use crate::schedule::{phase, Periodic, QuerySchedule, STREAM_PING, STREAM_QUERY};
 use crate::transport::{read_all, ReadEnd, Transport};
 
 /// Most connections started in one loop iteration, so that socket events keep being
@@ -97,13 +99,8 @@ impl Reactor<'_> {
             }
             None => Transport::plain(),
         };
-        let mut client = Client::new(Settings {
-            setup_timeout: cfg.timeout,
-            reply_timeout: cfg.timeout,
-            query_interval: None,
-            keepalive_interval: None,
-            ..Settings::default()
-        });
+        let version = cfg.version(i);
+        let mut client = Client::new(client_settings(cfg, version));
         let name =
             Username::new(cfg.username(i).as_bytes()).map_err(|e| format!("username: {e}"))?;
         client
@@ -123,13 +120,18 @@ impl Reactor<'_> {
             writable: false,
             connect_start: now,
             joined: None,
+            version,
             queries: QuerySchedule::stopped(),
             messages: Periodic::never(),
+            pings: Periodic::never(),
+            ping_due: None,
             query_sent: now,
             extra_query: false,
             msg_seq: 0,
             received_owed: 0,
             skipped: 0,
+            echoes: 0,
+            seen: Seen::default(),
             wake_at: None,
             wake_gen: 0,
             finished: false,
@@ -224,7 +226,19 @@ impl Reactor<'_> {
                 Err(e) => return Some(format!("client: {}", client_error_cause(&e))),
             };
             match event {
-                Event::Pong | Event::VersionAgreed { .. } => {}
+                Event::Pong => {
+                    if let Some(due) = conn.ping_due.take() {
+                        self.record.pong(due, self.run.phase(due), now);
+                    }
+                }
+                Event::VersionAgreed { version } => {
+                    if version != conn.version {
+                        return Some(format!(
+                            "protocol: version {version} agreed, version {} wanted",
+                            conn.version
+                        ));
+                    }
+                }
                 Event::Established { .. } => {
                     self.record.established(conn.connect_start, now);
                     self.handshaking -= 1;
@@ -253,9 +267,18 @@ impl Reactor<'_> {
                     self.setting_up -= 1;
                     self.members_now += 1;
                     self.record.joined(self.members_now);
-                    let interval = self.cfg.interval;
-                    let phase = phase(self.cfg.seed, u64::from(conn.id), STREAM_QUERY, interval);
-                    conn.queries = QuerySchedule::new(now + phase, interval);
+                    let cfg = self.cfg;
+                    let id = u64::from(conn.id);
+                    if conn.version >= 2 {
+                        // Pushed, not polled (kaichat-v2 section 2): only the keep-alive.
+                        let every = cfg.keepalive;
+                        let first = now + phase(cfg.seed, id, STREAM_PING, every);
+                        conn.pings = Periodic::new(first, every);
+                    } else {
+                        let interval = cfg.interval;
+                        let phase = phase(cfg.seed, id, STREAM_QUERY, interval);
+                        conn.queries = QuerySchedule::new(now + phase, interval);
+                    }
                     if matches!(self.run.stage, RunStage::Warmup | RunStage::Steady) {
                         conn.messages = self.run.message_schedule(
                             self.cfg.msg_every,
@@ -272,14 +295,34 @@ impl Reactor<'_> {
                     self.record
                         .unexpected("protocol: unexpected LEAVE acknowledgement");
                 }
-                Event::Message { text, .. } => {
-                    self.record.message_read(conn, text, &self.clock, now);
+                Event::Message {
+                    sender, text, time, ..
+                } => {
+                    let arrival = Arrival {
+                        sender,
+                        text,
+                        time_ms: time,
+                        asked: conn.client.queries_in_flight() > 0,
+                    };
+                    self.record
+                        .message_read(conn, arrival, self.cfg, &self.clock, now);
                 }
                 Event::Notice { text, is_error, .. } => self.record.notice(conn, text, is_error),
                 Event::UpToDate { .. } => self.on_answer(key, now),
                 Event::Unexpected(what) => {
                     self.record
                         .unexpected(&format!("protocol: unexpected {what:?}"));
+                }
+                // Version 2 answers and removals: loadgen asks for none of them.
+                Event::Removed { .. }
+                | Event::Channel { .. }
+                | Event::ChannelsEnd { .. }
+                | Event::Names { .. }
+                | Event::NamesEnd { .. }
+                | Event::Moderated { .. }
+                | Event::Operator => {
+                    self.record
+                        .unexpected(&format!("protocol: unexpected {event:?}"));
                 }
             }
         }
@@ -337,6 +380,21 @@ impl Reactor<'_> {
                 self.record.message_sent(conn, due, now);
             }
             if fail.is_none() {
+                // One keep-alive PING at a time; one due while the last is unanswered is
+                // dropped (the server is alive and being read from anyway).
+                if let Some(due) = conn.pings.take_due(now) {
+                    if conn.ping_due.is_none() {
+                        match conn.client.ping(now, &mut conn.transport) {
+                            Ok(()) => {
+                                conn.ping_due = Some(due);
+                                self.record.ping_sent(due, self.run.phase(due), now);
+                            }
+                            Err(e) => fail = Some(format!("client: {}", client_error_cause(&e))),
+                        }
+                    }
+                }
+            }
+            if fail.is_none() {
                 if let Some(due) = conn.queries.take_due(now) {
                     match conn.client.query(now, &mut conn.transport) {
                         Ok(()) => {
@@ -374,6 +432,22 @@ impl Reactor<'_> {
             return;
         }
         self.rearm(key);
+    }
+}
+
+/// The client state machine's settings for a client of protocol `version`: loadgen
+/// drives QUERY and PING itself (on its seeded schedules), so the machine's own automatic
+/// ones are off.
+fn client_settings(cfg: &Config, version: u16) -> Settings {
+    Settings {
+        setup_timeout: cfg.timeout,
+        reply_timeout: cfg.timeout,
+        query_interval: None,
+        keepalive_interval: None,
+        // The highest version offered: a v2 client agrees on 1 only with a v1-only
+        // server, which the VersionAgreed check then reports.
+        max_version: version,
+        ..Settings::default()
     }
 }
 

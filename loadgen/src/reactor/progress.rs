@@ -24,6 +24,10 @@ pub struct Tick {
     pub query_p99: Duration,
     /// Errors so far.
     pub errors: u64,
+    /// Messages delivered (read by a member that was owed them) during this second, and
+    /// the p99 of their delivery latency.
+    pub delivered: u64,
+    pub delivery_p99: Duration,
 }
 
 /// The timeline so far and where the next second starts.
@@ -72,6 +76,10 @@ impl Progress {
         self.queries = c.queries;
         let query_p99 = Duration::from_micros(record.metrics.window_query.quantile(0.99));
         record.metrics.window_query.reset();
+        let window = &mut record.metrics.window_delivery;
+        let delivered = window.count();
+        let delivery_p99 = Duration::from_micros(window.quantile(0.99));
+        window.reset();
         let tick = Tick {
             end,
             stage,
@@ -80,6 +88,8 @@ impl Progress {
             queries,
             query_p99,
             errors: record.errors.total(),
+            delivered,
+            delivery_p99,
         };
         self.timeline.push(tick);
         Some(tick)
@@ -102,7 +112,8 @@ pub fn line(tick: &Tick, clock: &Clock, clients: u32, record: &Record) -> String
     let m = &record.metrics;
     format!(
         "[{:>4}s] {:<6} connected {}/{} (+{}/s) in-channel {} | queries/s {} \
-         p99 {:.2} ms (run {:.2} ms) lag p99 {:.2} ms | msgs sent {} recv {} | errors {} disconnects {}",
+         p99 {:.2} ms (run {:.2} ms) lag p99 {:.2} ms | msgs sent {} recv {} (p99 {:.2} ms) \
+         echoes {} | errors {} disconnects {}",
         second(tick, clock),
         tick.stage.name(),
         c.established,
@@ -115,6 +126,8 @@ pub fn line(tick: &Tick, clock: &Clock, clients: u32, record: &Record) -> String
         m.lag.quantile(0.99) as f64 / 1000.0,
         c.messages_sent,
         c.messages_received,
+        tick.delivery_p99.as_secs_f64() * 1000.0,
+        c.echoes_received,
         record.errors.total(),
         record.disconnects.total(),
     )

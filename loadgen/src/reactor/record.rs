@@ -9,9 +9,10 @@
 use std::time::Instant;
 
 use crate::clock::{Clock, Window};
+use crate::config::Config;
 use crate::conn::Conn;
 use crate::cpu::WindowCpu;
-use crate::ledger::{self, Loss, Member, Sent};
+use crate::ledger::{self, Loss, Member, Read, Sent};
 use crate::message::{parse_skipped, Stamp};
 use crate::stats::{Causes, Counters, Metrics};
 
@@ -91,19 +92,100 @@ impl Record {
         self.peak_members = self.peak_members.max(members_now);
     }
 
-    /// A chat message arrived for `conn`; its stamp was written with `clock`.
-    pub fn message_read(&mut self, conn: &mut Conn, text: &[u8], clock: &Clock, now: Instant) {
-        self.counters.messages_received += 1;
-        match Stamp::parse(text, clock) {
-            Some(stamp) => {
-                self.metrics
-                    .delivery
-                    .record(now.saturating_duration_since(stamp.due));
-                if conn.joined.is_some_and(|joined| stamp.sent > joined) {
+    /// A chat message arrived for `conn` at `now`; loadgen's stamps were written with
+    /// `clock`. Checks that it is of `conn`'s channel, not read twice, asked for
+    /// (version 1) or time-stamped (version 2), then counts it as an echo (the member's
+    /// own message, version 2) or as delivered.
+    pub fn message_read(
+        &mut self,
+        conn: &mut Conn,
+        arrival: Arrival,
+        cfg: &Config,
+        clock: &Clock,
+        now: Instant,
+    ) {
+        let Arrival {
+            sender,
+            text,
+            time_ms,
+            asked,
+        } = arrival;
+        if !asked && conn.version < 2 {
+            // Version 1 sends chat only inside QUERY answers (kaichat-v1 section 5).
+            self.errors
+                .add("protocol: a message pushed to a version-1 client");
+        }
+        let stamp = Stamp::parse(text, clock).filter(|s| cfg.client_of(sender) == Some(s.sender));
+        let Some(stamp) = stamp else {
+            // Not written by this process (or its sender field does not match its text).
+            self.counters.messages_received += 1;
+            self.counters.messages_foreign += 1;
+            return;
+        };
+        let reader = conn.reader();
+        let read = conn.seen.read(
+            &reader,
+            stamp.sender,
+            stamp.seq,
+            stamp.sent,
+            cfg.channels,
+            cfg.channel_size(),
+        );
+        let latency = now.saturating_duration_since(stamp.due);
+        if matches!(read, Read::Delivered { .. } | Read::Echo) {
+            if !asked {
+                self.counters.pushed += 1;
+            }
+            if conn.version >= 2 && !stamped_in_time(time_ms, clock, stamp.sent, now) {
+                self.errors
+                    .add("protocol: a time stamp outside the message's send and arrival");
+            }
+        }
+        match read {
+            Read::Delivered { owed } => {
+                self.counters.messages_received += 1;
+                // A replayed message (sent before this member joined) has no delivery
+                // latency to speak of.
+                if owed {
                     conn.received_owed += 1;
+                    self.metrics.delivery.record(latency);
+                    self.metrics.window_delivery.record(latency);
+                    if conn.version >= 2 {
+                        self.metrics.delivery_v2.record(latency);
+                    } else {
+                        self.metrics.delivery_v1.record(latency);
+                    }
                 }
             }
-            None => self.counters.messages_foreign += 1,
+            Read::Echo => {
+                self.counters.echoes_received += 1;
+                self.metrics.echo.record(latency);
+                conn.echoes += 1;
+            }
+            Read::Duplicate => {
+                self.counters.duplicates += 1;
+                self.errors.add("duplicate (or out-of-order) message");
+            }
+            Read::OtherChannel => self.errors.add("protocol: a message of another channel"),
+            Read::OwnToV1 => self
+                .errors
+                .add("protocol: own message sent back to a version-1 client"),
+        }
+    }
+
+    /// A keep-alive PING due at `due` went out at `now`.
+    pub fn ping_sent(&mut self, due: Instant, phase: Phase, now: Instant) {
+        self.counters.pings += 1;
+        if phase != Phase::Before {
+            self.metrics.lag.record(now.saturating_duration_since(due));
+        }
+    }
+
+    /// The PONG of a keep-alive PING due at `due` arrived at `now`.
+    pub fn pong(&mut self, due: Instant, phase: Phase, now: Instant) {
+        self.counters.pongs += 1;
+        if phase == Phase::Steady {
+            self.metrics.ping.record(now.saturating_duration_since(due));
         }
     }
 
@@ -185,6 +267,30 @@ impl Record {
     }
 }
 
+/// A chat message as it arrived.
+#[derive(Clone, Copy, Debug)]
+pub struct Arrival<'p> {
+    /// The sender field.
+    pub sender: &'p [u8],
+    pub text: &'p [u8],
+    /// The time stamp, ms since the Unix epoch (version 2; 0 on version 1).
+    pub time_ms: u64,
+    /// A QUERY was in flight: the message is part of its answer, not pushed.
+    pub asked: bool,
+}
+
+/// How far a version-2 time stamp may lie outside [send, arrival]: the stamp is whole
+/// milliseconds, and loadgen's wall-clock reading of an instant is its start-up reading
+/// plus monotonic time, which NTP may slew apart from the server's wall clock a little.
+const STAMP_SLACK_S: f64 = 1.0;
+
+/// Whether a version-2 time stamp (`time_ms`) says the server stored the message between
+/// its sending (`sent`) and its arrival (`now`), as kaichat-v2 section 2a requires.
+fn stamped_in_time(time_ms: u64, clock: &Clock, sent: Instant, now: Instant) -> bool {
+    let t = time_ms as f64 / 1000.0;
+    time_ms != 0 && t >= clock.unix(sent) - STAMP_SLACK_S && t <= clock.unix(now) + STAMP_SLACK_S
+}
+
 /// At most 60 bytes of a server text, for a cause name (printable, one line).
 pub(super) fn short(text: &[u8]) -> String {
     let cut = &text[..text.len().min(60)];
@@ -193,3 +299,6 @@ pub(super) fn short(text: &[u8]) -> String {
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()
 }
+
+#[cfg(test)]
+mod tests;

@@ -258,6 +258,7 @@ impl Reactor<'_> {
             if conn.stage == ready {
                 conn.queries.stop();
                 conn.messages.stop();
+                conn.pings.stop();
                 conn.stage = Stage::Ending { step, sent: false };
             }
             self.act(key, now);
@@ -298,6 +299,7 @@ impl Reactor<'_> {
             }
             conn.queries.stop();
             conn.messages.stop();
+            conn.pings.stop();
             conn.client.quit(now, &mut conn.transport);
             conn.stage = Stage::Quitting;
             self.record.counters.quits += 1;

@@ -51,6 +51,8 @@ fn outcome() -> Outcome {
             queries: 0,
             query_p99: Duration::ZERO,
             errors: 1,
+            delivered: 0,
+            delivery_p99: Duration::ZERO,
         }],
         peak_members: 2,
         clock,
@@ -110,7 +112,7 @@ fn table_and_files() {
     assert!(table.contains("connected 2 / 3"), "{table}");
     assert!(table.contains("connect: ConnectionRefused"));
     let csv = timeline_csv(&outcome());
-    assert_eq!(csv.lines().nth(1), Some("1,Ramp,2,2,0,0,1"));
+    assert_eq!(csv.lines().nth(1), Some("1,Ramp,2,2,0,0,1,0,0"));
     let dir = std::env::temp_dir().join(format!("loadgen-test-{}", std::process::id()));
     write_out(&dir, &config(), &outcome()).unwrap();
     for f in [
@@ -179,4 +181,52 @@ fn the_peak_handshake_rate_is_never_below_the_average() {
     let v = summary_json(&config, &o);
     assert_eq!(v["peak_handshakes_per_s"], 1500.0);
     assert_eq!(v["handshakes_per_s"], 1125.0);
+}
+
+#[test]
+fn a_mixed_run_reports_each_protocol_and_the_echoes() {
+    use crate::config::Protocol;
+    let config = Config {
+        clients: 4,
+        channels: 1,
+        protocol: Protocol::Mixed { v2_percent: 50 },
+        ..config()
+    };
+    let mut o = outcome();
+    o.metrics.delivery_v1.record(Duration::from_millis(1_500));
+    o.metrics.delivery_v2.record(Duration::from_micros(800));
+    o.metrics.echo.record(Duration::from_micros(700));
+    o.counters.echoes_received = 2;
+    o.loss.echoes_owed = 3;
+    o.loss.echoes_received = 2;
+    o.loss.echoes_lost = 1;
+    let v = summary_json(&config, &o);
+    assert_eq!(v["protocol"], "mixed");
+    assert_eq!(v["config"]["v2_percent"], 50);
+    assert_eq!(
+        (v["clients_v1"].as_u64(), v["clients_v2"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(v["echoes_lost"], 1);
+    assert_eq!(v["echoes_owed"], 3);
+    assert_eq!(v["latency_us"]["delivery_v1"]["count"], 1);
+    assert_eq!(
+        v["latency_us"]["delivery_v2"]["p99"]
+            .as_u64()
+            .map(|us| us / 10),
+        Some(80)
+    );
+    let table = summary_table(&config, &o);
+    assert!(table.contains("(2 protocol v1, 2 v2)"), "{table}");
+    assert!(
+        table.contains("echoes received 2, owed 3, lost 1"),
+        "{table}"
+    );
+    assert!(table.contains("delivery_v2"), "{table}");
+    // Metrics without samples stay out of the table (a v1 run shows no echo row) but are
+    // in the JSON, so that tools find every field.
+    assert!(!table.contains(" ping "), "{table}");
+    assert_eq!(v["latency_us"]["ping"]["count"], 0);
+    let v1_table = summary_table(&self::config(), &outcome());
+    assert!(!v1_table.contains("echo"), "{v1_table}");
 }

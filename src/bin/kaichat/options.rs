@@ -11,7 +11,7 @@ use kaichat_proto::names::{ChannelName, Username};
 pub use kaichat::DEFAULT_PORT;
 
 pub const HELP: &str = "\
-kaichat: the KaiChat v1 terminal client
+kaichat: the KaiChat terminal client (protocol version 2, or 1 with a v1 server)
 
 USAGE:
   kaichat [OPTIONS]
@@ -28,20 +28,35 @@ OPTIONS:
                            connected]
   --channel @NAME          join this channel right after connecting; the @ may be
                            left out [default: asked]
-  --query-interval SECS    fetch new messages this often while in a channel [default: 3]
+  --protocol 1|2           the highest protocol version to offer: 2 gets messages
+                           the moment they are sent, your own included, each with
+                           the time it was said; 1 forces version 1 (polling) even
+                           with a version-2 server [default: 2; a version-1 server
+                           gets version 1]
+  --query-interval SECS    on version 1, fetch new messages this often while in a
+                           channel [default: 3]
   --keepalive SECS         send PING when nothing was sent for this long, so that the
-                           server's idle deadline never passes; keep it below that
-                           deadline [default: the query interval, at most 30]
+                           server's idle deadline never passes; keep it below a
+                           quarter of that deadline [default: 30; with --protocol 1:
+                           the query interval, at most 30]
   --plaintext              no TLS, for a server started with --plaintext
   -h, --help               print this help
   -V, --version            print the version
 
 While chatting, a line is a message; these commands work at any prompt:
-  !join @name   switch to another channel (the @ may be left out)
-  !leave        leave the channel
-  !quit         leave and exit (Ctrl-C and Ctrl-D too)
-  !help         list the commands
-  !!text        send a line that starts with ! (here: !text)
+  !join @name          switch to another channel (the @ may be left out)
+  !leave               leave the channel
+  !list                the open channels, with members and messages kept
+  !names [@name]       who is in this channel (or @name); operators shown @op
+  !kick NAME [reason]  remove NAME from this channel (channel operators)
+  !ban NAME [reason]   remove NAME and keep them out of this channel
+  !unban NAME          let NAME join this channel again
+  !oper                become a server operator: asks for the password without
+                       showing it
+  !quit                leave and exit (Ctrl-C and Ctrl-D too)
+  !help                list the commands
+  !!text               send a line that starts with ! (here: !text)
+!list, !names, !kick, !ban, !unban and !oper need version 2.
 
 If the connection is lost, kaichat says why and connects again (waiting longer after
 each failed attempt), rejoins the channel and sends what was typed meanwhile.
@@ -60,8 +75,11 @@ pub struct Options {
     pub user: Option<Username>,
     pub channel: Option<ChannelName>,
     pub query_interval: Duration,
-    /// `None`: the terminal's default (the query interval, at most 30 s).
+    /// `None`: the terminal's default (30 s; with version 1 forced, the query interval,
+    /// at most 30 s).
     pub keepalive: Option<Duration>,
+    /// `--protocol`: the highest version to offer, 1 or 2.
+    pub protocol: u16,
     pub plaintext: bool,
 }
 
@@ -91,6 +109,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
     let channel = value(&mut args, "--channel")?;
     let interval = value(&mut args, "--query-interval")?;
     let keepalive = value(&mut args, "--keepalive")?;
+    let protocol = value(&mut args, "--protocol")?;
     let rest = args.finish();
     if let Some(first) = rest.first() {
         return Err(format!(
@@ -122,6 +141,12 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
         Some(text) => Some(seconds("--keepalive", &text)?),
         None => None,
     };
+    let protocol = match protocol.as_deref().map(str::trim) {
+        None => kaichat_proto::pdu::PROTOCOL_VERSION,
+        Some("1") => 1,
+        Some("2") => 2,
+        Some(other) => return Err(format!("--protocol: '{other}' is not a version (1 or 2)")),
+    };
     Ok(Parsed::Run(Options {
         host,
         port,
@@ -130,6 +155,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Parsed, String> {
         channel,
         query_interval,
         keepalive,
+        protocol,
         plaintext,
     }))
 }

@@ -47,3 +47,40 @@ fn channel_names_get_an_at() {
     assert_eq!(channel_name(b"rust"), b"@rust");
     assert_eq!(channel_name(b" @rust "), b"@rust");
 }
+
+#[test]
+fn version_2_commands() {
+    assert_eq!(parse_typed(b"!list"), Typed::List);
+    assert!(matches!(parse_typed(b"!list all"), Typed::Usage(_)));
+    assert_eq!(parse_typed(b"!names"), Typed::Names(None));
+    assert_eq!(
+        parse_typed(b"!names rust"),
+        Typed::Names(Some(b"@rust".to_vec()))
+    );
+    assert_eq!(
+        parse_typed(b"!names  @rust "),
+        Typed::Names(Some(b"@rust".to_vec()))
+    );
+    assert!(matches!(parse_typed(b"!names @a @b"), Typed::Usage(_)));
+    assert_eq!(
+        parse_typed(b"!kick bob"),
+        Typed::Kick(b"bob".to_vec(), Vec::new())
+    );
+    assert_eq!(
+        parse_typed(b"!kick bob  spam,  again "),
+        Typed::Kick(b"bob".to_vec(), b"spam,  again".to_vec())
+    );
+    assert_eq!(
+        parse_typed(b"!ban bob flood"),
+        Typed::Ban(b"bob".to_vec(), b"flood".to_vec())
+    );
+    assert!(matches!(parse_typed(b"!kick"), Typed::Usage(_)));
+    assert!(matches!(parse_typed(b"!ban "), Typed::Usage(_)));
+    assert_eq!(parse_typed(b"!unban bob"), Typed::Unban(b"bob".to_vec()));
+    assert!(matches!(parse_typed(b"!unban"), Typed::Usage(_)));
+    assert!(matches!(parse_typed(b"!unban bob now"), Typed::Usage(_)));
+    assert_eq!(parse_typed(b"!oper"), Typed::Oper);
+    // The password is never taken from the line: it would be shown and kept in history.
+    assert!(matches!(parse_typed(b"!oper secret"), Typed::Usage(_)));
+    assert_eq!(parse_typed(b"!!list"), Typed::Text(b"!list".to_vec()));
+}

@@ -1,10 +1,17 @@
-//! The client side of the KaiChat v1 contract (sections 4, 5, 6 and 8), sans-IO.
+//! The client side of the KaiChat contract, versions 1 and 2 (v1 sections 4, 5, 6 and 8;
+//! v2 sections 1 to 5), sans-IO.
 //!
 //! A [`Client`] is one connection's state machine: decoded server PDUs and the current time
 //! go in, [`Event`]s come out, and the PDUs to send are pushed into an [`Outbox`] the caller
 //! provides. It owns set-up (PING, version, CLIENT_INFO with retries on a rejected name),
 //! the client-side deadlines, the current channel, the bookkeeping of answers still owed
-//! (QUERY, PING, JOIN, LEAVE) and the optional automatic QUERY / PING keep-alive schedule.
+//! (QUERY, PING, JOIN, LEAVE and the v2 requests) and the optional automatic QUERY / PING
+//! keep-alive schedule.
+//!
+//! The version is `min(server's highest, Settings::max_version)`. On version 1 the client
+//! polls with QUERY; on version 2 the server pushes every entry of the channel (the client's
+//! own messages included, each with its time stamp), so the client only sends PING to keep
+//! the connection alive, and it can list channels and names and moderate.
 //!
 //! It never touches a socket, never reads a clock and never allocates per PDU: events
 //! borrow their text from the PDU they were decoded from. The same machine drives the
@@ -38,10 +45,17 @@ use std::time::{Duration, Instant};
 
 use crate::names::{ChannelName, Username};
 use crate::outbox::Outbox;
-use crate::pdu::{ByteOrder, Command, Decoded, Pdu, MAX_MESSAGE, PROTOCOL_VERSION, SERVER_NAME};
+use crate::pdu::{
+    ByteOrder, Command, Decoded, Pdu, MAX_MESSAGE, MAX_PASSWORD, MAX_USERNAME, PROTOCOL_VERSION,
+    SERVER_NAME, SERVER_WIDE,
+};
 
 /// The prefix of an error notice's text (contract section 6).
 pub const ERROR_PREFIX: &[u8] = b"error: ";
+
+/// The default keep-alive interval: a quarter of the server's default idle deadline
+/// (120 s), as v2 section 2 asks of a client with nothing to say.
+pub const KEEPALIVE: Duration = Duration::from_secs(30);
 
 /// How a [`Client`] behaves. A zero timeout turns that deadline off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,14 +70,20 @@ pub struct Settings {
     /// owes. Restarted by every such answer. (JOIN and LEAVE are not timed: a refusal
     /// cannot always be told from a refused message, see [`Event::Refused`].)
     pub reply_timeout: Duration,
-    /// Send QUERY this often while in a channel ([`Client::poll`]); `None` leaves querying
-    /// to the caller.
+    /// On version 1, send QUERY this often while in a channel ([`Client::poll`]); `None`
+    /// leaves querying to the caller. Not used on version 2, where the server pushes.
     pub query_interval: Option<Duration>,
     /// Send PING when nothing was sent for this long and no answer is owed, so that the
     /// server's idle deadline (120 s) never ends the connection; `None` turns it off. It
     /// runs in a channel too: automatic QUERY less frequent than this would let the idle
-    /// deadline pass, and any PDU sent (QUERY included) restarts it.
+    /// deadline pass, and any PDU sent (QUERY included) restarts it. On version 2 it is
+    /// the only thing a quiet client sends, and v2 section 2 asks for at most a quarter
+    /// of the idle deadline: the default, 30 s, is a quarter of the default 120 s.
     pub keepalive_interval: Option<Duration>,
+    /// The highest protocol version this client offers: 2 (the default) or 1 to force
+    /// version 1 (polling, no echo, no time stamps). 0 counts as 1; above
+    /// [`PROTOCOL_VERSION`] counts as it.
+    pub max_version: u16,
 }
 
 impl Default for Settings {
@@ -73,7 +93,8 @@ impl Default for Settings {
             setup_timeout: Duration::from_secs(30),
             reply_timeout: Duration::from_secs(30),
             query_interval: Some(Duration::from_secs(3)),
-            keepalive_interval: Some(Duration::from_secs(30)),
+            keepalive_interval: Some(KEEPALIVE),
+            max_version: PROTOCOL_VERSION,
         }
     }
 }
@@ -147,10 +168,17 @@ pub enum ClientError {
     EmptyMessage,
     /// Longer than 2000 bytes (`len`): cut it with [`cut_message`] first.
     MessageTooLong { len: usize },
-    /// [`MAX_PENDING_CHANNEL_REQUESTS`] JOIN/LEAVE requests already wait for an answer.
+    /// [`MAX_PENDING_REQUESTS`] requests (JOIN, LEAVE and the v2 ones) already wait for
+    /// an answer.
     TooManyPending,
-    /// A NUL byte would end the message early on the wire.
+    /// A NUL byte would end the message (or reason, or password) early on the wire.
     MessageHasNul,
+    /// The request exists from protocol version 2 on; this connection agreed on `agreed`.
+    NeedsVersion2 { agreed: u16 },
+    /// A KICK/BAN reason longer than [`MAX_REASON`] bytes (`len`).
+    ReasonTooLong { len: usize },
+    /// An OPER password must have 1 to [`MAX_PASSWORD`] bytes (v2 section 4); `len` had.
+    BadPassword { len: usize },
 }
 
 impl fmt::Display for ClientError {
@@ -177,8 +205,20 @@ impl fmt::Display for ClientError {
             ),
             ClientError::TooManyPending => write!(
                 f,
-                "too many JOIN/LEAVE requests waiting for an answer: at most \
-                 {MAX_PENDING_CHANNEL_REQUESTS}"
+                "too many requests waiting for an answer: at most {MAX_PENDING_REQUESTS}"
+            ),
+            ClientError::NeedsVersion2 { agreed } => write!(
+                f,
+                "this needs protocol version 2, and this connection speaks version {agreed}"
+            ),
+            ClientError::ReasonTooLong { len } => write!(
+                f,
+                "reason is too long: {len} bytes, the limit is {MAX_REASON}"
+            ),
+            ClientError::BadPassword { len } => write!(
+                f,
+                "password has {len} bytes: an operator password is 1 to {MAX_PASSWORD} \
+                 bytes without NUL"
             ),
         }
     }
@@ -190,7 +230,7 @@ impl std::error::Error for ClientError {}
 /// on); it is reported so that tools can count protocol violations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unexpected {
-    /// A command field that is none of the nine codes in our byte order.
+    /// A command field that is none of the fifteen codes in our byte order.
     UnknownCommand([u8; 4]),
     /// A command only clients send (QUIT, SEND_MESSAGE, QUERY).
     ClientCommand(Command),
@@ -199,15 +239,55 @@ pub enum Unexpected {
     /// A JOIN_CHANNEL or LEAVE_CHANNEL acknowledgement whose channel field holds no valid
     /// channel name.
     InvalidChannel(Command),
-    /// A known command that answers nothing we asked for, or arrives in the wrong phase.
+    /// A known command that answers nothing we asked for, or arrives in the wrong phase
+    /// (a version-2 command on a version-1 connection among them).
     Unsolicited(Command),
 }
 
-/// A request that the server can refuse with an error notice, see [`Event::Refused`].
+/// A request that waits for its answer, see [`Event::Refused`]. All but `ListChannels`
+/// can be refused with an error notice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Request {
-    Join,
-    Leave,
+    Join = 1,
+    Leave = 2,
+    /// Version 2 from here on.
+    ListChannels = 3,
+    Names = 4,
+    Kick = 5,
+    Ban = 6,
+    Unban = 7,
+    Oper = 8,
+}
+
+impl Request {
+    fn from_code(code: u8) -> Option<Request> {
+        Some(match code {
+            1 => Request::Join,
+            2 => Request::Leave,
+            3 => Request::ListChannels,
+            4 => Request::Names,
+            5 => Request::Kick,
+            6 => Request::Ban,
+            7 => Request::Unban,
+            8 => Request::Oper,
+            _ => return None,
+        })
+    }
+
+    /// The command the request is sent as.
+    pub fn command(self) -> Command {
+        match self {
+            Request::Join => Command::JoinChannel,
+            Request::Leave => Command::LeaveChannel,
+            Request::ListChannels => Command::ListChannels,
+            Request::Names => Command::Names,
+            Request::Kick => Command::Kick,
+            Request::Ban => Command::Ban,
+            Request::Unban => Command::Unban,
+            Request::Oper => Command::Oper,
+        }
+    }
 }
 
 /// What a server PDU meant. Text borrows from the PDU: copy it if you keep it. The channel
@@ -228,50 +308,97 @@ pub enum Event<'p> {
     Joined { channel: ChannelName },
     /// LEAVE_CHANNEL acknowledged: no current channel now.
     Left { channel: ChannelName },
-    /// An error notice that answers our oldest pending JOIN or LEAVE: it was refused and
+    /// A LEAVE_CHANNEL from `SERVER` that answers no LEAVE of ours: an operator kicked or
+    /// banned this client (v2 section 5; a v1 client gets it too). No current channel now;
+    /// the notice saying who and why follows.
+    Removed { channel: ChannelName },
+    /// An error notice that answers our oldest pending request: it was refused and
     /// nothing changed. `reason` is the text after `error: `. (An error notice that may
     /// answer a SEND_MESSAGE is reported as [`Event::Notice`] instead.)
     Refused { request: Request, reason: &'p [u8] },
-    /// Chat from another user (part of a QUERY answer).
+    /// Chat (in a QUERY answer, or pushed on version 2). `own` when the sender is this
+    /// client's name: on version 2 the echo of its own message (v2 section 2a); version 1
+    /// never sends those. `time` is when the server stored it, ms since the Unix epoch
+    /// (v2 section 2a); 0 on version 1.
     Message {
         sender: &'p [u8],
         channel: &'p [u8],
         text: &'p [u8],
+        time: u64,
+        own: bool,
     },
-    /// A notice from `SERVER`: a channel notice (`joined`, `left`, `skipped`) or, when
-    /// `is_error`, the answer to a request of ours that failed. `text` is the whole text.
+    /// A notice from `SERVER`: a channel notice (`joined`, `left`, `skipped`, and on v2
+    /// `was kicked`, `is now an operator`, `you were kicked`) or, when `is_error`, the
+    /// answer to a request of ours that failed. `text` is the whole text. `time` as for
+    /// [`Event::Message`] (0 on version 1).
     Notice {
         channel: &'p [u8],
         text: &'p [u8],
         is_error: bool,
+        time: u64,
     },
     /// The end of one QUERY answer.
     UpToDate { channel: &'p [u8] },
+    /// One channel of a LIST_CHANNELS answer (v2 section 3), in byte order of the names.
+    Channel {
+        channel: &'p [u8],
+        members: u32,
+        history: u32,
+    },
+    /// The end of a LIST_CHANNELS answer: `count` channels were listed.
+    ChannelsEnd { count: u32 },
+    /// Part of a NAMES answer (v2 section 3): usernames separated by single spaces;
+    /// `operators` when they are the channel's operators (these come first).
+    Names {
+        channel: &'p [u8],
+        operators: bool,
+        names: &'p [u8],
+    },
+    /// The end of a NAMES answer: `count` names were listed.
+    NamesEnd { channel: &'p [u8], count: u32 },
+    /// A KICK, BAN or UNBAN was acknowledged (done). `target` is the username (or, for an
+    /// UNBAN of a server ban, the address), `channel` the field as sent back (`*` for a
+    /// server ban).
+    Moderated {
+        request: Request,
+        channel: &'p [u8],
+        target: &'p [u8],
+    },
+    /// OPER was accepted: this connection is a server operator until it closes.
+    Operator,
     /// A PDU that was ignored; see [`Unexpected`].
     Unexpected(Unexpected),
 }
 
-/// Most JOIN_CHANNEL / LEAVE_CHANNEL requests that can wait for their answer at once.
-pub const MAX_PENDING_CHANNEL_REQUESTS: u8 = 32;
-// Each pending request is one bit of `Owed::channel_bits`.
-const _: () = assert!(MAX_PENDING_CHANNEL_REQUESTS as u32 <= u32::BITS);
+/// Most requests ([`Request`]: JOIN, LEAVE and the v2 ones) that can wait for their
+/// answer at once.
+pub const MAX_PENDING_REQUESTS: u8 = 32;
+// Each pending request is 4 bits of `Owed::requests`.
+const _: () = assert!(MAX_PENDING_REQUESTS as u32 * 4 <= u128::BITS);
+
+/// Longest KICK/BAN reason: params[11..], NUL-terminated (v2 section 5).
+pub const MAX_REASON: usize = MAX_MESSAGE - MAX_USERNAME - 2;
+
+/// The texts of the notice a removed client gets (v2 section 5); on v1 after `error: `.
+/// It is sent unasked, so it never refuses a request of ours.
+const REMOVAL_NOTICES: [&[u8]; 2] = [b"you were kicked from ", b"you were banned from "];
 
 /// Answers the server still owes us. The server answers in order and each kind has its own
-/// answer PDU, so QUERY and PING need only a count. JOIN and LEAVE can also be refused by
-/// an error notice, which does not say what it refuses: their order is kept, one bit each,
-/// so that a refusal goes to the oldest.
+/// answer PDU, so QUERY and PING need only a count. The other requests can be refused by an
+/// error notice, which does not say what it refuses: their order is kept, 4 bits each, so
+/// that a refusal goes to the oldest, and an answer settles every older request too (the
+/// server answered those first, so they were refused in a way we could not attribute).
 #[derive(Clone, Copy, Debug, Default)]
 struct Owed {
     queries: u16,
     pings: u16,
-    /// Pending JOIN (1) and LEAVE (0) in the order sent, the oldest in bit 0. Bits from
-    /// `channel_len` up are always zero (pushes set at most bit `channel_len`, pops shift
-    /// zeros in), so no mask is needed to read it.
-    channel_bits: u32,
-    channel_len: u8,
-    /// A SEND_MESSAGE went out while a JOIN or LEAVE was pending. Its refusal would be an
-    /// error notice too, so no error notice is taken as a refused JOIN/LEAVE until the
-    /// pending ones are all answered.
+    /// Pending [`Request`] codes in the order sent, the oldest in bits 0..4. Nibbles from
+    /// `len` up are always zero (pushes set nibble `len`, pops shift zeros in).
+    requests: u128,
+    len: u8,
+    /// A SEND_MESSAGE went out while a request was pending. Its refusal would be an error
+    /// notice too, so no error notice is taken as a refusal until the pending ones are all
+    /// answered.
     mixed: bool,
 }
 
@@ -281,34 +408,65 @@ impl Owed {
         self.queries != 0 || self.pings != 0
     }
 
-    fn joins(&self) -> u16 {
-        self.channel_bits.count_ones() as u16
+    fn nth(&self, i: u8) -> Option<Request> {
+        if i >= self.len {
+            return None;
+        }
+        Request::from_code(((self.requests >> (4 * u32::from(i))) & 0xF) as u8)
     }
 
-    fn push_channel(&mut self, request: Request) -> Result<(), ClientError> {
-        if self.channel_len >= MAX_PENDING_CHANNEL_REQUESTS {
+    fn count(&self, request: Request) -> u16 {
+        (0..self.len)
+            .filter(|&i| self.nth(i) == Some(request))
+            .count() as u16
+    }
+
+    fn joins(&self) -> u16 {
+        self.count(Request::Join)
+    }
+
+    fn push(&mut self, request: Request) -> Result<(), ClientError> {
+        if self.len >= MAX_PENDING_REQUESTS {
             return Err(ClientError::TooManyPending);
         }
-        self.channel_bits |= u32::from(request == Request::Join) << self.channel_len;
-        self.channel_len += 1;
+        self.requests |= u128::from(request as u8) << (4 * u32::from(self.len));
+        self.len += 1;
         Ok(())
     }
 
-    fn pop_channel(&mut self) -> Option<Request> {
-        if self.channel_len == 0 {
-            return None;
-        }
-        let oldest = if self.channel_bits & 1 == 1 {
-            Request::Join
-        } else {
-            Request::Leave
-        };
-        self.channel_bits >>= 1;
-        self.channel_len -= 1;
-        if self.channel_len == 0 {
+    /// Drops the `n` oldest.
+    fn drop_oldest(&mut self, n: u8) {
+        let n = n.min(self.len);
+        self.requests = self.requests.checked_shr(4 * u32::from(n)).unwrap_or(0);
+        self.len -= n;
+        if self.len == 0 {
             self.mixed = false;
         }
+    }
+
+    fn pop(&mut self) -> Option<Request> {
+        let oldest = self.nth(0)?;
+        self.drop_oldest(1);
         Some(oldest)
+    }
+
+    /// The oldest pending JOIN or LEAVE.
+    fn oldest_channel_request(&self) -> Option<Request> {
+        (0..self.len)
+            .filter_map(|i| self.nth(i))
+            .find(|r| matches!(r, Request::Join | Request::Leave))
+    }
+
+    /// An answer to `request` arrived: drops the oldest such request and all older ones.
+    /// False when none is pending.
+    fn settle(&mut self, request: Request) -> bool {
+        match (0..self.len).find(|&i| self.nth(i) == Some(request)) {
+            Some(i) => {
+                self.drop_oldest(i + 1);
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -320,6 +478,8 @@ pub struct Client {
     /// The name offered (before acceptance) or accepted.
     name: Option<Username>,
     channel: Option<ChannelName>,
+    /// The agreed protocol version; 0 until the server's VERSION_NEGOTIATION is answered.
+    version: u16,
     owed: Owed,
     /// The set-up deadline, or once established the reply deadline (set while
     /// `owed.timed()`).
@@ -337,6 +497,7 @@ impl fmt::Debug for Client {
             .field("phase", &self.phase)
             .field("name", &self.name)
             .field("channel", &self.channel)
+            .field("version", &self.version)
             .field("owed", &self.owed)
             .field("deadline", &self.deadline)
             .finish()
@@ -361,6 +522,21 @@ pub fn cut_message(text: &[u8]) -> (&[u8], bool) {
     (&text[..end], true)
 }
 
+/// Checks a text field: at most `max` bytes, no NUL.
+fn check_text(
+    text: &[u8],
+    max: usize,
+    too_long: impl FnOnce(usize) -> ClientError,
+) -> Result<(), ClientError> {
+    if text.len() > max {
+        return Err(too_long(text.len()));
+    }
+    if text.contains(&0) {
+        return Err(ClientError::MessageHasNul);
+    }
+    Ok(())
+}
+
 /// The earlier of two optional instants; `None` only when both are.
 fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
@@ -381,6 +557,7 @@ impl Client {
             phase: Phase::Idle,
             name: None,
             channel: None,
+            version: 0,
             owed: Owed::default(),
             deadline: None,
             name_deadline: None,
@@ -409,6 +586,16 @@ impl Client {
     /// The current channel, as the server acknowledged it.
     pub fn channel(&self) -> Option<&ChannelName> {
         self.channel.as_ref()
+    }
+
+    /// The agreed protocol version (1 or 2); 0 before the server's VERSION_NEGOTIATION.
+    pub fn version(&self) -> u16 {
+        self.version
+    }
+
+    /// Whether the server pushes the channel's entries (version 2): no polling needed.
+    pub fn is_pushed(&self) -> bool {
+        self.version >= 2
     }
 
     /// QUERY answers not yet complete (each ends with [`Event::UpToDate`]).
@@ -467,7 +654,7 @@ impl Client {
         out: &mut impl Outbox,
     ) -> Result<(), ClientError> {
         let name = self.established_name()?;
-        self.owed.push_channel(Request::Join)?;
+        self.owed.push(Request::Join)?;
         let pdu = Pdu::join(self.order(), name.as_bytes(), channel);
         self.emit(&pdu, now, out);
         Ok(())
@@ -479,7 +666,7 @@ impl Client {
         if !self.heading_for_channel() {
             return Err(ClientError::NotInChannel);
         }
-        self.owed.push_channel(Request::Leave)?;
+        self.owed.push(Request::Leave)?;
         self.emit(&Pdu::leave(self.order()), now, out);
         Ok(())
     }
@@ -506,7 +693,7 @@ impl Client {
             return Err(ClientError::NotInChannel);
         }
         self.emit(&Pdu::send_message(self.order(), text), now, out);
-        if self.owed.channel_len > 0 {
+        if self.owed.len > 0 {
             self.owed.mixed = true;
         }
         Ok(())
@@ -529,6 +716,142 @@ impl Client {
         self.established_name()?;
         self.emit(&Pdu::ping(self.order()), now, out);
         self.owe(now, |owed| owed.pings = owed.pings.saturating_add(1));
+        Ok(())
+    }
+
+    /// Sends LIST_CHANNELS (v2 section 3). The answer is one [`Event::Channel`] per open
+    /// channel, then [`Event::ChannelsEnd`].
+    pub fn list_channels(
+        &mut self,
+        now: Instant,
+        out: &mut impl Outbox,
+    ) -> Result<(), ClientError> {
+        self.v2_request(Request::ListChannels)?;
+        self.emit(&Pdu::list_channels(self.order()), now, out);
+        Ok(())
+    }
+
+    /// Sends NAMES of `channel`, or of the current channel when `None` (v2 section 3). The
+    /// answer is [`Event::Names`] (operators first) then [`Event::NamesEnd`], or
+    /// [`Event::Refused`] (channel not open, or no channel).
+    pub fn names(
+        &mut self,
+        channel: Option<&ChannelName>,
+        now: Instant,
+        out: &mut impl Outbox,
+    ) -> Result<(), ClientError> {
+        self.v2_request(Request::Names)?;
+        let field = channel.map_or(&[][..], |c| c.as_bytes());
+        self.emit(&Pdu::names(self.order(), field), now, out);
+        Ok(())
+    }
+
+    /// Sends KICK of `target` from `channel` (`None`: the current one) with an optional
+    /// `reason` (0–[`MAX_REASON`] bytes, no NUL), v2 section 5. The answer is
+    /// [`Event::Moderated`] or [`Event::Refused`].
+    pub fn kick(
+        &mut self,
+        channel: Option<&ChannelName>,
+        target: &Username,
+        reason: &[u8],
+        now: Instant,
+        out: &mut impl Outbox,
+    ) -> Result<(), ClientError> {
+        self.moderate(
+            Request::Kick,
+            channel.map(|c| c.as_bytes()),
+            target,
+            reason,
+            now,
+            out,
+        )
+    }
+
+    /// Sends BAN of `target` in `channel` (`None`: the current one), as [`Client::kick`].
+    pub fn ban(
+        &mut self,
+        channel: Option<&ChannelName>,
+        target: &Username,
+        reason: &[u8],
+        now: Instant,
+        out: &mut impl Outbox,
+    ) -> Result<(), ClientError> {
+        self.moderate(
+            Request::Ban,
+            channel.map(|c| c.as_bytes()),
+            target,
+            reason,
+            now,
+            out,
+        )
+    }
+
+    /// Sends UNBAN of `target` in `channel` (`None`: the current one), as [`Client::kick`]
+    /// without a reason.
+    pub fn unban(
+        &mut self,
+        channel: Option<&ChannelName>,
+        target: &Username,
+        now: Instant,
+        out: &mut impl Outbox,
+    ) -> Result<(), ClientError> {
+        self.moderate(
+            Request::Unban,
+            channel.map(|c| c.as_bytes()),
+            target,
+            b"",
+            now,
+            out,
+        )
+    }
+
+    /// Sends a server ban (BAN with channel `*`, server operators only, v2 section 5):
+    /// every connection of `target`'s address is closed.
+    pub fn server_ban(
+        &mut self,
+        target: &Username,
+        reason: &[u8],
+        now: Instant,
+        out: &mut impl Outbox,
+    ) -> Result<(), ClientError> {
+        self.moderate(Request::Ban, Some(SERVER_WIDE), target, reason, now, out)
+    }
+
+    /// Lifts a server ban of `address` (UNBAN with channel `*`, the address as text).
+    pub fn server_unban(
+        &mut self,
+        address: &[u8],
+        now: Instant,
+        out: &mut impl Outbox,
+    ) -> Result<(), ClientError> {
+        check_text(address, MAX_MESSAGE, |len| ClientError::MessageTooLong {
+            len,
+        })?;
+        if address.is_empty() {
+            return Err(ClientError::EmptyMessage);
+        }
+        self.v2_request(Request::Unban)?;
+        self.emit(&Pdu::unban_address(self.order(), address), now, out);
+        Ok(())
+    }
+
+    /// Sends OPER with `password` (1–[`MAX_PASSWORD`] bytes, no NUL), v2 section 4. The
+    /// answer is [`Event::Operator`] or [`Event::Refused`]; a refusal comes after at least
+    /// a second, so it is not timed by the reply deadline either.
+    pub fn oper(
+        &mut self,
+        password: &[u8],
+        now: Instant,
+        out: &mut impl Outbox,
+    ) -> Result<(), ClientError> {
+        if password.is_empty() {
+            return Err(ClientError::BadPassword { len: 0 });
+        }
+        check_text(password, MAX_PASSWORD, |len| ClientError::BadPassword {
+            len,
+        })?;
+        self.v2_request(Request::Oper)?;
+        self.emit(&Pdu::oper(self.order(), password), now, out);
         Ok(())
     }
 
@@ -618,7 +941,9 @@ impl Client {
                     self.quit(now, out);
                     return Err(ClientError::NoCommonVersion { server_highest });
                 }
-                let version = server_highest.min(1);
+                let own = self.settings.max_version.clamp(1, PROTOCOL_VERSION);
+                let version = server_highest.min(own);
+                self.version = version;
                 self.emit(&Pdu::client_version(self.order(), version), now, out);
                 self.name_deadline = Some(now);
                 self.deadline = self.after(self.settings.setup_timeout, now);
@@ -655,8 +980,11 @@ impl Client {
                     Err(refused) => return Ok(Some(refused)),
                 };
                 self.channel = Some(channel);
-                // Query at once: the joiner's first answer is the recent history.
-                self.query_due = self.settings.query_interval.map(|_| now);
+                // On v1, query at once: the joiner's first answer is the recent history. On
+                // v2 the server pushes it.
+                if self.version < 2 {
+                    self.query_due = self.settings.query_interval.map(|_| now);
+                }
                 Ok(Some(Event::Joined { channel }))
             }
             Command::LeaveChannel => {
@@ -664,19 +992,76 @@ impl Client {
                     Ok(channel) => channel,
                     Err(refused) => return Ok(Some(refused)),
                 };
-                // The server answers in order, so the channel left is the current one.
+                // The server answers in order, so the channel left is the current one. One
+                // that comes before the answer to our oldest JOIN or LEAVE, or with none
+                // pending, answers no LEAVE of ours: a removal (v2 section 5).
                 self.channel = None;
                 self.query_due = None;
-                Ok(Some(Event::Left { channel }))
+                if self.owed.oldest_channel_request() == Some(Request::Leave) {
+                    self.owed.settle(Request::Leave);
+                    Ok(Some(Event::Left { channel }))
+                } else {
+                    Ok(Some(Event::Removed { channel }))
+                }
             }
             Command::ReceiveMessage => self.receive(pdu, from_server, now),
-            // Version 2 (not spoken by this client yet).
-            Command::ListChannels
-            | Command::Names
-            | Command::Kick
-            | Command::Ban
-            | Command::Unban
-            | Command::Oper => unsolicited,
+            Command::ListChannels | Command::Names => {
+                let request = if command == Command::Names {
+                    Request::Names
+                } else {
+                    Request::ListChannels
+                };
+                if let Err(refused) = self.v2_answer(request, command, from_server) {
+                    return Ok(Some(refused));
+                }
+                let channel = pdu.channel();
+                if !pdu.up_to_date() {
+                    return Ok(Some(match request {
+                        Request::Names => Event::Names {
+                            channel,
+                            operators: pdu.lists_operators(),
+                            names: pdu.params_text(),
+                        },
+                        _ => Event::Channel {
+                            channel,
+                            members: pdu.param_u32(0),
+                            history: pdu.param_u32(4),
+                        },
+                    }));
+                }
+                self.owed.settle(request);
+                let count = pdu.param_u32(0);
+                Ok(Some(match request {
+                    Request::Names => Event::NamesEnd { channel, count },
+                    _ => Event::ChannelsEnd { count },
+                }))
+            }
+            Command::Kick | Command::Ban | Command::Unban | Command::Oper => {
+                let request = match command {
+                    Command::Kick => Request::Kick,
+                    Command::Ban => Request::Ban,
+                    Command::Unban => Request::Unban,
+                    _ => Request::Oper,
+                };
+                if let Err(refused) = self.v2_answer(request, command, from_server) {
+                    return Ok(Some(refused));
+                }
+                self.owed.settle(request);
+                if request == Request::Oper {
+                    return Ok(Some(Event::Operator));
+                }
+                let channel = pdu.channel();
+                let target = if request == Request::Unban && channel == SERVER_WIDE {
+                    pdu.params_text()
+                } else {
+                    pdu.target()
+                };
+                Ok(Some(Event::Moderated {
+                    request,
+                    channel,
+                    target,
+                }))
+            }
         }
     }
 
@@ -699,11 +1084,16 @@ impl Client {
             return Ok(Some(Event::UpToDate { channel }));
         }
         let text = pdu.params_text();
+        // v1 leaves prefix[62..] zero, but an old server may leave garbage there.
+        let time = if self.version >= 2 { pdu.time() } else { 0 };
         if !from_server {
+            let sender = pdu.username();
             return Ok(Some(Event::Message {
-                sender: pdu.username(),
+                sender,
                 channel,
                 text,
+                time,
+                own: self.name.is_some_and(|name| name.matches(sender)),
             }));
         }
         let is_error = text.starts_with(ERROR_PREFIX);
@@ -715,19 +1105,80 @@ impl Client {
                 reason: &text[ERROR_PREFIX.len()..],
             }));
         }
-        if is_error && self.phase == Phase::Established && !self.owed.mixed {
-            if let Some(request) = self.owed.pop_channel() {
-                return Ok(Some(Event::Refused {
-                    request,
-                    reason: &text[ERROR_PREFIX.len()..],
-                }));
+        let reason = &text[ERROR_PREFIX.len().min(text.len())..];
+        // A v1 client is told of its removal with an error notice it did not ask for.
+        let unasked = REMOVAL_NOTICES.iter().any(|n| reason.starts_with(n));
+        // A LIST is never refused (v2 section 3): an error notice then answers something
+        // else.
+        let refusable = self
+            .owed
+            .nth(0)
+            .is_some_and(|oldest| oldest != Request::ListChannels);
+        if is_error && self.phase == Phase::Established && !self.owed.mixed && !unasked && refusable
+        {
+            if let Some(request) = self.owed.pop() {
+                return Ok(Some(Event::Refused { request, reason }));
             }
         }
         Ok(Some(Event::Notice {
             channel,
             text,
             is_error,
+            time,
         }))
+    }
+
+    /// Checks a version-2 server answer to `request`: established on v2, from the server,
+    /// and asked for.
+    fn v2_answer<'p>(
+        &self,
+        request: Request,
+        command: Command,
+        from_server: bool,
+    ) -> Result<(), Event<'p>> {
+        if self.phase != Phase::Established || self.version < 2 {
+            return Err(Event::Unexpected(Unexpected::Unsolicited(command)));
+        }
+        if !from_server {
+            return Err(Event::Unexpected(Unexpected::NotFromServer(command)));
+        }
+        if self.owed.count(request) == 0 {
+            return Err(Event::Unexpected(Unexpected::Unsolicited(command)));
+        }
+        Ok(())
+    }
+
+    /// A version-2 request may go out: established on v2, and room to wait for its answer.
+    fn v2_request(&mut self, request: Request) -> Result<(), ClientError> {
+        self.established_name()?;
+        if self.version < 2 {
+            return Err(ClientError::NeedsVersion2 {
+                agreed: self.version,
+            });
+        }
+        self.owed.push(request)
+    }
+
+    fn moderate(
+        &mut self,
+        request: Request,
+        channel: Option<&[u8]>,
+        target: &Username,
+        reason: &[u8],
+        now: Instant,
+        out: &mut impl Outbox,
+    ) -> Result<(), ClientError> {
+        check_text(reason, MAX_REASON, |len| ClientError::ReasonTooLong { len })?;
+        self.v2_request(request)?;
+        let pdu = Pdu::moderation(
+            request.command(),
+            self.order(),
+            channel.unwrap_or_default(),
+            target.as_bytes(),
+            reason,
+        );
+        self.emit(&pdu, now, out);
+        Ok(())
     }
 
     /// Takes a JOIN or LEAVE acknowledgement's channel, once it has passed the checks both
@@ -748,7 +1199,9 @@ impl Client {
         let Ok(channel) = pdu.channel_name() else {
             return Err(Event::Unexpected(Unexpected::InvalidChannel(command)));
         };
-        self.owed.pop_channel();
+        if command == Command::JoinChannel {
+            self.owed.settle(Request::Join);
+        }
         Ok(channel)
     }
 
@@ -776,8 +1229,9 @@ impl Client {
         self.channel.is_some() || self.owed.joins() > 0
     }
 
+    /// Automatic QUERY: version 1 only (on version 2 the server pushes).
     fn auto_queries(&self) -> bool {
-        self.channel.is_some() && self.settings.query_interval.is_some()
+        self.version < 2 && self.channel.is_some() && self.settings.query_interval.is_some()
     }
 
     fn next_auto(&self) -> Option<Instant> {

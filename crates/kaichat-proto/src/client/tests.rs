@@ -28,12 +28,12 @@ impl Client {
 
     /// LEAVE_CHANNEL requests not yet acknowledged or refused.
     fn leaves_in_flight(&self) -> u16 {
-        u16::from(self.owed.channel_len) - self.owed.joins()
+        u16::from(self.owed.len) - self.owed.joins()
     }
 
     /// Whether the server owes nothing (no QUERY, PING, JOIN or LEAVE answer pending).
     fn is_settled(&self) -> bool {
-        !self.owed.timed() && self.owed.channel_len == 0
+        !self.owed.timed() && self.owed.len == 0
     }
 }
 
@@ -166,8 +166,36 @@ fn version_is_min_of_server_and_ours() {
         .unwrap();
     let v = Pdu::server_version(ByteOrder::Little, 7);
     let ev = client.handle(&v, t0, &mut out);
+    assert_eq!(ev, Ok(Some(Event::VersionAgreed { version: 2 })));
+    assert_eq!(out[1].version(), 2);
+    assert_eq!(client.version(), 2);
+    assert!(client.is_pushed());
+    // A v1 server gets version 1.
+    let (mut client, mut out) = started(ByteOrder::Little, t0);
+    client
+        .handle(&Pdu::ping(ByteOrder::Little), t0, &mut out)
+        .unwrap();
+    let v = Pdu::server_version(ByteOrder::Little, 1);
+    let ev = client.handle(&v, t0, &mut out);
     assert_eq!(ev, Ok(Some(Event::VersionAgreed { version: 1 })));
     assert_eq!(out[1].version(), 1);
+    assert!(!client.is_pushed());
+    // A client set to version 1 selects 1 from a v2 server; 0 counts as 1.
+    for max_version in [1, 0] {
+        let mut client = Client::new(Settings {
+            max_version,
+            ..Settings::default()
+        });
+        let mut out: Vec<Pdu> = Vec::new();
+        client.start(t0, &mut out);
+        client
+            .handle(&Pdu::ping(ByteOrder::Little), t0, &mut out)
+            .unwrap();
+        let v = Pdu::server_version(ByteOrder::Little, 2);
+        let ev = client.handle(&v, t0, &mut out);
+        assert_eq!(ev, Ok(Some(Event::VersionAgreed { version: 1 })));
+        assert_eq!(out[1].version(), 1);
+    }
 }
 
 #[test]
@@ -283,7 +311,8 @@ fn non_error_notice_during_setup_is_a_notice() {
         Ok(Some(Event::Notice {
             channel: b"",
             text: b"welcome",
-            is_error: false
+            is_error: false,
+            time: 0
         }))
     );
     assert_eq!(client.phase(), Phase::AwaitPong);
@@ -533,10 +562,11 @@ fn channel_acks_are_the_servers_word_even_unasked() {
         Ok(Some(Event::Joined { channel: ch("@c") }))
     );
     assert_eq!(client.channel(), Some(&ch("@c")));
+    // A LEAVE_CHANNEL nobody asked for: an operator removed us (v2 section 5).
     let leave_ack = Pdu::channel_ack(Command::LeaveChannel, ByteOrder::Little, &ch("@c"));
     assert_eq!(
         client.handle(&leave_ack, t0, &mut out),
-        Ok(Some(Event::Left { channel: ch("@c") }))
+        Ok(Some(Event::Removed { channel: ch("@c") }))
     );
     assert_eq!(client.channel(), None);
     assert!(client.is_settled());
@@ -621,7 +651,7 @@ fn pending_channel_requests_are_bounded() {
     let t0 = Instant::now();
     let mut client = established(ByteOrder::Little, t0);
     let mut out: Vec<Pdu> = Vec::new();
-    for i in 0..MAX_PENDING_CHANNEL_REQUESTS {
+    for i in 0..MAX_PENDING_REQUESTS {
         if i % 2 == 0 {
             client.join(&ch("@c"), t0, &mut out).unwrap();
         } else {
@@ -697,7 +727,7 @@ fn leave_allowed_while_join_pending() {
     // The LEAVE went out after the JOIN, and both wait for their answers.
     assert_eq!(out.len(), 2);
     assert_eq!(out[1], Pdu::leave(ByteOrder::Little));
-    assert_eq!(client.owed.channel_len, 2);
+    assert_eq!(client.owed.len, 2);
     assert_eq!(client.owed.joins(), 1);
 }
 
@@ -752,7 +782,9 @@ fn query_answer_is_messages_notices_then_up_to_date() {
             Ok(Some(Event::Message {
                 sender: b"bob",
                 channel: b"@c",
-                text: b"hi amy"
+                text: b"hi amy",
+                time: 0,
+                own: false
             }))
         );
         let joined = Pdu::notice(order, Some(&ch("@c")), b"bob joined");
@@ -761,7 +793,8 @@ fn query_answer_is_messages_notices_then_up_to_date() {
             Ok(Some(Event::Notice {
                 channel: b"@c",
                 text: b"bob joined",
-                is_error: false
+                is_error: false,
+                time: 0
             }))
         );
         let long = Pdu::receive(order, b"bob", Some(&ch("@c")), &[b'z'; 2000]);
@@ -815,7 +848,8 @@ fn error_notice_once_established() {
         Ok(Some(Event::Notice {
             channel: b"",
             text: b"error: not in a channel",
-            is_error: true
+            is_error: true,
+            time: 0
         }))
     );
     assert!(client.is_established());
@@ -1141,7 +1175,9 @@ fn garbage_after_nul_and_full_fields() {
         Ok(Some(Event::Message {
             sender: b"bob",
             channel: b"@c",
-            text: b"hi"
+            text: b"hi",
+            time: 0,
+            own: false
         }))
     );
     // Every byte set: fields run to their ends, nothing panics.
@@ -1154,6 +1190,7 @@ fn garbage_after_nul_and_full_fields() {
             sender,
             channel,
             text,
+            ..
         })) => {
             assert_eq!(sender.len(), 10);
             assert_eq!(channel.len(), 50);
@@ -1185,7 +1222,7 @@ fn random_server_pdus_never_panic_in_any_phase() {
         } else {
             ByteOrder::Big
         };
-        let mut client = match round % 5 {
+        let mut client = match round % 7 {
             0 => Client::new(settings(order)),
             1 => started(order, t0).0,
             2 => {
@@ -1194,7 +1231,18 @@ fn random_server_pdus_never_panic_in_any_phase() {
                 c
             }
             3 => established(order, t0),
-            _ => in_channel(order, t0),
+            4 => in_channel(order, t0),
+            // Version 2 (little-endian only, as the helper sets up), with requests owed.
+            _ if order == ByteOrder::Big => in_channel(order, t0),
+            5 => established_v2(t0),
+            _ => {
+                let (mut c, mut out) = in_channel_v2(t0);
+                c.list_channels(t0, &mut out).unwrap();
+                c.names(None, t0, &mut out).unwrap();
+                c.kick(None, &name("bob"), b"x", t0, &mut out).unwrap();
+                c.oper(b"pw", t0, &mut out).unwrap();
+                c
+            }
         };
         let mut out: Vec<u8> = Vec::new();
         for step in 0..20u64 {
@@ -1206,7 +1254,8 @@ fn random_server_pdus_never_panic_in_any_phase() {
                 chunk.copy_from_slice(&r[..chunk.len()]);
             }
             if !noise {
-                let code = (rng.next() % 10) as u32;
+                // Every code of both versions, and one past them.
+                let code = (rng.next() % 16) as u32;
                 let raw = match order {
                     ByteOrder::Little => code.to_le_bytes(),
                     ByteOrder::Big => code.to_be_bytes(),
@@ -1216,6 +1265,7 @@ fn random_server_pdus_never_panic_in_any_phase() {
                     bytes[..10].copy_from_slice(b"SERVER\0\0\0\0");
                 }
                 bytes[61] = (rng.next() % 3) as u8;
+                bytes[62] = (rng.next() % 3) as u8;
             }
             let pdu = Pdu::from_bytes(bytes);
             let now = t0 + Duration::from_millis(step * 700);
@@ -1266,12 +1316,12 @@ fn refusals_say_what_was_wrong_and_the_limit() {
         "message contains a NUL byte, which would end it on the wire: any byte but NUL is \
          allowed"
     );
-    for _ in 1..MAX_PENDING_CHANNEL_REQUESTS {
+    for _ in 1..MAX_PENDING_REQUESTS {
         client.join(&ch("@c"), t0, &mut out).unwrap();
     }
     assert_eq!(
         text(client.join(&ch("@c"), t0, &mut out)),
-        "too many JOIN/LEAVE requests waiting for an answer: at most 32"
+        "too many requests waiting for an answer: at most 32"
     );
     client.quit(t0, &mut out);
     assert_eq!(
@@ -1321,6 +1371,656 @@ fn outbox_for_bytes() {
     bytes.send(&Pdu::ping(ByteOrder::Big));
     assert_eq!(bytes.len(), PDU_LEN);
     assert_eq!(&bytes[256..260], &[0, 0, 0, 7]);
+}
+
+// --- Version 2. ---
+
+/// An established version-2 client named `amy` (default settings), its outbox cleared.
+fn established_v2(t0: Instant) -> Client {
+    let order = ByteOrder::Little;
+    let (mut client, mut out) = started(order, t0);
+    client.offer_name(name("amy"), t0, &mut out).unwrap();
+    client.handle(&Pdu::ping(order), t0, &mut out).unwrap();
+    let version = Pdu::server_version(order, 2);
+    let ev = client.handle(&version, t0, &mut out);
+    assert_eq!(ev, Ok(Some(Event::VersionAgreed { version: 2 })));
+    let ack = Pdu::client_info_ack(order, b"amy");
+    client.handle(&ack, t0, &mut out).unwrap();
+    assert!(client.is_established());
+    client
+}
+
+/// A version-2 client in `@c`, with the PDUs sent since it was established.
+fn in_channel_v2(t0: Instant) -> (Client, Vec<Pdu>) {
+    let mut client = established_v2(t0);
+    let mut out: Vec<Pdu> = Vec::new();
+    client.join(&ch("@c"), t0, &mut out).unwrap();
+    let ack = Pdu::channel_ack(Command::JoinChannel, ByteOrder::Little, &ch("@c"));
+    assert_eq!(
+        client.handle(&ack, t0, &mut out),
+        Ok(Some(Event::Joined { channel: ch("@c") }))
+    );
+    (client, out)
+}
+
+fn stamped(mut pdu: Pdu, ms: u64) -> Pdu {
+    pdu.set_time(ms);
+    pdu
+}
+
+#[test]
+fn v2_does_not_poll_but_keeps_alive_with_ping() {
+    let t0 = Instant::now();
+    let (mut client, mut out) = in_channel_v2(t0);
+    assert_eq!(commands(&out, ByteOrder::Little), [Command::JoinChannel]);
+    out.clear();
+    // No QUERY after the JOIN, nor 3 s later (the v1 default interval): the next thing
+    // due is the keep-alive PING, a quarter of the server's 120 s idle deadline.
+    assert_eq!(client.next_wakeup(), Some(t0 + 30 * S));
+    client.poll(t0, &mut out).unwrap();
+    client.poll(t0 + 3 * S, &mut out).unwrap();
+    client.poll(t0 + 29 * S, &mut out).unwrap();
+    assert!(out.is_empty());
+    client.poll(t0 + 30 * S, &mut out).unwrap();
+    assert_eq!(out, [Pdu::ping(ByteOrder::Little)]);
+    assert_eq!(
+        client.handle(&Pdu::ping(ByteOrder::Little), t0 + 30 * S, &mut out),
+        Ok(Some(Event::Pong))
+    );
+    assert_eq!(client.next_wakeup(), Some(t0 + 60 * S));
+    // Sending a message counts as activity.
+    client.send_message(b"hi", t0 + 50 * S, &mut out).unwrap();
+    assert_eq!(client.next_wakeup(), Some(t0 + 80 * S));
+    // QUERY still works on demand (the sync point, v2 section 2).
+    client.query(t0 + 51 * S, &mut out).unwrap();
+    let done = Pdu::up_to_date_marker(ByteOrder::Little, Some(&ch("@c")));
+    assert_eq!(
+        client.handle(&done, t0 + 51 * S, &mut out),
+        Ok(Some(Event::UpToDate { channel: b"@c" }))
+    );
+    assert!(client.is_settled());
+}
+
+#[test]
+fn v1_still_polls_with_the_default_settings() {
+    let t0 = Instant::now();
+    let mut client = in_channel(ByteOrder::Little, t0);
+    let mut out: Vec<Pdu> = Vec::new();
+    assert_eq!(client.next_wakeup(), Some(t0));
+    client.poll(t0, &mut out).unwrap();
+    assert_eq!(out, [Pdu::query(ByteOrder::Little)]);
+}
+
+#[test]
+fn v2_pushes_carry_time_stamps_and_the_echo_is_own() {
+    let t0 = Instant::now();
+    let (mut client, mut out) = in_channel_v2(t0);
+    let order = ByteOrder::Little;
+    // Pushed, with no QUERY owed: normal on v2.
+    let push = stamped(
+        Pdu::receive(order, b"bob", Some(&ch("@c")), b"hi"),
+        1_700_000_000_123,
+    );
+    assert_eq!(
+        client.handle(&push, t0, &mut out),
+        Ok(Some(Event::Message {
+            sender: b"bob",
+            channel: b"@c",
+            text: b"hi",
+            time: 1_700_000_000_123,
+            own: false
+        }))
+    );
+    // The echo of our own message, in whatever case the server wrote the name.
+    for sender in [&b"amy"[..], b"AMY"] {
+        let echo = stamped(Pdu::receive(order, sender, Some(&ch("@c")), b"me"), 42);
+        assert_eq!(
+            client.handle(&echo, t0, &mut out),
+            Ok(Some(Event::Message {
+                sender,
+                channel: b"@c",
+                text: b"me",
+                time: 42,
+                own: true
+            }))
+        );
+    }
+    let joined = stamped(Pdu::notice(order, Some(&ch("@c")), b"amy joined"), 7);
+    assert_eq!(
+        client.handle(&joined, t0, &mut out),
+        Ok(Some(Event::Notice {
+            channel: b"@c",
+            text: b"amy joined",
+            is_error: false,
+            time: 7
+        }))
+    );
+    // A name that only starts like ours is not ours.
+    let other = Pdu::receive(order, b"amyx", Some(&ch("@c")), b"x");
+    assert!(matches!(
+        client.handle(&other, t0, &mut out),
+        Ok(Some(Event::Message { own: false, .. }))
+    ));
+}
+
+#[test]
+fn list_channels_answer_and_end() {
+    let t0 = Instant::now();
+    let mut client = established_v2(t0);
+    let order = ByteOrder::Little;
+    let mut out: Vec<Pdu> = Vec::new();
+    client.list_channels(t0, &mut out).unwrap();
+    assert_eq!(out, [Pdu::list_channels(order)]);
+    assert!(!client.is_settled());
+    let mut rust = Pdu::listing(Command::ListChannels, order, Some(&ch("@rust")));
+    rust.set_param_u32(0, 12).set_param_u32(4, 340);
+    assert_eq!(
+        client.handle(&rust, t0, &mut out),
+        Ok(Some(Event::Channel {
+            channel: b"@rust",
+            members: 12,
+            history: 340
+        }))
+    );
+    // Not from the server: ignored.
+    let mut forged = rust.clone();
+    forged.set_username(b"bob");
+    assert_eq!(
+        unexpected(client.handle(&forged, t0, &mut out)),
+        Unexpected::NotFromServer(Command::ListChannels)
+    );
+    let end = Pdu::listing_end(Command::ListChannels, order, None, 1);
+    assert_eq!(
+        client.handle(&end, t0, &mut out),
+        Ok(Some(Event::ChannelsEnd { count: 1 }))
+    );
+    assert!(client.is_settled());
+    // Nothing owed any more: another listing PDU answers nothing.
+    assert_eq!(
+        unexpected(client.handle(&rust, t0, &mut out)),
+        Unexpected::Unsolicited(Command::ListChannels)
+    );
+    assert_eq!(out.len(), 1);
+}
+
+#[test]
+fn names_of_the_own_or_another_channel() {
+    let t0 = Instant::now();
+    let (mut client, mut out) = in_channel_v2(t0);
+    let order = ByteOrder::Little;
+    out.clear();
+    client.names(None, t0, &mut out).unwrap();
+    client.names(Some(&ch("@rust")), t0, &mut out).unwrap();
+    assert_eq!(out[0], Pdu::names(order, b""));
+    assert_eq!(out[0].channel(), b"");
+    assert_eq!(out[1].channel(), b"@rust");
+    assert_eq!(commands(&out, order), [Command::Names, Command::Names]);
+
+    let mut ops = Pdu::listing(Command::Names, order, Some(&ch("@c")));
+    ops.set_params_text(b"amy");
+    let mut bytes = *ops.as_bytes();
+    bytes[crate::pdu::OPERATORS] = 1;
+    let ops = Pdu::from_bytes(bytes);
+    assert_eq!(
+        client.handle(&ops, t0, &mut out),
+        Ok(Some(Event::Names {
+            channel: b"@c",
+            operators: true,
+            names: b"amy"
+        }))
+    );
+    let mut members = Pdu::listing(Command::Names, order, Some(&ch("@c")));
+    members.set_params_text(b"bob cy");
+    assert_eq!(
+        client.handle(&members, t0, &mut out),
+        Ok(Some(Event::Names {
+            channel: b"@c",
+            operators: false,
+            names: b"bob cy"
+        }))
+    );
+    let end = Pdu::listing_end(Command::Names, order, Some(&ch("@c")), 3);
+    assert_eq!(
+        client.handle(&end, t0, &mut out),
+        Ok(Some(Event::NamesEnd {
+            channel: b"@c",
+            count: 3
+        }))
+    );
+    // The second NAMES is refused: the channel is not open.
+    let refusal = Pdu::notice(order, None, b"error: no channel @rust");
+    assert_eq!(
+        client.handle(&refusal, t0, &mut out),
+        Ok(Some(Event::Refused {
+            request: Request::Names,
+            reason: b"no channel @rust"
+        }))
+    );
+    assert!(client.is_settled());
+}
+
+#[test]
+fn kick_ban_unban_pdus_and_acknowledgements() {
+    let t0 = Instant::now();
+    let (mut client, mut out) = in_channel_v2(t0);
+    let order = ByteOrder::Little;
+    out.clear();
+    client
+        .kick(None, &name("bob"), b"spam", t0, &mut out)
+        .unwrap();
+    client
+        .ban(Some(&ch("@rust")), &name("cy"), b"", t0, &mut out)
+        .unwrap();
+    client.unban(None, &name("cy"), t0, &mut out).unwrap();
+    client
+        .server_ban(&name("dan"), b"flood", t0, &mut out)
+        .unwrap();
+    client.server_unban(b"192.0.2.7", t0, &mut out).unwrap();
+    assert_eq!(
+        commands(&out, order),
+        [
+            Command::Kick,
+            Command::Ban,
+            Command::Unban,
+            Command::Ban,
+            Command::Unban
+        ]
+    );
+    assert_eq!(
+        out[0],
+        Pdu::moderation(Command::Kick, order, b"", b"bob", b"spam")
+    );
+    assert_eq!(
+        (out[0].channel(), out[0].target(), out[0].reason()),
+        (&b""[..], &b"bob"[..], &b"spam"[..])
+    );
+    assert_eq!(
+        (out[1].channel(), out[1].target()),
+        (&b"@rust"[..], &b"cy"[..])
+    );
+    assert_eq!(
+        (out[3].channel(), out[3].target(), out[3].reason()),
+        (&b"*"[..], &b"dan"[..], &b"flood"[..])
+    );
+    assert_eq!(
+        (out[4].channel(), out[4].params_text()),
+        (&b"*"[..], &b"192.0.2.7"[..])
+    );
+
+    // The acknowledgement is the request sent back by SERVER.
+    let ack = |pdu: &Pdu| {
+        let mut ack = pdu.clone();
+        ack.set_username(SERVER_NAME);
+        ack
+    };
+    let kick_ack = ack(&out[0]);
+    assert_eq!(
+        client.handle(&kick_ack, t0, &mut out),
+        Ok(Some(Event::Moderated {
+            request: Request::Kick,
+            channel: b"",
+            target: b"bob"
+        }))
+    );
+    // The BAN is refused.
+    let refusal = Pdu::notice(order, None, b"error: you are not an operator of @rust");
+    assert_eq!(
+        client.handle(&refusal, t0, &mut out),
+        Ok(Some(Event::Refused {
+            request: Request::Ban,
+            reason: b"you are not an operator of @rust"
+        }))
+    );
+    let unban_ack = ack(&out[2]);
+    assert!(matches!(
+        client.handle(&unban_ack, t0, &mut out),
+        Ok(Some(Event::Moderated {
+            request: Request::Unban,
+            target: b"cy",
+            ..
+        }))
+    ));
+    let server_ban_ack = ack(&out[3]);
+    assert!(matches!(
+        client.handle(&server_ban_ack, t0, &mut out),
+        Ok(Some(Event::Moderated {
+            request: Request::Ban,
+            channel: b"*",
+            target: b"dan"
+        }))
+    ));
+    let address_ack = ack(&out[4]);
+    assert!(matches!(
+        client.handle(&address_ack, t0, &mut out),
+        Ok(Some(Event::Moderated {
+            request: Request::Unban,
+            channel: b"*",
+            target: b"192.0.2.7"
+        }))
+    ));
+    assert!(client.is_settled());
+    // Unasked acknowledgements and forged ones are ignored.
+    assert_eq!(
+        unexpected(client.handle(&kick_ack, t0, &mut out)),
+        Unexpected::Unsolicited(Command::Kick)
+    );
+    client.kick(None, &name("bob"), b"", t0, &mut out).unwrap();
+    let mut forged = kick_ack.clone();
+    forged.set_username(b"bob");
+    assert_eq!(
+        unexpected(client.handle(&forged, t0, &mut out)),
+        Unexpected::NotFromServer(Command::Kick)
+    );
+}
+
+#[test]
+fn moderation_reason_limits() {
+    let t0 = Instant::now();
+    let (mut client, mut out) = in_channel_v2(t0);
+    out.clear();
+    let long = vec![b'r'; MAX_REASON + 1];
+    assert_eq!(
+        client.kick(None, &name("bob"), &long, t0, &mut out),
+        Err(ClientError::ReasonTooLong {
+            len: MAX_REASON + 1
+        })
+    );
+    assert_eq!(
+        client.ban(None, &name("bob"), b"a\0b", t0, &mut out),
+        Err(ClientError::MessageHasNul)
+    );
+    assert!(out.is_empty());
+    assert!(client.is_settled());
+    // The longest reason fits whole, NUL-terminated.
+    let longest = vec![b'r'; MAX_REASON];
+    client
+        .kick(None, &name("bob"), &longest, t0, &mut out)
+        .unwrap();
+    assert_eq!(out[0].reason(), &longest[..]);
+}
+
+#[test]
+fn oper_accepted_or_refused_late_without_timing_out() {
+    let t0 = Instant::now();
+    let order = ByteOrder::Little;
+    let mut client = established_v2(t0);
+    let mut out: Vec<Pdu> = Vec::new();
+    assert_eq!(
+        client.oper(b"", t0, &mut out),
+        Err(ClientError::BadPassword { len: 0 })
+    );
+    assert_eq!(
+        client.oper(&[b'p'; MAX_PASSWORD + 1], t0, &mut out),
+        Err(ClientError::BadPassword {
+            len: MAX_PASSWORD + 1
+        })
+    );
+    assert_eq!(
+        client.oper(b"a\0b", t0, &mut out),
+        Err(ClientError::MessageHasNul)
+    );
+    assert!(out.is_empty());
+    client.oper(b"s3cret", t0, &mut out).unwrap();
+    assert_eq!(out, [Pdu::oper(order, b"s3cret")]);
+    assert_eq!(out[0].params_text(), b"s3cret");
+    // The refusal comes after at least a second (and the server does not read us
+    // meanwhile): no deadline runs out, however late it is.
+    client.poll(t0 + 2 * S, &mut out).unwrap();
+    client.poll(t0 + 29 * S, &mut out).unwrap();
+    let refusal = Pdu::notice(order, None, b"error: not an operator password");
+    assert_eq!(
+        client.handle(&refusal, t0 + 29 * S, &mut out),
+        Ok(Some(Event::Refused {
+            request: Request::Oper,
+            reason: b"not an operator password"
+        }))
+    );
+    client.oper(b"right", t0 + 30 * S, &mut out).unwrap();
+    let mut ack = Pdu::new(Command::Oper, order);
+    ack.set_username(SERVER_NAME);
+    assert_eq!(
+        client.handle(&ack, t0 + 31 * S, &mut out),
+        Ok(Some(Event::Operator))
+    );
+    assert!(client.is_settled());
+    assert_eq!(
+        unexpected(client.handle(&ack, t0 + 31 * S, &mut out)),
+        Unexpected::Unsolicited(Command::Oper)
+    );
+}
+
+#[test]
+fn time_stamps_are_zero_on_version_1() {
+    let t0 = Instant::now();
+    let order = ByteOrder::Little;
+    let mut client = in_channel(order, t0);
+    let mut out: Vec<Pdu> = Vec::new();
+    let junk = stamped(Pdu::receive(order, b"bob", Some(&ch("@c")), b"hi"), 12_345);
+    assert!(matches!(
+        client.handle(&junk, t0, &mut out),
+        Ok(Some(Event::Message { time: 0, .. }))
+    ));
+    let junk = stamped(Pdu::notice(order, Some(&ch("@c")), b"bob left"), 12_345);
+    assert!(matches!(
+        client.handle(&junk, t0, &mut out),
+        Ok(Some(Event::Notice { time: 0, .. }))
+    ));
+}
+
+#[test]
+fn v2_requests_are_refused_on_a_v1_connection() {
+    let t0 = Instant::now();
+    let order = ByteOrder::Little;
+    let mut client = in_channel(order, t0);
+    let mut out: Vec<Pdu> = Vec::new();
+    let v1 = Err(ClientError::NeedsVersion2 { agreed: 1 });
+    assert_eq!(
+        ClientError::NeedsVersion2 { agreed: 1 }.to_string(),
+        "this needs protocol version 2, and this connection speaks version 1"
+    );
+    assert_eq!(client.list_channels(t0, &mut out), v1);
+    assert_eq!(client.names(None, t0, &mut out), v1);
+    assert_eq!(client.kick(None, &name("bob"), b"", t0, &mut out), v1);
+    assert_eq!(client.ban(None, &name("bob"), b"", t0, &mut out), v1);
+    assert_eq!(client.unban(None, &name("bob"), t0, &mut out), v1);
+    assert_eq!(client.server_unban(b"192.0.2.7", t0, &mut out), v1);
+    assert_eq!(client.oper(b"pw", t0, &mut out), v1);
+    assert!(out.is_empty());
+    assert!(client.is_settled());
+    // And their server PDUs answer nothing on v1.
+    let listing = Pdu::listing_end(Command::ListChannels, order, None, 0);
+    assert_eq!(
+        unexpected(client.handle(&listing, t0, &mut out)),
+        Unexpected::Unsolicited(Command::ListChannels)
+    );
+    let mut ack = Pdu::new(Command::Oper, order);
+    ack.set_username(SERVER_NAME);
+    assert_eq!(
+        unexpected(client.handle(&ack, t0, &mut out)),
+        Unexpected::Unsolicited(Command::Oper)
+    );
+    // Before the connection is established, they are refused by phase.
+    let (mut early, mut out) = started(order, t0);
+    assert_eq!(
+        early.list_channels(t0, &mut out),
+        Err(ClientError::WrongPhase(Phase::AwaitPong))
+    );
+}
+
+#[test]
+fn removal_by_an_operator_leaves_the_channel() {
+    let t0 = Instant::now();
+    let order = ByteOrder::Little;
+    let (mut client, mut out) = in_channel_v2(t0);
+    let removal = Pdu::channel_ack(Command::LeaveChannel, order, &ch("@c"));
+    assert_eq!(
+        client.handle(&removal, t0, &mut out),
+        Ok(Some(Event::Removed { channel: ch("@c") }))
+    );
+    assert_eq!(client.channel(), None);
+    assert_eq!(
+        client.send_message(b"hi", t0, &mut out),
+        Err(ClientError::NotInChannel)
+    );
+    let notice = stamped(
+        Pdu::notice(
+            order,
+            Some(&ch("@c")),
+            b"you were kicked from @c by bob: spam",
+        ),
+        9,
+    );
+    assert_eq!(
+        client.handle(&notice, t0, &mut out),
+        Ok(Some(Event::Notice {
+            channel: b"@c",
+            text: b"you were kicked from @c by bob: spam",
+            is_error: false,
+            time: 9
+        }))
+    );
+}
+
+#[test]
+fn removal_before_a_pending_join_is_answered() {
+    // Kicked from @c while a JOIN of @d is on its way: the LEAVE_CHANNEL comes first and
+    // is not the answer to anything; the JOIN stays owed.
+    let t0 = Instant::now();
+    let order = ByteOrder::Little;
+    let (mut client, mut out) = in_channel_v2(t0);
+    client.join(&ch("@d"), t0, &mut out).unwrap();
+    client.leave(t0, &mut out).unwrap();
+    let removal = Pdu::channel_ack(Command::LeaveChannel, order, &ch("@c"));
+    assert_eq!(
+        client.handle(&removal, t0, &mut out),
+        Ok(Some(Event::Removed { channel: ch("@c") }))
+    );
+    assert_eq!(
+        (client.joins_in_flight(), client.leaves_in_flight()),
+        (1, 1)
+    );
+    let join_ack = Pdu::channel_ack(Command::JoinChannel, order, &ch("@d"));
+    assert_eq!(
+        client.handle(&join_ack, t0, &mut out),
+        Ok(Some(Event::Joined { channel: ch("@d") }))
+    );
+    let leave_ack = Pdu::channel_ack(Command::LeaveChannel, order, &ch("@d"));
+    assert_eq!(
+        client.handle(&leave_ack, t0, &mut out),
+        Ok(Some(Event::Left { channel: ch("@d") }))
+    );
+    assert!(client.is_settled());
+}
+
+#[test]
+fn an_operator_kicking_itself_gets_the_ack_then_leaves() {
+    // The server answers the KICK, then removes the kicker (v2 section 5).
+    let t0 = Instant::now();
+    let order = ByteOrder::Little;
+    let (mut client, mut out) = in_channel_v2(t0);
+    out.clear();
+    client.kick(None, &name("amy"), b"", t0, &mut out).unwrap();
+    let mut ack = out[0].clone();
+    ack.set_username(SERVER_NAME);
+    assert!(matches!(
+        client.handle(&ack, t0, &mut out),
+        Ok(Some(Event::Moderated {
+            request: Request::Kick,
+            target: b"amy",
+            ..
+        }))
+    ));
+    assert_eq!(client.channel(), Some(&ch("@c")));
+    let removal = Pdu::channel_ack(Command::LeaveChannel, order, &ch("@c"));
+    assert_eq!(
+        client.handle(&removal, t0, &mut out),
+        Ok(Some(Event::Removed { channel: ch("@c") }))
+    );
+    assert_eq!(client.channel(), None);
+    assert!(client.is_settled());
+}
+
+#[test]
+fn v1_removal_notice_is_not_a_refusal() {
+    // A v1 target is told with an error notice it did not ask for (v2 section 5).
+    let t0 = Instant::now();
+    let order = ByteOrder::Little;
+    let mut client = in_channel(order, t0);
+    let mut out: Vec<Pdu> = Vec::new();
+    let removal = Pdu::channel_ack(Command::LeaveChannel, order, &ch("@c"));
+    assert_eq!(
+        client.handle(&removal, t0, &mut out),
+        Ok(Some(Event::Removed { channel: ch("@c") }))
+    );
+    client.join(&ch("@d"), t0, &mut out).unwrap();
+    for text in [
+        &b"error: you were kicked from @c by bob: spam"[..],
+        b"error: you were banned from @c by bob: ",
+    ] {
+        let notice = Pdu::notice(order, Some(&ch("@c")), text);
+        assert_eq!(
+            client.handle(&notice, t0, &mut out),
+            Ok(Some(Event::Notice {
+                channel: b"@c",
+                text,
+                is_error: true,
+                time: 0
+            }))
+        );
+    }
+    assert_eq!(client.joins_in_flight(), 1);
+}
+
+#[test]
+fn an_answer_settles_older_requests_and_lists_are_never_refused() {
+    let t0 = Instant::now();
+    let order = ByteOrder::Little;
+    let (mut client, mut out) = in_channel_v2(t0);
+    // A LIST is oldest: an error notice cannot be its answer.
+    client.list_channels(t0, &mut out).unwrap();
+    client.kick(None, &name("bob"), b"", t0, &mut out).unwrap();
+    let error = Pdu::notice(order, None, b"error: slow down, message not sent");
+    assert!(matches!(
+        client.handle(&error, t0, &mut out),
+        Ok(Some(Event::Notice { is_error: true, .. }))
+    ));
+    // A message went out while requests were pending: its refusal would look the same,
+    // so error notices are no longer attributed; the NAMES end settles all older ones.
+    client.send_message(b"hi", t0, &mut out).unwrap();
+    client.names(None, t0, &mut out).unwrap();
+    let refusal = Pdu::notice(order, None, b"error: you are not an operator of @c");
+    assert!(matches!(
+        client.handle(&refusal, t0, &mut out),
+        Ok(Some(Event::Notice { is_error: true, .. }))
+    ));
+    let end = Pdu::listing_end(Command::Names, order, Some(&ch("@c")), 0);
+    assert_eq!(
+        client.handle(&end, t0, &mut out),
+        Ok(Some(Event::NamesEnd {
+            channel: b"@c",
+            count: 0
+        }))
+    );
+    assert!(client.is_settled());
+}
+
+#[test]
+fn pending_v2_requests_are_bounded() {
+    let t0 = Instant::now();
+    let mut client = established_v2(t0);
+    let mut out: Vec<Pdu> = Vec::new();
+    for _ in 0..MAX_PENDING_REQUESTS {
+        client.list_channels(t0, &mut out).unwrap();
+    }
+    assert_eq!(
+        client.names(None, t0, &mut out),
+        Err(ClientError::TooManyPending)
+    );
+    assert_eq!(out.len(), usize::from(MAX_PENDING_REQUESTS));
+    // Each end settles the oldest.
+    let end = Pdu::listing_end(Command::ListChannels, ByteOrder::Little, None, 0);
+    client.handle(&end, t0, &mut out).unwrap();
+    client.names(None, t0, &mut out).unwrap();
 }
 
 #[test]

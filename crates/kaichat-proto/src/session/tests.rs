@@ -1,18 +1,24 @@
 //! Unit tests of the server's session state machine: every transition and every error
-//! notice of contract sections 4 to 7 (`shared/spec/kaichat-v1.md`), then a property test
-//! that feeds random PDUs to sessions in every phase sharing one hub.
+//! notice of version 1 (contract sections 4 to 7; `docs/PROTOCOL.md` part 1), one test per
+//! rule of version 2 (negotiation, push, echo, time stamps, listings, operators,
+//! moderation, OPER, the rate limit; `docs/PROTOCOL.md` part 2), then a property test that
+//! feeds random PDUs to version-1 and version-2 sessions in every phase sharing one hub.
 //!
 //! The tests speak bytes: they check the PDUs a session writes field by field, as a client
 //! reading the wire would, not through the builders that wrote them.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 
 use proptest::collection::vec;
 use proptest::prelude::*;
 
 use super::*;
+use crate::hub::Event;
 use crate::names::ChannelName;
-use crate::pdu::{CHANNEL, PARAMS_LEN, PDU_LEN, PREFIX_LEN, SEPARATOR, SERVER_NAME, UP_TO_DATE};
+use crate::pdu::{
+    CHANNEL, OPERATORS, PARAMS_LEN, PDU_LEN, PREFIX_LEN, SEPARATOR, SERVER_NAME, TIME, UP_TO_DATE,
+};
 
 const LE: ByteOrder = ByteOrder::Little;
 const BE: ByteOrder = ByteOrder::Big;
@@ -35,6 +41,18 @@ const ALL_COMMANDS: [Command; 9] = [
 ];
 
 // --- Helpers -------------------------------------------------------------------------
+
+impl Session {
+    /// The channel membership of an established session (tests look inside).
+    fn membership(&self) -> Option<&Membership> {
+        self.established()?.member.as_ref()
+    }
+
+    /// Whether a QUERY answer or a listing is in flight (not an OPER wait).
+    fn in_answer(&self) -> bool {
+        self.established().is_some_and(|e| e.answer.is_some())
+    }
+}
 
 fn other(order: ByteOrder) -> ByteOrder {
     match order {
@@ -166,26 +184,49 @@ fn render_all(out: &[Pdu], order: ByteOrder) -> Vec<String> {
     out.iter().map(|pdu| render(pdu, order)).collect()
 }
 
-/// A session taken through PING and VERSION_NEGOTIATION at `now`, in `order`.
-fn awaiting_client_info(hub: &mut Hub, order: ByteOrder, now: u64) -> Session {
-    let mut s = Session::new(now);
+/// The address connection `conn` comes from: connections 0 and 2 share one.
+fn peer(conn: ConnRef) -> IpAddr {
+    IpAddr::from([10, 0, 0, (conn % 2) as u8])
+}
+
+/// A session of connection `conn` (from [`peer`]) taken through PING and a
+/// VERSION_NEGOTIATION that selects `version`, at `now`, in `order`.
+fn negotiated(hub: &mut Hub, order: ByteOrder, version: u16, conn: ConnRef, now: u64) -> Session {
+    let mut s = Session::accepted(now, conn, Some(peer(conn)));
     let (_, out) = feed(&mut s, hub, &Pdu::ping(order), now);
     assert_eq!(out.len(), 2);
-    let (step, out) = feed(&mut s, hub, &Pdu::client_version(order, 1), now);
+    let (step, out) = feed(&mut s, hub, &Pdu::client_version(order, version), now);
     assert_eq!((step, out.len()), (Step::Continue, 0));
     assert_eq!(s.phase(), Phase::AwaitClientInfo);
     s
 }
 
-/// An established session named `name`.
-fn connected(hub: &mut Hub, order: ByteOrder, name: &[u8]) -> Session {
-    let mut s = awaiting_client_info(hub, order, 0);
+/// A version-1 session taken through PING and VERSION_NEGOTIATION at `now`, in `order`.
+fn awaiting_client_info(hub: &mut Hub, order: ByteOrder, now: u64) -> Session {
+    negotiated(hub, order, 1, 0, now)
+}
+
+/// A session of connection `conn` that selected `version`, established as `name`.
+fn established(
+    hub: &mut Hub,
+    order: ByteOrder,
+    version: u16,
+    conn: ConnRef,
+    name: &[u8],
+) -> Session {
+    let mut s = negotiated(hub, order, version, conn, 0);
     let (step, out) = feed(&mut s, hub, &Pdu::client_info(order, name), 0);
     assert_eq!(step, Step::Continue);
     assert_eq!(out.len(), 1, "{out:?}");
     assert_eq!(command_of(&out[0], order), Command::ClientInfo);
     assert_eq!(s.phase(), Phase::Connected);
+    assert_eq!(s.version(), Some(version));
     s
+}
+
+/// An established version-1 session named `name`.
+fn connected(hub: &mut Hub, order: ByteOrder, name: &[u8]) -> Session {
+    established(hub, order, 1, 0, name)
 }
 
 /// An established session named `name`, member of `channel`.
@@ -203,7 +244,7 @@ fn query(s: &mut Session, hub: &mut Hub) -> Vec<Pdu> {
     let order = s.order();
     let (step, mut out) = feed(s, hub, &Pdu::query(order), 0);
     assert_eq!(step, Step::Continue);
-    assert!(s.continue_answer(hub, WHOLE, &mut out));
+    assert!(s.continue_output(hub, 0, WHOLE, &mut out));
     assert!(!s.answering());
     out
 }
@@ -230,7 +271,7 @@ struct Snapshot {
     user: Option<Vec<u8>>,
     channel: Option<(ChannelId, u64)>,
     cursor: u64,
-    answer_end: Option<u64>,
+    answer: Option<String>,
     hub: (usize, usize, u64),
 }
 
@@ -242,9 +283,9 @@ fn snapshot(s: &Session, hub: &Hub) -> Snapshot {
         // The set-up phase's start; once established the clock is the idle clock.
         phase_started: if s.user().is_some() { 0 } else { s.clock_from },
         user: s.user().map(|u| u.as_bytes().to_vec()),
-        channel: s.member().map(|m| (m.channel, hub.end_seq(m.channel))),
-        cursor: s.member().map_or(0, |m| m.cursor),
-        answer_end: s.member().and_then(|m| m.answer_end),
+        channel: s.membership().map(|m| (m.channel, hub.end_seq(m.channel))),
+        cursor: s.membership().map_or(0, |m| m.cursor),
+        answer: s.established().map(|e| format!("{:?}", e.answer)),
         hub: (hub.users(), hub.channels(), hub.messages()),
     }
 }
@@ -284,18 +325,37 @@ const PHASES: [Phase; 5] = [
     Phase::InChannel,
 ];
 
-/// A session in `phase`; established ones are named `amy` and channel members are in `@c`.
+/// A version-1 session in `phase`; established ones are named `amy` and channel members
+/// are in `@c`.
 fn at_phase(hub: &mut Hub, order: ByteOrder, phase: Phase) -> Session {
+    at_phase_as(hub, order, phase, 1, 0, b"amy")
+}
+
+/// A session of connection `conn` in `phase`, selecting `version` and named `name` once
+/// established; channel members are in `@c`.
+fn at_phase_as(
+    hub: &mut Hub,
+    order: ByteOrder,
+    phase: Phase,
+    version: u16,
+    conn: ConnRef,
+    name: &[u8],
+) -> Session {
     match phase {
-        Phase::AwaitPing => Session::new(0),
+        Phase::AwaitPing => Session::accepted(0, conn, Some(peer(conn))),
         Phase::AwaitVersion => {
-            let mut s = Session::new(0);
+            let mut s = Session::accepted(0, conn, Some(peer(conn)));
             feed(&mut s, hub, &Pdu::ping(order), 0);
             s
         }
-        Phase::AwaitClientInfo => awaiting_client_info(hub, order, 0),
-        Phase::Connected => connected(hub, order, b"amy"),
-        Phase::InChannel => member(hub, order, b"amy", b"@c"),
+        Phase::AwaitClientInfo => negotiated(hub, order, version, conn, 0),
+        Phase::Connected => established(hub, order, version, conn, name),
+        Phase::InChannel => {
+            let mut s = established(hub, order, version, conn, name);
+            let (_, out) = feed(&mut s, hub, &join(order, name, b"@c"), 0);
+            assert_eq!(command_of(&out[0], order), Command::JoinChannel);
+            s
+        }
     }
 }
 
@@ -304,6 +364,128 @@ fn set_up(phase: Phase) -> bool {
         phase,
         Phase::AwaitPing | Phase::AwaitVersion | Phase::AwaitClientInfo
     )
+}
+
+// Version 2 (`docs/PROTOCOL.md` part 2).
+
+/// The wall-clock time (ms since the Unix epoch) at the tests' clock zero: entries and
+/// notices made at `now` are stamped `EPOCH + now`.
+const EPOCH: u64 = 1_764_547_200_000;
+
+/// A hub whose channels keep `history` entries and replay `replay`, stamping from `EPOCH`.
+fn v2_hub(history: usize, replay: usize) -> Hub {
+    let mut hub = Hub::new(history, replay);
+    hub.set_epoch(EPOCH);
+    hub
+}
+
+/// A hub that offers `max_version` and otherwise has the default rules.
+fn hub_offering(max_version: u16) -> Hub {
+    let mut hub = v2_hub(10, 5);
+    hub.set_rules(Rules {
+        max_version,
+        ..Rules::default()
+    });
+    hub
+}
+
+/// Everything the session has to send at `now` (the answer in flight, a removal's notices,
+/// pushes), pulled in one go.
+fn pull(s: &mut Session, hub: &Hub, now: u64) -> Vec<Pdu> {
+    let mut out = Vec::new();
+    assert!(s.continue_output(hub, now, WHOLE, &mut out));
+    assert!(!s.has_output(hub), "done, yet output is left");
+    out
+}
+
+/// A version-2 session of connection `conn`, little-endian, member of `channel` as `name`,
+/// with what the JOIN pushed (the replay and its own `joined`) already pulled.
+fn v2_member(hub: &mut Hub, conn: ConnRef, name: &[u8], channel: &[u8]) -> Session {
+    let mut s = established(hub, LE, 2, conn, name);
+    let (_, out) = feed(&mut s, hub, &join(LE, name, channel), 0);
+    assert_eq!(command_of(&out[0], LE), Command::JoinChannel);
+    pull(&mut s, hub, 0);
+    s
+}
+
+/// A version-1 session of connection `conn`, little-endian, member of `channel` as `name`,
+/// that has read everything (one QUERY).
+fn v1_member(hub: &mut Hub, conn: ConnRef, name: &[u8], channel: &[u8]) -> Session {
+    let mut s = established(hub, LE, 1, conn, name);
+    let (_, out) = feed(&mut s, hub, &join(LE, name, channel), 0);
+    assert_eq!(command_of(&out[0], LE), Command::JoinChannel);
+    query(&mut s, hub);
+    s
+}
+
+/// What a little-endian client reads in `out`, one line per PDU: RECEIVE_MESSAGE as
+/// [`render`] writes it (checked the same way, but for the time stamp of prefix[62..70]),
+/// anything else as its name and channel field.
+fn lines(out: &[Pdu]) -> Vec<String> {
+    out.iter()
+        .map(|pdu| match command_of(pdu, LE) {
+            Command::ReceiveMessage => {
+                let mut unstamped = pdu.clone();
+                unstamped.bytes_mut()[TIME].fill(0);
+                render(&unstamped, LE)
+            }
+            command => format!("{} {}", command.name(), text(pdu.channel())),
+        })
+        .collect()
+}
+
+/// The time stamp of each PDU, relative to `EPOCH` (None for a zero stamp).
+fn stamps(out: &[Pdu]) -> Vec<Option<u64>> {
+    out.iter()
+        .map(|pdu| (pdu.time() != 0).then(|| pdu.time() - EPOCH))
+        .collect()
+}
+
+/// Carries out the hub's events as the reactor does, where `sessions[conn]` is connection
+/// `conn`; returns the addresses whose connections must close.
+fn carry_out(hub: &mut Hub, sessions: &mut [&mut Session]) -> Vec<IpAddr> {
+    let mut events = Vec::new();
+    hub.take_events(&mut events);
+    let mut close = Vec::new();
+    for event in events {
+        match event {
+            Event::Removed {
+                conn,
+                channel,
+                name,
+                notice,
+            } => sessions[conn].removed(channel, name, notice),
+            Event::CloseAddress(address) => close.push(address),
+        }
+    }
+    close
+}
+
+/// The connections the hub woke for pushes since the last call, sorted, once each.
+fn woken(hub: &mut Hub) -> Vec<ConnRef> {
+    let mut conns = Vec::new();
+    hub.take_woken(&mut conns);
+    conns.sort_unstable();
+    conns.dedup();
+    conns
+}
+
+fn moderation(command: Command, channel: &[u8], target: &[u8], reason: &[u8]) -> Pdu {
+    Pdu::moderation(command, LE, channel, target, reason)
+}
+
+/// Feeds a PDU that must be refused: exactly one error notice, returned; nothing changes
+/// in the session or the hub, and no other connection is affected.
+fn refused(s: &mut Session, hub: &mut Hub, pdu: &Pdu) -> String {
+    let before = snapshot(s, hub);
+    let retained = hub.retained();
+    let text = notice_for(s, hub, pdu);
+    assert_eq!(snapshot(s, hub), before, "{text}");
+    assert_eq!(hub.retained(), retained, "{text}");
+    let mut events = Vec::new();
+    hub.take_events(&mut events);
+    assert!(events.is_empty(), "{text}: {events:?}");
+    text
 }
 
 // --- Set-up (contract section 4) -------------------------------------------------------
@@ -322,10 +504,10 @@ fn ping_gets_pong_then_server_version_in_the_pings_order() {
             out[0].as_bytes(),
             &exact(Command::PingPong, order, b"", b"")
         );
-        // The server's VERSION_NEGOTIATION: prefix SERVER, params[0..2] = 1, big-endian.
+        // The server's VERSION_NEGOTIATION: prefix SERVER, params[0..2] = 2, big-endian.
         assert_eq!(
             out[1].as_bytes(),
-            &exact(Command::VersionNegotiation, order, b"SERVER", &[0, 1])
+            &exact(Command::VersionNegotiation, order, b"SERVER", &[0, 2])
         );
         assert_eq!(s.phase(), Phase::AwaitVersion);
         assert_eq!(s.order(), order);
@@ -404,7 +586,7 @@ fn quit_closes_in_every_phase() {
             let (step, out) = feed(&mut s, &mut hub, &quit, 5);
             assert_eq!(step, Step::Close(Ending::Quit), "{phase:?}");
             assert!(out.is_empty(), "{phase:?}: {out:?}");
-            s.close(&mut hub);
+            s.close(&mut hub, 0);
             assert_eq!((hub.users(), hub.channels()), (0, 0), "{phase:?}");
             // A clean QUIT as well.
             quit = Pdu::quit(order);
@@ -424,7 +606,7 @@ fn an_unsupported_version_gets_an_error_notice_then_close() {
             // The reference implementation wrote a 4-byte native integer: 1 little-endian
             // is 0x0100 read as the contract's big-endian u16.
             let native_one = raw(Command::VersionNegotiation, order, b"", &1u32.to_le_bytes());
-            let mut pdus: Vec<Pdu> = [0u16, 2, 3, 0x0100, u16::MAX]
+            let mut pdus: Vec<Pdu> = [0u16, 3, 0x0100, u16::MAX]
                 .map(|v| Pdu::client_version(order, v))
                 .into();
             pdus.push(native_one);
@@ -665,7 +847,7 @@ fn a_connected_name_is_taken_ignoring_case_until_its_owner_leaves() {
     assert_eq!(command_of(&out[0], BE), Command::ClientInfo);
     assert_eq!(hub.users(), 2);
     // Once amy's connection is gone, her name is free in any case.
-    amy.close(&mut hub);
+    amy.close(&mut hub, 0);
     assert_eq!(hub.users(), 1);
     connected(&mut hub, LE, b"aMY");
     assert_eq!(hub.users(), 2);
@@ -720,7 +902,7 @@ fn channel_names_of_two_to_fifty_bytes_are_accepted() {
             out[0].as_bytes(),
             &exact(Command::JoinChannel, LE, &ack_prefix(name), b"")
         );
-        let channel = hub.channel_name(s.member().unwrap().channel);
+        let channel = hub.channel_name(s.membership().unwrap().channel);
         assert_eq!(channel.map(ChannelName::as_bytes), Some(name));
     }
 }
@@ -946,7 +1128,7 @@ fn query_outside_a_channel_is_only_the_up_to_date_pdu() {
         assert!(out[0].as_bytes()[11..UP_TO_DATE].iter().all(|&b| b == 0));
         // Nothing more to pull.
         let mut more: Vec<Pdu> = Vec::new();
-        assert!(s.continue_answer(&hub, WHOLE, &mut more));
+        assert!(s.continue_output(&hub, 0, WHOLE, &mut more));
         assert!(more.is_empty());
     }
 }
@@ -963,7 +1145,7 @@ fn a_joiners_first_query_replays_the_last_r_entries() {
         let (_, mut out) = feed(&mut bob, &mut hub, &Pdu::query(order), 0);
         assert!(out.is_empty(), "on_pdu only starts the answer");
         assert!(bob.answering());
-        assert!(bob.continue_answer(&hub, WHOLE, &mut out));
+        assert!(bob.continue_output(&hub, 0, WHOLE, &mut out));
         assert_eq!(
             render_all(&out, order),
             [
@@ -1014,7 +1196,7 @@ fn own_messages_are_left_out_even_after_reconnecting() {
         ]
     );
     // Under the same name in another case, amy is not shown what she wrote before.
-    amy.close(&mut hub);
+    amy.close(&mut hub, 0);
     let mut again = member(&mut hub, LE, b"AMY", b"@c");
     assert_eq!(
         query_lines(&mut again, &mut hub),
@@ -1061,6 +1243,11 @@ fn evicted_unread_entries_are_announced_first_with_their_count() {
 /// amy and bob in `@c`; bob has posted `n` messages that amy has not read.
 fn backlog(n: usize) -> (Hub, Session, Session) {
     let mut hub = Hub::new(1000, 0);
+    // bob posts them at once: no rate limit here (v2 section 6 has its own tests).
+    hub.set_rules(Rules {
+        rate_limit: 0,
+        ..Rules::default()
+    });
     let mut amy = member(&mut hub, LE, b"amy", b"@c");
     let mut bob = member(&mut hub, LE, b"bob", b"@c");
     query(&mut amy, &mut hub);
@@ -1080,12 +1267,12 @@ fn an_answer_streamed_in_small_budgets_equals_the_whole_answer() {
         let (_, mut out) = feed(&mut amy, &mut hub, &Pdu::query(LE), 0);
         assert!(out.is_empty());
         // A zero budget sends nothing and keeps the answer in flight.
-        assert!(!amy.continue_answer(&hub, 0, &mut out));
+        assert!(!amy.continue_output(&hub, 0, 0, &mut out));
         assert!(out.is_empty() && amy.answering());
         let mut calls = 0;
         loop {
             let before = out.len();
-            let done = amy.continue_answer(&hub, budget, &mut out);
+            let done = amy.continue_output(&hub, 0, budget, &mut out);
             calls += 1;
             assert!(out.len() - before <= budget);
             if done {
@@ -1096,14 +1283,16 @@ fn an_answer_streamed_in_small_budgets_equals_the_whole_answer() {
                 budget,
                 "a cut answer uses its whole budget"
             );
-            assert!(amy.answering());
+            // Not done: the answer goes on, or its last PDU just used the last of the
+            // budget (the session does not look ahead; the next call says done).
+            assert!(amy.answering() || out.len() == whole.len());
             assert!(calls <= 41, "budget {budget}: the answer does not end");
         }
         assert!(!amy.answering());
         assert_eq!(out, whole, "budget {budget}");
         // Done means done: pulling again sends nothing.
         let mut more: Vec<Pdu> = Vec::new();
-        assert!(amy.continue_answer(&hub, budget, &mut more));
+        assert!(amy.continue_output(&hub, 0, budget, &mut more));
         assert!(more.is_empty());
     }
 }
@@ -1112,10 +1301,10 @@ fn an_answer_streamed_in_small_budgets_equals_the_whole_answer() {
 fn entries_added_during_a_streamed_answer_come_in_the_next_one() {
     let (mut hub, mut amy, mut bob) = backlog(3);
     let (_, mut out) = feed(&mut amy, &mut hub, &Pdu::query(LE), 0);
-    assert!(!amy.continue_answer(&hub, 2, &mut out));
+    assert!(!amy.continue_output(&hub, 0, 2, &mut out));
     say(&mut bob, &mut hub, b"late");
     let _carl = member(&mut hub, BE, b"carl", b"@c");
-    while !amy.continue_answer(&hub, 2, &mut out) {}
+    while !amy.continue_output(&hub, 0, 2, &mut out) {}
     assert_eq!(
         render_all(&out, LE),
         [
@@ -1144,12 +1333,12 @@ fn entries_evicted_during_a_streamed_answer_are_counted_not_lost() {
         say(&mut bob, &mut hub, format!("m{i}").as_bytes());
     }
     let (_, mut out) = feed(&mut amy, &mut hub, &Pdu::query(LE), 0);
-    assert!(!amy.continue_answer(&hub, 2, &mut out));
+    assert!(!amy.continue_output(&hub, 0, 2, &mut out));
     for i in 0..3 {
         say(&mut bob, &mut hub, format!("p{i}").as_bytes());
     }
     let mut calls = 0;
-    while !amy.continue_answer(&hub, 2, &mut out) {
+    while !amy.continue_output(&hub, 0, 2, &mut out) {
         calls += 1;
         assert!(calls < 10, "the answer does not end");
     }
@@ -1245,7 +1434,7 @@ fn server_only_repeated_and_unknown_commands_get_an_error_notice() {
             }
             // CLIENT_INFO did not rename the connection.
             assert_eq!(s.user().map(Username::as_bytes), Some(&b"amy"[..]));
-            assert!(hub.claim_name(Username::new(b"other").unwrap()));
+            assert!(hub.claim_name(Username::new(b"other").unwrap(), 0, None));
             if phase == Phase::InChannel {
                 assert_eq!(query_lines(&mut s, &mut hub), ["up-to-date @c"]);
             }
@@ -1291,7 +1480,7 @@ fn notice_for(s: &mut Session, hub: &mut Hub, pdu: &Pdu) -> String {
 fn an_unsupported_version_is_named_with_the_one_spoken() {
     for (version, sent) in [
         (0, Pdu::client_version(LE, 0)),
-        (2, Pdu::client_version(LE, 2)),
+        (3, Pdu::client_version(LE, 3)),
         // A 4-byte native 1, as the reference implementation wrote it.
         (
             256,
@@ -1306,8 +1495,8 @@ fn an_unsupported_version_is_named_with_the_one_spoken() {
         assert_eq!(
             error_text(&out, LE),
             format!(
-                "error: unsupported protocol version {version}: this server speaks version 1, \
-                 a big-endian u16 in params[0..2]"
+                "error: unsupported protocol version {version}: this server speaks versions 1 \
+                 to 2, a big-endian u16 in params[0..2]"
             )
         );
     }
@@ -1436,17 +1625,17 @@ fn refused_requests_of_an_established_client_say_why() {
         (
             raw_command([9, 0, 0, 0]),
             "error: unknown command code 9 (command field 09 00 00 00, read little-endian, \
-             the byte order this connection fixed): the codes are 0 to 8",
+             the byte order this connection fixed): the codes of version 1 are 0 to 8",
         ),
         (
             raw_command([0, 0, 0, 8]),
             "error: unknown command code 134217728 (command field 00 00 00 08, read \
-             little-endian, the byte order this connection fixed): the codes are 0 to 8",
+             little-endian, the byte order this connection fixed): the codes of version 1 are 0 to 8",
         ),
         (
             raw_command([0xff; 4]),
             "error: unknown command code 4294967295 (command field ff ff ff ff, read \
-             little-endian, the byte order this connection fixed): the codes are 0 to 8",
+             little-endian, the byte order this connection fixed): the codes of version 1 are 0 to 8",
         ),
         (
             Pdu::join(LE, b"amy", &ChannelName::new(b"@c").unwrap()),
@@ -1475,7 +1664,7 @@ fn refused_requests_of_an_established_client_say_why() {
     assert_eq!(
         notice_for(&mut be, &mut hub, &raw_command([8, 0, 0, 0])),
         "error: unknown command code 134217728 (command field 08 00 00 00, read big-endian, \
-         the byte order this connection fixed): the codes are 0 to 8"
+         the byte order this connection fixed): the codes of version 1 are 0 to 8"
     );
 }
 
@@ -1487,7 +1676,7 @@ fn close_frees_the_name_and_leaves_the_channel() {
     let mut bob = member(&mut hub, LE, b"bob", b"@c");
     let mut amy = member(&mut hub, LE, b"amy", b"@c");
     query(&mut bob, &mut hub);
-    amy.close(&mut hub);
+    amy.close(&mut hub, 0);
     assert_eq!((hub.users(), hub.channels()), (1, 1));
     assert_eq!(
         query_lines(&mut bob, &mut hub),
@@ -1495,7 +1684,7 @@ fn close_frees_the_name_and_leaves_the_channel() {
     );
     connected(&mut hub, BE, b"AMY");
     // The last member closing closes the channel.
-    bob.close(&mut hub);
+    bob.close(&mut hub, 0);
     assert_eq!((hub.users(), hub.channels()), (1, 0));
     let mut carl = member(&mut hub, LE, b"carl", b"@c");
     assert_eq!(
@@ -1519,7 +1708,7 @@ fn close_before_a_name_is_accepted_releases_nothing() {
             let (_, out) = feed(&mut s, &mut hub, &Pdu::client_info(LE, b"AMY"), 0);
             error_text(&out, LE);
         }
-        s.close(&mut hub);
+        s.close(&mut hub, 0);
         assert_eq!((hub.users(), hub.channels()), (1, 1), "{phase:?}");
         let mut late = awaiting_client_info(&mut hub, LE, 0);
         let (_, out) = feed(&mut late, &mut hub, &Pdu::client_info(LE, b"amy"), 0);
@@ -1531,11 +1720,11 @@ fn close_before_a_name_is_accepted_releases_nothing() {
 fn close_during_an_answer_drops_it() {
     let (mut hub, mut amy, _bob) = backlog(5);
     let (_, mut out) = feed(&mut amy, &mut hub, &Pdu::query(LE), 0);
-    assert!(!amy.continue_answer(&hub, 1, &mut out));
-    amy.close(&mut hub);
+    assert!(!amy.continue_output(&hub, 0, 1, &mut out));
+    amy.close(&mut hub, 0);
     assert!(!amy.answering());
     let mut more: Vec<Pdu> = Vec::new();
-    assert!(amy.continue_answer(&hub, WHOLE, &mut more));
+    assert!(amy.continue_output(&hub, 0, WHOLE, &mut more));
     assert!(more.is_empty());
     assert_eq!((hub.users(), hub.channels()), (1, 1));
 }
@@ -1600,7 +1789,7 @@ fn the_idle_deadline_runs_from_the_last_pdu_received() {
     let (_, mut out) = feed(&mut s, &mut hub, &Pdu::query(LE), 80_000);
     assert_eq!(s.deadline(&d), passed_at(80_000, 120));
     // Sending an answer is not receiving a PDU.
-    s.continue_answer(&hub, WHOLE, &mut out);
+    s.continue_output(&hub, 0, WHOLE, &mut out);
     assert_eq!(s.deadline(&d), passed_at(80_000, 120));
 }
 
@@ -1680,6 +1869,1310 @@ fn a_deadline_of_zero_is_off() {
     }
 }
 
+// --- Version 2: negotiation (v2 section 1) ---------------------------------------------------
+
+#[test]
+fn the_server_offers_version_2_and_a_client_may_select_1_or_2() {
+    for order in ORDERS {
+        for version in [1, 2] {
+            let mut hub = Hub::new(10, 5);
+            let mut s = Session::new(0);
+            let (_, out) = feed(&mut s, &mut hub, &Pdu::ping(order), 0);
+            assert_eq!(
+                out[1].as_bytes(),
+                &exact(Command::VersionNegotiation, order, b"SERVER", &[0, 2])
+            );
+            let (step, out) = feed(&mut s, &mut hub, &Pdu::client_version(order, version), 0);
+            assert_eq!((step, out.len()), (Step::Continue, 0));
+            feed(&mut s, &mut hub, &Pdu::client_info(order, b"amy"), 0);
+            assert_eq!(s.version(), Some(version));
+        }
+    }
+}
+
+#[test]
+fn a_version_1_only_server_offers_1_and_refuses_2() {
+    let mut hub = hub_offering(1);
+    let mut s = Session::new(0);
+    let (_, out) = feed(&mut s, &mut hub, &Pdu::ping(LE), 0);
+    assert_eq!(
+        out[1].as_bytes(),
+        &exact(Command::VersionNegotiation, LE, b"SERVER", &[0, 1])
+    );
+    let (step, out) = feed(&mut s, &mut hub, &Pdu::client_version(LE, 2), 0);
+    assert_eq!(step, Step::Close(Ending::VersionRejected));
+    assert_eq!(
+        error_text(&out, LE),
+        "error: unsupported protocol version 2: this server speaks version 1, a big-endian \
+         u16 in params[0..2]"
+    );
+    assert_eq!(hub.users(), 0);
+}
+
+/// The v2 PDUs of codes 9 to 14, as a client would send them.
+fn v2_requests(order: ByteOrder) -> [Pdu; 6] {
+    [
+        Pdu::list_channels(order),
+        Pdu::names(order, b"@c"),
+        Pdu::moderation(Command::Kick, order, b"@c", b"bob", b""),
+        Pdu::moderation(Command::Ban, order, b"@c", b"bob", b""),
+        Pdu::moderation(Command::Unban, order, b"@c", b"bob", b""),
+        Pdu::oper(order, b"secret"),
+    ]
+}
+
+#[test]
+fn codes_9_to_14_are_unknown_commands_on_a_version_1_connection() {
+    for max_version in [1, 2] {
+        for order in ORDERS {
+            let mut hub = hub_offering(max_version);
+            hub.set_rules(Rules {
+                oper: true,
+                ..*hub.rules()
+            });
+            let _bob = member(&mut hub, order, b"bob", b"@c");
+            let mut amy = member(&mut hub, order, b"amy", b"@c");
+            query(&mut amy, &mut hub);
+            for (code, pdu) in (9..).zip(v2_requests(order)) {
+                let read = match order {
+                    LE => format!("{code:02x} 00 00 00, read little-endian"),
+                    BE => format!("00 00 00 {code:02x}, read big-endian"),
+                };
+                assert_eq!(
+                    refused(&mut amy, &mut hub, &pdu),
+                    format!(
+                        "error: unknown command code {code} (command field {read}, the byte \
+                         order this connection fixed): the codes of version 1 are 0 to 8"
+                    )
+                );
+                assert!(!amy.answering(), "{code}");
+            }
+            assert_eq!(query_lines(&mut amy, &mut hub), ["up-to-date @c"]);
+        }
+    }
+}
+
+#[test]
+fn code_15_is_unknown_on_a_version_2_connection() {
+    let mut hub = v2_hub(10, 5);
+    let mut amy = established(&mut hub, LE, 2, 0, b"amy");
+    assert_eq!(
+        refused(&mut amy, &mut hub, &raw_command([15, 0, 0, 0])),
+        "error: unknown command code 15 (command field 0f 00 00 00, read little-endian, the \
+         byte order this connection fixed): the codes of version 2 are 0 to 14"
+    );
+}
+
+#[test]
+fn codes_9_to_14_are_ignored_before_a_connection_is_established() {
+    for order in ORDERS {
+        let mut hub = Hub::new(10, 5);
+        let pdus = v2_requests(order);
+        let mut s = Session::new(0);
+        all_ignored(&mut s, &mut hub, &pdus, 0);
+        feed(&mut s, &mut hub, &Pdu::ping(order), 0);
+        all_ignored(&mut s, &mut hub, &pdus, 0);
+        feed(&mut s, &mut hub, &Pdu::client_version(order, 2), 0);
+        all_ignored(&mut s, &mut hub, &pdus, 0);
+        assert_eq!(s.phase(), Phase::AwaitClientInfo);
+    }
+}
+
+// --- Version 2: push delivery, echo and time stamps (v2 sections 2 and 2a) -------------------
+
+#[test]
+fn a_v2_joiner_is_pushed_the_replay_then_its_joined_notice_then_live_entries() {
+    let mut hub = v2_hub(100, 3);
+    hub.set_rules(Rules {
+        rate_limit: 0,
+        ..Rules::default()
+    });
+    let mut bob = v1_member(&mut hub, 1, b"bob", b"@c");
+    for i in 0..5 {
+        say(&mut bob, &mut hub, format!("m{i}").as_bytes());
+    }
+    let mut amy = established(&mut hub, LE, 2, 0, b"amy");
+    woken(&mut hub);
+    // The JOIN is acknowledged at once; the pushes follow as the socket drains.
+    let (_, out) = feed(&mut amy, &mut hub, &join(LE, b"amy", b"@c"), 0);
+    assert_eq!(lines(&out), ["JOIN_CHANNEL @c"]);
+    assert!(amy.has_output(&hub));
+    assert_eq!(woken(&mut hub), [0], "amy's own notice wakes amy");
+    assert_eq!(
+        lines(&pull(&mut amy, &hub, 0)),
+        [
+            "bob @c: m2",
+            "bob @c: m3",
+            "bob @c: m4",
+            "SERVER @c: amy joined"
+        ]
+    );
+    // Live: each new entry wakes the v2 readers, and is pushed once.
+    say(&mut bob, &mut hub, b"live");
+    assert_eq!(woken(&mut hub), [0]);
+    assert_eq!(lines(&pull(&mut amy, &hub, 0)), ["bob @c: live"]);
+    assert!(pull(&mut amy, &hub, 0).is_empty());
+}
+
+#[test]
+fn a_push_moves_the_read_position_and_a_query_answers_only_what_was_not_pushed() {
+    let mut hub = v2_hub(100, 0);
+    let mut bob = v1_member(&mut hub, 1, b"bob", b"@c");
+    let mut amy = v2_member(&mut hub, 0, b"amy", b"@c");
+    say(&mut bob, &mut hub, b"pushed");
+    assert_eq!(lines(&pull(&mut amy, &hub, 0)), ["bob @c: pushed"]);
+    // Everything was pushed: the QUERY answer is only the up-to-date PDU.
+    let (_, out) = feed(&mut amy, &mut hub, &Pdu::query(LE), 0);
+    assert!(out.is_empty());
+    assert_eq!(lines(&pull(&mut amy, &hub, 0)), ["up-to-date @c"]);
+    // Not pushed yet (the socket did not drain): the QUERY answer carries it, then the
+    // up-to-date PDU, and there is nothing left to push after it: QUERY is a sync point.
+    say(&mut bob, &mut hub, b"unpushed");
+    feed(&mut amy, &mut hub, &Pdu::query(LE), 0);
+    assert_eq!(
+        lines(&pull(&mut amy, &hub, 0)),
+        ["bob @c: unpushed", "up-to-date @c"]
+    );
+    assert!(!amy.has_output(&hub));
+}
+
+#[test]
+fn a_v2_client_gets_its_own_messages_back_and_a_v1_client_does_not() {
+    let mut hub = v2_hub(100, 10);
+    let mut bob = v1_member(&mut hub, 1, b"bob", b"@c");
+    let mut amy = v2_member(&mut hub, 0, b"amy", b"@c");
+    query(&mut bob, &mut hub);
+    say(&mut amy, &mut hub, b"from amy");
+    say(&mut bob, &mut hub, b"from bob");
+    assert_eq!(
+        lines(&pull(&mut amy, &hub, 0)),
+        ["amy @c: from amy", "bob @c: from bob"]
+    );
+    assert_eq!(
+        query_lines(&mut bob, &mut hub),
+        ["amy @c: from amy", "up-to-date @c"]
+    );
+    // In a QUERY answer and in the replay, too.
+    say(&mut amy, &mut hub, b"again");
+    feed(&mut amy, &mut hub, &Pdu::query(LE), 0);
+    assert_eq!(
+        lines(&pull(&mut amy, &hub, 0)),
+        ["amy @c: again", "up-to-date @c"]
+    );
+    let mut carl = established(&mut hub, LE, 2, 2, b"carl");
+    feed(&mut carl, &mut hub, &join(LE, b"carl", b"@c"), 0);
+    let replay = lines(&pull(&mut carl, &hub, 0));
+    assert!(
+        replay.contains(&"amy @c: from amy".to_string()),
+        "{replay:?}"
+    );
+}
+
+#[test]
+fn version_1_members_are_never_woken_or_pushed_to() {
+    let mut hub = v2_hub(100, 10);
+    let mut bob = v1_member(&mut hub, 1, b"bob", b"@c");
+    let mut carl = v1_member(&mut hub, 2, b"carl", b"@c");
+    woken(&mut hub);
+    say(&mut carl, &mut hub, b"hello");
+    assert!(
+        woken(&mut hub).is_empty(),
+        "a channel of v1 readers wakes no one"
+    );
+    assert!(!bob.has_output(&hub));
+    assert!(pull(&mut bob, &hub, 0).is_empty());
+    let _amy = v2_member(&mut hub, 0, b"amy", b"@c");
+    say(&mut carl, &mut hub, b"again");
+    assert_eq!(woken(&mut hub), [0]);
+    assert!(pull(&mut bob, &hub, 0).is_empty());
+    assert_eq!(
+        query_lines(&mut bob, &mut hub),
+        [
+            "SERVER @c: carl joined",
+            "carl @c: hello",
+            "SERVER @c: amy joined",
+            "carl @c: again",
+            "up-to-date @c"
+        ]
+    );
+}
+
+#[test]
+fn v2_entries_carry_the_time_they_were_appended() {
+    let mut hub = v2_hub(100, 10);
+    let mut bob = established(&mut hub, LE, 2, 1, b"bob");
+    feed(&mut bob, &mut hub, &join(LE, b"bob", b"@c"), 1_000);
+    feed(&mut bob, &mut hub, &Pdu::send_message(LE, b"early"), 2_000);
+    let mut amy = established(&mut hub, LE, 2, 0, b"amy");
+    feed(&mut amy, &mut hub, &join(LE, b"amy", b"@c"), 3_000);
+    feed(&mut bob, &mut hub, &Pdu::send_message(LE, b"late"), 4_000);
+    // Pulled later: the replay and the live entry keep the time they were appended.
+    let out = pull(&mut amy, &hub, 9_000);
+    assert_eq!(
+        lines(&out),
+        [
+            "SERVER @c: bob joined",
+            "bob @c: early",
+            "SERVER @c: amy joined",
+            "bob @c: late"
+        ]
+    );
+    assert_eq!(
+        stamps(&out),
+        [Some(1_000), Some(2_000), Some(3_000), Some(4_000)]
+    );
+    // u64 big-endian at prefix[62..70].
+    assert_eq!(&out[3].as_bytes()[62..70], &(EPOCH + 4_000).to_be_bytes());
+    // A QUERY answer's entries too; its up-to-date PDU carries the time it was made.
+    feed(
+        &mut bob,
+        &mut hub,
+        &Pdu::send_message(LE, b"queried"),
+        10_000,
+    );
+    feed(&mut amy, &mut hub, &Pdu::query(LE), 11_000);
+    let out = pull(&mut amy, &hub, 12_000);
+    assert_eq!(lines(&out), ["bob @c: queried", "up-to-date @c"]);
+    assert_eq!(stamps(&out), [Some(10_000), Some(12_000)]);
+}
+
+#[test]
+fn v2_notices_made_for_one_client_carry_the_time_they_were_made() {
+    let mut hub = v2_hub(100, 10);
+    let mut amy = established(&mut hub, LE, 2, 0, b"amy");
+    // An error notice.
+    let (_, out) = feed(&mut amy, &mut hub, &Pdu::leave(LE), 5_000);
+    error_text(&out, LE);
+    assert_eq!(stamps(&out), [Some(5_000)]);
+    // The up-to-date PDU outside a channel.
+    let (_, out) = feed(&mut amy, &mut hub, &Pdu::query(LE), 6_000);
+    assert_eq!(lines(&out), ["up-to-date "]);
+    assert_eq!(stamps(&out), [Some(6_000)]);
+}
+
+#[test]
+fn version_1_pdus_carry_no_time_stamp() {
+    let mut hub = v2_hub(100, 10);
+    let mut bob = v2_member(&mut hub, 1, b"bob", b"@c");
+    let mut amy = established(&mut hub, LE, 1, 0, b"amy");
+    feed(&mut amy, &mut hub, &join(LE, b"amy", b"@c"), 3_000);
+    feed(&mut bob, &mut hub, &Pdu::send_message(LE, b"hi"), 4_000);
+    let (_, mut out) = feed(&mut amy, &mut hub, &Pdu::leave(LE), 5_000);
+    feed(&mut amy, &mut hub, &join(LE, b"amy", b"@c"), 6_000);
+    feed(&mut amy, &mut hub, &Pdu::query(LE), 7_000);
+    out.extend(pull(&mut amy, &hub, 8_000));
+    let (_, error) = feed(&mut amy, &mut hub, &Pdu::send_message(LE, b""), 9_000);
+    out.extend(error);
+    assert!(out.len() >= 5, "{out:?}");
+    for pdu in &out {
+        assert!(
+            pdu.as_bytes()[TIME.start..PREFIX_LEN]
+                .iter()
+                .all(|&b| b == 0),
+            "{pdu:?}"
+        );
+    }
+}
+
+/// bob (v1, connection 1) and amy (v2, connection 0) in `@c` of a hub keeping `history`
+/// entries; amy has been pushed everything so far.
+fn pushing(history: usize) -> (Hub, Session, Session) {
+    let mut hub = v2_hub(history, 0);
+    hub.set_rules(Rules {
+        rate_limit: 0,
+        ..Rules::default()
+    });
+    let bob = v1_member(&mut hub, 1, b"bob", b"@c");
+    let amy = v2_member(&mut hub, 0, b"amy", b"@c");
+    (hub, amy, bob)
+}
+
+#[test]
+fn pushes_pause_under_the_output_bound_and_resume_where_they_stopped() {
+    let (mut hub, mut amy, mut bob) = pushing(100);
+    for i in 0..10 {
+        say(&mut bob, &mut hub, format!("m{i}").as_bytes());
+    }
+    // The reactor's bound lets 3 PDUs out at a time; more is appended while it waits.
+    let mut out = Vec::new();
+    assert!(!amy.continue_output(&hub, 0, 3, &mut out));
+    assert_eq!(out.len(), 3);
+    assert!(amy.has_output(&hub));
+    // A zero budget sends nothing and loses nothing.
+    assert!(!amy.continue_output(&hub, 0, 0, &mut out));
+    assert_eq!(out.len(), 3);
+    for i in 10..12 {
+        say(&mut bob, &mut hub, format!("m{i}").as_bytes());
+    }
+    let mut calls = 0;
+    while !amy.continue_output(&hub, 0, 3, &mut out) {
+        calls += 1;
+        assert!(calls < 10, "the pushes never end");
+    }
+    let expected: Vec<String> = (0..12).map(|i| format!("bob @c: m{i}")).collect();
+    assert_eq!(lines(&out), expected);
+}
+
+#[test]
+fn pushing_resumes_with_the_skip_notice_when_unsent_entries_were_evicted() {
+    let (mut hub, mut amy, mut bob) = pushing(4);
+    for i in 0..3 {
+        say(&mut bob, &mut hub, format!("m{i}").as_bytes());
+    }
+    let mut out = Vec::new();
+    assert!(!amy.continue_output(&hub, 0, 1, &mut out));
+    assert_eq!(lines(&out), ["bob @c: m0"]);
+    // Paused: m1 and m2 were not sent; six more evict them and m3, m4.
+    for i in 3..9 {
+        say(&mut bob, &mut hub, format!("m{i}").as_bytes());
+    }
+    let out = pull(&mut amy, &hub, 7_000);
+    assert_eq!(
+        lines(&out),
+        [
+            "SERVER @c: 4 messages were skipped",
+            "bob @c: m5",
+            "bob @c: m6",
+            "bob @c: m7",
+            "bob @c: m8"
+        ]
+    );
+    // The skip notice is made at the time it is sent.
+    assert_eq!(stamps(&out[..1]), [Some(7_000)]);
+}
+
+#[test]
+fn a_push_is_never_inserted_inside_a_query_answer() {
+    let (mut hub, mut amy, mut bob) = pushing(100);
+    for i in 0..4 {
+        say(&mut bob, &mut hub, format!("m{i}").as_bytes());
+    }
+    feed(&mut amy, &mut hub, &Pdu::query(LE), 0);
+    let mut out = Vec::new();
+    assert!(!amy.continue_output(&hub, 0, 2, &mut out));
+    // Appended while the answer streams: after the up-to-date PDU, as pushes.
+    say(&mut bob, &mut hub, b"late");
+    while !amy.continue_output(&hub, 0, 2, &mut out) {}
+    assert_eq!(
+        lines(&out),
+        [
+            "bob @c: m0",
+            "bob @c: m1",
+            "bob @c: m2",
+            "bob @c: m3",
+            "up-to-date @c",
+            "bob @c: late"
+        ]
+    );
+}
+
+// --- Version 2: listings (v2 section 3) ------------------------------------------------------
+
+/// Checks a whole LIST_CHANNELS or NAMES listing byte by byte (every PDU from `SERVER` with
+/// the request's command, flag 0 but on the one end PDU, the last) and renders it: LIST
+/// lines as `@name members retained`, NAMES lines as `operators: names` or
+/// `members: names`, the end as `end <channel> <count>`.
+fn listing(out: &[Pdu], command: Command) -> Vec<String> {
+    let flags: Vec<u8> = out.iter().map(|p| p.as_bytes()[UP_TO_DATE]).collect();
+    assert_eq!(flags.last(), Some(&1), "{out:?}");
+    assert!(flags[..flags.len() - 1].iter().all(|&f| f == 0), "{out:?}");
+    out.iter()
+        .map(|pdu| {
+            assert_eq!(command_of(pdu, LE), command);
+            let bytes = pdu.as_bytes();
+            assert_eq!(pdu.username(), SERVER_NAME);
+            assert_eq!(bytes[SEPARATOR], b' ');
+            let stamp_free = if command == Command::Names { 63 } else { 62 };
+            assert!(
+                bytes[stamp_free..PREFIX_LEN].iter().all(|&b| b == 0),
+                "{pdu:?}"
+            );
+            let channel = text(pdu.channel());
+            if pdu.up_to_date() {
+                assert!(bytes[PARAMS_AT + 4..].iter().all(|&b| b == 0), "{pdu:?}");
+                assert_eq!(bytes[62], 0);
+                return format!("end {channel} {}", pdu.param_u32(0));
+            }
+            match command {
+                Command::ListChannels => {
+                    assert!(bytes[PARAMS_AT + 8..].iter().all(|&b| b == 0), "{pdu:?}");
+                    format!("{channel} {} {}", pdu.param_u32(0), pdu.param_u32(4))
+                }
+                _ => {
+                    let names = pdu.params_text();
+                    let rest = &pdu.params()[names.len()..];
+                    assert!(rest.iter().all(|&b| b == 0), "NUL-terminated, zero after");
+                    assert_eq!(channel, "@c");
+                    let role = match bytes[OPERATORS] {
+                        1 => "operators",
+                        0 => "members",
+                        flag => panic!("operators flag {flag}"),
+                    };
+                    format!("{role}: {}", text(names))
+                }
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn list_channels_names_each_open_channel_in_ascending_byte_order_then_the_count() {
+    let mut hub = v2_hub(100, 0);
+    let _bob = v1_member(&mut hub, 1, b"bob", b"@b");
+    let _carl = v1_member(&mut hub, 2, b"carl", b"@B");
+    let _dan = v1_member(&mut hub, 3, b"dan", b"@aa");
+    let _eve = v1_member(&mut hub, 4, b"eve", b"@aa");
+    let mut gone = v1_member(&mut hub, 5, b"gone", b"@closed");
+    feed(&mut gone, &mut hub, &Pdu::leave(LE), 0);
+    let mut amy = v2_member(&mut hub, 0, b"amy", b"@a");
+    say(&mut amy, &mut hub, b"x");
+    let (_, out) = feed(&mut amy, &mut hub, &Pdu::list_channels(LE), 0);
+    assert!(
+        out.is_empty() && amy.answering(),
+        "produced as the socket drains"
+    );
+    let out = pull(&mut amy, &hub, 0);
+    // The push of amy's message waits until the listing has ended.
+    assert_eq!(lines(&out[5..]), ["amy @a: x"]);
+    assert_eq!(
+        listing(&out[..5], Command::ListChannels),
+        ["@B 1 1", "@a 1 2", "@aa 2 2", "@b 1 1", "end  4"]
+    );
+    // Streamed a PDU at a time, it is the same listing.
+    feed(&mut amy, &mut hub, &Pdu::list_channels(LE), 0);
+    let mut streamed: Vec<Pdu> = Vec::new();
+    while !amy.continue_output(&hub, 0, 1, &mut streamed) {}
+    assert_eq!(streamed, out[..5]);
+}
+
+#[test]
+fn list_channels_with_no_channel_open_is_the_end_pdu_alone() {
+    let mut hub = v2_hub(100, 0);
+    let mut amy = established(&mut hub, LE, 2, 0, b"amy");
+    feed(&mut amy, &mut hub, &Pdu::list_channels(LE), 0);
+    let out = pull(&mut amy, &hub, 0);
+    assert_eq!(listing(&out, Command::ListChannels), ["end  0"]);
+}
+
+#[test]
+fn names_lists_the_operator_first_then_members_in_join_order() {
+    let mut hub = v2_hub(100, 0);
+    let mut amy = v2_member(&mut hub, 0, b"amy", b"@c");
+    let _dan = v1_member(&mut hub, 1, b"dan", b"@c");
+    let _bob = v1_member(&mut hub, 2, b"bob", b"@c");
+    let _carl = v2_member(&mut hub, 3, b"carl", b"@c");
+    let mut eve = established(&mut hub, LE, 2, 4, b"eve");
+    // Of the own channel (empty channel field)...
+    let (_, out) = feed(&mut amy, &mut hub, &Pdu::names(LE, b""), 0);
+    assert!(out.is_empty());
+    let out = pull(&mut amy, &hub, 0);
+    let expected = ["operators: amy", "members: dan bob carl", "end @c 4"];
+    assert_eq!(listing(&out[..3], Command::Names), expected);
+    // ...or of a named one, by a client that is not in it.
+    feed(&mut eve, &mut hub, &Pdu::names(LE, b"@c"), 0);
+    assert_eq!(listing(&pull(&mut eve, &hub, 0), Command::Names), expected);
+    // amy leaves: dan, the earliest joiner, is the operator.
+    feed(&mut amy, &mut hub, &Pdu::leave(LE), 0);
+    feed(&mut eve, &mut hub, &Pdu::names(LE, b"@c"), 0);
+    assert_eq!(
+        listing(&pull(&mut eve, &hub, 0), Command::Names),
+        ["operators: dan", "members: bob carl", "end @c 3"]
+    );
+}
+
+#[test]
+fn names_sends_as_many_whole_names_as_fit_in_2000_bytes_with_the_nul() {
+    let mut hub = v2_hub(1, 0);
+    let names: Vec<String> = (0..300).map(|i| format!("member{i:04}")).collect();
+    let mut op = v2_member(&mut hub, 0, names[0].as_bytes(), b"@c");
+    let members: Vec<Session> = (1..300)
+        .map(|i| v1_member(&mut hub, i, names[i].as_bytes(), b"@c"))
+        .collect();
+    assert_eq!(members.len(), 299);
+    pull(&mut op, &hub, 0);
+    feed(&mut op, &mut hub, &Pdu::names(LE, b""), 0);
+    let out = pull(&mut op, &hub, 0);
+    let rendered = listing(&out, Command::Names);
+    assert_eq!(
+        rendered.first().map(String::as_str),
+        Some("operators: member0000")
+    );
+    assert_eq!(rendered.last().map(String::as_str), Some("end @c 300"));
+    let chunks = &out[1..out.len() - 1];
+    assert!(chunks.len() >= 2, "299 names of 10 bytes need two PDUs");
+    let mut listed = Vec::new();
+    for (i, pdu) in chunks.iter().enumerate() {
+        assert!(!pdu.lists_operators());
+        let chunk = pdu.params_text();
+        assert!(chunk.len() < PARAMS_LEN, "room for the NUL");
+        if i + 1 < chunks.len() {
+            // As many as fit: the next name (and its space) would not have.
+            assert!(
+                chunk.len() + 1 + 10 + 1 > PARAMS_LEN,
+                "{} bytes",
+                chunk.len()
+            );
+        }
+        listed.extend(chunk.split(|&b| b == b' ').map(text));
+    }
+    assert_eq!(listed, names[1..]);
+}
+
+#[test]
+fn names_of_a_channel_that_is_not_open_is_an_error_and_no_listing() {
+    let mut hub = v2_hub(100, 0);
+    let mut amy = established(&mut hub, LE, 2, 0, b"amy");
+    let mut bob = v1_member(&mut hub, 1, b"bob", b"@c");
+    let cases: [(Pdu, String); 3] = [
+        (
+            Pdu::names(LE, b""),
+            "error: no channel given and not in a channel".into(),
+        ),
+        (
+            Pdu::names(LE, b"@nope"),
+            "error: @nope is not open: it has no members".into(),
+        ),
+        (
+            Pdu::names(LE, b"nope"),
+            format!("error: channel name 'nope' does not start with @: {CHANNEL_RULE}"),
+        ),
+    ];
+    for (pdu, expected) in cases {
+        assert_eq!(refused(&mut amy, &mut hub, &pdu), expected);
+        assert!(!amy.answering());
+    }
+    // Closed with its last member.
+    feed(&mut bob, &mut hub, &Pdu::leave(LE), 0);
+    assert_eq!(
+        refused(&mut amy, &mut hub, &Pdu::names(LE, b"@c")),
+        "error: @c is not open: it has no members"
+    );
+}
+
+// --- Version 2: operators (v2 section 4) -----------------------------------------------------
+
+#[test]
+fn the_earliest_joiner_inherits_operator_and_only_v2_readers_are_told() {
+    let mut hub = v2_hub(100, 0);
+    let mut amy = v2_member(&mut hub, 0, b"amy", b"@c");
+    let mut bob = v1_member(&mut hub, 1, b"bob", b"@c");
+    let mut carl = v2_member(&mut hub, 2, b"carl", b"@c");
+    let mut dan = v1_member(&mut hub, 3, b"dan", b"@c");
+    pull(&mut amy, &hub, 0);
+    query(&mut bob, &mut hub);
+    pull(&mut carl, &hub, 0);
+    let id = carl.membership().map(|m| m.channel).unwrap();
+    assert!(hub.is_operator(id, &Username::new(b"amy").unwrap()));
+    assert!(!hub.is_operator(id, &Username::new(b"bob").unwrap()));
+    // The operator leaves: bob, who joined earliest, inherits.
+    feed(&mut amy, &mut hub, &Pdu::leave(LE), 0);
+    assert!(hub.is_operator(id, &Username::new(b"bob").unwrap()));
+    assert!(!hub.is_operator(id, &Username::new(b"carl").unwrap()));
+    assert_eq!(
+        lines(&pull(&mut carl, &hub, 0)),
+        ["SERVER @c: amy left", "SERVER @c: bob is now an operator"]
+    );
+    assert_eq!(
+        query_lines(&mut dan, &mut hub),
+        ["SERVER @c: amy left", "up-to-date @c"]
+    );
+    // A member who is not the operator leaving hands nothing on.
+    feed(&mut dan, &mut hub, &Pdu::leave(LE), 0);
+    assert_eq!(lines(&pull(&mut carl, &hub, 0)), ["SERVER @c: dan left"]);
+    // The v1 operator disconnects: carl is the last, and the operator.
+    bob.close(&mut hub, 0);
+    assert_eq!(
+        lines(&pull(&mut carl, &hub, 0)),
+        ["SERVER @c: bob left", "SERVER @c: carl is now an operator"]
+    );
+    assert!(hub.is_operator(id, &Username::new(b"carl").unwrap()));
+}
+
+#[test]
+fn an_operator_notice_counts_in_a_v1_readers_skip_notice() {
+    let mut hub = v2_hub(3, 0);
+    hub.set_rules(Rules {
+        rate_limit: 0,
+        ..Rules::default()
+    });
+    let mut amy = v2_member(&mut hub, 0, b"amy", b"@c");
+    let mut bob = v1_member(&mut hub, 1, b"bob", b"@c");
+    let mut carl = v1_member(&mut hub, 2, b"carl", b"@c");
+    feed(&mut amy, &mut hub, &Pdu::leave(LE), 0);
+    // `amy left` and `bob is now an operator` are evicted before carl reads them.
+    for i in 0..3 {
+        say(&mut bob, &mut hub, format!("m{i}").as_bytes());
+    }
+    assert_eq!(
+        query_lines(&mut carl, &mut hub),
+        [
+            "SERVER @c: 2 messages were skipped",
+            "bob @c: m0",
+            "bob @c: m1",
+            "bob @c: m2",
+            "up-to-date @c"
+        ]
+    );
+}
+
+#[test]
+fn a_refused_oper_is_answered_only_after_a_second_and_is_not_read_meanwhile() {
+    let mut hub = v2_hub(100, 0);
+    hub.set_rules(Rules {
+        oper: true,
+        ..Rules::default()
+    });
+    let mut amy = established(&mut hub, LE, 2, 0, b"amy");
+    for _ in 0..2 {
+        // Repeated failures are not faster.
+        let (_, out) = feed(&mut amy, &mut hub, &Pdu::oper(LE, b"wrong"), 10_000);
+        assert!(out.is_empty());
+        assert!(amy.answering(), "no PDU is read while OPER is pending");
+        assert_eq!(amy.take_oper_request().as_deref(), Some(&b"wrong"[..]));
+        assert_eq!(amy.take_oper_request(), None, "taken once");
+        let mut out = Vec::new();
+        amy.oper_checked(false, 10_300, &mut hub, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(amy.wake_at(), Some(11_000));
+        amy.wake(10_999, &hub, &mut out);
+        assert!(out.is_empty() && amy.answering());
+        amy.wake(11_000, &hub, &mut out);
+        assert_eq!(error_text(&out, LE), "error: not an operator password");
+        assert_eq!(stamps(&out), [Some(11_000)]);
+        assert!(!amy.answering() && amy.wake_at().is_none());
+        assert!(!hub.is_server_operator(&Username::new(b"amy").unwrap()));
+    }
+    // A verification slower than a second is refused as soon as it ends.
+    feed(&mut amy, &mut hub, &Pdu::oper(LE, b"slow"), 20_000);
+    amy.take_oper_request();
+    amy.oper_checked(false, 25_000, &mut hub, &mut Vec::<Pdu>::new());
+    assert_eq!(amy.wake_at(), Some(25_000));
+}
+
+#[test]
+fn oper_without_a_configured_password_or_with_an_empty_one_is_refused_after_a_second() {
+    for (oper, password) in [(false, &b"secret"[..]), (true, b"")] {
+        let mut hub = v2_hub(100, 0);
+        hub.set_rules(Rules {
+            oper,
+            ..Rules::default()
+        });
+        let mut amy = established(&mut hub, LE, 2, 0, b"amy");
+        let (_, out) = feed(&mut amy, &mut hub, &Pdu::oper(LE, password), 4_000);
+        assert!(out.is_empty());
+        assert_eq!(amy.take_oper_request(), None, "nothing to verify");
+        assert_eq!(amy.wake_at(), Some(5_000));
+        let mut out = Vec::new();
+        amy.wake(5_000, &hub, &mut out);
+        assert_eq!(error_text(&out, LE), "error: not an operator password");
+    }
+}
+
+/// Takes `s` through an accepted OPER at `now`.
+fn make_oper(s: &mut Session, hub: &mut Hub, now: u64) {
+    let (_, out) = feed(s, hub, &Pdu::oper(LE, b"secret"), now);
+    assert!(out.is_empty());
+    assert_eq!(s.take_oper_request().as_deref(), Some(&b"secret"[..]));
+    let mut out = Vec::new();
+    s.oper_checked(true, now + 200, hub, &mut out);
+    assert_eq!(
+        out.iter().map(Pdu::as_bytes).collect::<Vec<_>>(),
+        [&exact(Command::Oper, LE, b"SERVER", b"")]
+    );
+    assert!(!s.answering() && s.wake_at().is_none());
+    assert!(hub.is_server_operator(s.user().unwrap()));
+}
+
+#[test]
+fn an_accepted_oper_is_acknowledged_and_moderates_every_channel() {
+    let mut hub = v2_hub(100, 0);
+    hub.set_rules(Rules {
+        oper: true,
+        ..Rules::default()
+    });
+    let mut amy = established(&mut hub, LE, 2, 0, b"amy");
+    let mut eve = v2_member(&mut hub, 1, b"eve", b"@d");
+    let mut fay = v2_member(&mut hub, 2, b"fay", b"@d");
+    make_oper(&mut amy, &mut hub, 1_000);
+    // Not a member of @d, and yet allowed.
+    let (_, out) = feed(
+        &mut amy,
+        &mut hub,
+        &moderation(Command::Kick, b"@d", b"fay", b""),
+        0,
+    );
+    assert_eq!(lines(&out), ["KICK @d"]);
+    carry_out(&mut hub, &mut [&mut amy, &mut eve, &mut fay]);
+    assert_eq!(fay.phase(), Phase::Connected);
+    // A channel operator cannot kick or ban a server operator.
+    feed(&mut amy, &mut hub, &join(LE, b"amy", b"@d"), 0);
+    for command in [Command::Kick, Command::Ban] {
+        assert_eq!(
+            refused(&mut eve, &mut hub, &moderation(command, b"", b"amy", b"")),
+            "error: amy is a server operator: a channel operator cannot kick or ban one"
+        );
+    }
+    // Powers end with the connection.
+    amy.close(&mut hub, 0);
+    let amy = established(&mut hub, LE, 2, 0, b"amy");
+    assert!(!hub.is_server_operator(amy.user().unwrap()));
+}
+
+// --- Version 2: moderation (v2 section 5) ----------------------------------------------------
+
+/// `@c` opened by amy (v2, connection 0, its operator), then joined by bob (v2, 1), carl
+/// (v2, 2) and dan (v1, 3); everyone has read everything. Server operators may be made
+/// (`oper` rule on).
+fn moderated() -> (Hub, [Session; 4]) {
+    let mut hub = v2_hub(100, 0);
+    hub.set_rules(Rules {
+        oper: true,
+        ..Rules::default()
+    });
+    let mut amy = v2_member(&mut hub, 0, b"amy", b"@c");
+    let mut bob = v2_member(&mut hub, 1, b"bob", b"@c");
+    let mut carl = v2_member(&mut hub, 2, b"carl", b"@c");
+    let dan = v1_member(&mut hub, 3, b"dan", b"@c");
+    pull(&mut amy, &hub, 0);
+    pull(&mut bob, &hub, 0);
+    pull(&mut carl, &hub, 0);
+    (hub, [amy, bob, carl, dan])
+}
+
+#[test]
+fn a_kick_is_acknowledged_with_the_request_back_from_server() {
+    let (mut hub, [mut amy, ..]) = moderated();
+    let mut kick = moderation(Command::Kick, b"@c", b"bob", b"spam");
+    // Whatever the client wrote as its name and after the fields is not echoed.
+    kick.set_username(b"amy");
+    kick.bytes_mut()[200] = b'?';
+    kick.bytes_mut()[PARAMS_AT + 100] = b'?';
+    let (_, out) = feed(&mut amy, &mut hub, &kick, 0);
+    let params = [&b"bob"[..], &[0; 7], b" spam"].concat();
+    assert_eq!(
+        out.iter().map(Pdu::as_bytes).collect::<Vec<_>>(),
+        [&exact(Command::Kick, LE, &ack_prefix(b"@c"), &params)]
+    );
+}
+
+#[test]
+fn a_kicked_v2_member_is_sent_leave_channel_then_the_notice() {
+    let (mut hub, [mut amy, mut bob, mut carl, mut dan]) = moderated();
+    // Usernames compare ignoring case.
+    let (_, out) = feed(
+        &mut amy,
+        &mut hub,
+        &moderation(Command::Kick, b"", b"BOB", b"spam"),
+        5_000,
+    );
+    // The request back: its channel field was empty (the sender's own channel).
+    assert_eq!(lines(&out), ["KICK "]);
+    let close = carry_out(&mut hub, &mut [&mut amy, &mut bob, &mut carl, &mut dan]);
+    assert!(close.is_empty());
+    // Out of the channel at once; told as soon as its socket drains.
+    assert_eq!(bob.phase(), Phase::Connected);
+    let out = pull(&mut bob, &hub, 6_000);
+    assert_eq!(
+        out[0].as_bytes(),
+        &exact(Command::LeaveChannel, LE, &ack_prefix(b"@c"), b"")
+    );
+    assert_eq!(
+        lines(&out[1..]),
+        ["SERVER @c: you were kicked from @c by amy: spam"]
+    );
+    assert_eq!(stamps(&out[1..]), [Some(6_000)]);
+    // bob is no longer in @c: no push of its own removal, no more messages.
+    say(&mut carl, &mut hub, b"after");
+    assert!(pull(&mut bob, &hub, 0).is_empty());
+    let id = carl.membership().map(|m| m.channel).unwrap();
+    assert!(!hub.is_member(id, &Username::new(b"bob").unwrap()));
+}
+
+#[test]
+fn a_kicked_v1_member_is_sent_leave_channel_then_an_error_notice() {
+    let (mut hub, [mut amy, mut bob, mut carl, mut dan]) = moderated();
+    feed(
+        &mut amy,
+        &mut hub,
+        &moderation(Command::Kick, b"@c", b"dan", b"rude"),
+        0,
+    );
+    carry_out(&mut hub, &mut [&mut amy, &mut bob, &mut carl, &mut dan]);
+    assert_eq!(dan.phase(), Phase::Connected);
+    let out = pull(&mut dan, &hub, 0);
+    assert_eq!(
+        lines(&out),
+        [
+            "LEAVE_CHANNEL @c",
+            "SERVER @c: error: you were kicked from @c by amy: rude"
+        ]
+    );
+    error_text(&out[1..], LE);
+}
+
+#[test]
+fn bystanders_see_a_kick_as_their_version_defines_it() {
+    let (mut hub, [mut amy, mut bob, mut carl, mut dan]) = moderated();
+    feed(
+        &mut amy,
+        &mut hub,
+        &moderation(Command::Kick, b"@c", b"bob", b"spam"),
+        7_000,
+    );
+    carry_out(&mut hub, &mut [&mut amy, &mut bob, &mut carl, &mut dan]);
+    assert_eq!(
+        lines(&pull(&mut carl, &hub, 0)),
+        ["SERVER @c: bob was kicked by amy: spam"]
+    );
+    feed(
+        &mut amy,
+        &mut hub,
+        &moderation(Command::Kick, b"@c", b"carl", b""),
+        8_000,
+    );
+    carry_out(&mut hub, &mut [&mut amy, &mut bob, &mut carl, &mut dan]);
+    // The operator (v2) is pushed the removal entries, with their time.
+    let out = pull(&mut amy, &hub, 9_000);
+    assert_eq!(
+        lines(&out),
+        [
+            "SERVER @c: bob was kicked by amy: spam",
+            "SERVER @c: carl was kicked by amy"
+        ]
+    );
+    assert_eq!(stamps(&out), [Some(7_000), Some(8_000)]);
+    assert_eq!(
+        lines(&pull(&mut carl, &hub, 0)),
+        [
+            "LEAVE_CHANNEL @c",
+            "SERVER @c: you were kicked from @c by amy"
+        ]
+    );
+    // A v1 reader is sent the v1 notice.
+    assert_eq!(
+        query_lines(&mut dan, &mut hub),
+        [
+            "SERVER @c: bob left",
+            "SERVER @c: carl left",
+            "up-to-date @c"
+        ]
+    );
+}
+
+#[test]
+fn an_operator_can_kick_itself_and_the_earliest_joiner_inherits() {
+    let (mut hub, [mut amy, mut bob, mut carl, mut dan]) = moderated();
+    let (_, out) = feed(
+        &mut amy,
+        &mut hub,
+        &moderation(Command::Kick, b"", b"amy", b""),
+        0,
+    );
+    assert_eq!(lines(&out), ["KICK "]);
+    assert!(carry_out(&mut hub, &mut [&mut amy, &mut bob, &mut carl, &mut dan]).is_empty());
+    assert_eq!(amy.phase(), Phase::Connected);
+    assert_eq!(
+        lines(&pull(&mut amy, &hub, 0)),
+        [
+            "LEAVE_CHANNEL @c",
+            "SERVER @c: you were kicked from @c by amy"
+        ]
+    );
+    assert_eq!(
+        lines(&pull(&mut carl, &hub, 0)),
+        [
+            "SERVER @c: amy was kicked by amy",
+            "SERVER @c: bob is now an operator"
+        ]
+    );
+}
+
+#[test]
+fn a_removal_waits_until_the_listing_in_flight_has_ended() {
+    let (mut hub, [mut amy, mut bob, mut carl, mut dan]) = moderated();
+    feed(&mut bob, &mut hub, &Pdu::names(LE, b""), 0);
+    let mut out = Vec::new();
+    assert!(!bob.continue_output(&hub, 0, 1, &mut out));
+    feed(
+        &mut amy,
+        &mut hub,
+        &moderation(Command::Kick, b"", b"bob", b""),
+        0,
+    );
+    carry_out(&mut hub, &mut [&mut amy, &mut bob, &mut carl, &mut dan]);
+    out.extend(pull(&mut bob, &hub, 0));
+    assert_eq!(
+        lines(&out),
+        [
+            "NAMES @c",
+            "NAMES @c",
+            "NAMES @c",
+            "LEAVE_CHANNEL @c",
+            "SERVER @c: you were kicked from @c by amy"
+        ]
+    );
+    assert!(out[2].up_to_date(), "the listing ended before the removal");
+}
+
+#[test]
+fn a_removal_is_sent_one_pdu_per_unit_of_budget() {
+    let (mut hub, [mut amy, mut bob, mut carl, mut dan]) = moderated();
+    feed(
+        &mut amy,
+        &mut hub,
+        &moderation(Command::Kick, b"", b"bob", b""),
+        0,
+    );
+    carry_out(&mut hub, &mut [&mut amy, &mut bob, &mut carl, &mut dan]);
+    let mut out = Vec::new();
+    assert!(!bob.continue_output(&hub, 0, 1, &mut out));
+    assert_eq!(lines(&out), ["LEAVE_CHANNEL @c"]);
+    assert!(bob.has_output(&hub));
+    assert!(!bob.continue_output(&hub, 0, 1, &mut out));
+    assert_eq!(out.len(), 2);
+    assert!(bob.continue_output(&hub, 0, 1, &mut out));
+    assert_eq!(
+        lines(&out),
+        [
+            "LEAVE_CHANNEL @c",
+            "SERVER @c: you were kicked from @c by amy"
+        ]
+    );
+}
+
+#[test]
+fn a_ban_removes_the_member_and_refuses_its_joins_in_any_letter_case() {
+    let (mut hub, [mut amy, mut bob, mut carl, mut dan]) = moderated();
+    let (_, out) = feed(
+        &mut amy,
+        &mut hub,
+        &moderation(Command::Ban, b"@c", b"bob", b"flood"),
+        0,
+    );
+    assert_eq!(lines(&out), ["BAN @c"]);
+    carry_out(&mut hub, &mut [&mut amy, &mut bob, &mut carl, &mut dan]);
+    assert_eq!(
+        lines(&pull(&mut bob, &hub, 0)),
+        [
+            "LEAVE_CHANNEL @c",
+            "SERVER @c: you were banned from @c by amy: flood"
+        ]
+    );
+    assert_eq!(
+        lines(&pull(&mut carl, &hub, 0)),
+        ["SERVER @c: bob was banned by amy: flood"]
+    );
+    assert_eq!(
+        query_lines(&mut dan, &mut hub),
+        ["SERVER @c: bob left", "up-to-date @c"]
+    );
+    assert_eq!(
+        refused(&mut bob, &mut hub, &join(LE, b"bob", b"@c")),
+        "error: you are banned from @c"
+    );
+    assert_eq!(bob.phase(), Phase::Connected);
+    // Under another letter case, after reconnecting: banned all the same.
+    bob.close(&mut hub, 0);
+    let mut again = established(&mut hub, LE, 1, 1, b"BOB");
+    assert_eq!(
+        refused(&mut again, &mut hub, &join(LE, b"BOB", b"@c")),
+        "error: you are banned from @c"
+    );
+    // A banned member of another channel stays there when refused.
+    feed(&mut again, &mut hub, &join(LE, b"BOB", b"@other"), 0);
+    assert_eq!(
+        refused(&mut again, &mut hub, &join(LE, b"BOB", b"@c")),
+        "error: you are banned from @c"
+    );
+    assert_eq!(again.phase(), Phase::InChannel);
+}
+
+#[test]
+fn a_ban_of_someone_not_in_the_channel_is_listed_and_banning_twice_changes_nothing() {
+    let (mut hub, [mut amy, ..]) = moderated();
+    for _ in 0..2 {
+        let retained = hub.retained();
+        let (_, out) = feed(
+            &mut amy,
+            &mut hub,
+            &moderation(Command::Ban, b"@c", b"zed", b""),
+            0,
+        );
+        assert_eq!(lines(&out), ["BAN @c"]);
+        assert_eq!(hub.retained(), retained, "no removal entry");
+    }
+    let mut zed = established(&mut hub, LE, 2, 4, b"zed");
+    assert_eq!(
+        refused(&mut zed, &mut hub, &join(LE, b"zed", b"@c")),
+        "error: you are banned from @c"
+    );
+}
+
+#[test]
+fn a_ban_list_outlives_its_channel() {
+    let (mut hub, [mut amy, mut bob, mut carl, mut dan]) = moderated();
+    feed(
+        &mut amy,
+        &mut hub,
+        &moderation(Command::Ban, b"", b"zed", b""),
+        0,
+    );
+    for s in [&mut amy, &mut bob, &mut carl, &mut dan] {
+        s.close(&mut hub, 0);
+    }
+    assert_eq!(hub.channels(), 0, "closed with its last member");
+    let mut zed = established(&mut hub, LE, 2, 4, b"zed");
+    assert_eq!(
+        refused(&mut zed, &mut hub, &join(LE, b"zed", b"@c")),
+        "error: you are banned from @c"
+    );
+}
+
+#[test]
+fn unban_lifts_a_ban_once() {
+    let (mut hub, [mut amy, mut bob, mut carl, mut dan]) = moderated();
+    feed(
+        &mut amy,
+        &mut hub,
+        &moderation(Command::Ban, b"", b"bob", b""),
+        0,
+    );
+    carry_out(&mut hub, &mut [&mut amy, &mut bob, &mut carl, &mut dan]);
+    let (_, out) = feed(
+        &mut amy,
+        &mut hub,
+        &moderation(Command::Unban, b"@c", b"BOB", b""),
+        0,
+    );
+    assert_eq!(lines(&out), ["UNBAN @c"]);
+    let (_, out) = feed(&mut bob, &mut hub, &join(LE, b"bob", b"@c"), 0);
+    assert_eq!(lines(&out), ["JOIN_CHANNEL @c"]);
+    assert_eq!(
+        refused(
+            &mut amy,
+            &mut hub,
+            &moderation(Command::Unban, b"", b"bob", b"")
+        ),
+        "error: bob is not banned from @c"
+    );
+}
+
+#[test]
+fn a_ban_list_holds_at_most_1000_names() {
+    let (mut hub, [mut amy, ..]) = moderated();
+    let channel = ChannelName::new(b"@c").unwrap();
+    for i in 0..MAX_BANS {
+        let name = Username::new(format!("n{i:04}").as_bytes()).unwrap();
+        assert_eq!(hub.ban(&channel, &name), Ok(true));
+    }
+    assert_eq!(
+        refused(
+            &mut amy,
+            &mut hub,
+            &moderation(Command::Ban, b"", b"zed", b"")
+        ),
+        "error: ban list of @c is full: at most 1000 names"
+    );
+    // One already on it is acknowledged; one taken off makes room.
+    let (_, out) = feed(
+        &mut amy,
+        &mut hub,
+        &moderation(Command::Ban, b"", b"n0001", b""),
+        0,
+    );
+    assert_eq!(lines(&out), ["BAN "]);
+    feed(
+        &mut amy,
+        &mut hub,
+        &moderation(Command::Unban, b"", b"n0001", b""),
+        0,
+    );
+    let (_, out) = feed(
+        &mut amy,
+        &mut hub,
+        &moderation(Command::Ban, b"", b"zed", b""),
+        0,
+    );
+    assert_eq!(lines(&out), ["BAN "]);
+}
+
+#[test]
+fn a_server_ban_closes_every_connection_of_the_address_and_unban_lifts_it() {
+    let (mut hub, [mut amy, mut bob, mut carl, mut dan]) = moderated();
+    make_oper(&mut amy, &mut hub, 0);
+    let (_, out) = feed(
+        &mut amy,
+        &mut hub,
+        &moderation(Command::Ban, b"*", b"BOB", b""),
+        0,
+    );
+    assert_eq!(lines(&out), ["BAN *"]);
+    let close = carry_out(&mut hub, &mut [&mut amy, &mut bob, &mut carl, &mut dan]);
+    // bob's address, which dan shares: the reactor closes both.
+    let address = IpAddr::from([10, 0, 0, 1]);
+    assert_eq!(close, [address]);
+    assert_eq!((bob.peer(), dan.peer()), (Some(address), Some(address)));
+    assert!(hub.is_address_banned(&address));
+    let (_, out) = feed(&mut amy, &mut hub, &Pdu::unban_address(LE, b"10.0.0.1"), 0);
+    assert_eq!(lines(&out), ["UNBAN *"]);
+    assert!(!hub.is_address_banned(&address));
+}
+
+#[test]
+fn each_refused_moderation_says_why_and_changes_nothing() {
+    let (mut hub, [amy, bob, _carl, _dan]) = moderated();
+    let eve = established(&mut hub, LE, 2, 4, b"eve");
+    let fay = v2_member(&mut hub, 5, b"fay", b"@d");
+    // amy operates @c; bob is a member of it; eve is in no channel; fay operates @d.
+    let mut sessions = [amy, bob, eve, fay];
+    let [amy, bob, eve, fay] = [0, 1, 2, 3];
+    let (kick, ban, unban) = (Command::Kick, Command::Ban, Command::Unban);
+    let not_op = "error: you are not an operator of @c";
+    let only_server = "error: only a server operator can ban from the whole server (*)";
+    let cases: [(usize, Pdu, String); 13] = [
+        (bob, moderation(kick, b"", b"carl", b""), not_op.into()),
+        (bob, moderation(ban, b"@c", b"carl", b""), not_op.into()),
+        (bob, moderation(unban, b"@c", b"carl", b""), not_op.into()),
+        (eve, moderation(kick, b"@c", b"carl", b""), not_op.into()),
+        (
+            amy,
+            moderation(kick, b"@d", b"fay", b""),
+            "error: you are not an operator of @d".into(),
+        ),
+        (
+            amy,
+            moderation(kick, b"@gone", b"fay", b""),
+            "error: you are not an operator of @gone".into(),
+        ),
+        (
+            amy,
+            moderation(kick, b"", b"fay", b""),
+            "error: fay is not in @c".into(),
+        ),
+        (
+            amy,
+            moderation(kick, b"", b"a b", b""),
+            format!("error: no such user: username 'a b' contains a space: {USERNAME_RULE}"),
+        ),
+        (
+            amy,
+            moderation(kick, b"", b"", b""),
+            format!("error: no such user: username is empty: {USERNAME_RULE}"),
+        ),
+        (
+            amy,
+            moderation(kick, b"#c", b"bob", b""),
+            format!("error: channel name '#c' does not start with @: {CHANNEL_RULE}"),
+        ),
+        (
+            eve,
+            moderation(kick, b"", b"bob", b""),
+            "error: no channel given and not in a channel".into(),
+        ),
+        (amy, moderation(ban, b"*", b"bob", b""), only_server.into()),
+        (amy, Pdu::unban_address(LE, b"10.0.0.1"), only_server.into()),
+    ];
+    for (who, pdu, expected) in cases {
+        assert_eq!(refused(&mut sessions[who], &mut hub, &pdu), expected);
+    }
+    // What only a server operator can get wrong.
+    make_oper(&mut sessions[fay], &mut hub, 0);
+    let cases: [(Pdu, &str); 4] = [
+        (
+            moderation(kick, b"*", b"bob", b""),
+            "error: KICK needs a channel: * is only for BAN and UNBAN",
+        ),
+        (
+            moderation(ban, b"*", b"zed", b""),
+            "error: zed is not connected: a server ban takes the address of a connected user",
+        ),
+        (
+            Pdu::unban_address(LE, b"nope"),
+            "error: 'nope' is not an IP address (UNBAN * takes the address as text)",
+        ),
+        (
+            Pdu::unban_address(LE, b"10.0.0.9"),
+            "error: 10.0.0.9 is not banned",
+        ),
+    ];
+    for (pdu, expected) in cases {
+        assert_eq!(refused(&mut sessions[fay], &mut hub, &pdu), expected);
+    }
+}
+
+// --- Rate limit (v2 section 6) ---------------------------------------------------------------
+
+const SLOW_DOWN: &str =
+    "error: slow down, message not sent: at most 10 messages a second, 20 at once";
+
+/// A member of `@c` of the given version, under the default rules (10 a second, 20 at once).
+fn sender(hub: &mut Hub, version: u16) -> Session {
+    let mut s = established(hub, LE, version, 0, b"amy");
+    feed(&mut s, hub, &join(LE, b"amy", b"@c"), 0);
+    s
+}
+
+/// Sends `n` messages at `now`, each of which must be accepted.
+fn send_accepted(s: &mut Session, hub: &mut Hub, n: usize, now: u64) {
+    for i in 0..n {
+        let (_, out) = feed(s, hub, &Pdu::send_message(LE, b"m"), now);
+        assert!(out.is_empty(), "message {i} at {now} ms: {out:?}");
+    }
+}
+
+#[test]
+fn the_rate_limit_allows_a_burst_then_refuses_until_it_refills_in_both_versions() {
+    for version in [1, 2] {
+        let mut hub = v2_hub(1000, 0);
+        let mut amy = sender(&mut hub, version);
+        send_accepted(&mut amy, &mut hub, 20, 1_000);
+        let pdu = Pdu::send_message(LE, b"one too many");
+        let (_, out) = feed(&mut amy, &mut hub, &pdu, 1_000);
+        assert_eq!(error_text(&out, LE), SLOW_DOWN);
+        assert_eq!(hub.messages(), 20, "dropped, and said so");
+        // One message every 100 ms refills.
+        let (_, out) = feed(&mut amy, &mut hub, &pdu, 1_099);
+        assert_eq!(error_text(&out, LE), SLOW_DOWN);
+        send_accepted(&mut amy, &mut hub, 1, 1_100);
+        let (_, out) = feed(&mut amy, &mut hub, &pdu, 1_100);
+        assert_eq!(error_text(&out, LE), SLOW_DOWN);
+        // Idle for two seconds: the whole burst again, and no more.
+        send_accepted(&mut amy, &mut hub, 20, 3_100);
+        let (_, out) = feed(&mut amy, &mut hub, &pdu, 3_100);
+        assert_eq!(error_text(&out, LE), SLOW_DOWN);
+        assert_eq!(hub.messages(), 41);
+    }
+}
+
+#[test]
+fn a_rate_limit_of_zero_is_off() {
+    let mut hub = v2_hub(10, 0);
+    hub.set_rules(Rules {
+        rate_limit: 0,
+        ..Rules::default()
+    });
+    let mut amy = sender(&mut hub, 1);
+    send_accepted(&mut amy, &mut hub, 1000, 0);
+    assert_eq!(hub.messages(), 1000);
+}
+
+#[test]
+fn the_slow_down_notice_names_the_configured_limit() {
+    let mut hub = v2_hub(10, 0);
+    hub.set_rules(Rules {
+        rate_limit: 5,
+        rate_burst: 3,
+        ..Rules::default()
+    });
+    let mut amy = sender(&mut hub, 2);
+    send_accepted(&mut amy, &mut hub, 3, 0);
+    assert_eq!(
+        refused(&mut amy, &mut hub, &Pdu::send_message(LE, b"m")),
+        "error: slow down, message not sent: at most 5 messages a second, 3 at once"
+    );
+    send_accepted(&mut amy, &mut hub, 1, 200);
+}
+
 // --- Robustness -----------------------------------------------------------------------------
 
 /// The session documents that no PDU may be handed to it while an answer is in flight, and
@@ -1699,15 +3192,21 @@ fn a_join_during_an_answer_does_not_break_the_answer() {
     for i in 0..5 {
         say(&mut carl, &mut hub, format!("d{i}").as_bytes());
     }
-    // The old channel's answer is dropped with the channel change...
+    // The answer in flight still ends, with exactly one up-to-date PDU, its last...
+    let mut calls = 0;
+    while !amy.continue_output(&hub, 0, 10, &mut out) {
+        calls += 1;
+        assert!(calls < 100, "the answer never ends");
+    }
     assert!(!amy.answering());
-    assert!(amy.continue_answer(&hub, 10, &mut out));
+    assert_eq!(out.iter().filter(|p| p.up_to_date()).count(), 1, "{out:?}");
+    assert!(out.last().is_some_and(Pdu::up_to_date));
     // ...and the next QUERY answers in the new channel's numbering, ending properly.
     let (_, answer) = feed(&mut amy, &mut hub, &Pdu::query(LE), 0);
     assert!(answer.is_empty());
     let mut answer = Vec::new();
     let mut calls = 0;
-    while !amy.continue_answer(&hub, 10, &mut answer) {
+    while !amy.continue_output(&hub, 0, 10, &mut answer) {
         calls += 1;
         assert!(calls < 100, "the answer never ends");
     }
@@ -1732,38 +3231,51 @@ fn order_strategy() -> impl Strategy<Value = ByteOrder> {
     prop_oneof![Just(LE), Just(BE)]
 }
 
+/// The OPER password the property test's hub accepts.
+const OPER_PASSWORD: &[u8] = b"secret";
+
 /// PDUs a client would send, with names and channels from small pools so that sessions
-/// collide on names and meet in channels.
+/// collide on names and meet in channels; the v2 commands too (unknown to v1 sessions).
 fn structured_pdu() -> impl Strategy<Value = Pdu> {
     (
         order_strategy(),
-        0..16usize,
+        0..24usize,
         0..NAMES.len(),
         0..CHANNELS.len(),
         0u16..3,
         vec(any::<u8>(), 0..8),
     )
-        .prop_map(
-            |(order, kind, name, channel, version, message)| match kind {
+        .prop_map(|(order, kind, name, channel, version, message)| {
+            let (name, channel) = (NAMES[name], CHANNELS[channel]);
+            let moderation = |command| Pdu::moderation(command, order, channel, name, &message);
+            match kind {
                 0 => Pdu::ping(order),
                 1 => Pdu::client_version(order, version),
-                2 | 3 => Pdu::client_info(order, NAMES[name]),
-                4 | 5 => join(order, NAMES[name], CHANNELS[channel]),
+                2 | 3 => Pdu::client_info(order, name),
+                4 | 5 => join(order, name, channel),
                 6 | 7 => Pdu::send_message(order, &message),
                 8..=10 => Pdu::query(order),
                 11 => Pdu::leave(order),
-                12 => receive(order, NAMES[name], CHANNELS[channel], &message),
+                12 => receive(order, name, channel, &message),
                 13 => Pdu::server_version(order, version),
-                14 => Pdu::client_info_ack(order, NAMES[name]),
+                14 => Pdu::client_info_ack(order, name),
+                15 => Pdu::list_channels(order),
+                16 => Pdu::names(order, channel),
+                17 => moderation(Command::Kick),
+                18 => moderation(Command::Ban),
+                19 => moderation(Command::Unban),
+                20 => Pdu::moderation(Command::Ban, order, b"*", name, b""),
+                21 => Pdu::unban_address(order, peer(version.into()).to_string().as_bytes()),
+                22 => Pdu::oper(order, [OPER_PASSWORD, b"nope"][usize::from(version % 2)]),
                 _ => Pdu::quit(order),
-            },
-        )
+            }
+        })
 }
 
 fn command_field() -> impl Strategy<Value = [u8; 4]> {
     prop_oneof![
-        (0u32..10).prop_map(u32::to_le_bytes),
-        (0u32..10).prop_map(u32::to_be_bytes),
+        (0u32..16).prop_map(u32::to_le_bytes),
+        (0u32..16).prop_map(u32::to_be_bytes),
         any::<[u8; 4]>(),
     ]
 }
@@ -1828,8 +3340,14 @@ fn op_strategy() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// Checks what a session wrote: a server PDU in the client's order, well formed.
-fn check_server_pdu(pdu: &Pdu, order: ByteOrder) -> Result<(), TestCaseError> {
+/// Checks what a session of `version` wrote by `now`: a server PDU in the client's order,
+/// well formed, time-stamped on version 2 only.
+fn check_server_pdu(
+    pdu: &Pdu,
+    order: ByteOrder,
+    version: Option<u16>,
+    now: u64,
+) -> Result<(), TestCaseError> {
     let command = match pdu.decode_command(Some(order)) {
         Decoded::Known { command, .. } => command,
         Decoded::Unknown(raw) => return Err(TestCaseError::fail(format!("wrote {raw:?}"))),
@@ -1842,8 +3360,22 @@ fn check_server_pdu(pdu: &Pdu, order: ByteOrder) -> Result<(), TestCaseError> {
         "the server sent {:?}",
         command
     );
+    prop_assert!(command.since_version() <= version.unwrap_or(1));
     let bytes = pdu.as_bytes();
-    prop_assert!(bytes[UP_TO_DATE + 1..PREFIX_LEN].iter().all(|&b| b == 0));
+    // v2: prefix[62..70] is the time stamp of a RECEIVE_MESSAGE, prefix[62] the operators
+    // flag of NAMES; nothing else past the flag. v1: nothing at all.
+    let free = if version == Some(2) {
+        TIME.end
+    } else {
+        TIME.start
+    };
+    prop_assert!(bytes[free..PREFIX_LEN].iter().all(|&b| b == 0), "{:?}", pdu);
+    if command == Command::ReceiveMessage {
+        prop_assert!(pdu.time() <= now);
+    }
+    if command == Command::Names {
+        prop_assert!(bytes[OPERATORS] <= 1);
+    }
     if command == Command::ReceiveMessage {
         prop_assert!(bytes[UP_TO_DATE] <= 1);
         let sender = pdu.username();
@@ -1858,61 +3390,122 @@ fn check_server_pdu(pdu: &Pdu, order: ByteOrder) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// Sessions sharing a hub, driven as the reactor drives them.
+/// Sessions sharing a hub, driven as the reactor drives them: session `i` is connection
+/// `i`, hub events are carried out after every PDU, and OPER is checked at once.
 struct Harness {
     hub: Hub,
     sessions: Vec<Session>,
-    /// The part of each session's QUERY answer pulled so far.
+    /// The part of each session's QUERY answer or listing pulled so far.
     answers: Vec<Option<Vec<Pdu>>>,
     now: u64,
 }
 
 impl Harness {
-    fn pdu(&mut self, who: usize, pdu: &Pdu) -> Result<(), TestCaseError> {
-        // The reactor reads no PDU from a client while its answer is in flight.
-        self.drain(who)?;
-        let session = &mut self.sessions[who];
-        let mut out = Vec::new();
-        let step = session.on_pdu(pdu, self.now, &mut self.hub, &mut out);
-        for sent in &out {
-            check_server_pdu(sent, session.order())?;
+    fn check_sent(&self, who: usize, out: &[Pdu]) -> Result<(), TestCaseError> {
+        let s = &self.sessions[who];
+        for sent in out {
+            check_server_pdu(sent, s.order(), s.version(), self.now)?;
         }
-        if session.answering() {
+        Ok(())
+    }
+
+    fn pdu(&mut self, who: usize, pdu: &Pdu) -> Result<(), TestCaseError> {
+        // The reactor reads no PDU from a client while its answer is in flight or its
+        // OPER is pending.
+        self.drain(who)?;
+        let mut out = Vec::new();
+        let step = self.sessions[who].on_pdu(pdu, self.now, &mut self.hub, &mut out);
+        self.check_sent(who, &out)?;
+        let session = &mut self.sessions[who];
+        if session.in_answer() {
             prop_assert!(out.is_empty());
             self.answers[who] = Some(Vec::new());
+        }
+        if let Some(password) = session.take_oper_request() {
+            let accepted = &password[..] == OPER_PASSWORD;
+            session.oper_checked(accepted, self.now, &mut self.hub, &mut out);
+            self.check_sent(who, &out)?;
         }
         if matches!(step, Step::Close(_)) {
             self.close(who);
         }
+        self.carry_out_events();
         Ok(())
+    }
+
+    /// What the hub asks of other connections: removals and server bans.
+    fn carry_out_events(&mut self) {
+        let mut events = Vec::new();
+        self.hub.take_events(&mut events);
+        for event in events {
+            match event {
+                Event::Removed {
+                    conn,
+                    channel,
+                    name,
+                    notice,
+                } => self.sessions[conn].removed(channel, name, notice),
+                Event::CloseAddress(address) => {
+                    for who in 0..SESSIONS {
+                        if self.sessions[who].peer() == Some(address) {
+                            self.close(who);
+                        }
+                    }
+                }
+            }
+        }
     }
 
     fn pull(&mut self, who: usize, budget: usize) -> Result<(), TestCaseError> {
-        let session = &mut self.sessions[who];
         let mut out = Vec::new();
-        let done = session.continue_answer(&self.hub, budget, &mut out);
+        let done = self.sessions[who].continue_output(&self.hub, self.now, budget, &mut out);
         prop_assert!(out.len() <= budget);
-        for sent in &out {
-            check_server_pdu(sent, session.order())?;
+        self.check_sent(who, &out)?;
+        let mut rest = &out[..];
+        if let Some(answer) = &mut self.answers[who] {
+            // The answer runs up to its one end PDU (flag 1); pushes may follow it.
+            match rest.iter().position(|p| p.as_bytes()[UP_TO_DATE] == 1) {
+                Some(end) => {
+                    answer.extend_from_slice(&rest[..=end]);
+                    rest = &rest[end + 1..];
+                    self.answers[who] = None;
+                }
+                None => {
+                    answer.extend_from_slice(rest);
+                    rest = &[];
+                }
+            }
         }
-        let Some(answer) = &mut self.answers[who] else {
-            prop_assert!(done && out.is_empty());
-            return Ok(());
-        };
-        answer.extend(out);
-        if done {
-            // Exactly one up-to-date PDU, the last.
-            let flags: Vec<bool> = answer.iter().map(Pdu::up_to_date).collect();
-            prop_assert_eq!(flags.iter().filter(|&&f| f).count(), 1);
-            prop_assert_eq!(flags.last(), Some(&true));
-            self.answers[who] = None;
+        // Outside an answer: pushes, or a removal's LEAVE_CHANNEL and notice; none ends
+        // an answer, and a v1 session is sent no push.
+        let v1 = self.sessions[who].version() == Some(1);
+        for pdu in rest {
+            let command = command_of(pdu, self.sessions[who].order());
+            prop_assert!(matches!(
+                command,
+                Command::ReceiveMessage | Command::LeaveChannel
+            ));
+            prop_assert_eq!(pdu.as_bytes()[UP_TO_DATE], 0);
+            if v1 && command == Command::ReceiveMessage {
+                prop_assert_eq!(pdu.username(), SERVER_NAME);
+            }
         }
+        prop_assert!(!done || self.answers[who].is_none(), "done mid-answer");
         Ok(())
     }
 
+    /// Everything that must happen before the next PDU is read: the answer in flight is
+    /// sent, a delayed OPER refusal is due (time moves on to it).
     fn drain(&mut self, who: usize) -> Result<(), TestCaseError> {
         let mut pulls = 0;
-        while self.answers[who].is_some() {
+        while self.answers[who].is_some() || self.sessions[who].answering() {
+            if let Some(at) = self.sessions[who].wake_at() {
+                self.now = self.now.max(at);
+                let mut out = Vec::new();
+                self.sessions[who].wake(self.now, &self.hub, &mut out);
+                self.check_sent(who, &out)?;
+                prop_assert!(out.len() == 1);
+            }
             self.pull(who, 3)?;
             pulls += 1;
             prop_assert!(pulls < 10_000, "the answer does not end");
@@ -1921,12 +3514,12 @@ impl Harness {
     }
 
     fn close(&mut self, who: usize) {
-        self.sessions[who].close(&mut self.hub);
-        self.sessions[who] = Session::new(self.now);
+        self.sessions[who].close(&mut self.hub, self.now);
+        self.sessions[who] = Session::accepted(self.now, who, Some(peer(who)));
         self.answers[who] = None;
     }
 
-    fn check(&self) -> Result<(), TestCaseError> {
+    fn check(&mut self) -> Result<(), TestCaseError> {
         let names: Vec<Username> = self
             .sessions
             .iter()
@@ -1939,18 +3532,28 @@ impl Harness {
         let channels: HashSet<ChannelId> = self
             .sessions
             .iter()
-            .filter_map(|s| s.member().map(|m| m.channel))
+            .filter_map(|s| s.membership().map(|m| m.channel))
             .collect();
         prop_assert_eq!(self.hub.channels(), channels.len());
         for (s, answer) in self.sessions.iter().zip(&self.answers) {
             prop_assert_eq!(s.user().is_some(), !set_up(s.phase()));
-            prop_assert_eq!(s.member().is_some(), s.phase() == Phase::InChannel);
-            prop_assert_eq!(s.answering(), answer.is_some());
-            if let Some(m) = s.member() {
+            prop_assert_eq!(s.membership().is_some(), s.phase() == Phase::InChannel);
+            prop_assert_eq!(s.in_answer(), answer.is_some());
+            if let Some(m) = s.membership() {
                 prop_assert!(self.hub.channel_name(m.channel).is_some());
                 prop_assert!(m.cursor <= self.hub.end_seq(m.channel));
+                // A channel has an operator while it is open (v2 section 4).
+                prop_assert!(self.hub.members_after(m.channel, true, 0).next().is_some());
             }
             s.deadline(&Deadlines::default());
+        }
+        // Only version-2 members are woken for pushes.
+        let mut woken = Vec::new();
+        self.hub.take_woken(&mut woken);
+        for conn in woken {
+            let s = &self.sessions[conn];
+            prop_assert_eq!(s.version(), Some(2));
+            prop_assert_eq!(s.phase(), Phase::InChannel);
         }
         Ok(())
     }
@@ -1959,24 +3562,27 @@ impl Harness {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
-    /// Random PDUs, well formed or not, in either order, fed to sessions that start in
-    /// random phases: nothing panics, answers end, and the hub holds exactly what the
-    /// sessions hold.
+    /// Random PDUs, well formed or not, in either order, fed to version-1 and version-2
+    /// sessions that start in random phases: nothing panics, answers and listings end,
+    /// and the hub holds exactly what the sessions hold.
     #[test]
     fn random_pdus_never_panic_and_keep_the_hub_consistent(
         history in 1usize..6,
         replay in 0usize..6,
-        starts in vec((order_strategy(), 0..PHASES.len()), SESSIONS),
+        starts in vec((order_strategy(), 0..PHASES.len(), 1u16..=2), SESSIONS),
         ops in vec(op_strategy(), 1..120),
     ) {
         let mut hub = Hub::new(history, replay);
+        hub.set_rules(Rules {
+            oper: true,
+            ..Rules::default()
+        });
         let sessions = starts
             .iter()
             .zip([&b"amy"[..], b"bob", b"carl"])
-            .map(|(&(order, phase), name)| match PHASES[phase] {
-                Phase::Connected => connected(&mut hub, order, name),
-                Phase::InChannel => member(&mut hub, order, name, b"@a"),
-                phase => at_phase(&mut hub, order, phase),
+            .enumerate()
+            .map(|(conn, (&(order, phase, version), name))| {
+                at_phase_as(&mut hub, order, PHASES[phase], version, conn, name)
             })
             .collect();
         let mut harness = Harness {

@@ -284,6 +284,77 @@ fn targets(scenario: &str, s: &Value, f: &ServerFigures) -> String {
                 |v| v <= 4.5,
             );
         }
+        "push-19k" | "mixed-19k" | "push-idle-19k" => {
+            let clients = num(s, "clients").unwrap_or(0.0);
+            let connected = num(s, "connected");
+            target(
+                &mut out,
+                "every client connected",
+                connected,
+                format!("{} / {clients}", show(connected, "", 0)),
+                |c| c >= clients,
+            );
+            let errors = num(s, "errors");
+            target(&mut out, "zero errors", errors, show(errors, "", 0), |e| {
+                e == 0.0
+            });
+            if scenario == "push-idle-19k" {
+                target(
+                    &mut out,
+                    "server CPU < 1 % of one core (idle version-2 clients, PING only)",
+                    f.cpu_percent,
+                    show(f.cpu_percent, " %", 2),
+                    |v| v < 1.0,
+                );
+                return out;
+            }
+            let lost = num(s, "messages_lost");
+            target(
+                &mut out,
+                "zero lost messages",
+                lost,
+                format!(
+                    "{} (of {} owed)",
+                    show(lost, "", 0),
+                    show(num(s, "messages_owed"), "", 0)
+                ),
+                |l| l == 0.0,
+            );
+            let echoes_lost = num(s, "echoes_lost");
+            target(
+                &mut out,
+                "zero lost echoes (each version-2 sender reads its own messages back)",
+                echoes_lost,
+                format!(
+                    "{} (of {} owed)",
+                    show(echoes_lost, "", 0),
+                    show(num(s, "echoes_owed"), "", 0)
+                ),
+                |l| l == 0.0,
+            );
+            let p99 = lat("delivery_v2", "p99").map(|us| us / 1000.0);
+            target(
+                &mut out,
+                "delivery p99 < 5 ms for version-2 readers (end-to-end push)",
+                p99,
+                show(p99, " ms", 3),
+                |v| v < 5.0,
+            );
+            if scenario == "mixed-19k" {
+                let v1 = lat("delivery_v1", "p99").map(|us| us / 1000.0);
+                let _ = writeln!(
+                    out,
+                    "| delivery p99 for version-1 readers (polling, for comparison) | {} | – |",
+                    show(v1, " ms", 3)
+                );
+            }
+            let _ = writeln!(
+                out,
+                "| server CPU below poll-19k's in the same sitting | {} | compare with a \
+                 poll-19k report of the same sitting |",
+                show(f.cpu_percent, " % of one core", 2)
+            );
+        }
         "flat-out" => {
             target(
                 &mut out,
@@ -311,25 +382,43 @@ fn targets(scenario: &str, s: &Value, f: &ServerFigures) -> String {
     out
 }
 
-/// What delivery latency means when members poll every `interval` seconds.
-fn delivery_note(interval: f64) -> String {
-    let common = "**Delivery latency** runs from the moment a message was due to be sent to \
-                  the moment another member of its channel reads it.";
-    if interval > 0.0 {
-        format!(
-            "{common} Nothing is pushed: a member reads new messages with its next QUERY, \
-             and members QUERY every {interval} s, so a message waits for each reader's \
-             next QUERY, 0–{interval} s by design (about half of it on average, all of it at \
-             the high percentiles), before the server's own answer time (the `query` \
-             latency) is added. Its percentiles describe the polling interval, not the \
-             server's speed."
-        )
-    } else {
-        format!(
-            "{common} Members QUERY again as soon as each answer completes (`--interval \
-             0`), so a message waits for the reader's next answer."
-        )
+/// What delivery latency means for the run's readers: version-1 members polling every
+/// `interval` seconds (`v1` of them), version-2 members pushed to (`v2`).
+fn delivery_note(interval: f64, v1: f64, v2: f64) -> String {
+    let mut note = String::from(
+        "**Delivery latency** runs from the moment a message was due to be sent (the time \
+         written inside it) to the moment another member of its channel reads it.",
+    );
+    if v2 > 0.0 {
+        note.push_str(
+            " **Version-2 readers** (`delivery_v2`) are pushed every entry as the server \
+             appends it, without asking: theirs is the real end-to-end latency (sender's \
+             loadgen → server → reader's loadgen, both TLS legs and both processes' \
+             scheduling included). Each version-2 sender also reads its own message back \
+             (the echo, `echo` latency), counted apart from deliveries and checked \
+             (`echoes_lost`).",
+        );
     }
+    if v1 > 0.0 {
+        if interval > 0.0 {
+            let _ = write!(
+                note,
+                " **Version-1 readers**{} are not pushed to: a member reads new messages \
+                 with its next QUERY, and members QUERY every {interval} s, so a message \
+                 waits for each reader's next QUERY, 0–{interval} s by design (about half \
+                 of it on average, all of it at the high percentiles), before the server's \
+                 own answer time (the `query` latency) is added. Those percentiles describe \
+                 the polling interval, not the server's speed.",
+                if v2 > 0.0 { " (`delivery_v1`)" } else { "" }
+            );
+        } else {
+            note.push_str(
+                " Version-1 members QUERY again as soon as each answer completes \
+                 (`--interval 0`), so a message waits for the reader's next answer.",
+            );
+        }
+    }
+    note
 }
 
 fn report(dir: &Path) -> Result<(), String> {
@@ -355,16 +444,39 @@ fn report(dir: &Path) -> Result<(), String> {
 
     // Plots.
     let mut plots = Vec::new();
+    let hgrm = |metric: &str| hgrm::parse(&read(&format!("{metric}.hgrm")).unwrap_or_default());
+    let count = |metric: &str| {
+        summary
+            .get("latency_us")
+            .and_then(|l| l.get(metric))
+            .and_then(|m| num(m, "count"))
+            .unwrap_or(0.0)
+    };
+    let mixed = count("delivery_v1") > 0.0 && count("delivery_v2") > 0.0;
     for (metric, window) in [
         ("query", "QUERYs due in the steady window"),
         ("connect", "every connection of the ramp"),
-        ("delivery", "every message read"),
-        ("lag", "QUERYs and messages due in the steady window"),
+        ("delivery", "every message delivered"),
+        ("echo", "every echo of a version-2 sender's own message"),
+        ("ping", "keep-alive PINGs due in the steady window"),
+        ("lag", "QUERYs, PINGs and messages due in the steady window"),
     ] {
-        let points = hgrm::parse(&read(&format!("{metric}.hgrm")).unwrap_or_default());
+        // Version-2 metrics only where version 2 ran.
+        if matches!(metric, "echo" | "ping") && count(metric) == 0.0 {
+            continue;
+        }
         let file = format!("latency-{metric}.svg");
         let title = format!("{scenario}: {metric} latency of {window}");
-        plots::latency(&dir.join(&file), &title, &points)?;
+        let (v1, v2, all) = (hgrm("delivery_v1"), hgrm("delivery_v2"), hgrm(metric));
+        let lines: Vec<plots::Distribution> = if metric == "delivery" && mixed {
+            vec![
+                ("version-1 readers (polling)", plots::RED, &v1),
+                ("version-2 readers (pushed)", plots::BLUE, &v2),
+            ]
+        } else {
+            vec![(metric, plots::BLUE, &all)]
+        };
+        plots::latency(&dir.join(&file), &title, &lines)?;
         plots.push((format!("{metric} latency ({window})"), file));
     }
     // Every time axis counts seconds from loadgen's start.
@@ -384,21 +496,22 @@ fn report(dir: &Path) -> Result<(), String> {
     // started.
     let offset = num(&summary, "start_unix").map_or(0.0, |s| s - t0);
     let timeline = read("timeline.csv").unwrap_or_default();
-    let (mut hs, mut qs) = (Vec::new(), Vec::new());
+    let (mut hs, mut qs, mut ds) = (Vec::new(), Vec::new(), Vec::new());
     for line in timeline.lines().skip(1) {
         let cols: Vec<&str> = line.split(',').collect();
-        if let (Some(t), Some(h), Some(q)) = (
-            cols.first().and_then(|c| c.parse::<f64>().ok()),
-            cols.get(2).and_then(|c| c.parse::<f64>().ok()),
-            cols.get(4).and_then(|c| c.parse::<f64>().ok()),
-        ) {
+        let col = |i: usize| cols.get(i).and_then(|c| c.parse::<f64>().ok());
+        if let (Some(t), Some(h), Some(q)) = (col(0), col(2), col(4)) {
             hs.push((t + offset, h));
             qs.push((t + offset, q));
+            // Older timelines have no `delivered` column.
+            if let Some(d) = col(7) {
+                ds.push((t + offset, d));
+            }
         }
     }
-    plots::timeline(&dir.join("timeline.svg"), hs, qs, &windows)?;
+    plots::timeline(&dir.join("timeline.svg"), hs, qs, ds, &windows)?;
     plots.push((
-        "loadgen per second: handshakes and queries".into(),
+        "loadgen per second: handshakes, queries and deliveries".into(),
         "timeline.svg".into(),
     ));
 
@@ -504,6 +617,20 @@ fn report(dir: &Path) -> Result<(), String> {
         "\n## loadgen summary\n\n```\n{}```\n",
         read("summary.txt").unwrap_or_default()
     );
+    let unclosed = summary
+        .get("disconnects_by_cause")
+        .and_then(|d| num(d, "no close after QUIT"))
+        .unwrap_or(0.0);
+    if unclosed > 0.0 {
+        let _ = writeln!(
+            md,
+            "{unclosed} connections were not closed by the server within 5 s of the QUIT \
+             that every client sends at the very end (`no close after QUIT`): after every \
+             measurement, and not an error of the run. With version-2 members this is \
+             expected when everyone quits at once: each `<user> left` is pushed to every \
+             member still in the channel.\n"
+        );
+    }
     let _ = writeln!(
         md,
         "Latency is measured from each action's scheduled time (QUERY due time; the due \
@@ -517,7 +644,10 @@ fn report(dir: &Path) -> Result<(), String> {
         .get("config")
         .and_then(|c| num(c, "interval_s"))
         .unwrap_or(0.0);
-    let _ = writeln!(md, "{}\n", delivery_note(interval));
+    // Runs from before version 2 have no per-version counts: every client spoke v1.
+    let v1 = num(&summary, "clients_v1").unwrap_or_else(|| num(&summary, "clients").unwrap_or(0.0));
+    let v2 = num(&summary, "clients_v2").unwrap_or(0.0);
+    let _ = writeln!(md, "{}\n", delivery_note(interval, v1, v2));
     let _ = writeln!(md, "## Plots\n");
     for (title, file) in plots {
         let _ = writeln!(md, "### {title}\n\n![{title}]({file})\n");

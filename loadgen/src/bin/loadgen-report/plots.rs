@@ -26,25 +26,38 @@ pub fn percentile_label(x: f64) -> String {
     format!("{text}%")
 }
 
-/// One latency metric's percentile distribution: x is `1/(1-p)` on a log scale (the
-/// classic HdrHistogram plot), y milliseconds on a log scale.
-pub fn latency(path: &Path, title: &str, points: &[Point]) -> Result<()> {
+/// A named, coloured percentile distribution, for [`latency`].
+pub type Distribution<'a> = (&'a str, RGBColor, &'a [Point]);
+
+/// Latency percentile distributions: x is `1/(1-p)` on a log scale (the classic
+/// HdrHistogram plot), y milliseconds on a log scale. Several distributions (the delivery
+/// latency of version-1 and version-2 readers) share the axes, with a legend; an empty
+/// one is left out.
+pub fn latency(path: &Path, title: &str, distributions: &[Distribution]) -> Result<()> {
     let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    let data: Vec<(f64, f64)> = points
+    let lines: Vec<Series> = distributions
         .iter()
-        .filter(|p| p.percentile < 1.0)
-        .map(|p| (1.0 / (1.0 - p.percentile), p.value_ms.max(0.001)))
+        .map(|(name, color, points)| {
+            let data: Vec<(f64, f64)> = points
+                .iter()
+                .filter(|p| p.percentile < 1.0)
+                .map(|p| (1.0 / (1.0 - p.percentile), p.value_ms.max(0.001)))
+                .collect();
+            (*name, *color, data)
+        })
+        .filter(|(_, _, data)| !data.is_empty())
         .collect();
-    if data.is_empty() {
+    let all = || lines.iter().flat_map(|l| l.2.iter());
+    if lines.is_empty() {
         root.titled(&format!("{title}: no samples"), ("sans-serif", 20))
             .map_err(err)?;
         root.present().map_err(err)?;
         return Ok(());
     }
-    let x_max = data.iter().map(|d| d.0).fold(10.0, f64::max) * 1.5;
-    let y_min = data.iter().map(|d| d.1).fold(f64::MAX, f64::min) / 1.5;
-    let y_max = data.iter().map(|d| d.1).fold(0.0, f64::max) * 1.5;
+    let x_max = all().map(|d| d.0).fold(10.0, f64::max) * 1.5;
+    let y_min = all().map(|d| d.1).fold(f64::MAX, f64::min) / 1.5;
+    let y_max = all().map(|d| d.1).fold(0.0, f64::max) * 1.5;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 20))
         .margin(15)
@@ -60,9 +73,23 @@ pub fn latency(path: &Path, title: &str, points: &[Point]) -> Result<()> {
         .y_label_formatter(&|y| format!("{y}"))
         .draw()
         .map_err(err)?;
-    chart
-        .draw_series(LineSeries::new(data, BLUE.stroke_width(2)))
-        .map_err(err)?;
+    for (name, color, data) in &lines {
+        let color = *color;
+        chart
+            .draw_series(LineSeries::new(data.iter().copied(), color.stroke_width(2)))
+            .map_err(err)?
+            .label(*name)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
+    }
+    if lines.len() > 1 {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(err)?;
+    }
     root.present().map_err(err)
 }
 
@@ -78,6 +105,10 @@ pub struct Windows {
     pub warmup: Option<(f64, f64)>,
     pub steady: Option<(f64, f64)>,
 }
+
+/// The colours of the lines, for the callers of [`latency`].
+pub const BLUE: RGBColor = plotters::style::colors::BLUE;
+pub const RED: RGBColor = plotters::style::colors::RED;
 
 /// The orange of the steady window's edges.
 const STEADY: RGBColor = RGBColor(230, 120, 0);
@@ -206,13 +237,14 @@ pub fn server(
     root.present().map_err(err)
 }
 
-/// loadgen's own per-second view (seconds since loadgen started): handshakes per second
-/// and answers per second to the QUERYs due in the steady window, with the run's windows
-/// marked.
+/// loadgen's own per-second view (seconds since loadgen started): handshakes per second,
+/// and answers per second to the QUERYs due in the steady window next to messages
+/// delivered per second (pushed or polled), with the run's windows marked.
 pub fn timeline(
     path: &Path,
     handshakes: Vec<(f64, f64)>,
     queries: Vec<(f64, f64)>,
+    delivered: Vec<(f64, f64)>,
     windows: &Windows,
 ) -> Result<()> {
     let root = SVGBackend::new(path, (900, 720)).into_drawing_area();
@@ -227,9 +259,12 @@ pub fn timeline(
     )?;
     series_panel(
         &bottom,
-        "Answers per second to QUERYs due in the steady window (none in the warm-up)",
-        "queries/s",
-        &[("queries", RED, queries)],
+        "Per second: answers to QUERYs due in the steady window, messages delivered",
+        "per second",
+        &[
+            ("QUERY answers", RED, queries),
+            ("messages delivered", BLUE, delivered),
+        ],
         windows,
     )?;
     root.present().map_err(err)

@@ -151,3 +151,103 @@ fn the_report_explains_delivery_latency_under_polling() {
     assert!(md.contains("0–3 s by design"), "{md}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A run folder of `scenario` whose summary is `run_dir`'s with `extra` fields set, and
+/// `delivery_v1.hgrm` / `delivery_v2.hgrm` written with one value each.
+fn v2_run_dir(name: &str, scenario: &str, extra: Value) -> PathBuf {
+    let dir = run_dir(name);
+    let mut summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    for (k, v) in extra.as_object().unwrap() {
+        summary[k] = v.clone();
+    }
+    std::fs::write(dir.join("summary.json"), summary.to_string()).unwrap();
+    let env = std::fs::read_to_string(dir.join("run.env")).unwrap();
+    std::fs::write(
+        dir.join("run.env"),
+        env.replace("scenario=smoke", &format!("scenario={scenario}")),
+    )
+    .unwrap();
+    let hgrm = |ms: f64| {
+        format!(
+            "{:>12} {:>14}\n\n{ms:12.3} 0.000000000000 1 1.00\n{ms:12.3} 0.990000000000 1 100.00\n\
+             {ms:12.3} 1.000000000000 1\n",
+            "Value", "Percentile"
+        )
+    };
+    std::fs::write(dir.join("delivery_v1.hgrm"), hgrm(1500.0)).unwrap();
+    std::fs::write(dir.join("delivery_v2.hgrm"), hgrm(0.8)).unwrap();
+    dir
+}
+
+#[test]
+fn a_mixed_report_splits_delivery_by_protocol_and_explains_both() {
+    let dir = v2_run_dir(
+        "mixed",
+        "mixed-19k",
+        json!({
+            "clients_v1": 100, "clients_v2": 100, "echoes_lost": 0, "echoes_owed": 40,
+            "messages_owed": 400,
+            "latency_us": {
+                "delivery_v1": {"count": 200, "p99": 2_900_000},
+                "delivery_v2": {"count": 200, "p99": 800},
+                "echo": {"count": 40, "p99": 700},
+            },
+        }),
+    );
+    report(&dir).unwrap();
+    let md = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
+    assert!(md.contains("**Version-2 readers** (`delivery_v2`)"), "{md}");
+    assert!(md.contains("end-to-end"), "{md}");
+    assert!(md.contains("**Version-1 readers** (`delivery_v1`)"), "{md}");
+    assert!(md.contains("0–3 s by design"), "{md}");
+    assert!(
+        md.contains(
+            "| delivery p99 < 5 ms for version-2 readers (end-to-end push) | 0.800 ms | met |"
+        ),
+        "{md}"
+    );
+    assert!(
+        md.contains("for version-1 readers (polling, for comparison) | 2900.000 ms"),
+        "{md}"
+    );
+    assert!(md.contains("| zero lost echoes"), "{md}");
+    // One delivery plot, a line per protocol; the echo has its own plot.
+    let svg = std::fs::read_to_string(dir.join("latency-delivery.svg")).unwrap();
+    assert!(svg.contains("version-1 readers (polling)"), "legend");
+    assert!(svg.contains("version-2 readers (pushed)"), "legend");
+    assert!(dir.join("latency-echo.svg").exists());
+    assert!(
+        !dir.join("latency-ping.svg").exists(),
+        "no PING samples, no plot"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_push_report_judges_the_push_targets_and_has_no_polling_note() {
+    let dir = v2_run_dir(
+        "push",
+        "push-19k",
+        json!({
+            "clients_v1": 0, "clients_v2": 200, "echoes_lost": 3, "echoes_owed": 40,
+            "latency_us": {"delivery_v2": {"count": 200, "p99": 7_500}},
+        }),
+    );
+    report(&dir).unwrap();
+    let md = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
+    assert!(md.contains("| 7.500 ms | **missed** |"), "{md}");
+    assert!(md.contains("| 3 (of 40 owed) | **missed** |"), "{md}");
+    assert!(md.contains("compare with a poll-19k report"), "{md}");
+    assert!(!md.contains("by design"), "{md}");
+    assert!(!md.contains("no close after QUIT"), "{md}");
+    // Connections the server had not closed after the final QUIT: explained as such.
+    let mut summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    summary["disconnects_by_cause"] = json!({"no close after QUIT": 150});
+    std::fs::write(dir.join("summary.json"), summary.to_string()).unwrap();
+    report(&dir).unwrap();
+    let md = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
+    assert!(md.contains("150 connections were not closed"), "{md}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -22,7 +22,32 @@ fn defaults() {
         )),
         "--server's default in the help: {HELP}"
     );
-    assert!(HELP.contains("fetch new messages this often while in a channel [default: 3]"));
+    assert!(HELP.contains("channel [default: 3]"));
+    assert_eq!(o.protocol, 2);
+    assert!(HELP.contains("[default: 2;"));
+    assert_eq!(o.keepalive, None);
+}
+
+#[test]
+fn protocol_version() {
+    assert_eq!(run(&["--protocol", "1"]).unwrap().protocol, 1);
+    assert_eq!(run(&["--protocol", "2"]).unwrap().protocol, 2);
+    for bad in ["0", "3", "v2", ""] {
+        assert_eq!(
+            run(&["--protocol", bad]).unwrap_err(),
+            format!("--protocol: '{bad}' is not a version (1 or 2)")
+        );
+    }
+}
+
+#[test]
+fn every_chat_command_is_in_the_help() {
+    for command in [
+        "!join", "!leave", "!list", "!names", "!kick", "!ban", "!unban", "!oper", "!quit", "!help",
+        "!!text",
+    ] {
+        assert!(HELP.contains(command), "{command} missing from --help");
+    }
 }
 
 #[test]
