@@ -13,7 +13,7 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-Usage: scripts/loadtest.sh [smoke|poll-19k|push-19k|mixed-19k|push-idle-19k|storm|flat-out]
+Usage: scripts/loadtest.sh [smoke|poll-19k|push-19k|mixed-19k|push-idle-19k|idle-19k|storm|flat-out]
                            [extra loadgen flags...]
 
 Runs one load-test scenario against a fresh kaichat-server on 127.0.0.1 and writes
@@ -29,7 +29,11 @@ Scenarios:
              same channels (delivery latency reported per protocol)
   push-idle-19k
              19,000 idle protocol-2 clients (no messages; a keep-alive PING every 30 s)
-  storm      as many TLS connections as fit, as fast as possible (handshakes/s)
+  idle-19k   19,000 protocol-1 clients connected and joined, not polling (RSS per idle
+             connection)
+  storm      as many TLS connections as fit, as fast as possible: set-ups per second
+             of wall clock and of server CPU, server CPU per set-up (a full TLS 1.3
+             handshake, PING, version, CLIENT_INFO, JOIN and the first answer)
   flat-out   2,000 clients querying as fast as answers come (CPU per query)
 
 Extra flags go to loadgen and override the scenario's (e.g. --msg-every 0);
@@ -77,6 +81,11 @@ case "$scenario" in
   push-idle-19k)
     flags=(--protocol 2 --clients 19000 --channels 200 --warmup 3 --duration 60 --msg-every 0 --ramp 2000)
     max_clients=19900 ;;
+  idle-19k)
+    # --interval 600: each client's first QUERY comes at a random time up to 10 minutes
+    # away, so nearly none polls in the 20 s window; no messages.
+    flags=(--clients 19000 --channels 100 --interval 600 --warmup 0 --duration 20 --msg-every 0 --ramp 2000)
+    max_clients=19900 ;;
   storm)
     # Handshakes only: --interval 60 keeps the connected clients from polling during the
     # ramp (at 3 s, answering their QUERYs takes a third of both processes' CPU), and
@@ -91,7 +100,7 @@ case "$scenario" in
     usage
     exit 0 ;;
   *)
-    echo "loadtest.sh: unknown scenario '$scenario' (smoke, poll-19k, push-19k, mixed-19k, push-idle-19k, storm, flat-out)" >&2
+    echo "loadtest.sh: unknown scenario '$scenario' (smoke, poll-19k, push-19k, mixed-19k, push-idle-19k, idle-19k, storm, flat-out)" >&2
     exit 2 ;;
 esac
 flags+=(--sources "$sources" --server "127.0.0.1:$PORT")
@@ -274,4 +283,9 @@ if [ "$loadgen_status" -ne 0 ] || [ ! -f "$out/summary.json" ]; then
 fi
 "$report_bin" "$out"
 finished=yes
+case $scenario in
+  # The figures the scenario exists for, from the report just written.
+  storm) grep -E "^\| (server CPU per connection set up|connections set up per second of server CPU)" "$out/REPORT.md" >&2 || true ;;
+  idle-19k) grep -E "^\| server RSS growth per connection" "$out/REPORT.md" >&2 || true ;;
+esac
 echo "loadtest.sh: report in $out/REPORT.md" >&2

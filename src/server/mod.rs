@@ -599,8 +599,11 @@ impl Server {
                 return;
             };
             let transport = match &self.config.tls {
-                Some(tls) => match rustls::ServerConnection::new(Arc::clone(tls)) {
-                    Ok(conn) => Transport::tls(conn),
+                // rustls's unbuffered API: the connection keeps no TLS buffer of its own
+                // (transport/unbuffered.rs).
+                Some(tls) => match rustls::server::UnbufferedServerConnection::new(Arc::clone(tls))
+                {
+                    Ok(conn) => Transport::unbuffered(conn),
                     Err(e) => {
                         log::warn!("cannot start a TLS session for a client: {e}");
                         self.unclaim(claim);

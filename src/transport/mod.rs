@@ -1,10 +1,12 @@
-//! Moving bytes between a non-blocking socket and whole PDUs: through rustls (either side:
-//! the server's `ServerConnection`, loadgen's `ClientConnection`), or in plaintext for
-//! debugging and benchmarks. Knows nothing of what a PDU means.
+//! Moving bytes between a non-blocking socket and whole PDUs: through rustls (the server's
+//! `UnbufferedServerConnection` in `unbuffered.rs`; the buffered `ClientConnection` of
+//! loadgen and the terminal client here), or in plaintext for debugging and benchmarks.
+//! Knows nothing of what a PDU means.
 //!
-//! With TLS, a partial PDU waits inside rustls's plaintext buffer until 2260 bytes are
-//! there, so an idle connection holds no buffer of ours. Output is counted so that the
-//! server's reactor can stop producing (and stop reading) above a small bound.
+//! No connection keeps a buffer it is not using: the server's TLS bytes and plaintext
+//! input and output live in buffers lent by the thread's [`pool`] while they wait; a
+//! client's partial PDU waits inside rustls's plaintext buffer. Output is counted so that
+//! the server's reactor can stop producing (and stop reading) above a small bound.
 
 use std::io::{self, Read, Write};
 use std::ops::DerefMut;
@@ -13,6 +15,11 @@ use rustls::ConnectionCommon;
 
 use kaichat_proto::outbox::Outbox;
 use kaichat_proto::pdu::{Pdu, PDU_LEN};
+
+pub mod pool;
+mod unbuffered;
+
+pub use unbuffered::UnbufferedTls;
 
 /// Plaintext input is read in chunks up to this much buffered, like rustls's own bound.
 const PLAIN_INPUT_LIMIT: usize = 16 * 1024;
@@ -55,10 +62,13 @@ impl TransportError {
     }
 }
 
-/// One connection's transport; `C` is rustls's `ServerConnection` or `ClientConnection`.
+/// One connection's transport; `C` is rustls's `ServerConnection` or `ClientConnection`
+/// for the buffered API (loadgen's clients); the server uses the unbuffered one.
 #[derive(Debug)]
 pub enum Transport<C> {
     Tls(Box<TlsState<C>>),
+    /// The server's TLS: rustls's unbuffered API over buffers lent by the loop's pool.
+    Unbuffered(Box<UnbufferedTls>),
     Plain(PlainState),
 }
 
@@ -99,6 +109,11 @@ where
         }))
     }
 
+    /// The server's TLS session, over rustls's unbuffered API.
+    pub fn unbuffered(conn: rustls::server::UnbufferedServerConnection) -> Transport<C> {
+        Transport::Unbuffered(Box::new(UnbufferedTls::new(conn)))
+    }
+
     pub fn plain() -> Transport<C> {
         Transport::Plain(PlainState::default())
     }
@@ -108,6 +123,7 @@ where
     pub fn fill(&mut self, socket: &mut impl Read) -> Result<Fill, TransportError> {
         match self {
             Transport::Tls(tls) => tls.fill(socket),
+            Transport::Unbuffered(tls) => tls.fill(socket),
             Transport::Plain(plain) => plain.fill(socket),
         }
     }
@@ -123,6 +139,7 @@ where
                 tls.conn.reader().read_exact(&mut bytes).ok()?;
                 tls.plaintext -= PDU_LEN;
             }
+            Transport::Unbuffered(tls) => return tls.next_pdu(),
             Transport::Plain(plain) => {
                 if plain.input.len() < PDU_LEN {
                     return None;
@@ -130,8 +147,8 @@ where
                 bytes.copy_from_slice(&plain.input[..PDU_LEN]);
                 plain.input.drain(..PDU_LEN);
                 if plain.input.is_empty() {
-                    // Idle plaintext connections keep no buffer.
-                    plain.input = Vec::new();
+                    // Idle plaintext connections keep no buffer: it goes back to the pool.
+                    pool::give(std::mem::take(&mut plain.input));
                 }
             }
         }
@@ -142,6 +159,7 @@ where
     pub fn peer_closed(&self) -> bool {
         match self {
             Transport::Tls(tls) => tls.peer_closed,
+            Transport::Unbuffered(tls) => tls.peer_closed(),
             Transport::Plain(plain) => plain.peer_closed,
         }
     }
@@ -152,19 +170,25 @@ where
     pub fn closed_cleanly(&self) -> bool {
         match self {
             Transport::Tls(tls) => tls.goodbye,
+            Transport::Unbuffered(tls) => tls.closed_cleanly(),
             Transport::Plain(plain) => plain.peer_closed,
         }
     }
 
     /// Whether the TLS handshake is still under way (never in plaintext).
     pub fn is_handshaking(&self) -> bool {
-        matches!(self, Transport::Tls(tls) if tls.conn.is_handshaking())
+        match self {
+            Transport::Tls(tls) => tls.conn.is_handshaking(),
+            Transport::Unbuffered(tls) => tls.is_handshaking(),
+            Transport::Plain(_) => false,
+        }
     }
 
     /// Bytes produced and not yet known to be written.
     pub fn queued(&self) -> usize {
         match self {
             Transport::Tls(tls) => tls.queued,
+            Transport::Unbuffered(tls) => tls.queued(),
             Transport::Plain(plain) => plain.output.len() - plain.written,
         }
     }
@@ -173,6 +197,7 @@ where
     pub fn wants_write(&self) -> bool {
         match self {
             Transport::Tls(tls) => tls.conn.wants_write(),
+            Transport::Unbuffered(tls) => tls.wants_write(),
             Transport::Plain(plain) => plain.written < plain.output.len(),
         }
     }
@@ -181,20 +206,27 @@ where
     pub fn flush(&mut self, socket: &mut impl Write) -> Result<bool, TransportError> {
         match self {
             Transport::Tls(tls) => tls.flush(socket),
+            Transport::Unbuffered(tls) => tls.flush(socket),
             Transport::Plain(plain) => plain.flush(socket),
         }
     }
 
     /// Queues a TLS close_notify (nothing in plaintext).
     pub fn close_notify(&mut self) {
-        if let Transport::Tls(tls) = self {
-            tls.conn.send_close_notify();
+        match self {
+            Transport::Tls(tls) => tls.conn.send_close_notify(),
+            Transport::Unbuffered(tls) => tls.close_notify(),
+            Transport::Plain(_) => {}
         }
     }
 
     /// Whether a PDU could not be handed to rustls.
     pub fn overflowed(&self) -> bool {
-        matches!(self, Transport::Tls(tls) if tls.overflow)
+        match self {
+            Transport::Tls(tls) => tls.overflow,
+            Transport::Unbuffered(tls) => tls.overflowed(),
+            Transport::Plain(_) => false,
+        }
     }
 }
 
@@ -212,7 +244,13 @@ where
                     _ => tls.overflow = true,
                 }
             }
-            Transport::Plain(plain) => plain.output.extend_from_slice(pdu.as_bytes()),
+            Transport::Unbuffered(tls) => tls.send(pdu),
+            Transport::Plain(plain) => {
+                if plain.output.capacity() == 0 {
+                    plain.output = pool::take();
+                }
+                plain.output.extend_from_slice(pdu.as_bytes());
+            }
         }
     }
 }
@@ -313,6 +351,9 @@ impl PlainState {
         let result = socket.read(&mut chunk[..want]);
         let short = result.as_ref().is_ok_and(|&n| n < want);
         if let Ok(n) = result {
+            if n > 0 && self.input.capacity() == 0 {
+                self.input = pool::take();
+            }
             self.input.extend_from_slice(&chunk[..n]);
         }
         classify(result, short, &mut self.peer_closed)
@@ -328,7 +369,7 @@ impl PlainState {
                 Err(e) => return Err(TransportError::Io(e)),
             }
         }
-        self.output = Vec::new();
+        pool::give(std::mem::take(&mut self.output));
         self.written = 0;
         Ok(true)
     }
