@@ -72,6 +72,16 @@ fn history_survives_sigterm_and_a_rejoiner_sees_the_same_replay() {
         "a clean stop persists everything: {}",
         end.stderr
     );
+    let last = end
+        .stderr
+        .lines()
+        .rfind(|l| l.contains("shut down:"))
+        .unwrap_or("");
+    assert_eq!(
+        last.matches("store_committed=").count(),
+        1,
+        "the final line names each store figure once: {last}"
+    );
 
     let server = Server::start(&args);
     let first = server.stderr();

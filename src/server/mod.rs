@@ -748,10 +748,16 @@ impl Server {
             }
         }
         self.persist();
-        let line = self.stats_line();
         match self.store.take() {
-            Some(store) => format!("{line} {}", store.finish()),
-            None => line,
+            // The store's own figures once, as its writer finished: not also as they were
+            // before it did.
+            Some(store) => {
+                let line =
+                    self.stats
+                        .line(self.clock.now() / 1000, self.connections.len(), &self.hub);
+                format!("{line} {}", store.finish())
+            }
+            None => self.stats_line(),
         }
     }
 

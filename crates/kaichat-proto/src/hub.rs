@@ -108,6 +108,25 @@ impl Entry {
     }
 }
 
+/// Most bytes of a KICK or BAN reason the texts carry: the longest text made with it, the
+/// v1 form of the notice (`error: you were banned from <50-byte channel> by <10-byte
+/// name>: `, 94 bytes), then fits a message's 2000 bytes.
+pub const MAX_REASON_KEPT: usize = crate::pdu::MAX_MESSAGE - 94;
+
+/// `reason`, cut to [`MAX_REASON_KEPT`] bytes, and where that falls inside a UTF-8
+/// character, before it: a cut reason never ends in half a character.
+fn fit_reason(reason: &[u8]) -> &[u8] {
+    if reason.len() <= MAX_REASON_KEPT {
+        return reason;
+    }
+    let cut = &reason[..MAX_REASON_KEPT];
+    match std::str::from_utf8(cut) {
+        // Valid text that ends inside a character: drop the partial character.
+        Err(e) if e.error_len().is_none() => &cut[..e.valid_up_to()],
+        _ => cut,
+    }
+}
+
 /// A channel's bounded history. Entry `seq` numbers grow forever; the ring holds
 /// `first_seq .. first_seq + entries.len()`.
 struct History {
@@ -540,6 +559,13 @@ impl Hub {
         let Some(conn) = self.member_conn(id, target) else {
             return false;
         };
+        // The name as its owner chose it, not as the operator typed it.
+        let target = self
+            .users
+            .get_key_value(target)
+            .map_or(*target, |(name, _)| *name);
+        let target = &target;
+        let reason = fit_reason(reason);
         let verb: &[u8] = if banned { b"banned" } else { b"kicked" };
         let mut entry = [target.as_bytes(), b" was ", verb, b" by ", by.as_bytes()].concat();
         if !reason.is_empty() {
@@ -566,6 +592,7 @@ impl Hub {
         reason: &[u8],
         banned: bool,
     ) -> Box<[u8]> {
+        let reason = fit_reason(reason);
         let verb: &[u8] = if banned { b"banned" } else { b"kicked" };
         let mut notice = [b"you were ", verb, b" from ", name.as_bytes(), b" by "].concat();
         notice.extend_from_slice(by.as_bytes());

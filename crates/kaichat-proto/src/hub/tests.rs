@@ -692,3 +692,34 @@ fn with_a_store_ban_changes_are_journaled_in_order_and_only_real_changes() {
     memory.take_ban_changes(&mut changes);
     assert!(changes.is_empty());
 }
+
+/// A removal names the target as it chose its name, whatever case the operator typed.
+#[test]
+fn a_removal_names_the_target_as_it_is_spelt() {
+    let mut hub = Hub::new(10, 5);
+    let (bob, carol) = (user("bob"), user("carol"));
+    assert!(hub.claim_name(bob, 1, None));
+    assert!(hub.claim_name(carol, 2, None));
+    let (id, _) = hub.join(&channel("@c"), &bob, true, 0).unwrap();
+    hub.join(&channel("@c"), &carol, true, 0).unwrap();
+    assert!(hub.remove(id, &user("CAROL"), &bob, b"", false, 0));
+    let mut events = Vec::new();
+    hub.take_events(&mut events);
+    let mut cursor = 0;
+    let texts = read_all(&hub, id, &mut cursor, &user("nobody"));
+    assert_eq!(texts.last().unwrap(), "SERVER: carol was kicked by bob");
+}
+
+/// A reason too long for the texts is cut before the character the limit falls in.
+#[test]
+fn a_long_reason_is_cut_on_a_character_boundary() {
+    let reason = "é".repeat(994); // 1988 bytes
+    let kept = fit_reason(reason.as_bytes());
+    assert!(kept.len() <= MAX_REASON_KEPT);
+    assert!(std::str::from_utf8(kept).is_ok(), "cut inside a character");
+    assert_eq!(kept.len(), MAX_REASON_KEPT / 2 * 2);
+    let name = channel(&format!("@{}", "x".repeat(49)));
+    let notice = Hub::removal_notice(&name, &user("abcdefghij"), reason.as_bytes(), true);
+    assert!(notice.len() + b"error: ".len() <= crate::pdu::MAX_MESSAGE);
+    assert!(std::str::from_utf8(&notice).is_ok());
+}
