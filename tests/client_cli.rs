@@ -1079,3 +1079,29 @@ fn on_a_terminal_the_oper_password_is_not_shown() {
     assert!(seen.contains("!oper"), "{seen}");
     assert!(!seen.contains("sesame"), "the password was shown:\n{seen}");
 }
+
+/// A pasted or piped block of lines is paced under the server's default rate limit (10 a
+/// second after 20 at once) instead of losing every line past the burst.
+#[test]
+fn a_pasted_block_is_paced_not_refused() {
+    let server = ChatServer::start();
+    let mut bob = Kaichat::start(&server, "bob", &["--user", "bob", "--channel", "@paste"]);
+    bob.expect("joined @paste");
+    let mut amy = Kaichat::start(&server, "amy", &["--user", "amy", "--channel", "@paste"]);
+    amy.expect("joined @paste");
+    for i in 1..=40 {
+        amy.send(&format!("line {i}"));
+    }
+    amy.close_stdin();
+    for i in 1..=40 {
+        bob.expect_message("amy", "@paste", &format!("line {i}"));
+    }
+    let ended = amy.finish();
+    assert_clean_exit("amy", &ended);
+    assert!(
+        !ended.stdout.iter().any(|l| l.contains("slow down")),
+        "a line was refused: {:#?}",
+        ended.stdout
+    );
+    assert_clean_exit("bob", &bob.finish());
+}

@@ -48,6 +48,8 @@ pub struct Chat {
     screen: Screen,
     interactive: bool,
     link: Option<Wire>,
+    /// Messages handed to the network thread, which paces them (`pace.rs`).
+    said: u32,
 }
 
 /// How set-up ended.
@@ -64,6 +66,7 @@ impl Chat {
             screen,
             interactive,
             link: None,
+            said: 0,
         }
     }
 
@@ -145,7 +148,13 @@ impl Chat {
                 Input::End if self.interactive => return self.quit(ExitCode::SUCCESS),
                 Input::End => {
                     self.send(Command::Drain);
-                    if self.wait_for(|s| *s == Status::Drained).is_none() {
+                    // Lines may still wait for their turn (`pace.rs`): give them the time.
+                    let paced = Duration::from_secs(u64::from(self.said / super::pace::PER_SEC));
+                    let until = Instant::now() + ANSWER_WAIT + paced;
+                    if self
+                        .wait_until(|s| *s == Status::Drained, Some(until))
+                        .is_none()
+                    {
                         eprintln!(
                             "kaichat: the connection to the server was not restored by the end \
                              of input: the last messages were not fetched, and lines typed \
@@ -286,6 +295,7 @@ impl Chat {
             return;
         }
         self.send(Command::Say(text.to_vec()));
+        self.said = self.said.saturating_add(1);
     }
 
     /// `!kick`, `!ban`, `!unban`: the name is checked here, the rest by the server.

@@ -87,6 +87,7 @@ mod chat;
 mod connection;
 mod console;
 mod network;
+mod pace;
 mod screen;
 mod typed;
 

@@ -33,6 +33,7 @@ use kaichat_proto::pdu::Pdu;
 use mio::{Events, Poll, Token, Waker};
 
 use super::connection::{Cause, Connection, Explained, Progress, Target};
+use super::pace::Pace;
 use super::screen::{sanitize, Line, Screen};
 
 /// How long to wait for the server to close after our QUIT.
@@ -191,6 +192,10 @@ struct Network {
     closing: Option<Instant>,
     /// A NAMES answer being gathered: operators, then the other members.
     names: (Vec<String>, Vec<String>),
+    /// The pace of messages (`pace.rs`), and the commands waiting behind a message that
+    /// waits for its turn, in the order they were given.
+    pace: Pace,
+    paced: std::collections::VecDeque<Command>,
 }
 
 /// Connects (`name`, if any, is sent once the version is agreed) and starts the network
@@ -233,6 +238,8 @@ pub fn spawn(
         last_error: None,
         closing: None,
         names: Default::default(),
+        pace: Pace::new(Instant::now()),
+        paced: Default::default(),
     };
     if let Err(cause) = network.connect(Instant::now()) {
         network.fail(&cause);
@@ -283,11 +290,12 @@ impl Network {
             }
             while self.closing.is_none() {
                 match self.commands.try_recv() {
-                    Ok(Command::Quit) | Err(TryRecvError::Disconnected) => self.quit(),
-                    Ok(command) => self.apply(command),
+                    Err(TryRecvError::Disconnected) => self.quit(),
+                    Ok(command) => self.submit(command),
                     Err(TryRecvError::Empty) => break,
                 }
             }
+            self.release_paced();
             if self.step() {
                 let _ = self.status.send(Status::Closed);
                 return;
@@ -302,7 +310,46 @@ impl Network {
             Link::Up(connection) => connection.deadline(),
             Link::Down { retry_at } => *retry_at,
         };
-        [client, link, self.closing].into_iter().flatten().min()
+        let paced = (!self.paced.is_empty()).then(|| self.pace.next_token());
+        [client, link, self.closing, paced]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// A command from the person: a message goes now if the pace allows and nothing waits
+    /// before it; anything else given after a waiting message waits behind it.
+    fn submit(&mut self, command: Command) {
+        let now = Instant::now();
+        let waits =
+            !self.paced.is_empty() || (matches!(command, Command::Say(_)) && !self.pace.take(now));
+        if waits {
+            self.paced.push_back(command);
+        } else {
+            self.run_command(command);
+        }
+    }
+
+    /// Sends the waiting commands whose turn has come, in order.
+    fn release_paced(&mut self) {
+        while self.closing.is_none() {
+            let Some(front) = self.paced.front() else {
+                return;
+            };
+            if matches!(front, Command::Say(_)) && !self.pace.take(Instant::now()) {
+                return;
+            }
+            if let Some(command) = self.paced.pop_front() {
+                self.run_command(command);
+            }
+        }
+    }
+
+    fn run_command(&mut self, command: Command) {
+        match command {
+            Command::Quit => self.quit(),
+            command => self.apply(command),
+        }
     }
 
     /// Reads, handles what arrived, runs the client's clock, writes, until the socket has
