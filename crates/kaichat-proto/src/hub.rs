@@ -631,7 +631,13 @@ impl Hub {
         self.append(id, None, kind, text, now);
         let channel = &mut self.channels[id];
         if channel.operators == 0 {
-            if let Some(first) = channel.members.values_mut().next() {
+            // The earliest joiner that can act as one: a version-1 client has no KICK or
+            // BAN, so it is passed over while a version-2 member remains.
+            let heir = match channel.members.values().position(|m| m.push) {
+                Some(at) => channel.members.values_mut().nth(at),
+                None => channel.members.values_mut().next(),
+            };
+            if let Some(first) = heir {
                 first.operator = true;
                 channel.operators = 1;
                 let heir = first.user;

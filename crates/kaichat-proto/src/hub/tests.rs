@@ -723,3 +723,22 @@ fn a_long_reason_is_cut_on_a_character_boundary() {
     assert!(notice.len() + b"error: ".len() <= crate::pdu::MAX_MESSAGE);
     assert!(std::str::from_utf8(&notice).is_ok());
 }
+
+/// Succession passes over version-1 members (they cannot moderate) while a version-2
+/// member remains; with only version-1 members left, the earliest of them.
+#[test]
+fn succession_prefers_a_member_that_can_moderate() {
+    let mut hub = Hub::new(20, 5);
+    let (carol, old, alice) = (user("carol"), user("old"), user("alice"));
+    for (i, name) in [carol, old, alice].iter().enumerate() {
+        assert!(hub.claim_name(*name, i, None));
+    }
+    let (id, _) = hub.join(&channel("@mix"), &carol, true, 0).unwrap();
+    hub.join(&channel("@mix"), &old, false, 0).unwrap();
+    hub.join(&channel("@mix"), &alice, true, 0).unwrap();
+    hub.leave(id, &carol, 0);
+    assert!(hub.is_operator(id, &alice));
+    assert!(!hub.is_operator(id, &old));
+    hub.leave(id, &alice, 0);
+    assert!(hub.is_operator(id, &old), "only version-1 members are left");
+}
