@@ -986,3 +986,20 @@ fn max_version_3_and_a_password_file_without_an_argon2id_hash_are_refused_at_sta
     let line = refusal_within(&["--oper-password-file", other.path()], within);
     assert!(line.contains("argon2id"), "{line}");
 }
+
+/// An operator password on a version-1-only server can never be used: the server says so.
+#[test]
+fn an_operator_password_on_a_version_1_server_is_warned_about() {
+    let file = OperFile::new("v1oper", "unused");
+    let server = Server::start(&["--max-version", "1", "--oper-password-file", file.path()]);
+    let end = server.terminate(ANSWER);
+    assert!(
+        end.stderr
+            .contains("--oper-password-file has no use with --max-version 1"),
+        "{}",
+        end.stderr
+    );
+    let server = Server::start(&["--oper-password-file", file.path()]);
+    let end = server.terminate(ANSWER);
+    assert!(!end.stderr.contains("has no use"), "{}", end.stderr);
+}

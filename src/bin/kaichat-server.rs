@@ -387,6 +387,7 @@ fn main() -> ExitCode {
         },
         None => None,
     };
+    let oper_unusable = oper_hash.is_some() && rules.max_version < 2;
     let candidates = settings.listen.addrs;
     let config = Config {
         listen: candidates[0], // bind_first sets each candidate in turn
@@ -455,6 +456,12 @@ fn main() -> ExitCode {
     }
     // The first line on stderr, which scripts and tests read for the address.
     log::info!("listening on {addr} ({security}; max {max_clients} clients; {history})");
+    if oper_unusable {
+        log::warn!(
+            "--oper-password-file has no use with --max-version 1: OPER is a version-2 \
+             command, unknown to version-1 clients"
+        );
+    }
     if let Some(metrics) = metrics {
         log::info!("metrics on http://{metrics}/metrics");
     }
