@@ -327,6 +327,10 @@ impl Server {
             }
             self.reap();
             self.persist();
+            // What changed the hub outside a turn (a release's `<user> left` and new operator,
+            // a durable watermark the store advanced) is carried out here, in one place: the
+            // woken readers' turns come in the next iteration, which polls without waiting.
+            self.carry_out();
             if let Some(stop_at) = self.stop_at {
                 if self.connections.is_empty() || self.clock.now() >= stop_at {
                     return Ok(self.finish_shutdown());
@@ -431,8 +435,10 @@ impl Server {
         }
     }
 
-    /// Carries out what the last turn's requests did to other connections (v2): a removal
-    /// from a channel, a server ban; and gives a turn to every push reader with new entries.
+    /// Carries out what the hub was asked (v2): a removal from a channel, a server ban, and
+    /// a turn for every push reader with new entries. Called after every turn (a removal
+    /// must reach its target's session before the target's next turn) and once at the end
+    /// of each iteration, for what changed the hub outside a turn.
     fn carry_out(&mut self) {
         self.hub.take_events(&mut self.events);
         for event in std::mem::take(&mut self.events) {
@@ -676,9 +682,6 @@ impl Server {
             // A slot is free: accept again if we had stopped.
             self.out_of_fds = false;
         }
-        // A release may have left a channel (`<user> left`, a new operator): its push
-        // readers get their turn in the next iteration, which polls without waiting.
-        self.carry_out();
     }
 
     /// Shrinks what a burst of connections grew and has since left mostly empty: the slab,
@@ -799,9 +802,6 @@ impl Server {
         if let Some(warning) = store.warning(self.clock.now()) {
             eprintln!("kaichat-server: {warning}");
         }
-        // A new durable watermark wakes the channel's push readers: their turn comes in the
-        // next iteration (which then polls without waiting), not at the next second.
-        self.carry_out();
     }
 
     /// One line of counters, for the periodic and the final statistics.
