@@ -22,6 +22,9 @@ use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, Insufficien
 use super::{classify, pool, Fill, ShortReadProbe, TransportError};
 use kaichat_proto::pdu::{Pdu, PDU_LEN};
 
+/// What rustls offers when application data may be sent.
+type Traffic<'a> = rustls::unbuffered::WriteTraffic<'a, rustls::server::ServerConnectionData>;
+
 /// Free room asked for before each socket read: a whole TLS record of 16 KiB of payload
 /// with its header and expansion fits, so one read takes what a client normally sends.
 const READ_ROOM: usize = 16 * 1024 + 512;
@@ -285,12 +288,25 @@ impl UnbufferedTls {
     /// send application data now (handshake not done, closed, failed).
     fn with_write_traffic<T>(
         &mut self,
-        write: impl FnOnce(
-            &mut rustls::unbuffered::WriteTraffic<'_, rustls::server::ServerConnectionData>,
-            &mut Lent,
-        ) -> T,
+        write: impl FnOnce(&mut Traffic<'_>, &mut Lent) -> T,
     ) -> Option<T> {
-        let mut write = Some(write);
+        self.drive(Some(write)).ok().flatten()
+    }
+
+    /// Lets rustls process the bytes received, until it needs more.
+    fn process(&mut self) -> Result<(), TransportError> {
+        let nothing: Option<fn(&mut Traffic<'_>, &mut Lent)> = None;
+        self.drive(nothing).map(|_| ()).map_err(TransportError::Tls)
+    }
+
+    /// The one loop over `process_tls_records`: every state is handled (`handle`) until
+    /// rustls needs more bytes; if `write` is given, it is called with the first
+    /// `WriteTraffic` offered, and its result returned. A TLS error marks the connection
+    /// failed and leaves rustls's alert in the output.
+    fn drive<T>(
+        &mut self,
+        mut write: Option<impl FnOnce(&mut Traffic<'_>, &mut Lent) -> T>,
+    ) -> Result<Option<T>, rustls::Error> {
         loop {
             let Self {
                 conn,
@@ -305,7 +321,7 @@ impl UnbufferedTls {
             let mut discard = status.discard;
             let mut result = None;
             let step = match status.state {
-                Ok(ConnectionState::WriteTraffic(mut traffic)) => {
+                Ok(ConnectionState::WriteTraffic(mut traffic)) if write.is_some() => {
                     if let Some(f) = write.take() {
                         result = Some(f(&mut traffic, outgoing));
                     }
@@ -317,42 +333,11 @@ impl UnbufferedTls {
             self.incoming.consume_or_keep(discard);
             match step {
                 Ok(Step::Again) => {}
-                Ok(Step::Idle) => return result,
-                Err(_) => {
-                    self.failed = true;
-                    self.encode_alerts();
-                    return None;
-                }
-            }
-        }
-    }
-
-    /// Lets rustls process the bytes received, until it needs more.
-    fn process(&mut self) -> Result<(), TransportError> {
-        loop {
-            let Self {
-                conn,
-                incoming,
-                plain,
-                outgoing,
-                goodbye,
-                peer_closed,
-                ..
-            } = self;
-            let status = conn.process_tls_records(incoming.data_mut());
-            let mut discard = status.discard;
-            let step = match status.state {
-                Ok(state) => handle(state, plain, outgoing, goodbye, peer_closed, &mut discard),
-                Err(e) => Err(e),
-            };
-            self.incoming.consume_or_keep(discard);
-            match step {
-                Ok(Step::Again) => {}
-                Ok(Step::Idle) => return Ok(()),
+                Ok(Step::Idle) => return Ok(result),
                 Err(e) => {
                     self.failed = true;
                     self.encode_alerts();
-                    return Err(TransportError::Tls(e));
+                    return Err(e);
                 }
             }
         }
@@ -391,7 +376,8 @@ impl Lent {
     }
 }
 
-/// One state of rustls other than `WriteTraffic` met while processing.
+/// One state of rustls met while processing (`WriteTraffic` only when nothing is to be
+/// written: it then ends the processing).
 fn handle(
     state: ConnectionState<'_, '_, rustls::server::ServerConnectionData>,
     plain: &mut Lent,
