@@ -713,11 +713,17 @@ fn a_removal_names_the_target_as_it_is_spelt() {
 /// A reason too long for the texts is cut before the character the limit falls in.
 #[test]
 fn a_long_reason_is_cut_on_a_character_boundary() {
-    let reason = "é".repeat(994); // 1988 bytes
+    // 3-byte characters: the limit (1906) falls inside one, which must go whole.
+    let reason = "€".repeat(666); // 1998 bytes
     let kept = fit_reason(reason.as_bytes());
     assert!(kept.len() <= MAX_REASON_KEPT);
     assert!(std::str::from_utf8(kept).is_ok(), "cut inside a character");
-    assert_eq!(kept.len(), MAX_REASON_KEPT / 2 * 2);
+    assert_eq!(kept.len(), MAX_REASON_KEPT / 3 * 3);
+    assert_ne!(
+        MAX_REASON_KEPT % 3,
+        0,
+        "the limit must fall inside a character here"
+    );
     let name = channel(&format!("@{}", "x".repeat(49)));
     let notice = Hub::removal_notice(&name, &user("abcdefghij"), reason.as_bytes(), true);
     assert!(notice.len() + b"error: ".len() <= crate::pdu::MAX_MESSAGE);
