@@ -485,7 +485,9 @@ impl Hub {
     /// the `<user> joined` notice. The first member of a channel is its operator. `push`:
     /// a version-2 reader, sent entries as they come. Returns the channel and the joiner's
     /// read position: the last `replay` retained entries, so the joiner also sees its own
-    /// `joined` notice. Refused when `user` is on the channel's ban list.
+    /// `joined` notice. A member of another channel leaves it first (`<user> left`), as
+    /// v1 section 5 says. Refused, changing nothing, when `user` is on the channel's ban
+    /// list.
     pub fn join(
         &mut self,
         name: &ChannelName,
@@ -495,6 +497,9 @@ impl Hub {
     ) -> Result<(ChannelId, u64), JoinRefusal> {
         if self.is_banned(name, user) {
             return Err(JoinRefusal::Banned);
+        }
+        if let Some((current, _)) = self.users.get(user).and_then(|u| u.membership) {
+            self.leave(current, user, now);
         }
         let id = match self.by_name.get(name) {
             Some(&id) => id,

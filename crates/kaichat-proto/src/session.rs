@@ -732,23 +732,16 @@ impl Established {
         if current == Some(name) {
             return reply.send(&Pdu::channel_ack(Command::JoinChannel, order, &name));
         }
-        if hub.is_banned(&name, &self.user) {
-            let text = format!("error: you are banned from {name}");
-            return reply.error(current.as_ref(), text.as_bytes());
-        }
-        if let Some(left) = self.member.take() {
-            hub.leave(left.channel, &self.user, now);
-        }
+        // The hub leaves the current channel first, unless the JOIN is refused.
         let push = self.version >= 2;
         match hub.join(&name, &self.user, push, now) {
             Ok((channel, cursor)) => {
                 self.member = Some(Membership { channel, cursor });
                 reply.send(&Pdu::channel_ack(Command::JoinChannel, order, &name));
             }
-            // Checked above; kept for the hub's word on it.
             Err(JoinRefusal::Banned) => {
                 let text = format!("error: you are banned from {name}");
-                reply.error(None, text.as_bytes())
+                reply.error(current.as_ref(), text.as_bytes())
             }
         }
     }
