@@ -16,11 +16,10 @@ use std::thread;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use kaichat::server::{Config, Server, Shutdown, DEFAULT_HISTORY, DEFAULT_REPLAY};
+use kaichat::server::{Config, Server, Shutdown};
 use kaichat::tls;
 use kaichat_proto::names::ChannelName;
 use kaichat_proto::pdu::{ByteOrder, Command, Decoded, Pdu, PDU_LEN, PROTOCOL_VERSION};
-use kaichat_proto::session::Deadlines;
 
 const ORDER: ByteOrder = ByteOrder::Little;
 const CHANNEL: &[u8] = b"@bench";
@@ -35,16 +34,8 @@ struct BenchServer {
 impl BenchServer {
     fn start(tls: Option<Arc<rustls::ServerConfig>>) -> BenchServer {
         let config = Config {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            tls,
-            deadlines: Deadlines::default(),
-            history: DEFAULT_HISTORY,
-            replay: DEFAULT_REPLAY,
             max_clients: 64,
-            stats_interval: 0,
-            limits: kaichat::server::AddressLimits::default(),
-            rules: kaichat_proto::hub::Rules::default(),
-            oper_hash: None,
+            ..Config::new(SocketAddr::from(([127, 0, 0, 1], 0)), tls)
         };
         let mut server = Server::bind(config).expect("cannot bind the bench server on 127.0.0.1");
         let addr = server.local_addr().expect("bound address");

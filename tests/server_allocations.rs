@@ -18,9 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 
-use kaichat::server::{Config, Server, Shutdown, DEFAULT_HISTORY, DEFAULT_REPLAY};
+use kaichat::server::{Config, Server, Shutdown, DEFAULT_HISTORY};
 use kaichat::tls;
-use kaichat_proto::session::Deadlines;
 
 mod common;
 use common::TestClient;
@@ -76,20 +75,13 @@ struct InProcess {
 impl InProcess {
     fn start(tls: Option<Arc<rustls::ServerConfig>>) -> InProcess {
         let config = Config {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            tls,
-            deadlines: Deadlines::default(),
-            history: DEFAULT_HISTORY,
-            replay: DEFAULT_REPLAY,
             max_clients: 64,
-            stats_interval: 0,
-            limits: kaichat::server::AddressLimits::default(),
             // Messages as fast as the test sends them (the default limit is 10 a second).
             rules: kaichat_proto::hub::Rules {
                 rate_limit: 0,
                 ..kaichat_proto::hub::Rules::default()
             },
-            oper_hash: None,
+            ..Config::new(SocketAddr::from(([127, 0, 0, 1], 0)), tls)
         };
         let mut server = Server::bind(config).expect("bind on 127.0.0.1");
         let addr = server.local_addr().expect("bound address");

@@ -7,9 +7,8 @@
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use kaichat::server::{Config, Server, DEFAULT_HISTORY, DEFAULT_REPLAY};
+use kaichat::server::{Config, Server};
 use kaichat_proto::hub::Rules;
-use kaichat_proto::session::Deadlines;
 use serde_json::Value;
 
 fn repo() -> PathBuf {
@@ -31,16 +30,9 @@ fn start_server_with(tls: bool, rules: Rules) -> std::net::SocketAddr {
         .expect("development certificate")
     });
     let mut server = Server::bind(Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        tls,
-        deadlines: Deadlines::default(),
-        history: DEFAULT_HISTORY,
-        replay: DEFAULT_REPLAY,
         max_clients: 1000,
-        stats_interval: 0,
-        limits: kaichat::server::AddressLimits::default(),
         rules,
-        oper_hash: None,
+        ..Config::new("127.0.0.1:0".parse().unwrap(), tls)
     })
     .expect("bind");
     let addr = server.local_addr().unwrap();

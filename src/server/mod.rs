@@ -109,6 +109,26 @@ pub struct Config {
     pub oper_hash: Option<String>,
 }
 
+impl Config {
+    /// `listen` and `tls` with every other setting at the server's default (deadlines,
+    /// history, replay, address limits, protocol rules), 1024 clients, no statistics line
+    /// and no operator password: for embedding the server in tests and benches.
+    pub fn new(listen: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>) -> Config {
+        Config {
+            listen,
+            tls,
+            deadlines: Deadlines::default(),
+            history: DEFAULT_HISTORY,
+            replay: DEFAULT_REPLAY,
+            max_clients: 1024,
+            stats_interval: 0,
+            limits: AddressLimits::default(),
+            rules: Rules::default(),
+            oper_hash: None,
+        }
+    }
+}
+
 /// A timer-wheel entry: slab key, generation of the connection in that slot, due ms.
 type TimerKey = (usize, u32, u64);
 
