@@ -185,6 +185,17 @@ fn target(
     let _ = writeln!(out, "| {name} | {shown} | {verdict} |");
 }
 
+/// The target that nothing owed was lost: `lost` of the `owed` counted in the summary.
+fn zero_lost(out: &mut String, s: &Value, name: &str, lost: &str, owed: &str) {
+    let count = num(s, lost);
+    let shown = format!(
+        "{} (of {} owed)",
+        show(count, "", 0),
+        show(num(s, owed), "", 0)
+    );
+    target(out, name, count, shown, |l| l == 0.0);
+}
+
 fn targets(scenario: &str, s: &Value, f: &ServerFigures) -> String {
     let mut out = String::from("| target | measured | verdict |\n|---|---|---|\n");
     let lat = |metric: &str, p: &str| {
@@ -208,17 +219,12 @@ fn targets(scenario: &str, s: &Value, f: &ServerFigures) -> String {
             target(&mut out, "zero errors", errors, show(errors, "", 0), |e| {
                 e == 0.0
             });
-            let lost = num(s, "messages_lost");
-            target(
+            zero_lost(
                 &mut out,
+                s,
                 "zero lost messages",
-                lost,
-                format!(
-                    "{} (of {} owed)",
-                    show(lost, "", 0),
-                    show(num(s, "messages_owed"), "", 0)
-                ),
-                |l| l == 0.0,
+                "messages_lost",
+                "messages_owed",
             );
             let p99 = lat("query", "p99").map(|us| us / 1000.0);
             target(
@@ -308,29 +314,19 @@ fn targets(scenario: &str, s: &Value, f: &ServerFigures) -> String {
                 );
                 return out;
             }
-            let lost = num(s, "messages_lost");
-            target(
+            zero_lost(
                 &mut out,
+                s,
                 "zero lost messages",
-                lost,
-                format!(
-                    "{} (of {} owed)",
-                    show(lost, "", 0),
-                    show(num(s, "messages_owed"), "", 0)
-                ),
-                |l| l == 0.0,
+                "messages_lost",
+                "messages_owed",
             );
-            let echoes_lost = num(s, "echoes_lost");
-            target(
+            zero_lost(
                 &mut out,
+                s,
                 "zero lost echoes (each version-2 sender reads its own messages back)",
-                echoes_lost,
-                format!(
-                    "{} (of {} owed)",
-                    show(echoes_lost, "", 0),
-                    show(num(s, "echoes_owed"), "", 0)
-                ),
-                |l| l == 0.0,
+                "echoes_lost",
+                "echoes_owed",
             );
             let p99 = lat("delivery_v2", "p99").map(|us| us / 1000.0);
             target(
