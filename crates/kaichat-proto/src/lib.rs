@@ -18,6 +18,7 @@
 pub mod client;
 pub mod hub;
 pub mod names;
+pub mod network;
 pub mod outbox;
 pub mod pdu;
 pub mod session;
