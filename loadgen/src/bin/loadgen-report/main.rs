@@ -38,6 +38,9 @@ struct ServerFigures {
     cpu_steady_s: Option<f64>,
     cpu_percent: Option<f64>,
     cpu_us_per_query: Option<f64>,
+    /// µs of server CPU per connected client per second of the steady window (compared
+    /// with each node's in a network run).
+    cpu_us_per_client_s: Option<f64>,
     rss_before_kib: Option<f64>,
     rss_steady_kib: Option<f64>,
     rss_per_conn_kib: Option<f64>,
@@ -137,6 +140,9 @@ fn figures(
         f.rss_before_kib = samples::rss_before(server, start);
     }
     let connected = num(summary, "connected").unwrap_or(0.0);
+    if connected > 0.0 {
+        f.cpu_us_per_client_s = f.cpu_percent.map(|p| p * 1e4 / connected);
+    }
     if let (Some(before), Some(steady)) = (f.rss_before_kib, f.rss_steady_kib) {
         if connected > 0.0 {
             f.rss_per_conn_kib = Some((steady - before) / connected);
@@ -609,6 +615,10 @@ fn report(dir: &Path) -> Result<(), String> {
         (
             "server CPU per QUERY answered (steady CPU / QUERYs)",
             show(f.cpu_us_per_query, " µs", 2),
+        ),
+        (
+            "server CPU per client (µs of CPU per connected client per second)",
+            show(f.cpu_us_per_client_s, " µs/s", 3),
         ),
         (
             "server RSS before clients",
