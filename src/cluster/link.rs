@@ -191,7 +191,8 @@ struct Conn {
     up: bool,
     /// Until `up`: when the attempt is given up (ms).
     deadline: u64,
-    /// Reported by the poll and not used up yet (cleared by `WouldBlock` only).
+    /// Reported by the poll and not used up yet (cleared by `WouldBlock` only); also set
+    /// while rustls holds plaintext the bounded input had no room for.
     readable: bool,
     writable: bool,
 }
@@ -423,17 +424,19 @@ impl Link {
     }
 
     /// Reads into `input` until the socket has no more, the budget is spent, or the input
-    /// reaches its bound.
+    /// reaches its bound (then `decode` says whether a frame ended within it).
     fn read(&mut self) -> Result<(), LinkError> {
         let Some(conn) = &mut self.conn else {
             return Ok(());
         };
         let mut budget = READ_BUDGET;
         while conn.readable && budget > 0 && self.input.len() < BUFFER_LIMIT {
+            // Never past the bound: a reply that does not fit is one that never decodes.
+            let room = BUFFER_LIMIT - self.input.len();
             match &mut conn.tls {
                 None => {
                     let len = self.input.len();
-                    self.input.resize(len + READ_CHUNK, 0);
+                    self.input.resize(len + READ_CHUNK.min(room), 0);
                     let result = conn.stream.read(&mut self.input[len..]);
                     self.input.truncate(len + result.as_ref().map_or(0, |n| *n));
                     match result {
@@ -445,36 +448,35 @@ impl Link {
                     }
                 }
                 Some(tls) => {
-                    let eof = match tls.read_tls(&mut conn.stream) {
-                        Ok(0) => true,
-                        Ok(n) => {
-                            budget = budget.saturating_sub(n);
-                            false
+                    // Plaintext rustls still holds comes first (read_tls refuses more while
+                    // its plaintext buffer is full); then records from the socket.
+                    let mut state = process(tls, &mut conn.stream)?;
+                    let mut eof = false;
+                    if state.plaintext_bytes_to_read() == 0 && !state.peer_has_closed() {
+                        match tls.read_tls(&mut conn.stream) {
+                            Ok(0) => eof = true,
+                            Ok(n) => budget = budget.saturating_sub(n),
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                                conn.readable = false
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => return Err(LinkError::Io(e)),
                         }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            conn.readable = false;
-                            false
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => false,
-                        Err(e) => return Err(LinkError::Io(e)),
-                    };
-                    let state = match tls.process_new_packets() {
-                        Ok(state) => state,
-                        Err(e) => {
-                            // rustls queued an alert: say it, if the socket takes it.
-                            let _ = tls.write_tls(&mut conn.stream);
-                            return Err(LinkError::Tls(e));
-                        }
-                    };
+                        state = process(tls, &mut conn.stream)?;
+                    }
                     let plaintext = state.plaintext_bytes_to_read();
-                    if plaintext > 0 {
+                    let take = plaintext.min(room);
+                    if take > 0 {
                         let len = self.input.len();
-                        self.input.resize(len + plaintext, 0);
+                        self.input.resize(len + take, 0);
                         tls.reader()
                             .read_exact(&mut self.input[len..])
                             .map_err(LinkError::Io)?;
                     }
-                    if eof || state.peer_has_closed() {
+                    if take < plaintext {
+                        // Input left inside rustls: read on when there is room.
+                        conn.readable = true;
+                    } else if eof || state.peer_has_closed() {
                         return Err(LinkError::Closed);
                     }
                 }
@@ -602,6 +604,18 @@ impl Link {
             retry_at: self.retry_at,
         });
     }
+}
+
+/// rustls's `process_new_packets`; on a TLS error, the alert rustls queued is sent if the
+/// socket takes it.
+fn process(
+    tls: &mut ClientConnection,
+    stream: &mut TcpStream,
+) -> Result<rustls::IoState, LinkError> {
+    tls.process_new_packets().map_err(|e| {
+        let _ = tls.write_tls(stream);
+        LinkError::Tls(e)
+    })
 }
 
 #[cfg(test)]
