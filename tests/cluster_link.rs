@@ -30,10 +30,14 @@ struct Reactor {
 impl Reactor {
     fn new(redis: &RedisServer) -> Reactor {
         let url = RedisUrl::parse(&redis.url()).expect("the launcher's URL parses");
+        Reactor::with(Link::new(&url, REDIS, None).expect("a link"))
+    }
+
+    fn with(link: Link) -> Reactor {
         Reactor {
             poll: Poll::new().expect("a poll"),
             events: Events::with_capacity(64),
-            link: Link::new(&url, REDIS, None).expect("a link"),
+            link,
             start: Instant::now(),
         }
     }
@@ -315,4 +319,101 @@ fn a_reply_over_the_bound_ends_the_connection_with_a_clear_error() {
     assert_eq!(error.to_string(), "a reply from Redis exceeds 64 MiB");
     // The link comes back by itself.
     reactor.hello();
+}
+
+/// A redis-server that speaks TLS only, with the development certificates (`certs/`, good
+/// for 127.0.0.1), killed when dropped.
+struct TlsRedis {
+    child: std::process::Child,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl TlsRedis {
+    fn start() -> TlsRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let dir =
+            std::env::temp_dir().join(format!("kaichat-redis-tls-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create the redis-server directory");
+        let certs = common::manifest().join("certs");
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", "0", "--tls-port", &port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--tls-cert-file")
+            .arg(certs.join("server.pem"))
+            .arg("--tls-key-file")
+            .arg(certs.join("server.key"))
+            .arg("--tls-ca-cert-file")
+            .arg(certs.join("ca.pem"))
+            .args(["--tls-auth-clients", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian: apt-get install redis-server; .ci/run installs it)");
+        let give_up = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < give_up, "redis-server (TLS) not listening");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        TlsRedis { child, port, dir }
+    }
+
+    fn url(&self) -> RedisUrl {
+        RedisUrl::parse(&format!("rediss://127.0.0.1:{}/0", self.port)).expect("a URL")
+    }
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn rediss_talks_through_rustls() {
+    let redis = TlsRedis::start();
+    let link = Link::new(&redis.url(), REDIS, Some(common::tls_config())).expect("a link");
+    let mut reactor = Reactor::with(link);
+    reactor.hello();
+    // More than rustls buffers at once, both ways.
+    let value: Vec<u8> = (0..4 << 20).map(|i: u32| b'a' + (i % 26) as u8).collect();
+    reactor.send(&[b"SET", b"kc:big", &value]);
+    reactor.send(&[b"GET", b"kc:big"]);
+    let frames = reactor.frames(2);
+    assert_eq!(frames[0], simple("OK"));
+    assert!(frames[1] == blob_bytes(&value), "GET gave back other bytes");
+}
+
+#[test]
+fn a_certificate_not_trusted_is_an_attempt_that_failed() {
+    let redis = TlsRedis::start();
+    let untrusting = rustls::ClientConfig::builder()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let link =
+        Link::new(&redis.url(), REDIS, Some(std::sync::Arc::new(untrusting))).expect("a link");
+    let mut reactor = Reactor::with(link);
+    let said = reactor.until("a failed attempt", |s| !s.is_empty());
+    assert!(
+        matches!(
+            said[..],
+            [(
+                _,
+                LinkEvent::Unreachable {
+                    error: LinkError::Tls(rustls::Error::InvalidCertificate(_)),
+                    ..
+                }
+            )]
+        ),
+        "{}",
+        summary(&said)
+    );
+    assert!(!reactor.link.is_up());
 }
