@@ -160,8 +160,6 @@ impl std::error::Error for SetupError {}
 /// calls [`Link::tick`] whenever `now >= next_deadline()`.
 pub struct Link {
     token: Token,
-    /// For messages only.
-    host: String,
     /// Resolved once by `new`; tried in turn until one connects.
     addrs: Vec<SocketAddr>,
     next_addr: usize,
@@ -231,7 +229,6 @@ impl Link {
         };
         Ok(Link {
             token,
-            host: url.host.clone(),
             addrs,
             next_addr: 0,
             tls,
@@ -247,11 +244,6 @@ impl Link {
 
     pub fn token(&self) -> Token {
         self.token
-    }
-
-    /// The host as the URL named it, for messages.
-    pub fn host(&self) -> &str {
-        &self.host
     }
 
     /// Whether a connection is up: [`Link::send`] takes bytes only then.
@@ -323,9 +315,10 @@ impl Link {
     }
 
     /// Drops the connection (or the attempt) as if it failed: for a caller that cannot go
-    /// on with this one (an unexpected reply, a failed AUTH). A new attempt follows after
-    /// the backoff, reported as [`LinkEvent::Disconnected`] with [`LinkError::Dropped`]
-    /// when the connection was up.
+    /// on with this one (an unexpected reply, a failed AUTH, no answer to its own PING in
+    /// time). A new attempt follows after the backoff, reported as
+    /// [`LinkEvent::Disconnected`] with [`LinkError::Dropped`] when the connection was up.
+    /// Nothing happens while the link is waiting for its next attempt.
     pub fn disconnect(&mut self, registry: &Registry, now: u64) {
         self.fail(registry, now, LinkError::Dropped);
     }
@@ -396,8 +389,9 @@ impl Link {
                 }
                 Err(e) => return Err(LinkError::Io(e)),
             }
-            // Pipelined small commands must not wait for Nagle; keep-alive finds a Redis
-            // that vanished without a word, in the end.
+            // Pipelined small commands must not wait for Nagle. Keep-alive finds a Redis
+            // host that vanished without a word, after minutes: the engine's own PING is
+            // the quick check (`disconnect`).
             let _ = conn.stream.set_nodelay(true);
             let keepalive = TcpKeepalive::new().with_time(std::time::Duration::from_secs(60));
             let _ = SockRef::from(&conn.stream).set_tcp_keepalive(&keepalive);

@@ -366,3 +366,31 @@ fn an_unknown_host_is_an_error_at_setup() {
         "{error}"
     );
 }
+
+#[test]
+fn the_caller_can_drop_a_connection_and_a_new_one_follows_the_backoff() {
+    let redis = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut rig = Rig::new(redis.local_addr().unwrap());
+    rig.until(0, has_connected);
+    rig.link.disconnect(rig.poll.registry(), 30);
+    let said = rig.until(30, has_disconnected);
+    assert!(
+        matches!(
+            said[..],
+            [LinkEvent::Disconnected {
+                error: LinkError::Dropped,
+                retry_at: 130
+            }]
+        ),
+        "{said:?}"
+    );
+    assert!(!rig.link.is_up());
+    // Waiting: nothing to drop.
+    rig.link.disconnect(rig.poll.registry(), 40);
+    assert!(rig.link.next_event().is_none());
+    assert_eq!(rig.link.next_deadline(), Some(130));
+    assert!(matches!(
+        rig.until(130, has_connected)[..],
+        [LinkEvent::Connected(_)]
+    ));
+}
