@@ -14,7 +14,7 @@ use crate::cluster::engine::Cluster;
 use crate::cluster::link::{Link, LinkEvent};
 
 /// The Redis link's poll token.
-pub const REDIS: Token = Token(usize::MAX - 3);
+pub const REDIS: Token = Token(usize::MAX - 4);
 
 /// Cluster mode's state in the reactor.
 pub struct Network {
