@@ -32,7 +32,10 @@ pub enum Moderation {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
     /// CLIENT_INFO: take `user` network-wide (names compare ignoring ASCII case).
-    Claim { user: Username, peer: Option<IpAddr> },
+    Claim {
+        user: Username,
+        peer: Option<IpAddr>,
+    },
     /// JOIN_CHANNEL: `user` joins `channel`, leaving `from` first (v1 section 5), unless
     /// banned from `channel`. `push`: a version-2 member (for operator succession).
     Join {
@@ -118,7 +121,10 @@ pub enum Outbound {
         text: Box<[u8]>,
     },
     /// `user` left `channel` (LEAVE_CHANNEL or a closed connection).
-    Leave { user: Username, channel: ChannelName },
+    Leave {
+        user: Username,
+        channel: ChannelName,
+    },
     /// `user`'s connection closed: its name is free.
     Release { user: Username },
     /// `user` became a server operator (OPER accepted), until it disconnects.
