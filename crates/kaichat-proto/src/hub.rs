@@ -124,7 +124,7 @@ pub const MAX_REASON_KEPT: usize = crate::pdu::MAX_MESSAGE - 94;
 
 /// `reason`, cut to [`MAX_REASON_KEPT`] bytes, and where that falls inside a UTF-8
 /// character, before it: a cut reason never ends in half a character.
-fn fit_reason(reason: &[u8]) -> &[u8] {
+pub(crate) fn fit_reason(reason: &[u8]) -> &[u8] {
     if reason.len() <= MAX_REASON_KEPT {
         return reason;
     }
