@@ -826,10 +826,10 @@ impl Session {
     }
 
     /// Releases what the connection held: its channel (`<user> left`, at `now`) and its
-    /// name. Called once, whatever closed the connection.
+    /// name. Called once, whatever closed the connection. In cluster mode the hub journals
+    /// the LEAVE and the name's release; a verdict that comes after finds nothing to
+    /// complete (what the network did for the request is the engine's to undo).
     pub fn close(&mut self, hub: &mut Hub, now: u64) {
-        // A verdict still to come finds nothing to complete.
-        self.pending = None;
         if let State::Established(e) = std::mem::replace(&mut self.state, State::AwaitPing) {
             if let Some(m) = e.member {
                 hub.leave(m.channel, &e.user, now);

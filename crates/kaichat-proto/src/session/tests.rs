@@ -3372,6 +3372,12 @@ fn close_in_cluster_mode_journals_leave_then_release() {
     bob.close(&mut hub, 0);
     assert!(verdict(&mut bob, &mut hub, Verdict::Joined { seq: 1 }, 0).is_empty());
     assert_eq!(hub.replica_end(&cname("@d")), None);
+    // So does a claim's: the name is not held here.
+    let mut carl = negotiated(&mut hub, LE, 2, 2, 0);
+    asks(&mut carl, &mut hub, &Pdu::client_info(LE, b"carl"));
+    carl.close(&mut hub, 0);
+    assert!(verdict(&mut carl, &mut hub, Verdict::Claimed, 0).is_empty());
+    assert!(!hub.is_connected(&uname("carl")));
 }
 
 #[test]
@@ -3498,6 +3504,17 @@ fn a_cluster_kick_of_oneself_is_acknowledged_then_left_whichever_comes_first() {
         assert_eq!(amy.phase(), Phase::Connected);
         assert!(!amy.answering());
     }
+    // A ban of oneself from another channel leaves one's own channel alone.
+    let (mut hub, _amy, mut bob) = cluster_pair();
+    asks(
+        &mut bob,
+        &mut hub,
+        &moderation(Command::Ban, b"@d", b"bob", b""),
+    );
+    let out = verdict(&mut bob, &mut hub, Verdict::Done, 0);
+    assert_eq!(lines(&out), ["BAN @d"]);
+    assert!(pull(&mut bob, &hub, 0).is_empty());
+    assert_eq!(bob.phase(), Phase::InChannel);
 }
 
 #[test]
