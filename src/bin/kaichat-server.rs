@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use kaichat::fd_limit::RESERVED_FDS;
 use kaichat::cluster::url::RedisUrl;
+use kaichat::fd_limit::RESERVED_FDS;
 use kaichat::server::{ClusterSettings, Config, Server, Shutdown};
 use kaichat::store::Opened;
 use kaichat::tls;

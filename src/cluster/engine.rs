@@ -63,9 +63,15 @@ enum Expect {
     /// Replies only checked for errors (LEAVE, release, OPER, reap, resync).
     Ignore(&'static str),
     /// A session's request; `conn` None once cancelled (its connection closed).
-    Asked { conn: Option<ConnRef>, asked: Asked },
+    Asked {
+        conn: Option<ConnRef>,
+        asked: Asked,
+    },
     /// A message; failed back to the sender if it cannot be taken.
-    Post { conn: ConnRef, user: Username },
+    Post {
+        conn: ConnRef,
+        user: Username,
+    },
     /// A replica's (re)load.
     Load(ChannelName),
     /// A replica's catch-up after a gap.
@@ -76,8 +82,14 @@ enum Expect {
 
 #[derive(Debug)]
 enum Asked {
-    Claim { user: Username, value: String },
-    Join { user: Username, channel: ChannelName },
+    Claim {
+        user: Username,
+        value: String,
+    },
+    Join {
+        user: Username,
+        channel: ChannelName,
+    },
     Moderate,
     ServerBan,
     ServerUnban,
@@ -196,7 +208,11 @@ impl Cluster {
         self.sent.clear();
         let client = format!("kaichat:{}", self.config.node_id);
         let mut hello: Vec<&[u8]> = vec![b"HELLO", b"3"];
-        let user = self.config.username.clone().unwrap_or_else(|| "default".into());
+        let user = self
+            .config
+            .username
+            .clone()
+            .unwrap_or_else(|| "default".into());
         if let Some(password) = &self.config.password {
             hello.extend([b"AUTH".as_slice(), user.as_bytes(), password.as_bytes()]);
         }
@@ -321,7 +337,11 @@ impl Cluster {
                     channel.as_bytes().to_vec(),
                     target.as_bytes().to_vec(),
                     fit_reason(&reason).to_vec(),
-                    if server_operator { b"1".to_vec() } else { b"0".to_vec() },
+                    if server_operator {
+                        b"1".to_vec()
+                    } else {
+                        b"0".to_vec()
+                    },
                     MAX_BANS.to_string().into_bytes(),
                 ];
                 (Asked::Moderate, Script::Moderate, args)
@@ -336,9 +356,11 @@ impl Cluster {
                 Script::ServerBan,
                 vec![b"unban".to_vec(), address.to_string().into_bytes()],
             ),
-            Request::Names { channel } => {
-                (Asked::Names, Script::Names, vec![channel.as_bytes().to_vec()])
-            }
+            Request::Names { channel } => (
+                Asked::Names,
+                Script::Names,
+                vec![channel.as_bytes().to_vec()],
+            ),
             Request::List => (Asked::List, Script::List, Vec::new()),
         };
         let mut all: Vec<&[u8]> = vec![history.as_bytes()];
@@ -388,11 +410,8 @@ impl Cluster {
             }
             Outbound::Oper { user } if self.up => {
                 let lower = user.as_bytes().to_ascii_lowercase();
-                let args: [&[u8]; 3] = [
-                    history.as_bytes(),
-                    &lower,
-                    self.config.node_id.as_bytes(),
-                ];
+                let node = self.config.node_id.clone();
+                let args: [&[u8]; 3] = [history.as_bytes(), &lower, node.as_bytes()];
                 self.eval(Expect::Ignore("oper"), Script::Oper, &args, now);
             }
             // Server operators are registered by the resync after the next connect.
@@ -444,7 +463,8 @@ impl Cluster {
         if now >= self.next_reap {
             self.next_reap = now + self.config.lease_ms / 2;
             let history = self.config.history.to_string();
-            let args: [&[u8]; 2] = [history.as_bytes(), self.config.node_id.as_bytes()];
+            let node = self.config.node_id.clone();
+            let args: [&[u8]; 2] = [history.as_bytes(), node.as_bytes()];
             self.eval(Expect::Ignore("reap"), Script::Reap, &args, now);
         }
     }
@@ -491,11 +511,12 @@ impl Cluster {
     fn release(&mut self, user: &Username, value: &str, now: u64) {
         let history = self.config.history.to_string();
         let lower = user.as_bytes().to_ascii_lowercase();
+        let node = self.config.node_id.clone();
         let args: [&[u8]; 4] = [
             history.as_bytes(),
             &lower,
             value.as_bytes(),
-            self.config.node_id.as_bytes(),
+            node.as_bytes(),
         ];
         self.eval(Expect::Ignore("release"), Script::Release, &args, now);
     }
@@ -505,6 +526,7 @@ impl Cluster {
         self.next_renew = now + (self.config.lease_ms / 3).max(1);
         let history = self.config.history.to_string();
         let lease = self.config.lease_ms.to_string();
+        let node = self.config.node_id.clone();
         let held: Vec<(Vec<u8>, Vec<u8>)> = self
             .held
             .iter()
@@ -515,11 +537,7 @@ impl Cluster {
             batches.push(&[]);
         }
         for batch in batches {
-            let mut args: Vec<&[u8]> = vec![
-                history.as_bytes(),
-                self.config.node_id.as_bytes(),
-                lease.as_bytes(),
-            ];
+            let mut args: Vec<&[u8]> = vec![history.as_bytes(), node.as_bytes(), lease.as_bytes()];
             for (name, value) in batch {
                 args.push(name);
                 args.push(value);
@@ -644,9 +662,7 @@ impl Cluster {
             Err(e) => return warn!("cluster: {channel}: {e}"),
         };
         match payload::parse(payload) {
-            Ok(parsed) if parsed.seq > replica.next_seq => {
-                self.catch_up(channel, now)
-            }
+            Ok(parsed) if parsed.seq > replica.next_seq => self.catch_up(channel, now),
             Ok(parsed) => self.apply(channel, id, parsed, hub),
             Err(e) => warn!("cluster: {channel}: {e}"),
         }
@@ -733,6 +749,7 @@ impl Cluster {
                 warn!("cluster: a message failed in Redis: {error}");
                 self.failed_posts.push((conn, user));
             }
+            Expect::Ignore(what) => warn!("cluster: {what} failed in Redis: {error}"),
             other => warn!("cluster: Redis answered {other:?} with an error: {error}"),
         }
     }
@@ -765,7 +782,9 @@ impl Cluster {
                 if let Some(replica) = self.replicas.get_mut(&channel) {
                     replica.joining = replica.joining.saturating_sub(1);
                 }
-                let seq = resp::items(frame).and_then(|i| i.get(1)).and_then(resp::int);
+                let seq = resp::items(frame)
+                    .and_then(|i| i.get(1))
+                    .and_then(resp::int);
                 match (status, seq) {
                     (Some(b"joined"), Some(seq)) if conn.is_some() => Verdict::Joined {
                         seq: u64::try_from(seq).unwrap_or(0),
@@ -927,8 +946,12 @@ fn list_verdict(frame: &OwnedFrame) -> Verdict {
         };
         channels.push(Listed {
             name,
-            members: resp::int(members).and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
-            retained: resp::int(retained).and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
+            members: resp::int(members)
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(0),
+            retained: resp::int(retained)
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(0),
         });
     }
     Verdict::Channels(channels)
@@ -936,7 +959,11 @@ fn list_verdict(frame: &OwnedFrame) -> Verdict {
 
 /// `kc:name:<lower-case name>`.
 fn name_key(user: &Username) -> Vec<u8> {
-    [b"kc:name:".as_slice(), &user.as_bytes().to_ascii_lowercase()].concat()
+    [
+        b"kc:name:".as_slice(),
+        &user.as_bytes().to_ascii_lowercase(),
+    ]
+    .concat()
 }
 
 /// `kc:{<channel>}:<part>`: a channel's keys share the hash tag `{<channel>}`, so that

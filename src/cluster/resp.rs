@@ -3,7 +3,7 @@
 //! a reply of an unexpected shape (they return None).
 
 use redis_protocol::resp3::encode::complete::encode;
-use redis_protocol::resp3::types::OwnedFrame;
+use redis_protocol::resp3::types::{OwnedFrame, Resp3Frame};
 
 /// Appends the command `args` (RESP3 array of blob strings) to `out`.
 pub fn command(out: &mut Vec<u8>, args: &[&[u8]]) {

@@ -317,7 +317,13 @@ impl Connection {
     }
 
     /// The network's verdict on the session's request; the caller gives it a turn next.
-    pub fn network_verdict(&mut self, verdict: Verdict, now: u64, hub: &mut Hub, stats: &mut Stats) {
+    pub fn network_verdict(
+        &mut self,
+        verdict: Verdict,
+        now: u64,
+        hub: &mut Hub,
+        stats: &mut Stats,
+    ) {
         let mut out = Counted {
             transport: &mut self.transport,
             stats,

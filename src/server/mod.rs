@@ -609,7 +609,10 @@ impl Server {
         network.engine.take_lost_names(&mut network.lost_names);
         for user in network.lost_names.drain(..) {
             // Rare (this node was cut off for longer than its lease): a search is fine.
-            let found = self.connections.iter_mut().find(|(_, c)| c.user() == Some(&user));
+            let found = self
+                .connections
+                .iter_mut()
+                .find(|(_, c)| c.user() == Some(&user));
             if let Some((key, conn)) = found {
                 conn.close(CloseReason::NameLost, now, &mut self.stats);
                 if conn.list_pending() {
@@ -950,7 +953,9 @@ impl Server {
             .line(self.clock.now() / 1000, self.connections.len(), &self.hub);
         match (&self.store, &self.network) {
             (Some(store), _) => format!("{line} {}", store.status()),
-            (None, Some(network)) => format!("{line} redis_up={}", u8::from(network.engine.is_up())),
+            (None, Some(network)) => {
+                format!("{line} redis_up={}", u8::from(network.engine.is_up()))
+            }
             (None, None) => line,
         }
     }

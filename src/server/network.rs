@@ -83,7 +83,7 @@ impl Network {
             } => {
                 self.failures += 1;
                 // Every attempt while the wait grows, then one line in ten.
-                if self.failures <= 6 || self.failures % 10 == 0 {
+                if self.failures <= 6 || self.failures.is_multiple_of(10) {
                     log::warn!(
                         "cluster: cannot reach Redis at {addr} ({error}); attempt {}, next in {} ms",
                         self.failures,

@@ -124,7 +124,7 @@ pub const MAX_REASON_KEPT: usize = crate::pdu::MAX_MESSAGE - 94;
 
 /// `reason`, cut to [`MAX_REASON_KEPT`] bytes, and where that falls inside a UTF-8
 /// character, before it: a cut reason never ends in half a character.
-pub(crate) fn fit_reason(reason: &[u8]) -> &[u8] {
+pub fn fit_reason(reason: &[u8]) -> &[u8] {
     if reason.len() <= MAX_REASON_KEPT {
         return reason;
     }
@@ -1158,16 +1158,40 @@ impl Hub {
         }
     }
 
-    /// Frees the replica of `name` if it has no local member (else does nothing). Its
-    /// handle may be reused: call it only once the events taken with
-    /// [`Hub::take_events`] are carried out, so no session still holds the handle.
-    pub fn drop_replica(&mut self, name: &ChannelName) {
-        if let Some(&id) = self.by_name.get(name) {
-            if self.channels[id].members.is_empty() {
-                self.channels.remove(id);
-                self.by_name.remove(name);
-            }
+    /// Frees the replica of `name` if it has no local member (else does nothing); true
+    /// when there is no replica of `name` any more. Its handle may be reused: call it only
+    /// once the events taken with [`Hub::take_events`] are carried out, so no session
+    /// still holds the handle.
+    pub fn drop_replica(&mut self, name: &ChannelName) -> bool {
+        let Some(&id) = self.by_name.get(name) else {
+            return true;
+        };
+        if !self.channels[id].members.is_empty() {
+            return false;
         }
+        self.channels.remove(id);
+        self.by_name.remove(name);
+        true
+    }
+
+    /// Every local user that is in a channel: its name, the channel, and whether it is a
+    /// version-2 reader. For making the network's membership this server's again after
+    /// a reconnect.
+    pub fn local_members(&self) -> impl Iterator<Item = (Username, ChannelName, bool)> + '_ {
+        self.users.iter().filter_map(|(name, user)| {
+            let (id, key) = user.membership?;
+            let channel = self.channels.get(id)?;
+            let member = channel.members.get(&key)?;
+            Some((*name, channel.name, member.push))
+        })
+    }
+
+    /// The local users that are server operators.
+    pub fn local_server_operators(&self) -> impl Iterator<Item = Username> + '_ {
+        self.users
+            .iter()
+            .filter(|(_, u)| u.server_operator)
+            .map(|(name, _)| *name)
     }
 
     /// Number of connected (named) clients.

@@ -687,7 +687,10 @@ impl Value {
 /// spaces, 1 to 64 bytes.
 fn check_node_id(text: &str) -> Result<(), String> {
     if text.is_empty() || text.len() > 64 {
-        return Err(format!("'{text}' is {} bytes long, not 1 to 64", text.len()));
+        return Err(format!(
+            "'{text}' is {} bytes long, not 1 to 64",
+            text.len()
+        ));
     }
     match text.bytes().find(|b| !b.is_ascii_graphic()) {
         Some(b) => Err(format!(
@@ -726,9 +729,7 @@ fn check(setting: Setting, place: &str, given: Given) -> Result<Value, String> {
             (
                 Kind::Address | Kind::File(_) | Kind::Level | Kind::Sync | Kind::Text { .. },
                 DeValue::String(s),
-            ) => {
-                Raw::Text(s.to_string())
-            }
+            ) => Raw::Text(s.to_string()),
             (Kind::Seconds | Kind::Count { .. } | Kind::Version, DeValue::Integer(i)) => {
                 match u64::from_str_radix(i.as_str(), i.radix()) {
                     Ok(n) => Raw::Number(n),

@@ -152,7 +152,11 @@ fn joined(cluster: &mut Cluster, hub: &mut Hub) {
     };
     cluster.request(1, join, 0, hub);
     sent(cluster);
-    let entries = vec![stream_entry(3, "c"), stream_entry(2, "b"), stream_entry(1, "a")];
+    let entries = vec![
+        stream_entry(3, "c"),
+        stream_entry(2, "b"),
+        stream_entry(1, "a"),
+    ];
     cluster.on_frame(array(vec![int(3), array(entries)]), 0, hub);
     cluster.on_frame(array(vec![blob(b"joined"), int(3)]), 0, hub);
     assert_eq!(verdicts(cluster), vec![(1, Verdict::Joined { seq: 3 })]);
@@ -172,17 +176,31 @@ fn connecting_says_hello_loads_the_scripts_renews_the_lease_and_subscribes() {
     let commands = sent(&mut cluster);
     assert_eq!(
         commands[0],
-        ["HELLO", "3", "AUTH", "default", "secret", "SETNAME", "kaichat:n1"]
+        [
+            "HELLO",
+            "3",
+            "AUTH",
+            "default",
+            "secret",
+            "SETNAME",
+            "kaichat:n1"
+        ]
     );
     assert_eq!(commands[1], ["SELECT", "2"]);
-    let loads = commands.iter().filter(|c| c[..2] == ["SCRIPT", "LOAD"]).count();
+    let loads = commands
+        .iter()
+        .filter(|c| c[..2] == ["SCRIPT", "LOAD"])
+        .count();
     assert_eq!(loads, Script::ALL.len());
     let renew = commands
         .iter()
         .position(|c| script_of(&cluster, c) == Some(Script::Renew))
         .unwrap();
     let subscribe = commands.iter().position(|c| c[0] == "SUBSCRIBE").unwrap();
-    assert!(renew < subscribe, "the lease is renewed before anything else");
+    assert!(
+        renew < subscribe,
+        "the lease is renewed before anything else"
+    );
     assert_eq!(commands[subscribe], ["SUBSCRIBE", "kc:control"]);
     assert!(cluster.is_up());
 }
@@ -206,7 +224,15 @@ fn a_claim_is_a_set_nx_with_the_lease_and_its_reply_is_the_verdict() {
     let mut hub = hub();
     let mut cluster = connected(&mut hub);
     let peer = Some("10.1.2.3".parse().unwrap());
-    cluster.request(7, Request::Claim { user: user("Alice"), peer }, 0, &mut hub);
+    cluster.request(
+        7,
+        Request::Claim {
+            user: user("Alice"),
+            peer,
+        },
+        0,
+        &mut hub,
+    );
     assert_eq!(
         sent(&mut cluster),
         [["SET", "kc:name:alice", "n1 10.1.2.3", "NX", "PX", "9000"]]
@@ -215,7 +241,15 @@ fn a_claim_is_a_set_nx_with_the_lease_and_its_reply_is_the_verdict() {
     assert_eq!(verdicts(&mut cluster), [(7, Verdict::Claimed)]);
 
     // Another server has it: SET NX answers null.
-    cluster.request(8, Request::Claim { user: user("bob"), peer }, 0, &mut hub);
+    cluster.request(
+        8,
+        Request::Claim {
+            user: user("bob"),
+            peer,
+        },
+        0,
+        &mut hub,
+    );
     cluster.on_frame(OwnedFrame::Null, 0, &mut hub);
     assert_eq!(verdicts(&mut cluster), [(8, Verdict::Taken)]);
 }
@@ -224,7 +258,15 @@ fn a_claim_is_a_set_nx_with_the_lease_and_its_reply_is_the_verdict() {
 fn a_name_won_for_a_closed_connection_is_given_back() {
     let mut hub = hub();
     let mut cluster = connected(&mut hub);
-    cluster.request(7, Request::Claim { user: user("alice"), peer: None }, 0, &mut hub);
+    cluster.request(
+        7,
+        Request::Claim {
+            user: user("alice"),
+            peer: None,
+        },
+        0,
+        &mut hub,
+    );
     sent(&mut cluster);
     cluster.cancel(7);
     cluster.on_frame(ok(), 0, &mut hub);
@@ -265,7 +307,14 @@ fn losing_redis_answers_everything_in_flight() {
         text: b"hi".to_vec().into(),
     };
     cluster.outbound(post, 0);
-    cluster.request(5, Request::Names { channel: channel("@rust") }, 0, &mut hub);
+    cluster.request(
+        5,
+        Request::Names {
+            channel: channel("@rust"),
+        },
+        0,
+        &mut hub,
+    );
     cluster.disconnected(&mut hub);
     assert_eq!(
         verdicts(&mut cluster),
@@ -336,7 +385,10 @@ fn a_gap_is_caught_up_with_xrange_from_the_last_id_applied() {
     assert_eq!(hub.end_seq(id), 8);
     // A full batch: there may be more.
     let commands = sent(&mut cluster);
-    assert_eq!(commands, [["XRANGE", "kc:{@rust}:log", "(7-0", "+", "COUNT", "4"]]);
+    assert_eq!(
+        commands,
+        [["XRANGE", "kc:{@rust}:log", "(7-0", "+", "COUNT", "4"]]
+    );
     cluster.on_frame(array(vec![stream_entry(8, "h")]), 0, &mut hub);
     assert_eq!(hub.end_seq(id), 9);
     cluster.on_frame(live(9, "i"), 0, &mut hub);
@@ -357,7 +409,11 @@ fn after_a_reconnect_each_replica_reloads_from_where_it_was() {
         .iter()
         .find(|c| script_of(&cluster, c) == Some(Script::Load))
         .unwrap();
-    assert_eq!(load[3..], ["4", "@rust", "4"], "the counter is raised to 4 at least");
+    assert_eq!(
+        load[3..],
+        ["4", "@rust", "4"],
+        "the counter is raised to 4 at least"
+    );
     let resync = commands
         .iter()
         .find(|c| script_of(&cluster, c) == Some(Script::Resync))
@@ -376,9 +432,13 @@ fn entries_lost_with_redis_reach_readers_as_skipped() {
     answer_handshake(&mut cluster, &mut hub);
     cluster.on_frame(array(vec![int(1), array(vec![])]), 10, &mut hub); // renew
     cluster.on_frame(array(vec![]), 10, &mut hub); // server bans
-    // The load: Redis restarted empty and the counter was raised to 3; then others wrote 4..=6
-    // and only 6 is still there.
-    cluster.on_frame(array(vec![int(6), array(vec![stream_entry(6, "f")])]), 10, &mut hub);
+                                                   // The load: Redis restarted empty and the counter was raised to 3; then others wrote 4..=6
+                                                   // and only 6 is still there.
+    cluster.on_frame(
+        array(vec![int(6), array(vec![stream_entry(6, "f")])]),
+        10,
+        &mut hub,
+    );
     assert_eq!(hub.end_seq(id), 7);
     let mut cursor = 4;
     match hub.next_entry(id, &mut cursor, 7, None) {
@@ -391,7 +451,15 @@ fn entries_lost_with_redis_reach_readers_as_skipped() {
 fn renewal_runs_every_third_of_the_lease_with_every_name_held() {
     let mut hub = hub();
     let mut cluster = connected(&mut hub);
-    cluster.request(1, Request::Claim { user: user("alice"), peer: None }, 0, &mut hub);
+    cluster.request(
+        1,
+        Request::Claim {
+            user: user("alice"),
+            peer: None,
+        },
+        0,
+        &mut hub,
+    );
     cluster.on_frame(ok(), 0, &mut hub);
     sent(&mut cluster);
     assert!(cluster.next_deadline().unwrap() <= LEASE / 3);
@@ -408,11 +476,23 @@ fn a_name_lost_to_another_server_closes_its_client_and_a_lapsed_lease_resyncs() 
     let mut hub = hub();
     let mut cluster = connected(&mut hub);
     joined(&mut cluster, &mut hub);
-    cluster.request(1, Request::Claim { user: user("alice"), peer: None }, 0, &mut hub);
+    cluster.request(
+        1,
+        Request::Claim {
+            user: user("alice"),
+            peer: None,
+        },
+        0,
+        &mut hub,
+    );
     cluster.on_frame(ok(), 0, &mut hub);
     cluster.tick(LEASE / 3);
     sent(&mut cluster);
-    cluster.on_frame(array(vec![int(0), array(vec![blob(b"alice")])]), 0, &mut hub);
+    cluster.on_frame(
+        array(vec![int(0), array(vec![blob(b"alice")])]),
+        0,
+        &mut hub,
+    );
     let mut lost = Vec::new();
     cluster.take_lost_names(&mut lost);
     assert_eq!(lost, [user("alice")]);
@@ -448,10 +528,24 @@ fn a_stalled_reply_breaks_the_connection() {
 fn listings_and_moderation_replies_become_verdicts() {
     let mut hub = hub();
     let mut cluster = connected(&mut hub);
-    cluster.request(1, Request::Names { channel: channel("@rust") }, 0, &mut hub);
+    cluster.request(
+        1,
+        Request::Names {
+            channel: channel("@rust"),
+        },
+        0,
+        &mut hub,
+    );
     let names = vec![blob(b"-p"), blob(b"bob"), blob(b"op"), blob(b"Carol")];
     cluster.on_frame(array(names), 0, &mut hub);
-    cluster.request(1, Request::Names { channel: channel("@none") }, 0, &mut hub);
+    cluster.request(
+        1,
+        Request::Names {
+            channel: channel("@none"),
+        },
+        0,
+        &mut hub,
+    );
     cluster.on_frame(array(vec![]), 0, &mut hub);
     cluster.request(1, Request::List, 0, &mut hub);
     cluster.on_frame(array(vec![blob(b"@rust"), int(2), int(4)]), 0, &mut hub);
@@ -491,14 +585,22 @@ fn listings_and_moderation_replies_become_verdicts() {
 fn a_server_ban_pushed_by_redis_closes_the_address_here() {
     let mut hub = hub();
     let mut cluster = connected(&mut hub);
-    let ban = push(vec![blob(b"message"), blob(b"kc:control"), blob(b"ban 10.0.0.9")]);
+    let ban = push(vec![
+        blob(b"message"),
+        blob(b"kc:control"),
+        blob(b"ban 10.0.0.9"),
+    ]);
     cluster.on_frame(ban, 0, &mut hub);
     let address: IpAddr = "10.0.0.9".parse().unwrap();
     assert!(hub.is_address_banned(&address));
     let mut events = Vec::new();
     hub.take_events(&mut events);
     assert_eq!(events, [kaichat_proto::hub::Event::CloseAddress(address)]);
-    let unban = push(vec![blob(b"message"), blob(b"kc:control"), blob(b"unban 10.0.0.9")]);
+    let unban = push(vec![
+        blob(b"message"),
+        blob(b"kc:control"),
+        blob(b"unban 10.0.0.9"),
+    ]);
     cluster.on_frame(unban, 0, &mut hub);
     assert!(!hub.is_address_banned(&address));
 }
@@ -509,7 +611,11 @@ fn garbage_from_redis_is_not_a_panic() {
     let mut cluster = connected(&mut hub);
     joined(&mut cluster, &mut hub);
     for message in [&b"no-space"[..], b"1-0 junk", b"1-0 99 0 1 0 0 0 0 0\n"] {
-        let frame = push(vec![blob(b"message"), blob(b"kc:{@rust}:live"), blob(message)]);
+        let frame = push(vec![
+            blob(b"message"),
+            blob(b"kc:{@rust}:live"),
+            blob(message),
+        ]);
         cluster.on_frame(frame, 0, &mut hub);
     }
     cluster.on_frame(push(vec![blob(b"message")]), 0, &mut hub);
