@@ -1,7 +1,7 @@
 //! KaiChat's I/O half: the server's reactor (`server`), whole PDUs over a socket through
 //! rustls or in plaintext (`transport`, used by the server and loadgen), rustls
-//! configurations from PEM files (`tls`), the open-file limit (`fd_limit`) and the build's
-//! version (`VERSION`).
+//! configurations from PEM files (`tls`), the connection to Redis in cluster mode
+//! (`cluster`), the open-file limit (`fd_limit`) and the build's version (`VERSION`).
 //!
 //! The protocol itself (PDUs, the session and client state machines, the hub, the timer
 //! wheel) is the sans-IO crate `kaichat_proto`; this crate moves its bytes. The data path
@@ -14,6 +14,7 @@
 //! written in their own file beside it, `<module>/tests.rs` (`server/stats.rs` →
 //! `server/stats/tests.rs`; a module of a binary loaded by `#[path]` names the file).
 
+pub mod cluster;
 pub mod fd_limit;
 pub mod server;
 pub mod store;

@@ -222,6 +222,12 @@ fn print_config_reads_back_to_the_same_settings() {
         "0",
         "--rate-burst",
         "5",
+        "--redis",
+        "redis://:p%40ss@10.0.0.5:6380/2",
+        "--node-id",
+        "chat-a",
+        "--lease-ms",
+        "3000",
     ];
     for args in [&[][..], all_set] {
         let printed = print_config(args);
@@ -256,6 +262,9 @@ fn print_config_reads_back_to_the_same_settings() {
         "oper-password-file = \"/etc/kaichat/oper.hash\"",
         "rate-limit = 0",
         "rate-burst = 5",
+        "redis = \"redis://:p%40ss@10.0.0.5:6380/2\"",
+        "node-id = \"chat-a\"",
+        "lease-ms = 3000",
     ] {
         assert!(
             printed.lines().any(|l| l == line),

@@ -73,6 +73,22 @@ fn every_flag_error_names_the_flag_and_says_what_was_expected() {
         (&["--history", "5", "--history", "6"], "--history: "),
         // The value glued on with '='.
         (&["--idle-timeout=5"], "--idle-timeout: "),
+        // Cluster mode's three flags.
+        (&["--redis", "http://localhost"], "--redis: "),
+        (&["--redis", "redis://host:notaport"], "--redis: "),
+        (
+            &["--node-id", "two words"],
+            "--node-id: 'two words' holds ' '",
+        ),
+        (
+            &["--node-id", ""],
+            "--node-id: '' is 0 bytes long, not 1 to 64",
+        ),
+        (&["--lease-ms", "50"], "--lease-ms: must be at least 300"),
+        (
+            &["--redis", "redis://127.0.0.1:1/0", "--store", "/tmp/x.db"],
+            "--store and --redis cannot be used together",
+        ),
     ];
     for (args, expected) in cases {
         let line = refusal(args);

@@ -12,8 +12,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use kaichat::cluster::url::RedisUrl;
 use kaichat::fd_limit::RESERVED_FDS;
-use kaichat::server::{Config, Server, Shutdown};
+use kaichat::server::{ClusterSettings, Config, Server, Shutdown};
 use kaichat::store::Opened;
 use kaichat::tls;
 use log::LevelFilter;
@@ -299,6 +300,35 @@ fn tell(notifier: &Notifier, state: &str) {
     }
 }
 
+/// This machine's host name, for the default `--node-id`.
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that much.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match std::str::from_utf8(&buf[..len]) {
+        Ok(name) if ok && !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic()) => {
+            name.to_string()
+        }
+        _ => "kaichat".to_string(),
+    }
+}
+
+/// TLS to Redis (`rediss://`): the system's trust store.
+fn redis_tls_config() -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    for error in &found.errors {
+        log::warn!("rediss://: a system certificate could not be loaded: {error}");
+    }
+    roots.add_parsable_certificates(found.certs);
+    Arc::new(
+        rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
 fn main() -> ExitCode {
     let settings = match parse_args() {
         Ok(Request::Run(settings)) => settings,
@@ -354,6 +384,13 @@ fn main() -> ExitCode {
             }
         }
     };
+    if settings.redis.is_some() && settings.store.is_some() {
+        eprintln!(
+            "kaichat-server: --store and --redis cannot be used together: in cluster mode a \
+             channel's history lives in Redis, shared by every server (see docs/CLUSTER.md)"
+        );
+        return ExitCode::from(2);
+    }
     // The store is opened, checked and loaded before the listener opens: a client is never
     // served from a history that is still loading, and a bad store is a start-up error.
     let store = match &settings.store {
@@ -423,6 +460,34 @@ fn main() -> ExitCode {
         if let Err(e) = server.use_store(opened, loaded, bans) {
             eprintln!("kaichat-server: cannot start the store's writer: {e}");
             return ExitCode::FAILURE;
+        }
+    }
+    if let Some(text) = &settings.redis {
+        let node_id = settings
+            .node_id
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}", host_name(), addr.port()));
+        let url = match RedisUrl::parse(text) {
+            Ok(url) => url,
+            Err(e) => {
+                eprintln!("kaichat-server: --redis: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let tls = url.tls.then(redis_tls_config);
+        history = format!(
+            "cluster mode: node {node_id}, Redis at {}:{}/{}, lease {} ms",
+            url.host, url.port, url.db, settings.lease_ms
+        );
+        let cluster = ClusterSettings {
+            url,
+            node_id,
+            lease_ms: settings.lease_ms as u64,
+            tls,
+        };
+        if let Err(e) = server.use_cluster(cluster) {
+            eprintln!("kaichat-server: --redis: {e}");
+            return ExitCode::from(2);
         }
     }
     let security = if settings.plaintext {

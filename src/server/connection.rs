@@ -34,7 +34,8 @@ use super::stats::{CloseReason, DeadlineKind, Stats};
 use super::{Clock, TimerKey};
 use crate::transport::{Fill, Transport, TransportError};
 use kaichat_proto::hub::{ChannelId, Hub};
-use kaichat_proto::names::ChannelName;
+use kaichat_proto::names::{ChannelName, Username};
+use kaichat_proto::network::{Request, Verdict};
 use kaichat_proto::outbox::Outbox;
 use kaichat_proto::pdu::{Command, Pdu};
 use kaichat_proto::session::{Deadlines, Session, Step};
@@ -308,6 +309,41 @@ impl Connection {
             stats,
         };
         self.session.oper_checked(accepted, now, hub, &mut out);
+    }
+
+    /// The request the session waits on the network for (cluster mode), once.
+    pub fn take_network_request(&mut self) -> Option<Request> {
+        self.session.take_network_request()
+    }
+
+    /// The network's verdict on the session's request; the caller gives it a turn next.
+    pub fn network_verdict(
+        &mut self,
+        verdict: Verdict,
+        now: u64,
+        hub: &mut Hub,
+        stats: &mut Stats,
+    ) {
+        let mut out = Counted {
+            transport: &mut self.transport,
+            stats,
+        };
+        self.session.network_verdict(verdict, now, hub, &mut out);
+    }
+
+    /// A message of this connection's could not reach the network; the caller gives it a
+    /// turn next.
+    pub fn post_failed(&mut self, now: u64, hub: &Hub, stats: &mut Stats) {
+        let mut out = Counted {
+            transport: &mut self.transport,
+            stats,
+        };
+        self.session.post_failed(now, hub, &mut out);
+    }
+
+    /// The connection's user, once named.
+    pub fn user(&self) -> Option<&Username> {
+        self.session.user()
     }
 
     /// Does what the session had due by `now` (a delayed OPER refusal); the caller gives

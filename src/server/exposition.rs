@@ -44,6 +44,8 @@ pub struct Snapshot<'a> {
     pub uptime_ms: u64,
     /// `None` without `--store`.
     pub store: Option<StoreProgress>,
+    /// Cluster mode: whether the connection to Redis is up; `None` without `--redis`.
+    pub redis_up: Option<bool>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -303,6 +305,15 @@ pub fn encode(snapshot: &Snapshot) -> String {
             "1 while the store's last write failed (a full disk, an I/O error) and is being \
              retried; 0 otherwise",
             gauge(usize::from(store.failing)),
+        );
+    }
+
+    if let Some(up) = snapshot.redis_up {
+        registry.register(
+            "redis_up",
+            "Cluster mode (--redis): 1 while the connection to Redis is up; 0 while it is \
+             being made again, when new set-ups, joins and messages are refused",
+            gauge(usize::from(up)),
         );
     }
 

@@ -32,6 +32,7 @@ mod clock;
 mod connection;
 mod exposition;
 mod listener;
+pub mod network;
 pub mod oper;
 mod readiness;
 mod scrape;
@@ -48,6 +49,9 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
+use crate::cluster::engine::{Cluster, ClusterConfig};
+use crate::cluster::link::{Link, SetupError};
+use crate::cluster::url::RedisUrl;
 use crate::store::{LoadedBans, LoadedChannel, Opened, Record, Store, SyncPolicy};
 use crate::transport::Transport;
 use admission::{Admission, Claim, Refusal};
@@ -58,6 +62,7 @@ use kaichat_proto::hub::{Appended, BanChange, Event, Hub, Rules};
 use kaichat_proto::session::Deadlines;
 use kaichat_proto::timer_wheel::TimerWheel;
 use listener::{Accepted, Listener};
+use network::Network;
 use oper::Verifier;
 use scrape::Endpoint;
 pub use scrape::{MAX_SCRAPES as METRICS_CONNECTIONS, SCRAPE_TIMEOUT_MS as METRICS_TIMEOUT_MS};
@@ -83,6 +88,9 @@ pub const DEFAULT_REPLAY: usize = 20;
 /// Entries the slab, the accept queue and the list of fired deadlines keep room for
 /// whatever they hold; above it, what a burst left is given back (`give_back_memory`).
 const MIN_RETAINED: usize = 1024;
+/// A Redis reply later than this (ms) means Redis stalled: the connection is dropped and
+/// made again (cluster mode).
+const REDIS_REPLY_TIMEOUT_MS: u64 = 5000;
 /// After a shutdown request, how long the loop still runs for clients to take their
 /// pending output and close_notify, at most.
 const SHUTDOWN_GRACE_MS: u64 = 1000;
@@ -180,6 +188,17 @@ pub struct Server {
     /// What the hub asked for, taken after each turn (kept to reuse their allocations).
     events: Vec<Event>,
     woken: Vec<usize>,
+    /// Cluster mode (`--redis`): the Redis link and the cluster engine; None: one server.
+    network: Option<Network>,
+}
+
+/// What cluster mode needs (`--redis`, `--node-id`, `--lease-ms`; docs/CLUSTER.md).
+pub struct ClusterSettings {
+    pub url: RedisUrl,
+    pub node_id: String,
+    pub lease_ms: u64,
+    /// The TLS client configuration for `rediss://` (None for `redis://`).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Server {
@@ -231,7 +250,30 @@ impl Server {
             verifier,
             events: Vec::new(),
             woken: Vec::new(),
+            network: None,
         })
+    }
+
+    /// Makes this server a node of the network sharing the Redis of `settings` (cluster
+    /// mode, docs/CLUSTER.md): the hub becomes a replica, and the Redis host is resolved now
+    /// (the connection is made by the loop). Call before `run`, instead of `use_store`.
+    pub fn use_cluster(&mut self, settings: ClusterSettings) -> Result<(), SetupError> {
+        let link = Link::new(&settings.url, network::REDIS, settings.tls)?;
+        let engine = Cluster::new(ClusterConfig {
+            node_id: settings.node_id,
+            lease_ms: settings.lease_ms,
+            history: self.config.history,
+            username: settings.url.username.clone(),
+            password: settings.url.password.clone(),
+            db: settings.url.db,
+            reply_timeout_ms: REDIS_REPLY_TIMEOUT_MS,
+        });
+        let rules = *self.hub.rules();
+        self.hub = Hub::clustered(self.config.history, self.config.replay);
+        self.hub.set_rules(rules);
+        self.hub.set_epoch(epoch_at(&self.clock));
+        self.network = Some(Network::new(engine, link));
+        Ok(())
     }
 
     /// Serves the metrics (Prometheus text format, `GET /metrics` over plain HTTP) on
@@ -308,6 +350,12 @@ impl Server {
                         }
                     }
                     token if scrape::owns(token) => self.scrape_event(token, event),
+                    network::REDIS => {
+                        if let Some(network) = &mut self.network {
+                            network.link.on_ready(event, self.poll.registry(), now);
+                            network.drain(&mut self.hub, self.poll.registry(), now);
+                        }
+                    }
                     Token(key) => {
                         if let Some(conn) = self.connections.get_mut(key) {
                             conn.on_event(event);
@@ -320,6 +368,9 @@ impl Server {
                 self.begin_shutdown(now);
             }
             self.oper_verdicts(now);
+            if let Some(network) = &mut self.network {
+                network.tick(&mut self.hub, self.poll.registry(), now);
+            }
             for key in std::mem::take(&mut self.pending) {
                 if let Some(conn) = self.connections.get_mut(key) {
                     conn.unlist_pending();
@@ -351,6 +402,10 @@ impl Server {
             // a durable watermark the store advanced) is carried out here, in one place: the
             // woken readers' turns come in the next iteration, which polls without waiting.
             self.carry_out();
+            if let Some(network) = &mut self.network {
+                // Everything this iteration asked of Redis goes out in one write.
+                network.flush(&mut self.hub, self.poll.registry(), self.clock.now());
+            }
             if let Some(stop_at) = self.stop_at {
                 if self.connections.is_empty() || self.clock.now() >= stop_at {
                     return Ok(self.finish_shutdown());
@@ -379,7 +434,8 @@ impl Server {
         }
         let stop_at = self.stop_at.into_iter();
         let scrape_due = self.metrics.as_ref().and_then(Endpoint::next_deadline);
-        match stop_at.chain(scrape_due).min() {
+        let network_due = self.network.as_ref().and_then(Network::next_deadline);
+        match stop_at.chain(scrape_due).chain(network_due).min() {
             Some(due) => {
                 let left = Duration::from_millis(due.saturating_sub(self.clock.now()));
                 second.min(left)
@@ -401,6 +457,7 @@ impl Server {
         let store = self.store.as_ref().map(Store::progress);
         let (connections, queued) = (&self.connections, self.accept_queue.len());
         let max_clients = self.config.max_clients;
+        let redis_up = self.network.as_ref().map(|n| n.engine.is_up());
         metrics.serve(key, self.poll.registry(), || {
             exposition::encode(&Snapshot {
                 stats,
@@ -409,6 +466,7 @@ impl Server {
                 max_clients,
                 uptime_ms: clock.now(),
                 store,
+                redis_up,
             })
         });
     }
@@ -441,6 +499,14 @@ impl Server {
                 // The verifier's queue is full: refused, after the same delay.
                 conn.oper_checked(false, self.clock.now(), &mut self.hub, &mut self.stats);
                 self.schedule(key);
+            }
+        }
+        if let Some(network) = &mut self.network {
+            if let Some(conn) = self.connections.get_mut(key) {
+                if let Some(request) = conn.take_network_request() {
+                    let now = self.clock.now();
+                    network.engine.request(key, request, now, &mut self.hub);
+                }
             }
         }
         self.carry_out();
@@ -496,12 +562,64 @@ impl Server {
                 }
             }
         }
+        self.carry_out_network();
         // By index, and cleared after: the list keeps its allocation for the next message.
         self.hub.take_woken(&mut self.woken);
         for i in 0..self.woken.len() {
             self.schedule(self.woken[i]);
         }
         self.woken.clear();
+    }
+
+    /// Cluster mode: hands the hub's journal to the engine, and the engine's verdicts,
+    /// failed messages and lost names to the connections.
+    fn carry_out_network(&mut self) {
+        let Some(network) = &mut self.network else {
+            return;
+        };
+        let now = self.clock.now();
+        self.hub.take_outbound(&mut network.outbound);
+        for outbound in network.outbound.drain(..) {
+            network.engine.outbound(outbound, now);
+        }
+        self.hub.take_deserted(&mut network.deserted);
+        for channel in network.deserted.drain(..) {
+            network.engine.deserted(channel, &mut self.hub);
+        }
+        network.engine.take_verdicts(&mut network.verdicts);
+        for (key, verdict) in network.verdicts.drain(..) {
+            if let Some(conn) = self.connections.get_mut(key) {
+                conn.network_verdict(verdict, now, &mut self.hub, &mut self.stats);
+                if conn.list_pending() {
+                    self.pending.push(key);
+                }
+            }
+        }
+        network.engine.take_failed_posts(&mut network.failed_posts);
+        for (key, user) in network.failed_posts.drain(..) {
+            if let Some(conn) = self.connections.get_mut(key) {
+                if conn.user() == Some(&user) {
+                    conn.post_failed(now, &self.hub, &mut self.stats);
+                    if conn.list_pending() {
+                        self.pending.push(key);
+                    }
+                }
+            }
+        }
+        network.engine.take_lost_names(&mut network.lost_names);
+        for user in network.lost_names.drain(..) {
+            // Rare (this node was cut off for longer than its lease): a search is fine.
+            let found = self
+                .connections
+                .iter_mut()
+                .find(|(_, c)| c.user() == Some(&user));
+            if let Some((key, conn)) = found {
+                conn.close(CloseReason::NameLost, now, &mut self.stats);
+                if conn.list_pending() {
+                    self.pending.push(key);
+                }
+            }
+        }
     }
 
     /// Hands the verifier's verdicts to the connections that asked, if they are still there.
@@ -698,6 +816,10 @@ impl Server {
             if let Some(conn) = self.connections.try_remove(key) {
                 let claim = conn.release(&mut self.hub, self.poll.registry(), self.clock.now());
                 self.unclaim(claim);
+                if let Some(network) = &mut self.network {
+                    // A verdict owed to this connection must not reach the slot's next one.
+                    network.engine.cancel(key);
+                }
             }
             // A slot is free: accept again if we had stopped.
             self.out_of_fds = false;
@@ -829,9 +951,12 @@ impl Server {
         let line = self
             .stats
             .line(self.clock.now() / 1000, self.connections.len(), &self.hub);
-        match &self.store {
-            Some(store) => format!("{line} {}", store.status()),
-            None => line,
+        match (&self.store, &self.network) {
+            (Some(store), _) => format!("{line} {}", store.status()),
+            (None, Some(network)) => {
+                format!("{line} redis_up={}", u8::from(network.engine.is_up()))
+            }
+            (None, None) => line,
         }
     }
 }

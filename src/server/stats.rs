@@ -109,10 +109,13 @@ pub enum CloseReason {
     Shutdown,
     /// A server operator banned the client's address (v2 section 5).
     Banned,
+    /// Cluster mode: this server was cut off from Redis for longer than its lease, and
+    /// another server's client took the name meanwhile.
+    NameLost,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 9] = [
+    pub const ALL: [CloseReason; 10] = [
         CloseReason::Quit,
         CloseReason::VersionRejected,
         CloseReason::PeerClosed,
@@ -122,6 +125,7 @@ impl CloseReason {
         CloseReason::Overflow,
         CloseReason::Shutdown,
         CloseReason::Banned,
+        CloseReason::NameLost,
     ];
 
     pub fn name(self) -> &'static str {
@@ -135,6 +139,7 @@ impl CloseReason {
             CloseReason::Overflow => "overflow",
             CloseReason::Shutdown => "shutdown",
             CloseReason::Banned => "banned",
+            CloseReason::NameLost => "name_lost",
         }
     }
 }

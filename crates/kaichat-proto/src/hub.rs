@@ -20,6 +20,13 @@
 //! when its last member leaves. Under the `always` durability policy it also keeps a durable
 //! watermark per channel ([`Hub::made_durable`]): answers and pushes stop at the last entry
 //! the store confirmed, so no one is sent an entry that a crash could still lose.
+//!
+//! In cluster mode ([`Hub::clustered`], v2 section 8, `crate::network`) the hub is a
+//! replica: it holds this server's own users and the local members of each channel, and for
+//! every channel a local client is in a copy of the history ring numbered by the network's
+//! sequence numbers. It decides nothing that the network shares: what its clients do is
+//! journaled as [`Outbound`]s ([`Hub::take_outbound`]), and the network's entries come back
+//! through [`Hub::apply`], which is the only way an entry enters a replica's ring.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
@@ -28,9 +35,11 @@ use std::ops::Bound;
 use slab::Slab;
 
 use crate::names::{ChannelName, Username};
+use crate::network::{Outbound, Removal};
 use crate::pdu::MAX_USERNAME;
 
-/// A channel's handle, valid while it exists (with members; with a store, also after).
+/// A channel's handle, valid while it exists (with members; with a store, also after; in
+/// cluster mode, until [`Hub::drop_replica`]).
 pub type ChannelId = usize;
 
 /// The caller's handle of a connection (the reactor's slab key). The hub only hands it
@@ -115,7 +124,7 @@ pub const MAX_REASON_KEPT: usize = crate::pdu::MAX_MESSAGE - 94;
 
 /// `reason`, cut to [`MAX_REASON_KEPT`] bytes, and where that falls inside a UTF-8
 /// character, before it: a cut reason never ends in half a character.
-fn fit_reason(reason: &[u8]) -> &[u8] {
+pub fn fit_reason(reason: &[u8]) -> &[u8] {
     if reason.len() <= MAX_REASON_KEPT {
         return reason;
     }
@@ -237,6 +246,16 @@ struct StoreLink {
     wait_durable: bool,
 }
 
+/// What the hub keeps for the network in cluster mode.
+#[derive(Default)]
+struct NetworkLink {
+    /// What local clients did since the caller last took it, in order.
+    outbound: Vec<Outbound>,
+    /// Channels whose last local member went since the caller last took them (maybe
+    /// twice, maybe with members again by then: [`Hub::take_deserted`] filters).
+    deserted: Vec<ChannelName>,
+}
+
 /// The next thing a QUERY answer or a push carries (see [`Hub::next_entry`]).
 pub enum Next<'a> {
     /// Entries past the reader's position were evicted before it read them.
@@ -326,6 +345,8 @@ pub struct Hub {
     events: Vec<Event>,
     /// None: history lives in memory only, and a channel is freed with its last member.
     store: Option<StoreLink>,
+    /// Some: cluster mode, a replica of the network's state (never with a store).
+    network: Option<NetworkLink>,
 }
 
 impl Hub {
@@ -347,7 +368,24 @@ impl Hub {
             woken: Vec::new(),
             events: Vec::new(),
             store: None,
+            network: None,
         }
+    }
+
+    /// A hub in cluster mode (v2 section 8): a replica of the network's state whose rings
+    /// keep `history_limit` entries (at least 1) and show a joiner the last `replay`. What
+    /// local clients do is journaled ([`Hub::take_outbound`]); entries enter the rings only
+    /// through [`Hub::apply`].
+    pub fn clustered(history_limit: usize, replay: usize) -> Hub {
+        Hub {
+            network: Some(NetworkLink::default()),
+            ..Hub::new(history_limit, replay)
+        }
+    }
+
+    /// Whether the hub is a replica of a network's state ([`Hub::clustered`]).
+    pub fn is_clustered(&self) -> bool {
+        self.network.is_some()
     }
 
     /// A hub backed by a store: every appended entry is journaled for it, and a channel's
@@ -469,9 +507,19 @@ impl Hub {
         true
     }
 
-    /// Frees a name taken with [`Hub::claim_name`].
+    /// Frees a name taken with [`Hub::claim_name`]. In cluster mode the network is told
+    /// ([`Outbound::Release`]).
     pub fn release_name(&mut self, name: &Username) {
-        self.users.remove(name);
+        if let Some((user, _)) = self.users.remove_entry(name) {
+            if let Some(link) = &mut self.network {
+                link.outbound.push(Outbound::Release { user });
+            }
+        }
+    }
+
+    /// Whether a client connected to this server holds `name` (ignoring case).
+    pub fn is_connected(&self, name: &Username) -> bool {
+        self.users.contains_key(name)
     }
 
     /// Whether `name` is banned from channel `channel`.
@@ -538,8 +586,23 @@ impl Hub {
 
     /// Removes `user` from channel `id`: appends `<user> left`, or closes the channel and
     /// frees its history when `user` was its last member. With a store the channel and its
-    /// history stay (the notice is appended), as they would after a restart.
+    /// history stay (the notice is appended), as they would after a restart. In cluster
+    /// mode only the local member goes, and the network is told ([`Outbound::Leave`]): it
+    /// writes the notice and hands operator on; the replica stays (see
+    /// [`Hub::take_deserted`]).
     pub fn leave(&mut self, id: ChannelId, user: &Username, now: u64) {
+        if self.network.is_some() {
+            if self.unlink(id, user) {
+                let channel = self.channels[id].name;
+                if let Some(link) = &mut self.network {
+                    link.outbound.push(Outbound::Leave {
+                        user: *user,
+                        channel,
+                    });
+                }
+            }
+            return;
+        }
         let mut text = user.as_bytes().to_vec();
         text.extend_from_slice(b" left");
         self.depart(id, user, Kind::Notice, text.into(), now);
@@ -611,23 +674,10 @@ impl Hub {
     /// Takes `user` out of channel `id` with the entry `text` of `kind`; then closes the
     /// channel (no store, no member left) or hands operator on (v2 section 4).
     fn depart(&mut self, id: ChannelId, user: &Username, kind: Kind, text: Box<[u8]>, now: u64) {
-        let Some(key) = self.users.get_mut(user).and_then(|u| {
-            let key = u.membership.filter(|&(c, _)| c == id).map(|(_, key)| key);
-            if key.is_some() {
-                u.membership = None;
-            }
-            key
-        }) else {
+        if !self.unlink(id, user) {
             return;
-        };
-        let Some(channel) = self.channels.get_mut(id) else {
-            return;
-        };
-        let Some(member) = channel.members.remove(&key) else {
-            return;
-        };
-        channel.operators -= u32::from(member.operator);
-        channel.pushers -= u32::from(member.push);
+        }
+        let channel = &self.channels[id];
         if channel.members.is_empty() && self.store.is_none() {
             let channel = self.channels.remove(id);
             self.by_name.remove(&channel.name);
@@ -651,13 +701,56 @@ impl Hub {
         }
     }
 
+    /// Takes the member `user` out of channel `id` and its membership off the user, and
+    /// nothing else; false if it was not a member. In cluster mode a channel left without
+    /// local members is noted for [`Hub::take_deserted`].
+    fn unlink(&mut self, id: ChannelId, user: &Username) -> bool {
+        let Some(key) = self.users.get_mut(user).and_then(|u| {
+            let key = u.membership.filter(|&(c, _)| c == id).map(|(_, key)| key);
+            if key.is_some() {
+                u.membership = None;
+            }
+            key
+        }) else {
+            return false;
+        };
+        let Some(channel) = self.channels.get_mut(id) else {
+            return false;
+        };
+        let Some(member) = channel.members.remove(&key) else {
+            return false;
+        };
+        channel.operators -= u32::from(member.operator);
+        channel.pushers -= u32::from(member.push);
+        if let Some(link) = &mut self.network {
+            if channel.members.is_empty() {
+                link.deserted.push(channel.name);
+            }
+        }
+        true
+    }
+
     fn notice(&mut self, id: ChannelId, user: &Username, what: &[u8], kind: Kind, now: u64) {
         let text = [user.as_bytes(), what].concat().into_boxed_slice();
         self.append(id, None, kind, text, now);
     }
 
-    /// Appends a chat message from `sender` to channel `id`.
+    /// Appends a chat message from `sender` to channel `id`. In cluster mode the message is
+    /// journaled for the network instead ([`Outbound::Post`], with the sender's connection):
+    /// it reaches the ring, and its readers, when the network's entry comes back
+    /// ([`Hub::apply`]).
     pub fn post(&mut self, id: ChannelId, sender: Username, text: &[u8], now: u64) {
+        if let Some(link) = &mut self.network {
+            if let (Some(channel), Some(user)) = (self.channels.get(id), self.users.get(&sender)) {
+                link.outbound.push(Outbound::Post {
+                    conn: user.conn,
+                    user: sender,
+                    channel: channel.name,
+                    text: text.into(),
+                });
+            }
+            return;
+        }
         if self.channels.contains(id) {
             self.append(id, Some(sender), Kind::Chat, text.into(), now);
             self.messages += 1;
@@ -765,9 +858,15 @@ impl Hub {
     }
 
     /// Makes the connected `user` a server operator (OPER accepted) until it disconnects.
+    /// In cluster mode the network is told ([`Outbound::Oper`]).
     pub fn make_server_operator(&mut self, user: &Username) {
         if let Some(u) = self.users.get_mut(user) {
-            u.server_operator = true;
+            if !u.server_operator {
+                u.server_operator = true;
+                if let Some(link) = &mut self.network {
+                    link.outbound.push(Outbound::Oper { user: *user });
+                }
+            }
         }
     }
 
@@ -928,6 +1027,173 @@ impl Hub {
         Next::Done
     }
 
+    // --- Cluster mode (v2 section 8; see `crate::network`) --------------------------------
+
+    /// Appends to `into`, in the order it happened, what local clients did that the
+    /// network must be told since the last call. Always empty outside cluster mode.
+    pub fn take_outbound(&mut self, into: &mut Vec<Outbound>) {
+        if let Some(link) = &mut self.network {
+            into.append(&mut link.outbound);
+        }
+    }
+
+    /// The replica of channel `name`: the existing one, or a new one with an empty ring at
+    /// sequence number 0 and no members.
+    pub fn replica(&mut self, name: &ChannelName) -> ChannelId {
+        if let Some(&id) = self.by_name.get(name) {
+            return id;
+        }
+        let id = (self.channels).insert(Channel::new(*name, 0, Vec::new(), self.history_limit));
+        self.by_name.insert(*name, id);
+        id
+    }
+
+    /// The sequence number the next entry of the replica of `name` must have (one past
+    /// the last applied; 0 for a new replica); None if there is no replica.
+    pub fn replica_end(&self, name: &ChannelName) -> Option<u64> {
+        let &id = self.by_name.get(name)?;
+        Some(self.channels[id].history.end_seq())
+    }
+
+    /// Applies the network's entry `seq` of channel `name`, if it has a replica (see
+    /// [`Hub::replica`]). `seq` below the ring's end: already applied, ignored (removal
+    /// too). `seq` at the end: pushed. Beyond: the entries in between are lost to this
+    /// replica (trimmed, or lost with the network's state), so the ring restarts empty at
+    /// `seq` and readers behind are sent a skip notice ([`Next::Skipped`]). Push readers
+    /// are woken. A `removal` (the entry is a KICK or BAN) of a local member of the
+    /// channel takes that member out and, unless it removed itself (its session acts on
+    /// its own request), tells its connection with an [`Event::Removed`].
+    pub fn apply(&mut self, name: &ChannelName, seq: u64, entry: Entry, removal: Option<Removal>) {
+        let Some(&id) = self.by_name.get(name) else {
+            return;
+        };
+        let end = self.channels[id].history.end_seq();
+        if seq < end {
+            return;
+        }
+        if let Some(removal) = removal {
+            self.apply_removal(id, &removal);
+        }
+        if entry.kind == Kind::Chat && entry.sender.is_some_and(|s| self.users.contains_key(&s)) {
+            self.messages += 1;
+        }
+        let history = &mut self.channels[id].history;
+        if seq > end {
+            history.entries.clear();
+            history.first_seq = seq;
+        }
+        history.push(entry);
+        self.wake(id);
+    }
+
+    /// The local side of a removal the network decided in channel `id` (see
+    /// [`Hub::apply`]).
+    fn apply_removal(&mut self, id: ChannelId, removal: &Removal) {
+        let Some(conn) = self.member_conn(id, &removal.target) else {
+            return;
+        };
+        self.unlink(id, &removal.target);
+        if removal.target != removal.by {
+            let name = self.channels[id].name;
+            self.events.push(Event::Removed {
+                conn,
+                channel: id,
+                name,
+                notice: Hub::removal_notice(&name, &removal.by, &removal.reason, removal.banned),
+            });
+        }
+    }
+
+    /// The network made the connected `user` a member of channel `name` (its `joined`
+    /// entry has sequence number `seq`): `user` leaves its current channel locally (the
+    /// network did the rest) and becomes a local member of the replica of `name` (made if
+    /// needed). `push`: a version-2 reader. Returns the replica and the joiner's read
+    /// position: the last `replay` entries up to its `joined`, but never before the
+    /// ring's first entry nor before sequence number 1, the network's first.
+    pub fn join_local(
+        &mut self,
+        name: &ChannelName,
+        user: &Username,
+        push: bool,
+        seq: u64,
+    ) -> (ChannelId, u64) {
+        if let Some((current, _)) = self.users.get(user).and_then(|u| u.membership) {
+            self.unlink(current, user);
+        }
+        let id = self.replica(name);
+        let key = self.next_join;
+        self.next_join += 1;
+        let conn = self.users.get_mut(user).map_or(usize::MAX, |u| {
+            u.membership = Some((id, key));
+            u.conn
+        });
+        let channel = &mut self.channels[id];
+        let member = Member {
+            user: *user,
+            conn,
+            operator: false,
+            push,
+        };
+        channel.members.insert(key, member);
+        channel.pushers += u32::from(push);
+        let cursor = (seq + 1).saturating_sub(self.replay);
+        (id, cursor.max(channel.history.first_seq).max(1))
+    }
+
+    /// Appends to `into` the channels whose last local member went (LEAVE, a closed
+    /// connection, a removal, a JOIN elsewhere) since the last call and that still have
+    /// no local member: the network need not send their entries here any more. Each is
+    /// named once. Always empty outside cluster mode.
+    pub fn take_deserted(&mut self, into: &mut Vec<ChannelName>) {
+        let Some(link) = &mut self.network else {
+            return;
+        };
+        for name in link.deserted.drain(..) {
+            let Some(&id) = self.by_name.get(&name) else {
+                continue;
+            };
+            if self.channels[id].members.is_empty() && !into.contains(&name) {
+                into.push(name);
+            }
+        }
+    }
+
+    /// Frees the replica of `name` if it has no local member (else does nothing); true
+    /// when there is no replica of `name` any more. Its handle may be reused: call it only
+    /// once the events taken with [`Hub::take_events`] are carried out, so no session
+    /// still holds the handle.
+    pub fn drop_replica(&mut self, name: &ChannelName) -> bool {
+        let Some(&id) = self.by_name.get(name) else {
+            return true;
+        };
+        if !self.channels[id].members.is_empty() {
+            return false;
+        }
+        self.channels.remove(id);
+        self.by_name.remove(name);
+        true
+    }
+
+    /// Every local user that is in a channel: its name, the channel, and whether it is a
+    /// version-2 reader. For making the network's membership this server's again after
+    /// a reconnect.
+    pub fn local_members(&self) -> impl Iterator<Item = (Username, ChannelName, bool)> + '_ {
+        self.users.iter().filter_map(|(name, user)| {
+            let (id, key) = user.membership?;
+            let channel = self.channels.get(id)?;
+            let member = channel.members.get(&key)?;
+            Some((*name, channel.name, member.push))
+        })
+    }
+
+    /// The local users that are server operators.
+    pub fn local_server_operators(&self) -> impl Iterator<Item = Username> + '_ {
+        self.users
+            .iter()
+            .filter(|(_, u)| u.server_operator)
+            .map(|(name, _)| *name)
+    }
+
     /// Number of connected (named) clients.
     pub fn users(&self) -> usize {
         self.users.len()
@@ -938,7 +1204,9 @@ impl Hub {
         self.channels.len()
     }
 
-    /// Chat messages posted since start.
+    /// Chat messages posted since start. In cluster mode: chat entries the network applied
+    /// ([`Hub::apply`]) whose sender is connected to this server, so a post the network
+    /// could not take is not counted, and the nodes' counts add up to the network's.
     pub fn messages(&self) -> u64 {
         self.messages
     }

@@ -13,13 +13,21 @@
 //! ends, and the reactor pulls it with [`Session::continue_answer`] as the client's
 //! socket drains. While an answer is in flight the reactor reads no further PDU from the
 //! client, which keeps the contract's rule that an answer is never interleaved.
+//!
+//! In cluster mode (v2 section 8, [`crate::network`]) what needs the network's shared state
+//! (a name's claim, a JOIN, KICK, BAN, UNBAN, NAMES, LIST_CHANNELS) becomes a [`Request`]
+//! the caller takes ([`Session::take_network_request`]) and answers with a [`Verdict`]
+//! ([`Session::network_verdict`]); meanwhile no PDU is read, as during an OPER. The hub
+//! journals the rest (messages, LEAVE, close, OPER) for the network.
 
 use std::net::IpAddr;
 
 use crate::hub::{
-    ChannelId, ConnRef, Entry, Hub, JoinRefusal, Next, Rules, MAX_BANS, V1_TEXT_ROOM,
+    fit_reason, ChannelId, ConnRef, Entry, Hub, JoinRefusal, Listed, Next, Rules, MAX_BANS,
+    V1_TEXT_ROOM,
 };
 use crate::names::{ChannelName, Username};
+use crate::network::{Moderation, NamesSnapshot, Request, Verdict, UNAVAILABLE};
 use crate::outbox::Outbox;
 use crate::pdu::{
     ByteOrder, Command, Decoded, Pdu, MAX_PASSWORD, NAMES_ROOM, OPERATORS, PREFIX_LEN, SERVER_NAME,
@@ -107,6 +115,9 @@ struct Established {
     /// The rate limit's state (GCRA): the theoretical arrival time of the next message, µs
     /// of the session's clock. 0 starts the bucket full.
     rate_tat_us: u64,
+    /// Cluster mode: messages the network could not take whose error notice waits for the
+    /// answer in flight to end ([`Session::post_failed`]).
+    failed_posts: u16,
 }
 
 /// A removal by KICK or BAN that the client is still to be told of (v2 section 5).
@@ -154,6 +165,51 @@ enum Listing {
         after: u64,
         count: u32,
     },
+    /// Cluster mode: a LIST_CHANNELS listing of the network's `channels`, from `next`.
+    NetworkChannels { channels: Vec<Listed>, next: usize },
+    /// Cluster mode: a NAMES listing of the network's `members` of `name`: operators
+    /// first, then the others, from index `next` of the group, `count` listed so far.
+    NetworkNames {
+        name: ChannelName,
+        members: Box<NamesSnapshot>,
+        operators: bool,
+        next: usize,
+        count: u32,
+    },
+}
+
+/// A request to the network in progress (cluster mode); rare, so boxed.
+#[derive(Debug)]
+struct Pending {
+    /// The request, until the caller takes it ([`Session::take_network_request`]).
+    request: Option<Request>,
+    /// What the verdict completes.
+    awaits: Awaits,
+}
+
+/// What a [`Verdict`] completes, with what its answers need.
+#[derive(Debug)]
+enum Awaits {
+    /// CLIENT_INFO with the name `user`.
+    Claim { user: Username },
+    /// JOIN_CHANNEL of `name`; `push`: a version-2 member.
+    Join { name: ChannelName, push: bool },
+    /// NAMES of `name`.
+    Names { name: ChannelName },
+    /// LIST_CHANNELS.
+    List,
+    /// KICK, BAN or UNBAN of `target` in `name`, acknowledged with `ack`. `own_removal`:
+    /// the client removes itself from its own channel, and is sent this notice after.
+    Moderate {
+        name: ChannelName,
+        target: Username,
+        ack: Pdu,
+        own_removal: Option<Box<[u8]>>,
+    },
+    /// BAN `*` of the connected `target`, acknowledged with `ack`.
+    ServerBan { target: Username, ack: Pdu },
+    /// UNBAN `*` of `address`, acknowledged with `ack`.
+    ServerUnban { address: IpAddr, ack: Pdu },
 }
 
 /// Where an OPER request stands (v2 section 4).
@@ -183,6 +239,8 @@ pub struct Session {
     conn: ConnRef,
     /// The client's address, for server bans.
     peer: Option<IpAddr>,
+    /// Cluster mode: the request to the network in progress; no PDU is read meanwhile.
+    pending: Option<Box<Pending>>,
 }
 
 impl Session {
@@ -201,6 +259,7 @@ impl Session {
             clock_from: now,
             conn,
             peer,
+            pending: None,
         }
     }
 
@@ -247,11 +306,14 @@ impl Session {
         }
     }
 
-    /// Whether no PDU may be read now: an answer or listing is still being sent, or an OPER
-    /// is being verified or its refusal delayed.
+    /// Whether no PDU may be read now: an answer or listing is still being sent, an OPER
+    /// is being verified or its refusal delayed, or (cluster mode) a request waits for the
+    /// network's verdict.
     pub fn answering(&self) -> bool {
-        self.established()
-            .is_some_and(|e| e.answer.is_some() || e.oper.is_some())
+        self.pending.is_some()
+            || self
+                .established()
+                .is_some_and(|e| e.answer.is_some() || e.oper.is_some())
     }
 
     /// Whether an answer or listing is being sent.
@@ -260,11 +322,12 @@ impl Session {
     }
 
     /// Whether [`Session::continue_output`] has something to send now: an answer, a
-    /// removal's notices, or (version 2) entries not yet pushed.
+    /// removal's notices, notices of failed posts, or (version 2) entries not yet pushed.
     pub fn has_output(&self, hub: &Hub) -> bool {
         self.established().is_some_and(|e| {
             e.answer.is_some()
                 || e.removed.is_some()
+                || e.failed_posts > 0
                 || (e.version >= 2
                     && e.member
                         .as_ref()
@@ -387,13 +450,54 @@ impl Session {
                 return out.send(&Pdu::notice(self.order, None, text.as_bytes()));
             }
         };
-        if !hub.claim_name(user, self.conn, self.peer) {
-            let text = format!(
-                "error: username '{user}' is taken: a connected client has it (names are \
-                 compared ignoring case)"
+        if hub.is_clustered() && !hub.is_connected(&user) {
+            // Held here: taken at once. Otherwise the network decides; the set-up deadline
+            // keeps running meanwhile.
+            self.pending = ask(
+                Request::Claim {
+                    user,
+                    peer: self.peer,
+                },
+                Awaits::Claim { user },
             );
-            return out.send(&Pdu::notice(self.order, None, text.as_bytes()));
+            return;
         }
+        if !hub.claim_name(user, self.conn, self.peer) {
+            return self.name_taken(&user, out);
+        }
+        self.establish(user, version, now, out);
+    }
+
+    /// The network's verdict on the claim of `user` (cluster mode).
+    fn claimed(
+        &mut self,
+        user: Username,
+        version: u16,
+        verdict: Verdict,
+        now: u64,
+        hub: &mut Hub,
+        out: &mut impl Outbox,
+    ) {
+        match verdict {
+            Verdict::Claimed if hub.claim_name(user, self.conn, self.peer) => {
+                self.establish(user, version, now, out)
+            }
+            Verdict::Claimed | Verdict::Taken => self.name_taken(&user, out),
+            // Unavailable, or no answer to a claim: nothing changed.
+            _ => out.send(&Pdu::notice(self.order, None, UNAVAILABLE)),
+        }
+    }
+
+    fn name_taken(&self, user: &Username, out: &mut impl Outbox) {
+        let text = format!(
+            "error: username '{user}' is taken: a connected client has it (names are \
+             compared ignoring case)"
+        );
+        out.send(&Pdu::notice(self.order, None, text.as_bytes()));
+    }
+
+    /// Set-up is complete at `now`: `user` holds its name.
+    fn establish(&mut self, user: Username, version: u16, now: u64, out: &mut impl Outbox) {
         self.state = State::Established(Established {
             user,
             version,
@@ -402,6 +506,7 @@ impl Session {
             removed: None,
             oper: None,
             rate_tat_us: 0,
+            failed_posts: 0,
         });
         self.clock_from = now;
         out.send(&Pdu::client_info_ack(self.order, user.as_bytes()));
@@ -428,8 +533,10 @@ impl Session {
         };
         // A command of a later version is unknown here (v2 section 1).
         let command = command.filter(|c| c.since_version() <= e.version);
+        // Cluster mode: what the network must answer first.
+        let asked = &mut self.pending;
         match command {
-            Some(Command::JoinChannel) => e.join(pdu, now, hub, &mut reply),
+            Some(Command::JoinChannel) => e.join(pdu, now, hub, &mut reply, asked),
             Some(Command::LeaveChannel) => match e.member.take() {
                 Some(left) => {
                     // A channel exists while it has members: it has a name until the
@@ -451,15 +558,18 @@ impl Session {
                 None => reply.marker(None),
             },
             Some(Command::PingPong) => reply.send(&Pdu::ping(order)),
+            Some(Command::ListChannels) if hub.is_clustered() => {
+                *asked = ask(Request::List, Awaits::List)
+            }
             Some(Command::ListChannels) => {
                 e.answer = Some(Answer::Listing(Box::new(Listing::Channels {
                     after: None,
                     count: 0,
                 })))
             }
-            Some(Command::Names) => e.names(pdu, hub, &mut reply),
+            Some(Command::Names) => e.names(pdu, hub, &mut reply, asked),
             Some(c @ (Command::Kick | Command::Ban | Command::Unban)) => {
-                e.moderate(c, pdu, now, hub, &mut reply)
+                e.moderate(c, pdu, now, hub, &mut reply, asked)
             }
             Some(Command::Oper) => {
                 let password = pdu.params_text();
@@ -507,6 +617,69 @@ impl Session {
                 reply.error(channel.as_ref(), text.as_bytes())
             }
         }
+    }
+
+    /// The request for the network that the last PDU made (cluster mode), once: the caller
+    /// hands it on and answers with [`Session::network_verdict`]. Until then no PDU is
+    /// read ([`Session::answering`]).
+    pub fn take_network_request(&mut self) -> Option<Request> {
+        self.pending.as_mut()?.request.take()
+    }
+
+    /// The network's verdict on the request in progress, at `now`: the acknowledgement,
+    /// the listing, or the error notice today's server sends for the same outcome;
+    /// [`Verdict::Unavailable`] (or a verdict that does not answer the request) is the
+    /// notice [`UNAVAILABLE`], about the current channel if there is one, and changes
+    /// nothing. Afterwards PDUs are read again. Without a request in progress (the
+    /// connection closed meanwhile), nothing happens.
+    pub fn network_verdict(
+        &mut self,
+        verdict: Verdict,
+        now: u64,
+        hub: &mut Hub,
+        out: &mut impl Outbox,
+    ) {
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
+        let order = self.order;
+        match (&mut self.state, pending.awaits) {
+            (&mut State::AwaitClientInfo { version }, Awaits::Claim { user }) => {
+                self.claimed(user, version, verdict, now, hub, out)
+            }
+            (State::Established(e), awaits) => {
+                let mut reply = Reply {
+                    order,
+                    version: e.version,
+                    time: hub.wall_ms(now),
+                    out,
+                };
+                e.verdict(awaits, verdict, hub, &mut reply);
+            }
+            _ => {}
+        }
+    }
+
+    /// A message this connection sent could not be handed to the network (cluster mode):
+    /// the client is sent [`UNAVAILABLE`] about its channel, at once or, while an answer
+    /// is in flight, after it (an answer is never interleaved).
+    pub fn post_failed(&mut self, now: u64, hub: &Hub, out: &mut impl Outbox) {
+        let order = self.order;
+        let State::Established(e) = &mut self.state else {
+            return;
+        };
+        if e.answer.is_some() {
+            e.failed_posts = e.failed_posts.saturating_add(1);
+            return;
+        }
+        let channel = e.channel_name(hub);
+        let mut reply = Reply {
+            order,
+            version: e.version,
+            time: hub.wall_ms(now),
+            out,
+        };
+        reply.error(channel.as_ref(), UNAVAILABLE);
     }
 
     /// The password of an OPER to verify, once: the caller checks it against the
@@ -608,6 +781,12 @@ impl Session {
                 e.step_answer(hub, &mut reply);
                 continue;
             }
+            if e.failed_posts > 0 {
+                e.failed_posts -= 1;
+                let channel = e.channel_name(hub);
+                reply.error(channel.as_ref(), UNAVAILABLE);
+                continue;
+            }
             if let Some(removal) = e.removed.as_mut().filter(|r| !r.left) {
                 reply.send(&Pdu::channel_ack(
                     Command::LeaveChannel,
@@ -647,7 +826,9 @@ impl Session {
     }
 
     /// Releases what the connection held: its channel (`<user> left`, at `now`) and its
-    /// name. Called once, whatever closed the connection.
+    /// name. Called once, whatever closed the connection. In cluster mode the hub journals
+    /// the LEAVE and the name's release; a verdict that comes after finds nothing to
+    /// complete (what the network did for the request is the engine's to undo).
     pub fn close(&mut self, hub: &mut Hub, now: u64) {
         if let State::Established(e) = std::mem::replace(&mut self.state, State::AwaitPing) {
             if let Some(m) = e.member {
@@ -722,7 +903,14 @@ impl Established {
             .and_then(|m| hub.channel_name(m.channel).copied())
     }
 
-    fn join(&mut self, pdu: &Pdu, now: u64, hub: &mut Hub, reply: &mut Reply<'_, impl Outbox>) {
+    fn join(
+        &mut self,
+        pdu: &Pdu,
+        now: u64,
+        hub: &mut Hub,
+        reply: &mut Reply<'_, impl Outbox>,
+        asked: &mut Option<Box<Pending>>,
+    ) {
         let order = reply.order;
         let current = self.channel_name(hub);
         let name = match pdu.channel_name() {
@@ -732,8 +920,18 @@ impl Established {
         if current == Some(name) {
             return reply.send(&Pdu::channel_ack(Command::JoinChannel, order, &name));
         }
-        // The hub leaves the current channel first, unless the JOIN is refused.
         let push = self.version >= 2;
+        if hub.is_clustered() {
+            let request = Request::Join {
+                user: self.user,
+                channel: name,
+                from: current,
+                push,
+            };
+            *asked = ask(request, Awaits::Join { name, push });
+            return;
+        }
+        // The hub leaves the current channel first, unless the JOIN is refused.
         match hub.join(&name, &self.user, push, now) {
             Ok((channel, cursor)) => {
                 self.member = Some(Membership { channel, cursor });
@@ -797,11 +995,21 @@ impl Established {
     }
 
     /// NAMES (v2 section 3): of the named channel, or of the client's own.
-    fn names(&mut self, pdu: &Pdu, hub: &Hub, reply: &mut Reply<'_, impl Outbox>) {
+    fn names(
+        &mut self,
+        pdu: &Pdu,
+        hub: &Hub,
+        reply: &mut Reply<'_, impl Outbox>,
+        asked: &mut Option<Box<Pending>>,
+    ) {
         let current = self.channel_name(hub);
         let Some(name) = named_channel(pdu.channel(), current, reply) else {
             return;
         };
+        if hub.is_clustered() {
+            *asked = ask(Request::Names { channel: name }, Awaits::Names { name });
+            return;
+        }
         match hub.open_channel(&name) {
             Some(channel) => {
                 self.answer = Some(Answer::Listing(Box::new(Listing::Names {
@@ -817,6 +1025,99 @@ impl Established {
                 reply.error(current.as_ref(), text.as_bytes())
             }
         }
+    }
+
+    /// Completes what the request that `awaits` it asked, by the network's `verdict`
+    /// (cluster mode; see [`Session::network_verdict`]).
+    fn verdict(
+        &mut self,
+        awaits: Awaits,
+        verdict: Verdict,
+        hub: &mut Hub,
+        reply: &mut Reply<'_, impl Outbox>,
+    ) {
+        let order = reply.order;
+        let current = self.channel_name(hub);
+        let text = match (awaits, verdict) {
+            (Awaits::Join { name, push }, Verdict::Joined { seq }) => {
+                let (channel, cursor) = hub.join_local(&name, &self.user, push, seq);
+                self.member = Some(Membership { channel, cursor });
+                return reply.send(&Pdu::channel_ack(Command::JoinChannel, order, &name));
+            }
+            (Awaits::Join { name, .. }, Verdict::Banned) => {
+                format!("error: you are banned from {name}")
+            }
+            (Awaits::Names { name }, Verdict::Names(members)) => {
+                let listing = Listing::NetworkNames {
+                    name,
+                    members,
+                    operators: true,
+                    next: 0,
+                    count: 0,
+                };
+                self.answer = Some(Answer::Listing(Box::new(listing)));
+                return;
+            }
+            (Awaits::Names { name }, Verdict::NotOpen) => {
+                format!("error: {name} is not open: it has no members")
+            }
+            (Awaits::List, Verdict::Channels(channels)) => {
+                let listing = Listing::NetworkChannels { channels, next: 0 };
+                self.answer = Some(Answer::Listing(Box::new(listing)));
+                return;
+            }
+            (
+                Awaits::Moderate {
+                    name,
+                    ack,
+                    own_removal,
+                    ..
+                },
+                Verdict::Done,
+            ) => {
+                reply.send(&ack);
+                // An operator that removed itself from its channel: the hub sends no
+                // event for it, it is done here (unless a removal by another came first).
+                if let Some(notice) = own_removal {
+                    if self.member.take().is_some() {
+                        self.removed = Some(Box::new(Removal {
+                            channel: name,
+                            notice,
+                            left: false,
+                        }));
+                    }
+                }
+                return;
+            }
+            (Awaits::Moderate { name, .. }, Verdict::NotOperator) => {
+                format!("error: you are not an operator of {name}")
+            }
+            (Awaits::Moderate { target, .. }, Verdict::TargetIsServerOperator) => format!(
+                "error: {target} is a server operator: a channel operator cannot kick or ban one"
+            ),
+            (Awaits::Moderate { name, target, .. }, Verdict::NotMember) => {
+                format!("error: {target} is not in {name}")
+            }
+            (Awaits::Moderate { name, .. }, Verdict::BanListFull) => {
+                format!("error: ban list of {name} is full: at most {MAX_BANS} names")
+            }
+            (Awaits::Moderate { name, target, .. }, Verdict::NotBanned) => {
+                format!("error: {target} is not banned from {name}")
+            }
+            (Awaits::ServerBan { ack, .. } | Awaits::ServerUnban { ack, .. }, Verdict::Done) => {
+                return reply.send(&ack);
+            }
+            (Awaits::ServerBan { target, .. }, Verdict::NotConnected) => format!(
+                "error: {target} is not connected: a server ban takes the address of a \
+                 connected user"
+            ),
+            (Awaits::ServerUnban { address, .. }, Verdict::NotBanned) => {
+                format!("error: {address} is not banned")
+            }
+            // Unavailable, or a verdict that does not answer the request: nothing changed.
+            _ => return reply.error(current.as_ref(), UNAVAILABLE),
+        };
+        reply.error(current.as_ref(), text.as_bytes());
     }
 
     /// One PDU of the answer in flight; the answer is dropped when its last PDU is sent.
@@ -884,22 +1185,11 @@ impl Established {
                     let mut pdu = Pdu::listing(Command::Names, order, Some(name));
                     let mut used = 0;
                     if open {
-                        let params = &mut pdu.bytes_mut()[PREFIX_LEN + 4..];
-                        for (key, user) in hub.members_after(*channel, *operators, *after) {
-                            let sep = usize::from(used > 0);
-                            let bytes = user.as_bytes();
-                            // Whole names, then the NUL, within the params.
-                            if used + sep + bytes.len() + 1 > NAMES_ROOM {
-                                break;
-                            }
-                            if sep == 1 {
-                                params[used] = b' ';
-                            }
-                            params[used + sep..used + sep + bytes.len()].copy_from_slice(bytes);
-                            used += sep + bytes.len();
+                        let members = hub.members_after(*channel, *operators, *after);
+                        used = pack_names(&mut pdu, members, |key| {
                             *after = key;
                             *count += 1;
-                        }
+                        });
                     }
                     if used > 0 {
                         pdu.bytes_mut()[OPERATORS] = u8::from(*operators);
@@ -908,6 +1198,53 @@ impl Established {
                     } else if *operators && open {
                         *operators = false;
                         *after = 0;
+                        false
+                    } else {
+                        reply.send(&Pdu::listing_end(Command::Names, order, Some(name), *count));
+                        true
+                    }
+                }
+                Listing::NetworkChannels { channels, next } => match channels.get(*next) {
+                    Some(listed) => {
+                        let mut pdu =
+                            Pdu::listing(Command::ListChannels, order, Some(&listed.name));
+                        pdu.set_param_u32(0, listed.members)
+                            .set_param_u32(4, listed.retained);
+                        reply.send(&pdu);
+                        *next += 1;
+                        false
+                    }
+                    None => {
+                        let count = u32::try_from(*next).unwrap_or(u32::MAX);
+                        reply.send(&Pdu::listing_end(Command::ListChannels, order, None, count));
+                        true
+                    }
+                },
+                Listing::NetworkNames {
+                    name,
+                    members,
+                    operators,
+                    next,
+                    count,
+                } => {
+                    let group = if *operators {
+                        &members.operators
+                    } else {
+                        &members.others
+                    };
+                    let mut pdu = Pdu::listing(Command::Names, order, Some(name));
+                    let rest = group.get(*next..).unwrap_or_default();
+                    let used = pack_names(&mut pdu, rest.iter().map(|u| ((), u)), |()| {
+                        *next += 1;
+                        *count += 1;
+                    });
+                    if used > 0 {
+                        pdu.bytes_mut()[OPERATORS] = u8::from(*operators);
+                        reply.send(&pdu);
+                        false
+                    } else if *operators {
+                        *operators = false;
+                        *next = 0;
                         false
                     } else {
                         reply.send(&Pdu::listing_end(Command::Names, order, Some(name), *count));
@@ -929,11 +1266,12 @@ impl Established {
         now: u64,
         hub: &mut Hub,
         reply: &mut Reply<'_, impl Outbox>,
+        asked: &mut Option<Box<Pending>>,
     ) {
         let current = self.channel_name(hub);
         let field = pdu.channel();
         if field == SERVER_WIDE {
-            return self.moderate_server(command, pdu, hub, reply);
+            return self.moderate_server(command, pdu, hub, reply, asked);
         }
         let Some(name) = named_channel(field, current, reply) else {
             return;
@@ -945,6 +1283,38 @@ impl Established {
                 return reply.error(current.as_ref(), text.as_bytes());
             }
         };
+        if hub.is_clustered() {
+            let (moderation, banned) = match command {
+                Command::Kick => (Moderation::Kick, false),
+                Command::Ban => (Moderation::Ban, true),
+                _ => (Moderation::Unban, false),
+            };
+            // The reason as the texts keep it, so every server words them alike.
+            let reason = fit_reason(pdu.reason());
+            let removes_self =
+                moderation != Moderation::Unban && target == self.user && current == Some(name);
+            let own_removal =
+                removes_self.then(|| Hub::removal_notice(&name, &self.user, reason, banned));
+            let request = Request::Moderate {
+                user: self.user,
+                command: moderation,
+                channel: name,
+                target,
+                reason: reason.into(),
+                server_operator: hub.is_server_operator(&self.user),
+            };
+            let ack = acknowledgement(command, reply.order, pdu);
+            *asked = ask(
+                request,
+                Awaits::Moderate {
+                    name,
+                    target,
+                    ack,
+                    own_removal,
+                },
+            );
+            return;
+        }
         let open = hub.open_channel(&name);
         let allowed = hub.is_server_operator(&self.user)
             || open.is_some_and(|id| hub.is_operator(id, &self.user));
@@ -1012,6 +1382,7 @@ impl Established {
         pdu: &Pdu,
         hub: &mut Hub,
         reply: &mut Reply<'_, impl Outbox>,
+        asked: &mut Option<Box<Pending>>,
     ) {
         let current = self.channel_name(hub);
         if !hub.is_server_operator(&self.user) {
@@ -1022,9 +1393,14 @@ impl Established {
         }
         match command {
             Command::Ban => {
-                let address = Username::new(pdu.target())
-                    .ok()
-                    .and_then(|target| hub.address_of(&target));
+                let target = Username::new(pdu.target()).ok();
+                if let Some(target) = target.filter(|_| hub.is_clustered()) {
+                    let ack = acknowledgement(command, reply.order, pdu);
+                    let request = Request::ServerBan { target };
+                    *asked = ask(request, Awaits::ServerBan { target, ack });
+                    return;
+                }
+                let address = target.and_then(|target| hub.address_of(&target));
                 let Some(address) = address else {
                     let text = format!(
                         "error: {} is not connected: a server ban takes the address of a \
@@ -1047,6 +1423,12 @@ impl Established {
                     );
                     return reply.error(current.as_ref(), text.as_bytes());
                 };
+                if hub.is_clustered() {
+                    let ack = acknowledgement(command, reply.order, pdu);
+                    let request = Request::ServerUnban { address };
+                    *asked = ask(request, Awaits::ServerUnban { address, ack });
+                    return;
+                }
                 if !hub.unban_address(&address) {
                     let text = format!("error: {address} is not banned");
                     return reply.error(current.as_ref(), text.as_bytes());
@@ -1061,6 +1443,41 @@ impl Established {
         }
         reply.send(&acknowledgement(command, reply.order, pdu));
     }
+}
+
+/// A request for the network, waiting to be taken, and what its verdict completes.
+fn ask(request: Request, awaits: Awaits) -> Option<Box<Pending>> {
+    Some(Box::new(Pending {
+        request: Some(request),
+        awaits,
+    }))
+}
+
+/// Writes as many whole `names` as fit into the params of the NAMES PDU `pdu`, separated
+/// by spaces and leaving room for the NUL (v2 section 3); `taken` is called with the key
+/// of each one written. Returns the bytes used (0: none written).
+fn pack_names<'a, K>(
+    pdu: &mut Pdu,
+    names: impl Iterator<Item = (K, &'a Username)>,
+    mut taken: impl FnMut(K),
+) -> usize {
+    let params = &mut pdu.bytes_mut()[PREFIX_LEN + 4..];
+    let mut used = 0;
+    for (key, user) in names {
+        let sep = usize::from(used > 0);
+        let bytes = user.as_bytes();
+        // Whole names, then the NUL, within the params.
+        if used + sep + bytes.len() + 1 > NAMES_ROOM {
+            break;
+        }
+        if sep == 1 {
+            params[used] = b' ';
+        }
+        params[used + sep..used + sep + bytes.len()].copy_from_slice(bytes);
+        used += sep + bytes.len();
+        taken(key);
+    }
+    used
 }
 
 /// The channel a NAMES, KICK, BAN or UNBAN names in its channel `field`: that one, or the

@@ -8,6 +8,8 @@ use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
+use kaichat::cluster::url::RedisUrl;
+use kaichat::cluster::{DEFAULT_LEASE_MS, MIN_LEASE_MS};
 use kaichat::fd_limit::RESERVED_FDS;
 use kaichat::server::{AddressLimits, DEFAULT_ACCEPT_RATE, DEFAULT_MAX_PER_ADDRESS, MAX_RATE};
 use kaichat::server::{DEFAULT_HISTORY, DEFAULT_REPLAY, METRICS_CONNECTIONS, METRICS_TIMEOUT_MS};
@@ -55,6 +57,9 @@ pub enum Setting {
     OperPasswordFile,
     RateLimit,
     RateBurst,
+    Redis,
+    NodeId,
+    LeaseMs,
 }
 
 /// What a setting's value is, with the words its errors use.
@@ -75,11 +80,16 @@ enum Kind {
     Sync,
     /// A protocol version this server speaks: 1 or 2.
     Version,
+    /// Text that `check` accepts (its error says why not).
+    Text {
+        what: &'static str,
+        check: fn(&str) -> Result<(), String>,
+    },
 }
 
 impl Setting {
     /// In the order of `--help` and `--print-config`.
-    pub const ALL: [Setting; 22] = [
+    pub const ALL: [Setting; 25] = [
         Setting::Listen,
         Setting::Cert,
         Setting::Key,
@@ -102,6 +112,9 @@ impl Setting {
         Setting::OperPasswordFile,
         Setting::RateLimit,
         Setting::RateBurst,
+        Setting::Redis,
+        Setting::NodeId,
+        Setting::LeaseMs,
     ];
 
     /// The flag, and without its dashes the file's key; with what its value looks like in
@@ -188,6 +201,30 @@ impl Setting {
                 Kind::Count {
                     what: "a number of messages",
                     min: 1,
+                },
+            ),
+            Setting::Redis => (
+                "--redis",
+                "URL",
+                Kind::Text {
+                    what: "a Redis URL (redis://[[USER]:PASSWORD@]HOST[:PORT][/DB])",
+                    check: |text| RedisUrl::parse(text).map(|_| ()).map_err(|e| e.to_string()),
+                },
+            ),
+            Setting::NodeId => (
+                "--node-id",
+                "NAME",
+                Kind::Text {
+                    what: "a node name (1 to 64 printable ASCII characters, no spaces)",
+                    check: check_node_id,
+                },
+            ),
+            Setting::LeaseMs => (
+                "--lease-ms",
+                "MS",
+                Kind::Count {
+                    what: "a number of milliseconds",
+                    min: MIN_LEASE_MS as usize,
                 },
             ),
         }
@@ -285,6 +322,17 @@ impl Setting {
                  applies [default: {}]",
                 Rules::default().rate_burst
             ),
+            Setting::Redis => "cluster mode: share names, channels, history and bans with\n\
+                 the other servers using this Redis (see docs/CLUSTER.md);\n\
+                 rediss:// for TLS [default: none: a single server]"
+                .to_string(),
+            Setting::NodeId => "this server's name among the servers of --redis\n\
+                 [default: HOSTNAME:PORT]"
+                .to_string(),
+            Setting::LeaseMs => format!(
+                "with --redis: how long this server's names and liveness\n\
+                 outlive it if it dies [default: {DEFAULT_LEASE_MS}; at least {MIN_LEASE_MS}]"
+            ),
         }
     }
 
@@ -314,6 +362,7 @@ impl Setting {
             Kind::Level => "a level (error, warn, info or debug)",
             Kind::Sync => "always, batch or off",
             Kind::Version => "a protocol version (1 or 2)",
+            Kind::Text { what, .. } => what,
         }
     }
 
@@ -347,6 +396,7 @@ pub enum Value {
     Switch(bool),
     Level(LevelFilter),
     Sync(SyncPolicy),
+    Text(String),
 }
 
 /// `--listen` as written, and the addresses it stands for, to try in order.
@@ -385,6 +435,11 @@ pub struct Settings {
     pub oper_password_file: Option<PathBuf>,
     pub rate_limit: usize,
     pub rate_burst: usize,
+    /// `None`: a single server (no cluster mode).
+    pub redis: Option<String>,
+    /// `None`: `HOSTNAME:PORT`.
+    pub node_id: Option<String>,
+    pub lease_ms: usize,
 }
 
 impl Default for Settings {
@@ -414,6 +469,9 @@ impl Default for Settings {
             oper_password_file: None,
             rate_limit: Rules::default().rate_limit as usize,
             rate_burst: Rules::default().rate_burst as usize,
+            redis: None,
+            node_id: None,
+            lease_ms: DEFAULT_LEASE_MS as usize,
         }
     }
 }
@@ -444,6 +502,9 @@ impl Settings {
             Setting::OperPasswordFile => self.oper_password_file = Some(value.file()),
             Setting::RateLimit => self.rate_limit = value.count(),
             Setting::RateBurst => self.rate_burst = value.count(),
+            Setting::Redis => self.redis = Some(value.text()),
+            Setting::NodeId => self.node_id = Some(value.text()),
+            Setting::LeaseMs => self.lease_ms = value.count(),
         }
     }
 
@@ -502,6 +563,9 @@ impl Settings {
             Setting::OperPasswordFile => path(&self.oper_password_file),
             Setting::RateLimit => Some(self.rate_limit.to_string()),
             Setting::RateBurst => Some(self.rate_burst.to_string()),
+            Setting::Redis => self.redis.as_deref().map(toml_string),
+            Setting::NodeId => self.node_id.as_deref().map(toml_string),
+            Setting::LeaseMs => Some(self.lease_ms.to_string()),
         }
     }
 
@@ -545,6 +609,8 @@ impl Settings {
                 Setting::Log => "RUST_LOG, else info".to_string(),
                 Setting::Store => "history in memory only".to_string(),
                 Setting::OperPasswordFile => "no operator password: OPER always fails".to_string(),
+                Setting::Redis => "a single server, no cluster".to_string(),
+                Setting::NodeId => "the host name and the port".to_string(),
                 Setting::AcceptBurst => format!(
                     "twice accept-rate, here {}",
                     self.address_limits().accept_burst
@@ -608,6 +674,32 @@ impl Value {
             other => unreachable!("not a policy: {other:?}"),
         }
     }
+
+    fn text(self) -> String {
+        match self {
+            Value::Text(text) => text,
+            other => unreachable!("not text: {other:?}"),
+        }
+    }
+}
+
+/// A node name is put in Redis keys and values, space-separated: printable ASCII without
+/// spaces, 1 to 64 bytes.
+fn check_node_id(text: &str) -> Result<(), String> {
+    if text.is_empty() || text.len() > 64 {
+        return Err(format!(
+            "'{text}' is {} bytes long, not 1 to 64",
+            text.len()
+        ));
+    }
+    match text.bytes().find(|b| !b.is_ascii_graphic()) {
+        Some(b) => Err(format!(
+            "'{}' holds {:?}: only printable ASCII without spaces",
+            text.escape_debug(),
+            char::from(b)
+        )),
+        None => Ok(()),
+    }
 }
 
 /// A value as given, before it is checked.
@@ -634,9 +726,10 @@ fn check(setting: Setting, place: &str, given: Given) -> Result<Value, String> {
             Err(os) => return Err(not(&format!("'{}'", os.to_string_lossy()))),
         },
         Given::File(value, written) => match (&kind, value) {
-            (Kind::Address | Kind::File(_) | Kind::Level | Kind::Sync, DeValue::String(s)) => {
-                Raw::Text(s.to_string())
-            }
+            (
+                Kind::Address | Kind::File(_) | Kind::Level | Kind::Sync | Kind::Text { .. },
+                DeValue::String(s),
+            ) => Raw::Text(s.to_string()),
             (Kind::Seconds | Kind::Count { .. } | Kind::Version, DeValue::Integer(i)) => {
                 match u64::from_str_radix(i.as_str(), i.radix()) {
                     Ok(n) => Raw::Number(n),
@@ -653,7 +746,7 @@ fn check(setting: Setting, place: &str, given: Given) -> Result<Value, String> {
             (Kind::Switch, DeValue::String(s)) if s.parse::<bool>().is_ok() => {
                 return Err(format!("{}: write it without quotes", not(written)))
             }
-            (Kind::Address | Kind::File(_) | Kind::Level | Kind::Sync, _) => {
+            (Kind::Address | Kind::File(_) | Kind::Level | Kind::Sync | Kind::Text { .. }, _) => {
                 return Err(format!("{}: write it as a string, in quotes", not(written)))
             }
             _ => return Err(not(written)),
@@ -701,6 +794,11 @@ fn check(setting: Setting, place: &str, given: Given) -> Result<Value, String> {
             SyncPolicy::parse(&text)
                 .map(Value::Sync)
                 .ok_or_else(|| not(&format!("'{text}'")))
+        }
+        Kind::Text { check, .. } => {
+            let text = value.text();
+            check(&text).map_err(|e| format!("{place}: {e}"))?;
+            Ok(Value::Text(text))
         }
     }
 }

@@ -27,6 +27,7 @@ fn counters_come_out_under_their_names_and_labels() {
         max_clients: 100,
         uptime_ms: 1500,
         store: None,
+        redis_up: None,
     });
     for (name, value) in [
         ("kaichat_connections{state=\"established\"}", 2.0),
@@ -96,12 +97,14 @@ fn the_store_writers_progress_comes_out_when_there_is_a_store() {
             not_persisted: 3,
             failing: true,
         }),
+        redis_up: Some(false),
     });
     for (name, value) in [
         ("kaichat_store_committed_entries_total", 120.0),
         ("kaichat_store_lag_entries", 7.0),
         ("kaichat_store_not_persisted_entries_total", 3.0),
         ("kaichat_store_failing", 1.0),
+        ("kaichat_redis_up", 0.0),
     ] {
         assert_eq!(sample(&text, name), Some(value), "{name} in:\n{text}");
     }

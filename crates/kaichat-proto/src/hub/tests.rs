@@ -748,3 +748,303 @@ fn succession_prefers_a_member_that_can_moderate() {
     hub.leave(id, &alice, 0);
     assert!(hub.is_operator(id, &old), "only version-1 members are left");
 }
+
+// --- Cluster mode: a replica of the network's state (v2 section 8) -------------------------
+
+/// A network entry (time 0): a chat message from `sender`, or a notice of `kind`.
+fn net_entry(sender: Option<&str>, kind: Kind, text: &str) -> Entry {
+    Entry {
+        sender: sender.map(user),
+        kind,
+        time_ms: 0,
+        text: text.as_bytes().into(),
+    }
+}
+
+/// Applies notices `first..=last` of channel `ch` (texts `n<seq>`).
+fn apply_notices(hub: &mut Hub, ch: &str, first: u64, last: u64) {
+    for seq in first..=last {
+        let text = format!("n{seq}");
+        hub.apply(
+            &channel(ch),
+            seq,
+            net_entry(None, Kind::Notice, &text),
+            None,
+        );
+    }
+}
+
+/// Everything a version-2 reader at `cursor` is sent now: entries as their text, skip
+/// notices as `skipped N`.
+fn read_replica(hub: &Hub, id: ChannelId, cursor: &mut u64) -> Vec<String> {
+    let end = hub.end_seq(id);
+    let mut out = Vec::new();
+    loop {
+        match hub.next_entry(id, cursor, end, None) {
+            Next::Skipped(n) => out.push(format!("skipped {n}")),
+            Next::Entry(e) => out.push(String::from_utf8_lossy(&e.text).into_owned()),
+            Next::Done => return out,
+        }
+    }
+}
+
+fn outbound(hub: &mut Hub) -> Vec<Outbound> {
+    let mut out = Vec::new();
+    hub.take_outbound(&mut out);
+    out
+}
+
+fn deserted(hub: &mut Hub) -> Vec<String> {
+    let mut names = Vec::new();
+    hub.take_deserted(&mut names);
+    names.iter().map(|n| n.to_string()).collect()
+}
+
+/// A clustered hub with `name` connected as `conn` and a local member of `ch`, whose
+/// `joined` entry the network numbered `seq`.
+fn local_member(hub: &mut Hub, ch: &str, name: &str, conn: ConnRef, seq: u64) -> (ChannelId, u64) {
+    if !hub.is_connected(&user(name)) {
+        assert!(hub.claim_name(user(name), conn, None));
+    }
+    hub.join_local(&channel(ch), &user(name), true, seq)
+}
+
+#[test]
+fn only_a_clustered_hub_is_a_replica_and_journals() {
+    let mut hub = Hub::new(10, 5);
+    assert!(!hub.is_clustered());
+    let (id, _) = join_as(&mut hub, "@c", "amy", 0, true, 0);
+    hub.post(id, user("amy"), b"hi", 0);
+    hub.make_server_operator(&user("amy"));
+    hub.leave(id, &user("amy"), 0);
+    hub.release_name(&user("amy"));
+    assert!(outbound(&mut hub).is_empty());
+    assert!(deserted(&mut hub).is_empty());
+    assert!(Hub::clustered(10, 5).is_clustered());
+}
+
+#[test]
+fn a_post_is_journaled_and_reaches_the_ring_and_its_readers_only_through_apply() {
+    let mut hub = Hub::clustered(100, 10);
+    let (id, mut cursor) = local_member(&mut hub, "@c", "amy", 7, 1);
+    apply_notices(&mut hub, "@c", 1, 1);
+    assert_eq!(read_replica(&hub, id, &mut cursor), ["n1"]);
+    hub.take_woken(&mut Vec::new());
+    hub.post(id, user("amy"), b"hello", 0);
+    assert_eq!(
+        outbound(&mut hub),
+        [Outbound::Post {
+            conn: 7,
+            user: user("amy"),
+            channel: channel("@c"),
+            text: b"hello"[..].into(),
+        }]
+    );
+    assert_eq!(hub.end_seq(id), 2, "nothing appended locally");
+    assert_eq!(hub.messages(), 0, "counted when the network applied it");
+    let mut woken = Vec::new();
+    hub.take_woken(&mut woken);
+    assert!(woken.is_empty());
+    hub.apply(
+        &channel("@c"),
+        2,
+        net_entry(Some("amy"), Kind::Chat, "hello"),
+        None,
+    );
+    // A chat entry from someone connected elsewhere is not this node's to count.
+    hub.apply(
+        &channel("@c"),
+        3,
+        net_entry(Some("zed"), Kind::Chat, "yo"),
+        None,
+    );
+    hub.take_woken(&mut woken);
+    assert_eq!(woken, [7]);
+    assert_eq!(read_replica(&hub, id, &mut cursor), ["hello", "yo"]);
+    assert_eq!(hub.messages(), 1);
+}
+
+#[test]
+fn apply_ignores_what_it_has_and_restarts_the_ring_after_a_gap() {
+    let mut hub = Hub::clustered(100, 10);
+    assert_eq!(hub.replica_end(&channel("@c")), None);
+    let id = hub.replica(&channel("@c"));
+    assert_eq!(hub.replica(&channel("@c")), id, "one replica per channel");
+    assert_eq!(hub.replica_end(&channel("@c")), Some(0));
+    apply_notices(&mut hub, "@c", 1, 3);
+    assert_eq!(hub.replica_end(&channel("@c")), Some(4));
+    // A duplicate changes nothing.
+    hub.apply(
+        &channel("@c"),
+        2,
+        net_entry(None, Kind::Notice, "again"),
+        None,
+    );
+    let mut from_one = 1;
+    assert_eq!(read_replica(&hub, id, &mut from_one), ["n1", "n2", "n3"]);
+    // Entries 4 and 5 never came: the ring restarts at 6.
+    let mut behind = 2;
+    apply_notices(&mut hub, "@c", 6, 6);
+    assert_eq!(hub.replica_end(&channel("@c")), Some(7));
+    assert_eq!(read_replica(&hub, id, &mut behind), ["skipped 4", "n6"]);
+    // A reader that had read everything misses 4 and 5 all the same.
+    assert_eq!(read_replica(&hub, id, &mut from_one), ["skipped 2", "n6"]);
+    // Entries of a channel without a replica are dropped.
+    hub.apply(&channel("@d"), 1, net_entry(None, Kind::Notice, "x"), None);
+    assert_eq!(hub.replica_end(&channel("@d")), None);
+}
+
+#[test]
+fn join_local_moves_the_membership_without_journal_and_replays_up_to_the_joined_entry() {
+    let mut hub = Hub::clustered(5, 3);
+    let (old, _) = local_member(&mut hub, "@a", "amy", 1, 1);
+    hub.replica(&channel("@c"));
+    apply_notices(&mut hub, "@c", 1, 9);
+    let (id, mut cursor) = local_member(&mut hub, "@c", "amy", 1, 9);
+    assert!(!hub.is_member(old, &user("amy")));
+    assert!(hub.is_member(id, &user("amy")));
+    assert!(outbound(&mut hub).is_empty(), "the network did the JOIN");
+    assert_eq!(
+        hub.end_seq(id),
+        10,
+        "the joined entry comes from the network"
+    );
+    assert_eq!(read_replica(&hub, id, &mut cursor), ["n7", "n8", "n9"]);
+    // Never before the ring's first entry (5 kept: 5 to 9)...
+    let mut hub2 = Hub::clustered(5, 100);
+    hub2.replica(&channel("@c"));
+    apply_notices(&mut hub2, "@c", 1, 9);
+    assert_eq!(local_member(&mut hub2, "@c", "bob", 2, 9).1, 5);
+    // ...nor before the network's first entry.
+    let mut hub3 = Hub::clustered(5, 100);
+    assert_eq!(local_member(&mut hub3, "@c", "bob", 2, 1).1, 1);
+}
+
+#[test]
+fn a_removal_takes_the_local_member_out_and_tells_it_unless_it_removed_itself() {
+    let mut hub = Hub::clustered(100, 0);
+    let (id, _) = local_member(&mut hub, "@c", "amy", 1, 1);
+    local_member(&mut hub, "@c", "bob", 2, 2);
+    let removal = |target: &str, by: &str, reason: &str, banned: bool| Removal {
+        target: user(target),
+        by: user(by),
+        reason: reason.as_bytes().into(),
+        banned,
+    };
+    let entry = net_entry(None, Kind::Removal, "bob was kicked by amy: spam");
+    hub.apply(
+        &channel("@c"),
+        1,
+        entry,
+        Some(removal("BOB", "amy", "spam", false)),
+    );
+    assert!(!hub.is_member(id, &user("bob")));
+    let mut events = Vec::new();
+    hub.take_events(&mut events);
+    assert_eq!(
+        events,
+        [Event::Removed {
+            conn: 2,
+            channel: id,
+            name: channel("@c"),
+            notice: b"you were kicked from @c by amy: spam"[..].into(),
+        }]
+    );
+    // A target that is not a local member (elsewhere in the network): only the entry.
+    let entry = net_entry(None, Kind::Removal, "zed was banned by amy");
+    hub.apply(
+        &channel("@c"),
+        2,
+        entry,
+        Some(removal("zed", "amy", "", true)),
+    );
+    hub.take_events(&mut events);
+    assert_eq!(events.len(), 1);
+    // A duplicate removal is not applied twice (bob is a member again meanwhile).
+    local_member(&mut hub, "@c", "bob", 2, 3);
+    let entry = net_entry(None, Kind::Removal, "bob was kicked by amy: spam");
+    hub.apply(
+        &channel("@c"),
+        1,
+        entry,
+        Some(removal("bob", "amy", "spam", false)),
+    );
+    assert!(hub.is_member(id, &user("bob")));
+    // Self-removal: out, but no event.
+    let entry = net_entry(None, Kind::Removal, "amy was kicked by amy");
+    hub.apply(
+        &channel("@c"),
+        3,
+        entry,
+        Some(removal("amy", "amy", "", false)),
+    );
+    assert!(!hub.is_member(id, &user("amy")));
+    hub.take_events(&mut events);
+    assert_eq!(events.len(), 1);
+    assert!(outbound(&mut hub).is_empty(), "the network decided it");
+    assert_eq!(hub.end_seq(id), 4);
+}
+
+#[test]
+fn leave_journals_and_a_channel_is_deserted_when_its_last_local_member_goes() {
+    let mut hub = Hub::clustered(100, 0);
+    let (c, _) = local_member(&mut hub, "@c", "amy", 1, 1);
+    local_member(&mut hub, "@c", "bob", 2, 2);
+    local_member(&mut hub, "@d", "carl", 3, 1);
+    apply_notices(&mut hub, "@c", 1, 2);
+    hub.leave(c, &user("amy"), 0);
+    assert_eq!(
+        outbound(&mut hub),
+        [Outbound::Leave {
+            user: user("amy"),
+            channel: channel("@c"),
+        }]
+    );
+    assert!(!hub.is_member(c, &user("amy")));
+    assert_eq!(hub.end_seq(c), 3, "the network writes the notice");
+    assert!(deserted(&mut hub).is_empty(), "bob is still here");
+    // Leaving twice journals nothing.
+    hub.leave(c, &user("amy"), 0);
+    assert!(outbound(&mut hub).is_empty());
+    // bob moves to @d: @c has no local member left.
+    local_member(&mut hub, "@d", "bob", 2, 2);
+    assert_eq!(deserted(&mut hub), ["@c"]);
+    assert!(deserted(&mut hub).is_empty(), "named once");
+    // Deserted and joined again before the caller looked: not deserted.
+    let d = hub.replica(&channel("@d"));
+    hub.leave(d, &user("carl"), 0);
+    hub.leave(d, &user("bob"), 0);
+    local_member(&mut hub, "@d", "bob", 2, 5);
+    assert!(deserted(&mut hub).is_empty());
+    // A replica is freed on request only, and only without local members.
+    assert_eq!(hub.replica_end(&channel("@c")), Some(3));
+    hub.drop_replica(&channel("@c"));
+    hub.drop_replica(&channel("@d"));
+    assert_eq!(hub.replica_end(&channel("@c")), None);
+    assert!(hub.replica_end(&channel("@d")).is_some());
+    assert_eq!(hub.channels(), 1);
+}
+
+#[test]
+fn release_and_oper_are_journaled_in_order() {
+    let mut hub = Hub::clustered(100, 0);
+    let (id, _) = local_member(&mut hub, "@c", "Amy", 1, 1);
+    hub.make_server_operator(&user("amy"));
+    hub.make_server_operator(&user("amy"));
+    assert!(hub.is_server_operator(&user("amy")));
+    hub.leave(id, &user("amy"), 0);
+    hub.release_name(&user("amy"));
+    hub.release_name(&user("amy"));
+    assert_eq!(
+        outbound(&mut hub),
+        [
+            Outbound::Oper { user: user("amy") },
+            Outbound::Leave {
+                user: user("amy"),
+                channel: channel("@c"),
+            },
+            Outbound::Release { user: user("Amy") },
+        ]
+    );
+    assert!(!hub.is_connected(&user("AMY")));
+}

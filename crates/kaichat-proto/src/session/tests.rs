@@ -14,8 +14,9 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 
 use super::*;
-use crate::hub::Event;
+use crate::hub::{Event, Kind};
 use crate::names::ChannelName;
+use crate::network::Outbound;
 use crate::pdu::{
     CHANNEL, OPERATORS, PARAMS_LEN, PDU_LEN, PREFIX_LEN, SEPARATOR, SERVER_NAME, TIME, UP_TO_DATE,
 };
@@ -3105,6 +3106,681 @@ fn each_refused_moderation_says_why_and_changes_nothing() {
     ];
     for (pdu, expected) in cases {
         assert_eq!(refused(&mut sessions[fay], &mut hub, &pdu), expected);
+    }
+}
+
+// --- Cluster mode: requests to the network and its verdicts (v2 section 8) ----------------
+
+const UNAVAILABLE_TEXT: &str = "error: network unavailable, try again";
+
+fn cluster_hub(history: usize, replay: usize) -> Hub {
+    let mut hub = Hub::clustered(history, replay);
+    hub.set_epoch(EPOCH);
+    hub.set_rules(Rules {
+        oper: true,
+        ..Rules::default()
+    });
+    hub
+}
+
+fn uname(name: &str) -> Username {
+    Username::new(name.as_bytes()).unwrap()
+}
+
+fn cname(name: &str) -> ChannelName {
+    ChannelName::new(name.as_bytes()).unwrap()
+}
+
+/// The network's verdict, given at `now`: what the session wrote.
+fn verdict(s: &mut Session, hub: &mut Hub, verdict: Verdict, now: u64) -> Vec<Pdu> {
+    let mut out = Vec::new();
+    s.network_verdict(verdict, now, hub, &mut out);
+    out
+}
+
+/// Feeds `pdu`, which must make a request and nothing else: the session reads nothing
+/// more until the verdict. Returns the request (taken once).
+fn asks(s: &mut Session, hub: &mut Hub, pdu: &Pdu) -> Request {
+    let (step, out) = feed(s, hub, pdu, 0);
+    assert_eq!((step, out.len()), (Step::Continue, 0), "{out:?}");
+    assert!(s.answering(), "no PDU is read while the network decides");
+    let request = s.take_network_request().expect("a request");
+    assert_eq!(s.take_network_request(), None, "taken once");
+    assert!(s.answering(), "still waiting for the verdict");
+    request
+}
+
+/// A v2 session of connection `conn` whose CLIENT_INFO the network accepted.
+fn cluster_established(hub: &mut Hub, conn: ConnRef, name: &str) -> Session {
+    let mut s = negotiated(hub, LE, 2, conn, 0);
+    let request = asks(&mut s, hub, &Pdu::client_info(LE, name.as_bytes()));
+    assert_eq!(
+        request,
+        Request::Claim {
+            user: uname(name),
+            peer: Some(peer(conn)),
+        }
+    );
+    let out = verdict(&mut s, hub, Verdict::Claimed, 0);
+    assert_eq!(lines(&out), ["CLIENT_INFO "]);
+    assert_eq!(s.phase(), Phase::Connected);
+    s
+}
+
+/// The network's entry `seq` of `ch`, applied as the engine does.
+fn net(hub: &mut Hub, ch: &str, seq: u64, sender: Option<&str>, text: &str) {
+    let kind = if sender.is_some() {
+        Kind::Chat
+    } else {
+        Kind::Notice
+    };
+    let entry = Entry {
+        sender: sender.map(uname),
+        kind,
+        time_ms: EPOCH + seq,
+        text: text.as_bytes().into(),
+    };
+    hub.apply(&cname(ch), seq, entry, None);
+}
+
+/// `s` joins `ch`, whose `joined` entry the network numbers `seq` (and which is applied).
+fn cluster_join(s: &mut Session, hub: &mut Hub, ch: &str, seq: u64) {
+    let user = *s.user().unwrap();
+    let request = asks(s, hub, &join(LE, b"", ch.as_bytes()));
+    let Request::Join { channel, .. } = request else {
+        panic!("{request:?}");
+    };
+    assert_eq!(channel, cname(ch));
+    let out = verdict(s, hub, Verdict::Joined { seq }, 0);
+    assert_eq!(lines(&out), [format!("JOIN_CHANNEL {ch}")]);
+    net(hub, ch, seq, None, &format!("{user} joined"));
+}
+
+fn outbound(hub: &mut Hub) -> Vec<Outbound> {
+    let mut out = Vec::new();
+    hub.take_outbound(&mut out);
+    out
+}
+
+#[test]
+fn a_cluster_claim_waits_for_the_network_and_its_verdict() {
+    let mut hub = cluster_hub(100, 0);
+    let mut s = negotiated(&mut hub, LE, 2, 0, 1_000);
+    // Taken somewhere in the network: today's text, set-up goes on.
+    asks(&mut s, &mut hub, &Pdu::client_info(LE, b"amy"));
+    assert_eq!(hub.users(), 0, "not held here while the network decides");
+    let out = verdict(&mut s, &mut hub, Verdict::Taken, 2_000);
+    assert_eq!(
+        error_text(&out, LE),
+        "error: username 'amy' is taken: a connected client has it (names are compared \
+         ignoring case)"
+    );
+    assert_eq!(out[0].time(), 0, "set-up notices carry no stamp");
+    assert!(!s.answering());
+    assert_eq!(s.phase(), Phase::AwaitClientInfo);
+    // Unreachable: the notice, set-up goes on.
+    asks(&mut s, &mut hub, &Pdu::client_info(LE, b"amy"));
+    let out = verdict(&mut s, &mut hub, Verdict::Unavailable, 3_000);
+    assert_eq!(error_text(&out, LE), UNAVAILABLE_TEXT);
+    assert_eq!(s.phase(), Phase::AwaitClientInfo);
+    // The set-up deadline kept running from the phase's start, pending claims or not.
+    asks(&mut s, &mut hub, &Pdu::client_info(LE, b"amy"));
+    assert_eq!(s.deadline(&Deadlines::default()), Some(31_001));
+    let out = verdict(&mut s, &mut hub, Verdict::Claimed, 4_000);
+    assert_eq!(lines(&out), ["CLIENT_INFO "]);
+    assert_eq!(s.user(), Some(&uname("amy")));
+    assert!(hub.is_connected(&uname("AMY")));
+    // Held here: taken at once, without asking.
+    let mut other = negotiated(&mut hub, LE, 2, 1, 0);
+    let (_, out) = feed(&mut other, &mut hub, &Pdu::client_info(LE, b"AMY"), 0);
+    assert!(error_text(&out, LE).starts_with("error: username 'AMY' is taken"));
+    assert!(other.take_network_request().is_none() && !other.answering());
+    // A verdict without a request in progress changes nothing.
+    assert!(verdict(&mut other, &mut hub, Verdict::Claimed, 0).is_empty());
+    assert_eq!(other.phase(), Phase::AwaitClientInfo);
+}
+
+#[test]
+fn a_cluster_join_replays_up_to_the_joined_entry_and_pushes_come_only_through_apply() {
+    let mut hub = cluster_hub(100, 2);
+    let mut amy = cluster_established(&mut hub, 0, "amy");
+    // The engine made the replica and caught up with the channel's tail.
+    hub.replica(&cname("@c"));
+    for seq in 1..=4 {
+        net(&mut hub, "@c", seq, None, &format!("n{seq}"));
+    }
+    let request = asks(&mut amy, &mut hub, &join(LE, b"amy", b"@c"));
+    assert_eq!(
+        request,
+        Request::Join {
+            user: uname("amy"),
+            channel: cname("@c"),
+            from: None,
+            push: true,
+        }
+    );
+    assert_eq!(
+        amy.phase(),
+        Phase::Connected,
+        "not a member until the verdict"
+    );
+    let out = verdict(&mut amy, &mut hub, Verdict::Joined { seq: 5 }, 0);
+    assert_eq!(lines(&out), ["JOIN_CHANNEL @c"]);
+    assert!(!amy.answering());
+    assert!(outbound(&mut hub).is_empty(), "the network did the JOIN");
+    // The replay (2 entries back from the joined one); the joined entry is the network's.
+    assert_eq!(lines(&pull(&mut amy, &hub, 0)), ["SERVER @c: n4"]);
+    net(&mut hub, "@c", 5, None, "amy joined");
+    assert_eq!(woken(&mut hub), [0]);
+    assert_eq!(lines(&pull(&mut amy, &hub, 0)), ["SERVER @c: amy joined"]);
+    // A message is journaled; its echo comes with the network's entry.
+    say(&mut amy, &mut hub, b"hi");
+    assert_eq!(
+        outbound(&mut hub),
+        [Outbound::Post {
+            conn: 0,
+            user: uname("amy"),
+            channel: cname("@c"),
+            text: b"hi"[..].into(),
+        }]
+    );
+    assert!(pull(&mut amy, &hub, 0).is_empty());
+    net(&mut hub, "@c", 6, Some("amy"), "hi");
+    assert_eq!(lines(&pull(&mut amy, &hub, 0)), ["amy @c: hi"]);
+    assert_eq!(hub.messages(), 1);
+}
+
+#[test]
+fn a_refused_or_unreachable_cluster_join_leaves_the_client_where_it_was() {
+    let mut hub = cluster_hub(100, 0);
+    let mut amy = cluster_established(&mut hub, 0, "amy");
+    cluster_join(&mut amy, &mut hub, "@a", 1);
+    pull(&mut amy, &hub, 0);
+    let request = asks(&mut amy, &mut hub, &join(LE, b"amy", b"@b"));
+    let Request::Join { from, .. } = request else {
+        panic!("{request:?}");
+    };
+    assert_eq!(
+        from,
+        Some(cname("@a")),
+        "the network leaves the old channel"
+    );
+    let out = verdict(&mut amy, &mut hub, Verdict::Banned, 7_000);
+    assert_eq!(error_text(&out, LE), "error: you are banned from @b");
+    assert_eq!(text(out[0].channel()), "@a");
+    assert_eq!(stamps(&out), [Some(7_000)]);
+    asks(&mut amy, &mut hub, &join(LE, b"amy", b"@b"));
+    let out = verdict(&mut amy, &mut hub, Verdict::Unavailable, 8_000);
+    assert_eq!(error_text(&out, LE), UNAVAILABLE_TEXT);
+    assert_eq!(text(out[0].channel()), "@a");
+    assert_eq!(stamps(&out), [Some(8_000)]);
+    // Still in @a, still pushed its entries.
+    assert_eq!(amy.phase(), Phase::InChannel);
+    assert_eq!(hub.replica_end(&cname("@b")), None);
+    net(&mut hub, "@a", 2, Some("bob"), "still here");
+    assert_eq!(lines(&pull(&mut amy, &hub, 0)), ["bob @a: still here"]);
+    // Joining the current channel again needs no network.
+    let (_, out) = feed(&mut amy, &mut hub, &join(LE, b"amy", b"@a"), 0);
+    assert_eq!(lines(&out), ["JOIN_CHANNEL @a"]);
+    assert!(!amy.answering());
+}
+
+#[test]
+fn a_cluster_join_elsewhere_deserts_the_old_replica_and_leave_is_journaled() {
+    let mut hub = cluster_hub(100, 0);
+    let mut amy = cluster_established(&mut hub, 0, "amy");
+    cluster_join(&mut amy, &mut hub, "@a", 1);
+    cluster_join(&mut amy, &mut hub, "@b", 1);
+    let mut deserted = Vec::new();
+    hub.take_deserted(&mut deserted);
+    assert_eq!(deserted, [cname("@a")]);
+    assert!(outbound(&mut hub).is_empty());
+    let (_, out) = feed(&mut amy, &mut hub, &Pdu::leave(LE), 0);
+    assert_eq!(lines(&out), ["LEAVE_CHANNEL @b"]);
+    assert_eq!(
+        outbound(&mut hub),
+        [Outbound::Leave {
+            user: uname("amy"),
+            channel: cname("@b"),
+        }]
+    );
+    deserted.clear();
+    hub.take_deserted(&mut deserted);
+    assert_eq!(deserted, [cname("@b")]);
+}
+
+#[test]
+fn close_in_cluster_mode_journals_leave_then_release() {
+    let mut hub = cluster_hub(100, 0);
+    let mut amy = cluster_established(&mut hub, 0, "amy");
+    cluster_join(&mut amy, &mut hub, "@c", 1);
+    amy.close(&mut hub, 0);
+    assert_eq!(
+        outbound(&mut hub),
+        [
+            Outbound::Leave {
+                user: uname("amy"),
+                channel: cname("@c"),
+            },
+            Outbound::Release { user: uname("amy") },
+        ]
+    );
+    assert_eq!(hub.users(), 0);
+    // Closed with a request in progress: a late verdict finds nothing to complete.
+    let mut bob = cluster_established(&mut hub, 1, "bob");
+    asks(&mut bob, &mut hub, &join(LE, b"bob", b"@d"));
+    bob.close(&mut hub, 0);
+    assert!(verdict(&mut bob, &mut hub, Verdict::Joined { seq: 1 }, 0).is_empty());
+    assert_eq!(hub.replica_end(&cname("@d")), None);
+    // So does a claim's: the name is not held here.
+    let mut carl = negotiated(&mut hub, LE, 2, 2, 0);
+    asks(&mut carl, &mut hub, &Pdu::client_info(LE, b"carl"));
+    carl.close(&mut hub, 0);
+    assert!(verdict(&mut carl, &mut hub, Verdict::Claimed, 0).is_empty());
+    assert!(!hub.is_connected(&uname("carl")));
+}
+
+#[test]
+fn a_post_the_network_could_not_take_is_an_error_notice_never_inside_an_answer() {
+    let mut hub = cluster_hub(100, 10);
+    let mut amy = cluster_established(&mut hub, 0, "amy");
+    cluster_join(&mut amy, &mut hub, "@c", 1);
+    pull(&mut amy, &hub, 0);
+    let mut out = Vec::new();
+    amy.post_failed(3_000, &hub, &mut out);
+    assert_eq!(error_text(&out, LE), UNAVAILABLE_TEXT);
+    assert_eq!(text(out[0].channel()), "@c");
+    assert_eq!(stamps(&out), [Some(3_000)]);
+    // During a QUERY answer it waits for the answer's end.
+    net(&mut hub, "@c", 2, Some("bob"), "x");
+    let (_, out) = feed(&mut amy, &mut hub, &Pdu::query(LE), 0);
+    assert!(out.is_empty() && amy.in_answer());
+    let mut out: Vec<Pdu> = Vec::new();
+    amy.post_failed(4_000, &hub, &mut out);
+    amy.post_failed(4_000, &hub, &mut out);
+    assert!(out.is_empty());
+    let out = pull(&mut amy, &hub, 5_000);
+    assert_eq!(
+        lines(&out),
+        [
+            "bob @c: x",
+            "up-to-date @c",
+            &format!("SERVER @c: {UNAVAILABLE_TEXT}"),
+            &format!("SERVER @c: {UNAVAILABLE_TEXT}"),
+        ]
+    );
+}
+
+/// amy (connection 0) and bob (1), v2 members of `@c` on this node, amy made its operator
+/// by the network; everything read.
+fn cluster_pair() -> (Hub, Session, Session) {
+    let mut hub = cluster_hub(100, 0);
+    let mut amy = cluster_established(&mut hub, 0, "amy");
+    let mut bob = cluster_established(&mut hub, 1, "bob");
+    cluster_join(&mut amy, &mut hub, "@c", 1);
+    cluster_join(&mut bob, &mut hub, "@c", 2);
+    pull(&mut amy, &hub, 0);
+    pull(&mut bob, &hub, 0);
+    (hub, amy, bob)
+}
+
+fn removal_entry(hub: &mut Hub, seq: u64, target: &str, by: &str, reason: &str, banned: bool) {
+    let verb = if banned { "banned" } else { "kicked" };
+    let entry = Entry {
+        sender: None,
+        kind: Kind::Removal,
+        time_ms: EPOCH,
+        text: format!("{target} was {verb} by {by}").into_bytes().into(),
+    };
+    let removal = crate::network::Removal {
+        target: uname(target),
+        by: uname(by),
+        reason: reason.as_bytes().into(),
+        banned,
+    };
+    hub.apply(&cname("@c"), seq, entry, Some(removal));
+}
+
+#[test]
+fn a_removal_the_network_applies_to_a_local_member_is_sent_leave_channel_then_the_notice() {
+    let (mut hub, mut amy, mut bob) = cluster_pair();
+    // Kicked by an operator connected elsewhere.
+    removal_entry(&mut hub, 3, "bob", "zed", "spam", false);
+    carry_out(&mut hub, &mut [&mut amy, &mut bob]);
+    assert_eq!(bob.phase(), Phase::Connected);
+    let out = pull(&mut bob, &hub, 6_000);
+    assert_eq!(
+        lines(&out),
+        [
+            "LEAVE_CHANNEL @c",
+            "SERVER @c: you were kicked from @c by zed: spam"
+        ]
+    );
+    assert_eq!(
+        lines(&pull(&mut amy, &hub, 0)),
+        ["SERVER @c: bob was kicked by zed"]
+    );
+    assert!(outbound(&mut hub).is_empty(), "the network wrote it");
+    let mut deserted = Vec::new();
+    hub.take_deserted(&mut deserted);
+    assert!(deserted.is_empty(), "amy is still here");
+}
+
+#[test]
+fn a_cluster_kick_of_oneself_is_acknowledged_then_left_whichever_comes_first() {
+    for entry_first in [true, false] {
+        let (mut hub, mut amy, mut bob) = cluster_pair();
+        let kick = moderation(Command::Kick, b"", b"AMY", b"bye");
+        let request = asks(&mut amy, &mut hub, &kick);
+        assert_eq!(
+            request,
+            Request::Moderate {
+                user: uname("amy"),
+                command: Moderation::Kick,
+                channel: cname("@c"),
+                target: uname("amy"),
+                reason: b"bye"[..].into(),
+                server_operator: false,
+            }
+        );
+        if entry_first {
+            removal_entry(&mut hub, 3, "amy", "amy", "bye", false);
+        }
+        let mut out = verdict(&mut amy, &mut hub, Verdict::Done, 0);
+        if !entry_first {
+            removal_entry(&mut hub, 3, "amy", "amy", "bye", false);
+        }
+        assert!(carry_out(&mut hub, &mut [&mut amy, &mut bob]).is_empty());
+        out.extend(pull(&mut amy, &hub, 0));
+        assert_eq!(
+            lines(&out),
+            [
+                "KICK ",
+                "LEAVE_CHANNEL @c",
+                "SERVER @c: you were kicked from @c by amy: bye"
+            ],
+            "entry first: {entry_first}"
+        );
+        assert_eq!(amy.phase(), Phase::Connected);
+        assert!(!amy.answering());
+    }
+    // A ban of oneself from another channel leaves one's own channel alone.
+    let (mut hub, _amy, mut bob) = cluster_pair();
+    asks(
+        &mut bob,
+        &mut hub,
+        &moderation(Command::Ban, b"@d", b"bob", b""),
+    );
+    let out = verdict(&mut bob, &mut hub, Verdict::Done, 0);
+    assert_eq!(lines(&out), ["BAN @d"]);
+    assert!(pull(&mut bob, &hub, 0).is_empty());
+    assert_eq!(bob.phase(), Phase::InChannel);
+}
+
+#[test]
+fn cluster_moderation_verdicts_are_answered_with_todays_texts() {
+    let (mut hub, mut amy, _bob) = cluster_pair();
+    let (kick, ban, unban) = (Command::Kick, Command::Ban, Command::Unban);
+    let cases: [(Command, Verdict, String); 7] = [
+        (
+            kick,
+            Verdict::NotOperator,
+            "error: you are not an operator of @c".into(),
+        ),
+        (
+            ban,
+            Verdict::TargetIsServerOperator,
+            "error: carl is a server operator: a channel operator cannot kick or ban one".into(),
+        ),
+        (kick, Verdict::NotMember, "error: carl is not in @c".into()),
+        (
+            ban,
+            Verdict::BanListFull,
+            format!("error: ban list of @c is full: at most {MAX_BANS} names"),
+        ),
+        (
+            unban,
+            Verdict::NotBanned,
+            "error: carl is not banned from @c".into(),
+        ),
+        (kick, Verdict::Unavailable, UNAVAILABLE_TEXT.into()),
+        // A verdict that answers another request: nothing changed, as if unreachable.
+        (kick, Verdict::Claimed, UNAVAILABLE_TEXT.into()),
+    ];
+    for (command, given, expected) in cases {
+        let request = asks(&mut amy, &mut hub, &moderation(command, b"", b"carl", b""));
+        let Request::Moderate {
+            channel, target, ..
+        } = request
+        else {
+            panic!("{request:?}");
+        };
+        assert_eq!((channel, target), (cname("@c"), uname("carl")));
+        let out = verdict(&mut amy, &mut hub, given, 9_000);
+        assert_eq!(error_text(&out, LE), expected);
+        assert_eq!(text(out[0].channel()), "@c");
+        assert_eq!(stamps(&out), [Some(9_000)]);
+        assert_eq!(amy.phase(), Phase::InChannel);
+    }
+    // Done: the request back from SERVER; a ban of someone else removes no one here.
+    let request = asks(&mut amy, &mut hub, &moderation(ban, b"@c", b"carl", b"r"));
+    let Request::Moderate { command, .. } = request else {
+        panic!("{request:?}");
+    };
+    assert_eq!(command, Moderation::Ban);
+    let out = verdict(&mut amy, &mut hub, Verdict::Done, 0);
+    let params = [&b"carl"[..], &[0; 6], b" r"].concat();
+    assert_eq!(
+        out.iter().map(Pdu::as_bytes).collect::<Vec<_>>(),
+        [&exact(Command::Ban, LE, &ack_prefix(b"@c"), &params)]
+    );
+    assert_eq!(amy.phase(), Phase::InChannel);
+    // Checks that need no shared state are made here, without asking.
+    assert_eq!(
+        refused(&mut amy, &mut hub, &moderation(kick, b"", b"a b", b"")),
+        format!("error: no such user: username 'a b' contains a space: {USERNAME_RULE}")
+    );
+    assert_eq!(
+        refused(&mut amy, &mut hub, &moderation(ban, b"*", b"bob", b"")),
+        "error: only a server operator can ban from the whole server (*)"
+    );
+    assert!(amy.take_network_request().is_none());
+}
+
+#[test]
+fn cluster_server_bans_ask_the_network() {
+    let (mut hub, mut amy, _bob) = cluster_pair();
+    make_oper(&mut amy, &mut hub, 0);
+    assert_eq!(outbound(&mut hub), [Outbound::Oper { user: uname("amy") }]);
+    // A server operator's KICK says so.
+    let request = asks(
+        &mut amy,
+        &mut hub,
+        &moderation(Command::Kick, b"", b"bob", b""),
+    );
+    assert!(matches!(
+        request,
+        Request::Moderate {
+            server_operator: true,
+            ..
+        }
+    ));
+    verdict(&mut amy, &mut hub, Verdict::Done, 0);
+    // BAN *: of someone connected elsewhere perhaps.
+    let ban = moderation(Command::Ban, b"*", b"zed", b"");
+    assert_eq!(
+        asks(&mut amy, &mut hub, &ban),
+        Request::ServerBan {
+            target: uname("zed")
+        }
+    );
+    let out = verdict(&mut amy, &mut hub, Verdict::NotConnected, 0);
+    assert_eq!(
+        error_text(&out, LE),
+        "error: zed is not connected: a server ban takes the address of a connected user"
+    );
+    asks(&mut amy, &mut hub, &ban);
+    let out = verdict(&mut amy, &mut hub, Verdict::Done, 0);
+    assert_eq!(lines(&out), ["BAN *"]);
+    let mut events = Vec::new();
+    hub.take_events(&mut events);
+    assert!(
+        events.is_empty(),
+        "the network's ban comes back through the engine"
+    );
+    // UNBAN *.
+    let unban = Pdu::unban_address(LE, b"10.0.0.9");
+    let address: IpAddr = "10.0.0.9".parse().unwrap();
+    assert_eq!(
+        asks(&mut amy, &mut hub, &unban),
+        Request::ServerUnban { address }
+    );
+    let out = verdict(&mut amy, &mut hub, Verdict::NotBanned, 0);
+    assert_eq!(error_text(&out, LE), "error: 10.0.0.9 is not banned");
+    asks(&mut amy, &mut hub, &unban);
+    let out = verdict(&mut amy, &mut hub, Verdict::Done, 0);
+    assert_eq!(
+        out.iter().map(Pdu::as_bytes).collect::<Vec<_>>(),
+        [&exact(Command::Unban, LE, &ack_prefix(b"*"), b"10.0.0.9")]
+    );
+    // Not an address, or an invalid name: today's texts at once.
+    assert_eq!(
+        refused(&mut amy, &mut hub, &Pdu::unban_address(LE, b"nope")),
+        "error: 'nope' is not an IP address (UNBAN * takes the address as text)"
+    );
+    assert_eq!(
+        refused(
+            &mut amy,
+            &mut hub,
+            &moderation(Command::Ban, b"*", b"a b", b"")
+        ),
+        "error: a b is not connected: a server ban takes the address of a connected user"
+    );
+}
+
+#[test]
+fn cluster_names_and_list_stream_the_networks_snapshot_like_todays_listings() {
+    let (mut hub, mut amy, _bob) = cluster_pair();
+    let names: Vec<String> = (0..300).map(|i| format!("member{i:04}")).collect();
+    let snapshot = NamesSnapshot {
+        operators: vec![uname(&names[0])],
+        others: names[1..].iter().map(|n| uname(n)).collect(),
+    };
+    assert_eq!(
+        asks(&mut amy, &mut hub, &Pdu::names(LE, b"")),
+        Request::Names {
+            channel: cname("@c")
+        }
+    );
+    let out = verdict(
+        &mut amy,
+        &mut hub,
+        Verdict::Names(Box::new(snapshot.clone())),
+        0,
+    );
+    assert!(
+        out.is_empty() && amy.answering(),
+        "produced as the socket drains"
+    );
+    let out = pull(&mut amy, &hub, 0);
+    let rendered = listing(&out, Command::Names);
+    assert_eq!(rendered[0], "operators: member0000");
+    assert_eq!(rendered.last().map(String::as_str), Some("end @c 300"));
+    let chunks = &out[1..out.len() - 1];
+    assert!(chunks.len() >= 2, "299 names of 10 bytes need two PDUs");
+    let mut listed = Vec::new();
+    for (i, pdu) in chunks.iter().enumerate() {
+        let chunk = pdu.params_text();
+        if i + 1 < chunks.len() {
+            assert!(chunk.len() + 1 + 10 + 1 > PARAMS_LEN, "as many as fit");
+        }
+        listed.extend(chunk.split(|&b| b == b' ').map(text));
+    }
+    assert_eq!(listed, names[1..]);
+    // Streamed a PDU at a time, it is the same listing.
+    asks(&mut amy, &mut hub, &Pdu::names(LE, b"@c"));
+    verdict(&mut amy, &mut hub, Verdict::Names(Box::new(snapshot)), 0);
+    let mut streamed: Vec<Pdu> = Vec::new();
+    while !amy.continue_output(&hub, 0, 1, &mut streamed) {}
+    assert_eq!(streamed, out);
+    // No operator (all members on version 1, say): the end PDU follows the others.
+    asks(&mut amy, &mut hub, &Pdu::names(LE, b""));
+    let few = NamesSnapshot {
+        operators: vec![],
+        others: vec![uname("dan"), uname("bob")],
+    };
+    verdict(&mut amy, &mut hub, Verdict::Names(Box::new(few)), 0);
+    assert_eq!(
+        listing(&pull(&mut amy, &hub, 0), Command::Names),
+        ["members: dan bob", "end @c 2"]
+    );
+    // Not open anywhere, or unreachable.
+    for (given, expected) in [
+        (
+            Verdict::NotOpen,
+            "error: @nope is not open: it has no members",
+        ),
+        (Verdict::Unavailable, UNAVAILABLE_TEXT),
+    ] {
+        asks(&mut amy, &mut hub, &Pdu::names(LE, b"@nope"));
+        let out = verdict(&mut amy, &mut hub, given, 0);
+        assert_eq!(error_text(&out, LE), expected);
+        assert!(!amy.answering());
+    }
+    // LIST_CHANNELS.
+    assert_eq!(
+        asks(&mut amy, &mut hub, &Pdu::list_channels(LE)),
+        Request::List
+    );
+    let channels = vec![
+        Listed {
+            name: cname("@B"),
+            members: 3,
+            retained: 7,
+        },
+        Listed {
+            name: cname("@a"),
+            members: 1,
+            retained: 2,
+        },
+    ];
+    verdict(&mut amy, &mut hub, Verdict::Channels(channels.clone()), 0);
+    let out = pull(&mut amy, &hub, 0);
+    assert_eq!(
+        listing(&out, Command::ListChannels),
+        ["@B 3 7", "@a 1 2", "end  2"]
+    );
+    asks(&mut amy, &mut hub, &Pdu::list_channels(LE));
+    verdict(&mut amy, &mut hub, Verdict::Channels(channels), 0);
+    let mut streamed: Vec<Pdu> = Vec::new();
+    while !amy.continue_output(&hub, 0, 1, &mut streamed) {}
+    assert_eq!(streamed, out);
+    asks(&mut amy, &mut hub, &Pdu::list_channels(LE));
+    verdict(&mut amy, &mut hub, Verdict::Channels(vec![]), 0);
+    assert_eq!(
+        listing(&pull(&mut amy, &hub, 0), Command::ListChannels),
+        ["end  0"]
+    );
+}
+
+#[test]
+fn nothing_is_read_while_a_cluster_request_waits_but_pushes_still_go_out() {
+    let (mut hub, mut amy, _bob) = cluster_pair();
+    let requests = [
+        join(LE, b"amy", b"@d"),
+        Pdu::names(LE, b""),
+        Pdu::list_channels(LE),
+        moderation(Command::Kick, b"", b"bob", b""),
+    ];
+    for pdu in requests {
+        asks(&mut amy, &mut hub, &pdu);
+        // Entries the network applies meanwhile are pushed.
+        let seq = hub.replica_end(&cname("@c")).unwrap();
+        net(&mut hub, "@c", seq, Some("bob"), "meanwhile");
+        assert_eq!(lines(&pull(&mut amy, &hub, 0)), ["bob @c: meanwhile"]);
+        assert!(amy.answering());
+        verdict(&mut amy, &mut hub, Verdict::Unavailable, 0);
+        assert!(!amy.answering());
     }
 }
 

@@ -1,0 +1,625 @@
+//! The engine against scripted Redis replies: no Redis here (tests/server_cluster.rs has
+//! the real one). Commands are read back from the output buffer with the same codec.
+
+use redis_protocol::resp3::decode::complete::decode;
+
+use super::*;
+use crate::cluster::resp::blob;
+
+const LEASE: u64 = 9000;
+
+fn config() -> ClusterConfig {
+    ClusterConfig {
+        node_id: "n1".into(),
+        lease_ms: LEASE,
+        history: 4,
+        username: None,
+        password: None,
+        db: 0,
+        reply_timeout_ms: 5000,
+    }
+}
+
+fn user(name: &str) -> Username {
+    Username::new(name.as_bytes()).unwrap()
+}
+
+fn channel(name: &str) -> ChannelName {
+    ChannelName::new(name.as_bytes()).unwrap()
+}
+
+/// The commands written since the last call, each as its arguments (lossy text).
+fn sent(cluster: &mut Cluster) -> Vec<Vec<String>> {
+    let out = std::mem::take(cluster.output());
+    let mut at = 0;
+    let mut commands = Vec::new();
+    while at < out.len() {
+        let (frame, used) = decode(&out[at..]).unwrap().unwrap();
+        at += used;
+        let args = resp::items(&frame)
+            .unwrap()
+            .iter()
+            .map(|a| String::from_utf8_lossy(resp::bytes(a).unwrap()).into_owned())
+            .collect();
+        commands.push(args);
+    }
+    commands
+}
+
+/// The script an EVALSHA command runs.
+fn script_of(cluster: &Cluster, args: &[String]) -> Option<Script> {
+    if args.first().map(String::as_str) != Some("EVALSHA") {
+        return None;
+    }
+    Script::ALL
+        .into_iter()
+        .find(|s| cluster.scripts.digest(*s) == args[1])
+}
+
+fn ok() -> OwnedFrame {
+    OwnedFrame::SimpleString {
+        data: b"OK".to_vec(),
+        attributes: None,
+    }
+}
+
+fn int(n: i64) -> OwnedFrame {
+    OwnedFrame::Number {
+        data: n,
+        attributes: None,
+    }
+}
+
+fn array(data: Vec<OwnedFrame>) -> OwnedFrame {
+    OwnedFrame::Array {
+        data,
+        attributes: None,
+    }
+}
+
+fn push(data: Vec<OwnedFrame>) -> OwnedFrame {
+    OwnedFrame::Push {
+        data,
+        attributes: None,
+    }
+}
+
+fn entry_payload(seq: u64, text: &str) -> Vec<u8> {
+    format!("{seq} 0 1000 3 0 0 0 0\nbob{text}").into_bytes()
+}
+
+/// A live message of channel `@rust` numbered `seq`.
+fn live(seq: u64, text: &str) -> OwnedFrame {
+    let mut message = format!("{seq}-0 ").into_bytes();
+    message.extend(entry_payload(seq, text));
+    push(vec![
+        blob(b"message"),
+        blob(b"kc:{@rust}:live"),
+        blob(&message),
+    ])
+}
+
+/// A stream element `[id, ['e', payload]]`.
+fn stream_entry(seq: u64, text: &str) -> OwnedFrame {
+    array(vec![
+        blob(format!("{seq}-0").as_bytes()),
+        array(vec![blob(b"e"), blob(&entry_payload(seq, text))]),
+    ])
+}
+
+/// Answers every command in flight that expects only an acknowledgement.
+fn answer_handshake(cluster: &mut Cluster, hub: &mut Hub) {
+    while matches!(
+        cluster.sent.front(),
+        Some((Expect::Handshake | Expect::Ignore(_), _))
+    ) {
+        cluster.on_frame(ok(), 0, hub);
+    }
+}
+
+/// An engine connected at time 0, its set-up answered.
+fn connected(hub: &mut Hub) -> Cluster {
+    let mut cluster = Cluster::new(config());
+    cluster.connected(0, hub);
+    answer_handshake(&mut cluster, hub);
+    // The renewal: the lease was there, no name lost.
+    cluster.on_frame(array(vec![int(1), array(vec![])]), 0, hub);
+    cluster.on_frame(array(vec![]), 0, hub); // SMEMBERS kc:server-bans
+    answer_handshake(&mut cluster, hub); // resync
+    assert!(cluster.sent.is_empty(), "{:?}", cluster.sent);
+    sent(&mut cluster);
+    cluster
+}
+
+fn verdicts(cluster: &mut Cluster) -> Vec<(ConnRef, Verdict)> {
+    let mut v = Vec::new();
+    cluster.take_verdicts(&mut v);
+    v
+}
+
+fn hub() -> Hub {
+    Hub::clustered(4, 2)
+}
+
+/// A JOIN of `alice` (connection 1) to `@rust`, answered: the replica is loaded with
+/// entries 1..=3 and the joined entry is number 3.
+fn joined(cluster: &mut Cluster, hub: &mut Hub) {
+    let join = Request::Join {
+        user: user("alice"),
+        channel: channel("@rust"),
+        from: None,
+        push: true,
+    };
+    cluster.request(1, join, 0, hub);
+    sent(cluster);
+    let entries = vec![
+        stream_entry(3, "c"),
+        stream_entry(2, "b"),
+        stream_entry(1, "a"),
+    ];
+    cluster.on_frame(array(vec![int(3), array(entries)]), 0, hub);
+    cluster.on_frame(array(vec![blob(b"joined"), int(3)]), 0, hub);
+    assert_eq!(verdicts(cluster), vec![(1, Verdict::Joined { seq: 3 })]);
+    assert!(hub.claim_name(user("alice"), 1, None));
+    hub.join_local(&channel("@rust"), &user("alice"), true, 3);
+}
+
+#[test]
+fn connecting_says_hello_loads_the_scripts_renews_the_lease_and_subscribes() {
+    let mut hub = hub();
+    let mut cluster = Cluster::new(ClusterConfig {
+        password: Some("secret".into()),
+        db: 2,
+        ..config()
+    });
+    cluster.connected(0, &mut hub);
+    let commands = sent(&mut cluster);
+    assert_eq!(
+        commands[0],
+        [
+            "HELLO",
+            "3",
+            "AUTH",
+            "default",
+            "secret",
+            "SETNAME",
+            "kaichat:n1"
+        ]
+    );
+    assert_eq!(commands[1], ["SELECT", "2"]);
+    let loads = commands
+        .iter()
+        .filter(|c| c[..2] == ["SCRIPT", "LOAD"])
+        .count();
+    assert_eq!(loads, Script::ALL.len());
+    let renew = commands
+        .iter()
+        .position(|c| script_of(&cluster, c) == Some(Script::Renew))
+        .unwrap();
+    let subscribe = commands.iter().position(|c| c[0] == "SUBSCRIBE").unwrap();
+    assert!(
+        renew < subscribe,
+        "the lease is renewed before anything else"
+    );
+    assert_eq!(commands[subscribe], ["SUBSCRIBE", "kc:control"]);
+    assert!(cluster.is_up());
+}
+
+#[test]
+fn a_refused_handshake_breaks_the_connection() {
+    let mut hub = hub();
+    let mut cluster = Cluster::new(config());
+    cluster.connected(0, &mut hub);
+    let refusal = OwnedFrame::SimpleError {
+        data: "WRONGPASS invalid username-password pair".into(),
+        attributes: None,
+    };
+    cluster.on_frame(refusal, 0, &mut hub);
+    let broken = cluster.take_broken().unwrap();
+    assert!(broken.contains("WRONGPASS"), "{broken}");
+}
+
+#[test]
+fn a_claim_is_a_set_nx_with_the_lease_and_its_reply_is_the_verdict() {
+    let mut hub = hub();
+    let mut cluster = connected(&mut hub);
+    let peer = Some("10.1.2.3".parse().unwrap());
+    cluster.request(
+        7,
+        Request::Claim {
+            user: user("Alice"),
+            peer,
+        },
+        0,
+        &mut hub,
+    );
+    assert_eq!(
+        sent(&mut cluster),
+        [["SET", "kc:name:alice", "n1 10.1.2.3", "NX", "PX", "9000"]]
+    );
+    cluster.on_frame(ok(), 0, &mut hub);
+    assert_eq!(verdicts(&mut cluster), [(7, Verdict::Claimed)]);
+
+    // Another server has it: SET NX answers null.
+    cluster.request(
+        8,
+        Request::Claim {
+            user: user("bob"),
+            peer,
+        },
+        0,
+        &mut hub,
+    );
+    cluster.on_frame(OwnedFrame::Null, 0, &mut hub);
+    assert_eq!(verdicts(&mut cluster), [(8, Verdict::Taken)]);
+}
+
+#[test]
+fn a_name_won_for_a_closed_connection_is_given_back() {
+    let mut hub = hub();
+    let mut cluster = connected(&mut hub);
+    cluster.request(
+        7,
+        Request::Claim {
+            user: user("alice"),
+            peer: None,
+        },
+        0,
+        &mut hub,
+    );
+    sent(&mut cluster);
+    cluster.cancel(7);
+    cluster.on_frame(ok(), 0, &mut hub);
+    assert!(verdicts(&mut cluster).is_empty());
+    let commands = sent(&mut cluster);
+    assert_eq!(script_of(&cluster, &commands[0]), Some(Script::Release));
+    assert_eq!(commands[0][4..], ["alice", "n1 -", "n1"]);
+}
+
+#[test]
+fn while_redis_is_down_requests_are_refused_and_messages_given_back_at_once() {
+    let mut hub = hub();
+    let mut cluster = Cluster::new(config());
+    cluster.request(3, Request::List, 0, &mut hub);
+    assert_eq!(verdicts(&mut cluster), [(3, Verdict::Unavailable)]);
+    let post = Outbound::Post {
+        conn: 4,
+        user: user("bob"),
+        channel: channel("@rust"),
+        text: b"hi".to_vec().into(),
+    };
+    cluster.outbound(post, 0);
+    let mut failed = Vec::new();
+    cluster.take_failed_posts(&mut failed);
+    assert_eq!(failed, [(4, user("bob"))]);
+    assert!(cluster.output().is_empty());
+}
+
+#[test]
+fn losing_redis_answers_everything_in_flight() {
+    let mut hub = hub();
+    let mut cluster = connected(&mut hub);
+    cluster.request(3, Request::List, 0, &mut hub);
+    let post = Outbound::Post {
+        conn: 4,
+        user: user("bob"),
+        channel: channel("@rust"),
+        text: b"hi".to_vec().into(),
+    };
+    cluster.outbound(post, 0);
+    cluster.request(
+        5,
+        Request::Names {
+            channel: channel("@rust"),
+        },
+        0,
+        &mut hub,
+    );
+    cluster.disconnected(&mut hub);
+    assert_eq!(
+        verdicts(&mut cluster),
+        [(3, Verdict::Unavailable), (5, Verdict::Unavailable)]
+    );
+    let mut failed = Vec::new();
+    cluster.take_failed_posts(&mut failed);
+    assert_eq!(failed, [(4, user("bob"))]);
+    assert!(!cluster.is_up());
+}
+
+#[test]
+fn a_join_subscribes_and_loads_the_channel_before_the_join_runs() {
+    let mut hub = hub();
+    let mut cluster = connected(&mut hub);
+    let join = Request::Join {
+        user: user("alice"),
+        channel: channel("@rust"),
+        from: Some(channel("@old")),
+        push: true,
+    };
+    cluster.request(1, join, 0, &mut hub);
+    let commands = sent(&mut cluster);
+    assert_eq!(commands[0], ["SUBSCRIBE", "kc:{@rust}:live"]);
+    assert_eq!(script_of(&cluster, &commands[1]), Some(Script::Load));
+    assert_eq!(commands[1][3..], ["4", "@rust", "0"]);
+    assert_eq!(script_of(&cluster, &commands[2]), Some(Script::Join));
+    assert_eq!(commands[2][3..], ["4", "n1", "alice", "@rust", "@old", "1"]);
+}
+
+#[test]
+fn a_loaded_replica_applies_live_entries_in_order_and_passes_over_repeats() {
+    let mut hub = hub();
+    let mut cluster = connected(&mut hub);
+    joined(&mut cluster, &mut hub);
+    let id = hub.open_channel(&channel("@rust")).unwrap();
+    assert_eq!(hub.end_seq(id), 4);
+    cluster.on_frame(live(3, "c again"), 0, &mut hub); // already applied
+    cluster.on_frame(live(4, "d"), 0, &mut hub);
+    assert_eq!(hub.end_seq(id), 5);
+    assert!(sent(&mut cluster).is_empty(), "no catch-up without a gap");
+    let mut woken = Vec::new();
+    hub.take_woken(&mut woken);
+    assert!(woken.contains(&1), "the push reader is woken");
+}
+
+#[test]
+fn a_gap_is_caught_up_with_xrange_from_the_last_id_applied() {
+    let mut hub = hub();
+    let mut cluster = connected(&mut hub);
+    joined(&mut cluster, &mut hub);
+    let id = hub.open_channel(&channel("@rust")).unwrap();
+    cluster.on_frame(live(6, "f"), 0, &mut hub); // 4 and 5 were missed
+    assert_eq!(
+        sent(&mut cluster),
+        [["XRANGE", "kc:{@rust}:log", "(3-0", "+", "COUNT", "4"]]
+    );
+    // Live entries wait for the catch-up, which holds them.
+    cluster.on_frame(live(7, "g"), 0, &mut hub);
+    assert_eq!(hub.end_seq(id), 4);
+    let range = vec![
+        stream_entry(4, "d"),
+        stream_entry(5, "e"),
+        stream_entry(6, "f"),
+        stream_entry(7, "g"),
+    ];
+    cluster.on_frame(array(range), 0, &mut hub);
+    assert_eq!(hub.end_seq(id), 8);
+    // A full batch: there may be more.
+    let commands = sent(&mut cluster);
+    assert_eq!(
+        commands,
+        [["XRANGE", "kc:{@rust}:log", "(7-0", "+", "COUNT", "4"]]
+    );
+    cluster.on_frame(array(vec![stream_entry(8, "h")]), 0, &mut hub);
+    assert_eq!(hub.end_seq(id), 9);
+    cluster.on_frame(live(9, "i"), 0, &mut hub);
+    assert_eq!(hub.end_seq(id), 10, "live again after the catch-up");
+}
+
+#[test]
+fn after_a_reconnect_each_replica_reloads_from_where_it_was() {
+    let mut hub = hub();
+    let mut cluster = connected(&mut hub);
+    joined(&mut cluster, &mut hub);
+    cluster.disconnected(&mut hub);
+    cluster.connected(10, &mut hub);
+    let commands = sent(&mut cluster);
+    let subscribe = commands.iter().find(|c| c[0] == "SUBSCRIBE").unwrap();
+    assert_eq!(subscribe[1..], ["kc:control", "kc:{@rust}:live"]);
+    let load = commands
+        .iter()
+        .find(|c| script_of(&cluster, c) == Some(Script::Load))
+        .unwrap();
+    assert_eq!(
+        load[3..],
+        ["4", "@rust", "4"],
+        "the counter is raised to 4 at least"
+    );
+    let resync = commands
+        .iter()
+        .find(|c| script_of(&cluster, c) == Some(Script::Resync))
+        .unwrap();
+    assert_eq!(resync[3..], ["4", "n1", "alice", "@rust", "1"]);
+}
+
+#[test]
+fn entries_lost_with_redis_reach_readers_as_skipped() {
+    let mut hub = hub();
+    let mut cluster = connected(&mut hub);
+    joined(&mut cluster, &mut hub);
+    let id = hub.open_channel(&channel("@rust")).unwrap();
+    cluster.disconnected(&mut hub);
+    cluster.connected(10, &mut hub);
+    answer_handshake(&mut cluster, &mut hub);
+    cluster.on_frame(array(vec![int(1), array(vec![])]), 10, &mut hub); // renew
+    cluster.on_frame(array(vec![]), 10, &mut hub); // server bans
+                                                   // The load: Redis restarted empty and the counter was raised to 3; then others wrote 4..=6
+                                                   // and only 6 is still there.
+    cluster.on_frame(
+        array(vec![int(6), array(vec![stream_entry(6, "f")])]),
+        10,
+        &mut hub,
+    );
+    assert_eq!(hub.end_seq(id), 7);
+    let mut cursor = 4;
+    match hub.next_entry(id, &mut cursor, 7, None) {
+        kaichat_proto::hub::Next::Skipped(n) => assert_eq!(n, 2),
+        _ => panic!("entries 4 and 5 are gone: a skip"),
+    }
+}
+
+#[test]
+fn renewal_runs_every_third_of_the_lease_with_every_name_held() {
+    let mut hub = hub();
+    let mut cluster = connected(&mut hub);
+    cluster.request(
+        1,
+        Request::Claim {
+            user: user("alice"),
+            peer: None,
+        },
+        0,
+        &mut hub,
+    );
+    cluster.on_frame(ok(), 0, &mut hub);
+    sent(&mut cluster);
+    assert!(cluster.next_deadline().unwrap() <= LEASE / 3);
+    cluster.tick(LEASE / 3 - 1);
+    assert!(sent(&mut cluster).is_empty());
+    cluster.tick(LEASE / 3);
+    let commands = sent(&mut cluster);
+    assert_eq!(script_of(&cluster, &commands[0]), Some(Script::Renew));
+    assert_eq!(commands[0][3..], ["4", "n1", "9000", "alice", "n1 -"]);
+}
+
+#[test]
+fn a_name_lost_to_another_server_closes_its_client_and_a_lapsed_lease_resyncs() {
+    let mut hub = hub();
+    let mut cluster = connected(&mut hub);
+    joined(&mut cluster, &mut hub);
+    cluster.request(
+        1,
+        Request::Claim {
+            user: user("alice"),
+            peer: None,
+        },
+        0,
+        &mut hub,
+    );
+    cluster.on_frame(ok(), 0, &mut hub);
+    cluster.tick(LEASE / 3);
+    sent(&mut cluster);
+    cluster.on_frame(
+        array(vec![int(0), array(vec![blob(b"alice")])]),
+        0,
+        &mut hub,
+    );
+    let mut lost = Vec::new();
+    cluster.take_lost_names(&mut lost);
+    assert_eq!(lost, [user("alice")]);
+    let commands = sent(&mut cluster);
+    assert_eq!(script_of(&cluster, &commands[0]), Some(Script::Resync));
+}
+
+#[test]
+fn reaping_dead_nodes_runs_every_half_lease() {
+    let mut hub = hub();
+    let mut cluster = connected(&mut hub);
+    cluster.tick(LEASE / 2);
+    let commands = sent(&mut cluster);
+    let reap = commands
+        .iter()
+        .find(|c| script_of(&cluster, c) == Some(Script::Reap))
+        .unwrap();
+    assert_eq!(reap[3..], ["4", "n1"]);
+}
+
+#[test]
+fn a_stalled_reply_breaks_the_connection() {
+    let mut hub = hub();
+    let mut cluster = connected(&mut hub);
+    cluster.request(3, Request::List, 100, &mut hub);
+    cluster.tick(5100);
+    assert!(cluster.take_broken().is_none());
+    cluster.tick(5101);
+    assert!(cluster.take_broken().unwrap().contains("5000 ms"));
+}
+
+#[test]
+fn listings_and_moderation_replies_become_verdicts() {
+    let mut hub = hub();
+    let mut cluster = connected(&mut hub);
+    cluster.request(
+        1,
+        Request::Names {
+            channel: channel("@rust"),
+        },
+        0,
+        &mut hub,
+    );
+    let names = vec![blob(b"-p"), blob(b"bob"), blob(b"op"), blob(b"Carol")];
+    cluster.on_frame(array(names), 0, &mut hub);
+    cluster.request(
+        1,
+        Request::Names {
+            channel: channel("@none"),
+        },
+        0,
+        &mut hub,
+    );
+    cluster.on_frame(array(vec![]), 0, &mut hub);
+    cluster.request(1, Request::List, 0, &mut hub);
+    cluster.on_frame(array(vec![blob(b"@rust"), int(2), int(4)]), 0, &mut hub);
+    let kick = Request::Moderate {
+        user: user("carol"),
+        command: Moderation::Kick,
+        channel: channel("@rust"),
+        target: user("dave"),
+        reason: Box::new([]),
+        server_operator: false,
+    };
+    cluster.request(1, kick, 0, &mut hub);
+    cluster.on_frame(array(vec![blob(b"not-member")]), 0, &mut hub);
+    let snapshot = NamesSnapshot {
+        operators: vec![user("Carol")],
+        others: vec![user("bob")],
+    };
+    assert_eq!(
+        verdicts(&mut cluster),
+        [
+            (1, Verdict::Names(Box::new(snapshot))),
+            (1, Verdict::NotOpen),
+            (
+                1,
+                Verdict::Channels(vec![Listed {
+                    name: channel("@rust"),
+                    members: 2,
+                    retained: 4
+                }])
+            ),
+            (1, Verdict::NotMember),
+        ]
+    );
+}
+
+#[test]
+fn a_server_ban_pushed_by_redis_closes_the_address_here() {
+    let mut hub = hub();
+    let mut cluster = connected(&mut hub);
+    let ban = push(vec![
+        blob(b"message"),
+        blob(b"kc:control"),
+        blob(b"ban 10.0.0.9"),
+    ]);
+    cluster.on_frame(ban, 0, &mut hub);
+    let address: IpAddr = "10.0.0.9".parse().unwrap();
+    assert!(hub.is_address_banned(&address));
+    let mut events = Vec::new();
+    hub.take_events(&mut events);
+    assert_eq!(events, [kaichat_proto::hub::Event::CloseAddress(address)]);
+    let unban = push(vec![
+        blob(b"message"),
+        blob(b"kc:control"),
+        blob(b"unban 10.0.0.9"),
+    ]);
+    cluster.on_frame(unban, 0, &mut hub);
+    assert!(!hub.is_address_banned(&address));
+}
+
+#[test]
+fn garbage_from_redis_is_not_a_panic() {
+    let mut hub = hub();
+    let mut cluster = connected(&mut hub);
+    joined(&mut cluster, &mut hub);
+    for message in [&b"no-space"[..], b"1-0 junk", b"1-0 99 0 1 0 0 0 0 0\n"] {
+        let frame = push(vec![
+            blob(b"message"),
+            blob(b"kc:{@rust}:live"),
+            blob(message),
+        ]);
+        cluster.on_frame(frame, 0, &mut hub);
+    }
+    cluster.on_frame(push(vec![blob(b"message")]), 0, &mut hub);
+    cluster.on_frame(ok(), 0, &mut hub); // a reply nothing waits for
+    let id = hub.open_channel(&channel("@rust")).unwrap();
+    assert_eq!(hub.end_seq(id), 4);
+}

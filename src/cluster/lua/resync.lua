@@ -1,0 +1,32 @@
+-- After a (re)connect: makes Redis hold exactly this node's members, as the node knows
+-- them. ARGV: history, node, then (name, channel, push '1'/'0') triples. Members Redis lost
+-- (a Redis restart) or removed (the node's lease ran out) are joined again, with a
+-- `joined` entry; members Redis has that the node no longer has are removed, with `left`.
+-- Returns the number of changes.
+local node = ARGV[2]
+local index = P .. 'node:' .. node .. ':members'
+local want = {}
+local changes = 0
+for i = 3, #ARGV, 3 do
+  local name, ch, push = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local lower = string.lower(name)
+  want[lower] = ch
+  local v = redis.call('HGET', ckey(ch, 'member'), lower)
+  local _, owner = nil, nil
+  if v then _, owner = parse(v) end
+  if owner ~= node then
+    local was = redis.call('HGET', index, lower)
+    if was and was ~= ch then depart(was, lower, NOTICE, left, '', '', 0, node) end
+    if v then depart(ch, lower, NOTICE, left, '', '', 0) end
+    enter(ch, lower, name, node, push)
+    changes = changes + 1
+  end
+end
+local list = redis.call('HGETALL', index)
+for i = 1, #list, 2 do
+  if want[list[i]] ~= list[i + 1] then
+    depart(list[i + 1], list[i], NOTICE, left, '', '', 0, node)
+    changes = changes + 1
+  end
+end
+return changes
