@@ -86,6 +86,7 @@ port_in_use() {
 # PING over RESP; true when redis-server on $REDIS_PORT answers +PONG.
 redis_ping() (
   exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT" || exit 1
+  # shellcheck disable=SC2016 # RESP's "$4" (a 4-byte string), not a variable
   printf '*1\r\n$4\r\nPING\r\n' >&3
   IFS= read -r -t 2 reply <&3 || reply=""
   [ "${reply%$'\r'}" = "+PONG" ]
@@ -116,6 +117,7 @@ redis_pid=""
 node_pids=()
 stopping=""
 failed=yes # until everything is up, and again if something dies: the logs are kept
+# shellcheck disable=SC2317 # run by the EXIT trap
 stop_all() {
   [ -n "$stopping" ] && return
   stopping=yes
