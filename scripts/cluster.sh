@@ -115,6 +115,7 @@ mkdir -p "$log_dir" "$tmp/redis"
 
 redis_pid=""
 node_pids=()
+timer=""
 stopping=""
 failed=yes # until everything is up, and again if something dies: the logs are kept
 # shellcheck disable=SC2317 # run by the EXIT trap
@@ -122,6 +123,8 @@ stop_all() {
   [ -n "$stopping" ] && return
   stopping=yes
   local pid
+  # The --for timer holds our stderr open for whoever reads it.
+  if [ -n "$timer" ]; then kill "$timer" 2>/dev/null || true; fi
   for pid in "${node_pids[@]}"; do
     kill -TERM "$pid" 2>/dev/null || true
   done
@@ -220,10 +223,8 @@ fi
 
 # Wait for the end of --for, a signal, or the death of a node or of redis-server.
 if [ -n "$run_for" ]; then
-  sleep "$run_for" &
+  sleep "$run_for" >/dev/null 2>&1 &
   timer=$!
-else
-  timer=""
 fi
 status=0
 while :; do
@@ -250,8 +251,5 @@ while :; do
   sleep 0.5 &
   wait $! 2>/dev/null || true
 done
-if [ -n "$timer" ]; then
-  kill "$timer" 2>/dev/null || true
-fi
 say "stopping"
 exit "$status"

@@ -757,3 +757,100 @@ fn a_redis_restart_mid_chat_shows_nothing_twice_and_loses_nothing_silently() {
     a.assert_alive();
     b.assert_alive();
 }
+
+// ---------------------------------------------------------------------------------------
+// scripts/cluster.sh
+// ---------------------------------------------------------------------------------------
+
+/// A loopback port nothing listens on, with the next `n - 1` ports free too.
+fn free_ports(n: u16) -> u16 {
+    eventually("consecutive free ports", ANSWER, || {
+        let first = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
+        let base = first.local_addr().ok()?.port();
+        let rest: Option<Vec<_>> = (1..n)
+            .map(|k| std::net::TcpListener::bind(("127.0.0.1", base.checked_add(k)?)).ok())
+            .collect();
+        rest.map(|_| base)
+    })
+}
+
+#[test]
+fn cluster_sh_starts_a_network_to_chat_on_and_stops_all_of_it() {
+    let dir = std::env::temp_dir().join(format!("kaichat-cluster-sh-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    let state = dir.join("state");
+    let base = free_ports(2);
+    let redis_port = free_ports(1);
+    let bin_dir = server_bin()
+        .parent()
+        .expect("the binaries' directory")
+        .to_path_buf();
+    let script = std::process::Command::new(manifest().join("scripts/cluster.sh"))
+        // --for: a bound, in case the test fails before its SIGTERM.
+        .args(["--for", "60", "2", "--lease-ms", "1000"])
+        .env("BIN_DIR", &bin_dir)
+        .env("BASE_PORT", base.to_string())
+        .env("REDIS_PORT", redis_port.to_string())
+        .env("STATE_FILE", &state)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run scripts/cluster.sh");
+    let text = eventually("cluster.sh's state file", Duration::from_secs(30), || {
+        std::fs::read_to_string(&state).ok()
+    });
+    let value = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("{key} in {text}"))
+            .to_string()
+    };
+    assert_eq!(value("nodes"), "2");
+    assert_eq!(
+        value("redis_url"),
+        format!("redis://127.0.0.1:{redis_port}/0")
+    );
+    // Two nodes of one network: a name held on one is taken on the other, and a message
+    // crosses.
+    let addr = |k: usize| -> std::net::SocketAddr {
+        value(&format!("node{k}_addr")).parse().expect("an address")
+    };
+    assert_eq!(addr(1).port(), base + 1);
+    let mut alice = TestClient::connect_tls(addr(0));
+    alice.handshake_v2("alice");
+    alice.join("@try");
+    let mut bob = TestClient::connect_tls(addr(1));
+    bob.ping_version();
+    bob.send(&Pdu::client_version(bob.order, 2));
+    assert!(try_claim(&mut bob, "ALICE")
+        .expect_err("taken")
+        .contains("is taken"));
+    try_claim(&mut bob, "bob").expect("a free name");
+    bob.join("@try");
+    pushed_until(&mut alice, &[("SERVER", "bob joined")]);
+    bob.say("across");
+    pushed_until(&mut alice, &[("bob", "across")]);
+
+    // SIGTERM (as Ctrl-C) stops everything: the nodes close their clients, and nothing is
+    // left listening.
+    // SAFETY: kill(2) on the pid of our own child, which has not been reaped yet.
+    unsafe {
+        libc::kill(script.id() as i32, libc::SIGTERM);
+    }
+    let out = script.wait_with_output().expect("cluster.sh ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "cluster.sh: {}: {stderr}", out.status);
+    assert!(
+        stderr.contains(&format!("--server 127.0.0.1:{base} --user")),
+        "cluster.sh prints how to connect: {stderr}"
+    );
+    alice.expect_closed();
+    for port in [base, base + 1, redis_port] {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "port {port} still listens after cluster.sh ended"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
