@@ -672,10 +672,8 @@ impl Session {
                 }
             }
             State::Established(e) => {
-                if !matches!(e.wait.as_deref(), Some(Wait::Network(_))) {
-                    return;
-                }
-                let Some(Wait::Network(pending)) = e.wait.take().map(|w| *w) else {
+                let network = e.wait.take_if(|w| matches!(**w, Wait::Network(_)));
+                let Some(Wait::Network(pending)) = network.map(|w| *w) else {
                     return;
                 };
                 let mut reply = Reply {
