@@ -3,8 +3,10 @@
 # report/<scenario>-<timestamp>/ with REPORT.md and plots. `--help` prints the usage below.
 #
 # Steps: build both binaries in release mode (unless BIN_DIR names prebuilt ones); start
-# kaichat-server on 127.0.0.1:$PORT; sample the server's (and loadgen's) RSS and CPU time
-# from /proc every second; run loadgen with the scenario's flags (it stops by itself);
+# kaichat-server on 127.0.0.1:$PORT (cluster-3x: a local network of 3 nodes on $PORT,
+# $PORT+1, $PORT+2 and its redis-server, started by scripts/cluster.sh); sample the
+# server's (each node's, redis-server's) and loadgen's RSS and CPU time from /proc every
+# second; run loadgen with the scenario's flags (it stops by itself);
 # stop the server with SIGTERM; turn everything into REPORT.md and SVG plots with
 # `loadgen-report`. Every step is bounded in time; traffic stays on 127.0.0.0/8. A run
 # that fails removes its half-made report folder (what it printed on the terminal is
@@ -13,8 +15,8 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-Usage: scripts/loadtest.sh [smoke|poll-19k|push-19k|mixed-19k|push-idle-19k|idle-19k|storm|flat-out]
-                           [extra loadgen flags...]
+Usage: scripts/loadtest.sh [smoke|poll-19k|push-19k|mixed-19k|push-idle-19k|idle-19k|storm|flat-out|
+                            cluster-3x] [extra loadgen flags...]
 
 Runs one load-test scenario against a fresh kaichat-server on 127.0.0.1 and writes
 report/<scenario>-<timestamp>/ with REPORT.md, SVG plots, latency histograms and the
@@ -35,13 +37,19 @@ Scenarios:
              of wall clock and of server CPU, server CPU per set-up (a full TLS 1.3
              handshake, PING, version, CLIENT_INFO, JOIN and the first answer)
   flat-out   2,000 clients querying as fast as answers come (CPU per query)
+  cluster-3x a network of 3 nodes and one redis-server (scripts/cluster.sh): 18,000
+             clients, 6,000 per node, in 200 channels whose members sit on every node;
+             one message per client per minute; half protocol-2 (pushed), half
+             protocol-1 (polling every 3 s); 60 s. Reports each node's CPU and RSS and
+             redis-server's CPU and memory. A small try: cluster-3x --clients 300
 
 Extra flags go to loadgen and override the scenario's (e.g. --msg-every 0);
 --plaintext goes to the server too.
 
 Environment:
   TAG=name          add a name to the report folder
-  PORT=n            the server's port (29400)
+  PORT=n            the server's port (29400); cluster-3x: node K's is PORT + K
+  REDIS_PORT=n      cluster-3x: redis-server's port (29379)
   SAMPLE_EVERY=s    seconds between CPU and memory samples (1)
   BIN_DIR=dir       use kaichat-server, loadgen and loadgen-report from dir instead
                     of building them
@@ -60,9 +68,11 @@ SAMPLE_EVERY=${SAMPLE_EVERY:-1}
 REPORTS=${REPORTS:-report}
 sources=127.0.0.1-127.0.0.40
 
-# Scenario → loadgen flags and the server's connection cap. The open-file limit here is
-# 20,000 per process (hard); loadgen and the server each keep 32 descriptors in reserve
+# Scenario → loadgen flags and the server's connection cap (per node, for a network:
+# `nodes` > 0 starts one with scripts/cluster.sh). The open-file limit here is 20,000 per
+# process (hard); loadgen and the server each keep 32 descriptors in reserve
 # (kaichat::fd_limit::RESERVED_FDS), so 19,900 is "as many connections as fit" in both.
+nodes=0
 case "$scenario" in
   smoke)
     flags=(--clients 200 --channels 10 --interval 3 --duration 15 --msg-every 5 --ramp 1000)
@@ -96,14 +106,26 @@ case "$scenario" in
   flat-out)
     flags=(--clients 2000 --channels 20 --interval 0 --duration 30 --ramp 2000)
     max_clients=2500 ;;
+  cluster-3x)
+    # loadgen spreads the clients over the nodes so that every channel has members on
+    # every node (--server A,B,C); mixed-19k's load, 3 nodes of 6,000.
+    flags=(--protocol mixed --v2-share 50 --clients 18000 --channels 200 --interval 3 --duration 60 --msg-every 60 --ramp 2000)
+    max_clients=6500
+    nodes=3 ;;
   -h|--help)
     usage
     exit 0 ;;
   *)
-    echo "loadtest.sh: unknown scenario '$scenario' (smoke, poll-19k, push-19k, mixed-19k, push-idle-19k, idle-19k, storm, flat-out)" >&2
+    echo "loadtest.sh: unknown scenario '$scenario' (smoke, poll-19k, push-19k, mixed-19k, push-idle-19k, idle-19k, storm, flat-out, cluster-3x)" >&2
     exit 2 ;;
 esac
-flags+=(--sources "$sources" --server "127.0.0.1:$PORT")
+if [ "$nodes" -gt 0 ]; then
+  servers="127.0.0.1:$PORT"
+  for ((k = 1; k < nodes; k++)); do servers+=",127.0.0.1:$((PORT + k))"; done
+else
+  servers="127.0.0.1:$PORT"
+fi
+flags+=(--sources "$sources" --server "$servers")
 
 # Extra flags override the scenario's: drop each "--flag value" pair given again.
 extra=("$@")
@@ -177,6 +199,7 @@ sample_machine() {
 }
 
 server_pid=""
+cluster_pid=""
 loadgen_pid=""
 sampler_pids=()
 cleanup() {
@@ -187,6 +210,10 @@ cleanup() {
   for p in "${sampler_pids[@]}"; do kill "$p" 2>/dev/null || true; done
   if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
     kill -TERM "$server_pid" 2>/dev/null || true
+  fi
+  # cluster.sh stops its nodes and redis-server on SIGTERM.
+  if [ -n "$cluster_pid" ] && kill -0 "$cluster_pid" 2>/dev/null; then
+    kill -TERM "$cluster_pid" 2>/dev/null || true
   fi
   if [ -z "$finished" ]; then
     wait 2>/dev/null || true # the samplers and the server, so nothing writes into the folder
@@ -209,27 +236,67 @@ trap 'exit 143' TERM
   echo "git=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 } > "$out/run.env"
 
-server_cmd=("$server_bin" --listen "127.0.0.1:$PORT" --max-clients "$max_clients" --stats-interval 10 "${server_extra[@]}")
-echo "server_cmd=${server_cmd[*]}" >> "$out/run.env"
+server_flags=(--max-clients "$max_clients" --stats-interval 10 "${server_extra[@]}")
+node_pids=()
+redis_pid=""
+if [ "$nodes" -gt 0 ]; then
+  server_cmd=(scripts/cluster.sh "$nodes" "${server_flags[@]}")
+  echo "server_cmd=BASE_PORT=$PORT ${server_cmd[*]}" >> "$out/run.env"
+  echo "loadtest.sh: starting ${server_cmd[*]}" >&2
+  # cluster.sh writes its nodes' and redis-server's logs into the report folder, and
+  # their pids into cluster.state once every node listens.
+  BIN_DIR=$bin_dir LOG_DIR=$out STATE_FILE=$out/cluster.state BASE_PORT=$PORT \
+    REDIS_PORT=${REDIS_PORT:-29379} "${server_cmd[@]}" 2> "$out/cluster.log" &
+  cluster_pid=$!
+  for _ in $(seq 300); do
+    [ -f "$out/cluster.state" ] && break
+    kill -0 "$cluster_pid" 2>/dev/null || { echo "loadtest.sh: the network did not start:" >&2; cat "$out/cluster.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  [ -f "$out/cluster.state" ] || { echo "loadtest.sh: the network did not start in 30 s:" >&2; cat "$out/cluster.log" >&2; exit 1; }
+  redis_pid=$(awk -F= '$1 == "redis_pid" {print $2}' "$out/cluster.state")
+  redis_port=$(awk -F= '$1 == "redis_port" {print $2}' "$out/cluster.state")
+  for ((k = 0; k < nodes; k++)); do
+    node_pids+=("$(awk -F= -v key="node${k}_pid" '$1 == key {print $2}' "$out/cluster.state")")
+  done
+  echo "redis_version=$(redis-server --version | sed 's/.* v=\([^ ]*\).*/\1/')" >> "$out/run.env"
+else
+  server_cmd=("$server_bin" --listen "127.0.0.1:$PORT" "${server_flags[@]}")
+  echo "server_cmd=${server_cmd[*]}" >> "$out/run.env"
 
-echo "loadtest.sh: starting ${server_cmd[*]}" >&2
-"${server_cmd[@]}" 2> "$out/server.log" &
-server_pid=$!
-for _ in $(seq 100); do
-  grep -q "listening on" "$out/server.log" 2>/dev/null && break
-  kill -0 "$server_pid" 2>/dev/null || { echo "loadtest.sh: the server exited:" >&2; cat "$out/server.log" >&2; exit 1; }
-  sleep 0.1
-done
-grep -q "listening on" "$out/server.log" || { echo "loadtest.sh: the server did not start in 10 s:" >&2; cat "$out/server.log" >&2; exit 1; }
+  echo "loadtest.sh: starting ${server_cmd[*]}" >&2
+  "${server_cmd[@]}" 2> "$out/server.log" &
+  server_pid=$!
+  for _ in $(seq 100); do
+    grep -q "listening on" "$out/server.log" 2>/dev/null && break
+    kill -0 "$server_pid" 2>/dev/null || { echo "loadtest.sh: the server exited:" >&2; cat "$out/server.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  grep -q "listening on" "$out/server.log" || { echo "loadtest.sh: the server did not start in 10 s:" >&2; cat "$out/server.log" >&2; exit 1; }
+fi
 
 # loadgen reads the server's CPU time itself at the edges of the connect and steady
 # windows: the samples below come once a second, too coarse for a window shorter than a
 # few seconds.
-loadgen_cmd=("$loadgen_bin" "${flags[@]}" --server-pid "$server_pid" --out "$out")
+# A network has no one server pid: each node's CPU comes from its /proc samples (the
+# steady window spans 60 of them).
+pid_flags=()
+if [ -n "$server_pid" ]; then pid_flags=(--server-pid "$server_pid"); fi
+loadgen_cmd=("$loadgen_bin" "${flags[@]}" "${pid_flags[@]}" --out "$out")
 echo "loadgen_cmd=${loadgen_cmd[*]}" >> "$out/run.env"
 
-sample "$server_pid" "$out/server.csv" &
-sampler_pids+=($!)
+if [ -n "$server_pid" ]; then
+  sample "$server_pid" "$out/server.csv" &
+  sampler_pids+=($!)
+fi
+for ((k = 0; k < ${#node_pids[@]}; k++)); do
+  sample "${node_pids[k]}" "$out/server-node$k.csv" &
+  sampler_pids+=($!)
+done
+if [ -n "$redis_pid" ]; then
+  sample "$redis_pid" "$out/redis.csv" &
+  sampler_pids+=($!)
+fi
 touch "$out/.sampling"
 sample_machine "$out/machine.csv" &
 sampler_pids+=($!)
@@ -260,17 +327,41 @@ echo "loadgen_status=$loadgen_status" >> "$out/run.env"
 cat "$out/loadgen.txt"
 
 sleep 1
-kill -TERM "$server_pid"
-for _ in $(seq 150); do
-  kill -0 "$server_pid" 2>/dev/null || break
-  sleep 0.1
-done
-if kill -0 "$server_pid" 2>/dev/null; then
-  echo "loadtest.sh: the server did not stop in 15 s after SIGTERM; killing it" >&2
-  kill -KILL "$server_pid" || true
+if [ -n "$redis_pid" ]; then
+  # redis-server's own view of the run, before the network stops.
+  if command -v redis-cli >/dev/null 2>&1; then
+    for section in memory cpu clients stats; do
+      redis-cli -p "$redis_port" INFO "$section" || true
+    done > "$out/redis-info.txt"
+  else
+    echo "loadtest.sh: redis-cli not found; no redis-info.txt" >&2
+  fi
 fi
-wait "$server_pid" 2>/dev/null || true
-server_pid=""
+if [ -n "$cluster_pid" ]; then
+  kill -TERM "$cluster_pid"
+  # cluster.sh gives its nodes 10 s after SIGTERM, then stops redis-server.
+  for _ in $(seq 200); do
+    kill -0 "$cluster_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$cluster_pid" 2>/dev/null; then
+    echo "loadtest.sh: the network did not stop in 20 s after SIGTERM" >&2
+  fi
+  wait "$cluster_pid" 2>/dev/null || true
+  cluster_pid=""
+else
+  kill -TERM "$server_pid"
+  for _ in $(seq 150); do
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$server_pid" 2>/dev/null; then
+    echo "loadtest.sh: the server did not stop in 15 s after SIGTERM; killing it" >&2
+    kill -KILL "$server_pid" || true
+  fi
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+fi
 rm -f "$out/.sampling"
 for p in "${sampler_pids[@]}"; do kill "$p" 2>/dev/null || true; done
 sampler_pids=()
@@ -278,7 +369,9 @@ sampler_pids=()
 if [ "$loadgen_status" -ne 0 ] || [ ! -f "$out/summary.json" ]; then
   # loadgen's own lines were on the terminal as it ran; the server's last words may help.
   echo "loadtest.sh: loadgen failed (status $loadgen_status); the server's log ends:" >&2
-  tail -n 5 "$out/server.log" >&2 || true
+  for log in "$out"/server.log "$out"/node*.log; do
+    if [ -f "$log" ]; then tail -n 5 "$log" >&2; fi
+  done
   exit 1
 fi
 "$report_bin" "$out"

@@ -47,14 +47,21 @@ declared by a skip notice); a version-2 sender must also get the echo of each of
 own messages; anything received twice is an error.
 
 OPTIONS:
-  --server HOST:PORT   the server: an IPv4 address or a host name, and a port; :PORT
+  --server HOST:PORT[,HOST:PORT...]
+                       the server: an IPv4 address or a host name, and a port; :PORT
                        alone means 127.0.0.1:PORT, a host alone port 29200
                                                                [127.0.0.1:29200]
+                       Several, comma-separated: the nodes of one network (cluster
+                       mode). Clients are spread round robin so that each channel's
+                       members sit on every node (member j of channel c goes to node
+                       (c + j) mod N); loss is accounted network-wide (a message is
+                       owed to every member of its channel, whatever its node); the
+                       summary counts clients per node.
   --server-pid PID     the server's process id, when it runs on this machine: its CPU
                        time is read at the edges of the connect and steady windows
                        and written to summary.json
-  --server-name NAME   name checked in the server certificate
-                                     [the --server host if it is a name, else localhost]
+  --server-name NAME   name checked in the server certificate (every server's)
+                           [the first --server host that is a name, else localhost]
   --clients N          simulated clients                      [100]
   --channels K         channels, clients spread evenly        [10]
   --protocol 1|2|mixed protocol version of the clients (see above)   [1]
@@ -72,6 +79,10 @@ OPTIONS:
   --ramp PER_SEC       new connections per second; 0 = as fast as possible [1000]
   --max-setup N        most connections in set-up at once      [1000]
   --msg-every SECS     message period per client in the steady window; 0 = none [0]
+  --settle SECS        pause between the end-of-run fence and drain: with several
+                       servers a fence answer proves the sender's node took its
+                       messages, not yet that every node has them
+                                             [0 with one server, 1 with several]
   --sources RANGE      source addresses, round-robin, e.g. 127.0.0.1-127.0.0.40 or a
                        comma list                               [127.0.0.1]
   --ca PEM             CA certificate to trust                  [certs/ca.pem]
@@ -201,6 +212,20 @@ pub fn parse_server(text: &str) -> Result<Server, String> {
     })
 }
 
+/// Parses `--server`: one server, or several separated by commas (each as
+/// [`parse_server`] reads it).
+pub fn parse_servers(text: &str) -> Result<Vec<Server>, String> {
+    text.split(',')
+        .map(|one| {
+            let one = one.trim();
+            if one.is_empty() {
+                return Err(format!("'{text}' has an empty server in its list"));
+            }
+            parse_server(one)
+        })
+        .collect()
+}
+
 /// Reads the command line (without the program name).
 pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
     let mut args = pico_args::Arguments::from_vec(args);
@@ -212,13 +237,15 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
     }
     let mut flags = Flags(args);
     let f = &mut flags;
-    let server = f.value("--server", parse_server)?.unwrap_or(Server {
-        addr: SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_PORT)),
-        name: None,
+    let servers = f.value("--server", parse_servers)?.unwrap_or_else(|| {
+        vec![Server {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_PORT)),
+            name: None,
+        }]
     });
     let server_name = f
         .value("--server-name", text)?
-        .or(server.name)
+        .or_else(|| servers.iter().find_map(|s| s.name.clone()))
         .unwrap_or_else(|| "localhost".into());
     let clients = f.value("--clients", number::<u32>)?.unwrap_or(100);
     let channels = f.value("--channels", number::<u32>)?.unwrap_or(10);
@@ -234,6 +261,13 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
     let msg_every = f
         .value("--msg-every", parse_seconds)?
         .unwrap_or(Duration::ZERO);
+    let settle = f
+        .value("--settle", parse_seconds)?
+        .unwrap_or(if servers.len() > 1 {
+            Duration::from_secs(1)
+        } else {
+            Duration::ZERO
+        });
     let timeout = f
         .value("--timeout", parse_seconds)?
         .unwrap_or(Duration::from_secs(30));
@@ -272,7 +306,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
         return Err(format!("unexpected argument {}", first.to_string_lossy()));
     }
     let config = Config {
-        server: server.addr,
+        servers: servers.iter().map(|s| s.addr).collect(),
         server_name,
         clients,
         channels,
@@ -282,6 +316,7 @@ pub fn parse(args: Vec<OsString>) -> Result<Command, String> {
         ramp,
         max_setup,
         msg_every,
+        settle,
         sources,
         ca,
         plaintext,

@@ -10,9 +10,10 @@ use kaichat_proto::pdu::MAX_USERNAME;
 /// One run's settings.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// The server to load.
-    pub server: SocketAddr,
-    /// The name the server's certificate is checked against.
+    /// The servers to load: one, or the nodes of one network (cluster mode), which
+    /// clients are spread over by [`Config::server_of`]. Never empty.
+    pub servers: Vec<SocketAddr>,
+    /// The name every server's certificate is checked against.
     pub server_name: String,
     /// Simulated clients.
     pub clients: u32,
@@ -31,6 +32,10 @@ pub struct Config {
     pub max_setup: u32,
     /// Message period per client in the steady window; zero means no messages.
     pub msg_every: Duration,
+    /// Pause between the end of the fence and the drain (`--settle`). With several
+    /// servers, a fence answer proves that the sender's server took its messages, not
+    /// that the network has handed them to the other servers yet.
+    pub settle: Duration,
     /// Source addresses, used round-robin.
     pub sources: Vec<Ipv4Addr>,
     /// CA to trust (TLS runs).
@@ -156,6 +161,30 @@ impl Config {
         (i < self.clients).then_some(i)
     }
 
+    /// The index in [`Config::servers`] of the server client `i` connects to. Client `i`
+    /// is member `j = i / K` of channel `c = i mod K`; it goes to server `(c + j) mod S`.
+    /// So a channel's members go round robin over the servers in joining order (two
+    /// consecutive members of a channel are never on the same server when S > 1), and so
+    /// do the clients of one round of channels (`i` and `i + 1` of the same `j`), so that
+    /// the ramp loads every server at once. A split on `i` alone would not do: with K a
+    /// multiple of S, a whole channel would land on one server.
+    pub fn server_of(&self, i: u32) -> usize {
+        let k = self.channels.max(1);
+        let s = self.servers.len().max(1) as u64;
+        ((u64::from(i % k) + u64::from(i / k)) % s) as usize
+    }
+
+    /// How many clients each server gets (index as in [`Config::servers`]).
+    pub fn clients_by_server(&self) -> Vec<u32> {
+        let mut counts = vec![0; self.servers.len()];
+        for i in 0..self.clients {
+            if let Some(n) = counts.get_mut(self.server_of(i)) {
+                *n += 1;
+            }
+        }
+        counts
+    }
+
     /// Members of the fullest channel: `ceil(clients / channels)`.
     pub fn channel_size(&self) -> u32 {
         self.clients.div_ceil(self.channels.max(1))
@@ -173,6 +202,9 @@ impl Config {
         }
         if self.channels == 0 {
             return Err("--channels must be at least 1".into());
+        }
+        if self.servers.is_empty() {
+            return Err("--server names no server".into());
         }
         if self.sources.is_empty() {
             return Err("--sources is empty".into());
@@ -228,7 +260,7 @@ impl Config {
     /// A small valid run, for tests.
     pub fn example() -> Config {
         Config {
-            server: "127.0.0.1:29200".parse().unwrap(),
+            servers: vec!["127.0.0.1:29200".parse().unwrap()],
             server_name: "localhost".into(),
             clients: 100,
             channels: 7,
@@ -238,6 +270,7 @@ impl Config {
             ramp: 1000.0,
             max_setup: 100,
             msg_every: Duration::ZERO,
+            settle: Duration::ZERO,
             sources: vec![Ipv4Addr::LOCALHOST],
             ca: "certs/ca.pem".into(),
             plaintext: false,

@@ -52,6 +52,8 @@ pub struct Conn {
     pub id: u32,
     /// Channel number.
     pub channel: u32,
+    /// The server it connects to: an index into `Config::servers`.
+    pub server: usize,
     pub sock: TcpStream,
     pub transport: Transport,
     pub client: Client,

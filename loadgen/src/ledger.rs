@@ -8,6 +8,13 @@
 //! SEND after it was written, so the server saw the member join first. Messages replayed
 //! from before a join are received but not owed.
 //!
+//! The same holds across the nodes of a network (`--server A,B,C`): nothing here knows
+//! which node a client uses, only its channel. A node acknowledges a JOIN only once the
+//! network (Redis) has taken it, and takes a SEND only after that acknowledgement reached
+//! loadgen, so the network orders the join before the message whatever nodes the two
+//! clients sit on: a message posted through node A is owed to every member of its
+//! channel on every node.
+//!
 //! A version-2 member is also owed the echo of each of its own messages (kaichat-v2
 //! section 2a): all of them, since a client sends only once it is in its channel. A skip
 //! notice's count covers both kinds (the server counts every evicted entry past the

@@ -86,7 +86,12 @@ fn main() -> ExitCode {
             "loadgen: {} clients → {} ({}), {} channels, interval {} s, ramp {}/s, steady {} s, \
              {} source address(es), fd limit {fd_limit}",
             config.clients,
-            config.server,
+            config
+                .servers
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
             if config.plaintext { "plaintext" } else { "TLS" },
             config.channels,
             config.interval.as_secs_f64(),

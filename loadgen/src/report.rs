@@ -221,8 +221,10 @@ pub fn summary_json(config: &Config, outcome: &Outcome) -> Value {
         "connect_cpu_s": window_cpu_json(outcome.connect_cpu),
         "steady_cpu_s": window_cpu_json(outcome.steady_cpu),
         "latency_us": Value::Object(latency),
+        "servers": servers_json(config, outcome),
         "config": {
-            "server": config.server.to_string(),
+            "server": servers_text(config),
+            "settle_s": config.settle.as_secs_f64(),
             "channels": config.channels,
             "interval_s": config.interval.as_secs_f64(),
             "duration_s": config.duration.as_secs_f64(),
@@ -238,6 +240,34 @@ pub fn summary_json(config: &Config, outcome: &Outcome) -> Value {
             "seed": config.seed,
         },
     })
+}
+
+/// `--server` as given: the addresses, comma-separated.
+fn servers_text(config: &Config) -> String {
+    let addrs: Vec<String> = config.servers.iter().map(ToString::to_string).collect();
+    addrs.join(",")
+}
+
+/// Per server: its address, the clients sent to it, and how many it set up, joined and
+/// saw through the end of the run.
+fn servers_json(config: &Config, outcome: &Outcome) -> Value {
+    let clients = config.clients_by_server();
+    let servers: Vec<Value> = config
+        .servers
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| {
+            let counts = outcome.servers.get(i).copied().unwrap_or_default();
+            json!({
+                "addr": addr.to_string(),
+                "clients": clients.get(i).copied().unwrap_or(0),
+                "established": counts.established,
+                "joined": counts.joined,
+                "finished": counts.finished,
+            })
+        })
+        .collect();
+    Value::Array(servers)
 }
 
 fn ms(us: u64) -> f64 {
@@ -271,6 +301,20 @@ pub fn summary_table(config: &Config, outcome: &Outcome) -> String {
         rate(c.established, connect_s(outcome)),
         peak_handshakes_per_s(outcome)
     );
+    if config.servers.len() > 1 {
+        let clients = config.clients_by_server();
+        for (i, addr) in config.servers.iter().enumerate() {
+            let counts = outcome.servers.get(i).copied().unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "    server {addr}: connected {} / {} (joined {}, finished {})",
+                counts.established,
+                clients.get(i).copied().unwrap_or(0),
+                counts.joined,
+                counts.finished
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "  queries {} in steady window ({:.0}/s), {} in all",

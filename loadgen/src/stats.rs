@@ -205,6 +205,18 @@ pub struct Counters {
     pub quits: u64,
 }
 
+/// What happened on one server (one node of a network): clients set up there, in their
+/// channel, and through the end of the run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServerCounts {
+    /// Clients whose CLIENT_INFO it acknowledged.
+    pub established: u64,
+    /// Clients whose JOIN_CHANNEL it acknowledged.
+    pub joined: u64,
+    /// Clients that completed the end of the run on it.
+    pub finished: u64,
+}
+
 /// Events counted by cause (errors, disconnects).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Causes(BTreeMap<String, u64>);

@@ -297,3 +297,40 @@ fn v2_clients_against_a_v1_only_server_are_errors_not_pollers() {
     assert_eq!(n("messages_lost"), 0, "{s}");
     assert_eq!(n("echoes_owed"), 0, "{s}");
 }
+
+#[test]
+fn a_list_of_servers_spreads_the_clients_and_counts_each_one() {
+    // One server named twice (by address and by name): the run is spread over two
+    // "nodes" of what is one network, as a cluster's would be.
+    let addr = start_server(false);
+    let server = format!("{addr},localhost:{}", addr.port());
+    let run = run_loadgen(
+        &server,
+        &["--plaintext", "--quiet", "--settle", "1.5"],
+        "list",
+    );
+    check(&run.summary);
+    let servers = run.summary["servers"].as_array().expect("servers");
+    assert_eq!(servers.len(), 2, "{}", run.summary);
+    for node in servers {
+        // 40 clients in 4 channels: 20 a node, 5 of each channel.
+        for k in ["clients", "established", "joined", "finished"] {
+            assert_eq!(node[k].as_u64(), Some(20), "{k}: {}", run.summary);
+        }
+    }
+    assert_eq!(servers[0]["addr"].as_str(), Some(addr.to_string().as_str()));
+    assert_eq!(run.summary["config"]["settle_s"].as_f64(), Some(1.5));
+    // The settling pause is a stage of its own, between the fence and the drain: at 1.5 s
+    // it holds at least one of the timeline's whole seconds.
+    let stages: Vec<&str> = run
+        .timeline
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').nth(1))
+        .collect();
+    let settle = stages.iter().position(|s| *s == "Settle");
+    assert!(
+        settle.is_some_and(|at| !stages[..at].contains(&"Drain")),
+        "{stages:?}"
+    );
+}

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod redis;
+pub mod v2;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -24,6 +25,8 @@ use rustls::{ClientConnection, StreamOwned};
 
 pub use kaichat_proto::names::ChannelName;
 pub use kaichat_proto::pdu::{ByteOrder, Command, Decoded, Pdu, PDU_LEN};
+#[allow(unused_imports)] // not every test file uses the version-2 steps
+pub use v2::*;
 
 /// A channel name the test knows to be valid.
 pub fn channel_name(name: &str) -> ChannelName {

@@ -48,15 +48,42 @@ fn every_value_error_names_its_flag() {
 #[test]
 fn server_accepts_host_names_and_a_bare_port() {
     let c = run(&["--server", "localhost:29201"]).unwrap();
-    assert_eq!(c.server, "127.0.0.1:29201".parse().unwrap());
+    assert_eq!(c.servers, ["127.0.0.1:29201".parse().unwrap()]);
     let c = run(&["--server", ":29201"]).unwrap();
-    assert_eq!(c.server, "127.0.0.1:29201".parse().unwrap());
+    assert_eq!(c.servers, ["127.0.0.1:29201".parse().unwrap()]);
     assert_eq!(c.server_name, "localhost");
     let c = run(&["--server", "127.0.0.7:1234"]).unwrap();
-    assert_eq!(c.server, "127.0.0.7:1234".parse().unwrap());
+    assert_eq!(c.servers, ["127.0.0.7:1234".parse().unwrap()]);
     let c = run(&["--server", "localhost"]).unwrap();
-    assert_eq!(c.server.port(), DEFAULT_PORT);
-    assert_eq!(run(&[]).unwrap().server, "127.0.0.1:29200".parse().unwrap());
+    assert_eq!(c.servers[0].port(), DEFAULT_PORT);
+    assert_eq!(
+        run(&[]).unwrap().servers,
+        ["127.0.0.1:29200".parse().unwrap()]
+    );
+    // One server: no settling pause between fence and drain.
+    assert_eq!(run(&[]).unwrap().settle, Duration::ZERO);
+}
+
+#[test]
+fn server_takes_a_comma_list_of_nodes() {
+    let c = run(&["--server", "127.0.0.1:29200, :29201,localhost:29202"]).unwrap();
+    let expected: Vec<std::net::SocketAddr> =
+        ["127.0.0.1:29200", "127.0.0.1:29201", "127.0.0.1:29202"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+    assert_eq!(c.servers, expected);
+    // The first host given by name names the certificate.
+    assert_eq!(c.server_name, "localhost");
+    // Several servers: a second for the network to settle before the drain.
+    assert_eq!(c.settle, Duration::from_secs(1));
+    let c = run(&["--server", ":1,:2", "--settle", "0.5"]).unwrap();
+    assert_eq!(c.settle, Duration::from_millis(500));
+    assert_eq!(
+        error(&["--server", ":1,,:2"]),
+        "--server: ':1,,:2' has an empty server in its list"
+    );
+    assert!(error(&["--server", ":1,:0"]).starts_with("--server: '0' is not a port"));
 }
 
 #[test]

@@ -125,3 +125,105 @@ fn a_mixed_run_splits_every_channel_not_the_channels() {
     let channel0: Vec<u16> = [0, 10, 20, 30].iter().map(|&i| c.version(i)).collect();
     assert_eq!(channel0, [1, 2, 1, 2]);
 }
+
+/// A run of `clients` clients in `channels` channels over `servers` servers.
+fn spread(clients: u32, channels: u32, servers: u16) -> Config {
+    Config {
+        clients,
+        channels,
+        servers: (0..servers)
+            .map(|n| SocketAddr::from((Ipv4Addr::LOCALHOST, 29200 + n)))
+            .collect(),
+        ..config()
+    }
+}
+
+/// The servers of channel `c`'s members, in joining order.
+fn channel_servers(c: &Config, channel: u32) -> Vec<usize> {
+    (channel..c.clients)
+        .step_by(c.channels as usize)
+        .map(|i| c.server_of(i))
+        .collect()
+}
+
+#[test]
+fn one_server_takes_every_client() {
+    let c = spread(50, 7, 1);
+    assert!((0..50).all(|i| c.server_of(i) == 0));
+    assert_eq!(c.clients_by_server(), [50]);
+}
+
+#[test]
+fn consecutive_members_of_a_channel_sit_on_different_servers() {
+    // K a multiple of S too (6 channels, 3 servers), where a split on the client number
+    // alone would put each channel on one server.
+    for (clients, channels, servers) in [(600, 200, 3), (60, 6, 3), (40, 4, 2), (70, 7, 5)] {
+        let c = spread(clients, channels, servers);
+        for channel in 0..channels {
+            let on = channel_servers(&c, channel);
+            for pair in on.windows(2) {
+                assert_eq!(
+                    pair[1],
+                    (pair[0] + 1) % usize::from(servers),
+                    "channel {channel} of {channels} over {servers} servers: {on:?}"
+                );
+            }
+            // So every channel of at least S members has members on every server.
+            if on.len() >= usize::from(servers) {
+                let mut seen = on.clone();
+                seen.sort_unstable();
+                seen.dedup();
+                assert_eq!(seen.len(), usize::from(servers), "{on:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn consecutive_clients_go_round_robin_and_the_servers_share_them_evenly() {
+    let c = spread(18_000, 200, 3);
+    // Within one round of channels (clients j·K .. j·K + K − 1).
+    for i in (1..c.clients).filter(|i| i % c.channels != 0) {
+        assert_ne!(
+            c.server_of(i),
+            c.server_of(i - 1),
+            "clients {} and {i}",
+            i - 1
+        );
+    }
+    // The cluster-3x scenario: 6,000 clients per node.
+    assert_eq!(c.clients_by_server(), [6000, 6000, 6000]);
+    // Any run: no server gets more than one channel's worth above another.
+    for (clients, channels, servers) in [(1000, 7, 3), (999, 10, 4), (300, 200, 3), (5, 10, 3)] {
+        let counts = spread(clients, channels, servers).clients_by_server();
+        let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
+        assert!(
+            max - min <= channels,
+            "{clients}/{channels}/{servers}: {counts:?}"
+        );
+        assert_eq!(counts.iter().sum::<u32>(), clients);
+    }
+}
+
+#[test]
+fn with_mixed_protocols_every_server_has_both_versions_in_every_channel() {
+    // The cluster-3x scenario: half v2, half v1, 200 channels, 3 nodes.
+    let c = Config {
+        protocol: Protocol::Mixed { v2_percent: 50 },
+        ..spread(18_000, 200, 3)
+    };
+    for channel in 0..c.channels {
+        let mut kinds = std::collections::BTreeSet::new();
+        for i in (channel..c.clients).step_by(c.channels as usize) {
+            kinds.insert((c.server_of(i), c.version(i)));
+        }
+        assert_eq!(kinds.len(), 6, "channel {channel}: {kinds:?}");
+    }
+}
+
+#[test]
+fn a_run_without_servers_is_refused() {
+    let mut c = config();
+    c.servers.clear();
+    assert!(c.validate().unwrap_err().contains("--server"));
+}

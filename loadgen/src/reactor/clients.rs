@@ -83,7 +83,8 @@ impl Reactor<'_> {
         socket
             .bind(&SocketAddr::new(source.into(), 0).into())
             .map_err(|e| format!("bind {source}: {}", e.kind()))?;
-        match socket.connect(&cfg.server.into()) {
+        let server = cfg.server_of(i);
+        match socket.connect(&cfg.servers[server].into()) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
             Err(e) => return Err(format!("connect: {}", e.kind())),
@@ -113,6 +114,7 @@ impl Reactor<'_> {
         let conn = entry.insert(Conn {
             id: i,
             channel: i % cfg.channels,
+            server,
             sock,
             transport,
             client,
@@ -240,7 +242,8 @@ impl Reactor<'_> {
                     }
                 }
                 Event::Established { .. } => {
-                    self.record.established(conn.connect_start, now);
+                    self.record
+                        .established(conn.server, conn.connect_start, now);
                     self.handshaking -= 1;
                     self.handshake_ended(now);
                     let conn = &mut self.conns[key];
@@ -266,7 +269,7 @@ impl Reactor<'_> {
                     conn.joined = Some(now);
                     self.setting_up -= 1;
                     self.members_now += 1;
-                    self.record.joined(self.members_now);
+                    self.record.joined(conn.server, self.members_now);
                     let cfg = self.cfg;
                     let id = u64::from(conn.id);
                     if conn.version >= 2 {

@@ -228,6 +228,7 @@ impl Reactor<'_> {
             connect_cpu: self.run.connect_cpu.used(),
             steady_cpu: self.run.steady_cpu.used(),
             finished: self.run.finished,
+            servers: record.servers,
         }
     }
 }

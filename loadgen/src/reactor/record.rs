@@ -14,7 +14,7 @@ use crate::conn::Conn;
 use crate::cpu::WindowCpu;
 use crate::ledger::{self, Loss, Member, Read, Sent};
 use crate::message::{parse_skipped, Stamp};
-use crate::stats::{Causes, Counters, Metrics};
+use crate::stats::{Causes, Counters, Metrics, ServerCounts};
 
 use super::stages::Phase;
 use super::Tick;
@@ -44,6 +44,9 @@ pub struct Outcome {
     /// Clients that completed the drain (or, without messages, were in their channel at
     /// the end).
     pub finished: u64,
+    /// Per server, in `Config::servers` order (shorter when the last servers saw
+    /// nothing).
+    pub servers: Vec<ServerCounts>,
 }
 
 /// The measurements of a run in progress.
@@ -60,17 +63,34 @@ pub struct Record {
     pub first_connect: Option<Instant>,
     pub last_established: Option<Instant>,
     pub peak_members: u64,
+    /// Per server (index of `Config::servers`), grown as servers are first seen.
+    pub servers: Vec<ServerCounts>,
 }
 
 impl Record {
+    /// The counts of server `server`.
+    fn server(&mut self, server: usize) -> &mut ServerCounts {
+        if self.servers.len() <= server {
+            self.servers.resize(server + 1, ServerCounts::default());
+        }
+        &mut self.servers[server]
+    }
+
+    /// A client of server `server` completed the end of the run.
+    pub fn finished(&mut self, server: usize) {
+        self.server(server).finished += 1;
+    }
+
     /// A TCP connect is starting.
     pub fn connect_started(&mut self, now: Instant) {
         self.counters.connects_started += 1;
         self.first_connect.get_or_insert(now);
     }
 
-    /// CLIENT_INFO was acknowledged for a connection started at `connect_start`.
-    pub fn established(&mut self, connect_start: Instant, now: Instant) {
+    /// Server `server` acknowledged CLIENT_INFO for a connection started at
+    /// `connect_start`.
+    pub fn established(&mut self, server: usize, connect_start: Instant, now: Instant) {
+        self.server(server).established += 1;
         self.metrics
             .connect
             .record(now.saturating_duration_since(connect_start));
@@ -86,8 +106,9 @@ impl Record {
         })
     }
 
-    /// A JOIN was acknowledged; `members_now` clients are in their channel.
-    pub fn joined(&mut self, members_now: u64) {
+    /// Server `server` acknowledged a JOIN; `members_now` clients are in their channel.
+    pub fn joined(&mut self, server: usize, members_now: u64) {
+        self.server(server).joined += 1;
         self.counters.joined += 1;
         self.peak_members = self.peak_members.max(members_now);
     }

@@ -4,7 +4,8 @@
 //! first QUERY answers carry their channel's replay, which is set-up work) → Steady
 //! (`--duration` seconds of QUERY and messages: the window the numbers describe) → the
 //! end steps, Fence then Drain (only when messages were sent: prove every SEND was
-//! processed, then read everything owed) → Quit (QUIT everywhere, wait for the server to
+//! processed, then read everything owed; with `--settle`, a pause between the two in
+//! which the servers of a network hand each other what their clients sent) → Quit (QUIT everywhere, wait for the server to
 //! close) → Done. Every stage has a bound, so a run always ends by itself. This file
 //! decides *when* each client changes stage, and takes the CPU readings at the edges of
 //! the connect and steady windows; what a client then does is `clients`' business.
@@ -31,6 +32,9 @@ pub enum RunStage {
     Steady,
     /// Every client sends the step's QUERY; the stage waits for all answers.
     End(EndStep),
+    /// Between fence and drain: `--settle` seconds for the network (several servers) to
+    /// deliver to every server what each server's fence proved it took.
+    Settle,
     Quit,
     Done,
 }
@@ -44,6 +48,7 @@ impl RunStage {
             RunStage::Steady => "steady",
             RunStage::End(EndStep::Fence) => "fence",
             RunStage::End(EndStep::Drain) => "drain",
+            RunStage::Settle => "settle",
             RunStage::Quit => "quit",
             RunStage::Done => "done",
         }
@@ -57,6 +62,7 @@ impl RunStage {
             RunStage::Steady => "Steady",
             RunStage::End(EndStep::Fence) => "Fence",
             RunStage::End(EndStep::Drain) => "Drain",
+            RunStage::Settle => "Settle",
             RunStage::Quit => "Quit",
             RunStage::Done => "Done",
         }
@@ -199,9 +205,19 @@ impl Reactor<'_> {
                         self.count_stragglers(step);
                     }
                     match step {
+                        EndStep::Fence if !self.cfg.settle.is_zero() => {
+                            self.run.stage = RunStage::Settle;
+                            self.run.deadline = Some(now + self.cfg.settle);
+                        }
                         EndStep::Fence => self.begin_end_step(EndStep::Drain, now),
                         EndStep::Drain => self.enter_quit(now),
                     }
+                }
+            }
+            RunStage::Settle => {
+                // Pushes keep arriving meanwhile and are counted as usual.
+                if self.run.deadline.is_some_and(|d| now >= d) {
+                    self.begin_end_step(EndStep::Drain, now);
                 }
             }
             RunStage::Quit => {
@@ -291,6 +307,7 @@ impl Reactor<'_> {
             if conn.stage == done {
                 self.run.finished += 1;
                 conn.finished = true;
+                self.record.finished(conn.server);
             }
             if conn.setting_up() {
                 self.setting_up -= 1;

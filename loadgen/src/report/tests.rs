@@ -68,6 +68,7 @@ fn outcome() -> Outcome {
         connect_cpu: None,
         steady_cpu: None,
         finished: 2,
+        servers: Vec::new(),
     }
 }
 

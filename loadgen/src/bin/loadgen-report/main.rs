@@ -3,12 +3,14 @@
 //!
 //! Reads what the script and loadgen left there: `run.env` (scenario, machine, commands,
 //! times), `summary.json` and `*.hgrm` (loadgen), `timeline.csv` (loadgen, per second),
-//! `server.csv` and `loadgen-proc.csv` (/proc samples). Derives the server figures the
+//! `server.csv` and `loadgen-proc.csv` (/proc samples); for a network run (cluster-3x),
+//! `server-node<K>.csv`, `redis.csv` and `redis-info.txt` (see `nodes`). Derives the server figures the
 //! issue asks for (CPU % and CPU per QUERY in the steady window, RSS growth per
 //! connection, handshakes per second and per server CPU second) and checks the targets.
 //! It only reads files and writes files; a missing input makes that part "n/a".
 
 mod hgrm;
+mod nodes;
 mod plots;
 mod samples;
 
@@ -36,6 +38,9 @@ struct ServerFigures {
     cpu_steady_s: Option<f64>,
     cpu_percent: Option<f64>,
     cpu_us_per_query: Option<f64>,
+    /// µs of server CPU per connected client per second of the steady window (compared
+    /// with each node's in a network run).
+    cpu_us_per_client_s: Option<f64>,
     rss_before_kib: Option<f64>,
     rss_steady_kib: Option<f64>,
     rss_per_conn_kib: Option<f64>,
@@ -135,6 +140,9 @@ fn figures(
         f.rss_before_kib = samples::rss_before(server, start);
     }
     let connected = num(summary, "connected").unwrap_or(0.0);
+    if connected > 0.0 {
+        f.cpu_us_per_client_s = f.cpu_percent.map(|p| p * 1e4 / connected);
+    }
     if let (Some(before), Some(steady)) = (f.rss_before_kib, f.rss_steady_kib) {
         if connected > 0.0 {
             f.rss_per_conn_kib = Some((steady - before) / connected);
@@ -351,6 +359,54 @@ fn targets(scenario: &str, s: &Value, f: &ServerFigures) -> String {
                 show(f.cpu_percent, " % of one core", 2)
             );
         }
+        "cluster-3x" => {
+            let clients = num(s, "clients").unwrap_or(0.0);
+            let connected = num(s, "connected");
+            target(
+                &mut out,
+                "every client connected (on every node)",
+                connected,
+                format!("{} / {clients}", show(connected, "", 0)),
+                |c| c >= clients,
+            );
+            zero_lost(
+                &mut out,
+                s,
+                "zero lost messages, network-wide",
+                "messages_lost",
+                "messages_owed",
+            );
+            zero_lost(
+                &mut out,
+                s,
+                "zero lost echoes",
+                "echoes_lost",
+                "echoes_owed",
+            );
+            let duplicated = num(s, "messages_duplicated")
+                .zip(num(s, "echoes_duplicated"))
+                .map(|(m, e)| m + e);
+            target(
+                &mut out,
+                "zero duplicated (messages and echoes)",
+                duplicated,
+                show(duplicated, "", 0),
+                |d| d == 0.0,
+            );
+            let p99 = lat("delivery_v2", "p99").map(|us| us / 1000.0);
+            target(
+                &mut out,
+                "delivery p99 < 10 ms for version-2 readers, across nodes",
+                p99,
+                show(p99, " ms", 3),
+                |v| v < 10.0,
+            );
+            let _ = writeln!(
+                out,
+                "| each node's CPU per client within 1.5× of a single node's | see Nodes and \
+                 Redis | compare with a mixed-19k report of the same sitting |"
+            );
+        }
         "flat-out" => {
             target(
                 &mut out,
@@ -561,6 +617,10 @@ fn report(dir: &Path) -> Result<(), String> {
             show(f.cpu_us_per_query, " µs", 2),
         ),
         (
+            "server CPU per client (µs of CPU per connected client per second)",
+            show(f.cpu_us_per_client_s, " µs/s", 3),
+        ),
+        (
             "server RSS before clients",
             show(f.rss_before_kib.map(|k| k / 1024.0), " MiB", 1),
         ),
@@ -607,6 +667,13 @@ fn report(dir: &Path) -> Result<(), String> {
     ];
     for (k, v) in rows {
         let _ = writeln!(md, "| {k} | {v} |");
+    }
+    if let Some(section) = nodes::section(dir, &summary, clk_tck) {
+        let _ = writeln!(
+            md,
+            "\nThis run loaded a network of several nodes: the single-server figures \
+             above are n/a; each node's are below.\n\n{section}"
+        );
     }
     let _ = writeln!(
         md,

@@ -251,3 +251,86 @@ fn a_push_report_judges_the_push_targets_and_has_no_polling_note() {
     assert!(md.contains("150 connections were not closed"), "{md}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_cluster_report_shows_every_node_and_redis() {
+    let dir = v2_run_dir(
+        "cluster",
+        "cluster-3x",
+        json!({
+            "clients": 300, "connected": 300, "clients_v1": 150, "clients_v2": 150,
+            "messages_lost": 0, "messages_owed": 900, "messages_duplicated": 0,
+            "echoes_lost": 0, "echoes_owed": 30, "echoes_duplicated": 1,
+            "latency_us": {"delivery_v2": {"count": 200, "p99": 4_000}},
+            "servers": [
+                {"addr": "127.0.0.1:29400", "clients": 100, "established": 100},
+                {"addr": "127.0.0.1:29401", "clients": 100, "established": 99},
+                {"addr": "127.0.0.1:29402", "clients": 100, "established": 100},
+            ],
+        }),
+    );
+    // No single server: the nodes and redis-server were sampled instead.
+    std::fs::remove_file(dir.join("server.csv")).unwrap();
+    // Node K used (K + 1) × 10 ms of CPU a second; RSS 50 MiB; redis 5 ms a second.
+    for k in 0..3u64 {
+        let mut proc = String::from("t_unix,rss_kib,cpu_ticks,cpu_ns\n");
+        for i in 0..20u64 {
+            let ns = i * (k + 1) * 10_000_000;
+            proc += &format!("{},51200,0,{ns}\n", 998 + i);
+        }
+        std::fs::write(dir.join(format!("server-node{k}.csv")), proc).unwrap();
+    }
+    let mut proc = String::from("t_unix,rss_kib,cpu_ticks,cpu_ns\n");
+    for i in 0..20u64 {
+        proc += &format!("{},10240,0,{}\n", 998 + i, i * 5_000_000);
+    }
+    std::fs::write(dir.join("redis.csv"), proc).unwrap();
+    std::fs::write(
+        dir.join("redis-info.txt"),
+        "# Memory\r\nused_memory:1234\r\nused_memory_human:1.21K\r\n\r\n# CPU\r\n\
+         used_cpu_sys:1.5\r\nused_cpu_user:2.25\r\n",
+    )
+    .unwrap();
+    report(&dir).unwrap();
+    let md = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
+    assert!(md.contains("## Nodes and Redis"), "{md}");
+    // 1 % of a core over 100 clients: 100 µs of CPU per client per second.
+    assert!(
+        md.contains("| node0 | 127.0.0.1:29400 | 100 / 100 | 1.00 % | 100.000 µs/s | 50.0 MiB |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| node1 | 127.0.0.1:29401 | 100 / 99 | 2.00 % |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| node2 | 127.0.0.1:29402 | 100 / 100 | 3.00 % |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("redis-server in the steady window: CPU 0.50 % of one core, RSS 10.0 MiB"),
+        "{md}"
+    );
+    assert!(md.contains("| `used_memory_human` | 1.21K |"), "{md}");
+    assert!(md.contains("| `used_cpu_user` | 2.25 |"), "{md}");
+    assert!(
+        md.contains("| zero duplicated (messages and echoes) | 1 | **missed** |"),
+        "{md}"
+    );
+    assert!(
+        md.contains(
+            "| delivery p99 < 10 ms for version-2 readers, across nodes | 4.000 ms | met |"
+        ),
+        "{md}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_single_server_report_has_no_nodes_section() {
+    let dir = run_dir("single");
+    report(&dir).unwrap();
+    let md = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
+    assert!(!md.contains("## Nodes and Redis"), "{md}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -17,6 +17,7 @@ fn conn(cfg: &Config, id: u32, joined: Instant) -> Conn {
     Conn {
         id,
         channel: id % cfg.channels,
+        server: cfg.server_of(id),
         sock: mio::net::TcpStream::from_std(std_sock),
         transport: Transport::plain(),
         client: Client::new(Settings::default()),
