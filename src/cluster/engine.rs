@@ -142,6 +142,14 @@ pub struct Cluster {
     lost_names: Vec<Username>,
     next_renew: u64,
     next_reap: u64,
+    /// Commands sent and replies received (or given up with the connection) since start.
+    sent_total: u64,
+    answered_total: u64,
+    /// Channels whose last local member left, with `sent_total` then: a replica goes only
+    /// once every reply owed then is in and its verdict delivered ([`Cluster::sweep`]), so
+    /// that no session still holds its handle (a self-kick's session keeps it until its
+    /// verdict).
+    deserted: Vec<(ChannelName, u64)>,
     /// Set when a reply says the connection cannot be used (a refused HELLO, a stall).
     broken: Option<String>,
 }
@@ -164,6 +172,9 @@ impl Cluster {
             lost_names: Vec::new(),
             next_renew: 0,
             next_reap: 0,
+            sent_total: 0,
+            answered_total: 0,
+            deserted: Vec::new(),
             broken: None,
         }
     }
@@ -213,12 +224,12 @@ impl Cluster {
             .username
             .clone()
             .unwrap_or_else(|| "default".into());
-        if let Some(password) = &self.config.password {
+        let password = self.config.password.clone();
+        if let Some(password) = &password {
             hello.extend([b"AUTH".as_slice(), user.as_bytes(), password.as_bytes()]);
         }
         hello.extend([b"SETNAME".as_slice(), client.as_bytes()]);
-        command(&mut self.out, &hello);
-        self.sent.push_back((Expect::Handshake, now));
+        self.send(Expect::Handshake, &hello, now);
         if self.config.db != 0 {
             let db = self.config.db.to_string();
             self.send(Expect::Handshake, &[b"SELECT", db.as_bytes()], now);
@@ -249,12 +260,13 @@ impl Cluster {
     /// The connection to Redis is gone at `now`: every request in flight is answered
     /// [`Verdict::Unavailable`], every message in flight is given back, and every replica
     /// reloads after the next connect (those no local client is in are dropped).
-    pub fn disconnected(&mut self, hub: &mut Hub) {
+    pub fn disconnected(&mut self) {
         if !self.up {
             return;
         }
         self.up = false;
         self.out.clear();
+        self.answered_total = self.sent_total;
         for (expect, _) in self.sent.drain(..) {
             match expect {
                 Expect::Asked {
@@ -268,9 +280,10 @@ impl Cluster {
             replica.sync = Sync::Loading;
             replica.joining = 0;
         }
+        // Those no local client is in go at the next sweep.
         let channels: Vec<ChannelName> = self.replicas.keys().copied().collect();
         for channel in channels {
-            self.drop_replica(channel, hub);
+            self.deserted(channel);
         }
     }
 
@@ -434,11 +447,31 @@ impl Cluster {
         self.failed_posts.retain(|(c, _)| *c != conn);
     }
 
-    /// Channels whose last local member left: unsubscribed and dropped, unless a JOIN to
-    /// them is in flight.
-    pub fn deserted(&mut self, channel: ChannelName, hub: &mut Hub) {
-        if self.replicas.get(&channel).is_some_and(|r| r.joining == 0) {
-            self.drop_replica(channel, hub);
+    /// Channel `channel`'s last local member left: its replica is dropped and unsubscribed
+    /// by a later [`Cluster::sweep`], unless a local client is in it again by then or a
+    /// JOIN to it is in flight.
+    pub fn deserted(&mut self, channel: ChannelName) {
+        if self.replicas.contains_key(&channel) {
+            self.deserted.push((channel, self.sent_total));
+        }
+    }
+
+    /// Drops the deserted replicas whose owed replies are all in; call it after the
+    /// verdicts taken with [`Cluster::take_verdicts`] were delivered.
+    pub fn sweep(&mut self, hub: &mut Hub) {
+        let answered = self.answered_total;
+        let mut due = Vec::new();
+        self.deserted.retain(|&(channel, mark)| {
+            let done = mark <= answered;
+            if done {
+                due.push(channel);
+            }
+            !done
+        });
+        for channel in due {
+            if self.replicas.get(&channel).is_some_and(|r| r.joining == 0) {
+                self.drop_replica(channel, hub);
+            }
         }
     }
 
@@ -493,12 +526,14 @@ impl Cluster {
             warn!("cluster: a reply from Redis with no command in flight: {frame:?}");
             return;
         };
+        self.answered_total += 1;
         self.on_reply(expect, &frame, now, hub);
     }
 
     fn send(&mut self, expect: Expect, args: &[&[u8]], now: u64) {
         command(&mut self.out, args);
         self.sent.push_back((expect, now));
+        self.sent_total += 1;
     }
 
     fn eval(&mut self, expect: Expect, script: Script, args: &[&[u8]], now: u64) {
@@ -711,7 +746,7 @@ impl Cluster {
         match expect {
             Expect::Handshake | Expect::Ignore(_) => {}
             Expect::Post { .. } => {} // {'ok', seq} or {'not-member'}: the entries tell
-            Expect::Asked { conn, asked } => self.on_answer(conn, asked, frame, now, hub),
+            Expect::Asked { conn, asked } => self.on_answer(conn, asked, frame, now),
             Expect::Load(channel) => self.on_load(channel, frame, hub),
             Expect::CatchUp(channel) => self.on_catch_up(channel, frame, now, hub),
             Expect::Renew => self.on_renew(frame, hub, now),
@@ -754,14 +789,7 @@ impl Cluster {
         }
     }
 
-    fn on_answer(
-        &mut self,
-        conn: Option<ConnRef>,
-        asked: Asked,
-        frame: &OwnedFrame,
-        now: u64,
-        hub: &mut Hub,
-    ) {
+    fn on_answer(&mut self, conn: Option<ConnRef>, asked: Asked, frame: &OwnedFrame, now: u64) {
         let status = resp::items(frame)
             .and_then(|items| items.first())
             .and_then(resp::bytes);
@@ -795,15 +823,15 @@ impl Cluster {
                         let args: [&[u8]; 3] =
                             [history.as_bytes(), user.as_bytes(), channel.as_bytes()];
                         self.eval(Expect::Ignore("leave"), Script::Leave, &args, now);
-                        self.deserted(channel, hub);
+                        self.deserted(channel);
                         return;
                     }
                     (Some(b"banned"), _) => {
-                        self.deserted(channel, hub);
+                        self.deserted(channel);
                         Verdict::Banned
                     }
                     _ => {
-                        self.deserted(channel, hub);
+                        self.deserted(channel);
                         Verdict::Unavailable
                     }
                 }

@@ -584,7 +584,7 @@ impl Server {
         }
         self.hub.take_deserted(&mut network.deserted);
         for channel in network.deserted.drain(..) {
-            network.engine.deserted(channel, &mut self.hub);
+            network.engine.deserted(channel);
         }
         network.engine.take_verdicts(&mut network.verdicts);
         for (key, verdict) in network.verdicts.drain(..) {
@@ -606,6 +606,8 @@ impl Server {
                 }
             }
         }
+        // After the verdicts: a session holds its channel's handle until its own.
+        network.engine.sweep(&mut self.hub);
         network.engine.take_lost_names(&mut network.lost_names);
         for user in network.lost_names.drain(..) {
             // Rare (this node was cut off for longer than its lease): a search is fine.

@@ -74,7 +74,7 @@ impl Network {
                      until it is back; next attempt in {} ms",
                     retry_at.saturating_sub(now)
                 );
-                self.engine.disconnected(hub);
+                self.engine.disconnected();
             }
             LinkEvent::Unreachable {
                 addr,

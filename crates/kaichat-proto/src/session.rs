@@ -91,9 +91,11 @@ pub const OPER_REFUSAL_DELAY_MS: u64 = 1000;
 enum State {
     AwaitPing,
     AwaitVersion,
-    /// The client selected `version`.
+    /// The client selected `version`. `claim`: cluster mode, the network is deciding
+    /// whether the name is the client's; no PDU is read meanwhile.
     AwaitClientInfo {
         version: u16,
+        claim: Option<Box<Pending>>,
     },
     Established(Established),
 }
@@ -110,8 +112,9 @@ struct Established {
     /// Removed from a channel by a KICK or BAN: LEAVE_CHANNEL, then the notice, to be sent
     /// once no answer is in flight. Rare, so boxed: a session stays small.
     removed: Option<Box<Removal>>,
-    /// An OPER in progress (rare, so boxed: a session stays small).
-    oper: Option<Box<Oper>>,
+    /// An OPER in progress or (cluster mode) a request to the network: no PDU is read
+    /// meanwhile. Rare, so boxed: a session stays small.
+    wait: Option<Box<Wait>>,
     /// The rate limit's state (GCRA): the theoretical arrival time of the next message, µs
     /// of the session's clock. 0 starts the bucket full.
     rate_tat_us: u64,
@@ -178,7 +181,15 @@ enum Listing {
     },
 }
 
-/// A request to the network in progress (cluster mode); rare, so boxed.
+/// What an established session waits for before it reads the next PDU (besides an
+/// answer's end): both come from a PDU, so one at a time.
+#[derive(Debug)]
+enum Wait {
+    Oper(Oper),
+    Network(Pending),
+}
+
+/// A request to the network in progress (cluster mode).
 #[derive(Debug)]
 struct Pending {
     /// The request, until the caller takes it ([`Session::take_network_request`]).
@@ -203,13 +214,13 @@ enum Awaits {
     Moderate {
         name: ChannelName,
         target: Username,
-        ack: Pdu,
+        ack: Box<Pdu>,
         own_removal: Option<Box<[u8]>>,
     },
     /// BAN `*` of the connected `target`, acknowledged with `ack`.
-    ServerBan { target: Username, ack: Pdu },
+    ServerBan { target: Username, ack: Box<Pdu> },
     /// UNBAN `*` of `address`, acknowledged with `ack`.
-    ServerUnban { address: IpAddr, ack: Pdu },
+    ServerUnban { address: IpAddr, ack: Box<Pdu> },
 }
 
 /// Where an OPER request stands (v2 section 4).
@@ -239,8 +250,6 @@ pub struct Session {
     conn: ConnRef,
     /// The client's address, for server bans.
     peer: Option<IpAddr>,
-    /// Cluster mode: the request to the network in progress; no PDU is read meanwhile.
-    pending: Option<Box<Pending>>,
 }
 
 impl Session {
@@ -259,7 +268,6 @@ impl Session {
             clock_from: now,
             conn,
             peer,
-            pending: None,
         }
     }
 
@@ -310,10 +318,11 @@ impl Session {
     /// is being verified or its refusal delayed, or (cluster mode) a request waits for the
     /// network's verdict.
     pub fn answering(&self) -> bool {
-        self.pending.is_some()
-            || self
-                .established()
-                .is_some_and(|e| e.answer.is_some() || e.oper.is_some())
+        match &self.state {
+            State::AwaitClientInfo { claim, .. } => claim.is_some(),
+            State::Established(e) => e.answer.is_some() || e.wait.is_some(),
+            _ => false,
+        }
     }
 
     /// Whether an answer or listing is being sent.
@@ -353,9 +362,9 @@ impl Session {
 
     /// When the session wants [`Session::wake`] called (a delayed OPER refusal), in ms.
     pub fn wake_at(&self) -> Option<u64> {
-        match self.established()?.oper.as_deref()? {
-            Oper::Refusing { at } => Some(*at),
-            Oper::Verifying { .. } => None,
+        match self.established()?.wait.as_deref()? {
+            Wait::Oper(Oper::Refusing { at }) => Some(*at),
+            _ => None,
         }
     }
 
@@ -399,7 +408,11 @@ impl Session {
                     self.order_fixed = true;
                     let version = pdu.version();
                     if (1..=highest).contains(&version) {
-                        self.enter_setup(State::AwaitClientInfo { version }, now);
+                        let state = State::AwaitClientInfo {
+                            version,
+                            claim: None,
+                        };
+                        self.enter_setup(state, now);
                         Step::Continue
                     } else {
                         let spoken = match highest {
@@ -416,7 +429,7 @@ impl Session {
                 }
                 _ => Step::Continue,
             },
-            State::AwaitClientInfo { version } => {
+            State::AwaitClientInfo { version, .. } => {
                 if let Some((Command::ClientInfo, _)) = command {
                     self.client_info(pdu, version, now, hub, out);
                 }
@@ -453,13 +466,12 @@ impl Session {
         if hub.is_clustered() && !hub.is_connected(&user) {
             // Held here: taken at once. Otherwise the network decides; the set-up deadline
             // keeps running meanwhile.
-            self.pending = ask(
-                Request::Claim {
-                    user,
-                    peer: self.peer,
-                },
-                Awaits::Claim { user },
-            );
+            let request = Request::Claim {
+                user,
+                peer: self.peer,
+            };
+            let claim = Some(Box::new(ask(request, Awaits::Claim { user })));
+            self.state = State::AwaitClientInfo { version, claim };
             return;
         }
         if !hub.claim_name(user, self.conn, self.peer) {
@@ -504,7 +516,7 @@ impl Session {
             member: None,
             answer: None,
             removed: None,
-            oper: None,
+            wait: None,
             rate_tat_us: 0,
             failed_posts: 0,
         });
@@ -534,7 +546,8 @@ impl Session {
         // A command of a later version is unknown here (v2 section 1).
         let command = command.filter(|c| c.since_version() <= e.version);
         // Cluster mode: what the network must answer first.
-        let asked = &mut self.pending;
+        let mut pending = None;
+        let asked = &mut pending;
         match command {
             Some(Command::JoinChannel) => e.join(pdu, now, hub, &mut reply, asked),
             Some(Command::LeaveChannel) => match e.member.take() {
@@ -559,7 +572,7 @@ impl Session {
             },
             Some(Command::PingPong) => reply.send(&Pdu::ping(order)),
             Some(Command::ListChannels) if hub.is_clustered() => {
-                *asked = ask(Request::List, Awaits::List)
+                *asked = Some(ask(Request::List, Awaits::List))
             }
             Some(Command::ListChannels) => {
                 e.answer = Some(Answer::Listing(Box::new(Listing::Channels {
@@ -573,7 +586,7 @@ impl Session {
             }
             Some(Command::Oper) => {
                 let password = pdu.params_text();
-                e.oper = Some(Box::new(
+                e.wait = Some(Box::new(Wait::Oper(
                     if hub.rules().oper && (1..=MAX_PASSWORD).contains(&password.len()) {
                         Oper::Verifying {
                             since: now,
@@ -584,7 +597,7 @@ impl Session {
                             at: now.saturating_add(OPER_REFUSAL_DELAY_MS),
                         }
                     },
-                ));
+                )));
             }
             Some(Command::ReceiveMessage) => {
                 let channel = e.channel_name(hub);
@@ -617,13 +630,24 @@ impl Session {
                 reply.error(channel.as_ref(), text.as_bytes())
             }
         }
+        if let Some(pending) = pending {
+            e.wait = Some(Box::new(Wait::Network(pending)));
+        }
     }
 
     /// The request for the network that the last PDU made (cluster mode), once: the caller
     /// hands it on and answers with [`Session::network_verdict`]. Until then no PDU is
     /// read ([`Session::answering`]).
     pub fn take_network_request(&mut self) -> Option<Request> {
-        self.pending.as_mut()?.request.take()
+        let pending = match &mut self.state {
+            State::AwaitClientInfo { claim, .. } => claim.as_deref_mut()?,
+            State::Established(e) => match e.wait.as_deref_mut()? {
+                Wait::Network(pending) => pending,
+                Wait::Oper(_) => return None,
+            },
+            _ => return None,
+        };
+        pending.request.take()
     }
 
     /// The network's verdict on the request in progress, at `now`: the acknowledgement,
@@ -639,22 +663,26 @@ impl Session {
         hub: &mut Hub,
         out: &mut impl Outbox,
     ) {
-        let Some(pending) = self.pending.take() else {
-            return;
-        };
         let order = self.order;
-        match (&mut self.state, pending.awaits) {
-            (&mut State::AwaitClientInfo { version }, Awaits::Claim { user }) => {
-                self.claimed(user, version, verdict, now, hub, out)
+        match &mut self.state {
+            State::AwaitClientInfo { version, claim } => {
+                let version = *version;
+                if let Some(Awaits::Claim { user }) = claim.take().map(|p| p.awaits) {
+                    self.claimed(user, version, verdict, now, hub, out);
+                }
             }
-            (State::Established(e), awaits) => {
+            State::Established(e) => {
+                let network = e.wait.take_if(|w| matches!(**w, Wait::Network(_)));
+                let Some(Wait::Network(pending)) = network.map(|w| *w) else {
+                    return;
+                };
                 let mut reply = Reply {
                     order,
                     version: e.version,
                     time: hub.wall_ms(now),
                     out,
                 };
-                e.verdict(awaits, verdict, hub, &mut reply);
+                e.verdict(pending.awaits, verdict, hub, &mut reply);
             }
             _ => {}
         }
@@ -686,9 +714,9 @@ impl Session {
     /// configured hash (slowly, away from the loop) and answers [`Session::oper_checked`].
     pub fn take_oper_request(&mut self) -> Option<Box<[u8]>> {
         match &mut self.state {
-            State::Established(e) => match e.oper.as_deref_mut()? {
-                Oper::Verifying { password, .. } => password.take(),
-                Oper::Refusing { .. } => None,
+            State::Established(e) => match e.wait.as_deref_mut()? {
+                Wait::Oper(Oper::Verifying { password, .. }) => password.take(),
+                _ => None,
             },
             _ => None,
         }
@@ -702,20 +730,20 @@ impl Session {
         let State::Established(e) = &mut self.state else {
             return;
         };
-        let Some(Oper::Verifying { since, .. }) = e.oper.as_deref() else {
+        let Some(Wait::Oper(Oper::Verifying { since, .. })) = e.wait.as_deref() else {
             return;
         };
         let since = *since;
         if accepted {
             hub.make_server_operator(&e.user);
-            e.oper = None;
+            e.wait = None;
             let mut ack = Pdu::new(Command::Oper, order);
             ack.set_username(SERVER_NAME);
             out.send(&ack);
         } else {
-            e.oper = Some(Box::new(Oper::Refusing {
+            e.wait = Some(Box::new(Wait::Oper(Oper::Refusing {
                 at: since.saturating_add(OPER_REFUSAL_DELAY_MS).max(now),
-            }));
+            })));
         }
     }
 
@@ -725,9 +753,9 @@ impl Session {
         let State::Established(e) = &mut self.state else {
             return;
         };
-        if let Some(&Oper::Refusing { at }) = e.oper.as_deref() {
+        if let Some(&Wait::Oper(Oper::Refusing { at })) = e.wait.as_deref() {
             if at <= now {
-                e.oper = None;
+                e.wait = None;
                 let channel = e.channel_name(hub);
                 let mut reply = Reply {
                     order,
@@ -909,7 +937,7 @@ impl Established {
         now: u64,
         hub: &mut Hub,
         reply: &mut Reply<'_, impl Outbox>,
-        asked: &mut Option<Box<Pending>>,
+        asked: &mut Option<Pending>,
     ) {
         let order = reply.order;
         let current = self.channel_name(hub);
@@ -928,7 +956,7 @@ impl Established {
                 from: current,
                 push,
             };
-            *asked = ask(request, Awaits::Join { name, push });
+            *asked = Some(ask(request, Awaits::Join { name, push }));
             return;
         }
         // The hub leaves the current channel first, unless the JOIN is refused.
@@ -1000,14 +1028,17 @@ impl Established {
         pdu: &Pdu,
         hub: &Hub,
         reply: &mut Reply<'_, impl Outbox>,
-        asked: &mut Option<Box<Pending>>,
+        asked: &mut Option<Pending>,
     ) {
         let current = self.channel_name(hub);
         let Some(name) = named_channel(pdu.channel(), current, reply) else {
             return;
         };
         if hub.is_clustered() {
-            *asked = ask(Request::Names { channel: name }, Awaits::Names { name });
+            *asked = Some(ask(
+                Request::Names { channel: name },
+                Awaits::Names { name },
+            ));
             return;
         }
         match hub.open_channel(&name) {
@@ -1266,7 +1297,7 @@ impl Established {
         now: u64,
         hub: &mut Hub,
         reply: &mut Reply<'_, impl Outbox>,
-        asked: &mut Option<Box<Pending>>,
+        asked: &mut Option<Pending>,
     ) {
         let current = self.channel_name(hub);
         let field = pdu.channel();
@@ -1303,8 +1334,8 @@ impl Established {
                 reason: reason.into(),
                 server_operator: hub.is_server_operator(&self.user),
             };
-            let ack = acknowledgement(command, reply.order, pdu);
-            *asked = ask(
+            let ack = Box::new(acknowledgement(command, reply.order, pdu));
+            *asked = Some(ask(
                 request,
                 Awaits::Moderate {
                     name,
@@ -1312,7 +1343,7 @@ impl Established {
                     ack,
                     own_removal,
                 },
-            );
+            ));
             return;
         }
         let open = hub.open_channel(&name);
@@ -1382,7 +1413,7 @@ impl Established {
         pdu: &Pdu,
         hub: &mut Hub,
         reply: &mut Reply<'_, impl Outbox>,
-        asked: &mut Option<Box<Pending>>,
+        asked: &mut Option<Pending>,
     ) {
         let current = self.channel_name(hub);
         if !hub.is_server_operator(&self.user) {
@@ -1395,9 +1426,9 @@ impl Established {
             Command::Ban => {
                 let target = Username::new(pdu.target()).ok();
                 if let Some(target) = target.filter(|_| hub.is_clustered()) {
-                    let ack = acknowledgement(command, reply.order, pdu);
+                    let ack = Box::new(acknowledgement(command, reply.order, pdu));
                     let request = Request::ServerBan { target };
-                    *asked = ask(request, Awaits::ServerBan { target, ack });
+                    *asked = Some(ask(request, Awaits::ServerBan { target, ack }));
                     return;
                 }
                 let address = target.and_then(|target| hub.address_of(&target));
@@ -1424,9 +1455,9 @@ impl Established {
                     return reply.error(current.as_ref(), text.as_bytes());
                 };
                 if hub.is_clustered() {
-                    let ack = acknowledgement(command, reply.order, pdu);
+                    let ack = Box::new(acknowledgement(command, reply.order, pdu));
                     let request = Request::ServerUnban { address };
-                    *asked = ask(request, Awaits::ServerUnban { address, ack });
+                    *asked = Some(ask(request, Awaits::ServerUnban { address, ack }));
                     return;
                 }
                 if !hub.unban_address(&address) {
@@ -1446,11 +1477,11 @@ impl Established {
 }
 
 /// A request for the network, waiting to be taken, and what its verdict completes.
-fn ask(request: Request, awaits: Awaits) -> Option<Box<Pending>> {
-    Some(Box::new(Pending {
+fn ask(request: Request, awaits: Awaits) -> Pending {
+    Pending {
         request: Some(request),
         awaits,
-    }))
+    }
 }
 
 /// Writes as many whole `names` as fit into the params of the NAMES PDU `pdu`, separated

@@ -315,7 +315,7 @@ fn losing_redis_answers_everything_in_flight() {
         0,
         &mut hub,
     );
-    cluster.disconnected(&mut hub);
+    cluster.disconnected();
     assert_eq!(
         verdicts(&mut cluster),
         [(3, Verdict::Unavailable), (5, Verdict::Unavailable)]
@@ -400,7 +400,7 @@ fn after_a_reconnect_each_replica_reloads_from_where_it_was() {
     let mut hub = hub();
     let mut cluster = connected(&mut hub);
     joined(&mut cluster, &mut hub);
-    cluster.disconnected(&mut hub);
+    cluster.disconnected();
     cluster.connected(10, &mut hub);
     let commands = sent(&mut cluster);
     let subscribe = commands.iter().find(|c| c[0] == "SUBSCRIBE").unwrap();
@@ -427,7 +427,7 @@ fn entries_lost_with_redis_reach_readers_as_skipped() {
     let mut cluster = connected(&mut hub);
     joined(&mut cluster, &mut hub);
     let id = hub.open_channel(&channel("@rust")).unwrap();
-    cluster.disconnected(&mut hub);
+    cluster.disconnected();
     cluster.connected(10, &mut hub);
     answer_handshake(&mut cluster, &mut hub);
     cluster.on_frame(array(vec![int(1), array(vec![])]), 10, &mut hub); // renew
@@ -622,4 +622,51 @@ fn garbage_from_redis_is_not_a_panic() {
     cluster.on_frame(ok(), 0, &mut hub); // a reply nothing waits for
     let id = hub.open_channel(&channel("@rust")).unwrap();
     assert_eq!(hub.end_seq(id), 4);
+}
+
+#[test]
+fn a_deserted_replica_goes_only_after_the_replies_owed_then() {
+    let mut hub = hub();
+    let mut cluster = connected(&mut hub);
+    joined(&mut cluster, &mut hub);
+    // A request in flight when the last local member leaves: its verdict may still be
+    // the session's way out of the channel (a self-kick), so the replica stays for it.
+    cluster.request(1, Request::List, 0, &mut hub);
+    sent(&mut cluster);
+    hub.leave(
+        hub.open_channel(&channel("@rust")).unwrap(),
+        &user("alice"),
+        0,
+    );
+    let mut deserted = Vec::new();
+    hub.take_deserted(&mut deserted);
+    assert_eq!(deserted, [channel("@rust")]);
+    cluster.deserted(channel("@rust"));
+    cluster.sweep(&mut hub);
+    assert!(
+        hub.replica_end(&channel("@rust")).is_some(),
+        "kept while a reply is owed"
+    );
+    cluster.on_frame(array(vec![]), 0, &mut hub);
+    cluster.sweep(&mut hub);
+    assert_eq!(hub.replica_end(&channel("@rust")), None);
+    let commands = sent(&mut cluster);
+    assert!(commands.contains(&vec![
+        "UNSUBSCRIBE".to_string(),
+        "kc:{@rust}:live".to_string()
+    ]));
+}
+
+#[test]
+fn a_replica_joined_again_before_the_sweep_stays() {
+    let mut hub = hub();
+    let mut cluster = connected(&mut hub);
+    joined(&mut cluster, &mut hub);
+    let id = hub.open_channel(&channel("@rust")).unwrap();
+    hub.leave(id, &user("alice"), 0);
+    cluster.deserted(channel("@rust"));
+    hub.join_local(&channel("@rust"), &user("alice"), true, 5);
+    cluster.sweep(&mut hub);
+    assert!(hub.replica_end(&channel("@rust")).is_some());
+    assert!(!sent(&mut cluster).iter().any(|c| c[0] == "UNSUBSCRIBE"));
 }

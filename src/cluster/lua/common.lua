@@ -80,8 +80,9 @@ end
 local function left(name) return name .. ' left' end
 
 -- Adds `name` (`lower`) of node `node` to channel `ch`; the first member is its operator.
--- Returns the sequence number of the `<name> joined` entry.
-local function enter(ch, lower, name, node, push)
+-- Returns the sequence number of the `<name> joined` entry, or (`silent`: the member was
+-- there all along, as far as anyone saw) adds none and returns 0.
+local function enter(ch, lower, name, node, push, silent)
   local joins = redis.call('HINCRBY', ckey(ch, 'meta'), 'joins', 1)
   local flags = '-'
   if redis.call('ZCARD', ckey(ch, 'order')) == 0 then flags = 'o' end
@@ -90,5 +91,6 @@ local function enter(ch, lower, name, node, push)
   redis.call('HSET', ckey(ch, 'member'), lower, record(flags, node, name))
   redis.call('HSET', P .. 'node:' .. node .. ':members', lower, ch)
   redis.call('ZADD', P .. 'channels', 0, ch)
+  if silent then return 0 end
   return append(ch, NOTICE, '', name .. ' joined', '', '', '', 0)
 end

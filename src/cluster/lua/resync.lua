@@ -1,10 +1,12 @@
 -- After a (re)connect: makes Redis hold exactly this node's members, as the node knows
--- them. ARGV: history, node, then (name, channel, push '1'/'0') triples. Members Redis lost
--- (a Redis restart) or removed (the node's lease ran out) are joined again, with a
--- `joined` entry; members Redis has that the node no longer has are removed, with `left`.
--- Returns the number of changes.
+-- them. ARGV: history, node, then (name, channel, push '1'/'0') triples. A member Redis
+-- lost (a Redis restart without persistence) is put back silently: for everyone it never
+-- left. One whose `left` was written (the node's lease ran out, reap.lua) is joined again
+-- with a `joined` entry. Members Redis has that the node no longer has are removed, with
+-- `left`. Returns the number of changes.
 local node = ARGV[2]
 local index = P .. 'node:' .. node .. ':members'
+local reaped = P .. 'node:' .. node .. ':reaped'
 local want = {}
 local changes = 0
 for i = 3, #ARGV, 3 do
@@ -18,7 +20,8 @@ for i = 3, #ARGV, 3 do
     local was = redis.call('HGET', index, lower)
     if was and was ~= ch then depart(was, lower, NOTICE, left, '', '', 0, node) end
     if v then depart(ch, lower, NOTICE, left, '', '', 0) end
-    enter(ch, lower, name, node, push)
+    local told = redis.call('HGET', reaped, lower) == ch
+    enter(ch, lower, name, node, push, not (told or v or was))
     changes = changes + 1
   end
 end
@@ -29,4 +32,5 @@ for i = 1, #list, 2 do
     changes = changes + 1
   end
 end
+redis.call('DEL', reaped)
 return changes
