@@ -549,34 +549,10 @@ impl Hub {
         if let Some((current, _)) = self.users.get(user).and_then(|u| u.membership) {
             self.leave(current, user, now);
         }
-        let id = match self.by_name.get(name) {
-            Some(&id) => id,
-            None => {
-                let channel = Channel::new(*name, 0, Vec::new(), self.history_limit);
-                let id = self.channels.insert(channel);
-                self.by_name.insert(*name, id);
-                id
-            }
-        };
-        let key = self.next_join;
-        self.next_join += 1;
-        let conn = self.users.get_mut(user).map_or(usize::MAX, |u| {
-            u.membership = Some((id, key));
-            u.conn
-        });
-        let channel = &mut self.channels[id];
-        let operator = channel.members.is_empty();
-        channel.members.insert(
-            key,
-            Member {
-                user: *user,
-                conn,
-                operator,
-                push,
-            },
-        );
-        channel.operators += u32::from(operator);
-        channel.pushers += u32::from(push);
+        let id = self.channel_or_new(name);
+        let operator = self.channels[id].members.is_empty();
+        self.link_member(id, user, operator, push);
+        let channel = &self.channels[id];
         let cursor = channel.history.end_seq().saturating_sub(self.replay);
         self.notice(id, user, b" joined", Kind::Notice, now);
         // Entries the joiner's own notice evicted were never the joiner's to miss: no
@@ -1040,6 +1016,11 @@ impl Hub {
     /// The replica of channel `name`: the existing one, or a new one with an empty ring at
     /// sequence number 0 and no members.
     pub fn replica(&mut self, name: &ChannelName) -> ChannelId {
+        self.channel_or_new(name)
+    }
+
+    /// Channel `name`, made (empty, no history) if there is none.
+    fn channel_or_new(&mut self, name: &ChannelName) -> ChannelId {
         if let Some(&id) = self.by_name.get(name) {
             return id;
         }
@@ -1121,6 +1102,14 @@ impl Hub {
             self.unlink(current, user);
         }
         let id = self.replica(name);
+        // Operators are the network's to know: a local member is never one here.
+        self.link_member(id, user, false, push);
+        let cursor = (seq + 1).saturating_sub(self.replay);
+        (id, cursor.max(self.channels[id].history.first_seq).max(1))
+    }
+
+    /// Makes the connected `user` a member of channel `id`, last in join order.
+    fn link_member(&mut self, id: ChannelId, user: &Username, operator: bool, push: bool) {
         let key = self.next_join;
         self.next_join += 1;
         let conn = self.users.get_mut(user).map_or(usize::MAX, |u| {
@@ -1131,13 +1120,12 @@ impl Hub {
         let member = Member {
             user: *user,
             conn,
-            operator: false,
+            operator,
             push,
         };
         channel.members.insert(key, member);
+        channel.operators += u32::from(operator);
         channel.pushers += u32::from(push);
-        let cursor = (seq + 1).saturating_sub(self.replay);
-        (id, cursor.max(channel.history.first_seq).max(1))
     }
 
     /// Appends to `into` the channels whose last local member went (LEAVE, a closed

@@ -1185,11 +1185,7 @@ impl Established {
             Some(Answer::Listing(listing)) => match &mut **listing {
                 Listing::Channels { after, count } => match hub.next_channel(after.as_ref()) {
                     Some(listed) => {
-                        let mut pdu =
-                            Pdu::listing(Command::ListChannels, order, Some(&listed.name));
-                        pdu.set_param_u32(0, listed.members)
-                            .set_param_u32(4, listed.retained);
-                        reply.send(&pdu);
+                        reply.send(&listed_pdu(order, &listed));
                         *after = Some(listed.name);
                         *count += 1;
                         false
@@ -1237,11 +1233,7 @@ impl Established {
                 }
                 Listing::NetworkChannels { channels, next } => match channels.get(*next) {
                     Some(listed) => {
-                        let mut pdu =
-                            Pdu::listing(Command::ListChannels, order, Some(&listed.name));
-                        pdu.set_param_u32(0, listed.members)
-                            .set_param_u32(4, listed.retained);
-                        reply.send(&pdu);
+                        reply.send(&listed_pdu(order, listed));
                         *next += 1;
                         false
                     }
@@ -1509,6 +1501,14 @@ fn pack_names<'a, K>(
         taken(key);
     }
     used
+}
+
+/// One channel's PDU of a LIST_CHANNELS listing (v2 section 3).
+fn listed_pdu(order: ByteOrder, listed: &Listed) -> Pdu {
+    let mut pdu = Pdu::listing(Command::ListChannels, order, Some(&listed.name));
+    pdu.set_param_u32(0, listed.members)
+        .set_param_u32(4, listed.retained);
+    pdu
 }
 
 /// The channel a NAMES, KICK, BAN or UNBAN names in its channel `field`: that one, or the
