@@ -24,6 +24,24 @@ fn user(name: &str) -> Username {
     Username::new(name.as_bytes()).unwrap()
 }
 
+/// A CLIENT_INFO's claim of `name` from an unknown address.
+fn claim(name: &str) -> Request {
+    Request::Claim {
+        user: user(name),
+        peer: None,
+    }
+}
+
+/// A message `hi` to `@rust` from `name` on connection `conn`.
+fn post(conn: ConnRef, name: &str) -> Outbound {
+    Outbound::Post {
+        conn,
+        user: user(name),
+        channel: channel("@rust"),
+        text: b"hi".to_vec().into(),
+    }
+}
+
 fn channel(name: &str) -> ChannelName {
     ChannelName::new(name.as_bytes()).unwrap()
 }
@@ -258,15 +276,7 @@ fn a_claim_is_a_set_nx_with_the_lease_and_its_reply_is_the_verdict() {
 fn a_name_won_for_a_closed_connection_is_given_back() {
     let mut hub = hub();
     let mut cluster = connected(&mut hub);
-    cluster.request(
-        7,
-        Request::Claim {
-            user: user("alice"),
-            peer: None,
-        },
-        0,
-        &mut hub,
-    );
+    cluster.request(7, claim("alice"), 0, &mut hub);
     sent(&mut cluster);
     cluster.cancel(7);
     cluster.on_frame(ok(), 0, &mut hub);
@@ -282,13 +292,7 @@ fn while_redis_is_down_requests_are_refused_and_messages_given_back_at_once() {
     let mut cluster = Cluster::new(config());
     cluster.request(3, Request::List, 0, &mut hub);
     assert_eq!(verdicts(&mut cluster), [(3, Verdict::Unavailable)]);
-    let post = Outbound::Post {
-        conn: 4,
-        user: user("bob"),
-        channel: channel("@rust"),
-        text: b"hi".to_vec().into(),
-    };
-    cluster.outbound(post, 0);
+    cluster.outbound(post(4, "bob"), 0);
     let mut failed = Vec::new();
     cluster.take_failed_posts(&mut failed);
     assert_eq!(failed, [(4, user("bob"))]);
@@ -300,13 +304,7 @@ fn losing_redis_answers_everything_in_flight() {
     let mut hub = hub();
     let mut cluster = connected(&mut hub);
     cluster.request(3, Request::List, 0, &mut hub);
-    let post = Outbound::Post {
-        conn: 4,
-        user: user("bob"),
-        channel: channel("@rust"),
-        text: b"hi".to_vec().into(),
-    };
-    cluster.outbound(post, 0);
+    cluster.outbound(post(4, "bob"), 0);
     cluster.request(
         5,
         Request::Names {
@@ -451,15 +449,7 @@ fn entries_lost_with_redis_reach_readers_as_skipped() {
 fn renewal_runs_every_third_of_the_lease_with_every_name_held() {
     let mut hub = hub();
     let mut cluster = connected(&mut hub);
-    cluster.request(
-        1,
-        Request::Claim {
-            user: user("alice"),
-            peer: None,
-        },
-        0,
-        &mut hub,
-    );
+    cluster.request(1, claim("alice"), 0, &mut hub);
     cluster.on_frame(ok(), 0, &mut hub);
     sent(&mut cluster);
     assert!(cluster.next_deadline().unwrap() <= LEASE / 3);
@@ -476,15 +466,7 @@ fn a_name_lost_to_another_server_closes_its_client_and_a_lapsed_lease_resyncs() 
     let mut hub = hub();
     let mut cluster = connected(&mut hub);
     joined(&mut cluster, &mut hub);
-    cluster.request(
-        1,
-        Request::Claim {
-            user: user("alice"),
-            peer: None,
-        },
-        0,
-        &mut hub,
-    );
+    cluster.request(1, claim("alice"), 0, &mut hub);
     cluster.on_frame(ok(), 0, &mut hub);
     cluster.tick(LEASE / 3);
     sent(&mut cluster);
