@@ -1,6 +1,7 @@
 //! The engine against scripted Redis replies: no Redis here (tests/server_cluster.rs has
 //! the real one). Commands are read back from the output buffer with the same codec.
 
+use proptest::prelude::*;
 use redis_protocol::resp3::decode::complete::decode;
 
 use super::*;
@@ -651,4 +652,60 @@ fn a_replica_joined_again_before_the_sweep_stays() {
     cluster.sweep(&mut hub);
     assert!(hub.replica_end(&channel("@rust")).is_some());
     assert!(!sent(&mut cluster).iter().any(|c| c[0] == "UNSUBSCRIBE"));
+}
+
+/// A frame Redis could send, or garbage of the same shapes: replies of every kind and
+/// live messages for the replica's channel with arbitrary numbering and payloads.
+fn any_frame() -> impl Strategy<Value = OwnedFrame> {
+    let bytes = proptest::collection::vec(any::<u8>(), 0..40);
+    let seq = 0u64..12;
+    prop_oneof![
+        Just(ok()),
+        Just(OwnedFrame::Null),
+        any::<i64>().prop_map(int),
+        bytes.clone().prop_map(|b| blob(&b)),
+        (seq.clone(), "[a-z ]{0,8}").prop_map(|(n, text)| live(n, &text)),
+        (seq.clone(), bytes.clone()).prop_map(|(n, b)| {
+            let mut message = format!("{n}-0 ").into_bytes();
+            message.extend(b);
+            push(vec![
+                blob(b"message"),
+                blob(b"kc:{@rust}:live"),
+                blob(&message),
+            ])
+        }),
+        proptest::collection::vec(seq, 0..5)
+            .prop_map(|seqs| { array(seqs.into_iter().map(|n| stream_entry(n, "x")).collect()) }),
+        (any::<i64>(), bytes).prop_map(|(n, b)| array(vec![int(n), array(vec![blob(&b)])])),
+        Just(OwnedFrame::SimpleError {
+            data: "ERR".into(),
+            attributes: None
+        }),
+    ]
+}
+
+proptest! {
+    /// Whatever Redis answers, in whatever order, the engine neither panics nor applies
+    /// an entry twice or out of order: the replica's ring only moves forward.
+    #[test]
+    fn no_frame_sequence_breaks_the_engine(frames in proptest::collection::vec(any_frame(), 0..60)) {
+        let mut hub = hub();
+        let mut cluster = connected(&mut hub);
+        joined(&mut cluster, &mut hub);
+        cluster.request(2, Request::List, 0, &mut hub);
+        cluster.request(3, claim("bob"), 0, &mut hub);
+        let id = hub.open_channel(&channel("@rust")).unwrap();
+        let mut end = hub.end_seq(id);
+        for (at, frame) in frames.into_iter().enumerate() {
+            cluster.on_frame(frame, at as u64, &mut hub);
+            cluster.tick(at as u64);
+            let now_end = hub.end_seq(id);
+            prop_assert!(now_end >= end, "the ring went back from {end} to {now_end}");
+            end = now_end;
+            sent(&mut cluster);
+        }
+        cluster.disconnected();
+        cluster.connected(100, &mut hub);
+        sent(&mut cluster);
+    }
 }
