@@ -23,7 +23,8 @@ SIGTERM (or for SECONDS with --for), then stops all of them.
 
 Options:
   --for SECONDS   stop everything after SECONDS (for scripts); exit status 1 if a node
-                  or redis-server died before that
+                  or redis-server died before that (a death is reported, and the rest
+                  go on: kill -9 a node to watch the others take over its users' names)
   -h, --help      this text
 
 Environment:
@@ -37,8 +38,8 @@ Environment:
                   redis_port, redis_url, nodes, nodeK_pid, nodeK_addr (for scripts:
                   scripts/loadtest.sh cluster-3x reads it)
 
-Exit status: 0 after a requested stop, 1 when something could not start or died,
-2 for a usage mistake.
+Exit status: 0 after Ctrl-C or SIGTERM, 1 when something could not start (or, with
+--for, died meanwhile), 2 for a usage mistake.
 EOF
 }
 
@@ -221,31 +222,34 @@ fi
   fi
 } >&2
 
-# Wait for the end of --for, a signal, or the death of a node or of redis-server.
+# Wait for the end of --for or a signal. A node or redis-server that dies is reported
+# and the rest go on: trying a node's death (kill -9) or Redis's is what a network is for.
 if [ -n "$run_for" ]; then
   sleep "$run_for" >/dev/null 2>&1 &
   timer=$!
 fi
 status=0
+gone=()
+redis_gone=""
 while :; do
   if [ -n "$timer" ] && ! kill -0 "$timer" 2>/dev/null; then
     break
   fi
   for ((k = 0; k < nodes; k++)); do
-    if ! kill -0 "${node_pids[k]}" 2>/dev/null; then
-      say "node$k exited; its log ends:"
+    if [ -z "${gone[k]:-}" ] && ! kill -0 "${node_pids[k]}" 2>/dev/null; then
+      gone[k]=yes
+      say "node$k exited (the other nodes go on); its log ends:"
       tail -n 5 "$log_dir/node$k.log" >&2 || true
       status=1
+      failed=yes
     fi
   done
-  if ! kill -0 "$redis_pid" 2>/dev/null; then
-    say "redis-server exited; its log ends:"
+  if [ -z "$redis_gone" ] && ! kill -0 "$redis_pid" 2>/dev/null; then
+    redis_gone=yes
+    say "redis-server exited (the nodes go on, refusing new set-ups and messages until a Redis is back on port $REDIS_PORT); its log ends:"
     tail -n 5 "$log_dir/redis.log" >&2 || true
     status=1
-  fi
-  if [ "$status" -ne 0 ]; then
     failed=yes
-    break
   fi
   # `wait` returns at once when a trapped signal arrives; sleep alone would delay it.
   sleep 0.5 &

@@ -131,6 +131,8 @@ impl Reactor {
             panic!("HELLO 3 answers a map, not {reply:?}");
         };
         assert_eq!(data.get(&blob("proto")), Some(&number(3)), "{reply:?}");
+        // As the engine does once Redis accepted its set-up.
+        self.link.confirm();
     }
 }
 

@@ -854,3 +854,105 @@ fn cluster_sh_starts_a_network_to_chat_on_and_stops_all_of_it() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// ---------------------------------------------------------------------------------------
+// A node cut off, a node id given twice
+// ---------------------------------------------------------------------------------------
+
+/// Stops (SIGSTOP) or resumes (SIGCONT) node `k`'s process: a node cut off from the
+/// network, as by a partition, that comes back.
+fn pause(net: &Network, k: usize, on: bool) {
+    let signal = if on { libc::SIGSTOP } else { libc::SIGCONT };
+    // SAFETY: kill(2) on the pid of our own child, which has not been reaped.
+    unsafe {
+        libc::kill(net.node(k).pid(), signal);
+    }
+}
+
+#[test]
+fn a_node_back_from_a_partition_leaves_the_new_owner_of_a_name_alone() {
+    let net = Network::start(2);
+    let mut x = net.node(0).member_v2("x", "@part");
+    let mut old = net.node(1).member_v2("carol", "@part");
+    pushed_until(&mut x, &[("SERVER", "carol joined")]);
+    pushed_until(&mut old, &[("SERVER", "carol joined")]);
+
+    // n1 is cut off for longer than its lease: the network takes carol for gone ...
+    pause(&net, 1, true);
+    pushed_until(&mut x, &[("SERVER", "carol left")]);
+    // ... and another client takes the name through n0, in another letter case.
+    let mut new = eventually("CAROL's name on n0", LEASE * 5, || {
+        let mut c = ready(net.node(0), 2);
+        try_claim(&mut c, "CAROL").ok().map(|()| c)
+    });
+    new.join("@part");
+    pushed_until(&mut x, &[("SERVER", "CAROL joined")]);
+
+    // n1 comes back: it closes its own carol, with a notice saying why, and touches
+    // neither CAROL's name nor her membership.
+    pause(&net, 1, false);
+    let text = loop {
+        let pdu = old.recv();
+        if pdu.params_text().starts_with(b"error: ") {
+            break String::from_utf8_lossy(pdu.params_text()).into_owned();
+        }
+    };
+    assert!(text.contains("another client's now"), "{text}");
+    old.expect_closed();
+    let mut seen = Vec::new();
+    for n in 0..3 {
+        new.say(&format!("still in {n}"));
+        seen.extend(pushed_until_in(
+            &mut x,
+            &seen,
+            &[("CAROL", &format!("still in {n}"))],
+        ));
+        thread::sleep(LEASE / 2);
+    }
+    assert!(
+        !seen
+            .iter()
+            .any(|(s, t, _)| s == "SERVER" && t.contains("CAROL left")),
+        "x was told CAROL left: {seen:?}"
+    );
+    let mut lister = net.node(0).login_v2("lister");
+    assert_eq!(
+        names_of(&mut lister, "@part"),
+        (strings(&["x"]), strings(&["CAROL"])),
+        "NAMES @part on n0"
+    );
+}
+
+#[test]
+fn a_second_server_with_a_node_id_in_use_stops_and_disturbs_nobody() {
+    let net = Network::start(1);
+    let mut y = net.node(0).member_v2("y", "@dup");
+    pushed_until(&mut y, &[("SERVER", "y joined")]);
+    let lease = LEASE.as_millis().to_string();
+    let url = net.redis.url();
+    let twin = Server::start(&["--redis", &url, "--node-id", "n0", "--lease-ms", &lease]);
+    // The twin refuses requests while the lease is the other run's ...
+    let mut c = ready(&twin, 2);
+    assert_eq!(try_claim(&mut c, "z"), Err(UNAVAILABLE.to_string()));
+    // ... and stops once it has waited two leases for it to lapse.
+    let end = twin.signal_and_wait(0, LEASE * 10);
+    assert!(
+        end.status.is_some_and(|s| !s.success()),
+        "the twin must exit with an error: {:?}\n{}",
+        end.status,
+        end.stderr
+    );
+    assert!(
+        end.stderr
+            .contains("another server is running with --node-id n0"),
+        "{}",
+        end.stderr
+    );
+    // y was never taken out of its channel, and still chats.
+    y.say("still here");
+    let seen = pushed_until(&mut y, &[("y", "still here")]);
+    assert!(
+        !seen.iter().any(|(s, t, _)| s == "SERVER" && t == "y left"),
+        "{seen:?}"
+    );
+}

@@ -476,8 +476,8 @@ fn main() -> ExitCode {
         };
         let tls = url.tls.then(redis_tls_config);
         history = format!(
-            "cluster mode: node {node_id}, Redis at {}:{}/{}, lease {} ms",
-            url.host, url.port, url.db, settings.lease_ms
+            "cluster mode: node {node_id}, Redis at {url}, lease {} ms",
+            settings.lease_ms
         );
         let cluster = ClusterSettings {
             url,
@@ -521,6 +521,9 @@ fn main() -> ExitCode {
     }
     // The first line on stderr, which scripts and tests read for the address.
     log::info!("listening on {addr} ({security}; max {max_clients} clients; {history})");
+    if settings.redis.is_none() && settings.node_id.is_some() {
+        log::warn!("--node-id has no use without --redis: this server is not part of a network");
+    }
     if oper_unusable {
         log::warn!(
             "--oper-password-file has no use with --max-version 1: OPER is a version-2 \
@@ -544,7 +547,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            log::error!("event loop failed: {e}");
+            log::error!("stopped: {e}");
             ExitCode::FAILURE
         }
     }

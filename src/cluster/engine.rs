@@ -43,6 +43,9 @@ const RENEW_BATCH: usize = 500;
 pub struct ClusterConfig {
     /// This server's name in the network (`--node-id`).
     pub node_id: String,
+    /// What this run of the server holds the node's lease with (unique per run: a
+    /// second server started with the same node id is told apart by it).
+    pub instance: String,
     /// How long a name and the node's liveness outlive their last renewal, ms (`--lease-ms`).
     pub lease_ms: u64,
     /// Entries a channel retains (`--history`): the streams' MAXLEN.
@@ -150,8 +153,17 @@ pub struct Cluster {
     /// that no session still holds its handle (a self-kick's session keeps it until its
     /// verdict).
     deserted: Vec<(ChannelName, u64)>,
-    /// Set when a reply says the connection cannot be used (a refused HELLO, a stall).
+    /// Set when a reply says the connection cannot be used (a refused HELLO, a stall);
+    /// frames are ignored until the next connect.
     broken: Option<String>,
+    /// Redis accepted this connection's set-up (HELLO): the link may reset its backoff.
+    confirmed: bool,
+    /// This run holds the node's lease on this connection: requests are taken.
+    leased: bool,
+    /// Since when (ms) another run holds the node's lease, while it does.
+    conflict_since: Option<u64>,
+    /// Set when this server cannot go on (another live server with its node id).
+    fatal: Option<String>,
 }
 
 impl Cluster {
@@ -176,12 +188,27 @@ impl Cluster {
             answered_total: 0,
             deserted: Vec::new(),
             broken: None,
+            confirmed: false,
+            leased: false,
+            conflict_since: None,
+            fatal: None,
         }
     }
 
-    /// Whether the Redis connection is up (requests are sent, not refused).
+    /// Whether the network can be reached: the Redis connection is up and this run holds
+    /// the node's lease (requests are sent, not refused).
     pub fn is_up(&self) -> bool {
-        self.up
+        self.up && self.leased
+    }
+
+    /// Once per connection: Redis accepted the set-up (the link's backoff may start over).
+    pub fn take_confirmed(&mut self) -> bool {
+        std::mem::take(&mut self.confirmed)
+    }
+
+    /// Why this server must stop, once: another server runs with its node id.
+    pub fn take_fatal(&mut self) -> Option<String> {
+        self.fatal.take()
     }
 
     /// The bytes to write to Redis; the caller drains what it wrote.
@@ -215,6 +242,8 @@ impl Cluster {
     /// and members made Redis's again.
     pub fn connected(&mut self, now: u64, hub: &mut Hub) {
         self.up = true;
+        self.leased = false;
+        self.broken = None;
         self.out.clear();
         self.sent.clear();
         let client = format!("kaichat:{}", self.config.node_id);
@@ -253,7 +282,10 @@ impl Cluster {
         for (user, value) in std::mem::take(&mut self.released) {
             self.release(&user, &value, now);
         }
-        self.resync(hub, now);
+        // The members are made Redis's again once the renewal says the lease is this
+        // run's (`on_renew`): not before, or a second server with this node id would be
+        // undone by this one.
+        let _ = hub;
         self.next_reap = now + self.config.lease_ms / 2;
     }
 
@@ -265,6 +297,8 @@ impl Cluster {
             return;
         }
         self.up = false;
+        self.leased = false;
+        self.broken = None;
         self.out.clear();
         self.answered_total = self.sent_total;
         for (expect, _) in self.sent.drain(..) {
@@ -289,7 +323,7 @@ impl Cluster {
 
     /// A session's request (`conn` waits for the verdict).
     pub fn request(&mut self, conn: ConnRef, request: Request, now: u64, hub: &mut Hub) {
-        if !self.up {
+        if !self.is_up() {
             self.verdicts.push((conn, Verdict::Unavailable));
             return;
         }
@@ -356,6 +390,7 @@ impl Cluster {
                         b"0".to_vec()
                     },
                     MAX_BANS.to_string().into_bytes(),
+                    self.config.node_id.as_bytes().to_vec(),
                 ];
                 (Asked::Moderate, Script::Moderate, args)
             }
@@ -392,12 +427,14 @@ impl Cluster {
                 channel,
                 text,
             } => {
-                if !self.up {
+                if !self.is_up() {
                     self.failed_posts.push((conn, user));
                     return;
                 }
-                let args: [&[u8]; 4] = [
+                let node = self.config.node_id.clone();
+                let args: [&[u8]; 5] = [
                     history.as_bytes(),
+                    node.as_bytes(),
                     user.as_bytes(),
                     channel.as_bytes(),
                     &text,
@@ -406,10 +443,7 @@ impl Cluster {
             }
             // While Redis is unreachable a LEAVE is not sent: the resync after the next
             // connect makes Redis hold what the hub holds then.
-            Outbound::Leave { user, channel } if self.up => {
-                let args: [&[u8]; 3] = [history.as_bytes(), user.as_bytes(), channel.as_bytes()];
-                self.eval(Expect::Ignore("leave"), Script::Leave, &args, now);
-            }
+            Outbound::Leave { user, channel } if self.is_up() => self.leave(&user, &channel, now),
             Outbound::Leave { .. } => {}
             Outbound::Release { user } => {
                 let Some(value) = self.held.remove(&user) else {
@@ -421,7 +455,7 @@ impl Cluster {
                     self.released.push((user, value));
                 }
             }
-            Outbound::Oper { user } if self.up => {
+            Outbound::Oper { user } if self.is_up() => {
                 let lower = user.as_bytes().to_ascii_lowercase();
                 let node = self.config.node_id.clone();
                 let args: [&[u8]; 3] = [history.as_bytes(), &lower, node.as_bytes()];
@@ -518,6 +552,9 @@ impl Cluster {
     /// A frame from Redis: a push (a channel's live entry, a server ban) or the reply to
     /// the oldest command in flight.
     pub fn on_frame(&mut self, frame: OwnedFrame, now: u64, hub: &mut Hub) {
+        if self.broken.is_some() {
+            return; // the connection is being dropped
+        }
         if let OwnedFrame::Push { data, .. } = &frame {
             self.on_push(data, now, hub);
             return;
@@ -543,6 +580,18 @@ impl Cluster {
         self.send(expect, &all, now);
     }
 
+    fn leave(&mut self, user: &Username, channel: &ChannelName, now: u64) {
+        let history = self.config.history.to_string();
+        let node = self.config.node_id.clone();
+        let args: [&[u8]; 4] = [
+            history.as_bytes(),
+            node.as_bytes(),
+            user.as_bytes(),
+            channel.as_bytes(),
+        ];
+        self.eval(Expect::Ignore("leave"), Script::Leave, &args, now);
+    }
+
     fn release(&mut self, user: &Username, value: &str, now: u64) {
         let history = self.config.history.to_string();
         let lower = user.as_bytes().to_ascii_lowercase();
@@ -562,6 +611,7 @@ impl Cluster {
         let history = self.config.history.to_string();
         let lease = self.config.lease_ms.to_string();
         let node = self.config.node_id.clone();
+        let instance = self.config.instance.clone();
         let held: Vec<(Vec<u8>, Vec<u8>)> = self
             .held
             .iter()
@@ -572,7 +622,12 @@ impl Cluster {
             batches.push(&[]);
         }
         for batch in batches {
-            let mut args: Vec<&[u8]> = vec![history.as_bytes(), node.as_bytes(), lease.as_bytes()];
+            let mut args: Vec<&[u8]> = vec![
+                history.as_bytes(),
+                node.as_bytes(),
+                lease.as_bytes(),
+                instance.as_bytes(),
+            ];
             for (name, value) in batch {
                 args.push(name);
                 args.push(value);
@@ -744,7 +799,14 @@ impl Cluster {
             return self.on_error(expect, error);
         }
         match expect {
-            Expect::Handshake | Expect::Ignore(_) => {}
+            Expect::Handshake => self.confirmed = true,
+            Expect::Ignore(what) => {
+                if what == "reap" {
+                    if let Some(n) = resp::int(frame).filter(|&n| n > 0) {
+                        info!("cluster: removed {n} members of servers whose lease ran out");
+                    }
+                }
+            }
             Expect::Post { .. } => {} // {'ok', seq} or {'not-member'}: the entries tell
             Expect::Asked { conn, asked } => self.on_answer(conn, asked, frame, now),
             Expect::Load(channel) => self.on_load(channel, frame, hub),
@@ -772,7 +834,7 @@ impl Cluster {
     fn on_error(&mut self, expect: Expect, error: String) {
         match expect {
             Expect::Handshake => {
-                self.broken = Some(format!("Redis refused the connection set-up: {error}"));
+                self.broken = Some(format!("Redis refused the connection's set-up: {error}"));
             }
             Expect::Asked {
                 conn: Some(conn), ..
@@ -819,10 +881,7 @@ impl Cluster {
                     },
                     (Some(b"joined"), _) => {
                         // Its connection closed meanwhile: the membership goes again.
-                        let history = self.config.history.to_string();
-                        let args: [&[u8]; 3] =
-                            [history.as_bytes(), user.as_bytes(), channel.as_bytes()];
-                        self.eval(Expect::Ignore("leave"), Script::Leave, &args, now);
+                        self.leave(&user, &channel, now);
                         self.deserted(channel);
                         return;
                     }
@@ -916,6 +975,16 @@ impl Cluster {
 
     fn on_renew(&mut self, frame: &OwnedFrame, hub: &mut Hub, now: u64) {
         let items = resp::items(frame).unwrap_or_default();
+        if items.first().and_then(resp::bytes) == Some(b"taken") {
+            return self.lease_taken(items.get(1).and_then(resp::int), now);
+        }
+        if let Some(since) = self.conflict_since.take() {
+            info!(
+                "cluster: this server holds the lease of node {} now, after {} ms",
+                self.config.node_id,
+                now.saturating_sub(since)
+            );
+        }
         let existed = items.first().and_then(resp::int) == Some(1);
         let lost: Vec<Username> = items
             .get(1)
@@ -929,11 +998,43 @@ impl Cluster {
             self.held.remove(&user);
             self.lost_names.push(user);
         }
-        if !existed && hub.local_members().next().is_some() {
-            // The lease had run out: another server may have removed this one's members.
-            info!("cluster: this node's lease had run out; its members are joined again");
+        if !self.leased {
+            // The first renewal on this connection: the lease is this run's.
+            self.leased = true;
+            self.resync(hub, now);
+        } else if !existed {
+            // Redis lost the lease (a restart), or this node was cut off for longer than
+            // it: another server may have removed this one's members.
+            info!(
+                "cluster: Redis no longer had this node's lease (it restarted, or this node \
+                 was cut off for longer than the lease): its members are made Redis's again"
+            );
             self.resync(hub, now);
         }
+    }
+
+    /// Another run holds the node's lease (`pttl` ms left): a second server with this
+    /// node id, or this server's previous run, killed less than a lease ago. Requests
+    /// are refused meanwhile; still so after two leases, it is a live twin: fatal.
+    fn lease_taken(&mut self, pttl: Option<i64>, now: u64) {
+        let since = *self.conflict_since.get_or_insert(now);
+        if since == now {
+            warn!(
+                "cluster: another server holds the lease of node {} ({} ms left): a second \
+                 server with this --node-id, or this one's previous run; waiting for it to \
+                 lapse",
+                self.config.node_id,
+                pttl.unwrap_or(-1)
+            );
+        }
+        if now.saturating_sub(since) > 2 * self.config.lease_ms {
+            self.fatal = Some(format!(
+                "another server is running with --node-id {}: each server of a network needs \
+                 its own node id",
+                self.config.node_id
+            ));
+        }
+        self.next_renew = now + (self.config.lease_ms / 3).max(1);
     }
 }
 

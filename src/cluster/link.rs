@@ -314,6 +314,14 @@ impl Link {
         }
     }
 
+    /// The caller found the connection usable (Redis accepted its set-up): the wait
+    /// before the next attempt starts from the shortest again. Until then a connection
+    /// that Redis accepts and then refuses (a wrong password, its client limit) keeps
+    /// doubling the wait, so a misconfigured node does not retry ten times a second.
+    pub fn confirm(&mut self) {
+        self.backoff_ms = MIN_BACKOFF_MS;
+    }
+
     /// Drops the connection (or the attempt) as if it failed: for a caller that cannot go
     /// on with this one (an unexpected reply, a failed AUTH, no answer to its own PING in
     /// time). A new attempt follows after the backoff, reported as
@@ -412,7 +420,6 @@ impl Link {
         };
         if conn.tcp_up && !conn.up && !conn.tls.as_ref().is_some_and(|tls| tls.is_handshaking()) {
             conn.up = true;
-            self.backoff_ms = MIN_BACKOFF_MS;
             self.events.push_back(LinkEvent::Connected(conn.addr));
         }
     }

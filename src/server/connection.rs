@@ -324,11 +324,34 @@ impl Connection {
         hub: &mut Hub,
         stats: &mut Stats,
     ) {
+        let established = self.session.user().is_some();
         let mut out = Counted {
             transport: &mut self.transport,
             stats,
         };
         self.session.network_verdict(verdict, now, hub, &mut out);
+        if !established {
+            // A name the network granted completes the set-up here, not in a turn.
+            self.count_setup(stats);
+        }
+    }
+
+    /// Counts and logs a set-up just completed (the session has its name now).
+    fn count_setup(&mut self, stats: &mut Stats) {
+        if let Some(user) = self.session.user() {
+            stats.setups += 1;
+            log::info!("connection {} set up as {user}", self.timer.generation);
+        }
+    }
+
+    /// Sends the client the error notice `text` (about its channel, stamped on version 2)
+    /// right away, whatever is in flight: for a connection about to be closed.
+    pub fn tell(&mut self, text: &[u8], now: u64, hub: &Hub, stats: &mut Stats) {
+        let mut out = Counted {
+            transport: &mut self.transport,
+            stats,
+        };
+        self.session.tell(text, now, hub, &mut out);
     }
 
     /// A message of this connection's could not reach the network; the caller gives it a
@@ -515,10 +538,7 @@ impl Connection {
                     return Err(ending.into());
                 }
                 if !established {
-                    if let Some(user) = self.session.user() {
-                        stats.setups += 1;
-                        log::info!("connection {} set up as {user}", self.timer.generation);
-                    }
+                    self.count_setup(stats);
                 }
                 continue;
             }

@@ -261,6 +261,8 @@ impl Server {
         let link = Link::new(&settings.url, network::REDIS, settings.tls)?;
         let engine = Cluster::new(ClusterConfig {
             node_id: settings.node_id,
+            // Unique per run: the process and the wall-clock time it started.
+            instance: format!("{}-{}", std::process::id(), epoch_at(&self.clock)),
             lease_ms: settings.lease_ms,
             history: self.config.history,
             username: settings.url.username.clone(),
@@ -405,6 +407,9 @@ impl Server {
             if let Some(network) = &mut self.network {
                 // Everything this iteration asked of Redis goes out in one write.
                 network.flush(&mut self.hub, self.poll.registry(), self.clock.now());
+                if let Some(why) = network.fatal.take() {
+                    return Err(io::Error::other(format!("cluster: {why}")));
+                }
             }
             if let Some(stop_at) = self.stop_at {
                 if self.connections.is_empty() || self.clock.now() >= stop_at {
@@ -616,6 +621,12 @@ impl Server {
                 .iter_mut()
                 .find(|(_, c)| c.user() == Some(&user));
             if let Some((key, conn)) = found {
+                let text = format!(
+                    "error: the name {user} is another client's now: this server was cut off \
+                     from the network for longer than its lease, and a client of another \
+                     server took it meanwhile"
+                );
+                conn.tell(text.as_bytes(), now, &self.hub, &mut self.stats);
                 conn.close(CloseReason::NameLost, now, &mut self.stats);
                 if conn.list_pending() {
                     self.pending.push(key);

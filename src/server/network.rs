@@ -27,6 +27,8 @@ pub struct Network {
     pub deserted: Vec<ChannelName>,
     /// Failed attempts since the link was last up, for a quieter log.
     failures: u32,
+    /// Why the server must stop (another server runs with its node id).
+    pub fatal: Option<String>,
 }
 
 impl Network {
@@ -40,6 +42,7 @@ impl Network {
             outbound: Vec::new(),
             deserted: Vec::new(),
             failures: 0,
+            fatal: None,
         }
     }
 
@@ -49,6 +52,12 @@ impl Network {
         loop {
             while let Some(event) = self.link.next_event() {
                 self.on_link_event(event, hub, now);
+            }
+            if self.engine.take_confirmed() {
+                self.link.confirm();
+            }
+            if let Some(why) = self.engine.take_fatal() {
+                self.fatal = Some(why);
             }
             match self.engine.take_broken() {
                 Some(why) => {

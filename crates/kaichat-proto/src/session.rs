@@ -692,14 +692,23 @@ impl Session {
     /// the client is sent [`UNAVAILABLE`] about its channel, at once or, while an answer
     /// is in flight, after it (an answer is never interleaved).
     pub fn post_failed(&mut self, now: u64, hub: &Hub, out: &mut impl Outbox) {
+        match &mut self.state {
+            State::Established(e) if e.answer.is_some() => {
+                e.failed_posts = e.failed_posts.saturating_add(1)
+            }
+            _ => self.tell(UNAVAILABLE, now, hub, out),
+        }
+    }
+
+    /// Sends the error notice `text` at `now`, about the client's channel if it has one,
+    /// stamped on version 2: for what the caller must tell outside any request (an
+    /// established connection only; nothing otherwise). It does not wait for an answer in
+    /// flight: use it only for a connection about to close.
+    pub fn tell(&mut self, text: &[u8], now: u64, hub: &Hub, out: &mut impl Outbox) {
         let order = self.order;
         let State::Established(e) = &mut self.state else {
             return;
         };
-        if e.answer.is_some() {
-            e.failed_posts = e.failed_posts.saturating_add(1);
-            return;
-        }
         let channel = e.channel_name(hub);
         let mut reply = Reply {
             order,
@@ -707,7 +716,7 @@ impl Session {
             time: hub.wall_ms(now),
             out,
         };
-        reply.error(channel.as_ref(), UNAVAILABLE);
+        reply.error(channel.as_ref(), text);
     }
 
     /// The password of an OPER to verify, once: the caller checks it against the

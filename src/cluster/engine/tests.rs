@@ -12,6 +12,7 @@ const LEASE: u64 = 9000;
 fn config() -> ClusterConfig {
     ClusterConfig {
         node_id: "n1".into(),
+        instance: "run1".into(),
         lease_ms: LEASE,
         history: 4,
         username: None,
@@ -221,7 +222,17 @@ fn connecting_says_hello_loads_the_scripts_renews_the_lease_and_subscribes() {
         "the lease is renewed before anything else"
     );
     assert_eq!(commands[subscribe], ["SUBSCRIBE", "kc:control"]);
+    // Requests wait for the lease: until the renewal says it is this run's, none is sent.
+    assert!(!cluster.is_up());
+    assert!(!commands
+        .iter()
+        .any(|c| script_of(&cluster, c) == Some(Script::Resync)));
+    answer_handshake(&mut cluster, &mut hub);
+    assert!(cluster.take_confirmed(), "Redis accepted the set-up");
+    cluster.on_frame(array(vec![int(0), array(vec![])]), 0, &mut hub);
     assert!(cluster.is_up());
+    let commands = sent(&mut cluster);
+    assert_eq!(script_of(&cluster, &commands[0]), Some(Script::Resync));
 }
 
 #[test]
@@ -401,7 +412,10 @@ fn after_a_reconnect_each_replica_reloads_from_where_it_was() {
     joined(&mut cluster, &mut hub);
     cluster.disconnected();
     cluster.connected(10, &mut hub);
-    let commands = sent(&mut cluster);
+    let mut commands = sent(&mut cluster);
+    answer_handshake(&mut cluster, &mut hub);
+    cluster.on_frame(array(vec![int(1), array(vec![])]), 10, &mut hub); // renew
+    commands.extend(sent(&mut cluster));
     let subscribe = commands.iter().find(|c| c[0] == "SUBSCRIBE").unwrap();
     assert_eq!(subscribe[1..], ["kc:control", "kc:{@rust}:live"]);
     let load = commands
@@ -459,7 +473,10 @@ fn renewal_runs_every_third_of_the_lease_with_every_name_held() {
     cluster.tick(LEASE / 3);
     let commands = sent(&mut cluster);
     assert_eq!(script_of(&cluster, &commands[0]), Some(Script::Renew));
-    assert_eq!(commands[0][3..], ["4", "n1", "9000", "alice", "n1 -"]);
+    assert_eq!(
+        commands[0][3..],
+        ["4", "n1", "9000", "run1", "alice", "n1 -"]
+    );
 }
 
 #[test]
@@ -708,4 +725,72 @@ proptest! {
         cluster.connected(100, &mut hub);
         sent(&mut cluster);
     }
+}
+
+#[test]
+fn a_node_id_another_run_holds_refuses_requests_then_is_fatal() {
+    let mut hub = hub();
+    let mut cluster = Cluster::new(config());
+    cluster.connected(0, &mut hub);
+    answer_handshake(&mut cluster, &mut hub);
+    let taken = || array(vec![blob(b"taken"), int(4000)]);
+    cluster.on_frame(taken(), 0, &mut hub);
+    cluster.on_frame(array(vec![]), 0, &mut hub); // SMEMBERS kc:server-bans
+    assert!(!cluster.is_up());
+    cluster.request(1, claim("alice"), 0, &mut hub);
+    assert_eq!(verdicts(&mut cluster), [(1, Verdict::Unavailable)]);
+    sent(&mut cluster);
+    // Renewals go on: the other run may be a dead one whose lease is about to lapse.
+    let renew_at = |cluster: &mut Cluster, hub: &mut Hub, now: u64| {
+        cluster.tick(now);
+        for command in sent(cluster) {
+            let renew = script_of(cluster, &command) == Some(Script::Renew);
+            cluster.on_frame(if renew { taken() } else { ok() }, now, hub);
+        }
+    };
+    renew_at(&mut cluster, &mut hub, 2 * LEASE);
+    assert_eq!(
+        cluster.take_fatal(),
+        None,
+        "two leases are allowed to lapse"
+    );
+    renew_at(&mut cluster, &mut hub, 2 * LEASE + LEASE / 3);
+    let fatal = cluster.take_fatal().unwrap();
+    assert!(fatal.contains("--node-id n1"), "{fatal}");
+}
+
+#[test]
+fn a_lapsed_lease_of_a_previous_run_is_taken_over() {
+    let mut hub = hub();
+    let mut cluster = Cluster::new(config());
+    cluster.connected(0, &mut hub);
+    answer_handshake(&mut cluster, &mut hub);
+    cluster.on_frame(array(vec![blob(b"taken"), int(900)]), 0, &mut hub);
+    cluster.on_frame(array(vec![]), 0, &mut hub); // SMEMBERS kc:server-bans
+    cluster.tick(LEASE / 3);
+    sent(&mut cluster);
+    cluster.on_frame(array(vec![int(0), array(vec![])]), LEASE / 3, &mut hub);
+    assert!(cluster.is_up());
+    assert_eq!(cluster.take_fatal(), None);
+}
+
+#[test]
+fn after_a_refused_set_up_the_first_reason_is_kept_and_later_frames_ignored() {
+    let mut hub = hub();
+    let mut cluster = Cluster::new(config());
+    cluster.connected(0, &mut hub);
+    let error = |text: &str| OwnedFrame::SimpleError {
+        data: text.into(),
+        attributes: None,
+    };
+    cluster.on_frame(
+        error("WRONGPASS invalid username-password pair"),
+        0,
+        &mut hub,
+    );
+    cluster.on_frame(error("NOAUTH Authentication required."), 0, &mut hub);
+    cluster.on_frame(ok(), 0, &mut hub);
+    assert!(!cluster.take_confirmed());
+    let broken = cluster.take_broken().unwrap();
+    assert!(broken.contains("WRONGPASS"), "{broken}");
 }

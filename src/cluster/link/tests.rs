@@ -213,21 +213,31 @@ fn frames_sent_before_a_close_come_before_disconnected() {
 }
 
 #[test]
-fn a_successful_connection_resets_the_backoff() {
+fn a_confirmed_connection_resets_the_backoff_an_unconfirmed_one_does_not() {
     let redis = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut rig = Rig::new(redis.local_addr().unwrap());
     // Two failed attempts first: the backoff is at 400 ms.
     rig.link.backoff_ms = 400;
     rig.until(0, has_connected);
+    // Connected but never confirmed (say, Redis refused the password): still 400.
     let (peer, _) = redis.accept().unwrap();
     drop(peer);
-    let said = rig.until(50, has_disconnected);
+    let said = rig.until(10, has_disconnected);
     assert!(
-        matches!(said[..], [LinkEvent::Disconnected { retry_at: 150, .. }]),
+        matches!(said[..], [LinkEvent::Disconnected { retry_at: 410, .. }]),
+        "{said:?}"
+    );
+    rig.until(410, has_connected);
+    rig.link.confirm();
+    let (peer, _) = redis.accept().unwrap();
+    drop(peer);
+    let said = rig.until(450, has_disconnected);
+    assert!(
+        matches!(said[..], [LinkEvent::Disconnected { retry_at: 550, .. }]),
         "{said:?}"
     );
     // And the attempt after that is the same address, which works again.
-    let said = rig.until(150, has_connected);
+    let said = rig.until(550, has_connected);
     assert!(matches!(said[..], [LinkEvent::Connected(_)]), "{said:?}");
 }
 

@@ -70,7 +70,12 @@ local function depart(ch, lower, kind, text, by, reason, banned, of_node)
   if kind == REMOVAL then target = name end
   append(ch, kind, '', text(name), target, by, reason, banned)
   if redis.call('ZCARD', ckey(ch, 'order')) == 0 then
+    -- The channel closes and its history goes, as on a single server (its ban list
+    -- stays). The counter and clock stay a day, so that numbers and time stamps go on
+    -- rising for a server still holding a copy.
     redis.call('ZREM', P .. 'channels', ch)
+    redis.call('DEL', ckey(ch, 'log'))
+    redis.call('PEXPIRE', ckey(ch, 'meta'), 86400000)
   elseif string.sub(flags, 1, 1) == 'o' then
     succession(ch)
   end
@@ -81,9 +86,11 @@ local function left(name) return name .. ' left' end
 
 -- Adds `name` (`lower`) of node `node` to channel `ch`; the first member is its operator.
 -- Returns the sequence number of the `<name> joined` entry, or (`silent`: the member was
--- there all along, as far as anyone saw) adds none and returns 0.
+-- there all along, as far as anyone saw) adds none and returns 0; a silent member that
+-- becomes operator is announced all the same (a new operator is never silent).
 local function enter(ch, lower, name, node, push, silent)
   local joins = redis.call('HINCRBY', ckey(ch, 'meta'), 'joins', 1)
+  redis.call('PERSIST', ckey(ch, 'meta'))
   local flags = '-'
   if redis.call('ZCARD', ckey(ch, 'order')) == 0 then flags = 'o' end
   if push == '1' then flags = flags .. 'p' else flags = flags .. '-' end
@@ -91,6 +98,11 @@ local function enter(ch, lower, name, node, push, silent)
   redis.call('HSET', ckey(ch, 'member'), lower, record(flags, node, name))
   redis.call('HSET', P .. 'node:' .. node .. ':members', lower, ch)
   redis.call('ZADD', P .. 'channels', 0, ch)
-  if silent then return 0 end
+  if silent then
+    if flags:sub(1, 1) == 'o' then
+      append(ch, OPERATOR, '', name .. ' is now an operator', '', '', '', 0)
+    end
+    return 0
+  end
   return append(ch, NOTICE, '', name .. ' joined', '', '', '', 0)
 end

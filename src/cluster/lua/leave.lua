@@ -1,4 +1,6 @@
--- LEAVE_CHANNEL or a closed connection. ARGV: history, name, channel. Returns 1 or 0.
-local lower = string.lower(ARGV[2])
-if depart(ARGV[3], lower, NOTICE, left, '', '', 0) then return 1 end
+-- LEAVE_CHANNEL or a closed connection. ARGV: history, node, name, channel. Only a member
+-- through that node leaves: a name another node's client took meanwhile is not touched.
+-- Returns 1 or 0.
+local lower = string.lower(ARGV[3])
+if depart(ARGV[4], lower, NOTICE, left, '', '', 0, ARGV[2]) then return 1 end
 return 0
