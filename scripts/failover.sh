@@ -42,6 +42,8 @@ work=$(mktemp -d)
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  # Reaped quietly: bash would report each killed job.
+  wait 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
