@@ -194,6 +194,14 @@ fn target(
 }
 
 /// The target that nothing owed was lost: `lost` of the `owed` counted in the summary.
+/// The target "every client connected" (named `name`): connected against clients asked.
+fn all_connected(out: &mut String, s: &Value, name: &str) {
+    let clients = num(s, "clients").unwrap_or(0.0);
+    let connected = num(s, "connected");
+    let shown = format!("{} / {clients}", show(connected, "", 0));
+    target(out, name, connected, shown, |c| c >= clients);
+}
+
 fn zero_lost(out: &mut String, s: &Value, name: &str, lost: &str, owed: &str) {
     let count = num(s, lost);
     let shown = format!(
@@ -214,15 +222,7 @@ fn targets(scenario: &str, s: &Value, f: &ServerFigures) -> String {
     };
     match scenario {
         "poll-19k" => {
-            let clients = num(s, "clients").unwrap_or(0.0);
-            let connected = num(s, "connected");
-            target(
-                &mut out,
-                "every client connected",
-                connected,
-                format!("{} / {clients}", show(connected, "", 0)),
-                |c| c >= clients,
-            );
+            all_connected(&mut out, s, "every client connected");
             let errors = num(s, "errors");
             target(&mut out, "zero errors", errors, show(errors, "", 0), |e| {
                 e == 0.0
@@ -281,15 +281,7 @@ fn targets(scenario: &str, s: &Value, f: &ServerFigures) -> String {
             );
         }
         "idle-19k" => {
-            let clients = num(s, "clients").unwrap_or(0.0);
-            let connected = num(s, "connected");
-            target(
-                &mut out,
-                "every client connected",
-                connected,
-                format!("{} / {clients}", show(connected, "", 0)),
-                |c| c >= clients,
-            );
+            all_connected(&mut out, s, "every client connected");
             target(
                 &mut out,
                 "server RSS growth ≤ 4.5 KiB per idle TLS connection",
@@ -299,15 +291,7 @@ fn targets(scenario: &str, s: &Value, f: &ServerFigures) -> String {
             );
         }
         "push-19k" | "mixed-19k" | "push-idle-19k" => {
-            let clients = num(s, "clients").unwrap_or(0.0);
-            let connected = num(s, "connected");
-            target(
-                &mut out,
-                "every client connected",
-                connected,
-                format!("{} / {clients}", show(connected, "", 0)),
-                |c| c >= clients,
-            );
+            all_connected(&mut out, s, "every client connected");
             let errors = num(s, "errors");
             target(&mut out, "zero errors", errors, show(errors, "", 0), |e| {
                 e == 0.0
@@ -360,15 +344,7 @@ fn targets(scenario: &str, s: &Value, f: &ServerFigures) -> String {
             );
         }
         "cluster-3x" => {
-            let clients = num(s, "clients").unwrap_or(0.0);
-            let connected = num(s, "connected");
-            target(
-                &mut out,
-                "every client connected (on every node)",
-                connected,
-                format!("{} / {clients}", show(connected, "", 0)),
-                |c| c >= clients,
-            );
+            all_connected(&mut out, s, "every client connected (on every node)");
             zero_lost(
                 &mut out,
                 s,
