@@ -4,10 +4,15 @@
 //! The line format they read is documented at the top of `src/terminal/mod.rs`.
 
 mod common_client;
+// Shared with the server tests, which use all of it.
+#[allow(dead_code)]
+#[path = "common/redis.rs"]
+mod redis;
 
 use std::net::TcpListener;
 
 use common_client::{temp_path, ChatServer, Kaichat};
+use redis::RedisServer;
 
 fn assert_clean_exit(name: &str, ended: &common_client::Ended) {
     assert!(
@@ -1104,4 +1109,32 @@ fn a_pasted_block_is_paced_not_refused() {
         ended.stdout
     );
     assert_clean_exit("bob", &bob.finish());
+}
+
+#[test]
+fn a_name_refused_only_because_the_network_is_unavailable_is_offered_again() {
+    // A node of a network (cluster mode) whose Redis is down refuses every name with
+    // `error: network unavailable, try again`: not the name's fault, so kaichat offers
+    // the same name again by itself instead of asking for another.
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    let server =
+        ChatServer::start_with(&["--redis", &url, "--node-id", "cli", "--lease-ms", "1000"]);
+    redis.stop();
+    let mut amy = Kaichat::start(&server, "amy", &["--user", "amy", "--channel", "@net"]);
+    let line = amy.expect("info ");
+    assert!(
+        line.contains("network unavailable") && line.contains("offered again"),
+        "{line}"
+    );
+    redis.restart();
+    amy.expect("established amy");
+    amy.expect("joined @net");
+    let ended = amy.finish();
+    assert_clean_exit("amy", &ended);
+    assert!(
+        !ended.stdout.iter().any(|l| l.starts_with("name-rejected")),
+        "{:#?}",
+        ended.stdout
+    );
 }

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use kaichat_proto::client::{Client, ClientError, Event, Phase, Request, Settings, ERROR_PREFIX};
 use kaichat_proto::names::{ChannelName, Username};
+use kaichat_proto::network::UNAVAILABLE;
 use kaichat_proto::pdu::Pdu;
 use mio::{Events, Poll, Token, Waker};
 
@@ -49,6 +50,9 @@ const SETUP_RESTARTS: u32 = 2;
 const MAX_HELD: usize = 100;
 /// An error notice this recent explains the close that follows it.
 const LAST_WORDS: Duration = Duration::from_secs(2);
+/// After a name was refused only because the server could not reach its network
+/// (`error: network unavailable, try again`), how long before it is offered again.
+const NAME_RETRY: Duration = Duration::from_secs(2);
 const WAKER: Token = Token(0);
 
 /// What the input thread asks for.
@@ -196,6 +200,9 @@ struct Network {
     /// waits for its turn, in the order they were given.
     pace: Pace,
     paced: std::collections::VecDeque<Command>,
+    /// A server of a network that could not reach it refused the name for that reason
+    /// alone: the same name is offered again at this time, without asking the person.
+    name_retry_at: Option<Instant>,
 }
 
 /// Connects (`name`, if any, is sent once the version is agreed) and starts the network
@@ -240,6 +247,7 @@ pub fn spawn(
         names: Default::default(),
         pace: Pace::new(Instant::now()),
         paced: Default::default(),
+        name_retry_at: None,
     };
     if let Err(cause) = network.connect(Instant::now()) {
         network.fail(&cause);
@@ -296,6 +304,7 @@ impl Network {
                 }
             }
             self.release_paced();
+            self.retry_name();
             if self.step() {
                 let _ = self.status.send(Status::Closed);
                 return;
@@ -311,7 +320,7 @@ impl Network {
             Link::Down { retry_at } => *retry_at,
         };
         let paced = (!self.paced.is_empty()).then(|| self.pace.next_token());
-        [client, link, self.closing, paced]
+        [client, link, self.closing, paced, self.name_retry_at]
             .into_iter()
             .flatten()
             .min()
@@ -327,6 +336,16 @@ impl Network {
             self.paced.push_back(command);
         } else {
             self.run_command(command);
+        }
+    }
+
+    /// Offers the name again once its retry is due (see `name_retry_at`).
+    fn retry_name(&mut self) {
+        if self.name_retry_at.is_some_and(|at| at <= Instant::now()) {
+            self.name_retry_at = None;
+            if let Some(name) = self.name {
+                self.apply(Command::Name(name));
+            }
         }
     }
 
@@ -792,8 +811,18 @@ impl Network {
                     let name = self.name.map(|n| n.to_string()).unwrap_or_default();
                     return self.lost(Cause::NameRefused { name, reason }, now);
                 }
-                status = Some(Status::NameWanted);
-                Line::NameRejected(reason)
+                if UNAVAILABLE.strip_prefix(ERROR_PREFIX) == Some(reason.as_bytes()) {
+                    // Not the name's fault: a server of a network that cannot reach it
+                    // (docs/CLUSTER.md). The same name goes again shortly.
+                    self.name_retry_at = Some(now + NAME_RETRY);
+                    Line::Info(format!(
+                        "{reason}: the name is offered again in {}",
+                        seconds(NAME_RETRY)
+                    ))
+                } else {
+                    status = Some(Status::NameWanted);
+                    Line::NameRejected(reason)
+                }
             }
             Event::Joined { channel } => {
                 let origin = self.origins.pop_front();
