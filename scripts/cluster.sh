@@ -212,7 +212,11 @@ fi
   echo
   echo "Chat on it, one terminal per client, any node:"
   for ((k = 0; k < nodes && k < 3; k++)); do
-    echo "  cargo run --release --bin kaichat -- --server 127.0.0.1:$((BASE_PORT + k)) --user user$k --channel @rust"
+    if [ -n "${BIN_DIR:-}" ]; then
+      echo "  $BIN_DIR/kaichat --server $HOST:$((BASE_PORT + k)) --user user$k --channel @rust"
+    else
+      echo "  cargo run --release --bin kaichat -- --server $HOST:$((BASE_PORT + k)) --user user$k --channel @rust"
+    fi
   done
   echo
   if [ -n "$run_for" ]; then

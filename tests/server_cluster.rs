@@ -956,3 +956,29 @@ fn a_second_server_with_a_node_id_in_use_stops_and_disturbs_nobody() {
         "{seen:?}"
     );
 }
+
+#[test]
+fn a_message_the_network_no_longer_takes_from_its_sender_is_refused_not_lost() {
+    let net = Network::start(2);
+    let mut x = net.node(0).member_v2("x", "@cut");
+    let mut y = net.node(1).member_v2("y", "@cut");
+    pushed_until(&mut x, &[("SERVER", "y joined")]);
+    pushed_until(&mut y, &[("SERVER", "y joined")]);
+    // The network no longer has x in the channel, and n0 has not heard yet: what a node
+    // cut off for longer than its lease finds when it comes back, or a KICK racing the
+    // message. (Done in Redis directly, so that the race is certain.)
+    for args in [
+        ["HDEL", "kc:{@cut}:member", "x"],
+        ["ZREM", "kc:{@cut}:order", "x"],
+    ] {
+        assert_eq!(net.redis.command(&args).as_deref(), Some(":1"), "{args:?}");
+    }
+    x.say("not taken");
+    let pdu = x.recv();
+    assert_eq!(entry(&pdu).1, UNAVAILABLE, "{pdu:?}");
+    x.assert_alive();
+    // Nothing reached the channel.
+    y.say("y here");
+    let seen = pushed_until(&mut y, &[("y", "y here")]);
+    assert!(!seen.iter().any(|(_, t, _)| t == "not taken"), "{seen:?}");
+}

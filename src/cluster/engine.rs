@@ -74,6 +74,7 @@ enum Expect {
     Post {
         conn: ConnRef,
         user: Username,
+        channel: ChannelName,
     },
     /// A replica's (re)load.
     Load(ChannelName),
@@ -122,6 +123,10 @@ struct Replica {
     joining: u32,
     /// The pub/sub channel its entries come on.
     live: Vec<u8>,
+    /// Local messages Redis stored whose entries this replica has not applied yet:
+    /// (sequence number, sender's connection, sender). Each is reported posted once
+    /// applied, so that the sender's next request sees it.
+    parked: Vec<(u64, ConnRef, Username)>,
 }
 
 /// The cluster engine. See the module documentation.
@@ -142,6 +147,7 @@ pub struct Cluster {
     server_bans: Vec<IpAddr>,
     verdicts: Vec<(ConnRef, Verdict)>,
     failed_posts: Vec<(ConnRef, Username)>,
+    posted: Vec<(ConnRef, Username)>,
     lost_names: Vec<Username>,
     next_renew: u64,
     next_reap: u64,
@@ -181,6 +187,7 @@ impl Cluster {
             server_bans: Vec::new(),
             verdicts: Vec::new(),
             failed_posts: Vec::new(),
+            posted: Vec::new(),
             lost_names: Vec::new(),
             next_renew: 0,
             next_reap: 0,
@@ -229,6 +236,12 @@ impl Cluster {
     /// Messages that could not be posted (Redis unreachable), by connection and sender.
     pub fn take_failed_posts(&mut self, into: &mut Vec<(ConnRef, Username)>) {
         into.append(&mut self.failed_posts);
+    }
+
+    /// Messages stored by the network and applied to this server's copy of their channel,
+    /// by connection and sender: the sender's next request may be read now.
+    pub fn take_posted(&mut self, into: &mut Vec<(ConnRef, Username)>) {
+        into.append(&mut self.posted);
     }
 
     /// Local users whose name another server holds now (this node's lease ran out while
@@ -306,13 +319,16 @@ impl Cluster {
                 Expect::Asked {
                     conn: Some(conn), ..
                 } => self.verdicts.push((conn, Verdict::Unavailable)),
-                Expect::Post { conn, user } => self.failed_posts.push((conn, user)),
+                Expect::Post { conn, user, .. } => self.failed_posts.push((conn, user)),
                 _ => {}
             }
         }
         for replica in self.replicas.values_mut() {
             replica.sync = Sync::Loading;
             replica.joining = 0;
+            // Stored: their entries come with the reload after the next connect.
+            let parked = replica.parked.drain(..).map(|(_, conn, user)| (conn, user));
+            self.posted.extend(parked);
         }
         // Those no local client is in go at the next sweep.
         let channels: Vec<ChannelName> = self.replicas.keys().copied().collect();
@@ -439,7 +455,12 @@ impl Cluster {
                     channel.as_bytes(),
                     &text,
                 ];
-                self.eval(Expect::Post { conn, user }, Script::Post, &args, now);
+                let expect = Expect::Post {
+                    conn,
+                    user,
+                    channel,
+                };
+                self.eval(expect, Script::Post, &args, now);
             }
             // While Redis is unreachable a LEAVE is not sent: the resync after the next
             // connect makes Redis hold what the hub holds then.
@@ -479,6 +500,10 @@ impl Cluster {
         // A verdict already produced but not yet delivered is dropped likewise.
         self.verdicts.retain(|(c, _)| *c != conn);
         self.failed_posts.retain(|(c, _)| *c != conn);
+        self.posted.retain(|(c, _)| *c != conn);
+        for replica in self.replicas.values_mut() {
+            replica.parked.retain(|&(_, c, _)| c != conn);
+        }
     }
 
     /// Channel `channel`'s last local member left: its replica is dropped and unsubscribed
@@ -672,6 +697,7 @@ impl Cluster {
                     sync: Sync::Loading,
                     joining: 0,
                     live,
+                    parked: Vec::new(),
                 },
             );
             self.load(channel, now);
@@ -687,6 +713,11 @@ impl Cluster {
         }
         if let Some(replica) = self.replicas.remove(&channel) {
             self.by_live.remove(&replica.live);
+            let parked = replica
+                .parked
+                .into_iter()
+                .map(|(_, conn, user)| (conn, user));
+            self.posted.extend(parked);
             if self.up {
                 command(&mut self.out, &[b"UNSUBSCRIBE", &replica.live]);
             }
@@ -768,6 +799,17 @@ impl Cluster {
         }
         replica.next_seq = parsed.seq + 1;
         replica.last_id = Some(id.to_vec());
+        if !replica.parked.is_empty() {
+            let next = replica.next_seq;
+            let posted = &mut self.posted;
+            replica.parked.retain(|&(seq, conn, user)| {
+                let applied = seq < next;
+                if applied {
+                    posted.push((conn, user));
+                }
+                !applied
+            });
+        }
         hub.apply(&channel, parsed.seq, parsed.entry, parsed.removal);
     }
 
@@ -799,7 +841,7 @@ impl Cluster {
             return self.on_error(expect, error);
         }
         match expect {
-            Expect::Handshake => self.confirmed = true,
+            Expect::Handshake => {}
             Expect::Ignore(what) => {
                 if what == "reap" {
                     if let Some(n) = resp::int(frame).filter(|&n| n > 0) {
@@ -807,7 +849,11 @@ impl Cluster {
                     }
                 }
             }
-            Expect::Post { .. } => {} // {'ok', seq} or {'not-member'}: the entries tell
+            Expect::Post {
+                conn,
+                user,
+                channel,
+            } => self.on_posted(conn, user, channel, frame),
             Expect::Asked { conn, asked } => self.on_answer(conn, asked, frame, now),
             Expect::Load(channel) => self.on_load(channel, frame, hub),
             Expect::CatchUp(channel) => self.on_catch_up(channel, frame, now, hub),
@@ -831,6 +877,32 @@ impl Cluster {
         }
     }
 
+    /// A message's reply: `{'ok', seq}` (stored: reported posted once applied here) or
+    /// `{'not-member'}` (the network no longer has the sender in the channel: removed by a
+    /// KICK or BAN not applied here yet, or this node's members were taken for gone after
+    /// it was cut off): given back to the sender, never dropped silently.
+    fn on_posted(
+        &mut self,
+        conn: ConnRef,
+        user: Username,
+        channel: ChannelName,
+        frame: &OwnedFrame,
+    ) {
+        let items = resp::items(frame).unwrap_or_default();
+        let status = items.first().and_then(resp::bytes);
+        let seq = items
+            .get(1)
+            .and_then(resp::int)
+            .and_then(|n| u64::try_from(n).ok());
+        match (status, seq) {
+            (Some(b"ok"), Some(seq)) => match self.replicas.get_mut(&channel) {
+                Some(replica) if replica.next_seq <= seq => replica.parked.push((seq, conn, user)),
+                _ => self.posted.push((conn, user)),
+            },
+            _ => self.failed_posts.push((conn, user)),
+        }
+    }
+
     fn on_error(&mut self, expect: Expect, error: String) {
         match expect {
             Expect::Handshake => {
@@ -842,7 +914,7 @@ impl Cluster {
                 warn!("cluster: a request failed in Redis: {error}");
                 self.verdicts.push((conn, Verdict::Unavailable));
             }
-            Expect::Post { conn, user } => {
+            Expect::Post { conn, user, .. } => {
                 warn!("cluster: a message failed in Redis: {error}");
                 self.failed_posts.push((conn, user));
             }
@@ -1001,6 +1073,9 @@ impl Cluster {
         if !self.leased {
             // The first renewal on this connection: the lease is this run's.
             self.leased = true;
+            // The whole set-up worked (HELLO, SELECT, scripts, lease): the link's wait
+            // before a new attempt may start over.
+            self.confirmed = true;
             self.resync(hub, now);
         } else if !existed {
             // Redis lost the lease (a restart), or this node was cut off for longer than

@@ -364,6 +364,12 @@ impl Connection {
         self.session.post_failed(now, hub, &mut out);
     }
 
+    /// A message of this connection's was stored by the network and applied here; the
+    /// caller gives it a turn next.
+    pub fn posted(&mut self) {
+        self.session.posted();
+    }
+
     /// The connection's user, once named.
     pub fn user(&self) -> Option<&Username> {
         self.session.user()

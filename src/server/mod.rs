@@ -600,6 +600,17 @@ impl Server {
                 }
             }
         }
+        network.engine.take_posted(&mut network.posted);
+        for (key, user) in network.posted.drain(..) {
+            if let Some(conn) = self.connections.get_mut(key) {
+                if conn.user() == Some(&user) {
+                    conn.posted();
+                    if conn.list_pending() {
+                        self.pending.push(key);
+                    }
+                }
+            }
+        }
         network.engine.take_failed_posts(&mut network.failed_posts);
         for (key, user) in network.failed_posts.drain(..) {
             if let Some(conn) = self.connections.get_mut(key) {

@@ -496,7 +496,7 @@ impl Network {
                 _ => self.fail_in_set_up(&cause),
             }
         }
-        if !cause.is_transient() {
+        if !cause.is_transient() || self.name_taken_over(&cause, now) {
             self.fail(&cause);
         }
         let wait = backoff(self.attempts);
@@ -544,6 +544,18 @@ impl Network {
             ));
             let _ = self.status.send(Status::Answered);
         }
+    }
+
+    /// Whether the server closed the connection right after saying that the name is
+    /// another client's now (a server of a network, cut off for longer than its lease,
+    /// found another server's client holding it): connecting again to take it back would
+    /// only fight the new owner, so `kaichat` stops and says why.
+    fn name_taken_over(&self, cause: &Cause, now: Instant) -> bool {
+        matches!(cause, Cause::Closed { .. })
+            && self.last_error.as_ref().is_some_and(|(at, text)| {
+                now.saturating_duration_since(*at) <= LAST_WORDS
+                    && text.contains("is another client's now")
+            })
     }
 
     /// The cause in words, with the server's last error notice when it came just before.

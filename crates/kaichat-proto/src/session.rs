@@ -121,6 +121,11 @@ struct Established {
     /// Cluster mode: messages the network could not take whose error notice waits for the
     /// answer in flight to end ([`Session::post_failed`]).
     failed_posts: u16,
+    /// Cluster mode: a message handed to the network and not yet stored and applied here
+    /// ([`Session::posted`]) nor given back: no PDU is read meanwhile (so there is one at
+    /// most), and a QUERY after a message (the sync point) answers with it, as on one
+    /// server.
+    post_in_flight: bool,
 }
 
 /// A removal by KICK or BAN that the client is still to be told of (v2 section 5).
@@ -320,7 +325,7 @@ impl Session {
     pub fn answering(&self) -> bool {
         match &self.state {
             State::AwaitClientInfo { claim, .. } => claim.is_some(),
-            State::Established(e) => e.answer.is_some() || e.wait.is_some(),
+            State::Established(e) => e.answer.is_some() || e.wait.is_some() || e.post_in_flight,
             _ => false,
         }
     }
@@ -519,6 +524,7 @@ impl Session {
             wait: None,
             rate_tat_us: 0,
             failed_posts: 0,
+            post_in_flight: false,
         });
         self.clock_from = now;
         out.send(&Pdu::client_info_ack(self.order, user.as_bytes()));
@@ -692,6 +698,9 @@ impl Session {
     /// the client is sent [`UNAVAILABLE`] about its channel, at once or, while an answer
     /// is in flight, after it (an answer is never interleaved).
     pub fn post_failed(&mut self, now: u64, hub: &Hub, out: &mut impl Outbox) {
+        if let State::Established(e) = &mut self.state {
+            e.post_in_flight = false;
+        }
         match &mut self.state {
             State::Established(e) if e.answer.is_some() => {
                 e.failed_posts = e.failed_posts.saturating_add(1)
@@ -717,6 +726,14 @@ impl Session {
             out,
         };
         reply.error(channel.as_ref(), text);
+    }
+
+    /// A message this connection sent was stored by the network and applied to this
+    /// server's copy of its channel (cluster mode): the next PDU may be read.
+    pub fn posted(&mut self) {
+        if let State::Established(e) = &mut self.state {
+            e.post_in_flight = false;
+        }
     }
 
     /// The password of an OPER to verify, once: the caller checks it against the
@@ -1012,6 +1029,8 @@ impl Established {
             return reply.error(channel.as_ref(), text.as_bytes());
         }
         hub.post(id, self.user, text, now);
+        // Cluster mode: answered by [`Session::posted`] or [`Session::post_failed`].
+        self.post_in_flight = hub.is_clustered();
     }
 
     /// The rate limit (v2 section 6) as a GCRA: a message is allowed when the bucket,

@@ -692,11 +692,10 @@ fn check_node_id(text: &str) -> Result<(), String> {
             text.len()
         ));
     }
-    match text.bytes().find(|b| !b.is_ascii_graphic()) {
-        Some(b) => Err(format!(
-            "'{}' holds {:?}: only printable ASCII without spaces",
-            text.escape_debug(),
-            char::from(b)
+    match text.chars().find(|c| !c.is_ascii_graphic()) {
+        Some(c) => Err(format!(
+            "'{}' holds {c:?}: only printable ASCII without spaces",
+            text.escape_debug()
         )),
         None => Ok(()),
     }

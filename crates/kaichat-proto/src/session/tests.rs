@@ -4293,3 +4293,25 @@ proptest! {
         prop_assert_eq!((harness.hub.users(), harness.hub.channels()), (0, 0));
     }
 }
+
+#[test]
+fn after_a_message_no_pdu_is_read_until_the_network_stored_it_or_gave_it_back() {
+    let mut hub = cluster_hub(100, 10);
+    let mut amy = cluster_established(&mut hub, 0, "amy");
+    cluster_join(&mut amy, &mut hub, "@c", 1);
+    pull(&mut amy, &hub, 0);
+    feed(&mut amy, &mut hub, &Pdu::send_message(LE, b"one"), 0);
+    // The QUERY that follows (a sync point) is not read before the message is stored
+    // and applied here, so its answer holds the message, as on one server.
+    assert!(amy.answering());
+    net(&mut hub, "@c", 2, Some("amy"), "one");
+    amy.posted();
+    assert!(!amy.answering());
+    // Given back instead: an error notice, and reading goes on.
+    feed(&mut amy, &mut hub, &Pdu::send_message(LE, b"two"), 0);
+    assert!(amy.answering());
+    let mut out = Vec::new();
+    amy.post_failed(1_000, &hub, &mut out);
+    assert_eq!(error_text(&out, LE), UNAVAILABLE_TEXT);
+    assert!(!amy.answering());
+}
