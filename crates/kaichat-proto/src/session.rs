@@ -543,12 +543,7 @@ impl Session {
         let State::Established(e) = &mut self.state else {
             return;
         };
-        let mut reply = Reply {
-            order,
-            version: e.version,
-            time: hub.wall_ms(now),
-            out,
-        };
+        let mut reply = Reply::new(order, e.version, hub.wall_ms(now), out);
         // A command of a later version is unknown here (v2 section 1).
         let command = command.filter(|c| c.since_version() <= e.version);
         // Cluster mode: what the network must answer first.
@@ -682,12 +677,7 @@ impl Session {
                 let Some(Wait::Network(pending)) = network.map(|w| *w) else {
                     return;
                 };
-                let mut reply = Reply {
-                    order,
-                    version: e.version,
-                    time: hub.wall_ms(now),
-                    out,
-                };
+                let mut reply = Reply::new(order, e.version, hub.wall_ms(now), out);
                 e.verdict(pending.awaits, verdict, hub, &mut reply);
             }
             _ => {}
@@ -719,12 +709,7 @@ impl Session {
             return;
         };
         let channel = e.channel_name(hub);
-        let mut reply = Reply {
-            order,
-            version: e.version,
-            time: hub.wall_ms(now),
-            out,
-        };
+        let mut reply = Reply::new(order, e.version, hub.wall_ms(now), out);
         reply.error(channel.as_ref(), text);
     }
 
@@ -783,12 +768,7 @@ impl Session {
             if at <= now {
                 e.wait = None;
                 let channel = e.channel_name(hub);
-                let mut reply = Reply {
-                    order,
-                    version: e.version,
-                    time: hub.wall_ms(now),
-                    out,
-                };
+                let mut reply = Reply::new(order, e.version, hub.wall_ms(now), out);
                 reply.error(channel.as_ref(), b"error: not an operator password");
             }
         }
@@ -824,12 +804,7 @@ impl Session {
         let State::Established(e) = &mut self.state else {
             return true;
         };
-        let mut reply = Reply {
-            order,
-            version: e.version,
-            time: hub.wall_ms(now),
-            out,
-        };
+        let mut reply = Reply::new(order, e.version, hub.wall_ms(now), out);
         for _ in 0..budget {
             if e.answer.is_some() {
                 e.step_answer(hub, &mut reply);
@@ -902,7 +877,16 @@ struct Reply<'o, O: Outbox> {
     out: &'o mut O,
 }
 
-impl<O: Outbox> Reply<'_, O> {
+impl<'o, O: Outbox> Reply<'o, O> {
+    fn new(order: ByteOrder, version: u16, time: u64, out: &'o mut O) -> Reply<'o, O> {
+        Reply {
+            order,
+            version,
+            time,
+            out,
+        }
+    }
+
     fn send(&mut self, pdu: &Pdu) {
         self.out.send(pdu);
     }
