@@ -37,6 +37,9 @@ use super::scripts::{Script, Scripts};
 
 /// Names renewed per script call.
 const RENEW_BATCH: usize = 500;
+/// How long requests wait, rather than being refused, while the connection to Redis is
+/// being made and set up: at start-up and right after a reconnect (ms).
+const SETTLE_MS: u64 = 2000;
 
 /// What the engine is configured with.
 #[derive(Clone, Debug)]
@@ -170,6 +173,11 @@ pub struct Cluster {
     conflict_since: Option<u64>,
     /// Set when this server cannot go on (another live server with its node id).
     fatal: Option<String>,
+    /// Until when (ms) requests made while the connection is being made or set up wait
+    /// for it ([`SETTLE_MS`]) instead of being refused; 0 once it failed.
+    settle_until: u64,
+    /// Requests waiting for the set-up to finish, in order.
+    waiting: Vec<(ConnRef, Request)>,
 }
 
 impl Cluster {
@@ -199,6 +207,9 @@ impl Cluster {
             leased: false,
             conflict_since: None,
             fatal: None,
+            // The server's clock starts at 0 with the server: start-up settles too.
+            settle_until: SETTLE_MS,
+            waiting: Vec::new(),
         }
     }
 
@@ -254,6 +265,7 @@ impl Cluster {
     /// scripts, subscriptions, then every replica reloaded and this node's lease, names
     /// and members made Redis's again.
     pub fn connected(&mut self, now: u64, hub: &mut Hub) {
+        self.settle_until = now + SETTLE_MS;
         self.up = true;
         self.leased = false;
         self.broken = None;
@@ -314,6 +326,8 @@ impl Cluster {
         self.broken = None;
         self.out.clear();
         self.answered_total = self.sent_total;
+        self.settle_until = 0;
+        self.refuse_waiting();
         for (expect, _) in self.sent.drain(..) {
             match expect {
                 Expect::Asked {
@@ -340,7 +354,11 @@ impl Cluster {
     /// A session's request (`conn` waits for the verdict).
     pub fn request(&mut self, conn: ConnRef, request: Request, now: u64, hub: &mut Hub) {
         if !self.is_up() {
-            self.verdicts.push((conn, Verdict::Unavailable));
+            if now < self.settle_until && self.conflict_since.is_none() {
+                self.waiting.push((conn, request));
+            } else {
+                self.verdicts.push((conn, Verdict::Unavailable));
+            }
             return;
         }
         let history = self.config.history.to_string();
@@ -433,6 +451,15 @@ impl Cluster {
         self.eval(Expect::Asked { conn, asked }, script, &all, now);
     }
 
+    /// Answers every waiting request [`Verdict::Unavailable`].
+    fn refuse_waiting(&mut self) {
+        let refused = self
+            .waiting
+            .drain(..)
+            .map(|(conn, _)| (conn, Verdict::Unavailable));
+        self.verdicts.extend(refused);
+    }
+
     /// What the hub journaled, handed on in order.
     pub fn outbound(&mut self, outbound: Outbound, now: u64) {
         let history = self.config.history.to_string();
@@ -499,6 +526,7 @@ impl Cluster {
         }
         // A verdict already produced but not yet delivered is dropped likewise.
         self.verdicts.retain(|(c, _)| *c != conn);
+        self.waiting.retain(|(c, _)| *c != conn);
         self.failed_posts.retain(|(c, _)| *c != conn);
         self.posted.retain(|(c, _)| *c != conn);
         for replica in self.replicas.values_mut() {
@@ -537,6 +565,9 @@ impl Cluster {
     /// The periodic work due by `now`: lease renewal (every third of the lease), reaping
     /// dead nodes (every half), and the stall check.
     pub fn tick(&mut self, now: u64) {
+        if now >= self.settle_until && !self.waiting.is_empty() {
+            self.refuse_waiting();
+        }
         if !self.up {
             return;
         }
@@ -563,15 +594,16 @@ impl Cluster {
 
     /// When [`Cluster::tick`] next has work, ms.
     pub fn next_deadline(&self) -> Option<u64> {
+        let settle = (!self.waiting.is_empty()).then_some(self.settle_until);
         if !self.up {
-            return None;
+            return settle;
         }
         let stall = self
             .sent
             .front()
             .map(|(_, at)| at + self.config.reply_timeout_ms + 1);
         let periodic = self.next_renew.min(self.next_reap);
-        Some(stall.map_or(periodic, |s| s.min(periodic)))
+        [stall, settle, Some(periodic)].into_iter().flatten().min()
     }
 
     /// A frame from Redis: a push (a channel's live entry, a server ban) or the reply to
@@ -1077,6 +1109,9 @@ impl Cluster {
             // before a new attempt may start over.
             self.confirmed = true;
             self.resync(hub, now);
+            for (conn, request) in std::mem::take(&mut self.waiting) {
+                self.request(conn, request, now, hub);
+            }
         } else if !existed {
             // Redis lost the lease (a restart), or this node was cut off for longer than
             // it: another server may have removed this one's members.
@@ -1092,6 +1127,7 @@ impl Cluster {
     /// node id, or this server's previous run, killed less than a lease ago. Requests
     /// are refused meanwhile; still so after two leases, it is a live twin: fatal.
     fn lease_taken(&mut self, pttl: Option<i64>, now: u64) {
+        self.refuse_waiting();
         let since = *self.conflict_since.get_or_insert(now);
         if since == now {
             warn!(

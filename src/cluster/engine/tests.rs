@@ -304,7 +304,8 @@ fn a_name_won_for_a_closed_connection_is_given_back() {
 fn while_redis_is_down_requests_are_refused_and_messages_given_back_at_once() {
     let mut hub = hub();
     let mut cluster = Cluster::new(config());
-    cluster.request(3, Request::List, 0, &mut hub);
+    // Past the start-up's settling time, and never connected.
+    cluster.request(3, Request::List, SETTLE_MS, &mut hub);
     assert_eq!(verdicts(&mut cluster), [(3, Verdict::Unavailable)]);
     cluster.outbound(post(4, "bob"), 0);
     let mut failed = Vec::new();
@@ -851,4 +852,38 @@ fn a_stored_message_still_unapplied_when_redis_goes_is_reported_posted() {
     // Stored: it comes with the reload; the sender is not told it failed.
     assert_eq!(posted(&mut cluster), [(1, user("alice"))]);
     assert!(failed(&mut cluster).is_empty());
+}
+
+#[test]
+fn a_request_made_while_the_connection_is_set_up_waits_for_it() {
+    let mut hub = hub();
+    let mut cluster = Cluster::new(config());
+    // At start-up, before Redis is even reached: the request waits, not refused.
+    cluster.request(3, claim("amy"), 10, &mut hub);
+    assert!(verdicts(&mut cluster).is_empty());
+    cluster.connected(20, &mut hub);
+    answer_handshake(&mut cluster, &mut hub);
+    cluster.request(4, claim("bob"), 30, &mut hub);
+    assert!(verdicts(&mut cluster).is_empty());
+    sent(&mut cluster);
+    // The lease is this run's: both claims go out, in order.
+    cluster.on_frame(array(vec![int(0), array(vec![])]), 40, &mut hub);
+    let claims: Vec<Vec<String>> = sent(&mut cluster)
+        .into_iter()
+        .filter(|c| c[0] == "SET")
+        .collect();
+    assert_eq!(claims[0][1], "kc:name:amy");
+    assert_eq!(claims[1][1], "kc:name:bob");
+}
+
+#[test]
+fn a_request_still_waiting_when_the_settling_time_ends_is_refused() {
+    let mut hub = hub();
+    let mut cluster = Cluster::new(config());
+    cluster.request(3, claim("amy"), 10, &mut hub);
+    assert_eq!(cluster.next_deadline(), Some(SETTLE_MS));
+    cluster.tick(SETTLE_MS - 1);
+    assert!(verdicts(&mut cluster).is_empty());
+    cluster.tick(SETTLE_MS);
+    assert_eq!(verdicts(&mut cluster), [(3, Verdict::Unavailable)]);
 }
