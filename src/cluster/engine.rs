@@ -146,8 +146,6 @@ pub struct Cluster {
     held: HashMap<Username, String>,
     /// Names released while Redis was unreachable: deleted after the next connect.
     released: Vec<(Username, String)>,
-    /// Server bans as last read from Redis (the hub holds the same).
-    server_bans: Vec<IpAddr>,
     verdicts: Vec<(ConnRef, Verdict)>,
     failed_posts: Vec<(ConnRef, Username)>,
     posted: Vec<(ConnRef, Username)>,
@@ -192,7 +190,6 @@ impl Cluster {
             by_live: HashMap::new(),
             held: HashMap::new(),
             released: Vec::new(),
-            server_bans: Vec::new(),
             verdicts: Vec::new(),
             failed_posts: Vec::new(),
             posted: Vec::new(),
@@ -855,13 +852,9 @@ impl Cluster {
         };
         match verb {
             "ban" => {
-                if !self.server_bans.contains(&address) {
-                    self.server_bans.push(address);
-                }
                 hub.ban_address(address);
             }
             "unban" => {
-                self.server_bans.retain(|a| *a != address);
                 hub.unban_address(&address);
             }
             _ => {}
@@ -896,15 +889,20 @@ impl Cluster {
                     .iter()
                     .filter_map(|f| std::str::from_utf8(resp::bytes(f)?).ok()?.parse().ok())
                     .collect();
-                for old in std::mem::take(&mut self.server_bans) {
-                    if !now_banned.contains(&old) {
-                        hub.unban_address(&old);
+                // The hub's copy made Redis's: lifted bans go, new ones close their
+                // connections (those it had already are not closed again).
+                let lifted: Vec<IpAddr> = hub
+                    .server_bans()
+                    .filter(|a| !now_banned.contains(a))
+                    .collect();
+                for address in lifted {
+                    hub.unban_address(&address);
+                }
+                for address in now_banned {
+                    if !hub.is_address_banned(&address) {
+                        hub.ban_address(address);
                     }
                 }
-                for address in &now_banned {
-                    hub.ban_address(*address);
-                }
-                self.server_bans = now_banned;
             }
         }
     }

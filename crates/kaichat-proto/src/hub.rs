@@ -915,6 +915,11 @@ impl Hub {
         removed
     }
 
+    /// The addresses banned server-wide.
+    pub fn server_bans(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.server_bans.iter().copied()
+    }
+
     /// Whether new connections from `address` are closed right after accept.
     pub fn is_address_banned(&self, address: &IpAddr) -> bool {
         self.server_bans.contains(address)

@@ -887,3 +887,26 @@ fn a_request_still_waiting_when_the_settling_time_ends_is_refused() {
     cluster.tick(SETTLE_MS);
     assert_eq!(verdicts(&mut cluster), [(3, Verdict::Unavailable)]);
 }
+
+#[test]
+fn server_bans_read_after_a_reconnect_become_the_hubs_without_closing_twice() {
+    let mut hub = hub();
+    let kept: IpAddr = "10.0.0.1".parse().unwrap();
+    let lifted: IpAddr = "10.0.0.2".parse().unwrap();
+    let new: IpAddr = "10.0.0.3".parse().unwrap();
+    hub.ban_address(kept);
+    hub.ban_address(lifted);
+    hub.take_events(&mut Vec::new());
+    let mut cluster = Cluster::new(config());
+    cluster.connected(0, &mut hub);
+    answer_handshake(&mut cluster, &mut hub);
+    cluster.on_frame(array(vec![int(0), array(vec![])]), 0, &mut hub); // renew
+    let bans = array(vec![blob(b"10.0.0.1"), blob(b"10.0.0.3")]);
+    cluster.on_frame(bans, 0, &mut hub); // SMEMBERS kc:server-bans
+    let mut now_banned: Vec<IpAddr> = hub.server_bans().collect();
+    now_banned.sort();
+    assert_eq!(now_banned, [kept, new]);
+    let mut events = Vec::new();
+    hub.take_events(&mut events);
+    assert_eq!(events, [kaichat_proto::hub::Event::CloseAddress(new)]);
+}
