@@ -66,8 +66,10 @@ pub struct ClusterConfig {
 enum Expect {
     /// HELLO, SELECT, SCRIPT LOAD: an error means the connection is unusable.
     Handshake,
-    /// Replies only checked for errors (LEAVE, release, OPER, reap, resync).
+    /// Replies only checked for errors (LEAVE, release, OPER, resync).
     Ignore(&'static str),
+    /// Dead nodes reaped: the number of members removed.
+    Reap,
     /// A session's request; `conn` None once cancelled (its connection closed).
     Asked {
         conn: Option<ConnRef>,
@@ -261,7 +263,7 @@ impl Cluster {
     /// The connection to Redis is established (TCP, and TLS if any) at `now`: handshake,
     /// scripts, subscriptions, then every replica reloaded and this node's lease, names
     /// and members made Redis's again.
-    pub fn connected(&mut self, now: u64, hub: &mut Hub) {
+    pub fn connected(&mut self, now: u64) {
         self.settle_until = now + SETTLE_MS;
         self.up = true;
         self.leased = false;
@@ -307,7 +309,6 @@ impl Cluster {
         // The members are made Redis's again once the renewal says the lease is this
         // run's (`on_renew`): not before, or a second server with this node id would be
         // undone by this one.
-        let _ = hub;
         self.next_reap = now + self.config.lease_ms / 2;
     }
 
@@ -585,7 +586,7 @@ impl Cluster {
             let history = self.config.history.to_string();
             let node = self.config.node_id.clone();
             let args: [&[u8]; 2] = [history.as_bytes(), node.as_bytes()];
-            self.eval(Expect::Ignore("reap"), Script::Reap, &args, now);
+            self.eval(Expect::Reap, Script::Reap, &args, now);
         }
     }
 
@@ -867,11 +868,10 @@ impl Cluster {
         }
         match expect {
             Expect::Handshake => {}
-            Expect::Ignore(what) => {
-                if what == "reap" {
-                    if let Some(n) = resp::int(frame).filter(|&n| n > 0) {
-                        info!("cluster: removed {n} members of servers whose lease ran out");
-                    }
+            Expect::Ignore(_) => {}
+            Expect::Reap => {
+                if let Some(n) = resp::int(frame).filter(|&n| n > 0) {
+                    info!("cluster: removed {n} members of servers whose lease ran out");
                 }
             }
             Expect::Post {

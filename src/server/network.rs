@@ -76,7 +76,7 @@ impl Network {
             LinkEvent::Connected(addr) => {
                 log::info!("cluster: connected to Redis at {addr}");
                 self.failures = 0;
-                self.engine.connected(now, hub);
+                self.engine.connected(now);
             }
             LinkEvent::Frame(frame) => self.engine.on_frame(frame, now, hub),
             LinkEvent::Disconnected { error, retry_at } => {
@@ -109,14 +109,9 @@ impl Network {
     pub fn flush(&mut self, hub: &mut Hub, registry: &Registry, now: u64) {
         let out = self.engine.output();
         if !out.is_empty() {
-            let bytes = std::mem::take(out);
-            self.link.send(&bytes, registry, now);
-            // Keep the buffer's allocation for the next iteration.
-            let out = self.engine.output();
-            if out.is_empty() {
-                *out = bytes;
-                out.clear();
-            }
+            self.link.send(out, registry, now);
+            // Cleared, not taken: the buffer keeps its allocation for the next iteration.
+            out.clear();
         }
         self.drain(hub, registry, now);
     }

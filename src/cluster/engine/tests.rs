@@ -140,7 +140,7 @@ fn answer_handshake(cluster: &mut Cluster, hub: &mut Hub) {
 /// An engine connected at time 0, its set-up answered.
 fn connected(hub: &mut Hub) -> Cluster {
     let mut cluster = Cluster::new(config());
-    cluster.connected(0, hub);
+    cluster.connected(0);
     answer_handshake(&mut cluster, hub);
     // The renewal: the lease was there, no name lost.
     cluster.on_frame(array(vec![int(1), array(vec![])]), 0, hub);
@@ -192,7 +192,7 @@ fn connecting_says_hello_loads_the_scripts_renews_the_lease_and_subscribes() {
         db: 2,
         ..config()
     });
-    cluster.connected(0, &mut hub);
+    cluster.connected(0);
     let commands = sent(&mut cluster);
     assert_eq!(
         commands[0],
@@ -241,7 +241,7 @@ fn connecting_says_hello_loads_the_scripts_renews_the_lease_and_subscribes() {
 fn a_refused_handshake_breaks_the_connection() {
     let mut hub = hub();
     let mut cluster = Cluster::new(config());
-    cluster.connected(0, &mut hub);
+    cluster.connected(0);
     let refusal = OwnedFrame::SimpleError {
         data: "WRONGPASS invalid username-password pair".into(),
         attributes: None,
@@ -414,7 +414,7 @@ fn after_a_reconnect_each_replica_reloads_from_where_it_was() {
     let mut cluster = connected(&mut hub);
     joined(&mut cluster, &mut hub);
     cluster.disconnected();
-    cluster.connected(10, &mut hub);
+    cluster.connected(10);
     let mut commands = sent(&mut cluster);
     answer_handshake(&mut cluster, &mut hub);
     cluster.on_frame(array(vec![int(1), array(vec![])]), 10, &mut hub); // renew
@@ -444,7 +444,7 @@ fn entries_lost_with_redis_reach_readers_as_skipped() {
     joined(&mut cluster, &mut hub);
     let id = hub.open_channel(&channel("@rust")).unwrap();
     cluster.disconnected();
-    cluster.connected(10, &mut hub);
+    cluster.connected(10);
     answer_handshake(&mut cluster, &mut hub);
     cluster.on_frame(array(vec![int(1), array(vec![])]), 10, &mut hub); // renew
     cluster.on_frame(array(vec![]), 10, &mut hub); // server bans
@@ -725,7 +725,7 @@ proptest! {
             sent(&mut cluster);
         }
         cluster.disconnected();
-        cluster.connected(100, &mut hub);
+        cluster.connected(100);
         sent(&mut cluster);
     }
 }
@@ -734,7 +734,7 @@ proptest! {
 fn a_node_id_another_run_holds_refuses_requests_then_is_fatal() {
     let mut hub = hub();
     let mut cluster = Cluster::new(config());
-    cluster.connected(0, &mut hub);
+    cluster.connected(0);
     answer_handshake(&mut cluster, &mut hub);
     let taken = || array(vec![blob(b"taken"), int(4000)]);
     cluster.on_frame(taken(), 0, &mut hub);
@@ -766,7 +766,7 @@ fn a_node_id_another_run_holds_refuses_requests_then_is_fatal() {
 fn a_lapsed_lease_of_a_previous_run_is_taken_over() {
     let mut hub = hub();
     let mut cluster = Cluster::new(config());
-    cluster.connected(0, &mut hub);
+    cluster.connected(0);
     answer_handshake(&mut cluster, &mut hub);
     cluster.on_frame(array(vec![blob(b"taken"), int(900)]), 0, &mut hub);
     cluster.on_frame(array(vec![]), 0, &mut hub); // SMEMBERS kc:server-bans
@@ -781,7 +781,7 @@ fn a_lapsed_lease_of_a_previous_run_is_taken_over() {
 fn after_a_refused_set_up_the_first_reason_is_kept_and_later_frames_ignored() {
     let mut hub = hub();
     let mut cluster = Cluster::new(config());
-    cluster.connected(0, &mut hub);
+    cluster.connected(0);
     let error = |text: &str| OwnedFrame::SimpleError {
         data: text.into(),
         attributes: None,
@@ -861,7 +861,7 @@ fn a_request_made_while_the_connection_is_set_up_waits_for_it() {
     // At start-up, before Redis is even reached: the request waits, not refused.
     cluster.request(3, claim("amy"), 10, &mut hub);
     assert!(verdicts(&mut cluster).is_empty());
-    cluster.connected(20, &mut hub);
+    cluster.connected(20);
     answer_handshake(&mut cluster, &mut hub);
     cluster.request(4, claim("bob"), 30, &mut hub);
     assert!(verdicts(&mut cluster).is_empty());
@@ -898,7 +898,7 @@ fn server_bans_read_after_a_reconnect_become_the_hubs_without_closing_twice() {
     hub.ban_address(lifted);
     hub.take_events(&mut Vec::new());
     let mut cluster = Cluster::new(config());
-    cluster.connected(0, &mut hub);
+    cluster.connected(0);
     answer_handshake(&mut cluster, &mut hub);
     cluster.on_frame(array(vec![int(0), array(vec![])]), 0, &mut hub); // renew
     let bans = array(vec![blob(b"10.0.0.1"), blob(b"10.0.0.3")]);
