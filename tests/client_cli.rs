@@ -1138,3 +1138,55 @@ fn a_name_refused_only_because_the_network_is_unavailable_is_offered_again() {
         ended.stdout
     );
 }
+
+#[test]
+fn a_name_another_node_took_while_ours_was_cut_off_ends_kaichat_with_the_reason() {
+    // Two nodes of a network; carol's node is stopped (SIGSTOP) for longer than its lease,
+    // another client takes "carol" through the other node, and the first node comes back:
+    // it closes its carol saying why, and kaichat stops there rather than reconnecting to
+    // fight the name's new owner.
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let node = |id: &str| {
+        ChatServer::start_with(&["--redis", &url, "--node-id", id, "--lease-ms", "1000"])
+    };
+    let (n0, n1) = (node("n0"), node("n1"));
+    let mut old = Kaichat::start(&n1, "carol", &["--user", "carol", "--channel", "@p"]);
+    old.expect("joined @p");
+    let signal = |sig| unsafe {
+        // SAFETY: kill(2) on the pid of the test's own child.
+        libc::kill(n1.pid(), sig);
+    };
+    signal(libc::SIGSTOP);
+    let mut new = Kaichat::start(&n0, "new", &["--user", "carol"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let line = new.expect_line("established or refused", |l| {
+            l.starts_with("established") || l.starts_with("name-rejected")
+        });
+        if line.starts_with("established carol") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "carol never came free"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        new.send("carol");
+    }
+    signal(libc::SIGCONT);
+    let ended = old.wait_exit();
+    assert_eq!(ended.status.code(), Some(1), "{ended:#?}");
+    assert!(
+        ended
+            .stderr
+            .iter()
+            .any(|l| l.contains("is another client's now")),
+        "{ended:#?}"
+    );
+    assert!(
+        !ended.stdout.iter().any(|l| l.contains("reconnect")),
+        "{ended:#?}"
+    );
+    assert_clean_exit("new", &new.finish());
+}

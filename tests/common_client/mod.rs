@@ -168,6 +168,11 @@ impl ChatServer {
         panic!("kaichat-server did not stop on SIGTERM");
     }
 
+    /// The server's process id (to stop it with SIGSTOP, as a cut-off node).
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
     /// What the server wrote on stderr so far.
     pub fn log(&self) -> Vec<String> {
         self.stderr
