@@ -145,7 +145,11 @@ impl Pair {
             room: usize::MAX,
         };
         assert!(self.server.flush(&mut socket).expect("into memory"));
-        let mut wire = &socket.bytes[..];
+        self.client_receives(&socket.bytes);
+    }
+
+    /// The client reads and processes `wire`, bytes the server wrote.
+    fn client_receives(&mut self, mut wire: &[u8]) {
         while !wire.is_empty() {
             self.client.read_tls(&mut wire).expect("from memory");
             self.client.process_new_packets().expect("the server's TLS");
@@ -350,11 +354,7 @@ fn output_waits_for_a_full_socket_then_drains_and_is_released() {
     assert!(pair.server.flush(&mut socket).unwrap());
     assert_eq!(pair.server.queued(), 0);
     assert!(pair.server_holds_nothing());
-    let mut wire = &socket.bytes[..];
-    while !wire.is_empty() {
-        pair.client.read_tls(&mut wire).unwrap();
-        pair.client.process_new_packets().unwrap();
-    }
+    pair.client_receives(&socket.bytes);
     for _ in 0..8 {
         assert_eq!(pair.client_reads_pdu(), Pdu::query(order));
     }
