@@ -422,3 +422,47 @@ fn garbage_instead_of_a_handshake_is_an_error_never_a_panic_or_a_loop() {
         }
     }
 }
+
+#[test]
+fn a_read_that_fills_its_room_is_progress_and_a_short_one_says_the_socket_is_drained() {
+    let mut pair = Pair::new(&[&rustls::version::TLS13], 64 * 1024);
+    pair.handshake();
+    let order = ByteOrder::Little;
+    // More than one read's room of records waits in the socket.
+    let sent = 2 * READ_ROOM / PDU_LEN;
+    for _ in 0..sent {
+        pair.client
+            .writer()
+            .write_all(Pdu::query(order).as_bytes())
+            .unwrap();
+    }
+    while pair.client.wants_write() {
+        pair.client
+            .write_tls(&mut pair.inbound.bytes)
+            .expect("into a Vec");
+    }
+    assert_eq!(
+        pair.server.fill(&mut pair.inbound).unwrap(),
+        Fill::Progress,
+        "the read filled its room: the socket may hold more"
+    );
+    let mut received = 0;
+    loop {
+        while pair.server.next_pdu().is_some() {
+            received += 1;
+        }
+        match pair.server.fill(&mut pair.inbound).unwrap() {
+            Fill::Progress => {}
+            Fill::Drained => break,
+            other => panic!("{other:?} before the socket was drained"),
+        }
+    }
+    assert!(
+        pair.inbound.bytes.is_empty(),
+        "Drained only once all is read"
+    );
+    while pair.server.next_pdu().is_some() {
+        received += 1;
+    }
+    assert_eq!(received, sent);
+}
