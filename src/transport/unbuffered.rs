@@ -233,13 +233,9 @@ impl UnbufferedTls {
 
     /// Takes the next whole PDU decrypted, if there is one.
     pub fn next_pdu(&mut self) -> Option<Pdu> {
-        if self.plain.len() < PDU_LEN {
-            return None;
-        }
-        let mut bytes = [0u8; PDU_LEN];
-        bytes.copy_from_slice(&self.plain.data()[..PDU_LEN]);
+        let pdu = Pdu::from_slice(self.plain.data().get(..PDU_LEN)?)?;
         self.plain.consume(PDU_LEN);
-        Some(Pdu::from_bytes(bytes))
+        Some(pdu)
     }
 
     /// Encrypts one PDU into the output (after any handshake records rustls still has).
