@@ -19,7 +19,7 @@ use std::io::{self, Read, Write};
 use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, InsufficientSizeError};
 
-use super::{classify, pool, Fill, ShortReadProbe, TransportError};
+use super::{classify, pool, Fill, TransportError};
 use kaichat_proto::pdu::{Pdu, PDU_LEN};
 
 /// What rustls offers when application data may be sent.
@@ -209,13 +209,10 @@ impl UnbufferedTls {
             )));
         }
         let room = self.incoming.room(READ_ROOM);
-        let mut probe = ShortReadProbe {
-            socket,
-            short: false,
-        };
-        let result = probe.read(room);
-        let short = probe.short;
+        let asked = room.len();
+        let result = socket.read(room);
         let n = *result.as_ref().unwrap_or(&0);
+        let short = n < asked;
         let fill = classify(result, short, &mut self.peer_closed);
         if n > 0 {
             self.incoming.commit(n);
