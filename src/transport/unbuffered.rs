@@ -36,6 +36,8 @@ const MAX_INCOMING: usize = 80 * 1024;
 const PDU_RECORD_ROOM: usize = PDU_LEN + 64;
 /// Room asked for a close_notify alert record.
 const ALERT_ROOM: usize = 64;
+/// Room first asked for one handshake record (most fit; rustls asks for more if not).
+const HANDSHAKE_ROOM: usize = 4096;
 
 /// Bytes waiting in a buffer lent by the pool: `buf[start..end]`. The buffer keeps its
 /// length (zeroed once, when the pool first made it) so that reads and encryption write
@@ -420,7 +422,7 @@ fn encode_into(
     outgoing: &mut Lent,
     encode: &mut rustls::unbuffered::EncodeTlsData<'_, rustls::server::ServerConnectionData>,
 ) -> Result<(), rustls::Error> {
-    let mut room = READ_ROOM.min(4096);
+    let mut room = HANDSHAKE_ROOM;
     loop {
         match encode.encode(outgoing.room(room)) {
             Ok(n) => {
