@@ -367,10 +367,13 @@ fn listings(names: bool, n: usize, queriers: usize, window: Duration) {
     thread::sleep(Duration::from_secs(2));
     // ALTERNATE=P: P quiet windows and P listing windows, alternating, each 1/P of the
     // whole (a stall of the machine then falls in either kind alike).
-    let pairs: u32 = std::env::var("ALTERNATE").ok().map_or(1, |p| {
-        p.parse().expect("ALTERNATE: a number of window pairs")
-    });
-    let slice = window / pairs.max(1);
+    let pairs: u32 = std::env::var("ALTERNATE")
+        .ok()
+        .map_or(1, |p| {
+            p.parse().expect("ALTERNATE: a number of window pairs")
+        })
+        .max(1);
+    let slice = window / pairs;
     let pid = server.child.id();
     let rss_quiet_start = server.rss_kib();
     let (mut cpu_quiet, mut cpu_loaded) = (Duration::ZERO, Duration::ZERO);
@@ -387,7 +390,7 @@ fn listings(names: bool, n: usize, queriers: usize, window: Duration) {
     let lister_rate: Option<f64> = std::env::var("LISTER_RATE")
         .ok()
         .map(|r| r.parse().expect("LISTER_RATE: bytes a second"));
-    for _ in 0..pairs.max(1) {
+    for _ in 0..pairs {
         phase.store(QUIET, Ordering::Relaxed);
         let cpu = cpu_time(pid);
         thread::sleep(slice);

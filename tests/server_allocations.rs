@@ -106,23 +106,22 @@ impl InProcess {
     }
 }
 
-/// Allocations on the server thread per round trip of `round` after `warm_up` of them,
-/// over `rounds` rounds. Each round ends with the client's receipt of the answer; what the
+/// Allocations on the server thread per call of `round` after `warm_up` of them, over
+/// `rounds` calls. Each round ends with the client's receipt of the answer; what the
 /// server does after writing an answer (the rest of its turn) is counted in the next
 /// round, so a per-request allocation anywhere in the loop shows in all rounds but one.
 fn allocations_per_round(
     server: &InProcess,
-    client: &mut TestClient,
     warm_up: usize,
     rounds: usize,
-    mut round: impl FnMut(&mut TestClient),
+    mut round: impl FnMut(),
 ) -> f64 {
     for _ in 0..warm_up {
-        round(client);
+        round();
     }
     let before = server.allocations.load(Ordering::SeqCst);
     for _ in 0..rounds {
-        round(client);
+        round();
     }
     let after = server.allocations.load(Ordering::SeqCst);
     (after - before) as f64 / rounds as f64
@@ -155,7 +154,7 @@ fn a_query_round_trip_allocates_nothing_on_the_server_thread_in_plaintext() {
     client.join("@alloc");
     client.query();
     // The warm-up lets every buffer reach its working size.
-    let per_query = allocations_per_round(&server, &mut client, 200, 1000, query);
+    let per_query = allocations_per_round(&server, 200, 1000, || query(&mut client));
     drop(client);
     server.stop();
     assert_eq!(
@@ -189,12 +188,8 @@ fn a_message_round_trip_allocates_only_the_stored_text_on_the_server_thread_in_p
     for c in &mut clients {
         c.query();
     }
-    let before = server.allocations.load(Ordering::SeqCst);
-    let rounds = 500;
-    for _ in 0..rounds {
-        message_round(&mut clients, &mut turn);
-    }
-    let per_message = (server.allocations.load(Ordering::SeqCst) - before) as f64 / rounds as f64;
+    let per_message =
+        allocations_per_round(&server, 0, 500, || message_round(&mut clients, &mut turn));
     drop(clients);
     server.stop();
     eprintln!("plaintext: {per_message} allocations per SEND_MESSAGE + QUERY round trip");
@@ -216,7 +211,7 @@ fn a_query_round_trip_over_tls_allocates_only_rustls_records() {
     client.handshake("alloc");
     client.join("@alloc");
     client.query();
-    let per_query = allocations_per_round(&server, &mut client, 200, 1000, query);
+    let per_query = allocations_per_round(&server, 200, 1000, || query(&mut client));
     drop(client);
     server.stop();
     eprintln!("TLS: {per_query} allocations per QUERY round trip on the server thread");

@@ -130,29 +130,27 @@ where
 
     /// Takes the next whole PDU received, if there is one.
     pub fn next_pdu(&mut self) -> Option<Pdu> {
-        let mut bytes = [0u8; PDU_LEN];
         match self {
             Transport::Tls(tls) => {
                 if tls.plaintext < PDU_LEN {
                     return None;
                 }
+                let mut bytes = [0u8; PDU_LEN];
                 tls.conn.reader().read_exact(&mut bytes).ok()?;
                 tls.plaintext -= PDU_LEN;
+                Some(Pdu::from_bytes(bytes))
             }
-            Transport::Unbuffered(tls) => return tls.next_pdu(),
+            Transport::Unbuffered(tls) => tls.next_pdu(),
             Transport::Plain(plain) => {
-                if plain.input.len() < PDU_LEN {
-                    return None;
-                }
-                bytes.copy_from_slice(&plain.input[..PDU_LEN]);
+                let pdu = Pdu::from_slice(plain.input.get(..PDU_LEN)?)?;
                 plain.input.drain(..PDU_LEN);
                 if plain.input.is_empty() {
                     // Idle plaintext connections keep no buffer: it goes back to the pool.
                     pool::give(std::mem::take(&mut plain.input));
                 }
+                Some(pdu)
             }
         }
-        Some(Pdu::from_bytes(bytes))
     }
 
     /// Whether the peer has closed its side; what it sent before is still readable.

@@ -21,9 +21,7 @@ thread_local! {
 /// An empty buffer: one given back earlier if there is one (its capacity kept), else a
 /// new one without capacity.
 pub fn take() -> Vec<u8> {
-    let mut buf = FREE
-        .with(|free| free.borrow_mut().pop())
-        .unwrap_or_default();
+    let mut buf = kept_or_new();
     buf.clear();
     buf
 }
@@ -32,13 +30,17 @@ pub fn take() -> Vec<u8> {
 /// for callers that write into it and track their own data: a reused buffer is not zeroed
 /// again.
 pub fn lend(len: usize) -> Vec<u8> {
-    let mut buf = FREE
-        .with(|free| free.borrow_mut().pop())
-        .unwrap_or_default();
+    let mut buf = kept_or_new();
     if buf.len() < len {
         buf.resize(len, 0);
     }
     buf
+}
+
+/// The buffer given back last, as it was given, or a new one without capacity.
+fn kept_or_new() -> Vec<u8> {
+    FREE.with(|free| free.borrow_mut().pop())
+        .unwrap_or_default()
 }
 
 /// Gives `buf` back for reuse, or frees it if it is too big or the pool is full. Nothing

@@ -19,7 +19,7 @@ use std::io::{self, Read, Write};
 use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, InsufficientSizeError};
 
-use super::{classify, pool, Fill, ShortReadProbe, TransportError};
+use super::{classify, pool, Fill, TransportError};
 use kaichat_proto::pdu::{Pdu, PDU_LEN};
 
 /// What rustls offers when application data may be sent.
@@ -36,6 +36,8 @@ const MAX_INCOMING: usize = 80 * 1024;
 const PDU_RECORD_ROOM: usize = PDU_LEN + 64;
 /// Room asked for a close_notify alert record.
 const ALERT_ROOM: usize = 64;
+/// Room first asked for one handshake record (most fit; rustls asks for more if not).
+const HANDSHAKE_ROOM: usize = 4096;
 
 /// Bytes waiting in a buffer lent by the pool: `buf[start..end]`. The buffer keeps its
 /// length (zeroed once, when the pool first made it) so that reads and encryption write
@@ -209,13 +211,10 @@ impl UnbufferedTls {
             )));
         }
         let room = self.incoming.room(READ_ROOM);
-        let mut probe = ShortReadProbe {
-            socket,
-            short: false,
-        };
-        let result = probe.read(room);
-        let short = probe.short;
+        let asked = room.len();
+        let result = socket.read(room);
         let n = *result.as_ref().unwrap_or(&0);
+        let short = n < asked;
         let fill = classify(result, short, &mut self.peer_closed);
         if n > 0 {
             self.incoming.commit(n);
@@ -233,13 +232,9 @@ impl UnbufferedTls {
 
     /// Takes the next whole PDU decrypted, if there is one.
     pub fn next_pdu(&mut self) -> Option<Pdu> {
-        if self.plain.len() < PDU_LEN {
-            return None;
-        }
-        let mut bytes = [0u8; PDU_LEN];
-        bytes.copy_from_slice(&self.plain.data()[..PDU_LEN]);
+        let pdu = Pdu::from_slice(self.plain.data().get(..PDU_LEN)?)?;
         self.plain.consume(PDU_LEN);
-        Some(Pdu::from_bytes(bytes))
+        Some(pdu)
     }
 
     /// Encrypts one PDU into the output (after any handshake records rustls still has).
@@ -427,7 +422,7 @@ fn encode_into(
     outgoing: &mut Lent,
     encode: &mut rustls::unbuffered::EncodeTlsData<'_, rustls::server::ServerConnectionData>,
 ) -> Result<(), rustls::Error> {
-    let mut room = READ_ROOM.min(4096);
+    let mut room = HANDSHAKE_ROOM;
     loop {
         match encode.encode(outgoing.room(room)) {
             Ok(n) => {

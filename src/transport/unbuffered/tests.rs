@@ -145,7 +145,11 @@ impl Pair {
             room: usize::MAX,
         };
         assert!(self.server.flush(&mut socket).expect("into memory"));
-        let mut wire = &socket.bytes[..];
+        self.client_receives(&socket.bytes);
+    }
+
+    /// The client reads and processes `wire`, bytes the server wrote.
+    fn client_receives(&mut self, mut wire: &[u8]) {
         while !wire.is_empty() {
             self.client.read_tls(&mut wire).expect("from memory");
             self.client.process_new_packets().expect("the server's TLS");
@@ -350,11 +354,7 @@ fn output_waits_for_a_full_socket_then_drains_and_is_released() {
     assert!(pair.server.flush(&mut socket).unwrap());
     assert_eq!(pair.server.queued(), 0);
     assert!(pair.server_holds_nothing());
-    let mut wire = &socket.bytes[..];
-    while !wire.is_empty() {
-        pair.client.read_tls(&mut wire).unwrap();
-        pair.client.process_new_packets().unwrap();
-    }
+    pair.client_receives(&socket.bytes);
     for _ in 0..8 {
         assert_eq!(pair.client_reads_pdu(), Pdu::query(order));
     }
@@ -421,4 +421,48 @@ fn garbage_instead_of_a_handshake_is_an_error_never_a_panic_or_a_loop() {
             }
         }
     }
+}
+
+#[test]
+fn a_read_that_fills_its_room_is_progress_and_a_short_one_says_the_socket_is_drained() {
+    let mut pair = Pair::new(&[&rustls::version::TLS13], 64 * 1024);
+    pair.handshake();
+    let order = ByteOrder::Little;
+    // More than one read's room of records waits in the socket.
+    let sent = 2 * READ_ROOM / PDU_LEN;
+    for _ in 0..sent {
+        pair.client
+            .writer()
+            .write_all(Pdu::query(order).as_bytes())
+            .unwrap();
+    }
+    while pair.client.wants_write() {
+        pair.client
+            .write_tls(&mut pair.inbound.bytes)
+            .expect("into a Vec");
+    }
+    assert_eq!(
+        pair.server.fill(&mut pair.inbound).unwrap(),
+        Fill::Progress,
+        "the read filled its room: the socket may hold more"
+    );
+    let mut received = 0;
+    loop {
+        while pair.server.next_pdu().is_some() {
+            received += 1;
+        }
+        match pair.server.fill(&mut pair.inbound).unwrap() {
+            Fill::Progress => {}
+            Fill::Drained => break,
+            other => panic!("{other:?} before the socket was drained"),
+        }
+    }
+    assert!(
+        pair.inbound.bytes.is_empty(),
+        "Drained only once all is read"
+    );
+    while pair.server.next_pdu().is_some() {
+        received += 1;
+    }
+    assert_eq!(received, sent);
 }

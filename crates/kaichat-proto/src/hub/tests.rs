@@ -958,8 +958,9 @@ fn a_removal_takes_the_local_member_out_and_tells_it_unless_it_removed_itself() 
         entry,
         Some(removal("zed", "amy", "", true)),
     );
+    events.clear();
     hub.take_events(&mut events);
-    assert_eq!(events.len(), 1);
+    assert!(events.is_empty(), "{events:?}");
     // A duplicate removal is not applied twice (bob is a member again meanwhile).
     local_member(&mut hub, "@c", "bob", 2, 3);
     let entry = net_entry(None, Kind::Removal, "bob was kicked by amy: spam");
@@ -980,7 +981,7 @@ fn a_removal_takes_the_local_member_out_and_tells_it_unless_it_removed_itself() 
     );
     assert!(!hub.is_member(id, &user("amy")));
     hub.take_events(&mut events);
-    assert_eq!(events.len(), 1);
+    assert!(events.is_empty(), "{events:?}");
     assert!(outbound(&mut hub).is_empty(), "the network decided it");
     assert_eq!(hub.end_seq(id), 4);
 }
