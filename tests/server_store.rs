@@ -4,36 +4,10 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// A temporary directory of its own, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "kaichat-server-store-{name}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn db(&self) -> String {
-        self.0.join("history.db").to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn text(list: &[(String, String)]) -> Vec<String> {
     list.iter().map(|(s, t)| format!("{s}: {t}")).collect()
@@ -41,7 +15,7 @@ fn text(list: &[(String, String)]) -> Vec<String> {
 
 #[test]
 fn history_survives_sigterm_and_a_rejoiner_sees_the_same_replay() {
-    let dir = TempDir::new("restart");
+    let dir = TempDir::new("store-restart");
     let db = dir.db();
     let args = ["--store", &db, "--history", "50", "--replay", "40"];
     let server = Server::start(&args);
@@ -104,7 +78,7 @@ fn history_survives_sigterm_and_a_rejoiner_sees_the_same_replay() {
 /// Senders post under load while a reader collects what it is sent; then SIGKILL, restart,
 /// and return what the reader had received that the restarted server no longer has.
 fn kill_under_load(sync: &str) -> (usize, usize) {
-    let dir = TempDir::new(&format!("kill-{sync}"));
+    let dir = TempDir::new(&format!("store-kill-{sync}"));
     let db = dir.db();
     let args = [
         "--store",
@@ -213,7 +187,7 @@ fn wait_for(server: &Server, what: &str, within: Duration) -> bool {
 
 #[test]
 fn a_full_disk_keeps_the_server_serving_and_writing_resumes_when_space_is_back() {
-    let dir = TempDir::new("full");
+    let dir = TempDir::new("store-full");
     let db = dir.db();
     let args = ["--store", &db, "--stats-interval", "1", "--replay", "1000"];
     // Room for the empty store, not for much history: 2,000-byte messages fill it.
@@ -271,7 +245,7 @@ fn a_full_disk_keeps_the_server_serving_and_writing_resumes_when_space_is_back()
 /// banned name still cannot join, and a banned address is still closed at accept.
 #[test]
 fn bans_survive_a_restart() {
-    let dir = TempDir::new("bans");
+    let dir = TempDir::new("store-bans");
     let db = dir.db();
     let file = OperFile::new("store-bans", "swordfish");
     let args = ["--store", &db, "--oper-password-file", file.path()];

@@ -167,37 +167,13 @@ fn v1_and_v2_clients_in_one_channel_each_see_what_their_version_promises() {
     assert_eq!(query_v1(&mut bob), entries(&[("SERVER", "carol joined")]));
 }
 
-/// A scratch directory, removed on drop.
-struct Scratch(std::path::PathBuf);
-
-impl Scratch {
-    fn new(test: &str) -> Scratch {
-        let dir =
-            std::env::temp_dir().join(format!("kaichat-server-v2-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("a scratch directory");
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn with_sync_always_an_entry_is_pushed_once_the_store_commits_it() {
     // Under `always`, pushes stop at what the store has committed; the commit, not another
     // client's request, must release them.
-    let dir = Scratch::new("always");
-    let db = dir.0.join("history.db");
-    let server = Server::start(&[
-        "--store",
-        db.to_str().expect("a UTF-8 path"),
-        "--sync",
-        "always",
-    ]);
+    let dir = TempDir::new("v2-always");
+    let db = dir.db();
+    let server = Server::start(&["--store", &db, "--sync", "always"]);
     let mut alice = server.member_v2("alice", "@durable");
     expect_entry(&mut alice, "SERVER", "alice joined");
     let mut bob = server.member("bob", "@durable");

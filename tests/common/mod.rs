@@ -1136,3 +1136,28 @@ impl Drop for OperFile {
         let _ = std::fs::remove_file(&self.0);
     }
 }
+
+/// A temporary directory of a test's own (`kaichat-server-<name>-<pid>`), removed when
+/// dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let dir =
+            std::env::temp_dir().join(format!("kaichat-server-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        TempDir(dir)
+    }
+
+    /// The path of a store's database file in it (`--store`).
+    pub fn db(&self) -> String {
+        self.0.join("history.db").to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
