@@ -23,3 +23,6 @@ pub mod outbox;
 pub mod pdu;
 pub mod session;
 pub mod timer_wheel;
+
+#[cfg(test)]
+mod test_support;

@@ -3,14 +3,7 @@
 use std::net::IpAddr;
 
 use super::*;
-
-fn user(name: &str) -> Username {
-    Username::new(name.as_bytes()).unwrap()
-}
-
-fn channel(name: &str) -> ChannelName {
-    ChannelName::new(name.as_bytes()).unwrap()
-}
+use crate::test_support::{channel, outbound, user};
 
 /// Claims `name` (connection 0, no address) unless it is held already, then joins `name`
 /// to channel `ch` at time 0 as a version-1 reader (no push).
@@ -786,12 +779,6 @@ fn read_replica(hub: &Hub, id: ChannelId, cursor: &mut u64) -> Vec<String> {
             Next::Done => return out,
         }
     }
-}
-
-fn outbound(hub: &mut Hub) -> Vec<Outbound> {
-    let mut out = Vec::new();
-    hub.take_outbound(&mut out);
-    out
 }
 
 fn deserted(hub: &mut Hub) -> Vec<String> {

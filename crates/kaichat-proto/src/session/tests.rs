@@ -20,6 +20,7 @@ use crate::network::Outbound;
 use crate::pdu::{
     CHANNEL, OPERATORS, PARAMS_LEN, PDU_LEN, PREFIX_LEN, SEPARATOR, SERVER_NAME, TIME, UP_TO_DATE,
 };
+use crate::test_support::{channel as cname, outbound, user as uname};
 
 const LE: ByteOrder = ByteOrder::Little;
 const BE: ByteOrder = ByteOrder::Big;
@@ -3123,14 +3124,6 @@ fn cluster_hub(history: usize, replay: usize) -> Hub {
     hub
 }
 
-fn uname(name: &str) -> Username {
-    Username::new(name.as_bytes()).unwrap()
-}
-
-fn cname(name: &str) -> ChannelName {
-    ChannelName::new(name.as_bytes()).unwrap()
-}
-
 /// The network's verdict, given at `now`: what the session wrote.
 fn verdict(s: &mut Session, hub: &mut Hub, verdict: Verdict, now: u64) -> Vec<Pdu> {
     let mut out = Vec::new();
@@ -3194,12 +3187,6 @@ fn cluster_join(s: &mut Session, hub: &mut Hub, ch: &str, seq: u64) {
     let out = verdict(s, hub, Verdict::Joined { seq }, 0);
     assert_eq!(lines(&out), [format!("JOIN_CHANNEL {ch}")]);
     net(hub, ch, seq, None, &format!("{user} joined"));
-}
-
-fn outbound(hub: &mut Hub) -> Vec<Outbound> {
-    let mut out = Vec::new();
-    hub.take_outbound(&mut out);
-    out
 }
 
 #[test]
