@@ -13,7 +13,8 @@
 //! in the module as `#[cfg(test)] mod tests;` and written in their own file beside it,
 //! `<module>/tests.rs` (`pdu.rs` → `pdu/tests.rs`, `client/mod.rs` → `client/tests.rs`).
 //! Being a child module, they see the module's private items, so nothing is made public
-//! for a test's sake; what only tests need is defined in the tests.
+//! for a test's sake; what only tests need is defined in the tests (what several
+//! modules' tests share, in `test_support`, built for tests only).
 
 pub mod client;
 pub mod hub;
