@@ -223,7 +223,7 @@ pub fn summary_json(config: &Config, outcome: &Outcome) -> Value {
         "latency_us": Value::Object(latency),
         "servers": servers_json(config, outcome),
         "config": {
-            "server": servers_text(config),
+            "server": config.servers_text(),
             "settle_s": config.settle.as_secs_f64(),
             "channels": config.channels,
             "interval_s": config.interval.as_secs_f64(),
@@ -240,12 +240,6 @@ pub fn summary_json(config: &Config, outcome: &Outcome) -> Value {
             "seed": config.seed,
         },
     })
-}
-
-/// `--server` as given: the addresses, comma-separated.
-fn servers_text(config: &Config) -> String {
-    let addrs: Vec<String> = config.servers.iter().map(ToString::to_string).collect();
-    addrs.join(",")
 }
 
 /// Per server: its address, the clients sent to it, and how many it set up, joined and
