@@ -5,41 +5,20 @@ use kaichat_proto::client::{Client, Settings};
 use super::*;
 use crate::config::Protocol;
 use crate::conn::Stage;
-use crate::ledger::Seen;
-use crate::schedule::{Periodic, QuerySchedule};
 use crate::transport::Transport;
 
-/// Client `id` of `cfg`, of protocol `version`, joined at `joined`, on a real (idle)
+/// Client `id` of `cfg` (of the version `cfg` gives it), joined at `joined`, on a real (idle)
 /// loopback socket: `Conn` owns one.
 fn conn(cfg: &Config, id: u32, joined: Instant) -> Conn {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let std_sock = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let sock = mio::net::TcpStream::from_std(std_sock);
+    let client = Client::new(Settings::default());
     Conn {
-        id,
-        channel: id % cfg.channels,
-        server: cfg.server_of(id),
-        sock: mio::net::TcpStream::from_std(std_sock),
-        transport: Transport::plain(),
-        client: Client::new(Settings::default()),
         stage: Stage::Active,
         writable: true,
-        connect_start: joined,
         joined: Some(joined),
-        version: cfg.version(id),
-        queries: QuerySchedule::stopped(),
-        messages: Periodic::never(),
-        pings: Periodic::never(),
-        ping_due: None,
-        query_sent: joined,
-        extra_query: false,
-        msg_seq: 0,
-        received_owed: 0,
-        skipped: 0,
-        echoes: 0,
-        seen: Seen::default(),
-        wake_at: None,
-        wake_gen: 0,
-        finished: false,
+        ..Conn::new(cfg, id, sock, Transport::plain(), client, joined)
     }
 }
 
