@@ -193,7 +193,6 @@ fn target(
     let _ = writeln!(out, "| {name} | {shown} | {verdict} |");
 }
 
-/// The target that nothing owed was lost: `lost` of the `owed` counted in the summary.
 /// The target "every client connected" (named `name`): connected against clients asked.
 fn all_connected(out: &mut String, s: &Value, name: &str) {
     let clients = num(s, "clients").unwrap_or(0.0);
@@ -202,6 +201,15 @@ fn all_connected(out: &mut String, s: &Value, name: &str) {
     target(out, name, connected, shown, |c| c >= clients);
 }
 
+/// The target "zero errors": the summary's `errors`.
+fn zero_errors(out: &mut String, s: &Value) {
+    let errors = num(s, "errors");
+    target(out, "zero errors", errors, show(errors, "", 0), |e| {
+        e == 0.0
+    });
+}
+
+/// The target that nothing owed was lost: `lost` of the `owed` counted in the summary.
 fn zero_lost(out: &mut String, s: &Value, name: &str, lost: &str, owed: &str) {
     let count = num(s, lost);
     let shown = format!(
@@ -223,10 +231,7 @@ fn targets(scenario: &str, s: &Value, f: &ServerFigures) -> String {
     match scenario {
         "poll-19k" => {
             all_connected(&mut out, s, "every client connected");
-            let errors = num(s, "errors");
-            target(&mut out, "zero errors", errors, show(errors, "", 0), |e| {
-                e == 0.0
-            });
+            zero_errors(&mut out, s);
             zero_lost(
                 &mut out,
                 s,
@@ -292,10 +297,7 @@ fn targets(scenario: &str, s: &Value, f: &ServerFigures) -> String {
         }
         "push-19k" | "mixed-19k" | "push-idle-19k" => {
             all_connected(&mut out, s, "every client connected");
-            let errors = num(s, "errors");
-            target(&mut out, "zero errors", errors, show(errors, "", 0), |e| {
-                e == 0.0
-            });
+            zero_errors(&mut out, s);
             if scenario == "push-idle-19k" {
                 target(
                     &mut out,
@@ -393,10 +395,7 @@ fn targets(scenario: &str, s: &Value, f: &ServerFigures) -> String {
             );
         }
         _ => {
-            let errors = num(s, "errors");
-            target(&mut out, "zero errors", errors, show(errors, "", 0), |e| {
-                e == 0.0
-            });
+            zero_errors(&mut out, s);
             let lost = num(s, "messages_lost");
             target(
                 &mut out,
