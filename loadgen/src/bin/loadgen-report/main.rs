@@ -480,6 +480,8 @@ fn report(dir: &Path) -> Result<(), String> {
             .unwrap_or(0.0)
     };
     let mixed = count("delivery_v1") > 0.0 && count("delivery_v2") > 0.0;
+    // Read once: in a mixed run the delivery plot draws the two versions apart.
+    let (v1, v2) = (hgrm("delivery_v1"), hgrm("delivery_v2"));
     for (metric, window) in [
         ("query", "QUERYs due in the steady window"),
         ("connect", "every connection of the ramp"),
@@ -494,7 +496,7 @@ fn report(dir: &Path) -> Result<(), String> {
         }
         let file = format!("latency-{metric}.svg");
         let title = format!("{scenario}: {metric} latency of {window}");
-        let (v1, v2, all) = (hgrm("delivery_v1"), hgrm("delivery_v2"), hgrm(metric));
+        let all = hgrm(metric);
         let lines: Vec<plots::Distribution> = if metric == "delivery" && mixed {
             vec![
                 ("version-1 readers (polling)", plots::RED, &v1),
