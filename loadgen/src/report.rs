@@ -154,6 +154,7 @@ fn window_cpu_json(cpu: Option<WindowCpu>) -> Value {
 /// The JSON summary.
 pub fn summary_json(config: &Config, outcome: &Outcome) -> Value {
     let c = &outcome.counters;
+    let [clients_v1, clients_v2] = config.clients_by_version();
     let mut latency = Map::new();
     for (name, h) in metrics(outcome) {
         latency.insert(name.to_string(), percentiles_json(&h.summary()));
@@ -201,8 +202,8 @@ pub fn summary_json(config: &Config, outcome: &Outcome) -> Value {
         "pings": c.pings,
         "pongs": c.pongs,
         "protocol": config.protocol.name(),
-        "clients_v1": config.clients_by_version()[0],
-        "clients_v2": config.clients_by_version()[1],
+        "clients_v1": clients_v1,
+        "clients_v2": clients_v2,
         "messages_foreign": c.messages_foreign,
         "skip_notices": c.skip_notices,
         "skipped_entries": c.skipped_entries,
