@@ -6,6 +6,7 @@
 //! never rename them.
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::path::Path;
 
 use serde_json::{json, Map, Value};
@@ -16,7 +17,7 @@ use crate::clock::Window;
 use crate::config::Config;
 use crate::cpu::WindowCpu;
 use crate::reactor::Outcome;
-use crate::stats::{Latency, Percentiles};
+use crate::stats::{Latency, Percentiles, ServerCounts};
 
 /// The metrics written as `.hgrm` files and into `latency_us`, by name. The last four
 /// only mean something where version-2 clients ran (`delivery_v1` where both did).
@@ -243,19 +244,26 @@ pub fn summary_json(config: &Config, outcome: &Outcome) -> Value {
     })
 }
 
-/// Per server: its address, the clients sent to it, and how many it set up, joined and
-/// saw through the end of the run.
-fn servers_json(config: &Config, outcome: &Outcome) -> Value {
+/// Per server, in `--server` order: its address, the clients sent to it, and how many it
+/// set up, joined and saw through the end of the run (zero where it saw nothing).
+fn per_server<'a>(
+    config: &'a Config,
+    outcome: &'a Outcome,
+) -> impl Iterator<Item = (SocketAddr, u32, ServerCounts)> + 'a {
     let clients = config.clients_by_server();
-    let servers: Vec<Value> = config
-        .servers
-        .iter()
-        .enumerate()
-        .map(|(i, addr)| {
-            let counts = outcome.servers.get(i).copied().unwrap_or_default();
+    config.servers.iter().enumerate().map(move |(i, &addr)| {
+        let counts = outcome.servers.get(i).copied().unwrap_or_default();
+        (addr, clients.get(i).copied().unwrap_or(0), counts)
+    })
+}
+
+/// [`per_server`] as JSON.
+fn servers_json(config: &Config, outcome: &Outcome) -> Value {
+    let servers: Vec<Value> = per_server(config, outcome)
+        .map(|(addr, clients, counts)| {
             json!({
                 "addr": addr.to_string(),
-                "clients": clients.get(i).copied().unwrap_or(0),
+                "clients": clients,
                 "established": counts.established,
                 "joined": counts.joined,
                 "finished": counts.finished,
@@ -297,16 +305,11 @@ pub fn summary_table(config: &Config, outcome: &Outcome) -> String {
         peak_handshakes_per_s(outcome)
     );
     if config.servers.len() > 1 {
-        let clients = config.clients_by_server();
-        for (i, addr) in config.servers.iter().enumerate() {
-            let counts = outcome.servers.get(i).copied().unwrap_or_default();
+        for (addr, clients, counts) in per_server(config, outcome) {
             let _ = writeln!(
                 out,
-                "    server {addr}: connected {} / {} (joined {}, finished {})",
-                counts.established,
-                clients.get(i).copied().unwrap_or(0),
-                counts.joined,
-                counts.finished
+                "    server {addr}: connected {} / {clients} (joined {}, finished {})",
+                counts.established, counts.joined, counts.finished
             );
         }
     }
