@@ -103,6 +103,18 @@ fn percent((cpu, len): (f64, f64)) -> Option<f64> {
     (len > 0.0).then(|| cpu / len * 100.0)
 }
 
+/// The steady window `(start, end)` in Unix seconds, from summary.json; `None` when it
+/// names none (or an empty one).
+fn steady_window(summary: &Value) -> Option<(f64, f64)> {
+    match (
+        num(summary, "steady_start_unix"),
+        num(summary, "steady_end_unix"),
+    ) {
+        (Some(a), Some(b)) if b > a && a > 0.0 => Some((a, b)),
+        _ => None,
+    }
+}
+
 fn figures(
     summary: &Value,
     server: &[Sample],
@@ -111,14 +123,7 @@ fn figures(
     env: &BTreeMap<String, String>,
 ) -> ServerFigures {
     let mut f = ServerFigures::default();
-    let steady = match (
-        num(summary, "steady_start_unix"),
-        num(summary, "steady_end_unix"),
-    ) {
-        (Some(a), Some(b)) if b > a && a > 0.0 => Some((a, b)),
-        _ => None,
-    };
-    if let Some((a, b)) = steady {
+    if let Some((a, b)) = steady_window(summary) {
         let edges = summary.get("steady_cpu_s").filter(|v| v.is_object());
         f.steady_s = Some(b - a);
         let cpu = window_cpu(edges, "server", server, a, b);
