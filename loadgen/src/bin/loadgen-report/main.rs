@@ -115,6 +115,14 @@ fn steady_window(summary: &Value) -> Option<(f64, f64)> {
     }
 }
 
+/// µs of CPU per connected client per second, from CPU in % of one core (10^4 µs per
+/// second) and the clients connected; `None` without CPU or clients.
+fn cpu_us_per_client_s(cpu_percent: Option<f64>, connected: Option<f64>) -> Option<f64> {
+    cpu_percent
+        .zip(connected.filter(|c| *c > 0.0))
+        .map(|(cpu, n)| cpu * 1e4 / n)
+}
+
 fn figures(
     summary: &Value,
     server: &[Sample],
@@ -145,9 +153,7 @@ fn figures(
         f.rss_before_kib = samples::rss_before(server, start);
     }
     let connected = num(summary, "connected").unwrap_or(0.0);
-    if connected > 0.0 {
-        f.cpu_us_per_client_s = f.cpu_percent.map(|p| p * 1e4 / connected);
-    }
+    f.cpu_us_per_client_s = cpu_us_per_client_s(f.cpu_percent, Some(connected));
     if let (Some(before), Some(steady)) = (f.rss_before_kib, f.rss_steady_kib) {
         if connected > 0.0 {
             f.rss_per_conn_kib = Some((steady - before) / connected);

@@ -12,7 +12,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::samples::{self, Sample};
-use crate::{percent, show, steady_window};
+use crate::{cpu_us_per_client_s, percent, show, steady_window};
 
 /// One node's figures over the steady window.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -54,10 +54,7 @@ pub fn node(samples: &[Sample], entry: Option<&Value>, steady: Option<(f64, f64)
         clients: get("clients"),
         connected,
         cpu_percent,
-        // % of a core is 10^4 µs per second.
-        cpu_us_per_client_s: cpu_percent
-            .zip(connected.filter(|c| *c > 0.0))
-            .map(|(cpu, n)| cpu * 1e4 / n),
+        cpu_us_per_client_s: cpu_us_per_client_s(cpu_percent, connected),
         rss_steady_kib,
     }
 }
