@@ -119,12 +119,9 @@ case "$scenario" in
     echo "loadtest.sh: unknown scenario '$scenario' (smoke, poll-19k, push-19k, mixed-19k, push-idle-19k, idle-19k, storm, flat-out, cluster-3x)" >&2
     exit 2 ;;
 esac
-if [ "$nodes" -gt 0 ]; then
-  servers="127.0.0.1:$PORT"
-  for ((k = 1; k < nodes; k++)); do servers+=",127.0.0.1:$((PORT + k))"; done
-else
-  servers="127.0.0.1:$PORT"
-fi
+# A network's node K listens on PORT + K.
+servers="127.0.0.1:$PORT"
+for ((k = 1; k < nodes; k++)); do servers+=",127.0.0.1:$((PORT + k))"; done
 flags+=(--sources "$sources" --server "$servers")
 
 # Extra flags override the scenario's: drop each "--flag value" pair given again.
@@ -254,11 +251,10 @@ if [ "$nodes" -gt 0 ]; then
     sleep 0.1
   done
   [ -f "$out/cluster.state" ] || { echo "loadtest.sh: the network did not start in 30 s:" >&2; cat "$out/cluster.log" >&2; exit 1; }
-  redis_pid=$(awk -F= '$1 == "redis_pid" {print $2}' "$out/cluster.state")
-  redis_port=$(awk -F= '$1 == "redis_port" {print $2}' "$out/cluster.state")
-  for ((k = 0; k < nodes; k++)); do
-    node_pids+=("$(awk -F= -v key="node${k}_pid" '$1 == key {print $2}' "$out/cluster.state")")
-  done
+  state() { awk -F= -v key="$1" '$1 == key {print $2}' "$out/cluster.state"; }
+  redis_pid=$(state redis_pid)
+  redis_port=$(state redis_port)
+  for ((k = 0; k < nodes; k++)); do node_pids+=("$(state "node${k}_pid")"); done
   echo "redis_version=$(redis-server --version | sed 's/.* v=\([^ ]*\).*/\1/')" >> "$out/run.env"
 else
   server_cmd=("$server_bin" --listen "127.0.0.1:$PORT" "${server_flags[@]}")

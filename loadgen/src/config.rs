@@ -174,6 +174,12 @@ impl Config {
         ((u64::from(i % k) + u64::from(i / k)) % s) as usize
     }
 
+    /// [`Config::servers`] as `--server` takes them: the addresses, comma-separated.
+    pub fn servers_text(&self) -> String {
+        let addrs: Vec<String> = self.servers.iter().map(ToString::to_string).collect();
+        addrs.join(",")
+    }
+
     /// How many clients each server gets (index as in [`Config::servers`]).
     pub fn clients_by_server(&self) -> Vec<u32> {
         let mut counts = vec![0; self.servers.len()];

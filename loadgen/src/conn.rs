@@ -10,6 +10,7 @@ use std::time::Instant;
 use kaichat_proto::client::Client;
 use mio::net::TcpStream;
 
+use crate::config::Config;
 use crate::ledger::{Member, Reader, Seen};
 use crate::schedule::{Periodic, QuerySchedule};
 use crate::transport::Transport;
@@ -99,6 +100,45 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// Client `id` of `cfg` (its channel, server and version as `cfg` assigns them), its
+    /// TCP connect started at `now` on `sock`: nothing scheduled, nothing read yet.
+    pub fn new(
+        cfg: &Config,
+        id: u32,
+        sock: TcpStream,
+        transport: Transport,
+        client: Client,
+        now: Instant,
+    ) -> Conn {
+        Conn {
+            id,
+            channel: id % cfg.channels.max(1),
+            server: cfg.server_of(id),
+            sock,
+            transport,
+            client,
+            stage: Stage::Connecting,
+            writable: false,
+            connect_start: now,
+            joined: None,
+            version: cfg.version(id),
+            queries: QuerySchedule::stopped(),
+            messages: Periodic::never(),
+            pings: Periodic::never(),
+            ping_due: None,
+            query_sent: now,
+            extra_query: false,
+            msg_seq: 0,
+            received_owed: 0,
+            skipped: 0,
+            echoes: 0,
+            seen: Seen::default(),
+            wake_at: None,
+            wake_gen: 0,
+            finished: false,
+        }
+    }
+
     /// Whether the client is still on its way in.
     pub fn setting_up(&self) -> bool {
         matches!(

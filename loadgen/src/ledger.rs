@@ -59,8 +59,15 @@ pub struct Member {
 impl Member {
     /// Whether a message sent at `sent` by another client counts as owed to this member.
     pub fn owes(&self, sent: Instant) -> bool {
-        sent > self.joined
+        owed(self.joined, sent)
     }
+}
+
+/// The one rule of what is owed, for the ledger ([`Member::owes`]) and for reads
+/// ([`Seen::read`]) alike: a message sent after the member's JOIN acknowledgement arrived
+/// (at `joined`); one sent before is a replay.
+fn owed(joined: Instant, sent: Instant) -> bool {
+    sent > joined
 }
 
 /// A member as a reader of its channel, for [`Seen::read`].
@@ -133,7 +140,7 @@ impl Seen {
             };
         }
         Read::Delivered {
-            owed: reader.joined.is_some_and(|joined| sent > joined),
+            owed: reader.joined.is_some_and(|joined| owed(joined, sent)),
         }
     }
 }

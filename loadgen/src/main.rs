@@ -86,12 +86,7 @@ fn main() -> ExitCode {
             "loadgen: {} clients → {} ({}), {} channels, interval {} s, ramp {}/s, steady {} s, \
              {} source address(es), fd limit {fd_limit}",
             config.clients,
-            config
-                .servers
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
+            config.servers_text(),
             if config.plaintext { "plaintext" } else { "TLS" },
             config.channels,
             config.interval.as_secs_f64(),

@@ -6,6 +6,7 @@
 //! never rename them.
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::path::Path;
 
 use serde_json::{json, Map, Value};
@@ -16,7 +17,7 @@ use crate::clock::Window;
 use crate::config::Config;
 use crate::cpu::WindowCpu;
 use crate::reactor::Outcome;
-use crate::stats::{Latency, Percentiles};
+use crate::stats::{Latency, Percentiles, ServerCounts};
 
 /// The metrics written as `.hgrm` files and into `latency_us`, by name. The last four
 /// only mean something where version-2 clients ran (`delivery_v1` where both did).
@@ -154,6 +155,7 @@ fn window_cpu_json(cpu: Option<WindowCpu>) -> Value {
 /// The JSON summary.
 pub fn summary_json(config: &Config, outcome: &Outcome) -> Value {
     let c = &outcome.counters;
+    let [clients_v1, clients_v2] = config.clients_by_version();
     let mut latency = Map::new();
     for (name, h) in metrics(outcome) {
         latency.insert(name.to_string(), percentiles_json(&h.summary()));
@@ -201,8 +203,8 @@ pub fn summary_json(config: &Config, outcome: &Outcome) -> Value {
         "pings": c.pings,
         "pongs": c.pongs,
         "protocol": config.protocol.name(),
-        "clients_v1": config.clients_by_version()[0],
-        "clients_v2": config.clients_by_version()[1],
+        "clients_v1": clients_v1,
+        "clients_v2": clients_v2,
         "messages_foreign": c.messages_foreign,
         "skip_notices": c.skip_notices,
         "skipped_entries": c.skipped_entries,
@@ -223,7 +225,7 @@ pub fn summary_json(config: &Config, outcome: &Outcome) -> Value {
         "latency_us": Value::Object(latency),
         "servers": servers_json(config, outcome),
         "config": {
-            "server": servers_text(config),
+            "server": config.servers_text(),
             "settle_s": config.settle.as_secs_f64(),
             "channels": config.channels,
             "interval_s": config.interval.as_secs_f64(),
@@ -242,25 +244,26 @@ pub fn summary_json(config: &Config, outcome: &Outcome) -> Value {
     })
 }
 
-/// `--server` as given: the addresses, comma-separated.
-fn servers_text(config: &Config) -> String {
-    let addrs: Vec<String> = config.servers.iter().map(ToString::to_string).collect();
-    addrs.join(",")
+/// Per server, in `--server` order: its address, the clients sent to it, and how many it
+/// set up, joined and saw through the end of the run (zero where it saw nothing).
+fn per_server<'a>(
+    config: &'a Config,
+    outcome: &'a Outcome,
+) -> impl Iterator<Item = (SocketAddr, u32, ServerCounts)> + 'a {
+    let clients = config.clients_by_server();
+    config.servers.iter().enumerate().map(move |(i, &addr)| {
+        let counts = outcome.servers.get(i).copied().unwrap_or_default();
+        (addr, clients.get(i).copied().unwrap_or(0), counts)
+    })
 }
 
-/// Per server: its address, the clients sent to it, and how many it set up, joined and
-/// saw through the end of the run.
+/// [`per_server`] as JSON.
 fn servers_json(config: &Config, outcome: &Outcome) -> Value {
-    let clients = config.clients_by_server();
-    let servers: Vec<Value> = config
-        .servers
-        .iter()
-        .enumerate()
-        .map(|(i, addr)| {
-            let counts = outcome.servers.get(i).copied().unwrap_or_default();
+    let servers: Vec<Value> = per_server(config, outcome)
+        .map(|(addr, clients, counts)| {
             json!({
                 "addr": addr.to_string(),
-                "clients": clients.get(i).copied().unwrap_or(0),
+                "clients": clients,
                 "established": counts.established,
                 "joined": counts.joined,
                 "finished": counts.finished,
@@ -302,16 +305,11 @@ pub fn summary_table(config: &Config, outcome: &Outcome) -> String {
         peak_handshakes_per_s(outcome)
     );
     if config.servers.len() > 1 {
-        let clients = config.clients_by_server();
-        for (i, addr) in config.servers.iter().enumerate() {
-            let counts = outcome.servers.get(i).copied().unwrap_or_default();
+        for (addr, clients, counts) in per_server(config, outcome) {
             let _ = writeln!(
                 out,
-                "    server {addr}: connected {} / {} (joined {}, finished {})",
-                counts.established,
-                clients.get(i).copied().unwrap_or(0),
-                counts.joined,
-                counts.finished
+                "    server {addr}: connected {} / {clients} (joined {}, finished {})",
+                counts.established, counts.joined, counts.finished
             );
         }
     }

@@ -56,6 +56,12 @@ impl Latency {
         self.0.reset();
     }
 
+    /// Adds every value `other` recorded.
+    pub fn add(&mut self, other: &Latency) {
+        // Both have the same bounds, so no value of `other` is out of this one's range.
+        let _ = self.0.add(&other.0);
+    }
+
     /// The summary the JSON output carries.
     pub fn summary(&self) -> Percentiles {
         Percentiles {
@@ -148,9 +154,11 @@ pub struct Metrics {
     pub query_sent: Latency,
     /// QUERY due → up-to-date PDU while clients were still connecting.
     pub query_ramp: Latency,
-    /// Message due (time written inside it) → another member reads it.
+    /// Message due (time written inside it) → another member reads it: `delivery_v1`
+    /// and `delivery_v2` together, filled in once by [`Metrics::with_delivery`] when the
+    /// run ends rather than recorded a second time per message.
     pub delivery: Latency,
-    /// `delivery` split by the reader's protocol version: version 1 waits for its next
+    /// Delivery latency by the reader's protocol version: version 1 waits for its next
     /// QUERY, version 2 is pushed (end-to-end latency).
     pub delivery_v1: Latency,
     pub delivery_v2: Latency,
@@ -164,6 +172,16 @@ pub struct Metrics {
     pub lag: Latency,
     /// Queries of the last progress second, for the progress line.
     pub window_query: Latency,
+}
+
+impl Metrics {
+    /// These metrics with `delivery` set to every delivery of either version.
+    pub fn with_delivery(mut self) -> Metrics {
+        self.delivery.reset();
+        self.delivery.add(&self.delivery_v1);
+        self.delivery.add(&self.delivery_v2);
+        self
+    }
 }
 
 /// Plain counts.

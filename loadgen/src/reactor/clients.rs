@@ -20,7 +20,6 @@ use super::stages::{Phase, RunStage};
 use super::Reactor;
 use crate::config::Config;
 use crate::conn::{Conn, EndStep, Stage};
-use crate::ledger::Seen;
 use crate::message::Stamp;
 use crate::schedule::{phase, Periodic, QuerySchedule, STREAM_PING, STREAM_QUERY};
 use crate::transport::{read_all, ReadEnd, Transport};
@@ -111,33 +110,7 @@ impl Reactor<'_> {
         client.start(now, &mut transport);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
-        let conn = entry.insert(Conn {
-            id: i,
-            channel: i % cfg.channels,
-            server,
-            sock,
-            transport,
-            client,
-            stage: Stage::Connecting,
-            writable: false,
-            connect_start: now,
-            joined: None,
-            version,
-            queries: QuerySchedule::stopped(),
-            messages: Periodic::never(),
-            pings: Periodic::never(),
-            ping_due: None,
-            query_sent: now,
-            extra_query: false,
-            msg_seq: 0,
-            received_owed: 0,
-            skipped: 0,
-            echoes: 0,
-            seen: Seen::default(),
-            wake_at: None,
-            wake_gen: 0,
-            finished: false,
-        });
+        let conn = entry.insert(Conn::new(cfg, i, sock, transport, client, now));
         if let Err(e) = self.poll.registry().register(
             &mut conn.sock,
             Token(key),

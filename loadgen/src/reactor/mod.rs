@@ -217,7 +217,7 @@ impl Reactor<'_> {
             loss: record.loss(),
             connect: record.connect_window(),
             counters: record.counters,
-            metrics: record.metrics,
+            metrics: record.metrics.with_delivery(),
             errors: record.errors,
             disconnects: record.disconnects,
             timeline: self.progress.into_timeline(),

@@ -169,7 +169,6 @@ impl Record {
                 // latency to speak of.
                 if owed {
                     conn.received_owed += 1;
-                    self.metrics.delivery.record(latency);
                     self.metrics.window_delivery.record(latency);
                     if conn.version >= 2 {
                         self.metrics.delivery_v2.record(latency);

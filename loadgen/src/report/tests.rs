@@ -231,3 +231,50 @@ fn a_mixed_run_reports_each_protocol_and_the_echoes() {
     let v1_table = summary_table(&self::config(), &outcome());
     assert!(!v1_table.contains("echo"), "{v1_table}");
 }
+
+#[test]
+fn each_server_is_shown_with_its_clients_even_one_that_saw_nothing() {
+    let config = Config {
+        clients: 4,
+        channels: 2,
+        servers: vec![
+            "127.0.0.1:29400".parse().unwrap(),
+            "127.0.0.1:29401".parse().unwrap(),
+        ],
+        ..config()
+    };
+    let mut o = outcome();
+    // The second server never set a client up: the record has no entry for it.
+    o.servers = vec![crate::stats::ServerCounts {
+        established: 2,
+        joined: 2,
+        finished: 1,
+    }];
+    let v = summary_json(&config, &o);
+    let servers = v["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), 2, "{v}");
+    assert_eq!(servers[0]["addr"], "127.0.0.1:29400");
+    assert_eq!(
+        (
+            servers[0]["clients"].as_u64(),
+            servers[0]["finished"].as_u64()
+        ),
+        (Some(2), Some(1))
+    );
+    assert_eq!(
+        (
+            servers[1]["clients"].as_u64(),
+            servers[1]["established"].as_u64()
+        ),
+        (Some(2), Some(0))
+    );
+    let table = summary_table(&config, &o);
+    assert!(
+        table.contains("server 127.0.0.1:29400: connected 2 / 2 (joined 2, finished 1)"),
+        "{table}"
+    );
+    assert!(
+        table.contains("server 127.0.0.1:29401: connected 0 / 2 (joined 0, finished 0)"),
+        "{table}"
+    );
+}

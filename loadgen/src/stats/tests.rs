@@ -72,3 +72,15 @@ fn causes_count() {
         [("connect: refused", 1), ("tls", 2)]
     );
 }
+
+#[test]
+fn delivery_is_both_versions_together() {
+    let mut m = Metrics::default();
+    m.delivery_v1.record(Duration::from_millis(1_500));
+    m.delivery_v1.record(Duration::from_millis(900));
+    m.delivery_v2.record(Duration::from_micros(800));
+    let m = m.with_delivery();
+    assert_eq!(m.delivery.count(), 3);
+    assert_eq!(m.delivery.quantile(0.0), m.delivery_v2.quantile(0.0));
+    assert_eq!(m.delivery.quantile(1.0), m.delivery_v1.quantile(1.0));
+}

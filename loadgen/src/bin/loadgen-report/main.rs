@@ -103,6 +103,26 @@ fn percent((cpu, len): (f64, f64)) -> Option<f64> {
     (len > 0.0).then(|| cpu / len * 100.0)
 }
 
+/// The steady window `(start, end)` in Unix seconds, from summary.json; `None` when it
+/// names none (or an empty one).
+fn steady_window(summary: &Value) -> Option<(f64, f64)> {
+    match (
+        num(summary, "steady_start_unix"),
+        num(summary, "steady_end_unix"),
+    ) {
+        (Some(a), Some(b)) if b > a && a > 0.0 => Some((a, b)),
+        _ => None,
+    }
+}
+
+/// µs of CPU per connected client per second, from CPU in % of one core (10^4 µs per
+/// second) and the clients connected; `None` without CPU or clients.
+fn cpu_us_per_client_s(cpu_percent: Option<f64>, connected: Option<f64>) -> Option<f64> {
+    cpu_percent
+        .zip(connected.filter(|c| *c > 0.0))
+        .map(|(cpu, n)| cpu * 1e4 / n)
+}
+
 fn figures(
     summary: &Value,
     server: &[Sample],
@@ -111,14 +131,7 @@ fn figures(
     env: &BTreeMap<String, String>,
 ) -> ServerFigures {
     let mut f = ServerFigures::default();
-    let steady = match (
-        num(summary, "steady_start_unix"),
-        num(summary, "steady_end_unix"),
-    ) {
-        (Some(a), Some(b)) if b > a && a > 0.0 => Some((a, b)),
-        _ => None,
-    };
-    if let Some((a, b)) = steady {
+    if let Some((a, b)) = steady_window(summary) {
         let edges = summary.get("steady_cpu_s").filter(|v| v.is_object());
         f.steady_s = Some(b - a);
         let cpu = window_cpu(edges, "server", server, a, b);
@@ -140,9 +153,7 @@ fn figures(
         f.rss_before_kib = samples::rss_before(server, start);
     }
     let connected = num(summary, "connected").unwrap_or(0.0);
-    if connected > 0.0 {
-        f.cpu_us_per_client_s = f.cpu_percent.map(|p| p * 1e4 / connected);
-    }
+    f.cpu_us_per_client_s = cpu_us_per_client_s(f.cpu_percent, Some(connected));
     if let (Some(before), Some(steady)) = (f.rss_before_kib, f.rss_steady_kib) {
         if connected > 0.0 {
             f.rss_per_conn_kib = Some((steady - before) / connected);
@@ -193,7 +204,6 @@ fn target(
     let _ = writeln!(out, "| {name} | {shown} | {verdict} |");
 }
 
-/// The target that nothing owed was lost: `lost` of the `owed` counted in the summary.
 /// The target "every client connected" (named `name`): connected against clients asked.
 fn all_connected(out: &mut String, s: &Value, name: &str) {
     let clients = num(s, "clients").unwrap_or(0.0);
@@ -202,6 +212,15 @@ fn all_connected(out: &mut String, s: &Value, name: &str) {
     target(out, name, connected, shown, |c| c >= clients);
 }
 
+/// The target "zero errors": the summary's `errors`.
+fn zero_errors(out: &mut String, s: &Value) {
+    let errors = num(s, "errors");
+    target(out, "zero errors", errors, show(errors, "", 0), |e| {
+        e == 0.0
+    });
+}
+
+/// The target that nothing owed was lost: `lost` of the `owed` counted in the summary.
 fn zero_lost(out: &mut String, s: &Value, name: &str, lost: &str, owed: &str) {
     let count = num(s, lost);
     let shown = format!(
@@ -223,10 +242,7 @@ fn targets(scenario: &str, s: &Value, f: &ServerFigures) -> String {
     match scenario {
         "poll-19k" => {
             all_connected(&mut out, s, "every client connected");
-            let errors = num(s, "errors");
-            target(&mut out, "zero errors", errors, show(errors, "", 0), |e| {
-                e == 0.0
-            });
+            zero_errors(&mut out, s);
             zero_lost(
                 &mut out,
                 s,
@@ -292,10 +308,7 @@ fn targets(scenario: &str, s: &Value, f: &ServerFigures) -> String {
         }
         "push-19k" | "mixed-19k" | "push-idle-19k" => {
             all_connected(&mut out, s, "every client connected");
-            let errors = num(s, "errors");
-            target(&mut out, "zero errors", errors, show(errors, "", 0), |e| {
-                e == 0.0
-            });
+            zero_errors(&mut out, s);
             if scenario == "push-idle-19k" {
                 target(
                     &mut out,
@@ -393,10 +406,7 @@ fn targets(scenario: &str, s: &Value, f: &ServerFigures) -> String {
             );
         }
         _ => {
-            let errors = num(s, "errors");
-            target(&mut out, "zero errors", errors, show(errors, "", 0), |e| {
-                e == 0.0
-            });
+            zero_errors(&mut out, s);
             let lost = num(s, "messages_lost");
             target(
                 &mut out,
@@ -481,6 +491,8 @@ fn report(dir: &Path) -> Result<(), String> {
             .unwrap_or(0.0)
     };
     let mixed = count("delivery_v1") > 0.0 && count("delivery_v2") > 0.0;
+    // Read once: in a mixed run the delivery plot draws the two versions apart.
+    let (v1, v2) = (hgrm("delivery_v1"), hgrm("delivery_v2"));
     for (metric, window) in [
         ("query", "QUERYs due in the steady window"),
         ("connect", "every connection of the ramp"),
@@ -495,7 +507,7 @@ fn report(dir: &Path) -> Result<(), String> {
         }
         let file = format!("latency-{metric}.svg");
         let title = format!("{scenario}: {metric} latency of {window}");
-        let (v1, v2, all) = (hgrm("delivery_v1"), hgrm("delivery_v2"), hgrm(metric));
+        let all = hgrm(metric);
         let lines: Vec<plots::Distribution> = if metric == "delivery" && mixed {
             vec![
                 ("version-1 readers (polling)", plots::RED, &v1),

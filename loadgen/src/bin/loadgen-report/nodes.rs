@@ -12,6 +12,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::samples::{self, Sample};
+use crate::{cpu_us_per_client_s, percent, show, steady_window};
 
 /// One node's figures over the steady window.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -30,10 +31,9 @@ pub struct Node {
 
 /// CPU % of one core and median RSS (KiB) of `samples` over `[a, b]`.
 pub fn steady_use(samples: &[Sample], a: f64, b: f64) -> (Option<f64>, Option<f64>) {
-    let cpu = (b > a)
-        .then(|| samples::cpu_between(samples, a, b))
-        .flatten()
-        .map(|cpu| cpu / (b - a) * 100.0);
+    let cpu = samples::cpu_between(samples, a, b)
+        .map(|cpu| (cpu, b - a))
+        .and_then(percent);
     (cpu, samples::rss_median(samples, a, b))
 }
 
@@ -54,10 +54,7 @@ pub fn node(samples: &[Sample], entry: Option<&Value>, steady: Option<(f64, f64)
         clients: get("clients"),
         connected,
         cpu_percent,
-        // % of a core is 10^4 µs per second.
-        cpu_us_per_client_s: cpu_percent
-            .zip(connected.filter(|c| *c > 0.0))
-            .map(|(cpu, n)| cpu * 1e4 / n),
+        cpu_us_per_client_s: cpu_us_per_client_s(cpu_percent, connected),
         rss_steady_kib,
     }
 }
@@ -94,16 +91,8 @@ pub fn section(dir: &Path, summary: &Value, clk_tck: f64) -> Option<String> {
     if files.is_empty() {
         return None;
     }
-    let num = |k: &str| summary.get(k).and_then(Value::as_f64);
-    let steady = match (num("steady_start_unix"), num("steady_end_unix")) {
-        (Some(a), Some(b)) if b > a && a > 0.0 => Some((a, b)),
-        _ => None,
-    };
+    let steady = steady_window(summary);
     let servers = summary.get("servers").and_then(Value::as_array);
-    let show = |v: Option<f64>, unit: &str, digits: usize| match v {
-        Some(v) => format!("{v:.digits$}{unit}"),
-        None => "n/a".into(),
-    };
     let mut md = String::from(
         "## Nodes and Redis\n\nEach node's CPU and RSS in the steady window, from its /proc \
          samples (CPU linear between samples); CPU per client is µs of CPU per connected \

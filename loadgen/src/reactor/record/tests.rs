@@ -5,41 +5,20 @@ use kaichat_proto::client::{Client, Settings};
 use super::*;
 use crate::config::Protocol;
 use crate::conn::Stage;
-use crate::ledger::Seen;
-use crate::schedule::{Periodic, QuerySchedule};
 use crate::transport::Transport;
 
-/// Client `id` of `cfg`, of protocol `version`, joined at `joined`, on a real (idle)
+/// Client `id` of `cfg` (of the version `cfg` gives it), joined at `joined`, on a real (idle)
 /// loopback socket: `Conn` owns one.
 fn conn(cfg: &Config, id: u32, joined: Instant) -> Conn {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let std_sock = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let sock = mio::net::TcpStream::from_std(std_sock);
+    let client = Client::new(Settings::default());
     Conn {
-        id,
-        channel: id % cfg.channels,
-        server: cfg.server_of(id),
-        sock: mio::net::TcpStream::from_std(std_sock),
-        transport: Transport::plain(),
-        client: Client::new(Settings::default()),
         stage: Stage::Active,
         writable: true,
-        connect_start: joined,
         joined: Some(joined),
-        version: cfg.version(id),
-        queries: QuerySchedule::stopped(),
-        messages: Periodic::never(),
-        pings: Periodic::never(),
-        ping_due: None,
-        query_sent: joined,
-        extra_query: false,
-        msg_seq: 0,
-        received_owed: 0,
-        skipped: 0,
-        echoes: 0,
-        seen: Seen::default(),
-        wake_at: None,
-        wake_gen: 0,
-        finished: false,
+        ..Conn::new(cfg, id, sock, Transport::plain(), client, joined)
     }
 }
 
@@ -91,22 +70,20 @@ fn messages_are_judged_by_protocol_push_echo_and_order() {
     let mut v2 = conn(&cfg, 1, joined);
     assert_eq!((v1.version, v2.version), (1, 2));
     let m = |sender, seq| text(&clock, sender, seq, 100);
+    // `reader` reads message `text` from `sender`, inside a QUERY answer if `asked`.
+    let read = |r: &mut Record, reader: &mut Conn, sender: &[u8], text: &str, asked| {
+        r.message_read(
+            reader,
+            arrive(sender, text, asked, &clock, now),
+            &cfg,
+            &clock,
+            now,
+        );
+    };
 
     // v2: pushed deliveries and an echo.
-    r.message_read(
-        &mut v2,
-        arrive(b"lg2", &m(2, 0), false, &clock, now),
-        &cfg,
-        &clock,
-        now,
-    );
-    r.message_read(
-        &mut v2,
-        arrive(b"lg1", &m(1, 0), false, &clock, now),
-        &cfg,
-        &clock,
-        now,
-    );
+    read(&mut r, &mut v2, b"lg2", &m(2, 0), false);
+    read(&mut r, &mut v2, b"lg1", &m(1, 0), false);
     assert_eq!(r.errors.total(), 0, "{:?}", r.errors);
     assert_eq!((v2.received_owed, v2.echoes), (1, 1));
     assert_eq!(r.counters.pushed, 2);
@@ -115,65 +92,29 @@ fn messages_are_judged_by_protocol_push_echo_and_order() {
     assert_eq!(r.metrics.delivery_v2.count(), 1);
     assert_eq!(r.metrics.echo.count(), 1);
     // The same message again: a duplicate, an error, not a second receipt.
-    r.message_read(
-        &mut v2,
-        arrive(b"lg2", &m(2, 0), false, &clock, now),
-        &cfg,
-        &clock,
-        now,
-    );
+    read(&mut r, &mut v2, b"lg2", &m(2, 0), false);
     assert_eq!(r.counters.duplicates, 1);
     assert_eq!(r.errors.total(), 1);
     assert_eq!(v2.received_owed, 1);
 
     // v1: inside a QUERY answer, fine; pushed, an error; its own message, an error.
     let mut r = Record::default();
-    r.message_read(
-        &mut v1,
-        arrive(b"lg3", &m(3, 0), true, &clock, now),
-        &cfg,
-        &clock,
-        now,
-    );
+    read(&mut r, &mut v1, b"lg3", &m(3, 0), true);
     assert_eq!(r.errors.total(), 0, "{:?}", r.errors);
     assert_eq!(r.metrics.delivery_v1.count(), 1);
     assert_eq!(r.metrics.delivery_v2.count(), 0);
     assert_eq!(r.counters.pushed, 0);
-    r.message_read(
-        &mut v1,
-        arrive(b"lg3", &m(3, 1), false, &clock, now),
-        &cfg,
-        &clock,
-        now,
-    );
+    read(&mut r, &mut v1, b"lg3", &m(3, 1), false);
     assert_eq!(r.errors.total(), 1, "{:?}", r.errors);
-    r.message_read(
-        &mut v1,
-        arrive(b"lg0", &m(0, 0), true, &clock, now),
-        &cfg,
-        &clock,
-        now,
-    );
+    read(&mut r, &mut v1, b"lg0", &m(0, 0), true);
     assert_eq!(r.errors.total(), 2, "{:?}", r.errors);
     assert_eq!(v1.echoes, 0);
 
     // A text whose stamp names another sender than the PDU's sender field, and a text
     // that is no stamp: foreign, counted, not judged.
     let mut r = Record::default();
-    r.message_read(
-        &mut v2,
-        arrive(b"lg3", &m(2, 5), false, &clock, now),
-        &cfg,
-        &clock,
-        now,
-    );
-    r.message_read(
-        &mut v2,
-        arrive(b"amy", "hello", false, &clock, now),
-        &cfg,
-        &clock,
-        now,
-    );
+    read(&mut r, &mut v2, b"lg3", &m(2, 5), false);
+    read(&mut r, &mut v2, b"amy", "hello", false);
     assert_eq!(r.counters.messages_foreign, 2);
     assert_eq!(r.errors.total(), 0);
     assert_eq!(v2.received_owed, 1);
