@@ -358,6 +358,8 @@ fn targets(scenario: &str, s: &Value, f: &ServerFigures) -> String {
         }
         "cluster-3x" => {
             all_connected(&mut out, s, "every client connected (on every node)");
+            // Duplicated messages count as errors: the "0 duplicated".
+            zero_errors(&mut out, s);
             zero_lost(
                 &mut out,
                 s,

@@ -259,7 +259,7 @@ fn a_cluster_report_shows_every_node_and_redis() {
         "cluster-3x",
         json!({
             "clients": 300, "connected": 300, "clients_v1": 150, "clients_v2": 150,
-            "messages_lost": 0, "messages_owed": 900, "messages_duplicated": 0,
+            "errors": 2, "messages_lost": 0, "messages_owed": 900, "messages_duplicated": 0,
             "echoes_lost": 0, "echoes_owed": 30, "echoes_duplicated": 1,
             "latency_us": {"delivery_v2": {"count": 200, "p99": 4_000}},
             "servers": [
@@ -317,6 +317,7 @@ fn a_cluster_report_shows_every_node_and_redis() {
         md.contains("| zero duplicated (messages and echoes) | 1 | **missed** |"),
         "{md}"
     );
+    assert!(md.contains("| zero errors | 2 | **missed** |"), "{md}");
     assert!(
         md.contains(
             "| delivery p99 < 10 ms for version-2 readers, across nodes | 4.000 ms | met |"
